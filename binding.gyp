@@ -1,0 +1,8 @@
+{
+  "targets": [
+    {
+      "target_name": "ferry_seek",
+      "sources": ["native/seek.c"]
+    }
+  ]
+}

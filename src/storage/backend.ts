@@ -1,0 +1,50 @@
+// The storage seam. A Backend stores whole, immutable objects by (type, name);
+// the repository above it never sees paths, buckets or HTTP. Cross-cutting
+// behaviour (retries, rate limits, caching) wraps a Backend, never lives in one.
+
+/** Object kinds, and the folder each lives in. */
+export type ObjectType = 'config' | 'keys' | 'data' | 'index' | 'snapshots' | 'locks';
+
+export const OBJECT_TYPES: readonly ObjectType[] = ['config', 'keys', 'data', 'index', 'snapshots', 'locks'];
+
+export interface ObjectInfo {
+  name: string;
+  size: number;
+}
+
+export interface Backend {
+  /** Human-readable location, for messages: `/mnt/usb/ferry`, `s3:host/bucket/prefix`. */
+  readonly location: string;
+
+  /** Read a whole object. Throws NotFoundError if absent. */
+  read(type: ObjectType, name: string): Promise<Buffer>;
+
+  /** Read `length` bytes at `offset`. Throws NotFoundError if absent, StorageError if short. */
+  readRange(type: ObjectType, name: string, offset: number, length: number): Promise<Buffer>;
+
+  /**
+   * Store an object atomically: after a crash it is either absent or complete.
+   * Durable when the promise resolves (fsync / S3 PUT acknowledged).
+   */
+  write(type: ObjectType, name: string, data: Buffer): Promise<void>;
+
+  /** Size of an object, or undefined if absent. */
+  stat(type: ObjectType, name: string): Promise<ObjectInfo | undefined>;
+
+  /** All complete objects of a type (never in-progress temporary ones). */
+  list(type: ObjectType): AsyncIterable<ObjectInfo>;
+
+  /** Remove an object; absent is not an error. */
+  remove(type: ObjectType, name: string): Promise<void>;
+
+  /** Release connections and handles. */
+  close(): Promise<void>;
+}
+
+/** An object the caller expected is not there. */
+export class NotFoundError extends Error {
+  constructor(readonly type: ObjectType, readonly objectName: string, location: string) {
+    super(`${location}: ${type}/${objectName} not found`);
+    this.name = 'NotFoundError';
+  }
+}

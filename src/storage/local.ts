@@ -1,0 +1,175 @@
+// A repository in a local directory: a USB drive, a NAS mount. Works on
+// exFAT/FAT: no symlinks, hard links or permission bits are relied on, and
+// every write is temp file → fsync → rename → fsync(directory).
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Backend, NotFoundError, ObjectInfo, ObjectType } from './backend';
+import { StorageError, describeSystemError } from '../errors';
+
+const TEMP_MARK = '.tmp-';
+
+/** Data packs are spread over 256 sub-folders by the first two hex digits. */
+function relativePath(type: ObjectType, name: string): string {
+  if (type === 'config') return 'config';
+  if (type === 'data') return path.join('data', name.slice(0, 2), name);
+  return path.join(type, name);
+}
+
+export class LocalBackend implements Backend {
+  readonly location: string;
+
+  constructor(readonly root: string) {
+    this.location = path.resolve(root);
+  }
+
+  private full(type: ObjectType, name: string): string {
+    return path.join(this.location, relativePath(type, name));
+  }
+
+  async read(type: ObjectType, name: string): Promise<Buffer> {
+    try {
+      return await fsp.readFile(this.full(type, name));
+    } catch (err) {
+      throw this.translate(err, type, name, 'reading');
+    }
+  }
+
+  async readRange(type: ObjectType, name: string, offset: number, length: number): Promise<Buffer> {
+    let fh: fsp.FileHandle | undefined;
+    try {
+      fh = await fsp.open(this.full(type, name), 'r');
+      const buf = Buffer.allocUnsafe(length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      if (done < length) {
+        throw new StorageError(
+          `${this.location}/${relativePath(type, name)}: expected ${length} bytes at offset ${offset}, file ends after ${done}; the object is truncated, run 'ferry check'`,
+        );
+      }
+      return buf;
+    } catch (err) {
+      throw this.translate(err, type, name, 'reading');
+    } finally {
+      await fh?.close();
+    }
+  }
+
+  async write(type: ObjectType, name: string, data: Buffer): Promise<void> {
+    const target = this.full(type, name);
+    const dir = path.dirname(target);
+    const temp = `${target}${TEMP_MARK}${randomBytes(6).toString('hex')}`;
+    try {
+      await fsp.mkdir(dir, { recursive: true });
+      const fh = await fsp.open(temp, 'wx');
+      try {
+        let done = 0;
+        while (done < data.length) {
+          const { bytesWritten } = await fh.write(data, done, data.length - done);
+          done += bytesWritten;
+        }
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fsp.rename(temp, target);
+      await syncDirectory(dir);
+    } catch (err) {
+      await fsp.rm(temp, { force: true }).catch(() => undefined);
+      throw this.translate(err, type, name, 'writing');
+    }
+  }
+
+  async stat(type: ObjectType, name: string): Promise<ObjectInfo | undefined> {
+    try {
+      const st = await fsp.stat(this.full(type, name));
+      return { name, size: st.size };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw this.translate(err, type, name, 'reading');
+    }
+  }
+
+  async *list(type: ObjectType): AsyncIterable<ObjectInfo> {
+    if (type === 'config') {
+      const st = await this.stat('config', 'config');
+      if (st) yield st;
+      return;
+    }
+    const base = path.join(this.location, type);
+    const dirs = type === 'data' ? await readdirOrEmpty(base).then((d) => d.map((x) => path.join(base, x))) : [base];
+    for (const dir of dirs) {
+      for (const entry of await readdirOrEmpty(dir)) {
+        if (entry.includes(TEMP_MARK)) continue;
+        const st = await fsp.stat(path.join(dir, entry)).catch(() => undefined);
+        if (st?.isFile()) yield { name: entry, size: st.size };
+      }
+    }
+  }
+
+  async remove(type: ObjectType, name: string): Promise<void> {
+    try {
+      await fsp.rm(this.full(type, name), { force: true });
+      await syncDirectory(path.dirname(this.full(type, name)));
+    } catch (err) {
+      throw this.translate(err, type, name, 'removing');
+    }
+  }
+
+  /** Delete temporary files left by writes that were interrupted. */
+  async removeTemporaryFiles(): Promise<number> {
+    let removed = 0;
+    const walk = async (dir: string): Promise<void> => {
+      for (const entry of await readdirOrEmpty(dir)) {
+        const p = path.join(dir, entry);
+        if (entry.includes(TEMP_MARK)) {
+          await fsp.rm(p, { force: true });
+          removed++;
+        } else if ((await fsp.stat(p).catch(() => undefined))?.isDirectory()) {
+          await walk(p);
+        }
+      }
+    };
+    await walk(this.location);
+    return removed;
+  }
+
+  async close(): Promise<void> {}
+
+  private translate(err: unknown, type: ObjectType, name: string, doing: string): Error {
+    if (err instanceof StorageError) return err;
+    const e = err as NodeJS.ErrnoException;
+    if (e?.code === 'ENOENT' && doing === 'reading') return new NotFoundError(type, name, this.location);
+    const where = path.join(this.location, relativePath(type, name));
+    const hint = e?.code === 'ENOSPC' ? '; free space on the repository drive and run the command again (the repository is unchanged)' : '';
+    return new StorageError(`${doing} ${where}: ${describeSystemError(err)}${hint}`, { cause: err });
+  }
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return (await fsp.readdir(dir)).sort();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+/** fsync a directory so a rename in it survives power loss; FUSE/exFAT may refuse, which is harmless. */
+export async function syncDirectory(dir: string): Promise<void> {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM' && code !== 'EBADF') throw err;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
