@@ -1,0 +1,6 @@
+export * from './debian';
+export * from './ferry';
+export * from './files';
+export * from './mounts';
+export * from './scratch';
+export * from './system';
