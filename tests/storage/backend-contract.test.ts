@@ -1,0 +1,291 @@
+// What every storage backend promises the repository, checked the same way on
+// a local directory, on a real S3 server (Ceph RGW) and on the cache wrapper
+// over S3. A new backend passes this suite before anything uses it.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { Backend, NotFoundError, ObjectInfo, ObjectType } from '../../src/storage/backend';
+import { LocalBackend } from '../../src/storage/local';
+import { S3Backend } from '../../src/storage/s3';
+import { CachedBackend } from '../../src/storage/cache';
+import { StorageError } from '../../src/errors';
+import { useS3Server } from '../support/s3server';
+
+const MiB = 1024 * 1024;
+
+/** Names as the repository makes them: hex hashes. */
+function hexName(): string {
+  return randomBytes(32).toString('hex');
+}
+
+async function collect(it: AsyncIterable<ObjectInfo>): Promise<ObjectInfo[]> {
+  const out: ObjectInfo[] = [];
+  for await (const x of it) out.push(x);
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+interface Fixture {
+  backend: Backend;
+  cleanup?: () => Promise<void>;
+}
+
+/** The contract. `make` gives a fresh, empty backend for each test. */
+function backendContract(label: string, make: () => Promise<Fixture>): void {
+  describe(`Backend contract: ${label}`, () => {
+    let fx: Fixture;
+    let be: Backend;
+    beforeEach(async () => {
+      fx = await make();
+      be = fx.backend;
+    });
+    afterEach(async () => {
+      await be.close();
+      await fx.cleanup?.();
+    });
+
+    it('reads back what was written, for every object type', async () => {
+      const written = new Map<ObjectType, { name: string; data: Buffer }>();
+      for (const type of ['config', 'keys', 'data', 'index', 'snapshots', 'locks'] as ObjectType[]) {
+        const name = type === 'config' ? 'config' : hexName();
+        const data = randomBytes(1000 + Math.floor(Math.random() * 1000));
+        await be.write(type, name, data);
+        written.set(type, { name, data });
+      }
+      for (const [type, { name, data }] of written) {
+        expect((await be.read(type, name)).equals(data), `${type}/${name}`).toBe(true);
+        expect(await be.stat(type, name)).toEqual({ name, size: data.length });
+      }
+    });
+
+    it('stores an empty object', async () => {
+      const name = hexName();
+      await be.write('locks', name, Buffer.alloc(0));
+      expect((await be.read('locks', name)).length).toBe(0);
+      expect(await be.stat('locks', name)).toEqual({ name, size: 0 });
+    });
+
+    it('reports a missing object: NotFoundError on read, undefined on stat, no error on remove', async () => {
+      const name = hexName();
+      await expect(be.read('index', name)).rejects.toBeInstanceOf(NotFoundError);
+      await expect(be.readRange('data', name, 0, 10)).rejects.toBeInstanceOf(NotFoundError);
+      await expect(be.read('config', 'config')).rejects.toBeInstanceOf(NotFoundError);
+      expect(await be.stat('snapshots', name)).toBeUndefined();
+      await be.remove('data', name);
+      const err = await be.read('keys', name).catch((e: unknown) => e);
+      expect(err).toMatchObject({ type: 'keys', objectName: name });
+      expect((err as Error).message).toContain(be.location);
+    });
+
+    it('reads ranges: start, middle, end, empty; a range past the end is a StorageError, not NotFound', async () => {
+      const name = hexName();
+      const data = randomBytes(100_000);
+      await be.write('data', name, data);
+      expect((await be.readRange('data', name, 0, 10)).equals(data.subarray(0, 10))).toBe(true);
+      expect((await be.readRange('data', name, 12_345, 50_000)).equals(data.subarray(12_345, 62_345))).toBe(true);
+      expect((await be.readRange('data', name, 99_990, 10)).equals(data.subarray(99_990))).toBe(true);
+      expect((await be.readRange('data', name, 500, 0)).length).toBe(0);
+      for (const [offset, length] of [[99_990, 11], [100_000, 1], [200_000, 5]]) {
+        const err = await be.readRange('data', name, offset, length).catch((e: unknown) => e);
+        expect(err, `range ${offset}+${length}`).toBeInstanceOf(StorageError);
+        expect((err as Error).message).toMatch(/truncated/);
+      }
+    });
+
+    it('lists each type separately, with sizes, never mixing types', async () => {
+      expect(await collect(be.list('index'))).toEqual([]);
+      expect(await collect(be.list('config'))).toEqual([]);
+      const data: ObjectInfo[] = [];
+      // Names starting with different hex digits land in different data/<xx>/ folders.
+      for (let i = 0; i < 12; i++) {
+        const name = i.toString(16).padStart(2, '0') + hexName().slice(2);
+        await be.write('data', name, Buffer.alloc(i * 7, i));
+        data.push({ name, size: i * 7 });
+      }
+      const index = [{ name: hexName(), size: 3 }];
+      await be.write('index', index[0].name, Buffer.from('abc'));
+      await be.write('config', 'config', Buffer.from('cfg'));
+      expect(await collect(be.list('data'))).toEqual(data.sort((a, b) => a.name.localeCompare(b.name)));
+      expect(await collect(be.list('index'))).toEqual(index);
+      expect(await collect(be.list('config'))).toEqual([{ name: 'config', size: 3 }]);
+      expect(await collect(be.list('snapshots'))).toEqual([]);
+    });
+
+    it('lists past one page (page size forced small on S3)', async () => {
+      const names = Array.from({ length: 40 }, hexName).sort();
+      await Promise.all(names.map((n) => be.write('snapshots', n, Buffer.from(n))));
+      expect((await collect(be.list('snapshots'))).map((x) => x.name)).toEqual(names);
+    });
+
+    it('removes: the object is gone from read, stat and list; others stay', async () => {
+      const [a, b] = [hexName(), hexName()];
+      await be.write('index', a, Buffer.from('a'));
+      await be.write('index', b, Buffer.from('b'));
+      await be.read('index', a); // (the cache wrapper now holds a copy)
+      await be.remove('index', a);
+      await expect(be.read('index', a)).rejects.toBeInstanceOf(NotFoundError);
+      expect(await be.stat('index', a)).toBeUndefined();
+      expect((await collect(be.list('index'))).map((x) => x.name)).toEqual([b]);
+      expect((await be.read('index', b)).toString()).toBe('b');
+    });
+
+    it('overwrites: writing an existing name replaces the whole object', async () => {
+      const name = hexName();
+      await be.write('locks', name, Buffer.from('first version, longer'));
+      await be.read('locks', name);
+      await be.write('locks', name, Buffer.from('second'));
+      expect((await be.read('locks', name)).toString()).toBe('second');
+      expect(await be.stat('locks', name)).toEqual({ name, size: 6 });
+      expect(await collect(be.list('locks'))).toEqual([{ name, size: 6 }]);
+    });
+
+    it('handles concurrent writes and reads of different objects', async () => {
+      const objs = Array.from({ length: 16 }, () => ({ name: hexName(), data: randomBytes(64 * 1024) }));
+      await Promise.all(objs.map((o) => be.write('data', o.name, o.data)));
+      const back = await Promise.all(objs.map((o) => be.read('data', o.name)));
+      back.forEach((b, i) => expect(b.equals(objs[i].data)).toBe(true));
+    });
+
+    it('round-trips a 40 MiB object (multipart on S3), whole and by ranges across part boundaries', async () => {
+      const name = hexName();
+      const data = randomBytes(40 * MiB);
+      await be.write('data', name, data);
+      expect(await be.stat('data', name)).toEqual({ name, size: data.length });
+      const back = await be.read('data', name);
+      expect(createHash('sha256').update(back).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+      const at = 8 * MiB - 100; // straddles the first part boundary
+      expect((await be.readRange('data', name, at, 200)).equals(data.subarray(at, at + 200))).toBe(true);
+    });
+  });
+}
+
+// --- the backends -----------------------------------------------------------
+
+backendContract('LocalBackend (temp dir)', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-local-'));
+  return { backend: new LocalBackend(dir), cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }) };
+});
+
+describe('on a real S3 server (Ceph RGW)', () => {
+  const s3 = useS3Server();
+  // A small page size makes every listing in the contract paginate.
+  const s3Options = { listPageSize: 7, idleTimeoutMs: 30_000 };
+
+  backendContract('S3Backend', async () => {
+    const bucket = await s3.server.createBucket();
+    return { backend: new S3Backend(s3.server.location(bucket, 'repo/one'), s3Options) };
+  });
+
+  backendContract('CachedBackend(S3Backend)', async () => {
+    const bucket = await s3.server.createBucket();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-cache-'));
+    return {
+      backend: new CachedBackend(new S3Backend(s3.server.location(bucket, 'repo'), s3Options), dir),
+      cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }),
+    };
+  });
+
+  describe('S3Backend specifics', () => {
+    it('lays objects out as <prefix>/<type>/<name>, data under data/<xx>/', async () => {
+      const bucket = await s3.server.createBucket();
+      const be = new S3Backend(s3.server.location(bucket, 'site-a/ferry'));
+      const name = 'ab' + hexName().slice(2);
+      await be.write('config', 'config', Buffer.from('c'));
+      await be.write('data', name, Buffer.from('d'));
+      await be.write('index', name, Buffer.from('i'));
+      await be.write('keys', name, Buffer.from('k'));
+      await be.write('snapshots', name, Buffer.from('s'));
+      await be.write('locks', name, Buffer.from('l'));
+      const listed = await s3.server.client.send(new ListObjectsV2Command({ Bucket: bucket }));
+      expect((listed.Contents ?? []).map((o) => o.Key).sort()).toEqual([
+        'site-a/ferry/config',
+        `site-a/ferry/data/ab/${name}`,
+        `site-a/ferry/index/${name}`,
+        `site-a/ferry/keys/${name}`,
+        `site-a/ferry/locks/${name}`,
+        `site-a/ferry/snapshots/${name}`,
+      ]);
+      await be.close();
+    });
+
+    it('works at the bucket root (no prefix) and ignores foreign keys in its folders', async () => {
+      const bucket = await s3.server.createBucket();
+      const be = new S3Backend(s3.server.location(bucket));
+      const name = hexName();
+      await be.write('index', name, Buffer.from('x'));
+      // Stray things a person or another tool may leave: a folder marker, a nested key.
+      await s3.server.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'index/', Body: '' }));
+      await s3.server.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'index/sub/x', Body: 'y' }));
+      expect(await collect(be.list('index'))).toEqual([{ name, size: 1 }]);
+      const obj = await s3.server.client.send(new GetObjectCommand({ Bucket: bucket, Key: `index/${name}` }));
+      expect(await obj.Body?.transformToString()).toBe('x');
+      await be.close();
+    });
+
+    it('lists more than 1000 objects with the default page size', async () => {
+      const bucket = await s3.server.createBucket();
+      const be = new S3Backend(s3.server.location(bucket, 'p'));
+      const names = Array.from({ length: 1005 }, hexName);
+      for (let i = 0; i < names.length; i += 50) {
+        await Promise.all(names.slice(i, i + 50).map((n) => be.write('locks', n, Buffer.alloc(1))));
+      }
+      const listed = await collect(be.list('locks'));
+      expect(listed.length).toBe(1005);
+      expect(new Set(listed.map((x) => x.name))).toEqual(new Set(names));
+      await be.close();
+    });
+
+    it('a missing bucket is a one-line StorageError naming the bucket', async () => {
+      const be = new S3Backend(s3.server.location('no-such-bucket-here', 'repo'));
+      const err = await be.write('config', 'config', Buffer.from('x')).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StorageError);
+      expect((err as Error).message).toMatch(/^s3:http:\/\/127\.0\.0\.1:\d+\/no-such-bucket-here\/repo: writing config: bucket 'no-such-bucket-here' does not exist \(404 NoSuchBucket\)/);
+      expect((err as Error).message).not.toContain('\n');
+      await be.close();
+    });
+  });
+
+  describe('CachedBackend specifics', () => {
+    it('serves index/snapshots/keys/config from the cache, not data; a complete list evicts vanished names', async () => {
+      const bucket = await s3.server.createBucket();
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-cache-'));
+      const be = new CachedBackend(new S3Backend(s3.server.location(bucket, 'r')), dir);
+      const name = hexName();
+      await be.write('index', name, Buffer.from('index bytes'));
+      await be.write('data', name, Buffer.from('data bytes'));
+      expect(fs.readFileSync(path.join(dir, 'index', name), 'utf8')).toBe('index bytes');
+      expect(fs.existsSync(path.join(dir, 'data'))).toBe(false);
+
+      // Another host prunes both objects behind our back.
+      await s3.server.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: `r/index/${name}` }));
+      await s3.server.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: `r/data/${name.slice(0, 2)}/${name}` }));
+      // The cached copy is still served (it is immutable and content-named) ...
+      expect((await be.read('index', name)).toString()).toBe('index bytes');
+      await expect(be.read('data', name)).rejects.toBeInstanceOf(NotFoundError);
+      // ... until a listing shows the name is gone.
+      expect(await collect(be.list('index'))).toEqual([]);
+      expect(fs.existsSync(path.join(dir, 'index', name))).toBe(false);
+      await expect(be.read('index', name)).rejects.toBeInstanceOf(NotFoundError);
+      await be.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('fills the cache on first read and refuses names that could leave the cache directory', async () => {
+      const bucket = await s3.server.createBucket();
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-cache-'));
+      const inner = new S3Backend(s3.server.location(bucket, 'r'));
+      const name = hexName();
+      await inner.write('snapshots', name, Buffer.from('snap'));
+      const be = new CachedBackend(inner, dir);
+      expect((await be.read('snapshots', name)).toString()).toBe('snap');
+      expect(fs.readFileSync(path.join(dir, 'snapshots', name), 'utf8')).toBe('snap');
+      expect((await be.readRange('snapshots', name, 1, 2)).toString()).toBe('na');
+      await expect(be.read('snapshots', '../../etc')).rejects.toBeInstanceOf(NotFoundError);
+      expect(fs.readdirSync(dir)).toEqual(['snapshots']);
+      await be.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+  });
+});
