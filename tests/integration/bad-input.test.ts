@@ -82,6 +82,19 @@ describe('opening a repository', () => {
     expect(fs.readFileSync(config)).toEqual(bytes);
   });
 
+  it('refuses a repository of an unknown (newer) format version, without touching it', async () => {
+    const copy = await repo.copyTo(scratch.path('future-version'));
+    const config = path.join(copy.path, 'config');
+    const bytes = fs.readFileSync(config);
+    // docs/FORMAT.md, "config": 8-byte magic "FERRYREP", then the format version as u16 little-endian.
+    expect(bytes.subarray(0, 8).toString('latin1')).toBe('FERRYREP');
+    bytes.writeUInt16LE(999, 8);
+    fs.writeFileSync(config, bytes);
+    const r = await copy.run(['list']);
+    expectCleanFailure(r, { code: EXIT.notARepository, message: /version/i });
+    expect(fs.readFileSync(config)).toEqual(bytes);
+  });
+
   it('reads the repository from FERRY_REPO when --repo is absent', async () => {
     const r = await ferry(['list', '--json'], { env: { FERRY_REPO: repo.path, FERRY_PASSWORD_FILE: repo.passwordFile } });
     const ids = JSON.parse(expectSuccess(r)).map((p: { id: string }) => p.id);
