@@ -1,0 +1,117 @@
+// One disk image into the repository: region by region on the worker pool,
+// storing only chunks the repository lacks, then one region map per region.
+import { Repository } from '../repo/repository';
+import { PackWriter } from '../repo/packWriter';
+import { PENDING_PACK } from '../repo/chunkIndex';
+import { encodeRegionMap, MapEntry } from '../repo/regionMap';
+import { DiskRecord } from '../repo/restorePoint';
+import { BlobEncoder, BlobType } from '../crypto/blobCodec';
+import { ChunkHasher } from '../crypto/chunkId';
+import { ImageSource, clipExtents } from '../dedupe/imageSource';
+import { PipelinePool } from '../workers/pipelinePool';
+import { forEachLimit } from './forEachLimit';
+
+export interface DiskProgress {
+  /** Logical bytes of the disk covered so far. */
+  doneBytes: number;
+  readBytes: number;
+}
+
+export interface DiskBackupResult {
+  record: DiskRecord;
+  readBytes: number;
+}
+
+export class DiskBackup {
+  private readonly mapEncoder: BlobEncoder;
+  private readonly hasher: ChunkHasher;
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly pool: PipelinePool,
+    private readonly writer: PackWriter,
+  ) {
+    this.mapEncoder = new BlobEncoder(repo.keys.dataKey, repo.settings.compressionLevel);
+    this.hasher = new ChunkHasher(repo.keys.idKey);
+  }
+
+  async run(source: ImageSource, name: string, onProgress?: (p: DiskProgress) => void): Promise<DiskBackupResult> {
+    const regionSize = this.repo.settings.regionSize;
+    const regionCount = Math.ceil(source.size / regionSize);
+    const regions: (string | null)[] = new Array(regionCount).fill(null);
+    const progress: DiskProgress = { doneBytes: 0, readBytes: 0 };
+    let dataBytes = 0;
+    // Two regions per worker in flight keeps every core busy while bounding memory.
+    await forEachLimit(regionNumbers(regionCount), this.pool.threads * 2, async (r) => {
+      const regionStart = r * regionSize;
+      const regionLength = Math.min(regionSize, source.size - regionStart);
+      const dataExtents = clipExtents(source.dataExtents, regionStart, regionStart + regionLength);
+      if (dataExtents.length > 0) {
+        const mapEntries = await this.storeRegion(source.path, regionStart, regionLength, dataExtents, progress);
+        if (mapEntries.length > 0) {
+          regions[r] = await this.storeMap(mapEntries);
+          for (const e of mapEntries) dataBytes += e.length;
+        }
+      }
+      progress.doneBytes += regionLength;
+      onProgress?.(progress);
+    });
+    return {
+      record: { name, sourcePath: source.path, size: source.size, regionSize, regions, dataBytes },
+      readBytes: progress.readBytes,
+    };
+  }
+
+  private async storeRegion(
+    path: string,
+    regionStart: number,
+    regionLength: number,
+    dataExtents: { start: number; end: number }[],
+    progress: DiskProgress,
+  ): Promise<MapEntry[]> {
+    const scan = await this.pool.scanRegion({ path, regionStart, regionLength, dataExtents });
+    progress.readBytes += scan.readBytes;
+    const entries: MapEntry[] = [];
+    const fresh = { offsets: [] as number[], lengths: [] as number[], ids: [] as Buffer[] };
+    for (let i = 0; i < scan.offsets.length; i++) {
+      const id = Buffer.from(scan.ids.subarray(i * 32, i * 32 + 32));
+      entries.push({ offset: scan.offsets[i], length: scan.lengths[i], id });
+      if (!this.repo.index.has(id)) {
+        // Claim it now so a parallel region with the same chunk does not store it twice.
+        this.repo.index.set(id, { pack: PENDING_PACK, offset: 0, storedLength: 0, rawLength: scan.lengths[i], typeFlags: BlobType.Data });
+        fresh.offsets.push(scan.offsets[i]);
+        fresh.lengths.push(scan.lengths[i]);
+        fresh.ids.push(id);
+      }
+    }
+    if (fresh.ids.length > 0) {
+      const sealed = await this.pool.packChunks({
+        path, regionStart, offsets: fresh.offsets, lengths: fresh.lengths, ids: Buffer.concat(fresh.ids),
+      });
+      for (let i = 0; i < fresh.ids.length; i++) {
+        await this.writer.add({
+          id: fresh.ids[i],
+          typeFlags: sealed.typeFlags[i],
+          rawLength: sealed.rawLengths[i],
+          sealed: sealed.data.subarray(sealed.starts[i], sealed.starts[i + 1]),
+        });
+      }
+    }
+    return entries;
+  }
+
+  private async storeMap(entries: MapEntry[]): Promise<string> {
+    const plain = encodeRegionMap(entries);
+    const id = this.hasher.hash(plain);
+    if (!this.repo.index.has(id)) {
+      const blob = this.mapEncoder.encode(BlobType.Map, id, plain);
+      this.repo.index.set(id, { pack: PENDING_PACK, offset: 0, storedLength: 0, rawLength: plain.length, typeFlags: blob.typeFlags });
+      await this.writer.add({ id, ...blob });
+    }
+    return id.toString('hex');
+  }
+}
+
+function* regionNumbers(count: number): Generator<number> {
+  for (let r = 0; r < count; r++) yield r;
+}

@@ -1,0 +1,54 @@
+import { Command } from 'commander';
+import { backupGuest } from '../../backup/guestBackup';
+import { validateGuestBackup } from '../../backup/guestBackup';
+import { withPool, withRepository, RepoOptions } from '../session';
+import { ProgressLine } from '../progress';
+import { formatBytes, formatDuration } from '../format';
+
+interface BackupOptions {
+  guest: string;
+  config?: string;
+  tag: string[];
+  json?: boolean;
+}
+
+export function registerBackup(program: Command): void {
+  program
+    .command('backup')
+    .description('back up the disk images of one guest as a new restore point')
+    .argument('<image...>', 'raw image files or block devices of the guest')
+    .requiredOption('--guest <name>', 'guest name')
+    .option('--config <file>', 'hypervisor config of the guest to keep with the restore point')
+    .option('--tag <tag>', 'tag the restore point (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--json', 'print the result as JSON')
+    .action(async (images: string[], opts: BackupOptions, cmd: Command) => {
+      const request = { guest: opts.guest, images, configPath: opts.config, tags: opts.tag };
+      validateGuestBackup(request); // bad input fails before the repository is touched
+      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'backup', async (repo) => {
+        await repo.loadIndex();
+        const resumed = await repo.indexOrphanPacks();
+        if (resumed.indexed > 0 && !opts.json) console.error(`resuming: indexed ${resumed.indexed} pack(s) left by an interrupted backup`);
+        const progress = new ProgressLine(`backup ${opts.guest}`, opts.json);
+        const result = await withPool(repo, (pool) =>
+          backupGuest(repo, pool, request, (p) => progress.update(p.doneBytes, p.totalBytes, `new ${formatBytes(p.newBytes)}`)),
+        );
+        progress.done();
+        const rp = result.restorePoint;
+        if (opts.json) {
+          console.log(JSON.stringify({
+            id: result.id,
+            guest: rp.guest,
+            time: rp.time,
+            disks: rp.disks.map((d) => ({ name: d.name, size: d.size, dataBytes: d.dataBytes })),
+            ...rp.stats,
+            resumedPacks: resumed.indexed,
+          }));
+        } else {
+          console.log(
+            `restore point ${result.id.slice(0, 8)}: ${rp.guest}, ${rp.disks.length} disk(s), ${formatBytes(rp.stats.logicalBytes)} logical, ` +
+              `${formatBytes(rp.stats.readBytes)} read, ${formatBytes(rp.stats.newBytes)} newly stored, ${formatDuration(rp.stats.durationMs)}`,
+          );
+        }
+      });
+    });
+}

@@ -1,0 +1,35 @@
+import { Command } from 'commander';
+import { withPool, withRepository, RepoOptions } from '../session';
+import { checkRepository } from '../../check/repositoryCheck';
+import { DamageFoundError } from '../../errors';
+import { ProgressLine } from '../progress';
+
+export function registerCheck(program: Command): void {
+  program
+    .command('check')
+    .description('check the repository structure; --read-data also decrypts and verifies every byte')
+    .option('--read-data', 'read, decrypt and verify every blob')
+    .option('--json', 'print JSON')
+    .action(async (opts: { readData?: boolean; json?: boolean }, cmd: Command) => {
+      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'check', async (repo) => {
+        const progress = new ProgressLine('check', opts.json);
+        const report = await withPool(repo, (pool) => checkRepository(repo, pool, Boolean(opts.readData), (d, t) => progress.update(d, t)));
+        progress.done();
+        if (opts.json) {
+          console.log(JSON.stringify(report));
+        } else {
+          for (const d of report.damage) console.log(`damaged: ${d.object}: ${d.problem}`);
+          for (const a of report.affected) console.log(`affected restore point: ${a.id.slice(0, 8)} ${a.guest} ${a.time}`);
+          console.log(
+            `checked ${report.packs} packs, ${report.restorePoints} restore points${opts.readData ? `, ${report.blobsVerified} blobs verified` : ''}` +
+              `${report.unindexedPacks ? `, ${report.unindexedPacks} unindexed pack(s) from an interrupted backup (the next backup indexes them)` : ''}`,
+          );
+        }
+        if (report.damage.length > 0) {
+          throw new DamageFoundError(
+            `${repo.location}: ${report.damage.length} damaged object(s), ${report.affected.length} restore point(s) affected: ${report.affected.map((a) => a.id.slice(0, 8)).join(', ') || 'none'}; first: ${report.damage[0].object}: ${report.damage[0].problem}`,
+          );
+        }
+      });
+    });
+}

@@ -1,0 +1,67 @@
+import * as fs from 'node:fs';
+import { Command } from 'commander';
+import { randomBytes } from '../../crypto/aead';
+import { UsageError } from '../../errors';
+import { readSecretFile, promptHidden } from '../password';
+import { withRepository, RepoOptions } from '../session';
+import { table } from '../format';
+import { KdfOptions, kdfFromOptions } from './init';
+
+export function registerKey(program: Command): void {
+  const key = program.command('key').description('manage the passphrases and key files that open the repository');
+
+  key
+    .command('add')
+    .description('add a passphrase or key file (no data is rewritten)')
+    .option('--new-password-file <file>', 'read the new passphrase from this file')
+    .option('--generate-key-file <file>', 'create a new random key file and add it')
+    .option('--kdf-memory <size>', 'Argon2id memory for the new slot', '64M')
+    .option('--kdf-ops <n>', 'Argon2id passes for the new slot', '3')
+    .action(async (opts: KdfOptions & { newPasswordFile?: string; generateKeyFile?: string }, cmd: Command) => {
+      const ropts = cmd.optsWithGlobals() as RepoOptions;
+      if (opts.newPasswordFile && opts.generateKeyFile) throw new UsageError('key add: give --new-password-file or --generate-key-file, not both');
+      await withRepository(ropts, 'shared', 'key add', async (repo) => {
+        let secret: Buffer;
+        let kind: 'passphrase' | 'keyfile' = 'passphrase';
+        if (opts.generateKeyFile) {
+          if (fs.existsSync(opts.generateKeyFile)) throw new UsageError(`--generate-key-file ${opts.generateKeyFile}: already exists; choose a new path`);
+          secret = Buffer.from(randomBytes(32).toString('base64'));
+          fs.writeFileSync(opts.generateKeyFile, `${secret.toString()}\n`, { mode: 0o600, flag: 'wx' });
+          kind = 'keyfile';
+        } else if (opts.newPasswordFile) {
+          secret = readSecretFile(opts.newPasswordFile, '--new-password-file');
+        } else if (process.stdin.isTTY) {
+          secret = await promptHidden('New passphrase: ');
+          if (!(await promptHidden('Repeat new passphrase: ')).equals(secret)) throw new UsageError('the two passphrases differ; no key was added');
+        } else {
+          throw new UsageError('key add: give --new-password-file FILE or --generate-key-file FILE (no terminal to ask on)');
+        }
+        const id = await repo.addKeySlot(secret, kdfFromOptions(opts), kind);
+        console.log(`added key ${id}`);
+      });
+    });
+
+  key
+    .command('list')
+    .description('list key slots')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'none', 'key list', async (repo) => {
+        const slots = await repo.listKeySlots();
+        if (opts.json) {
+          console.log(JSON.stringify(slots.map((s) => ({ id: s.id, kind: s.slot.kind, created: s.slot.created, current: s.current }))));
+          return;
+        }
+        console.log(table([['', 'id', 'kind', 'created'], ...slots.map((s) => [s.current ? '*' : '', s.id, s.slot.kind, s.slot.created])]));
+      });
+    });
+
+  key
+    .command('remove <id>')
+    .description('remove a key slot (never the last one)')
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'exclusive', 'key remove', async (repo) => {
+        console.log(`removed key ${await repo.removeKeySlot(id)}`);
+      });
+    });
+}

@@ -1,0 +1,63 @@
+import { Command } from 'commander';
+import { withRepository, RepoOptions } from '../session';
+import { formatBytes, table } from '../format';
+import { StoredRestorePoint } from '../../repo/restorePoint';
+
+function summary(rp: StoredRestorePoint) {
+  return {
+    id: rp.id,
+    guest: rp.guest,
+    time: rp.time,
+    hostname: rp.hostname,
+    tags: rp.tags,
+    disks: rp.disks.length,
+    logicalBytes: rp.stats.logicalBytes,
+    newBytes: rp.stats.newBytes,
+  };
+}
+
+export function registerList(program: Command): void {
+  program
+    .command('list')
+    .description('list restore points')
+    .option('--guest <name>', 'only this guest')
+    .option('--json', 'print JSON')
+    .action(async (opts: { guest?: string; json?: boolean }, cmd: Command) => {
+      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'none', 'list', async (repo) => {
+        const all = (await repo.listRestorePoints()).filter((rp) => !opts.guest || rp.guest === opts.guest);
+        if (opts.json) {
+          console.log(JSON.stringify(all.map(summary)));
+          return;
+        }
+        console.log(
+          table([
+            ['id', 'guest', 'time', 'disks', 'logical', 'new', 'tags'],
+            ...all.map((rp) => [
+              rp.id.slice(0, 8), rp.guest, rp.time.replace(/\.\d+Z$/, 'Z'), String(rp.disks.length),
+              formatBytes(rp.stats.logicalBytes), formatBytes(rp.stats.newBytes), rp.tags.join(','),
+            ]),
+          ]),
+        );
+      });
+    });
+
+  program
+    .command('show <id>')
+    .description('show one restore point (id, unique prefix, or latest)')
+    .option('--guest <name>', 'with latest: the latest of this guest')
+    .option('--json', 'print JSON')
+    .action(async (ref: string, opts: { guest?: string; json?: boolean }, cmd: Command) => {
+      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'none', 'show', async (repo) => {
+        const rp = await repo.findRestorePoint(ref, opts.guest);
+        const disks = rp.disks.map((d, i) => ({ number: i, name: d.name, sourcePath: d.sourcePath, size: d.size, dataBytes: d.dataBytes }));
+        if (opts.json) {
+          console.log(JSON.stringify({ ...summary(rp), disks, config: rp.config?.fileName, stats: rp.stats }));
+          return;
+        }
+        console.log(`restore point ${rp.id}\nguest:  ${rp.guest}\ntime:   ${rp.time}\nhost:   ${rp.hostname}\ntags:   ${rp.tags.join(', ') || '-'}`);
+        console.log(`config: ${rp.config?.fileName ?? '-'}`);
+        console.log(`stored: ${formatBytes(rp.stats.newBytes)} new of ${formatBytes(rp.stats.logicalBytes)} logical (${formatBytes(rp.stats.readBytes)} read)`);
+        console.log(table([['disk', 'name', 'size', 'data', 'source'], ...disks.map((d) => [String(d.number), d.name, formatBytes(d.size), formatBytes(d.dataBytes), d.sourcePath])]));
+      });
+    });
+}

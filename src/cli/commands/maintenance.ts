@@ -1,0 +1,29 @@
+import { Command } from 'commander';
+import { withRepository, RepoOptions } from '../session';
+import { removeLocks } from '../../repo/lock';
+
+export function registerMaintenance(program: Command): void {
+  program
+    .command('forget <id...>')
+    .description('remove restore points (their data stays until a prune)')
+    .option('--dry-run', 'only say what would be removed')
+    .action(async (refs: string[], opts: { dryRun?: boolean }, cmd: Command) => {
+      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'exclusive', 'forget', async (repo) => {
+        for (const ref of refs) {
+          const rp = await repo.findRestorePoint(ref);
+          if (!opts.dryRun) await repo.removeRestorePoint(rp.id);
+          console.log(`${opts.dryRun ? 'would remove' : 'removed'} restore point ${rp.id.slice(0, 8)} (${rp.guest}, ${rp.time})`);
+        }
+      });
+    });
+
+  program
+    .command('unlock')
+    .description('remove stale locks (of processes that are gone), or all with --all')
+    .option('--all', 'remove every lock, even of running processes')
+    .action(async (opts: { all?: boolean }, cmd: Command) => {
+      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'none', 'unlock', async (repo) => {
+        console.log(`removed ${await removeLocks(repo, Boolean(opts.all))} lock(s)`);
+      });
+    });
+}

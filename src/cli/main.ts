@@ -1,0 +1,66 @@
+// The `ferry` command line. Every failure ends here as one line on stderr and
+// an exit code from the error's class (see src/errors.ts).
+import { Command, CommanderError } from 'commander';
+import { FerryError } from '../errors';
+import { registerInit } from './commands/init';
+import { registerKey } from './commands/key';
+import { registerBackup } from './commands/backup';
+import { registerList } from './commands/list';
+import { registerRestore } from './commands/restore';
+import { registerMaintenance } from './commands/maintenance';
+import { registerCheck } from './commands/check';
+import { registerStats } from './commands/stats';
+import { registerDemo } from './commands/demo';
+
+export function buildProgram(): Command {
+  const program = new Command('ferry')
+    .description('encrypted, deduplicating backup and restore of virtual machine disk images')
+    .version(require('../../package.json').version as string)
+    .option('-r, --repo <location>', 'repository: a directory, or s3:https://host/bucket/prefix (env FERRY_REPO)')
+    .option('--password-file <file>', 'read the passphrase from this file (env FERRY_PASSWORD_FILE, FERRY_PASSWORD)')
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  registerInit(program);
+  registerKey(program);
+  registerBackup(program);
+  registerList(program);
+  registerRestore(program);
+  registerCheck(program);
+  registerStats(program);
+  registerMaintenance(program);
+  registerDemo(program);
+  for (const cmd of program.commands) cmd.exitOverride();
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    return reportError(err);
+  }
+}
+
+function reportError(err: unknown): number {
+  if (err instanceof CommanderError) {
+    // Help and version are "errors" to commander; it already printed them.
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+    return 2;
+  }
+  if (err instanceof FerryError) {
+    process.stderr.write(`ferry: ${oneLine(err.message)}\n`);
+    if (process.env.FERRY_DEBUG) process.stderr.write(`${err.stack}\n`);
+    return err.exitCode;
+  }
+  const e = err as Error;
+  process.stderr.write(`ferry: internal error: ${oneLine(e?.message ?? String(err))} (set FERRY_DEBUG=1 for details)\n`);
+  if (process.env.FERRY_DEBUG) process.stderr.write(`${e?.stack}\n`);
+  return 70;
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ');
+}

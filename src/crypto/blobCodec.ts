@@ -1,0 +1,65 @@
+// A blob on its way into a pack: zstd-compressed (when that helps), then sealed
+// with the blob's type and id as associated data, so a blob cannot be swapped
+// for another one inside the same repository without detection.
+import { Compressor, Decompressor } from 'zstd-napi';
+import { seal, open } from './aead';
+
+export const enum BlobType {
+  Data = 0,
+  /** A region map: the list of chunks that make up one region of a disk. */
+  Map = 1,
+}
+
+export const FLAG_ZSTD = 0x10;
+
+export interface EncodedBlob {
+  sealed: Buffer;
+  /** type | flags, as stored in pack headers and indexes. */
+  typeFlags: number;
+  rawLength: number;
+}
+
+function blobAd(type: number, id: Uint8Array): Buffer {
+  const ad = Buffer.allocUnsafe(33);
+  ad[0] = type;
+  ad.set(id, 1);
+  return ad;
+}
+
+export class BlobEncoder {
+  private readonly compressor = new Compressor();
+
+  constructor(private readonly dataKey: Buffer, level: number) {
+    this.compressor.setParameters({ compressionLevel: level });
+  }
+
+  encode(type: BlobType, id: Uint8Array, plain: Uint8Array): EncodedBlob {
+    const packed = this.compressor.compress(plain);
+    // Store raw when compression does not save at least 1/32: random data, encrypted guest disks.
+    const useZstd = packed.length < plain.length - (plain.length >>> 5);
+    return {
+      sealed: seal(this.dataKey, useZstd ? packed : plain, blobAd(type, id)),
+      typeFlags: type | (useZstd ? FLAG_ZSTD : 0),
+      rawLength: plain.length,
+    };
+  }
+}
+
+export class BlobDecoder {
+  private readonly decompressor = new Decompressor();
+
+  constructor(private readonly dataKey: Buffer) {}
+
+  /** The plaintext, or undefined if the blob fails authentication or decompression. */
+  decode(typeFlags: number, id: Uint8Array, sealed: Uint8Array, rawLength: number): Buffer | undefined {
+    const body = open(this.dataKey, sealed, blobAd(typeFlags & 0x0f, id));
+    if (!body) return undefined;
+    if (!(typeFlags & FLAG_ZSTD)) return body.length === rawLength ? body : undefined;
+    try {
+      const plain = this.decompressor.decompress(body);
+      return plain.length === rawLength ? plain : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,71 @@
+// Content-defined chunking, FastCDC style: a gear rolling hash with normalized
+// chunking (a stricter mask before the average size, a looser one after), so
+// chunk sizes cluster around the average. Boundaries depend only on nearby
+// bytes, so an in-place change re-cuts only the chunks around it.
+import { ChunkerParams } from './chunkerParams';
+
+/** A mask with `bits` one-bits at the top of a 32-bit word (the gear hash mixes upward). */
+function topBits(bits: number): number {
+  return bits >= 32 ? -1 : ~((1 << (32 - bits)) - 1) | 0;
+}
+
+export class Chunker {
+  private readonly maskS: number;
+  private readonly maskL: number;
+
+  constructor(readonly params: ChunkerParams, private readonly gear: Int32Array) {
+    const bits = Math.round(Math.log2(params.avgSize));
+    this.maskS = topBits(bits + 2);
+    this.maskL = topBits(bits - 2);
+  }
+
+  /**
+   * Cut `data[start, end)` into chunks; returns the chunk lengths in order.
+   * `absoluteStart` is where `start` lies in the image, for fixed-size cuts.
+   */
+  cut(data: Uint8Array, start: number, end: number, absoluteStart: number): number[] {
+    const lengths: number[] = [];
+    if (this.params.kind === 'fixed') {
+      const size = this.params.avgSize;
+      let pos = start;
+      while (pos < end) {
+        const abs = absoluteStart + (pos - start);
+        const next = Math.min(end, pos + (size - (abs % size)));
+        lengths.push(next - pos);
+        pos = next;
+      }
+      return lengths;
+    }
+    let pos = start;
+    while (pos < end) {
+      const len = this.nextCut(data, pos, end);
+      lengths.push(len);
+      pos += len;
+    }
+    return lengths;
+  }
+
+  private nextCut(data: Uint8Array, start: number, end: number): number {
+    const { minSize, avgSize, maxSize } = this.params;
+    const remaining = end - start;
+    if (remaining <= minSize) return remaining;
+    const limit = Math.min(remaining, maxSize);
+    const normal = Math.min(limit, avgSize);
+    const gear = this.gear;
+    const maskS = this.maskS;
+    const maskL = this.maskL;
+    let h = 0;
+    let i = start + minSize;
+    const normalEnd = start + normal;
+    const limitEnd = start + limit;
+    for (; i < normalEnd; i++) {
+      h = ((h << 1) + gear[data[i]]) | 0;
+      if ((h & maskS) === 0) return i - start + 1;
+    }
+    for (; i < limitEnd; i++) {
+      h = ((h << 1) + gear[data[i]]) | 0;
+      if ((h & maskL) === 0) return i - start + 1;
+    }
+    return limit;
+  }
+}

@@ -1,0 +1,44 @@
+// How an image is cut into chunks. Stored in the repository config, so every
+// backup into one repository cuts the same way (and dedupes).
+import { UsageError } from '../errors';
+
+export interface ChunkerParams {
+  kind: 'fastcdc' | 'fixed';
+  /** Target average chunk size (fastcdc) or the block size (fixed). */
+  avgSize: number;
+  minSize: number;
+  maxSize: number;
+}
+
+/** Regions are the unit of parallel work and of region maps; chunks never cross them. */
+export const REGION_SIZE = 32 * 1024 * 1024;
+
+/** Chosen by measurement on disk images: see docs/ARCHITECTURE.md, "Chunk size". */
+export const DEFAULT_CHUNKER = 'fastcdc:256K';
+
+const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 * 1024 };
+
+export function parseSize(text: string, what: string): number {
+  const m = /^(\d+)([KM]?)(i?B)?$/i.exec(text.trim());
+  if (!m) throw new UsageError(`${what}: '${text}' is not a size; use a number with K or M, e.g. 256K`);
+  return Number(m[1]) * UNITS[m[2].toUpperCase()];
+}
+
+/** Parse `fastcdc:256K` or `fixed:4M`. */
+export function parseChunkerSpec(spec: string): ChunkerParams {
+  const [kind, sizeText] = spec.split(':');
+  if ((kind !== 'fastcdc' && kind !== 'fixed') || !sizeText) {
+    throw new UsageError(`--chunker: '${spec}' is not a chunker; use fastcdc:SIZE or fixed:SIZE, e.g. fastcdc:256K`);
+  }
+  const avg = parseSize(sizeText, '--chunker');
+  if (avg & (avg - 1) || avg < 16 * 1024 || avg > 8 * 1024 * 1024) {
+    throw new UsageError(`--chunker: size ${sizeText} must be a power of two from 16K to 8M`);
+  }
+  if (kind === 'fixed') return { kind, avgSize: avg, minSize: avg, maxSize: avg };
+  return { kind, avgSize: avg, minSize: avg / 4, maxSize: Math.min(avg * 4, REGION_SIZE / 2) };
+}
+
+export function describeChunker(p: ChunkerParams): string {
+  const fmt = (n: number) => (n >= 1 << 20 ? `${n / (1 << 20)}M` : `${n / 1024}K`);
+  return `${p.kind}:${fmt(p.avgSize)}`;
+}

@@ -1,0 +1,155 @@
+// The in-memory index: blob id → (pack, offset, stored length, raw length, type).
+// 10 million chunks must fit in well under 1 GiB, and V8 Maps stop at 2^24
+// entries, so this is an open-addressing hash table in plain Buffers: 256
+// sub-tables (by the id's first byte), each a flat array of 48-byte slots.
+//
+// Slot layout: id[1..32) (31 bytes; byte 0 is the sub-table) | typeFlags u8 |
+// pack u32 | offset u32 | storedLength u32 | rawLength u32.
+
+const SLOT = 48;
+const EMPTY = 0xffffffff;
+/** A blob decided for storing in this run but not yet in a written pack. */
+export const PENDING_PACK = 0xfffffffe;
+const MAX_LOAD = 0.8;
+const INITIAL_SLOTS = 64;
+
+export interface BlobLocation {
+  pack: number;
+  offset: number;
+  storedLength: number;
+  rawLength: number;
+  typeFlags: number;
+}
+
+class SubTable {
+  slots: Buffer;
+  count = 0;
+  constructor(capacity: number) {
+    this.slots = SubTable.emptySlots(capacity);
+  }
+  static emptySlots(capacity: number): Buffer {
+    const b = Buffer.alloc(capacity * SLOT);
+    for (let i = 0; i < capacity; i++) b.writeUInt32LE(EMPTY, i * SLOT + 32);
+    return b;
+  }
+  get capacity(): number {
+    return this.slots.length / SLOT;
+  }
+}
+
+export class ChunkIndex {
+  private readonly tables: SubTable[] = Array.from({ length: 256 }, () => new SubTable(INITIAL_SLOTS));
+  private total = 0;
+
+  get size(): number {
+    return this.total;
+  }
+
+  /** Bytes held by the table slots: the figure behind "bytes per chunk". */
+  get memoryBytes(): number {
+    return this.tables.reduce((n, t) => n + t.slots.length, 0);
+  }
+
+  has(id: Uint8Array): boolean {
+    return this.find(id) >= 0;
+  }
+
+  get(id: Uint8Array): BlobLocation | undefined {
+    const t = this.tables[id[0]];
+    const at = this.find(id);
+    if (at < 0) return undefined;
+    const s = t.slots;
+    return {
+      typeFlags: s[at + 31],
+      pack: s.readUInt32LE(at + 32),
+      offset: s.readUInt32LE(at + 36),
+      storedLength: s.readUInt32LE(at + 40),
+      rawLength: s.readUInt32LE(at + 44),
+    };
+  }
+
+  /** Insert or overwrite. Returns true if the id was new. */
+  set(id: Uint8Array, loc: BlobLocation): boolean {
+    let t = this.tables[id[0]];
+    if ((t.count + 1) / t.capacity > MAX_LOAD) this.grow(id[0]);
+    t = this.tables[id[0]];
+    let at = this.find(id);
+    const isNew = at < 0;
+    if (isNew) {
+      at = this.freeSlot(t, id);
+      t.count++;
+      this.total++;
+    }
+    const s = t.slots;
+    s.set(id.subarray(1, 32), at);
+    s[at + 31] = loc.typeFlags;
+    s.writeUInt32LE(loc.pack, at + 32);
+    s.writeUInt32LE(loc.offset, at + 36);
+    s.writeUInt32LE(loc.storedLength, at + 40);
+    s.writeUInt32LE(loc.rawLength, at + 44);
+    return isNew;
+  }
+
+  /** Every entry; `fn` gets a fresh id buffer. */
+  forEach(fn: (id: Buffer, loc: BlobLocation) => void): void {
+    for (let first = 0; first < 256; first++) {
+      const s = this.tables[first].slots;
+      for (let at = 0; at < s.length; at += SLOT) {
+        const pack = s.readUInt32LE(at + 32);
+        if (pack === EMPTY) continue;
+        const id = Buffer.allocUnsafe(32);
+        id[0] = first;
+        s.copy(id, 1, at, at + 31);
+        fn(id, {
+          typeFlags: s[at + 31],
+          pack,
+          offset: s.readUInt32LE(at + 36),
+          storedLength: s.readUInt32LE(at + 40),
+          rawLength: s.readUInt32LE(at + 44),
+        });
+      }
+    }
+  }
+
+  /** Byte offset of the id's slot, or -1. Linear probing from a hash of bytes 1..5. */
+  private find(id: Uint8Array): number {
+    const t = this.tables[id[0]];
+    const s = t.slots;
+    const mask = t.capacity - 1;
+    let i = ((id[1] | (id[2] << 8) | (id[3] << 16) | (id[4] << 24)) >>> 0) & mask;
+    for (;;) {
+      const at = i * SLOT;
+      if (s.readUInt32LE(at + 32) === EMPTY) return -1;
+      if (s[at] === id[1] && s[at + 1] === id[2] && sameId(s, at, id)) return at;
+      i = (i + 1) & mask;
+    }
+  }
+
+  private freeSlot(t: SubTable, id: Uint8Array): number {
+    const s = t.slots;
+    const mask = t.capacity - 1;
+    let i = ((id[1] | (id[2] << 8) | (id[3] << 16) | (id[4] << 24)) >>> 0) & mask;
+    while (s.readUInt32LE(i * SLOT + 32) !== EMPTY) i = (i + 1) & mask;
+    return i * SLOT;
+  }
+
+  private grow(first: number): void {
+    const old = this.tables[first];
+    const next = new SubTable(old.capacity * 2);
+    const mask = next.capacity - 1;
+    const s = old.slots;
+    for (let at = 0; at < s.length; at += SLOT) {
+      if (s.readUInt32LE(at + 32) === EMPTY) continue;
+      let i = ((s[at] | (s[at + 1] << 8) | (s[at + 2] << 16) | (s[at + 3] << 24)) >>> 0) & mask;
+      while (next.slots.readUInt32LE(i * SLOT + 32) !== EMPTY) i = (i + 1) & mask;
+      s.copy(next.slots, i * SLOT, at, at + SLOT);
+    }
+    next.count = old.count;
+    this.tables[first] = next;
+  }
+}
+
+function sameId(s: Buffer, at: number, id: Uint8Array): boolean {
+  for (let k = 1; k < 32; k++) if (s[at + k - 1] !== id[k]) return false;
+  return true;
+}

@@ -1,0 +1,335 @@
+// A repository on a Backend: opens it with a key slot, holds the decrypted
+// settings and the in-memory chunk index, and reads and writes every object
+// kind except packs' insides (PackWriter) and locks (lock.ts).
+import { Backend, NotFoundError, ObjectType } from '../storage/backend';
+import { CorruptionError, RepositoryNotFoundError, UsageError, WrongPasswordError } from '../errors';
+import { RepositoryKeys, deriveKeys, newMasterKey } from '../crypto/keys';
+import { KdfParams, KeySlot, createKeySlot, openKeySlot, parseKeySlot } from '../crypto/keySlot';
+import { randomBytes } from '../crypto/aead';
+import { contentName } from '../crypto/chunkId';
+import { sealObject, openObject } from '../crypto/objectCodec';
+import { BlobDecoder } from '../crypto/blobCodec';
+import { ChunkerParams, REGION_SIZE } from '../dedupe/chunkerParams';
+import { ChunkIndex, BlobLocation, PENDING_PACK } from './chunkIndex';
+import { FORMAT_VERSION, RepositorySettings, decodeConfigBody, encodeConfig, parseConfigHeader } from './configFile';
+import { IndexedPack, decodeIndexFile, encodeIndexFile } from './indexFile';
+import { decodePackHeader, PackEntry } from './packFormat';
+import { RestorePoint, StoredRestorePoint } from './restorePoint';
+
+export interface InitOptions {
+  chunker: ChunkerParams;
+  packSize: number;
+  compressionLevel: number;
+  kdf: KdfParams;
+  secretKind: KeySlot['kind'];
+}
+
+export interface KeySlotInfo {
+  id: string;
+  slot: KeySlot;
+  /** The slot this process opened the repository with. */
+  current: boolean;
+}
+
+export class Repository {
+  readonly index = new ChunkIndex();
+  /** Pack number (as stored in the index) → pack id. */
+  readonly packIds: string[] = [];
+  private readonly packNumbers = new Map<string, number>();
+  /** Index files loaded, by name. */
+  readonly indexFiles = new Set<string>();
+  private readonly decoder: BlobDecoder;
+
+  private constructor(
+    readonly backend: Backend,
+    readonly repositoryId: Buffer,
+    readonly keys: RepositoryKeys,
+    readonly settings: RepositorySettings,
+    private readonly master: Buffer,
+    readonly openedWithSlot: string,
+  ) {
+    this.decoder = new BlobDecoder(keys.dataKey);
+  }
+
+  get location(): string {
+    return this.backend.location;
+  }
+
+  static async init(backend: Backend, secret: Buffer, opts: InitOptions): Promise<Repository> {
+    if (await backend.stat('config', 'config')) {
+      throw new UsageError(`${backend.location}: a repository already exists here; use it, or choose an empty location`);
+    }
+    const repositoryId = randomBytes(16);
+    const master = newMasterKey();
+    const keys = deriveKeys(master);
+    const settings: RepositorySettings = {
+      chunker: opts.chunker,
+      regionSize: REGION_SIZE,
+      packSize: opts.packSize,
+      compressionLevel: opts.compressionLevel,
+      created: new Date().toISOString(),
+    };
+    // Key slot first, config last: a location with a config is a complete repository.
+    const slotId = randomBytes(8).toString('hex');
+    const slot = createKeySlot(master, secret, repositoryId, opts.kdf, opts.secretKind);
+    await backend.write('keys', slotId, Buffer.from(JSON.stringify(slot, null, 1)));
+    await backend.write('config', 'config', encodeConfig(keys.dataKey, repositoryId, settings));
+    return new Repository(backend, repositoryId, keys, settings, master, slotId);
+  }
+
+  /** Copy the identity of `source` (same keys, settings) into an empty `target`, for sync. */
+  static async readConfigBytes(backend: Backend): Promise<Buffer> {
+    try {
+      return await backend.read('config', 'config');
+    } catch (err) {
+      if (err instanceof NotFoundError) {
+        throw new RepositoryNotFoundError(`${backend.location}: not a ferry repository (no config); create one with 'ferry init --repo ${backend.location}'`);
+      }
+      throw err;
+    }
+  }
+
+  static async open(backend: Backend, secret: Buffer): Promise<Repository> {
+    const configBytes = await Repository.readConfigBytes(backend);
+    const header = parseConfigHeader(configBytes);
+    if (!header) {
+      throw new RepositoryNotFoundError(`${backend.location}/config: not a ferry repository config (bad magic); check the --repo path`);
+    }
+    if (header.version !== FORMAT_VERSION) {
+      throw new RepositoryNotFoundError(
+        `${backend.location}: repository format version ${header.version} is not supported (this ferry reads version ${FORMAT_VERSION}); use a matching ferry release`,
+      );
+    }
+    const slots: { id: string; slot: KeySlot }[] = [];
+    for await (const info of backend.list('keys')) {
+      const slot = parseKeySlot(await backend.read('keys', info.name));
+      if (slot) slots.push({ id: info.name, slot });
+    }
+    if (slots.length === 0) {
+      throw new CorruptionError(`${backend.location}/keys: no readable key slot; the repository cannot be opened`, 'keys');
+    }
+    for (const { id, slot } of slots) {
+      const master = openKeySlot(slot, secret, header.repositoryId);
+      if (!master) continue;
+      const keys = deriveKeys(master);
+      const settings = decodeConfigBody(keys.dataKey, configBytes);
+      if (!settings) {
+        throw new CorruptionError(`${backend.location}/config: fails authentication (damaged); restore it from a copy of the repository`, 'config');
+      }
+      return new Repository(backend, header.repositoryId, keys, settings, master, id);
+    }
+    throw new WrongPasswordError(
+      `${backend.location}: wrong passphrase or key file (tried ${slots.length} key slot${slots.length > 1 ? 's' : ''}); check FERRY_PASSWORD / --password-file`,
+    );
+  }
+
+  // ---- key slots ----
+
+  async listKeySlots(): Promise<KeySlotInfo[]> {
+    const out: KeySlotInfo[] = [];
+    for await (const info of this.backend.list('keys')) {
+      const slot = parseKeySlot(await this.backend.read('keys', info.name));
+      if (slot) out.push({ id: info.name, slot, current: info.name === this.openedWithSlot });
+    }
+    return out.sort((a, b) => a.slot.created.localeCompare(b.slot.created));
+  }
+
+  async addKeySlot(secret: Buffer, kdf: KdfParams, kind: KeySlot['kind']): Promise<string> {
+    const id = randomBytes(8).toString('hex');
+    const slot = createKeySlot(this.master, secret, this.repositoryId, kdf, kind);
+    await this.backend.write('keys', id, Buffer.from(JSON.stringify(slot, null, 1)));
+    return id;
+  }
+
+  async removeKeySlot(idOrPrefix: string): Promise<string> {
+    const slots = await this.listKeySlots();
+    const matches = slots.filter((s) => s.id.startsWith(idOrPrefix));
+    if (matches.length !== 1) {
+      throw new UsageError(`key ${idOrPrefix}: ${matches.length === 0 ? 'no such key' : 'ambiguous prefix'}; see 'ferry key list'`);
+    }
+    if (slots.length === 1) {
+      throw new UsageError(`key ${matches[0].id}: it is the last key of ${this.location}; add another with 'ferry key add' before removing it`);
+    }
+    await this.backend.remove('keys', matches[0].id);
+    return matches[0].id;
+  }
+
+  // ---- index ----
+
+  packNumber(packId: string): number {
+    let n = this.packNumbers.get(packId);
+    if (n === undefined) {
+      n = this.packIds.length;
+      this.packIds.push(packId);
+      this.packNumbers.set(packId, n);
+    }
+    return n;
+  }
+
+  hasPack(packId: string): boolean {
+    return this.packNumbers.has(packId);
+  }
+
+  addPackEntries(packId: string, entries: PackEntry[]): void {
+    const pack = this.packNumber(packId);
+    for (const e of entries) {
+      this.index.set(e.id, { pack, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags });
+    }
+  }
+
+  /** Load every index file. Damaged ones are reported through `onDamaged` and skipped. */
+  async loadIndex(onDamaged?: (name: string) => void): Promise<void> {
+    for await (const info of this.backend.list('index')) {
+      if (this.indexFiles.has(info.name)) continue;
+      const bytes = await this.backend.read('index', info.name);
+      const packs = contentName(bytes) === info.name ? decodeIndexFile(this.keys.dataKey, bytes) : undefined;
+      if (!packs) {
+        if (onDamaged) {
+          onDamaged(info.name);
+          continue;
+        }
+        throw new CorruptionError(
+          `${this.location}/index/${info.name}: index file is damaged; run 'ferry check' (and 'ferry repair-index' to rebuild it from packs)`,
+          `index/${info.name}`,
+        );
+      }
+      for (const p of packs) this.addPackEntries(p.packId, p.entries);
+      this.indexFiles.add(info.name);
+    }
+  }
+
+  async writeIndexFile(packs: IndexedPack[]): Promise<string> {
+    const bytes = encodeIndexFile(this.keys.dataKey, packs);
+    const name = contentName(bytes);
+    await this.backend.write('index', name, bytes);
+    this.indexFiles.add(name);
+    return name;
+  }
+
+  /**
+   * Packs that exist but no index file names: left by an interrupted backup.
+   * Read their headers and index them, so the next backup reuses them (resume).
+   * Packs whose header is damaged are returned in `unreadable`.
+   */
+  async indexOrphanPacks(): Promise<{ indexed: number; unreadable: string[] }> {
+    const orphans: IndexedPack[] = [];
+    const unreadable: string[] = [];
+    for await (const info of this.backend.list('data')) {
+      if (this.hasPack(info.name)) continue;
+      const entries = await this.readPackHeader(info.name, info.size);
+      if (entries) orphans.push({ packId: info.name, entries });
+      else unreadable.push(info.name);
+    }
+    if (orphans.length > 0) {
+      await this.writeIndexFile(orphans);
+      for (const p of orphans) this.addPackEntries(p.packId, p.entries);
+    }
+    return { indexed: orphans.length, unreadable };
+  }
+
+  async readPackHeader(packId: string, size: number): Promise<PackEntry[] | undefined> {
+    const tailLength = Math.min(size, 64 * 1024);
+    let tail = await this.backend.readRange('data', packId, size - tailLength, tailLength);
+    if (tail.length >= 4) {
+      const need = tail.readUInt32LE(tail.length - 4) + 4;
+      if (need > tail.length && need <= size) tail = await this.backend.readRange('data', packId, size - need, need);
+    }
+    return decodePackHeader(this.keys.dataKey, size, tail);
+  }
+
+  // ---- blobs ----
+
+  blobLocation(id: Buffer): BlobLocation | undefined {
+    const loc = this.index.get(id);
+    return loc && loc.pack !== PENDING_PACK ? loc : undefined;
+  }
+
+  decodeBlob(loc: BlobLocation, id: Buffer, sealed: Buffer): Buffer {
+    const plain = this.decoder.decode(loc.typeFlags, id, sealed, loc.rawLength);
+    const packId = this.packIds[loc.pack];
+    if (!plain) {
+      throw new CorruptionError(
+        `${this.location}/data/${packId.slice(0, 2)}/${packId}: blob ${id.toString('hex').slice(0, 16)} at offset ${loc.offset} fails authentication (damaged); run 'ferry check --read-data'`,
+        `data/${packId}`,
+      );
+    }
+    return plain;
+  }
+
+  /** Read, authenticate and decompress one blob. */
+  async readBlob(id: Buffer): Promise<Buffer> {
+    const loc = this.blobLocation(id);
+    if (!loc) {
+      throw new CorruptionError(`${this.location}: blob ${id.toString('hex').slice(0, 16)} is not in any index; run 'ferry check'`, 'index');
+    }
+    const packId = this.packIds[loc.pack];
+    const sealed = await this.backend.readRange('data', packId, loc.offset, loc.storedLength).catch((err: unknown) => {
+      if (err instanceof NotFoundError) {
+        throw new CorruptionError(`${this.location}: pack ${packId} is missing; run 'ferry check'`, `data/${packId}`);
+      }
+      throw err;
+    });
+    return this.decodeBlob(loc, id, sealed);
+  }
+
+  // ---- restore points ----
+
+  async saveRestorePoint(rp: RestorePoint): Promise<string> {
+    const bytes = sealObject(this.keys.dataKey, 'snapshot', Buffer.from(JSON.stringify(rp)));
+    const name = contentName(bytes);
+    await this.backend.write('snapshots', name, bytes);
+    return name;
+  }
+
+  async loadRestorePointByName(name: string): Promise<StoredRestorePoint> {
+    const bytes = await this.backend.read('snapshots', name);
+    const plain = contentName(bytes) === name ? openObject(this.keys.dataKey, 'snapshot', bytes) : undefined;
+    if (!plain) {
+      throw new CorruptionError(`${this.location}/snapshots/${name}: restore point is damaged; run 'ferry check'`, `snapshots/${name}`);
+    }
+    return { ...(JSON.parse(plain.toString('utf8')) as RestorePoint), id: name };
+  }
+
+  /** Every readable restore point, oldest first; damaged ones go to `onDamaged`. */
+  async listRestorePoints(onDamaged?: (name: string, err: CorruptionError) => void): Promise<StoredRestorePoint[]> {
+    const out: StoredRestorePoint[] = [];
+    for await (const info of this.backend.list('snapshots')) {
+      try {
+        out.push(await this.loadRestorePointByName(info.name));
+      } catch (err) {
+        if (err instanceof CorruptionError && onDamaged) onDamaged(info.name, err);
+        else throw err;
+      }
+    }
+    return out.sort((a, b) => a.time.localeCompare(b.time));
+  }
+
+  /** Resolve `latest`, an id, or a unique id prefix; `guest` narrows `latest`. */
+  async findRestorePoint(ref: string, guest?: string): Promise<StoredRestorePoint> {
+    if (ref === 'latest') {
+      const all = (await this.listRestorePoints()).filter((rp) => !guest || rp.guest === guest);
+      if (all.length === 0) {
+        throw new UsageError(`${this.location}: no restore point${guest ? ` for guest '${guest}'` : ''}; see 'ferry list'`);
+      }
+      return all[all.length - 1];
+    }
+    const names: string[] = [];
+    for await (const info of this.backend.list('snapshots')) if (info.name.startsWith(ref)) names.push(info.name);
+    if (names.length !== 1 || ref.length < 4) {
+      throw new UsageError(`restore point '${ref}': ${names.length === 0 ? 'not found' : 'ambiguous or too short'} in ${this.location}; see 'ferry list'`);
+    }
+    const rp = await this.loadRestorePointByName(names[0]);
+    if (guest && rp.guest !== guest) {
+      throw new UsageError(`restore point ${names[0].slice(0, 8)} belongs to guest '${rp.guest}', not '${guest}'`);
+    }
+    return rp;
+  }
+
+  async removeRestorePoint(id: string): Promise<void> {
+    await this.backend.remove('snapshots', id);
+  }
+
+  objectPath(type: ObjectType, name: string): string {
+    return `${this.location}/${type === 'data' ? `data/${name.slice(0, 2)}` : type}/${name}`;
+  }
+}

@@ -1,0 +1,75 @@
+// Writes one disk's chunks into a target (a pre-sized sparse file or a block
+// device) using the worker pool: main thread fetches pack ranges, workers
+// authenticate, verify the chunk id, decompress and pwrite. Zero regions are
+// never written, so files stay sparse; `zeroFill` writes them (devices).
+import * as fs from 'node:fs';
+import { Repository } from '../repo/repository';
+import { PipelinePool } from '../workers/pipelinePool';
+import { CorruptionError, StorageError } from '../errors';
+import { holesBetween } from '../dedupe/imageSource';
+import { forEachLimit } from '../backup/forEachLimit';
+import { RestorePlan, readRanges } from './restorePlan';
+import { BlobToWrite } from '../workers/tasks';
+
+export interface DiskRestoreOptions {
+  zeroFill: boolean;
+  onProgress?: (writtenBytes: number) => void;
+}
+
+export async function restoreDisk(
+  repo: Repository,
+  pool: PipelinePool,
+  plan: RestorePlan,
+  targetPath: string,
+  opts: DiskRestoreOptions,
+): Promise<number> {
+  let written = 0;
+  const jobs = plan.packs.flatMap((p) => readRanges(p.blobs).map((r) => ({ packId: p.packId, ...r })));
+  await forEachLimit(jobs, pool.threads * 2, async (job) => {
+    const data = await repo.backend.readRange('data', job.packId, job.start, job.end - job.start);
+    const owned = new Uint8Array(new ArrayBuffer(data.length));
+    owned.set(data);
+    const blobs: BlobToWrite[] = job.blobs.map((b) => ({
+      at: b.loc.offset - job.start,
+      storedLength: b.loc.storedLength,
+      rawLength: b.loc.rawLength,
+      typeFlags: b.loc.typeFlags,
+      id: b.id,
+      targets: b.targets,
+    }));
+    const result = await pool.writeBlobs({ targetPath, data: owned, blobs });
+    if (result.bad.length > 0) {
+      const b = job.blobs[result.bad[0]];
+      throw new CorruptionError(
+        `${repo.objectPath('data', job.packId)}: chunk ${b.id.toString('hex').slice(0, 16)} at offset ${b.loc.offset} fails verification (damaged); this restore point cannot be restored bit-exact from this repository — run 'ferry check --read-data'`,
+        `data/${job.packId}`,
+      );
+    }
+    if (result.writeError) {
+      const nospace = result.writeError.code === 'ENOSPC';
+      throw new StorageError(
+        `writing ${targetPath}: ${nospace ? 'no space left on device (ENOSPC); free space on the target or restore elsewhere' : result.writeError.message}`,
+      );
+    }
+    written += result.writtenBytes;
+    opts.onProgress?.(written);
+  });
+  if (opts.zeroFill) await writeZeros(targetPath, holesBetween(plan.dataSpans, plan.disk.size));
+  return written;
+}
+
+async function writeZeros(targetPath: string, spans: { start: number; end: number }[]): Promise<void> {
+  const zeros = Buffer.alloc(1024 * 1024);
+  const fd = fs.openSync(targetPath, 'r+');
+  try {
+    for (const s of spans) {
+      for (let pos = s.start; pos < s.end; ) {
+        pos += fs.writeSync(fd, zeros, 0, Math.min(zeros.length, s.end - pos), pos);
+      }
+    }
+  } catch (err) {
+    throw new StorageError(`writing zeros to ${targetPath}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,147 @@
+// Restoring a restore point: all disks (and the config) into a directory, or
+// one disk onto a device or file. Files are written under a temporary name,
+// fsynced and renamed, so an interrupted or failed restore leaves nothing
+// half-written under the final name.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Repository } from '../repo/repository';
+import { StoredRestorePoint } from '../repo/restorePoint';
+import { PipelinePool } from '../workers/pipelinePool';
+import { InputError, StorageError, UsageError, describeSystemError } from '../errors';
+import { restorePlan } from './restorePlan';
+import { restoreDisk } from './diskRestore';
+import { syncDirectory } from '../storage/local';
+import { blockDeviceSize } from '../dedupe/imageSource';
+
+export interface RestoredFile {
+  path: string;
+  size: number;
+  writtenBytes: number;
+}
+
+export interface RestoreProgress {
+  disk: string;
+  writtenBytes: number;
+  totalBytes: number;
+}
+
+/** Every disk and the config of `rp` into `dir`. */
+export async function restoreToDirectory(
+  repo: Repository,
+  pool: PipelinePool,
+  rp: StoredRestorePoint,
+  dir: string,
+  force: boolean,
+  onProgress?: (p: RestoreProgress) => void,
+): Promise<RestoredFile[]> {
+  const outputs = rp.disks.map((d) => path.join(dir, d.name));
+  if (rp.config) outputs.push(path.join(dir, rp.config.fileName));
+  if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) {
+    throw new InputError(`--to ${dir}: exists and is not a directory; give a directory to restore into`);
+  }
+  const existing = outputs.filter((p) => fs.existsSync(p));
+  if (existing.length > 0 && !force) {
+    throw new InputError(`--to ${dir}: ${existing[0]} already exists; choose another directory or add --force to overwrite`);
+  }
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new InputError(`--to ${dir}: cannot create: ${describeSystemError(err)}`);
+  }
+  const restored: RestoredFile[] = [];
+  const totalBytes = rp.disks.reduce((n, d) => n + d.dataBytes, 0);
+  let before = 0;
+  for (const disk of rp.disks) {
+    const plan = await restorePlan(repo, disk);
+    const finalPath = path.join(dir, disk.name);
+    const written = await writeAtomically(finalPath, disk.size, (temp) =>
+      restoreDisk(repo, pool, plan, temp, {
+        zeroFill: false,
+        onProgress: (w) => onProgress?.({ disk: disk.name, writtenBytes: before + w, totalBytes }),
+      }),
+    );
+    before += plan.dataBytes;
+    restored.push({ path: finalPath, size: disk.size, writtenBytes: written });
+  }
+  if (rp.config) {
+    const content = Buffer.from(rp.config.content, 'base64');
+    const finalPath = path.join(dir, rp.config.fileName);
+    await writeAtomically(finalPath, 0, async (temp) => {
+      fs.writeFileSync(temp, content);
+      return content.length;
+    });
+    restored.push({ path: finalPath, size: content.length, writtenBytes: content.length });
+  }
+  return restored;
+}
+
+/** Create `finalPath` via a sparse temporary file; removes the temporary file on any failure. */
+async function writeAtomically(finalPath: string, size: number, fill: (temp: string) => Promise<number>): Promise<number> {
+  const temp = path.join(path.dirname(finalPath), `.${path.basename(finalPath)}.ferry-partial-${randomBytes(4).toString('hex')}`);
+  try {
+    const fd = fs.openSync(temp, 'wx');
+    try {
+      fs.ftruncateSync(fd, size);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const written = await fill(temp);
+    const fd2 = fs.openSync(temp, 'r+');
+    try {
+      fs.fsyncSync(fd2);
+    } finally {
+      fs.closeSync(fd2);
+    }
+    fs.renameSync(temp, finalPath);
+    await syncDirectory(path.dirname(finalPath));
+    return written;
+  } catch (err) {
+    fs.rmSync(temp, { force: true });
+    if (err instanceof Error && 'exitCode' in err) throw err;
+    throw new StorageError(`writing ${finalPath}: ${describeSystemError(err)}${(err as NodeJS.ErrnoException).code === 'ENOSPC' ? '; free space on the target or restore elsewhere' : ''}`, { cause: err });
+  }
+}
+
+/** One disk onto a block device or an existing/new file, written in place. */
+export async function restoreDiskTo(
+  repo: Repository,
+  pool: PipelinePool,
+  rp: StoredRestorePoint,
+  diskNumber: number,
+  target: string,
+  opts: { force: boolean; noSparse: boolean; onProgress?: (p: RestoreProgress) => void },
+): Promise<RestoredFile> {
+  const disk = rp.disks[diskNumber];
+  if (!disk) {
+    throw new UsageError(`--disk ${diskNumber}: restore point ${rp.id.slice(0, 8)} has ${rp.disks.length} disk(s), numbered from 0`);
+  }
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(target);
+  } catch {
+    st = undefined;
+  }
+  if (st?.isDirectory()) throw new InputError(`--to ${target}: is a directory; with --disk give a block device or file`);
+  if (st?.isBlockDevice()) {
+    const size = blockDeviceSize(fs.statSync(target));
+    if (size < disk.size) {
+      throw new InputError(`--to ${target}: device holds ${size} bytes but disk ${disk.name} needs ${disk.size}; use a device at least that large`);
+    }
+    if (!opts.force) {
+      throw new InputError(`--to ${target}: block device would be overwritten; add --force to write disk ${disk.name} onto it`);
+    }
+  } else if (st) {
+    if (!opts.force) throw new InputError(`--to ${target}: already exists; add --force to overwrite it`);
+  }
+  const plan = await restorePlan(repo, disk);
+  const progress = (w: number) => opts.onProgress?.({ disk: disk.name, writtenBytes: w, totalBytes: plan.dataBytes });
+  if (st?.isBlockDevice()) {
+    const written = await restoreDisk(repo, pool, plan, target, { zeroFill: opts.noSparse, onProgress: progress });
+    return { path: target, size: disk.size, writtenBytes: written };
+  }
+  const written = await writeAtomically(path.resolve(target), disk.size, (temp) =>
+    restoreDisk(repo, pool, plan, temp, { zeroFill: false, onProgress: progress }),
+  );
+  return { path: target, size: disk.size, writtenBytes: written };
+}

@@ -1,0 +1,50 @@
+// The pool of pipeline workers (piscina), one per core by default.
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Piscina } from 'piscina';
+import { Repository } from '../repo/repository';
+import {
+  PackChunksTask, ScanRegionResult, ScanRegionTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
+} from './tasks';
+
+export class PipelinePool {
+  private readonly pool: Piscina;
+  readonly threads: number;
+
+  constructor(repo: Repository, threads = Number(process.env.FERRY_THREADS) || os.availableParallelism()) {
+    this.threads = threads;
+    const setup: WorkerSetup = {
+      idKey: repo.keys.idKey,
+      dataKey: repo.keys.dataKey,
+      gearKey: repo.keys.gearKey,
+      chunker: repo.settings.chunker,
+      regionSize: repo.settings.regionSize,
+      compressionLevel: repo.settings.compressionLevel,
+    };
+    this.pool = new Piscina({
+      filename: path.join(__dirname, 'pipelineWorker.js'),
+      workerData: setup,
+      minThreads: threads,
+      maxThreads: threads,
+      idleTimeout: 60_000,
+    });
+  }
+
+  scanRegion(task: ScanRegionTask): Promise<ScanRegionResult> {
+    return this.pool.run(task, { name: 'scanRegion' }) as Promise<ScanRegionResult>;
+  }
+
+  packChunks(task: PackChunksTask): Promise<SealedBlobs> {
+    return this.pool.run(task, { name: 'packChunks' }) as Promise<SealedBlobs>;
+  }
+
+  /** `task.data` is transferred to the worker and unusable here afterwards. */
+  writeBlobs(task: WriteBlobsTask): Promise<WriteBlobsResult> {
+    const transfer = task.data.byteOffset === 0 && task.data.byteLength === task.data.buffer.byteLength ? [task.data.buffer as ArrayBuffer] : undefined;
+    return this.pool.run(task, { name: 'writeBlobs', transferList: transfer }) as Promise<WriteBlobsResult>;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy();
+  }
+}

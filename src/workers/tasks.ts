@@ -1,0 +1,75 @@
+// Messages between the main thread and the pipeline workers. Plain data only:
+// they cross a structured-clone boundary.
+import { Span } from '../dedupe/zeroRuns';
+import { ChunkerParams } from '../dedupe/chunkerParams';
+
+export interface WorkerSetup {
+  idKey: Uint8Array;
+  dataKey: Uint8Array;
+  gearKey: Uint8Array;
+  chunker: ChunkerParams;
+  regionSize: number;
+  compressionLevel: number;
+}
+
+/** Read one region of an image, find its non-zero spans, cut and hash chunks. */
+export interface ScanRegionTask {
+  path: string;
+  regionStart: number;
+  regionLength: number;
+  /** Allocated ranges within the region, relative to regionStart. */
+  dataExtents: Span[];
+}
+
+export interface ScanRegionResult {
+  /** Chunk offsets (relative to the region) and lengths, in order. */
+  offsets: number[];
+  lengths: number[];
+  /** 32 bytes per chunk. */
+  ids: Uint8Array;
+  readBytes: number;
+}
+
+/** Re-read chunks the repository lacks, check they still hash the same, compress and seal them. */
+export interface PackChunksTask {
+  path: string;
+  regionStart: number;
+  offsets: number[];
+  lengths: number[];
+  ids: Uint8Array;
+}
+
+export interface SealedBlobs {
+  typeFlags: number[];
+  rawLengths: number[];
+  /** Sealed blob i is data[starts[i], starts[i+1]). */
+  starts: number[];
+  data: Uint8Array;
+}
+
+/** A blob inside a fetched pack range, and where its plaintext goes. */
+export interface BlobToWrite {
+  /** Offset in `data`. */
+  at: number;
+  storedLength: number;
+  rawLength: number;
+  typeFlags: number;
+  id: Uint8Array;
+  /** Byte offsets in the target to write the plaintext to; empty: verify only. */
+  targets: number[];
+}
+
+export interface WriteBlobsTask {
+  /** Target file or device; undefined to verify only. */
+  targetPath?: string;
+  data: Uint8Array;
+  blobs: BlobToWrite[];
+}
+
+export interface WriteBlobsResult {
+  /** Indexes into `blobs` that failed authentication or verification. */
+  bad: number[];
+  writtenBytes: number;
+  /** A write error (e.g. ENOSPC) with its errno code. */
+  writeError?: { code?: string; message: string };
+}
