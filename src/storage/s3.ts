@@ -29,6 +29,7 @@ import {
   ListObjectVersionsCommand,
   ListMultipartUploadsCommand,
   PutObjectCommand,
+  PutObjectRetentionCommand,
   S3Client,
   S3ClientConfig,
   UploadPartCommand,
@@ -99,8 +100,8 @@ export function parseS3Location(location: string): S3Location {
     rest = rest.slice(2);
     display = 's3://';
   } else {
-    const m = /^(https?:\/\/)?([^/]+)\/(.*)$/i.exec(rest);
-    if (!m) throw bad('no bucket after the host');
+    const m = /^(https?:\/\/)?([^/]+)(?:\/(.*))?$/i.exec(rest);
+    if (!m || m[3] === undefined) throw bad('no bucket after the host');
     const scheme = (m[1] ?? 'https://').toLowerCase();
     let url: URL;
     try {
@@ -290,7 +291,7 @@ export class S3Backend implements Backend {
       };
       await Promise.all(Array.from({ length: Math.min(this.partConcurrency, count) }, worker));
       // Ceph RGW answers Complete with an empty ETag; nothing here depends on it.
-      await this.client.send(
+      const done = await this.client.send(
         new CompleteMultipartUploadCommand({
           Bucket: this.bucket,
           Key,
@@ -298,6 +299,19 @@ export class S3Backend implements Backend {
           MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
         }),
       );
+      const lock = this.lockParams();
+      if (lock.ObjectLockMode) {
+        // Ceph RGW 16 drops the retention given at CreateMultipartUpload; set it on the
+        // finished version. On AWS this extends it by the upload's duration, which is allowed.
+        await this.client.send(
+          new PutObjectRetentionCommand({
+            Bucket: this.bucket,
+            Key,
+            VersionId: done.VersionId || undefined,
+            Retention: { Mode: lock.ObjectLockMode, RetainUntilDate: lock.ObjectLockRetainUntilDate },
+          }),
+        );
+      }
     } catch (err) {
       // Best effort: an upload left behind is invisible but billed; abortStaleUploads() finds it later.
       await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId })).catch(() => undefined);

@@ -266,3 +266,27 @@ describe('permanent errors are not retried', () => {
     await be.close();
   });
 });
+
+describe('request counts (what each operation costs on a billed S3)', () => {
+  it('one request per small write/read/stat/remove; multipart = create + parts + complete; list = one per page', async () => {
+    const be = direct({ listPageSize: 4 });
+    const count = async (fn: () => Promise<unknown>): Promise<string[]> => {
+      proxy.reset();
+      await fn();
+      return proxy.requests.map((r) => r.method);
+    };
+    const name = hexName();
+    expect(await count(() => be.write('index', name, Buffer.from('x')))).toEqual(['PUT']);
+    expect(await count(() => be.read('index', name))).toEqual(['GET']);
+    expect(await count(() => be.readRange('index', name, 0, 1))).toEqual(['GET']);
+    expect(await count(() => be.stat('index', name))).toEqual(['HEAD']);
+    expect(await count(() => be.remove('index', name))).toEqual(['DELETE']);
+    // 20 MiB in 8 MiB parts: 3 parts.
+    expect((await count(() => be.write('data', name, randomBytes(20 * MiB)))).sort()).toEqual(['POST', 'POST', 'PUT', 'PUT', 'PUT']);
+    for (let i = 0; i < 9; i++) await be.write('keys', hexName(), Buffer.from('k'));
+    expect(await count(async () => {
+      for await (const _ of be.list('keys')) void _;
+    })).toEqual(['GET', 'GET', 'GET']);
+    await be.close();
+  });
+});
