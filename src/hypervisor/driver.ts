@@ -1,0 +1,76 @@
+// The hypervisor seam: what ferry needs to know about a guest (its disks,
+// its config) and how to hold it still while its disks are snapshotted.
+// Drivers (Xen xl, libvirt, QEMU) implement HypervisorDriver; the backup
+// engine only talks to this interface.
+
+/** One block device of a guest as the host sees it. */
+export interface GuestDisk {
+  /** Virtual device name inside the guest, e.g. `xvda`, `hdc`. */
+  device: string;
+  /** Host path backing the disk, e.g. `/dev/vg0/web01-disk` or `/var/lib/xen/web01.img`. */
+  path: string;
+  /** Image format as the hypervisor names it: `raw`, `qcow2`, `vhd`, ... */
+  format: 'raw' | 'qcow2' | string;
+  readOnly: boolean;
+  /** True for CD-ROM drives: removable media, usually not worth backing up. */
+  cdrom?: boolean;
+}
+
+export interface GuestNic {
+  mac?: string;
+  bridge?: string;
+}
+
+export type GuestState = 'running' | 'paused' | 'shutoff';
+
+export interface GuestInfo {
+  name: string;
+  /** Hypervisor's id for a running guest (Xen domid); absent when shut off. */
+  id?: string | number;
+  state: GuestState;
+  vcpus?: number;
+  memoryMiB?: number;
+  maxMemoryMiB?: number;
+  nics: GuestNic[];
+  disks: GuestDisk[];
+  /** The guest's config file exactly as found, so a restore can recreate it. */
+  config?: { fileName: string; text: string };
+}
+
+/**
+ * Commands run on the host around the pause of one guest, as argv arrays
+ * (no shell). `{name}` in any argument is replaced by the guest's name.
+ * Typical use: flush a database inside the guest over ssh before the pause.
+ */
+export interface GuestHooks {
+  /** Runs before the guest is paused; a failure aborts the quiesce. */
+  pre?: readonly string[];
+  /** Runs after the guest is resumed; a failure is reported after the resume. */
+  post?: readonly string[];
+}
+
+/** A guest held still. Release it as soon as its snapshots exist. */
+export interface QuiesceHandle {
+  readonly guest: string;
+  /** False when nothing had to be done (guest shut off, or already paused by someone else). */
+  readonly quiesced: boolean;
+  /**
+   * argv that undoes the quiesce (e.g. `['xl', 'unpause', 'web01']`), for an
+   * out-of-process watchdog that must resume the guest if ferry is killed.
+   */
+  readonly releaseArgv?: readonly string[];
+  /**
+   * Resumes the guest. Idempotent: after one successful call, further calls do
+   * nothing; after a failed call, the next call tries again.
+   */
+  release(): Promise<void>;
+}
+
+export interface HypervisorDriver {
+  /** Short name used in logs and config, e.g. `xen`. */
+  readonly kind: string;
+  /** Running, paused and defined-but-shut-off guests, with their disks. */
+  listGuests(): Promise<GuestInfo[]>;
+  /** Hold the guest still (pause, fsfreeze, ...) until the handle is released. */
+  quiesce(guest: GuestInfo, hooks?: GuestHooks): Promise<QuiesceHandle>;
+}

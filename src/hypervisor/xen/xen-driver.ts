@@ -1,0 +1,116 @@
+// HypervisorDriver for Xen's xl toolstack. Running guests come from
+// `xl list` (state) and `xl list -l` (libxl config: the authoritative disk
+// list, including hot-plugged disks); shut-off guests come from the config
+// files in /etc/xen. Quiesce is `xl pause` / `xl unpause`.
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HypervisorError, InputError, describeSystemError } from '../../errors';
+import type { GuestHooks, GuestInfo, HypervisorDriver, QuiesceHandle } from '../driver';
+import { type CommandRunner, runChecked } from '../command-runner';
+import { runGuestHook } from '../hooks';
+import { nothingToRelease, onceSuccessful } from '../quiesce';
+import { type ConfiguredGuest, guestFromConfig } from './guest-config';
+import { parseXlConfig } from './xl-config';
+import { parseXlList, parseXlListLong } from './xl-list';
+
+export interface XenDriverOptions {
+  runner: CommandRunner;
+  /** Where domain config files live; every `*.cfg` in it is read. Default /etc/xen. */
+  configDir?: string;
+  /** The xl command. Default `xl`. */
+  xl?: string;
+}
+
+export class XenDriver implements HypervisorDriver {
+  readonly kind = 'xen';
+  private readonly runner: CommandRunner;
+  private readonly configDir: string;
+  private readonly xl: string;
+
+  constructor(options: XenDriverOptions) {
+    this.runner = options.runner;
+    this.configDir = options.configDir ?? '/etc/xen';
+    this.xl = options.xl ?? 'xl';
+  }
+
+  async listGuests(): Promise<GuestInfo[]> {
+    const domains = parseXlList((await runChecked(this.runner, this.xl, ['list'])).stdout)
+      .filter((d) => d.domid !== 0); // Domain-0 is the host itself
+    const details = parseXlListLong((await runChecked(this.runner, this.xl, ['list', '-l'])).stdout);
+    const configured = await this.readConfigFiles();
+
+    const guests: GuestInfo[] = [];
+    for (const domain of domains) {
+      const live = details.find((d) => d.domid === domain.domid) ?? details.find((d) => d.name === domain.name);
+      const fromFile = configured.get(domain.name);
+      configured.delete(domain.name);
+      if (!live && !fromFile) {
+        throw new HypervisorError(
+          `domain ${domain.name} (domid ${domain.domid}) is running but neither xl list -l nor ${this.configDir}/*.cfg describes its disks`,
+        );
+      }
+      const base: ConfiguredGuest = live
+        ? {
+            name: domain.name,
+            ...(live.vcpus !== undefined ? { vcpus: live.vcpus } : {}),
+            ...(live.memoryMiB !== undefined ? { memoryMiB: live.memoryMiB } : {}),
+            ...(live.maxMemoryMiB !== undefined ? { maxMemoryMiB: live.maxMemoryMiB } : {}),
+            nics: live.nics,
+            disks: live.disks,
+            ...(fromFile?.config ? { config: fromFile.config } : {}),
+          }
+        : fromFile!;
+      guests.push({ ...base, id: domain.domid, state: domain.paused ? 'paused' : 'running' });
+    }
+    for (const guest of configured.values()) guests.push({ ...guest, state: 'shutoff' });
+    return guests;
+  }
+
+  async quiesce(guest: GuestInfo, hooks: GuestHooks = {}): Promise<QuiesceHandle> {
+    if (guest.state === 'shutoff') return nothingToRelease(guest.name);
+    // Ask again right now: a guest someone else paused must stay paused after the backup.
+    const [current] = parseXlList((await runChecked(this.runner, this.xl, ['list', guest.name])).stdout);
+    if (!current) throw new HypervisorError(`xl list ${guest.name} printed no domain`);
+    if (current.paused) return nothingToRelease(guest.name);
+
+    if (hooks.pre) await runGuestHook(this.runner, hooks.pre, guest.name, 'pre');
+    await runChecked(this.runner, this.xl, ['pause', guest.name]);
+
+    const unpause = onceSuccessful(async () => { await runChecked(this.runner, this.xl, ['unpause', guest.name]); });
+    let postHookStarted = false;
+    return {
+      guest: guest.name,
+      quiesced: true,
+      releaseArgv: [this.xl, 'unpause', guest.name],
+      release: onceSuccessful(async () => {
+        await unpause();
+        if (hooks.post && !postHookStarted) {
+          postHookStarted = true;
+          await runGuestHook(this.runner, hooks.post, guest.name, 'post');
+        }
+      }),
+    };
+  }
+
+  /** Guests defined by `<configDir>/*.cfg`, by name. A missing directory means none. */
+  private async readConfigFiles(): Promise<Map<string, ConfiguredGuest>> {
+    let files: string[];
+    try {
+      files = (await readdir(this.configDir)).filter((f) => f.endsWith('.cfg')).sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+      throw new InputError(`cannot read ${this.configDir}: ${describeSystemError(err)}`, { cause: err });
+    }
+    const byName = new Map<string, ConfiguredGuest>();
+    const fileOf = new Map<string, string>();
+    for (const file of files) {
+      const path = join(this.configDir, file);
+      const guest = guestFromConfig(parseXlConfig(await readFile(path, 'utf8'), path));
+      const earlier = fileOf.get(guest.name);
+      if (earlier) throw new InputError(`${path}: guest name ${guest.name} is already defined in ${earlier}`);
+      fileOf.set(guest.name, path);
+      byName.set(guest.name, guest);
+    }
+    return byName;
+  }
+}

@@ -1,0 +1,32 @@
+// The snapshot seam: a point-in-time, readable copy of every disk of one
+// guest, taken while the guest is quiesced and kept only until the backup
+// has read it. Providers: LVM (here), btrfs, reflink, QEMU live backup.
+import type { GuestDisk } from '../hypervisor/driver';
+
+export interface Snapshot {
+  /** The disk this is a copy of. */
+  disk: GuestDisk;
+  /** Path the backup reads instead of `disk.path` (a block device or file). */
+  readPath: string;
+  /**
+   * The provider's name for the snapshot (e.g. `vg0/ferry-<runId>-web01-disk`),
+   * always one that marks it as created by ferry, so leftovers can be found.
+   */
+  ownedName: string;
+}
+
+export interface SnapshotProvider {
+  /** Short name used in logs and config, e.g. `lvm`. */
+  readonly kind: string;
+  /** Whether this provider can snapshot the disk (e.g. its path is an LVM volume). */
+  canHandle(disk: GuestDisk): Promise<boolean>;
+  /**
+   * Snapshots all disks of one guest together, while the guest is quiesced.
+   * All or nothing: if one fails, those already made are removed before the error is thrown.
+   */
+  create(disks: GuestDisk[], runId: string): Promise<Snapshot[]>;
+  /** Removes one snapshot. Removing one that is already gone is not an error. */
+  remove(snapshot: Snapshot): Promise<void>;
+  /** Removes snapshots an earlier, interrupted run left behind (only ferry's own); returns their names. */
+  removeLeftovers(): Promise<string[]>;
+}
