@@ -1,3 +1,4 @@
+import * as path from 'node:path';
 import { Command } from 'commander';
 import { backupGuest } from '../../backup/guestBackup';
 import { validateGuestBackup } from '../../backup/guestBackup';
@@ -22,7 +23,7 @@ export function registerBackup(program: Command): void {
     .option('--tag <tag>', 'tag the restore point (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--json', 'print the result as JSON')
     .action(async (images: string[], opts: BackupOptions, cmd: Command) => {
-      const request = { guest: opts.guest, images, configPath: opts.config, tags: opts.tag };
+      const request = { guest: opts.guest, images: images.map((i) => path.resolve(i)), configPath: opts.config, tags: opts.tag };
       validateGuestBackup(request); // bad input fails before the repository is touched
       await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'backup', async (repo) => {
         await repo.loadIndex();

@@ -29,7 +29,8 @@ export function registerInit(program: Command): void {
     .option('--compression <level>', 'zstd level for chunks', '3')
     .option('--kdf-memory <size>', 'Argon2id memory for this key slot', '64M')
     .option('--kdf-ops <n>', 'Argon2id passes for this key slot', '3')
-    .action(async (opts: RepoOptions & KdfOptions & { chunker: string; packSize: string; compression: string }) => {
+    .action(async (_opts: unknown, cmd: Command) => {
+      const opts = cmd.optsWithGlobals() as RepoOptions & KdfOptions & { chunker: string; packSize: string; compression: string };
       const chunker = parseChunkerSpec(opts.chunker);
       const packSize = parseSize(opts.packSize, '--pack-size');
       if (packSize < 1024 * 1024 || packSize > 1024 * 1024 * 1024) throw new UsageError('--pack-size must be between 1M and 1024M');

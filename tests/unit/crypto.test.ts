@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { BlobDecoder, BlobEncoder, BlobType } from '../../src/crypto/blobCodec';
+import { createKeySlot, openKeySlot } from '../../src/crypto/keySlot';
+import { ChunkHasher } from '../../src/crypto/chunkId';
+import { openObject, sealObject } from '../../src/crypto/objectCodec';
+import { deriveKeys, newMasterKey } from '../../src/crypto/keys';
+
+const keys = deriveKeys(newMasterKey());
+const fastKdf = { opslimit: 1, memlimit: 8192 * 1024 };
+
+describe('blob encryption', () => {
+  const encoder = new BlobEncoder(keys.dataKey, 3);
+  const decoder = new BlobDecoder(keys.dataKey);
+  const plain = Buffer.concat([Buffer.from('text '.repeat(2000)), randomBytes(5000)]);
+  const id = new ChunkHasher(keys.idKey).hash(plain);
+  const blob = encoder.encode(BlobType.Data, id, plain);
+
+  it('round-trips, compressing what compresses', () => {
+    expect(blob.sealed.length).toBeLessThan(plain.length);
+    expect(decoder.decode(blob.typeFlags, id, blob.sealed, plain.length)).toEqual(plain);
+  });
+
+  it('rejects a change to any single byte', () => {
+    for (let i = 0; i < blob.sealed.length; i++) {
+      const bad = Buffer.from(blob.sealed);
+      bad[i] ^= 0x01;
+      expect(decoder.decode(blob.typeFlags, id, bad, plain.length)).toBeUndefined();
+    }
+  });
+
+  it('rejects a blob presented under another id or type', () => {
+    const otherId = Buffer.from(id);
+    otherId[31] ^= 1;
+    expect(decoder.decode(blob.typeFlags, otherId, blob.sealed, plain.length)).toBeUndefined();
+    expect(decoder.decode((blob.typeFlags & 0xf0) | BlobType.Map, id, blob.sealed, plain.length)).toBeUndefined();
+  });
+
+  it('rejects another repository key', () => {
+    const other = new BlobDecoder(deriveKeys(newMasterKey()).dataKey);
+    expect(other.decode(blob.typeFlags, id, blob.sealed, plain.length)).toBeUndefined();
+  });
+
+  it('stores incompressible data raw', () => {
+    const noise = randomBytes(65536);
+    const b = encoder.encode(BlobType.Data, randomBytes(32), noise);
+    expect(b.typeFlags & 0x10).toBe(0);
+    expect(b.sealed.length).toBe(noise.length + 40);
+  });
+});
+
+describe('chunk ids', () => {
+  it('are keyed: the same bytes get different ids in different repositories', () => {
+    const data = Buffer.from('same content');
+    expect(new ChunkHasher(keys.idKey).hash(data)).not.toEqual(new ChunkHasher(deriveKeys(newMasterKey()).idKey).hash(data));
+  });
+});
+
+describe('sealed objects', () => {
+  it('cannot be opened as another object type', () => {
+    const sealed = sealObject(keys.dataKey, 'index', Buffer.from('payload'));
+    expect(openObject(keys.dataKey, 'index', sealed)?.toString()).toBe('payload');
+    expect(openObject(keys.dataKey, 'snapshot', sealed)).toBeUndefined();
+  });
+});
+
+describe('key slots', () => {
+  const master = newMasterKey();
+  const repoId = randomBytes(16);
+  const slot = createKeySlot(master, Buffer.from('correct horse'), repoId, fastKdf, 'passphrase');
+
+  it('open with the right passphrase only', () => {
+    expect(openKeySlot(slot, Buffer.from('correct horse'), repoId)).toEqual(master);
+    expect(openKeySlot(slot, Buffer.from('wrong horse'), repoId)).toBeUndefined();
+  });
+
+  it('are bound to their repository', () => {
+    expect(openKeySlot(slot, Buffer.from('correct horse'), randomBytes(16))).toBeUndefined();
+  });
+
+  it('never contain the master key in the clear', () => {
+    expect(JSON.stringify(slot)).not.toContain(master.toString('base64'));
+    expect(JSON.stringify(slot)).not.toContain(master.toString('hex'));
+  });
+});
