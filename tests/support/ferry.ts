@@ -139,7 +139,7 @@ export interface RestorePointInfo {
   id: string;
   guest: string;
   time: string;
-  disks: unknown[];
+  disks: unknown[] | number;
   logicalBytes: number;
   newBytes: number;
   tags: string[];
