@@ -5,6 +5,9 @@
 #   ceph-rgw.sh env DIR            print the env lines of a running cluster again
 #   ceph-rgw.sh stop DIR           kill the daemons by their recorded PIDs, remove DIR
 #
+# With FERRY_RGW_WATCH_PID=<pid> set at start, the cluster stops itself once
+# that process is gone (a test runner killed before its afterAll).
+#
 # Everything lives in DIR (config, keyring, mon store, logs, PIDs); data is in
 # RAM (memstore), so nothing survives `stop`. No systemd, no ceph-mgr. Needs
 # the Debian packages ceph-mon ceph-osd radosgw ceph-common (see .ci/packages.txt).
@@ -149,6 +152,14 @@ EOF
   radosgw-admin "${conf[@]}" -n client.admin user create --uid=ferry --display-name=ferry \
     --access-key="$ACCESS_KEY" --secret-key="$SECRET_KEY" >"$DIR/log/user-create.out" 2>&1 \
     || die "radosgw-admin user create failed: $(tail -n 3 "$DIR/log/user-create.out")"
+  # If the test runner dies without calling stop, do not leave three daemons behind.
+  if [ -n "${FERRY_RGW_WATCH_PID:-}" ]; then
+    (
+      while kill -0 "$FERRY_RGW_WATCH_PID" 2>/dev/null && [ -d "$DIR" ]; do sleep 1; done
+      FERRY_RGW_WATCHER=1 "$0" stop "$DIR"
+    ) </dev/null >/dev/null 2>&1 &
+    echo $! >"$DIR/watch.pid"
+  fi
   print_env "$DIR"
 }
 
@@ -163,6 +174,7 @@ stop() {
   [ -d "$DIR" ] || return 0
   local f pid pids=()
   # The cluster is throw-away (memstore, data in RAM): SIGKILL, no graceful shutdown.
+  if [ -z "${FERRY_RGW_WATCHER:-}" ] && [ -f "$DIR/watch.pid" ]; then kill "$(cat "$DIR/watch.pid")" 2>/dev/null || true; fi
   for f in "$DIR/rgw.pid" "$DIR/osd.pid" "$DIR/mon.pid"; do
     [ -f "$f" ] || continue
     pid=$(cat "$f")

@@ -24,6 +24,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   GetObjectRetentionCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   ListObjectVersionsCommand,
@@ -225,6 +226,11 @@ export class S3Backend implements Backend {
         throw this.shortObject(type, name, offset, length, out.ContentLength);
       }
       const buf = await this.collect(out.Body, out.ContentLength, type, name);
+      // A server that ignores Range answers 200 with the whole object.
+      if (!out.ContentRange && buf.length > length) {
+        if (buf.length < offset + length) throw this.shortObject(type, name, offset, length, Math.max(0, buf.length - offset));
+        return buf.subarray(offset, offset + length);
+      }
       if (buf.length < length) throw this.shortObject(type, name, offset, length, buf.length);
       return buf;
     } catch (err) {
@@ -324,8 +330,26 @@ export class S3Backend implements Backend {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(type, name) }));
       return { name, size: out.ContentLength ?? 0 };
     } catch (err) {
-      if (isNotFound(err)) return undefined;
+      if (isNotFound(err)) {
+        // HEAD errors carry no body, so a missing bucket also looks like "no such object";
+        // check the bucket once, or `init`/`open` would report "no repository here" instead.
+        await this.verifyBucket();
+        return undefined;
+      }
       throw this.translate(err, 'reading', type, name);
+    }
+  }
+
+  private bucketVerified = false;
+
+  private async verifyBucket(): Promise<void> {
+    if (this.bucketVerified) return;
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      this.bucketVerified = true;
+    } catch (err) {
+      const missing = httpStatus(err) === 404 ? Object.assign(err as object, { name: 'NoSuchBucket' }) : err;
+      throw this.translate(missing, 'reading');
     }
   }
 
@@ -498,6 +522,15 @@ export class S3Backend implements Backend {
       case 'InvalidToken':
       case 'ExpiredToken':
         detail = `access denied (${tag}): check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY`;
+        break;
+      case 'Forbidden':
+      case 'Unknown':
+        if (status === 403) {
+          // A HEAD refusal has no body to say why: either cause is possible.
+          detail = `access denied (403): check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and the permissions on bucket '${this.bucket}'`;
+          break;
+        }
+        detail = status && status >= 500 ? `server error (${tag}): run the command again later` : tag;
         break;
       case 'AccessDenied':
         detail = `access denied (${tag}): the credentials are valid but lack permission on bucket '${this.bucket}'`;

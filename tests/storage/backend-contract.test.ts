@@ -6,7 +6,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
 import { Backend, NotFoundError, ObjectInfo, ObjectType } from '../../src/storage/backend';
 import { LocalBackend } from '../../src/storage/local';
 import { S3Backend } from '../../src/storage/s3';
@@ -216,8 +223,8 @@ describe('on a real S3 server (Ceph RGW)', () => {
       const name = hexName();
       await be.write('index', name, Buffer.from('x'));
       // Stray things a person or another tool may leave: a folder marker, a nested key.
-      await s3.server.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'index/', Body: '' }));
-      await s3.server.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'index/sub/x', Body: 'y' }));
+      await s3.server.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'index/', Body: Buffer.alloc(0) }));
+      await s3.server.client.send(new PutObjectCommand({ Bucket: bucket, Key: 'index/sub/x', Body: Buffer.from('y') }));
       expect(await collect(be.list('index'))).toEqual([{ name, size: 1 }]);
       const obj = await s3.server.client.send(new GetObjectCommand({ Bucket: bucket, Key: `index/${name}` }));
       expect(await obj.Body?.transformToString()).toBe('x');
@@ -228,12 +235,25 @@ describe('on a real S3 server (Ceph RGW)', () => {
       const bucket = await s3.server.createBucket();
       const be = new S3Backend(s3.server.location(bucket, 'p'));
       const names = Array.from({ length: 1005 }, hexName);
-      for (let i = 0; i < names.length; i += 50) {
-        await Promise.all(names.slice(i, i + 50).map((n) => be.write('locks', n, Buffer.alloc(1))));
+      for (let i = 0; i < names.length; i += 100) {
+        await Promise.all(names.slice(i, i + 100).map((n) => be.write('locks', n, Buffer.alloc(1))));
       }
       const listed = await collect(be.list('locks'));
       expect(listed.length).toBe(1005);
       expect(new Set(listed.map((x) => x.name))).toEqual(new Set(names));
+      await be.close();
+    });
+
+    it('abortStaleUploads() removes multipart uploads a killed process left under the prefix, and only those', async () => {
+      const bucket = await s3.server.createBucket();
+      const be = new S3Backend(s3.server.location(bucket, 'repo'));
+      const leftover = await s3.server.client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: `repo/data/ab/ab${hexName().slice(2)}` }));
+      await s3.server.client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'other-tool/big.iso' }));
+      expect(await be.abortStaleUploads(60_000)).toBe(0); // too recent: may be a backup running right now
+      expect(await be.abortStaleUploads(0)).toBe(1);
+      const left = await s3.server.client.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
+      expect((left.Uploads ?? []).map((u) => u.Key)).toEqual(['other-tool/big.iso']);
+      expect(leftover.UploadId).toBeTruthy();
       await be.close();
     });
 

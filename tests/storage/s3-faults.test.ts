@@ -290,3 +290,20 @@ describe('request counts (what each operation costs on a billed S3)', () => {
     await be.close();
   });
 });
+
+describe('messages for errors without a body (HEAD)', () => {
+  it('stat with a wrong secret says access denied and what to check', async () => {
+    const be = direct({ credentials: { accessKeyId: s3.server.accessKeyId, secretAccessKey: 'not-the-secret' } });
+    const err = await failure(be.stat('config', 'config'));
+    expect(err.message).toMatch(/reading config: access denied \(403\): check AWS_ACCESS_KEY_ID\/AWS_SECRET_ACCESS_KEY and the permissions on bucket/);
+    await be.close();
+  });
+
+  it('stat in a missing bucket is an error, not "no such object"', async () => {
+    const be = new S3Backend(s3.server.location('no-such-bucket', 'repo'));
+    const err = await be.stat('config', 'config').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StorageError);
+    expect((err as Error).message).toMatch(/no-such-bucket\/repo: reading: bucket 'no-such-bucket' does not exist \(404 NoSuchBucket\): create it first/);
+    await be.close();
+  });
+});

@@ -106,7 +106,7 @@ export class FaultProxy {
     client.on('close', done);
     upstream.on('close', done);
 
-    let buf = Buffer.alloc(0);
+    let buf: Buffer = Buffer.alloc(0);
     let bodyLeft = 0;
     // Where the current request's bytes go.
     let sink: (chunk: Buffer) => void = (c) => upstream.write(c);

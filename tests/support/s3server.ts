@@ -35,7 +35,11 @@ export async function startS3Server(): Promise<S3TestServer> {
   const t0 = performance.now();
   let stdout: string;
   try {
-    ({ stdout } = await run(SCRIPT, ['start', dir], { timeout: 120_000 }));
+    ({ stdout } = await run(SCRIPT, ['start', dir], {
+      timeout: 120_000,
+      // The cluster stops itself if this test process dies before afterAll.
+      env: { ...process.env, FERRY_RGW_WATCH_PID: String(process.pid) },
+    }));
   } catch (err) {
     await run(SCRIPT, ['stop', dir]).catch(() => undefined);
     throw err;
