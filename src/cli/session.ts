@@ -70,3 +70,8 @@ export async function withPool<T>(repo: Repository, body: (pool: PipelinePool) =
     await pool.close();
   }
 }
+
+/** Commands that can work around a damaged index file say so and go on. */
+export function warnDamagedIndex(name: string): void {
+  process.stderr.write(`ferry: warning: index/${name} is damaged and ignored; its packs are read from their own headers ('ferry check' reports it)\n`);
+}

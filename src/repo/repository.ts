@@ -189,7 +189,7 @@ export class Repository {
           continue;
         }
         throw new CorruptionError(
-          `${this.location}/index/${info.name}: index file is damaged; run 'ferry check' (and 'ferry repair-index' to rebuild it from packs)`,
+          `${this.location}/index/${info.name}: index file is damaged; run 'ferry check' to see what it affects`,
           `index/${info.name}`,
         );
       }
@@ -209,9 +209,10 @@ export class Repository {
   /**
    * Packs that exist but no index file names: left by an interrupted backup.
    * Read their headers and index them, so the next backup reuses them (resume).
-   * Packs whose header is damaged are returned in `unreadable`.
+   * Packs whose header is damaged are returned in `unreadable`. With `persist`
+   * the result is written as a new index file; without, it is only in memory.
    */
-  async indexOrphanPacks(): Promise<{ indexed: number; unreadable: string[] }> {
+  async indexOrphanPacks(persist: boolean): Promise<{ indexed: number; unreadable: string[] }> {
     const orphans: IndexedPack[] = [];
     const unreadable: string[] = [];
     for await (const info of this.backend.list('data')) {
@@ -221,7 +222,7 @@ export class Repository {
       else unreadable.push(info.name);
     }
     if (orphans.length > 0) {
-      await this.writeIndexFile(orphans);
+      if (persist) await this.writeIndexFile(orphans);
       for (const p of orphans) this.addPackEntries(p.packId, p.entries);
     }
     return { indexed: orphans.length, unreadable };

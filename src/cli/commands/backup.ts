@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { Command } from 'commander';
 import { backupGuest } from '../../backup/guestBackup';
 import { validateGuestBackup } from '../../backup/guestBackup';
-import { withPool, withRepository, RepoOptions } from '../session';
+import { withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
 import { ProgressLine } from '../progress';
 import { formatBytes, formatDuration } from '../format';
 
@@ -26,8 +26,8 @@ export function registerBackup(program: Command): void {
       const request = { guest: opts.guest, images: images.map((i) => path.resolve(i)), configPath: opts.config, tags: opts.tag };
       validateGuestBackup(request); // bad input fails before the repository is touched
       await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'backup', async (repo) => {
-        await repo.loadIndex();
-        const resumed = await repo.indexOrphanPacks();
+        await repo.loadIndex(warnDamagedIndex);
+        const resumed = await repo.indexOrphanPacks(true);
         if (resumed.indexed > 0 && !opts.json) console.error(`resuming: indexed ${resumed.indexed} pack(s) left by an interrupted backup`);
         const progress = new ProgressLine(`backup ${opts.guest}`, opts.json);
         const result = await withPool(repo, (pool) =>
@@ -45,7 +45,9 @@ export function registerBackup(program: Command): void {
             resumedPacks: resumed.indexed,
           }));
         } else {
-          console.log(
+          // stdout carries only the id, so scripts can say ID=$(ferry backup ...); the summary goes to stderr.
+          console.log(result.id);
+          console.error(
             `restore point ${result.id.slice(0, 8)}: ${rp.guest}, ${rp.disks.length} disk(s), ${formatBytes(rp.stats.logicalBytes)} logical, ` +
               `${formatBytes(rp.stats.readBytes)} read, ${formatBytes(rp.stats.newBytes)} newly stored, ${formatDuration(rp.stats.durationMs)}`,
           );

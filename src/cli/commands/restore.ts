@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { withPool, withRepository, RepoOptions } from '../session';
+import { withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
 import { restoreDiskTo, restoreToDirectory, RestoredFile } from '../../restore/guestRestore';
 import { ProgressLine } from '../progress';
 import { formatBytes } from '../format';
@@ -26,7 +26,9 @@ export function registerRestore(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (ref: string, opts: RestoreOptions, cmd: Command) => {
       await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'restore', async (repo) => {
-        await repo.loadIndex();
+        await repo.loadIndex(warnDamagedIndex);
+        // Packs a damaged index no longer names are found again from their own headers (in memory only).
+        await repo.indexOrphanPacks(false);
         const rp = await repo.findRestorePoint(ref, opts.guest);
         const progress = new ProgressLine(`restore ${rp.guest}`, opts.json);
         const onProgress = (p: { writtenBytes: number; totalBytes: number }) => progress.update(p.writtenBytes, p.totalBytes);
