@@ -8,12 +8,12 @@ export const ID_BYTES = 32;
 export class ChunkHasher {
   constructor(private readonly idKey: Buffer) {}
 
-  hash(data: Uint8Array): Buffer {
+  hash(data: Buffer): Buffer {
     return Blake3Hasher.newKeyed(this.idKey).update(data).digestBuffer();
   }
 }
 
 /** Unkeyed BLAKE3 of a whole stored object: its storage name. */
-export function contentName(data: Uint8Array): string {
+export function contentName(data: Buffer): string {
   return new Blake3Hasher().update(data).digest('hex');
 }

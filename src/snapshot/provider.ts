@@ -13,6 +13,27 @@ export interface Snapshot {
    * always one that marks it as created by ferry, so leftovers can be found.
    */
   ownedName: string;
+  /**
+   * Changed-block tracking, when the provider has it: what to remember in the
+   * restore point so the next run can ask "what changed since then?".
+   */
+  tracking?: ChangeTracking;
+  /**
+   * Byte ranges of the disk that may differ from the state `since` named
+   * (a superset is fine, a subset never is), ascending. Undefined means
+   * "unknown: read everything" (first run, or tracking lost).
+   * When set, only these ranges of `readPath` are read; the rest comes from
+   * the previous restore point.
+   */
+  changed?: { start: number; end: number }[];
+  /** Why a full read happens although tracking was asked for (bitmap missing, guest restarted, …). */
+  fullReadReason?: string;
+}
+
+/** Opaque provider state kept per disk in the restore point (e.g. a bitmap or snapshot name). */
+export interface ChangeTracking {
+  kind: string;
+  token: string;
 }
 
 export interface SnapshotProvider {
@@ -23,8 +44,9 @@ export interface SnapshotProvider {
   /**
    * Snapshots all disks of one guest together, while the guest is quiesced.
    * All or nothing: if one fails, those already made are removed before the error is thrown.
+   * `since[i]` is disk i's tracking state from the previous restore point, if any.
    */
-  create(disks: GuestDisk[], runId: string): Promise<Snapshot[]>;
+  create(disks: GuestDisk[], runId: string, since?: (ChangeTracking | undefined)[]): Promise<Snapshot[]>;
   /** Removes one snapshot. Removing one that is already gone is not an error. */
   remove(snapshot: Snapshot): Promise<void>;
   /** Removes snapshots an earlier, interrupted run left behind (only ferry's own); returns their names. */
