@@ -7,7 +7,10 @@ import { encodeRegionMap, MapEntry } from '../repo/regionMap';
 import { DiskRecord } from '../repo/restorePoint';
 import { BlobEncoder, BlobType } from '../crypto/blobCodec';
 import { ChunkHasher } from '../crypto/chunkId';
-import { ImageSource, clipExtents } from '../dedupe/imageSource';
+import { ImageSource } from '../dedupe/imageSource';
+import { Span, clipSpans, mergeSpans, overlapsAny } from '../dedupe/spans';
+import { decodeRegionMap } from '../repo/regionMap';
+import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
 import { forEachLimit } from './forEachLimit';
 
@@ -20,6 +23,13 @@ export interface DiskProgress {
 export interface DiskBackupResult {
   record: DiskRecord;
   readBytes: number;
+}
+
+/** Changed-block tracking input: only `changed` differs from `previous`. */
+export interface IncrementalBase {
+  previous: DiskRecord;
+  /** Absolute byte ranges that may have changed, ascending (see SnapshotProvider). */
+  changed: Span[];
 }
 
 export class DiskBackup {
@@ -35,7 +45,15 @@ export class DiskBackup {
     this.hasher = new ChunkHasher(repo.keys.idKey);
   }
 
-  async run(source: ImageSource, name: string, onProgress?: (p: DiskProgress) => void): Promise<DiskBackupResult> {
+  /**
+   * Back up one disk. With `base` (changed-block tracking), regions without
+   * changes reuse the previous region maps unread, and in changed regions
+   * only the changed ranges are read from `source`.
+   */
+  async run(source: ImageSource, name: string, onProgress?: (p: DiskProgress) => void, base?: IncrementalBase): Promise<DiskBackupResult> {
+    if (base && base.previous.size === source.size && base.previous.regionSize === this.repo.settings.regionSize) {
+      return this.runIncremental(source, name, base, onProgress);
+    }
     const regionSize = this.repo.settings.regionSize;
     const regionCount = Math.ceil(source.size / regionSize);
     const regions: (string | null)[] = new Array(regionCount).fill(null);
@@ -45,7 +63,7 @@ export class DiskBackup {
     await forEachLimit(regionNumbers(regionCount), this.pool.threads * 2, async (r) => {
       const regionStart = r * regionSize;
       const regionLength = Math.min(regionSize, source.size - regionStart);
-      const dataExtents = clipExtents(source.dataExtents, regionStart, regionStart + regionLength);
+      const dataExtents = clipSpans(source.dataExtents, regionStart, regionStart + regionLength);
       if (dataExtents.length > 0) {
         const mapEntries = await this.storeRegion(source.path, regionStart, regionLength, dataExtents, progress);
         if (mapEntries.length > 0) {
@@ -60,6 +78,82 @@ export class DiskBackup {
       record: { name, sourcePath: source.path, size: source.size, regionSize, regions, dataBytes },
       readBytes: progress.readBytes,
     };
+  }
+
+  private async runIncremental(source: ImageSource, name: string, base: IncrementalBase, onProgress?: (p: DiskProgress) => void): Promise<DiskBackupResult> {
+    const { previous } = base;
+    const regionSize = previous.regionSize;
+    const changed = mergeSpans(base.changed.map((c) => ({ start: Math.max(0, c.start), end: Math.min(source.size, c.end) })));
+    const regions = [...previous.regions];
+    const progress: DiskProgress = { doneBytes: 0, readBytes: 0 };
+    let dataBytes = previous.dataBytes;
+    await forEachLimit(regionNumbers(regions.length), this.pool.threads * 2, async (r) => {
+      const regionStart = r * regionSize;
+      const regionLength = Math.min(regionSize, source.size - regionStart);
+      const changedHere = clipSpans(changed, regionStart, regionStart + regionLength);
+      if (changedHere.length > 0) {
+        const oldMapId = previous.regions[r];
+        const oldEntries = oldMapId ? decodeRegionMap(await this.repo.readBlob(Buffer.from(oldMapId, 'hex')), regionSize) : [];
+        if (!oldEntries) throw new CorruptionError(`${this.repo.location}: region map ${oldMapId} of ${name} is malformed; run 'ferry check'`, 'data');
+        const entries = await this.storeChangedRegion(source.path, regionStart, changedHere, oldEntries, progress);
+        regions[r] = entries.length > 0 ? await this.storeMap(entries) : null;
+        dataBytes += entries.reduce((n, e) => n + e.length, 0) - oldEntries.reduce((n, e) => n + e.length, 0);
+      }
+      progress.doneBytes += regionLength;
+      onProgress?.(progress);
+    });
+    return {
+      record: { name, sourcePath: source.path, size: source.size, regionSize, regions, dataBytes },
+      readBytes: progress.readBytes,
+    };
+  }
+
+  /**
+   * Old chunks touched by a change are rebuilt from their stored plaintext
+   * overlaid with the changed bytes, then re-cut; untouched chunks are kept.
+   * The snapshot is read only inside `changed` (it may hold nothing else).
+   */
+  private async storeChangedRegion(
+    path: string,
+    regionStart: number,
+    changed: Span[],
+    oldEntries: MapEntry[],
+    progress: DiskProgress,
+  ): Promise<MapEntry[]> {
+    const touched: MapEntry[] = [];
+    const kept: MapEntry[] = [];
+    for (const e of oldEntries) (overlapsAny({ start: e.offset, end: e.offset + e.length }, changed) ? touched : kept).push(e);
+    const dirtySpans = mergeSpans([...changed, ...touched.map((e) => ({ start: e.offset, end: e.offset + e.length }))]);
+    const oldPlain = await Promise.all(touched.map((e) => this.repo.readBlob(e.id)));
+    const oldData = new Uint8Array(new ArrayBuffer(oldPlain.reduce((n, b) => n + b.length, 0)));
+    let at = 0;
+    for (const b of oldPlain) {
+      oldData.set(b, at);
+      at += b.length;
+    }
+    const result = await this.pool.sealSpans({
+      path,
+      regionStart,
+      dirtySpans,
+      filePieces: changed,
+      oldData,
+      oldPlacements: touched.map((e) => ({ start: e.offset, end: e.offset + e.length })),
+    });
+    progress.readBytes += result.readBytes;
+    const fresh: MapEntry[] = [];
+    for (let i = 0; i < result.offsets.length; i++) {
+      const id = Buffer.from(result.ids.subarray(i * 32, i * 32 + 32));
+      fresh.push({ offset: result.offsets[i], length: result.lengths[i], id });
+      if (this.repo.index.has(id)) continue;
+      this.repo.index.set(id, { pack: PENDING_PACK, offset: 0, storedLength: 0, rawLength: result.lengths[i], typeFlags: BlobType.Data });
+      await this.writer.add({
+        id,
+        typeFlags: result.typeFlags[i],
+        rawLength: result.rawLengths[i],
+        sealed: result.data.subarray(result.starts[i], result.starts[i + 1]),
+      });
+    }
+    return [...kept, ...fresh].sort((a, b) => a.offset - b.offset);
   }
 
   private async storeRegion(

@@ -9,12 +9,22 @@ import { AttachedConfig, DiskRecord, RestorePoint } from '../repo/restorePoint';
 import { ImageSource, openImageSource } from '../dedupe/imageSource';
 import { PipelinePool } from '../workers/pipelinePool';
 import { InputError, UsageError, describeSystemError } from '../errors';
-import { DiskBackup, DiskProgress } from './diskBackup';
+import { DiskBackup, DiskProgress, IncrementalBase } from './diskBackup';
+
+export interface DiskInput {
+  source: ImageSource;
+  /** File name the disk restores as. */
+  name: string;
+  /** Changed-block tracking: read only what changed since this base. */
+  base?: IncrementalBase;
+  tracking?: { kind: string; token: string };
+  fullReadReason?: string;
+}
 
 export interface GuestBackupRequest {
   guest: string;
-  images: string[];
-  configPath?: string;
+  disks: DiskInput[];
+  config?: AttachedConfig;
   tags: string[];
 }
 
@@ -29,26 +39,30 @@ export interface GuestBackupResult {
   restorePoint: RestorePoint;
 }
 
-/** Check every input before anything is written, so bad input leaves no trace. */
-export function validateGuestBackup(req: GuestBackupRequest): { sources: ImageSource[]; config?: AttachedConfig } {
-  if (!req.guest || /[\x00-\x1f]/.test(req.guest)) throw new UsageError(`--guest: '${req.guest}' is not a guest name`);
-  if (req.images.length === 0) throw new UsageError('backup: no image given; name one or more raw image files or block devices');
-  const sources = req.images.map(openImageSource);
+/**
+ * The request for `ferry backup --guest NAME IMAGE...`: every input checked
+ * before anything is written, so bad input leaves no trace.
+ */
+export function imageBackupRequest(guest: string, images: string[], configPath: string | undefined, tags: string[]): GuestBackupRequest {
+  if (!guest || /[\x00-\x1f]/.test(guest)) throw new UsageError(`--guest: '${guest}' is not a guest name`);
+  if (images.length === 0) throw new UsageError('backup: no image given; name one or more raw image files or block devices');
+  const sources = images.map(openImageSource);
+  const names = diskNames(images);
   let config: AttachedConfig | undefined;
-  if (req.configPath) {
+  if (configPath) {
     try {
-      const st = fs.statSync(req.configPath);
-      if (!st.isFile()) throw new InputError(`--config ${req.configPath}: not a regular file; give the guest's hypervisor config file`);
-      config = { fileName: path.basename(req.configPath), content: fs.readFileSync(req.configPath).toString('base64') };
+      const st = fs.statSync(configPath);
+      if (!st.isFile()) throw new InputError(`--config ${configPath}: not a regular file; give the guest's hypervisor config file`);
+      config = { fileName: path.basename(configPath), content: fs.readFileSync(configPath).toString('base64') };
     } catch (err) {
       if (err instanceof InputError) throw err;
-      throw new InputError(`--config ${req.configPath}: ${describeSystemError(err)}; give the guest's hypervisor config file`);
+      throw new InputError(`--config ${configPath}: ${describeSystemError(err)}; give the guest's hypervisor config file`);
     }
   }
-  return { sources, config };
+  return { guest, disks: sources.map((source, i) => ({ source, name: names[i] })), config, tags };
 }
 
-/** Distinct restore file names: the images' base names, suffixed when two collide. */
+/** Distinct restore file names: the base names, suffixed when two collide. */
 export function diskNames(paths: string[]): string[] {
   const seen = new Map<string, number>();
   return paths.map((p) => {
@@ -66,26 +80,28 @@ export async function backupGuest(
   onProgress?: (p: GuestBackupProgress) => void,
 ): Promise<GuestBackupResult> {
   const started = Date.now();
-  const { sources, config } = validateGuestBackup(req);
   const writer = new PackWriter(repo);
   const diskBackup = new DiskBackup(repo, pool, writer);
-  const names = diskNames(sources.map((s) => s.path));
-  const totalBytes = sources.reduce((n, s) => n + s.size, 0);
+  const totalBytes = req.disks.reduce((n, d) => n + d.source.size, 0);
   const disks: DiskRecord[] = [];
   let doneBefore = 0;
   let readBytes = 0;
-  for (let i = 0; i < sources.length; i++) {
-    const result = await diskBackup.run(sources[i], names[i], (p) =>
-      onProgress?.({
-        disk: names[i],
-        totalBytes,
-        doneBytes: doneBefore + p.doneBytes,
-        readBytes: readBytes + p.readBytes,
-        newBytes: writer.newBytes,
-      }),
+  for (const disk of req.disks) {
+    const result = await diskBackup.run(
+      disk.source,
+      disk.name,
+      (p) =>
+        onProgress?.({
+          disk: disk.name,
+          totalBytes,
+          doneBytes: doneBefore + p.doneBytes,
+          readBytes: readBytes + p.readBytes,
+          newBytes: writer.newBytes,
+        }),
+      disk.base,
     );
-    disks.push(result.record);
-    doneBefore += sources[i].size;
+    disks.push({ ...result.record, readBytes: result.readBytes, tracking: disk.tracking, fullReadReason: disk.fullReadReason });
+    doneBefore += disk.source.size;
     readBytes += result.readBytes;
   }
   await writer.finish();
@@ -96,7 +112,7 @@ export async function backupGuest(
     time: new Date().toISOString(),
     tags: req.tags,
     disks,
-    config,
+    config: req.config,
     stats: {
       logicalBytes: totalBytes,
       readBytes,

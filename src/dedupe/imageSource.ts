@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InputError, describeSystemError } from '../errors';
-import { Span } from './zeroRuns';
+import { Span } from './spans';
 
 interface SeekAddon {
   seekData(fd: number, offset: number): number;
@@ -74,27 +74,4 @@ export function fileDataExtents(fd: number, size: number): Span[] {
     pos = end;
   }
   return extents;
-}
-
-/** The parts of `extents` inside [start, end), relative to `start`. */
-export function clipExtents(extents: Span[], start: number, end: number): Span[] {
-  const out: Span[] = [];
-  for (const e of extents) {
-    if (e.end <= start) continue;
-    if (e.start >= end) break;
-    out.push({ start: Math.max(e.start, start) - start, end: Math.min(e.end, end) - start });
-  }
-  return out;
-}
-
-/** The complement of `data` within [0, length). */
-export function holesBetween(data: Span[], length: number): Span[] {
-  const holes: Span[] = [];
-  let pos = 0;
-  for (const d of data) {
-    if (d.start > pos) holes.push({ start: pos, end: d.start });
-    pos = Math.max(pos, d.end);
-  }
-  if (pos < length) holes.push({ start: pos, end: length });
-  return holes;
 }

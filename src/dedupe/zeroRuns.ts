@@ -8,10 +8,7 @@ export const MIN_ZERO_RUN = 64 * 1024;
 
 const ZEROS = Buffer.alloc(ZERO_BLOCK);
 
-export interface Span {
-  start: number;
-  end: number;
-}
+import { Span } from './spans';
 
 /**
  * The non-zero spans of `data[0, length)`, given spans known to be zero already

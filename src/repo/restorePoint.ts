@@ -13,6 +13,12 @@ export interface DiskRecord {
   regions: (string | null)[];
   /** Bytes in chunks (non-zero data), the rest is holes or zero runs. */
   dataBytes: number;
+  /** Changed-block tracking state of the snapshot provider, for the next backup. */
+  tracking?: { kind: string; token: string };
+  /** Bytes read from the source for this disk (less than its data when tracking worked). */
+  readBytes?: number;
+  /** Why this disk was read in full although tracking was asked for. */
+  fullReadReason?: string;
 }
 
 export interface AttachedConfig {

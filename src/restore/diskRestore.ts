@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import { Repository } from '../repo/repository';
 import { PipelinePool } from '../workers/pipelinePool';
 import { CorruptionError, StorageError } from '../errors';
-import { holesBetween } from '../dedupe/imageSource';
+import { complementSpans } from '../dedupe/spans';
 import { forEachLimit } from '../backup/forEachLimit';
 import { RestorePlan, readRanges } from './restorePlan';
 import { BlobToWrite } from '../workers/tasks';
@@ -54,7 +54,7 @@ export async function restoreDisk(
     written += result.writtenBytes;
     opts.onProgress?.(written);
   });
-  if (opts.zeroFill) await writeZeros(targetPath, holesBetween(plan.dataSpans, plan.disk.size));
+  if (opts.zeroFill) await writeZeros(targetPath, complementSpans(plan.dataSpans, plan.disk.size));
   return written;
 }
 

@@ -6,7 +6,7 @@ import { DiskRecord } from '../repo/restorePoint';
 import { decodeRegionMap } from '../repo/regionMap';
 import { BlobLocation } from '../repo/chunkIndex';
 import { CorruptionError } from '../errors';
-import { Span } from '../dedupe/zeroRuns';
+import { Span } from '../dedupe/spans';
 import { forEachLimit } from '../backup/forEachLimit';
 
 export interface PlannedBlob {

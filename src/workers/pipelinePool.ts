@@ -1,11 +1,21 @@
 // The pool of pipeline workers (piscina), one per core by default.
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Piscina } from 'piscina';
 import { Repository } from '../repo/repository';
 import {
-  PackChunksTask, ScanRegionResult, ScanRegionTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
+  PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansResult, SealSpansTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
 } from './tasks';
+
+/**
+ * Workers run compiled JavaScript. When this module itself is loaded from
+ * TypeScript sources (vitest), use the build in dist/ (npm test builds first).
+ */
+function workerFile(): string {
+  const beside = path.join(__dirname, 'pipelineWorker.js');
+  return fs.existsSync(beside) ? beside : path.resolve(__dirname, '..', '..', 'dist', 'workers', 'pipelineWorker.js');
+}
 
 export class PipelinePool {
   private readonly pool: Piscina;
@@ -22,7 +32,7 @@ export class PipelinePool {
       compressionLevel: repo.settings.compressionLevel,
     };
     this.pool = new Piscina({
-      filename: path.join(__dirname, 'pipelineWorker.js'),
+      filename: workerFile(),
       workerData: setup,
       minThreads: threads,
       maxThreads: threads,
@@ -36,6 +46,12 @@ export class PipelinePool {
 
   packChunks(task: PackChunksTask): Promise<SealedBlobs> {
     return this.pool.run(task, { name: 'packChunks' }) as Promise<SealedBlobs>;
+  }
+
+  /** `task.oldData` is transferred to the worker. */
+  sealSpans(task: SealSpansTask): Promise<SealSpansResult> {
+    const transfer = task.oldData ? [task.oldData.buffer as ArrayBuffer] : undefined;
+    return this.pool.run(task, { name: 'sealSpans', transferList: transfer }) as Promise<SealSpansResult>;
   }
 
   /** `task.data` is transferred to the worker and unusable here afterwards. */

@@ -6,11 +6,11 @@ import { workerData, move, transferableSymbol, valueSymbol } from 'piscina';
 import { Chunker } from '../dedupe/chunker';
 import { gearTable } from '../dedupe/gearTable';
 import { nonZeroSpans } from '../dedupe/zeroRuns';
-import { holesBetween } from '../dedupe/imageSource';
+import { complementSpans } from '../dedupe/spans';
 import { ChunkHasher } from '../crypto/chunkId';
 import { BlobDecoder, BlobEncoder, BlobType } from '../crypto/blobCodec';
 import {
-  PackChunksTask, ScanRegionResult, ScanRegionTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
+  PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
 } from './tasks';
 
 const setup = workerData as WorkerSetup;
@@ -40,7 +40,7 @@ export function scanRegion(task: ScanRegionTask): ScanRegionResult {
   } finally {
     fs.closeSync(fd);
   }
-  const holes = holesBetween(task.dataExtents, task.regionLength);
+  const holes = complementSpans(task.dataExtents, task.regionLength);
   for (const h of holes) region.fill(0, h.start, h.end);
   const offsets: number[] = [];
   const lengths: number[] = [];
@@ -59,42 +59,95 @@ export function scanRegion(task: ScanRegionTask): ScanRegionResult {
   return { offsets, lengths, ids, readBytes };
 }
 
+/** Accumulates sealed blobs into one owned buffer that is transferred, not copied, back. */
+class SealedCollector {
+  private readonly parts: Buffer[] = [];
+  private total = 0;
+  readonly meta: Omit<SealedBlobs, 'data'> = { typeFlags: [], rawLengths: [], starts: [] };
+
+  add(id: Buffer, plain: Buffer): void {
+    const blob = encoder.encode(BlobType.Data, id, plain);
+    this.meta.starts.push(this.total);
+    this.meta.typeFlags.push(blob.typeFlags);
+    this.meta.rawLengths.push(blob.rawLength);
+    this.parts.push(blob.sealed);
+    this.total += blob.sealed.length;
+  }
+
+  result<T extends object>(extra: T): unknown {
+    this.meta.starts.push(this.total);
+    const data = new Uint8Array(new ArrayBuffer(this.total));
+    let at = 0;
+    for (const p of this.parts) {
+      data.set(p, at);
+      at += p.length;
+    }
+    return move({ [transferableSymbol]: [data.buffer], [valueSymbol]: { ...extra, ...this.meta, data } } as unknown as ArrayBuffer);
+  }
+}
+
 export function packChunks(task: PackChunksTask): unknown {
   const fd = fs.openSync(task.path, 'r');
-  const parts: Buffer[] = [];
-  const out: Omit<SealedBlobs, 'data'> = { typeFlags: [], rawLengths: [], starts: [] };
-  let total = 0;
+  const sealed = new SealedCollector();
   try {
     for (let i = 0; i < task.offsets.length; i++) {
       const len = task.lengths[i];
       readFully(fd, region, 0, len, task.regionStart + task.offsets[i]);
       const plain = region.subarray(0, len);
-      const id = task.ids.subarray(i * 32, i * 32 + 32);
+      const id = Buffer.from(task.ids.subarray(i * 32, i * 32 + 32));
       // The bytes were hashed moments ago; if they differ now the image is being written to.
       if (!hasher.hash(plain).equals(id)) {
         throw new Error(
           `${task.path} changed while it was being read (at byte ${task.regionStart + task.offsets[i]}); back up a snapshot or a paused guest`,
         );
       }
-      const blob = encoder.encode(BlobType.Data, id, plain);
-      out.starts.push(total);
-      out.typeFlags.push(blob.typeFlags);
-      out.rawLengths.push(blob.rawLength);
-      parts.push(blob.sealed);
-      total += blob.sealed.length;
+      sealed.add(id, plain);
     }
   } finally {
     fs.closeSync(fd);
   }
-  out.starts.push(total);
-  // One owned ArrayBuffer, transferred rather than copied back to the main thread.
-  const data = new Uint8Array(new ArrayBuffer(total));
-  let at = 0;
-  for (const p of parts) {
-    data.set(p, at);
-    at += p.length;
+  return sealed.result({});
+}
+
+export function sealSpans(task: SealSpansTask): unknown {
+  for (const s of task.dirtySpans) region.fill(0, s.start, s.end);
+  if (task.oldData) {
+    let at = 0;
+    for (const p of task.oldPlacements) {
+      region.set(task.oldData.subarray(at, at + p.end - p.start), p.start);
+      at += p.end - p.start;
+    }
   }
-  return move({ [transferableSymbol]: [data.buffer], [valueSymbol]: { ...out, data } } as unknown as ArrayBuffer);
+  let readBytes = 0;
+  const fd = fs.openSync(task.path, 'r');
+  try {
+    for (const p of task.filePieces) {
+      readFully(fd, region, p.start, p.end - p.start, task.regionStart + p.start);
+      readBytes += p.end - p.start;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  const offsets: number[] = [];
+  const lengths: number[] = [];
+  const ids: Buffer[] = [];
+  const sealed = new SealedCollector();
+  for (const dirty of task.dirtySpans) {
+    const view = region.subarray(dirty.start, dirty.end);
+    for (const span of nonZeroSpans(view, view.length, [])) {
+      let at = dirty.start + span.start;
+      for (const len of chunker.cut(region, at, dirty.start + span.end, task.regionStart + at)) {
+        const plain = region.subarray(at, at + len);
+        const id = hasher.hash(plain);
+        offsets.push(at);
+        lengths.push(len);
+        ids.push(id);
+        sealed.add(id, plain);
+        at += len;
+      }
+    }
+  }
+  return sealed.result({ offsets, lengths, ids: Buffer.concat(ids), readBytes });
 }
 
 export function writeBlobs(task: WriteBlobsTask): WriteBlobsResult {

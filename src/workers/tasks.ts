@@ -1,6 +1,6 @@
 // Messages between the main thread and the pipeline workers. Plain data only:
 // they cross a structured-clone boundary.
-import { Span } from '../dedupe/zeroRuns';
+import { Span } from '../dedupe/spans';
 import { ChunkerParams } from '../dedupe/chunkerParams';
 
 export interface WorkerSetup {
@@ -72,4 +72,27 @@ export interface WriteBlobsResult {
   writtenBytes: number;
   /** A write error (e.g. ENOSPC) with its errno code. */
   writeError?: { code?: string; message: string };
+}
+
+/**
+ * Changed-block tracking: rebuild the dirty spans of one region from the old
+ * chunk plaintexts (`oldData` placed at `oldPlacements`) overlaid with the
+ * changed ranges read from the snapshot (`filePieces`), then cut, hash and
+ * seal every chunk of those spans. Offsets are relative to the region.
+ */
+export interface SealSpansTask {
+  path: string;
+  regionStart: number;
+  dirtySpans: Span[];
+  filePieces: Span[];
+  oldData?: Uint8Array;
+  /** Old chunk i goes to region offset `oldPlacements[i].start`; its bytes follow each other in oldData. */
+  oldPlacements: Span[];
+}
+
+export interface SealSpansResult extends SealedBlobs {
+  offsets: number[];
+  lengths: number[];
+  ids: Uint8Array;
+  readBytes: number;
 }

@@ -1,7 +1,6 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { backupGuest } from '../../backup/guestBackup';
-import { validateGuestBackup } from '../../backup/guestBackup';
+import { backupGuest, imageBackupRequest } from '../../backup/guestBackup';
 import { withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
 import { ProgressLine } from '../progress';
 import { formatBytes, formatDuration } from '../format';
@@ -23,8 +22,8 @@ export function registerBackup(program: Command): void {
     .option('--tag <tag>', 'tag the restore point (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--json', 'print the result as JSON')
     .action(async (images: string[], opts: BackupOptions, cmd: Command) => {
-      const request = { guest: opts.guest, images: images.map((i) => path.resolve(i)), configPath: opts.config, tags: opts.tag };
-      validateGuestBackup(request); // bad input fails before the repository is touched
+      // Bad input fails here, before the repository is touched.
+      const request = imageBackupRequest(opts.guest, images.map((i) => path.resolve(i)), opts.config, opts.tag);
       await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'backup', async (repo) => {
         await repo.loadIndex(warnDamagedIndex);
         const resumed = await repo.indexOrphanPacks(true);
