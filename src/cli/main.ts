@@ -11,6 +11,8 @@ import { registerMaintenance } from './commands/maintenance';
 import { registerCheck } from './commands/check';
 import { registerStats } from './commands/stats';
 import { registerDemo } from './commands/demo';
+import { registerSync } from './commands/sync';
+import { registerTar } from './commands/tar';
 
 export function buildProgram(): Command {
   const program = new Command('ferry')
@@ -18,6 +20,11 @@ export function buildProgram(): Command {
     .version(require('../../package.json').version as string)
     .option('-r, --repo <location>', 'repository: a directory, or s3:https://host/bucket/prefix (env FERRY_REPO)')
     .option('--password-file <file>', 'read the passphrase from this file (env FERRY_PASSWORD_FILE, FERRY_PASSWORD)')
+    .option('--limit-upload <rate>', 'cap upload bandwidth to the repository, bytes/s with K, M, G (e.g. 10M)')
+    .option('--limit-download <rate>', 'cap download bandwidth from the repository, bytes/s with K, M, G')
+    .option('--s3-concurrency <n>', 'S3 transfers in flight (default 8)')
+    .option('--no-cache', 'S3: do not keep index files and restore points in ~/.cache/ferry')
+    .option('--object-lock-days <n>', 'S3 (init, backup, sync): write objects with Object Lock retention of N days')
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -30,6 +37,8 @@ export function buildProgram(): Command {
   registerStats(program);
   registerMaintenance(program);
   registerDemo(program);
+  registerSync(program);
+  registerTar(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

@@ -5,6 +5,7 @@ import { DEFAULT_CHUNKER, describeChunker, parseChunkerSpec, parseSize } from '.
 import { UsageError } from '../../errors';
 import { obtainPassword } from '../password';
 import { openBackendAt, repoLocation, RepoOptions } from '../session';
+import { initCopyTarget } from '../../sync/copyTarget';
 
 export interface KdfOptions {
   kdfMemory?: string;
@@ -29,14 +30,19 @@ export function registerInit(program: Command): void {
     .option('--compression <level>', 'zstd level for chunks', '3')
     .option('--kdf-memory <size>', 'Argon2id memory for this key slot', '64M')
     .option('--kdf-ops <n>', 'Argon2id passes for this key slot', '3')
+    .option('--from <source>', 'make a copy target of SOURCE for ferry sync: the same identity and key slots, no data')
     .action(async (_opts: unknown, cmd: Command) => {
-      const opts = cmd.optsWithGlobals() as RepoOptions & KdfOptions & { chunker: string; packSize: string; compression: string };
+      const opts = cmd.optsWithGlobals() as RepoOptions & KdfOptions & { chunker: string; packSize: string; compression: string; from?: string };
+      if (opts.from !== undefined) {
+        await initFrom(opts.from, repoLocation(opts), opts);
+        return;
+      }
       const chunker = parseChunkerSpec(opts.chunker);
       const packSize = parseSize(opts.packSize, '--pack-size');
       if (packSize < 1024 * 1024 || packSize > 1024 * 1024 * 1024) throw new UsageError('--pack-size must be between 1M and 1024M');
       const level = Number(opts.compression);
       if (!Number.isInteger(level) || level < 1 || level > 19) throw new UsageError('--compression must be a zstd level from 1 to 19');
-      const backend = openBackendAt(repoLocation(opts));
+      const backend = openBackendAt(repoLocation(opts), opts);
       try {
         const secret = await obtainPassword(opts, true);
         const repo = await Repository.init(backend, secret, {
@@ -47,4 +53,22 @@ export function registerInit(program: Command): void {
         await backend.close();
       }
     });
+}
+
+/** `init --from SRC`: copy SRC's config and key slots as they are; the passphrases stay SRC's. */
+async function initFrom(sourceLocation: string, targetLocation: string, opts: RepoOptions): Promise<void> {
+  const source = openBackendAt(sourceLocation, { ...opts, objectLockDays: undefined });
+  try {
+    const target = openBackendAt(targetLocation, { ...opts, cache: false });
+    try {
+      const { repositoryId, keySlots } = await initCopyTarget(source, target);
+      console.log(
+        `created copy target of repository ${repositoryId.toString('hex').slice(0, 8)} at ${target.location} (${keySlots} key slot(s) from ${source.location}); fill it with 'ferry sync ${sourceLocation} ${targetLocation}'`,
+      );
+    } finally {
+      await target.close();
+    }
+  } finally {
+    await source.close();
+  }
 }

@@ -1,0 +1,226 @@
+// `ferry sync SRC DST`: make DST hold what SRC holds (or a selection of its
+// restore points), copying only the objects DST lacks, byte for byte.
+//
+// Why byte for byte: DST is a copy target (same config and key slots, see
+// copyTarget.ts), and packs, index files and restore points are named by the
+// BLAKE3 of their bytes. A copy needs no key for the full sync, a damaged
+// source object is recognised by its name alone, and an object DST already
+// has under that name is the same object.
+//
+// Why this order — key slots, packs, index files, restore points: each kind
+// only refers to kinds written before it, so a sync killed at any moment
+// leaves DST a valid repository (complete packs, maybe not yet indexed, which
+// is allowed; restore points only when all they need is there). A re-run
+// lists both sides again and copies only what is still missing: it resumes.
+import { Backend, ObjectInfo, ObjectType } from '../storage/backend';
+import { Repository } from '../repo/repository';
+import { contentName } from '../crypto/chunkId';
+import { CorruptionError, DamageFoundError, StorageError } from '../errors';
+import { forEachLimit } from '../backup/forEachLimit';
+import { checkSameIdentity } from './copyTarget';
+import { Selection, indexRecords, packsNeeded, selectRestorePoints } from './selection';
+
+export type SyncedType = 'keys' | 'data' | 'index' | 'snapshots';
+const SYNCED_TYPES: readonly SyncedType[] = ['keys', 'data', 'index', 'snapshots'];
+
+export interface SyncOptions {
+  /** Objects copied at once (packs are up to `packSize` each in memory). */
+  concurrency: number;
+  /** Read every copied object back from DST and check it against its name. */
+  verify: boolean;
+  /** Copy only these restore points and what they need; opens SRC and DST with `secret`. */
+  selection?: Selection & { secret: Buffer };
+  onProgress?: (p: SyncProgress) => void;
+}
+
+export interface SyncProgress {
+  doneBytes: number;
+  totalBytes: number;
+  doneObjects: number;
+  totalObjects: number;
+}
+
+export interface TypeCounts {
+  copied: number;
+  copiedBytes: number;
+  skipped: number;
+  skippedBytes: number;
+}
+
+export interface SyncSummary {
+  source: string;
+  target: string;
+  /** Restore points the sync covered (all of SRC's, or the selection). */
+  restorePoints: number;
+  copied: { objects: number; bytes: number };
+  skipped: { objects: number; bytes: number };
+  /** Objects read back from DST and found equal to their names (with verify). */
+  verified: number;
+  byType: Record<SyncedType, TypeCounts>;
+  /** Selective sync: the index file written to DST for the packs it copied, if any. */
+  newIndex?: string;
+  durationMs: number;
+  /** Copied bytes per second of the whole run. */
+  bytesPerSec: number;
+}
+
+interface PlannedCopy {
+  type: SyncedType;
+  name: string;
+  size: number;
+}
+
+async function listing(backend: Backend, type: ObjectType): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for await (const info of backend.list(type)) out.set(info.name, info.size);
+  return out;
+}
+
+/** Content-named objects are verified by their name; key slots by comparison with the source. */
+function matchesName(type: SyncedType, name: string, bytes: Buffer): boolean {
+  return type === 'keys' ? true : contentName(bytes) === name;
+}
+
+export async function syncRepositories(source: Backend, target: Backend, opts: SyncOptions): Promise<SyncSummary> {
+  const started = Date.now();
+  await checkSameIdentity(source, target);
+  const byType = Object.fromEntries(
+    SYNCED_TYPES.map((t) => [t, { copied: 0, copiedBytes: 0, skipped: 0, skippedBytes: 0 }]),
+  ) as Record<SyncedType, TypeCounts>;
+
+  let verified = 0;
+  const dstHas = new Map<SyncedType, Map<string, number>>();
+  for (const t of SYNCED_TYPES) dstHas.set(t, await listing(target, t));
+  /** Plan a copy unless DST has the object at the same size (a different size is a damaged copy: replace it). */
+  const plan = (type: SyncedType, objects: Iterable<ObjectInfo>): PlannedCopy[] => {
+    const out: PlannedCopy[] = [];
+    for (const o of objects) {
+      if (dstHas.get(type)!.get(o.name) === o.size) {
+        byType[type].skipped++;
+        byType[type].skippedBytes += o.size;
+      } else {
+        out.push({ type, name: o.name, size: o.size });
+      }
+    }
+    return out;
+  };
+  const infos = (m: Map<string, number>, names?: Iterable<string>): ObjectInfo[] =>
+    [...(names ?? m.keys())].map((name) => ({ name, size: m.get(name) ?? 0 }));
+
+  // Key slots added to SRC since `init --from` open DST too; slots removed from SRC stay in DST
+  // (a copy keeps working for whoever could open it: remove them there with 'ferry key remove').
+  const keys = plan('keys', infos(await listing(source, 'keys')));
+  let data: PlannedCopy[];
+  let index: PlannedCopy[] = [];
+  let snapshots: PlannedCopy[];
+  let restorePoints: number;
+  let writeSelectionIndex: (() => Promise<string | undefined>) | undefined;
+
+  if (!opts.selection) {
+    const srcSnapshots = await listing(source, 'snapshots');
+    data = plan('data', infos(await listing(source, 'data')));
+    index = plan('index', infos(await listing(source, 'index')));
+    snapshots = plan('snapshots', infos(srcSnapshots));
+    restorePoints = srcSnapshots.size;
+  } else {
+    const { secret, ...selection } = opts.selection;
+    const srcRepo = await Repository.open(source, secret);
+    // A damaged index file in SRC is not fatal: its packs are found again from their headers.
+    await srcRepo.loadIndex(() => undefined);
+    await srcRepo.indexOrphanPacks(false);
+    const chosen = selectRestorePoints(await srcRepo.listRestorePoints(), selection, source.location);
+    restorePoints = chosen.length;
+    const needed = await packsNeeded(srcRepo, chosen);
+    const srcData = await listing(source, 'data');
+    for (const p of needed) {
+      if (!srcData.has(p)) {
+        throw new CorruptionError(`${source.location}: pack ${p} is named by the index but missing; run 'ferry check' on the source`, `data/${p}`);
+      }
+    }
+    data = plan('data', infos(srcData, needed));
+    snapshots = plan('snapshots', infos(await listing(source, 'snapshots'), chosen.map((rp) => rp.id)));
+    const dstRepo = await Repository.open(target, secret);
+    await dstRepo.loadIndex(() => undefined);
+    writeSelectionIndex = async () => {
+      // Packs DST has but no DST index names: copied just now, or by an interrupted earlier run.
+      const present = await listing(target, 'data');
+      const unindexed = [...needed].filter((p) => present.has(p) && !dstRepo.hasPack(p));
+      if (unindexed.length === 0) return undefined;
+      const name = await dstRepo.writeIndexFile(indexRecords(srcRepo, unindexed));
+      if (opts.verify) {
+        if (contentName(await target.read('index', name)) !== name) {
+          throw new StorageError(`${target.location}: index/${name} reads back different from what was written; check the target storage and run the sync again`);
+        }
+        verified++;
+      }
+      byType.index.copied++;
+      return name;
+    };
+  }
+
+  const all = [...keys, ...data, ...index, ...snapshots];
+  const progress: SyncProgress = {
+    doneBytes: 0,
+    totalBytes: all.reduce((n, c) => n + c.size, 0),
+    doneObjects: 0,
+    totalObjects: all.length + (writeSelectionIndex ? 1 : 0),
+  };
+  const damaged: string[] = [];
+
+  const copyOne = async (c: PlannedCopy): Promise<void> => {
+    const bytes = await source.read(c.type, c.name);
+    if (!matchesName(c.type, c.name, bytes)) {
+      // Never spread damage: DST keeps lacking the object, and the summary says which.
+      damaged.push(`${c.type}/${c.name}`);
+    } else {
+      await target.write(c.type, c.name, bytes);
+      if (opts.verify) {
+        const back = await target.read(c.type, c.name);
+        if (!(c.type === 'keys' ? back.equals(bytes) : matchesName(c.type, c.name, back))) {
+          throw new StorageError(
+            `${target.location}: ${c.type}/${c.name} reads back different from what was written (${back.length} of ${bytes.length} bytes); check the target storage and run the sync again`,
+          );
+        }
+        verified++;
+      }
+      byType[c.type].copied++;
+      byType[c.type].copiedBytes += bytes.length;
+    }
+    progress.doneBytes += c.size || bytes.length;
+    progress.doneObjects++;
+    opts.onProgress?.(progress);
+  };
+
+  for (const c of keys) await copyOne(c);
+  await forEachLimit(data, opts.concurrency, copyOne);
+  let newIndex: string | undefined;
+  if (writeSelectionIndex) {
+    newIndex = await writeSelectionIndex();
+    progress.doneObjects++;
+    opts.onProgress?.(progress);
+  } else {
+    await forEachLimit(index, opts.concurrency, copyOne);
+  }
+  await forEachLimit(snapshots, opts.concurrency, copyOne);
+
+  if (damaged.length > 0) {
+    throw new DamageFoundError(
+      `${source.location}: ${damaged.length} object(s) do not match their names and were not copied (first: ${damaged[0]}); everything else was copied — run 'ferry check --read-data --repo ${source.location}'`,
+    );
+  }
+  const copied = SYNCED_TYPES.reduce((a, t) => ({ objects: a.objects + byType[t].copied, bytes: a.bytes + byType[t].copiedBytes }), { objects: 0, bytes: 0 });
+  const skipped = SYNCED_TYPES.reduce((a, t) => ({ objects: a.objects + byType[t].skipped, bytes: a.bytes + byType[t].skippedBytes }), { objects: 0, bytes: 0 });
+  const durationMs = Date.now() - started;
+  return {
+    source: source.location,
+    target: target.location,
+    restorePoints,
+    copied,
+    skipped,
+    verified,
+    byType,
+    newIndex,
+    durationMs,
+    bytesPerSec: Math.round(copied.bytes / Math.max(durationMs / 1000, 0.001)),
+  };
+}

@@ -1,0 +1,80 @@
+// Which restore points a selective sync copies (`--guest`, `--latest N`), and
+// which packs they need: every pack holding one of their region maps or one of
+// the chunks those maps name. Needs the keys (region maps are encrypted).
+import { Repository } from '../repo/repository';
+import { StoredRestorePoint } from '../repo/restorePoint';
+import { decodeRegionMap } from '../repo/regionMap';
+import { IndexedPack } from '../repo/indexFile';
+import { PackEntry } from '../repo/packFormat';
+import { CorruptionError, UsageError } from '../errors';
+import { forEachLimit } from '../backup/forEachLimit';
+
+export interface Selection {
+  /** Guests to copy; empty = every guest. */
+  guests: string[];
+  /** Only the newest N restore points of each guest. */
+  latest?: number;
+}
+
+export function selectRestorePoints(all: StoredRestorePoint[], sel: Selection, location: string): StoredRestorePoint[] {
+  for (const g of sel.guests) {
+    if (!all.some((rp) => rp.guest === g)) {
+      throw new UsageError(`--guest ${g}: ${location} has no restore point of guest '${g}'; see 'ferry list'`);
+    }
+  }
+  const chosen = sel.guests.length > 0 ? all.filter((rp) => sel.guests.includes(rp.guest)) : all;
+  if (sel.latest === undefined) return chosen;
+  const byGuest = new Map<string, StoredRestorePoint[]>();
+  for (const rp of chosen) byGuest.set(rp.guest, [...(byGuest.get(rp.guest) ?? []), rp]);
+  const keep = new Set<string>();
+  // `all` is sorted oldest first, so the newest N are at the end.
+  for (const list of byGuest.values()) for (const rp of list.slice(-sel.latest)) keep.add(rp.id);
+  return chosen.filter((rp) => keep.has(rp.id));
+}
+
+/** Pack ids (hex) that the restore points need, resolved through `repo`'s index. */
+export async function packsNeeded(repo: Repository, points: StoredRestorePoint[]): Promise<Set<string>> {
+  const packs = new Set<number>();
+  const mapsSeen = new Set<string>();
+  const maps: { mapId: string; regionSize: number; what: string }[] = [];
+  for (const rp of points) {
+    for (const disk of rp.disks) {
+      disk.regions.forEach((mapId, r) => {
+        if (!mapId || mapsSeen.has(mapId)) return;
+        mapsSeen.add(mapId);
+        maps.push({ mapId, regionSize: disk.regionSize, what: `region ${r} of ${disk.name} in restore point ${rp.id.slice(0, 8)}` });
+      });
+    }
+  }
+  const locate = (id: Buffer, what: string): void => {
+    const loc = repo.blobLocation(id);
+    if (!loc) {
+      throw new CorruptionError(`${repo.location}: ${what} is in no index; run 'ferry check' on the source`, 'index');
+    }
+    packs.add(loc.pack);
+  };
+  // Region maps are small blobs; a few in flight hides the request latency on S3.
+  await forEachLimit(maps, 16, async ({ mapId, regionSize, what }) => {
+    const id = Buffer.from(mapId, 'hex');
+    locate(id, `the region map of ${what}`);
+    const entries = decodeRegionMap(await repo.readBlob(id), regionSize);
+    if (!entries) throw new CorruptionError(`${repo.location}: the region map of ${what} is malformed; run 'ferry check' on the source`, 'data');
+    for (const e of entries) locate(e.id, `chunk ${e.id.toString('hex').slice(0, 16)} of ${what}`);
+  });
+  return new Set([...packs].map((n) => repo.packIds[n]));
+}
+
+/** Index records for `packIds`, from what `repo` has in memory (no extra requests). */
+export function indexRecords(repo: Repository, packIds: Iterable<string>): IndexedPack[] {
+  const wanted = new Map<number, PackEntry[]>();
+  const ids = new Map<number, string>();
+  for (const packId of packIds) {
+    const n = repo.packNumber(packId);
+    wanted.set(n, []);
+    ids.set(n, packId);
+  }
+  repo.index.forEach((id, loc) => {
+    wanted.get(loc.pack)?.push({ id, typeFlags: loc.typeFlags, offset: loc.offset, storedLength: loc.storedLength, rawLength: loc.rawLength });
+  });
+  return [...wanted.entries()].map(([n, entries]) => ({ packId: ids.get(n)!, entries: entries.sort((a, b) => a.offset - b.offset) }));
+}
