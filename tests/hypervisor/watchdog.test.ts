@@ -1,0 +1,62 @@
+// The quiesce watchdog runs the release command when the process that holds a
+// guest dies (SIGKILL included) or holds it too long, and never after a normal release.
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-watchdog-'));
+const watchdogModule = path.resolve(__dirname, '..', '..', 'dist', 'hypervisor', 'watchdog.js');
+
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** A holder process: arms the watchdog to `touch marker`, then disarms after `holdMs` (or never). */
+function holder(marker: string, holdMs: number | null, timeoutMs = 60_000) {
+  const script = `
+    const { armWatchdog } = require(${JSON.stringify(watchdogModule)});
+    const w = armWatchdog(['touch', ${JSON.stringify(marker)}], ${timeoutMs});
+    console.log('armed');
+    ${holdMs === null ? 'setInterval(() => {}, 1000);' : `setTimeout(() => { w.disarm(); console.log('released'); }, ${holdMs});`}
+  `;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const armed = new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => d.toString().includes('armed') && resolve()));
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  return { child, armed, exited };
+}
+
+async function appears(file: string, withinMs: number): Promise<boolean> {
+  const until = Date.now() + withinMs;
+  while (Date.now() < until) {
+    if (fs.existsSync(file)) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return fs.existsSync(file);
+}
+
+describe('quiesce watchdog', () => {
+  it('releases the guest when ferry is SIGKILLed while holding it', async () => {
+    const marker = path.join(dir, 'killed');
+    const h = holder(marker, null);
+    await h.armed;
+    h.child.kill('SIGKILL');
+    await h.exited;
+    expect(await appears(marker, 10_000)).toBe(true);
+  });
+
+  it('does nothing after a normal release', async () => {
+    const marker = path.join(dir, 'normal');
+    const h = holder(marker, 100);
+    await h.armed;
+    await h.exited;
+    expect(await appears(marker, 1500)).toBe(false);
+  });
+
+  it('releases a guest held longer than its time limit', async () => {
+    const marker = path.join(dir, 'timeout');
+    const h = holder(marker, null, 500);
+    await h.armed;
+    expect(await appears(marker, 10_000)).toBe(true);
+    h.child.kill('SIGKILL');
+  });
+});
