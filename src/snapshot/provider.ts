@@ -39,6 +39,12 @@ export interface ChangeTracking {
 export interface SnapshotProvider {
   /** Short name used in logs and config, e.g. `lvm`. */
   readonly kind: string;
+  /**
+   * True for hypervisor backup jobs (QEMU blockdev-backup, libvirt
+   * backup-begin) that fix the point in time themselves while the guest runs:
+   * the backup then does not pause the guest around create().
+   */
+  readonly pointInTimeByItself?: boolean;
   /** Whether this provider can snapshot the disk (e.g. its path is an LVM volume). */
   canHandle(disk: GuestDisk): Promise<boolean>;
   /**
@@ -47,6 +53,24 @@ export interface SnapshotProvider {
    * `since[i]` is disk i's tracking state from the previous restore point, if any.
    */
   create(disks: GuestDisk[], runId: string, since?: (ChangeTracking | undefined)[]): Promise<Snapshot[]>;
+  /**
+   * Optional, for providers whose comparison with the last run takes longer
+   * than the snapshot itself (btrfs send walks the changed metadata): fills
+   * `changed` / `fullReadReason` of snapshots create() made. An orchestrator
+   * that keeps pauses short calls create() without `since`, releases the
+   * guest, then calls this. Passing `since` to create() instead does both
+   * while the guest is held, as for providers without this method.
+   */
+  findChanges?(snapshots: Snapshot[], since: (ChangeTracking | undefined)[]): Promise<void>;
+  /**
+   * Optional, for providers whose tracking token is a snapshot kept between
+   * runs (btrfs): call after the restore point that records these snapshots'
+   * `tracking` tokens is saved, and before remove(). It makes them the
+   * baseline the next run compares against (remove() then keeps them) and
+   * deletes the baseline they replace. Not calling it (the backup failed)
+   * leaves the previous baseline in place, and remove() deletes the new ones.
+   */
+  commit?(snapshots: Snapshot[]): Promise<void>;
   /** Removes one snapshot. Removing one that is already gone is not an error. */
   remove(snapshot: Snapshot): Promise<void>;
   /** Removes snapshots an earlier, interrupted run left behind (only ferry's own); returns their names. */
