@@ -42,13 +42,14 @@ export function registerBackup(program: Command): void {
             disks: rp.disks.map((d) => ({ name: d.name, size: d.size, dataBytes: d.dataBytes })),
             ...rp.stats,
             resumedPacks: resumed.indexed,
+            peakRssBytes: process.resourceUsage().maxRSS * 1024,
           }));
         } else {
           // stdout carries only the id, so scripts can say ID=$(ferry backup ...); the summary goes to stderr.
           console.log(result.id);
           console.error(
             `restore point ${result.id.slice(0, 8)}: ${rp.guest}, ${rp.disks.length} disk(s), ${formatBytes(rp.stats.logicalBytes)} logical, ` +
-              `${formatBytes(rp.stats.readBytes)} read, ${formatBytes(rp.stats.newBytes)} newly stored, ${formatDuration(rp.stats.durationMs)}`,
+              `${formatBytes(rp.stats.readBytes)} read, ${formatBytes(rp.stats.newBytes)} newly stored, ${formatDuration(rp.stats.durationMs)}, peak memory ${formatBytes(process.resourceUsage().maxRSS * 1024)}`,
           );
         }
       });
