@@ -1,0 +1,37 @@
+// The "provider" for guests that are shut off: nothing writes to their disks,
+// so the disk itself is already a point-in-time copy. choose.ts only picks it
+// for shut-off guests; reading a running guest's disk in place would give an
+// image that is torn across the time the read takes.
+import * as fs from 'node:fs';
+import { HypervisorError, describeSystemError } from '../errors';
+import type { GuestDisk } from '../hypervisor/driver';
+import type { Snapshot, SnapshotProvider } from './provider';
+
+export class NoSnapshotProvider implements SnapshotProvider {
+  readonly kind = 'none';
+
+  /** Any disk that exists can be read in place. */
+  async canHandle(disk: GuestDisk): Promise<boolean> {
+    return fs.existsSync(disk.path);
+  }
+
+  async create(disks: GuestDisk[]): Promise<Snapshot[]> {
+    return disks.map((disk) => {
+      try {
+        fs.accessSync(disk.path, fs.constants.R_OK);
+      } catch (err) {
+        throw new HypervisorError(`disk ${disk.device} (${disk.path}) cannot be read: ${describeSystemError(err)}`);
+      }
+      // `none:` marks that nothing was created: there is nothing to remove.
+      return { disk, readPath: disk.path, ownedName: `none:${disk.path}` };
+    });
+  }
+
+  async remove(): Promise<void> {
+    // Nothing was created.
+  }
+
+  async removeLeftovers(): Promise<string[]> {
+    return [];
+  }
+}
