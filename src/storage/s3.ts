@@ -255,7 +255,8 @@ export class S3Backend implements Backend {
             ContentLength: data.length,
             // The server refuses a body damaged on the way instead of storing it.
             ContentMD5: md5(data),
-            ...this.lockParams(),
+            // A lock must be removable when its holder ends; Object Lock protects the history, not locks.
+            ...(type === 'locks' ? {} : this.lockParams()),
           }),
         );
       }
