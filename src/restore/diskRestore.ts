@@ -8,7 +8,11 @@ import { PipelinePool } from '../workers/pipelinePool';
 import { CorruptionError, StorageError } from '../errors';
 import { complementSpans } from '../dedupe/spans';
 import { forEachLimit } from '../backup/forEachLimit';
-import { RestorePlan, readRanges } from './restorePlan';
+import { RestorePlan, readRanges, restorePlan } from './restorePlan';
+import { DiskRecord } from '../repo/restorePoint';
+
+/** Regions planned at once: 64 x 32 MiB = 2 GiB of disk, so a 1 TiB disk never needs its whole plan in memory. */
+const REGIONS_PER_BATCH = 64;
 import { BlobToWrite } from '../workers/tasks';
 
 export interface DiskRestoreOptions {
@@ -17,6 +21,21 @@ export interface DiskRestoreOptions {
 }
 
 export async function restoreDisk(
+  repo: Repository,
+  pool: PipelinePool,
+  disk: DiskRecord,
+  targetPath: string,
+  opts: DiskRestoreOptions,
+): Promise<number> {
+  let written = 0;
+  for (let from = 0; from < disk.regions.length; from += REGIONS_PER_BATCH) {
+    const plan = await restorePlan(repo, disk, from, Math.min(disk.regions.length, from + REGIONS_PER_BATCH));
+    written += await restoreBatch(repo, pool, plan, targetPath, { ...opts, onProgress: (w) => opts.onProgress?.(written + w) });
+  }
+  return written;
+}
+
+async function restoreBatch(
   repo: Repository,
   pool: PipelinePool,
   plan: RestorePlan,
@@ -54,7 +73,10 @@ export async function restoreDisk(
     written += result.writtenBytes;
     opts.onProgress?.(written);
   });
-  if (opts.zeroFill) await writeZeros(targetPath, complementSpans(plan.dataSpans, plan.disk.size));
+  if (opts.zeroFill) {
+    const relative = plan.dataSpans.map((s) => ({ start: s.start - plan.start, end: s.end - plan.start }));
+    await writeZeros(targetPath, complementSpans(relative, plan.end - plan.start).map((s) => ({ start: s.start + plan.start, end: s.end + plan.start })));
+  }
   return written;
 }
 

@@ -9,7 +9,6 @@ import { Repository } from '../repo/repository';
 import { StoredRestorePoint } from '../repo/restorePoint';
 import { PipelinePool } from '../workers/pipelinePool';
 import { InputError, StorageError, UsageError, describeSystemError } from '../errors';
-import { restorePlan } from './restorePlan';
 import { restoreDisk } from './diskRestore';
 import { syncDirectory } from '../storage/local';
 import { blockDeviceSize } from '../dedupe/imageSource';
@@ -53,15 +52,14 @@ export async function restoreToDirectory(
   const totalBytes = rp.disks.reduce((n, d) => n + d.dataBytes, 0);
   let before = 0;
   for (const disk of rp.disks) {
-    const plan = await restorePlan(repo, disk);
     const finalPath = path.join(dir, disk.name);
     const written = await writeAtomically(finalPath, disk.size, (temp) =>
-      restoreDisk(repo, pool, plan, temp, {
+      restoreDisk(repo, pool, disk, temp, {
         zeroFill: false,
         onProgress: (w) => onProgress?.({ disk: disk.name, writtenBytes: before + w, totalBytes }),
       }),
     );
-    before += plan.dataBytes;
+    before += disk.dataBytes;
     restored.push({ path: finalPath, size: disk.size, writtenBytes: written });
   }
   if (rp.config) {
@@ -134,14 +132,13 @@ export async function restoreDiskTo(
   } else if (st) {
     if (!opts.force) throw new InputError(`--to ${target}: already exists; add --force to overwrite it`);
   }
-  const plan = await restorePlan(repo, disk);
-  const progress = (w: number) => opts.onProgress?.({ disk: disk.name, writtenBytes: w, totalBytes: plan.dataBytes });
+  const progress = (w: number) => opts.onProgress?.({ disk: disk.name, writtenBytes: w, totalBytes: disk.dataBytes });
   if (st?.isBlockDevice()) {
-    const written = await restoreDisk(repo, pool, plan, target, { zeroFill: opts.noSparse, onProgress: progress });
+    const written = await restoreDisk(repo, pool, disk, target, { zeroFill: opts.noSparse, onProgress: progress });
     return { path: target, size: disk.size, writtenBytes: written };
   }
   const written = await writeAtomically(path.resolve(target), disk.size, (temp) =>
-    restoreDisk(repo, pool, plan, temp, { zeroFill: false, onProgress: progress }),
+    restoreDisk(repo, pool, disk, temp, { zeroFill: false, onProgress: progress }),
   );
   return { path: target, size: disk.size, writtenBytes: written };
 }

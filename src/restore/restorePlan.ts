@@ -21,17 +21,22 @@ export interface PackReadPlan {
   blobs: PlannedBlob[];
 }
 
+/** The plan for regions [fromRegion, toRegion) of a disk: restores are planned in batches to bound memory. */
 export interface RestorePlan {
   disk: DiskRecord;
+  /** Byte range of the disk this plan covers. */
+  start: number;
+  end: number;
   packs: PackReadPlan[];
-  /** Byte ranges of the disk that hold data, ascending; the rest is zeros. */
+  /** Byte ranges that hold data, ascending; the rest of [start, end) is zeros. */
   dataSpans: Span[];
   dataBytes: number;
 }
 
-export async function restorePlan(repo: Repository, disk: DiskRecord): Promise<RestorePlan> {
+export async function restorePlan(repo: Repository, disk: DiskRecord, fromRegion = 0, toRegion = disk.regions.length): Promise<RestorePlan> {
   const maps: { regionStart: number; bytes: Buffer }[] = [];
-  await forEachLimit(disk.regions.entries(), 8, async ([r, mapId]) => {
+  const wanted = disk.regions.slice(fromRegion, toRegion).map((id, i) => [fromRegion + i, id] as const);
+  await forEachLimit(wanted, 8, async ([r, mapId]) => {
     if (mapId) maps.push({ regionStart: r * disk.regionSize, bytes: await repo.readBlob(Buffer.from(mapId, 'hex')) });
   });
   maps.sort((a, b) => a.regionStart - b.regionStart);
@@ -72,7 +77,8 @@ export async function restorePlan(repo: Repository, disk: DiskRecord): Promise<R
   const packs = [...byPack.entries()]
     .sort((a, b) => a[0] - b[0])
     .map(([pack, blobs]) => ({ packId: repo.packIds[pack], blobs: blobs.sort((x, y) => x.loc.offset - y.loc.offset) }));
-  return { disk, packs, dataSpans, dataBytes };
+  const start = fromRegion * disk.regionSize;
+  return { disk, start, end: Math.min(disk.size, toRegion * disk.regionSize), packs, dataSpans, dataBytes };
 }
 
 /** Group a pack's blobs into read ranges: neighbours closer than `maxGap`, at most `maxRange` bytes. */
