@@ -142,6 +142,11 @@ async function backupOne(
     });
     const config = g.guest.config ? { fileName: g.guest.config.fileName, content: Buffer.from(g.guest.config.text).toString('base64') } : undefined;
     const result = await backupGuest(repo, pool, { guest: g.guest.name, disks: inputs, config, tags: opts.tags });
+    for (const provider of groups.keys()) {
+      const mine = snapshots.filter((s) => s.provider === provider).map((s) => s.snapshot);
+      // The restore point is safe; a failed commit only costs the next run a full read.
+      await provider.commit?.(mine).catch((err: unknown) => opts.log(`${g.guest.name}: ${provider.kind}: could not keep the tracking baseline: ${(err as Error).message}`));
+    }
     const s = result.restorePoint.stats;
     return {
       guest: g.guest.name, driver: g.driver.kind, ok: true, id: result.id, pauseMs,

@@ -71,6 +71,13 @@ export interface SnapshotProvider {
    * leaves the previous baseline in place, and remove() deletes the new ones.
    */
   commit?(snapshots: Snapshot[]): Promise<void>;
+  /**
+   * Called once the restore point built from `snapshots` is saved: the
+   * provider makes this run's state the baseline its next `changed` is
+   * measured against (switch a btrfs baseline, drop an older checkpoint).
+   * Never called when the backup failed, so tracking survives failures.
+   */
+  commit?(snapshots: Snapshot[]): Promise<void>;
   /** Removes one snapshot. Removing one that is already gone is not an error. */
   remove(snapshot: Snapshot): Promise<void>;
   /** Removes snapshots an earlier, interrupted run left behind (only ferry's own); returns their names. */
