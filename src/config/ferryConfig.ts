@@ -1,0 +1,392 @@
+// ferry's own config file, /etc/ferry/ferry.conf (or `--config PATH`), in
+// TOML, parsed by smol-toml and checked here key by key. Every mistake is one
+// line: `FILE:LINE: key 'x': expected …` (syntax errors come from smol-toml
+// with line and column). docs/ferry.conf.example shows every key.
+//
+// Keys and defaults:
+//   repository     string   repository location (path, s3:…); none: --repo / FERRY_REPO
+//   password_file  string   none: --password-file / FERRY_PASSWORD(_FILE) / prompt
+//   concurrency    integer  2; guests backed up at once (1…256)
+//   include        [glob]   ["*"]; guest names to back up with --all
+//   exclude        [glob]   []; wins over include
+//   [xen]                   present = the xl driver is used
+//     config_dir   string   "/etc/xen"
+//   [libvirt]               present = the virsh driver is used
+//     uri          string   "qemu:///system"
+//   [qemu]                  present = guests behind QMP sockets are used
+//     qmp_sockets  [string] required, at least one
+//   [[static.guest]]        one per guest described by hand
+//     name         string   required
+//     disks        [string | {path, device}] required, at least one
+//     config       string   the guest's hypervisor config file, kept in the restore point
+//     pre_hook, post_hook   [string] argv, `{name}` replaced; a hook makes the guest count as running
+//   [guest."PATTERN"]       per-guest settings for every guest whose name matches PATTERN
+//     quiesce      "pause" | "fsfreeze" | "none"   default: the driver's own (pause; libvirt
+//                  and qemu use fsfreeze when a guest agent answers)
+//     pre_hook, post_hook   [string] argv run around the quiesce, `{name}` replaced; default none
+//     snapshot     "lvm" | "btrfs" | "reflink" | "qemu-live" | "libvirt-backup" | "none"; default: automatic
+//     boot_group   integer ≥ 0; 0. Site restore boots group 0 first, then 1, …
+//     boot_priority integer; 0. Lower boots first within a group
+//   When several [guest."…"] tables match a guest, patterns apply first in
+//   file order (a later one overrides an earlier one's keys), then a table
+//   naming the guest exactly overrides them all.
+// Relative paths are taken relative to the config file's directory.
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parse, TomlError } from 'smol-toml';
+import { describeSystemError } from '../errors';
+import type { GuestHooks } from '../hypervisor/driver';
+import type { StaticDiskDefinition, StaticGuestDefinition } from '../hypervisor/static/staticDriver';
+import { SNAPSHOT_KINDS, type SnapshotKind } from '../snapshot/choose';
+import { ConfigError } from './configError';
+import { globProblem, isLiteralGlob, matchesGlob } from './glob';
+import { type KeyPath, TomlLines, formatKeyPath } from './tomlLines';
+
+export const DEFAULT_CONFIG_PATH = '/etc/ferry/ferry.conf';
+export const DEFAULT_CONCURRENCY = 2;
+export const QUIESCE_MODES = ['pause', 'fsfreeze', 'none'] as const;
+export type QuiesceMode = (typeof QUIESCE_MODES)[number];
+
+export interface XenConfig { configDir: string }
+export interface LibvirtConfig { uri: string }
+export interface QemuConfig { qmpSockets: string[] }
+
+/** Per-guest settings as one `[guest."PATTERN"]` table writes them (only the keys it sets). */
+export interface GuestRuleSettings {
+  quiesce?: QuiesceMode;
+  preHook?: string[];
+  postHook?: string[];
+  snapshot?: SnapshotKind;
+  bootGroup?: number;
+  bootPriority?: number;
+}
+
+export interface GuestRule {
+  pattern: string;
+  /** Line of the table header, for messages and ordering. */
+  line: number;
+  settings: GuestRuleSettings;
+}
+
+/** Everything that applies to one guest, defaults filled in. */
+export interface GuestSettings {
+  /** undefined: the driver's default. */
+  quiesce?: QuiesceMode;
+  hooks: GuestHooks;
+  /** undefined: choose automatically per disk. */
+  snapshot?: SnapshotKind;
+  bootGroup: number;
+  bootPriority: number;
+}
+
+export interface FerryConfig {
+  /** The file it came from, as given. */
+  file: string;
+  repository?: string;
+  passwordFile?: string;
+  concurrency: number;
+  include: string[];
+  exclude: string[];
+  xen?: XenConfig;
+  libvirt?: LibvirtConfig;
+  qemu?: QemuConfig;
+  staticGuests: StaticGuestDefinition[];
+  /** In the order they apply (see the comment at the top). */
+  guestRules: GuestRule[];
+}
+
+type Table = Record<string, unknown>;
+
+const TOP_KEYS = ['repository', 'password_file', 'concurrency', 'include', 'exclude', 'xen', 'libvirt', 'qemu', 'static', 'guest'];
+const RULE_KEYS = ['quiesce', 'pre_hook', 'post_hook', 'snapshot', 'boot_group', 'boot_priority'];
+const STATIC_GUEST_KEYS = ['name', 'disks', 'config', 'pre_hook', 'post_hook'];
+
+/** Reads and checks a config file. */
+export function loadFerryConfig(file: string = DEFAULT_CONFIG_PATH): FerryConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, undefined, undefined, `cannot read the config file: ${describeSystemError(err)}; give an existing file with --config`, { cause: err });
+  }
+  return parseFerryConfig(text, file);
+}
+
+/** Checks config text; `file` names it in messages and anchors relative paths. */
+export function parseFerryConfig(text: string, file: string): FerryConfig {
+  let doc: Table;
+  try {
+    doc = parse(text) as Table;
+  } catch (err) {
+    if (err instanceof TomlError) {
+      const what = err.message.split('\n')[0]!.replace(/^Invalid TOML document:\s*/, '');
+      throw new ConfigError(file, err.line, undefined, `TOML syntax error at column ${err.column}: ${what}`, { cause: err });
+    }
+    throw err;
+  }
+  return new Checker(text, file).config(doc);
+}
+
+/** Whether `--all` backs up the guest: it matches an include pattern and no exclude pattern. */
+export function isGuestSelected(config: FerryConfig, name: string): boolean {
+  return config.include.some((p) => matchesGlob(name, p)) && !config.exclude.some((p) => matchesGlob(name, p));
+}
+
+/** The settings for one guest, from every `[guest."…"]` table that matches it. */
+export function settingsForGuest(config: FerryConfig, name: string): GuestSettings {
+  const merged: GuestRuleSettings = {};
+  for (const rule of config.guestRules) {
+    if (matchesGlob(name, rule.pattern)) Object.assign(merged, rule.settings);
+  }
+  const hooks: GuestHooks = {};
+  if (merged.preHook) hooks.pre = merged.preHook;
+  if (merged.postHook) hooks.post = merged.postHook;
+  const settings: GuestSettings = { hooks, bootGroup: merged.bootGroup ?? 0, bootPriority: merged.bootPriority ?? 0 };
+  if (merged.quiesce) settings.quiesce = merged.quiesce;
+  if (merged.snapshot) settings.snapshot = merged.snapshot;
+  return settings;
+}
+
+/**
+ * The `[[static.guest]]` definitions for the StaticDriver, each with the
+ * hooks of the `[guest."…"]` tables that match it when it has none of its
+ * own: a static guest with hooks is held by them, so it must know them when
+ * it is listed.
+ */
+export function staticDriverGuests(config: FerryConfig): StaticGuestDefinition[] {
+  return config.staticGuests.map((g) => {
+    if (g.hooks) return g;
+    const { hooks } = settingsForGuest(config, g.name);
+    return hooks.pre || hooks.post ? { ...g, hooks } : g;
+  });
+}
+
+class Checker {
+  private readonly lines: TomlLines;
+  private readonly baseDir: string;
+
+  constructor(text: string, private readonly file: string) {
+    this.lines = new TomlLines(text);
+    this.baseDir = path.dirname(path.resolve(file));
+  }
+
+  config(doc: Table): FerryConfig {
+    this.onlyKeys(doc, [], TOP_KEYS);
+    const config: FerryConfig = {
+      file: this.file,
+      concurrency: DEFAULT_CONCURRENCY,
+      include: ['*'],
+      exclude: [],
+      staticGuests: [],
+      guestRules: [],
+    };
+    if (doc.repository !== undefined) config.repository = this.location(this.string(doc.repository, ['repository']));
+    if (doc.password_file !== undefined) config.passwordFile = this.path(this.string(doc.password_file, ['password_file']));
+    if (doc.concurrency !== undefined) config.concurrency = this.integer(doc.concurrency, ['concurrency'], 1, 256);
+    if (doc.include !== undefined) config.include = this.patterns(doc.include, ['include']);
+    if (doc.exclude !== undefined) config.exclude = this.patterns(doc.exclude, ['exclude']);
+
+    if (doc.xen !== undefined) {
+      const xen = this.table(doc.xen, ['xen']);
+      this.onlyKeys(xen, ['xen'], ['config_dir']);
+      config.xen = { configDir: xen.config_dir === undefined ? '/etc/xen' : this.path(this.string(xen.config_dir, ['xen', 'config_dir'])) };
+    }
+    if (doc.libvirt !== undefined) {
+      const libvirt = this.table(doc.libvirt, ['libvirt']);
+      this.onlyKeys(libvirt, ['libvirt'], ['uri']);
+      config.libvirt = { uri: libvirt.uri === undefined ? 'qemu:///system' : this.string(libvirt.uri, ['libvirt', 'uri']) };
+    }
+    if (doc.qemu !== undefined) {
+      const qemu = this.table(doc.qemu, ['qemu']);
+      this.onlyKeys(qemu, ['qemu'], ['qmp_sockets']);
+      if (qemu.qmp_sockets === undefined) this.fail(['qemu'], 'missing key qmp_sockets: list the QMP socket paths of the guests, e.g. qmp_sockets = ["/run/qemu/web01.qmp"]');
+      config.qemu = { qmpSockets: this.stringList(qemu.qmp_sockets, ['qemu', 'qmp_sockets'], { nonEmpty: true }).map((p) => this.path(p)) };
+    }
+    if (doc.static !== undefined) config.staticGuests = this.staticGuests(doc.static);
+    if (doc.guest !== undefined) config.guestRules = this.guestRules(doc.guest);
+    return config;
+  }
+
+  private staticGuests(value: unknown): StaticGuestDefinition[] {
+    const table = this.table(value, ['static']);
+    this.onlyKeys(table, ['static'], ['guest']);
+    if (table.guest === undefined) return [];
+    if (!Array.isArray(table.guest)) this.fail(['static', 'guest'], `expected [[static.guest]] tables, got ${describe(table.guest)}`);
+    const seen = new Map<string, number>();
+    return (table.guest as unknown[]).map((entry, i) => {
+      const at: KeyPath = ['static', 'guest', i];
+      const g = this.table(entry, at);
+      this.onlyKeys(g, at, STATIC_GUEST_KEYS);
+      if (g.name === undefined) this.fail(at, 'missing key name: every [[static.guest]] needs name = "…"');
+      if (g.disks === undefined) this.fail(at, 'missing key disks: list the guest\'s disk images, e.g. disks = ["/srv/vm/web01.img"]');
+      const name = this.guestName(g.name, [...at, 'name']);
+      const earlier = seen.get(name);
+      if (earlier !== undefined) this.fail([...at, 'name'], `expected a name not used by another [[static.guest]], but ${JSON.stringify(name)} is already static.guest[${earlier}]`);
+      seen.set(name, i);
+      const def: StaticGuestDefinition = { name, disks: this.disks(g.disks, [...at, 'disks']) };
+      if (g.config !== undefined) def.config = this.path(this.string(g.config, [...at, 'config']));
+      const hooks = this.hooks(g, at);
+      if (hooks) def.hooks = hooks;
+      return def;
+    });
+  }
+
+  private disks(value: unknown, at: KeyPath): (string | StaticDiskDefinition)[] {
+    if (!Array.isArray(value) || value.length === 0) {
+      this.fail(at, `expected a non-empty array of disk paths (or { path = "…", device = "…" } tables), got ${describe(value)}`);
+    }
+    return value.map((d, i) => {
+      if (typeof d === 'string') return this.path(this.nonEmpty(d, [...at, i]));
+      const t = this.table(d, [...at, i], 'a disk path or a { path = "…", device = "…" } table');
+      this.onlyKeys(t, [...at, i], ['path', 'device']);
+      if (t.path === undefined) this.fail([...at, i], 'missing key path in the disk table');
+      const disk: StaticDiskDefinition = { path: this.path(this.string(t.path, [...at, i, 'path'])) };
+      if (t.device !== undefined) {
+        const device = this.string(t.device, [...at, i, 'device']);
+        if (!/^[A-Za-z0-9._-]+$/.test(device)) this.fail([...at, i, 'device'], `expected a device name of letters, digits and . _ - (e.g. "xvda"), got ${JSON.stringify(device)}`);
+        disk.device = device;
+      }
+      return disk;
+    });
+  }
+
+  private guestRules(value: unknown): GuestRule[] {
+    const table = this.table(value, ['guest'], 'tables [guest."PATTERN"], e.g. [guest."web*"]');
+    const rules = Object.entries(table).map(([pattern, body]): GuestRule => {
+      const at: KeyPath = ['guest', pattern];
+      const problem = globProblem(pattern);
+      if (problem) this.fail(at, `expected a guest name or pattern, but ${problem}`);
+      const t = this.table(body, at, `a table [guest.${JSON.stringify(pattern)}] of per-guest settings`);
+      this.onlyKeys(t, at, RULE_KEYS);
+      const settings: GuestRuleSettings = {};
+      if (t.quiesce !== undefined) settings.quiesce = this.oneOf(t.quiesce, [...at, 'quiesce'], QUIESCE_MODES);
+      if (t.snapshot !== undefined) settings.snapshot = this.oneOf(t.snapshot, [...at, 'snapshot'], SNAPSHOT_KINDS);
+      if (t.boot_group !== undefined) settings.bootGroup = this.integer(t.boot_group, [...at, 'boot_group'], 0, 1_000_000);
+      if (t.boot_priority !== undefined) settings.bootPriority = this.integer(t.boot_priority, [...at, 'boot_priority'], -1_000_000, 1_000_000);
+      const hooks = this.hooks(t, at);
+      if (hooks?.pre) settings.preHook = [...hooks.pre];
+      if (hooks?.post) settings.postHook = [...hooks.post];
+      return { pattern, line: this.lines.lineOf(at) ?? 0, settings };
+    });
+    // Patterns in file order, then exact names: the documented precedence.
+    const byLine = (a: GuestRule, b: GuestRule) => a.line - b.line;
+    return [...rules.filter((r) => !isLiteralGlob(r.pattern)).sort(byLine), ...rules.filter((r) => isLiteralGlob(r.pattern)).sort(byLine)];
+  }
+
+  private hooks(t: Table, at: KeyPath): GuestHooks | undefined {
+    const hooks: GuestHooks = {};
+    for (const [key, which] of [['pre_hook', 'pre'], ['post_hook', 'post']] as const) {
+      if (t[key] === undefined) continue;
+      const argv = this.stringList(t[key], [...at, key], { nonEmpty: true, argv: true });
+      if (argv[0] === '') this.fail([...at, key], 'expected a command as the first element, got an empty string');
+      hooks[which] = argv;
+    }
+    return hooks.pre || hooks.post ? hooks : undefined;
+  }
+
+  // ---- typed readers: each fails with the key's line and what it expects ----
+
+  private onlyKeys(t: Table, at: KeyPath, allowed: readonly string[]): void {
+    for (const key of Object.keys(t)) {
+      if (allowed.includes(key)) continue;
+      const near = allowed.find((a) => editDistance(a, key) <= 2);
+      this.fail([...at, key], `unknown key; expected one of ${allowed.join(', ')}${near ? ` (did you mean '${near}'?)` : ''}`);
+    }
+  }
+
+  private table(value: unknown, at: KeyPath, what = 'a table'): Table {
+    if (!isTable(value)) this.fail(at, `expected ${what}, got ${describe(value)}`);
+    return value;
+  }
+
+  private string(value: unknown, at: KeyPath): string {
+    if (typeof value !== 'string') this.fail(at, `expected a string, got ${describe(value)}`);
+    return this.nonEmpty(value, at);
+  }
+
+  private nonEmpty(value: string, at: KeyPath): string {
+    if (value.trim() === '') this.fail(at, 'expected a non-empty string');
+    return value;
+  }
+
+  private guestName(value: unknown, at: KeyPath): string {
+    const name = this.string(value, at);
+    if (/[\x00-\x1f\s/]/.test(name)) this.fail(at, `expected a guest name without spaces, slashes or control characters, got ${JSON.stringify(name)}`);
+    return name;
+  }
+
+  private integer(value: unknown, at: KeyPath, min: number, max: number): number {
+    if (typeof value !== 'number' || !Number.isInteger(value)) this.fail(at, `expected an integer from ${min} to ${max}, got ${describe(value)}`);
+    if (value < min || value > max) this.fail(at, `expected an integer from ${min} to ${max}, got ${value}`);
+    return value;
+  }
+
+  private oneOf<T extends string>(value: unknown, at: KeyPath, choices: readonly T[]): T {
+    const list = choices.map((c) => JSON.stringify(c)).join(', ');
+    if (typeof value !== 'string') this.fail(at, `expected one of ${list}, got ${describe(value)}`);
+    if (!(choices as readonly string[]).includes(value)) this.fail(at, `expected one of ${list}, got ${JSON.stringify(value)}`);
+    return value as T;
+  }
+
+  private stringList(value: unknown, at: KeyPath, opts: { nonEmpty?: boolean; argv?: boolean } = {}): string[] {
+    const what = opts.argv ? 'an array of strings (a command and its arguments, no shell), e.g. ["ssh", "{name}", "sync"]' : 'an array of strings';
+    if (!Array.isArray(value)) this.fail(at, `expected ${what}, got ${describe(value)}`);
+    const bad = value.findIndex((v) => typeof v !== 'string');
+    if (bad >= 0) this.fail(at, `expected ${what}, got ${describe(value[bad])} at position ${bad}`);
+    if (opts.nonEmpty && value.length === 0) this.fail(at, `expected ${what} with at least one element, got an empty array`);
+    return value as string[];
+  }
+
+  private patterns(value: unknown, at: KeyPath): string[] {
+    const list = this.stringList(value, at);
+    list.forEach((p) => {
+      const problem = globProblem(p);
+      if (problem) this.fail(at, `expected guest name patterns, but ${JSON.stringify(p)}: ${problem}`);
+    });
+    return list;
+  }
+
+  private path(p: string): string {
+    return path.resolve(this.baseDir, p);
+  }
+
+  /** A plain path is resolved like any path; `s3:…` and other scheme locations are kept. */
+  private location(loc: string): string {
+    return /^[a-z][a-z0-9+.-]*:/i.test(loc) ? loc : this.path(loc);
+  }
+
+  private fail(at: KeyPath, detail: string): never {
+    throw new ConfigError(this.file, this.lines.lineOf(at), formatKeyPath(at), detail);
+  }
+}
+
+function isTable(value: unknown): value is Table {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === null || proto === Object.prototype; // smol-toml makes tables without a prototype
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return `a string ${JSON.stringify(value)}`;
+  if (typeof value === 'number') return Number.isInteger(value) ? `an integer ${value}` : `a float ${value}`;
+  if (typeof value === 'bigint') return `an integer ${value}`;
+  if (typeof value === 'boolean') return `a boolean ${value}`;
+  if (Array.isArray(value)) return 'an array';
+  if (isTable(value)) return 'a table';
+  if (value instanceof Date) return 'a date';
+  return typeof value;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length]!;
+}
