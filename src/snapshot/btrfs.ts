@@ -38,7 +38,7 @@ import { HypervisorError, UsageError } from '../errors';
 import { type CommandRunner, lastErrorLine, runChecked } from '../hypervisor/command-runner';
 import type { GuestDisk } from '../hypervisor/driver';
 import { changesFromDump, parseDumpHeader } from './btrfsDump';
-import { type BtrfsLocation, locateOnBtrfs, parseBtrfsMounts, pathOnMount } from './btrfsMounts';
+import { SUBVOLUME_ROOT_INODE, type BtrfsLocation, locateOnBtrfs, parseBtrfsMounts, pathOnMount } from './btrfsMounts';
 import type { ChangeTracking, Snapshot, SnapshotProvider } from './provider';
 
 export const BTRFS_SNAPSHOT_DIR = '.ferry';
@@ -201,13 +201,12 @@ export class BtrfsSnapshotProvider implements SnapshotProvider {
       for (const line of list.stdout.split('\n')) {
         const fsPath = / path (.+)$/.exec(line)?.[1];
         if (!fsPath || !isOwnedPath(fsPath)) continue;
-        for (const m of onSource) {
-          const abs = pathOnMount(fsPath, m);
-          if (abs && this.searchRoots.some((r) => within(abs, r)) && fs.existsSync(abs)) {
-            found.add(abs);
-            break;
-          }
-        }
+        // btrfs-progs prints paths from the top of the file system, or from the
+        // listed mount's own subvolume when it is not the top: try both.
+        const candidates = onSource.flatMap((m) => [pathOnMount(fsPath, m), path.join(m.mountPoint, fsPath)]);
+        const abs = candidates.find((c): c is string =>
+          c !== undefined && this.searchRoots.some((r) => within(c, r)) && isSubvolumeRoot(c));
+        if (abs) found.add(abs);
       }
     }
     return [...found].sort();
@@ -383,6 +382,15 @@ function checkOwned(snapshotPath: string): { dir: string; name: string } {
     throw new UsageError(`refusing to touch ${snapshotPath}: not a ferry btrfs snapshot (.../${BTRFS_SNAPSHOT_DIR}/${BTRFS_SNAPSHOT_PREFIX}*)`);
   }
   return { dir: path.dirname(snapshotPath), name: path.basename(snapshotPath) };
+}
+
+function isSubvolumeRoot(p: string): boolean {
+  try {
+    const st = fs.statSync(p);
+    return st.isDirectory() && st.ino === SUBVOLUME_ROOT_INODE;
+  } catch {
+    return false;
+  }
 }
 
 function fsyncDir(dir: string): void {

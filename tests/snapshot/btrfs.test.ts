@@ -265,6 +265,20 @@ describe('BtrfsSnapshotProvider on a real btrfs', () => {
     for (const t of baselineTargets) expect(fs.existsSync(t)).toBe(true);
   });
 
+  it('removeLeftovers finds snapshots through a mount of the subvolume itself (subvol=vms)', async () => {
+    const device = (await mustRun('findmnt', ['-n', '-o', 'SOURCE', mnt])).trim();
+    const vmsMount = scratch.mkdir('vms-mnt');
+    await mustRun('mount', ['-o', 'subvol=vms', device, vmsMount]);
+    try {
+      const onVmsMount = new BtrfsSnapshotProvider({ runner: new ExecFileCommandRunner(), searchRoots: [vmsMount] });
+      const [killed] = await onVmsMount.create([disk(path.join(vmsMount, 'web01.img'))], 'killed2');
+      expect(killed!.ownedName.startsWith(path.join(vmsMount, '.ferry', 'ferry-killed2-'))).toBe(true);
+      expect(await onVmsMount.removeLeftovers()).toEqual([killed!.ownedName]);
+    } finally {
+      await mustRun('umount', [vmsMount]);
+    }
+  });
+
   it('refuses to remove a path that is not a ferry snapshot', async () => {
     await expect(provider.remove({ disk: disk(image), readPath: image, ownedName: vms }))
       .rejects.toThrow(`refusing to touch ${vms}: not a ferry btrfs snapshot`);
