@@ -1,39 +1,72 @@
 import * as path from 'node:path';
+import * as fs from 'node:fs';
 import { Command } from 'commander';
 import { backupGuest, imageBackupRequest } from '../../backup/guestBackup';
+import { backupFleet, GuestOutcome } from '../../backup/fleetBackup';
+import { Repository } from '../../repo/repository';
 import { withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
 import { ProgressLine } from '../progress';
 import { formatBytes, formatDuration } from '../format';
+import { FerryError, UsageError } from '../../errors';
+import { DEFAULT_CONFIG_PATH, FerryConfig, loadFerryConfig } from '../../config/ferryConfig';
+import { fleetGuests } from '../fleetGuests';
 
 interface BackupOptions {
-  guest: string;
+  guest: string[];
   config?: string;
   tag: string[];
   json?: boolean;
+  all?: boolean;
+  qmpSocket: string[];
+  libvirt?: string | boolean;
+  xen?: boolean;
+  exclude: string[];
+  concurrency?: string;
+  workDir: string;
+}
+
+const collect = (v: string, acc: string[]) => [...acc, v];
+
+/** Some guests failed: the summary said which; the exit code says so too. */
+class FleetFailedError extends FerryError {
+  override readonly exitCode = 11;
 }
 
 export function registerBackup(program: Command): void {
   program
     .command('backup')
-    .description('back up the disk images of one guest as a new restore point')
-    .argument('<image...>', 'raw image files or block devices of the guest')
-    .requiredOption('--guest <name>', 'guest name')
-    .option('--config <file>', 'hypervisor config of the guest to keep with the restore point')
-    .option('--tag <tag>', 'tag the restore point (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .description('back up one guest\'s disk images (IMAGE...), or every guest of the hypervisors (--all)')
+    .argument('[image...]', 'raw image files or block devices of the guest (without --all)')
+    .option('--guest <name>', 'guest name; with --all, a glob pattern selecting guests (repeatable)', collect, [] as string[])
+    .option('--config <file>', "the guest's hypervisor config to keep (image mode); with --all, ferry's config file (default /etc/ferry/ferry.conf)")
+    .option('--tag <tag>', 'tag the restore point (repeatable)', collect, [] as string[])
+    .option('--all', 'back up every guest the hypervisor drivers list')
+    .option('--qmp-socket <path>', 'with --all: a QEMU guest\'s QMP socket (repeatable)', collect, [] as string[])
+    .option('--libvirt [uri]', 'with --all: guests of libvirtd (default qemu:///system)')
+    .option('--xen', 'with --all: guests of the Xen xl toolstack')
+    .option('--exclude <pattern>', 'with --all: skip guests matching this glob (repeatable)', collect, [] as string[])
+    .option('--concurrency <n>', 'with --all: guests backed up at once')
+    .option('--work-dir <dir>', 'with --all: where hypervisor backup jobs write their point-in-time copies', process.env.FERRY_WORK_DIR ?? '/var/tmp/ferry')
     .option('--json', 'print the result as JSON')
     .action(async (images: string[], opts: BackupOptions, cmd: Command) => {
+      const ropts = cmd.optsWithGlobals() as RepoOptions;
+      if (opts.all) {
+        if (images.length > 0) throw new UsageError('backup --all takes no image paths; the hypervisors name the disks');
+        await backupAll(ropts, opts);
+        return;
+      }
+      if (opts.guest.length !== 1) throw new UsageError('backup: give --guest NAME (once) and the guest\'s image paths, or use --all');
       // Bad input fails here, before the repository is touched.
-      const request = imageBackupRequest(opts.guest, images.map((i) => path.resolve(i)), opts.config, opts.tag);
-      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'backup', async (repo) => {
-        await repo.loadIndex(warnDamagedIndex);
-        const resumed = await repo.indexOrphanPacks(true);
-        if (resumed.indexed > 0 && !opts.json) console.error(`resuming: indexed ${resumed.indexed} pack(s) left by an interrupted backup`);
-        const progress = new ProgressLine(`backup ${opts.guest}`, opts.json);
+      const request = imageBackupRequest(opts.guest[0], images.map((i) => path.resolve(i)), opts.config, opts.tag);
+      await withRepository(ropts, 'shared', 'backup', async (repo) => {
+        const resumed = await prepareIndex(repo, opts.json);
+        const progress = new ProgressLine(`backup ${request.guest}`, opts.json);
         const result = await withPool(repo, (pool) =>
           backupGuest(repo, pool, request, (p) => progress.update(p.doneBytes, p.totalBytes, `new ${formatBytes(p.newBytes)}`)),
         );
         progress.done();
         const rp = result.restorePoint;
+        const peakRssBytes = process.resourceUsage().maxRSS * 1024;
         if (opts.json) {
           console.log(JSON.stringify({
             id: result.id,
@@ -41,17 +74,70 @@ export function registerBackup(program: Command): void {
             time: rp.time,
             disks: rp.disks.map((d) => ({ name: d.name, size: d.size, dataBytes: d.dataBytes })),
             ...rp.stats,
-            resumedPacks: resumed.indexed,
-            peakRssBytes: process.resourceUsage().maxRSS * 1024,
+            resumedPacks: resumed,
+            peakRssBytes,
           }));
         } else {
           // stdout carries only the id, so scripts can say ID=$(ferry backup ...); the summary goes to stderr.
           console.log(result.id);
           console.error(
             `restore point ${result.id.slice(0, 8)}: ${rp.guest}, ${rp.disks.length} disk(s), ${formatBytes(rp.stats.logicalBytes)} logical, ` +
-              `${formatBytes(rp.stats.readBytes)} read, ${formatBytes(rp.stats.newBytes)} newly stored, ${formatDuration(rp.stats.durationMs)}, peak memory ${formatBytes(process.resourceUsage().maxRSS * 1024)}`,
+              `${formatBytes(rp.stats.readBytes)} read, ${formatBytes(rp.stats.newBytes)} newly stored, ${formatDuration(rp.stats.durationMs)}, peak memory ${formatBytes(peakRssBytes)}`,
           );
         }
       });
     });
+}
+
+/** Load the index; index packs an interrupted backup left (resume). Returns how many. */
+async function prepareIndex(repo: Repository, quiet?: boolean): Promise<number> {
+  await repo.loadIndex(warnDamagedIndex);
+  const resumed = await repo.indexOrphanPacks(true);
+  if (resumed.indexed > 0 && !quiet) console.error(`resuming: indexed ${resumed.indexed} pack(s) left by an interrupted backup`);
+  return resumed.indexed;
+}
+
+async function backupAll(ropts: RepoOptions, opts: BackupOptions): Promise<void> {
+  let config: FerryConfig | undefined;
+  if (opts.config) config = loadFerryConfig(opts.config);
+  else if (fs.existsSync(DEFAULT_CONFIG_PATH)) config = loadFerryConfig(DEFAULT_CONFIG_PATH);
+  const repoOptions: RepoOptions = {
+    ...ropts,
+    repo: ropts.repo ?? process.env.FERRY_REPO ?? config?.repository,
+    passwordFile: ropts.passwordFile ?? config?.passwordFile,
+  };
+  const concurrency = opts.concurrency ? Number(opts.concurrency) : config?.concurrency ?? 2;
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`--concurrency ${opts.concurrency}: give a whole number of at least 1`);
+  const setup = await fleetGuests(
+    { qmpSocket: opts.qmpSocket, libvirt: opts.libvirt, xen: opts.xen, guest: opts.guest, exclude: opts.exclude, workDir: opts.workDir },
+    config,
+  );
+  const log = (line: string) => {
+    if (!opts.json) console.error(line);
+  };
+  const outcomes: GuestOutcome[] = await withRepository(repoOptions, 'shared', 'backup --all', async (repo) => {
+    await prepareIndex(repo, opts.json);
+    for (const provider of setup.providers) {
+      const removed = await provider.removeLeftovers().catch((err: unknown) => {
+        log(`${provider.kind}: could not look for leftovers: ${(err as Error).message}`);
+        return [] as string[];
+      });
+      if (removed.length > 0) log(`${provider.kind}: removed ${removed.length} leftover(s) of an earlier run: ${removed.join(', ')}`);
+    }
+    const runId = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '') + '-' + process.pid.toString(16);
+    return withPool(repo, (pool) => backupFleet(repo, pool, setup.guests, { concurrency, tags: opts.tag, runId, log }));
+  });
+  const failed = outcomes.filter((o) => !o.ok);
+  if (opts.json) {
+    console.log(JSON.stringify({ guests: outcomes, failed: failed.length, peakRssBytes: process.resourceUsage().maxRSS * 1024 }));
+  } else {
+    for (const o of outcomes) {
+      console.log(o.ok
+        ? `ok     ${o.guest} (${o.driver}, ${o.snapshotKinds.join('+')}): ${o.id?.slice(0, 8)}, paused ${o.pauseMs} ms, read ${formatBytes(o.readBytes)} of ${formatBytes(o.logicalBytes)}, ${formatBytes(o.newBytes)} new${o.fullReads.length ? `; full read: ${o.fullReads.join('; ')}` : ''}`
+        : `FAILED ${o.guest} (${o.driver}): ${o.error}`);
+    }
+  }
+  if (failed.length > 0) {
+    throw new FleetFailedError(`${failed.length} of ${outcomes.length} guest(s) failed: ${failed.map((f) => `${f.guest}: ${f.error}`).join('; ')}`);
+  }
 }
