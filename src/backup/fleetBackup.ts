@@ -100,10 +100,14 @@ async function backupOne(
   disks.forEach((d, i) => groups.set(providers[i], [...(groups.get(providers[i]) ?? []), d]));
 
   const snapshots: { provider: SnapshotProvider; snapshot: Snapshot }[] = [];
+  const deferredChanges: (() => Promise<void>)[] = [];
   const createAll = async (byItself: boolean) => {
     for (const [provider, group] of groups) {
       if (Boolean(provider.pointInTimeByItself) !== byItself) continue;
-      const made = await provider.create(group, opts.runId, group.map((d) => previousDisk(d)?.tracking));
+      const since = group.map((d) => previousDisk(d)?.tracking);
+      // Providers that can compare later (btrfs send) do so after the guest is released: shorter pauses.
+      const made = await provider.create(group, opts.runId, provider.findChanges ? undefined : since);
+      if (provider.findChanges) deferredChanges.push(() => provider.findChanges!(made, since));
       for (const s of made) snapshots.push({ provider, snapshot: s });
     }
   };
@@ -118,6 +122,9 @@ async function backupOne(
       if (handle.quiesced && handle.releaseArgv) watchdog = armWatchdog(handle.releaseArgv, opts.watchdogTimeoutMs);
       const t0 = process.hrtime.bigint();
       try {
+        // A rehearsal knob: hold the guest longer, to prove the watchdog (tests, drills). Never set in production.
+        const hold = Number(process.env.FERRY_HOLD_QUIESCE_MS ?? 0);
+        if (hold > 0 && handle.quiesced) await new Promise((r) => setTimeout(r, hold));
         await createAll(false);
       } finally {
         await handle.release();
@@ -129,6 +136,7 @@ async function backupOne(
       await createAll(false); // shut off, or paused by someone else: nothing moves
     }
     await createAll(true);
+    for (const find of deferredChanges) await find();
 
     const inputs: DiskInput[] = snapshots.map(({ snapshot }) => {
       const prev = previousDisk(snapshot.disk);
