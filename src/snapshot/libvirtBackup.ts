@@ -280,11 +280,13 @@ export class LibvirtBackupProvider implements SnapshotProvider {
   // --- the backup job --------------------------------------------------------
 
   private async runBackup(domain: ActiveDomain, plans: DiskPlan[], checkpoint: string, runId: string): Promise<void> {
-    const specs: BackupDiskSpec[] = domain.disks.map((d) => {
-      const p = plans.find((x) => x.device === d.device);
+    // Every drive of the domain is named, empty CD-ROMs too, so libvirt copies exactly the planned disks.
+    const allDevices = [...domain.disks.map((d) => d.device), ...domain.emptyDrives];
+    const specs: BackupDiskSpec[] = allDevices.map((device) => {
+      const p = plans.find((x) => x.device === device);
       return p
-        ? { device: d.device, target: { file: p.target, ...(p.base !== undefined ? { incrementalFrom: p.base } : {}) } }
-        : { device: d.device };
+        ? { device, target: { file: p.target, ...(p.base !== undefined ? { incrementalFrom: p.base } : {}) } }
+        : { device };
     });
     const xmlStem = join(this.workDir, `${LIBVIRT_BACKUP_PREFIX}${runId}-${fileSafe(domain.name)}`);
     const backupFile = `${xmlStem}.backup.xml`;
@@ -293,7 +295,7 @@ export class LibvirtBackupProvider implements SnapshotProvider {
     await writeFile(backupFile, backupXml(specs));
     if (withCheckpoint) {
       const tracked = new Set(plans.filter((p) => p.tracked).map((p) => p.device));
-      await writeFile(checkpointFile, checkpointXml(checkpoint, domain.disks.map((d) => ({ device: d.device, bitmap: tracked.has(d.device) }))));
+      await writeFile(checkpointFile, checkpointXml(checkpoint, allDevices.map((device) => ({ device, bitmap: tracked.has(device) }))));
     }
     try {
       const args = ['backup-begin', domain.name, backupFile, ...(withCheckpoint ? [checkpointFile] : [])];

@@ -38,6 +38,7 @@ beforeAll(async () => {
       { path: await copyDisk(files, scratch.path('vdb.img'), 'raw'), format: 'raw' },
     ],
     consoleLog: scratch.path('console.log'),
+    emptyCdrom: true, // must be named in libvirt's backup and checkpoint XML, and left alone
   };
   vda = { device: 'vda', path: spec.disks[0]!.path, format: 'qcow2', readOnly: false };
   vdb = { device: 'vdb', path: spec.disks[1]!.path, format: 'raw', readOnly: false };

@@ -8,9 +8,21 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { mustRun, runCommand } from './system';
 import type { Scratch } from './scratch';
+import type { RecordedReply } from '../../src/hypervisor/recorded-runner';
 
 const REPO = path.resolve(__dirname, '..', '..');
 export const LIBVIRT_URI = 'qemu:///system';
+
+const FIXTURES = path.join(REPO, 'tests', 'fixtures', 'libvirt');
+
+/** A RecordedCommandRunner reply for `virsh -c qemu:///system ARGS` with fixture NAME's recorded stdout, stderr and exit code. */
+export function recordedVirsh(args: string[], name: string, extra: Partial<RecordedReply> = {}): RecordedReply {
+  const read = (ext: string) => {
+    const file = path.join(FIXTURES, `${name}.${ext}`);
+    return fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+  };
+  return { cmd: 'virsh', args: ['-c', LIBVIRT_URI, ...args], stdout: read('stdout'), stderr: read('stderr'), code: Number(read('code').trim() || '0'), ...extra };
+}
 
 export function virsh(...args: string[]): Promise<string> {
   return mustRun('virsh', ['-c', LIBVIRT_URI, ...args], { timeoutMs: 120_000 });
@@ -56,6 +68,8 @@ export interface DomainSpec {
   /** A virtio channel for the QEMU guest agent (no agent runs in this guest). */
   agentChannel?: boolean;
   mac?: string;
+  /** An IDE CD-ROM drive with no medium, as many real domains have. */
+  emptyCdrom?: boolean;
   /** Seconds between the guest's writes. */
   tick?: number;
 }
@@ -95,6 +109,8 @@ export function domainXml(spec: DomainSpec): string {
     </interface>
     <serial type='file'><source path='${spec.consoleLog}'/><target port='0'/></serial>${spec.agentChannel ? `
     <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>` : ''}
+${spec.emptyCdrom ? `
+    <disk type='file' device='cdrom'><driver name='qemu' type='raw'/><target dev='hdc' bus='ide'/><readonly/></disk>` : ''}
     <memballoon model='none'/>
   </devices>
 </domain>
