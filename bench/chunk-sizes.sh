@@ -18,7 +18,7 @@ bash "$bench_here/corpus.sh"
 ferry_ok || { echo "chunk-sizes.sh: ferry does not work in this tree (npm run build; node bin/ferry --help)" >&2; exit 1; }
 NIGHTS=$(($(ls -d "$CORPUS"/nights/* | wc -l) - 1))
 GUESTS=$(ls "$CORPUS"/nights/0/*.img | wc -l)
-CHUNKERS=${BENCH_CHUNKERS:-fastcdc:256K fastcdc:1M fastcdc:4M fixed:4M}
+CHUNKERS=${BENCH_CHUNKERS:-fastcdc:256K fastcdc:1M fastcdc:4M fixed:4M fastcdc:64K fixed:16K}
 OUT=${BENCH_CHUNK_OUT:-$bench_here/results/chunk-sizes.md}
 
 work=$BENCH_DIR/chunk-sizes
@@ -52,11 +52,10 @@ for spec in $CHUNKERS; do
         node "$bench_repo/bin/ferry" backup --repo "$r" --guest "guest$g" "$stage/guest$g.img" --json || true
     done
     sync
-    chunks=$(node "$bench_repo/bin/ferry" stats --repo "$r" --json 2>"$work/logs/$name-stats-n$n.log" \
-      | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{const j=JSON.parse(s);console.log(j.chunks ?? j.chunkCount ?? "null")}catch{console.log("null")}})' || echo null)
-    record "$raw" "{\"tool\":\"$spec\",\"phase\":\"repo\",\"night\":$n,\"bytes\":$(du -sb "$r" | cut -f1),\"chunks\":${chunks:-null}}"
+    node "$bench_repo/bin/ferry" stats --repo "$r" --json >"$work/stats-$name-n$n.json" 2>"$work/logs/$name-stats-n$n.log" || true
+    stats=$(node -e 'try{const j=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(JSON.stringify({chunks:j.chunks??null,indexMemoryBytes:j.indexMemoryBytes??null,storedBytes:j.storedBytes??null}))}catch{console.log("{\"chunks\":null}")}' "$work/stats-$name-n$n.json")
+    record "$raw" "{\"tool\":\"$spec\",\"phase\":\"repo\",\"night\":$n,\"bytes\":$(du -sb "$r" | cut -f1),\"stats\":$stats}"
   done
-  node "$bench_repo/bin/ferry" stats --repo "$r" --json >"$work/stats-$name.json" 2>/dev/null || true
   rm -rf "$r"
 done
 rm -f "$stage"/*.img
@@ -77,8 +76,8 @@ L.push(`- date: ${new Date().toISOString()}; run took ${elapsed} s; machine ${os
 L.push(`- page cache dropped before each backup phase: ${drop}; load average start ${l0.split(' ').slice(0, 3).join(' ')}, end ${l1.split(' ').slice(0, 3).join(' ')} (shared 2-core machine)`);
 L.push(`- true change per night (differing 4 KiB blocks, all guests): ${trueC.map(fB).join(', ')} (mean ${fB(mean(trueC))})`);
 L.push('');
-L.push('| chunker | repo after night 0 | nightly growth (mean) | growth / true change | chunks after night 0 | chunks after last night | full backup wall | full CPU | incremental wall (mean) | incremental CPU (mean) | peak RSS | failures |');
-L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+L.push('| chunker | repo after night 0 | nightly growth (mean) | growth / true change | chunks after night 0 | chunks after last night | index memory (stats) | full backup wall | full CPU | incremental wall (mean) | incremental CPU (mean) | peak RSS | failures |');
+L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const c of chunkers.split(/\s+/).filter(Boolean)) {
   const rs = raw.filter((r) => r.tool === c);
   const repo = rs.filter((r) => r.phase === 'repo').sort((a, b) => a.night - b.night);
@@ -89,8 +88,9 @@ for (const c of chunkers.split(/\s+/).filter(Boolean)) {
   const incW = nights.map((n) => sum(b.filter((r) => r.night === n).map((r) => r.wall)));
   const incC = nights.map((n) => sum(b.filter((r) => r.night === n).map((r) => r.user + r.sys)));
   const fails = rs.filter((r) => r.rc !== undefined && r.rc !== 0).length;
-  const ch = (r) => (r && r.chunks !== null && r.chunks !== undefined ? String(r.chunks) : 'n/a');
-  L.push(`| ${c} | ${fB(repo[0]?.bytes)} | ${fB(mean(growth))} | ${(mean(growth) / mean(trueC)).toFixed(2)}× | ${ch(repo[0])} | ${ch(repo[repo.length - 1])} | ${fS(sum(full.map((r) => r.wall)))} | ${fS(sum(full.map((r) => r.user + r.sys)))} | ${fS(mean(incW))} | ${fS(mean(incC))} | ${(Math.max(0, ...b.map((r) => r.maxrssKb)) / 1024).toFixed(0)} MiB | ${fails} |`);
+  const ch = (r) => (r && r.stats && r.stats.chunks != null ? String(r.stats.chunks) : 'n/a');
+  const im = (r) => (r && r.stats && r.stats.indexMemoryBytes != null ? fB(r.stats.indexMemoryBytes) : 'n/a');
+  L.push(`| ${c} | ${fB(repo[0]?.bytes)} | ${fB(mean(growth))} | ${(mean(growth) / mean(trueC)).toFixed(2)}× | ${ch(repo[0])} | ${ch(repo[repo.length - 1])} | ${im(repo[repo.length - 1])} | ${fS(sum(full.map((r) => r.wall)))} | ${fS(sum(full.map((r) => r.user + r.sys)))} | ${fS(mean(incW))} | ${fS(mean(incC))} | ${(Math.max(0, ...b.map((r) => r.maxrssKb)) / 1024).toFixed(0)} MiB | ${fails} |`);
 }
 L.push('');
 L.push('Per night growth (repository bytes added):');

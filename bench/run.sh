@@ -92,15 +92,12 @@ t_run=$(date +%s)
 load_start=$(cat /proc/loadavg)
 
 # True change per night (differing 4 KiB blocks), the floor any tool could store.
-for n in $(seq 1 "$NIGHTS"); do
+truechange_all >>"$raw"
+for n in 0 "$NIGHTS"; do
   for g in $(seq 1 "$GUESTS"); do
-    j=$(node "$bench_here/lib/truechange.mjs" "$CORPUS/nights/$((n - 1))/guest$g.img" "$CORPUS/nights/$n/guest$g.img")
-    record "$raw" "{\"phase\":\"truechange\",\"night\":$n,\"guest\":\"guest$g\",\"data\":$j}"
+    f=$CORPUS/nights/$n/guest$g.img
+    record "$raw" "{\"phase\":\"source\",\"night\":$n,\"guest\":\"guest$g\",\"logical\":$(stat -c %s "$f"),\"allocated\":$(($(stat -c %b "$f") * 512))}"
   done
-done
-for g in $(seq 1 "$GUESTS"); do
-  f=$CORPUS/nights/0/guest$g.img
-  record "$raw" "{\"phase\":\"source\",\"night\":0,\"guest\":\"guest$g\",\"logical\":$(stat -c %s "$f"),\"allocated\":$(($(stat -c %b "$f") * 512))}"
 done
 
 for t in $TOOLS; do tool_init "$t" || true; done

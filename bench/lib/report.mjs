@@ -27,6 +27,8 @@ const failed = (rs) => rs.some((r) => r.rc !== 0);
 const nights = [...new Set(raw.filter((r) => r.phase === 'backup').map((r) => r.night))].sort((a, b) => a - b);
 const lastNight = Math.max(...nights, 0);
 const incNights = nights.filter((n) => n > 0);
+const srcLast = raw.filter((r) => r.phase === 'source' && r.night === lastNight);
+const srcLastAlloc = sum(srcLast.map((r) => r.allocated));
 
 function metrics(t) {
   if (!tools.includes(t)) return null;
@@ -102,7 +104,7 @@ const rows = [
   ['nightly growth bytes (mean)', 'growthMean', fmtB],
   ['peak RSS backup', 'rssBackup', fmtMiB],
   ['peak RSS restore', 'rssRestore', fmtMiB, 'restFail'],
-  ['restored allocated bytes', 'restAlloc', fmtB, 'restFail'],
+  [`restored allocated bytes (source: ${fmtB(srcLastAlloc)})`, 'restAlloc', fmtB, 'restFail'],
 ];
 const lines = [];
 const header = ['', 'ferry', 'restic', 'borg', 'ferry/restic', 'ferry/borg'];
@@ -127,7 +129,7 @@ const table = lines.join('\n');
 // ---- reference numbers and detail ------------------------------------------
 const tc = raw.filter((r) => r.phase === 'truechange');
 const trueByNight = incNights.map((n) => sum(tc.filter((r) => r.night === n).map((r) => r.data.changedBytes)));
-const src = raw.filter((r) => r.phase === 'source');
+const src = raw.filter((r) => r.phase === 'source' && r.night === 0);
 const srcLogical = sum(src.map((r) => r.logical));
 const srcAlloc = sum(src.map((r) => r.allocated));
 
@@ -175,7 +177,7 @@ md.push('Per night (growth = repository bytes added that night, `du -sb`):');
 md.push('');
 md.push(detail.join('\n'));
 md.push('');
-md.push(`Restored: logical ${tools.map((t) => `${t} ${fmtB(M[t].restLogical)}`).join(', ')}; source allocated ${fmtB(srcAlloc)} at night 0. Local caches outside the repository (not counted above): ${tools.map((t) => `${t} ${fmtB(M[t].cacheBytes)}`).join(', ')}.`);
+md.push(`Restored: logical ${tools.map((t) => `${t} ${fmtB(M[t].restLogical)}`).join(', ')}; source allocated ${fmtB(srcLastAlloc)} at night ${lastNight}. Local caches outside the repository (not counted above): ${tools.map((t) => `${t} ${fmtB(M[t].cacheBytes)}`).join(', ')}.`);
 if (ferryStats) {
   md.push('');
   md.push('`ferry stats --json` after the last night:');
