@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  attachLoop,
   EXIT,
   expectCleanFailure,
   expectSuccess,
@@ -108,6 +109,19 @@ describe('backup, list, show, restore', () => {
     expectSuccess(await repo.run(['restore', pointId, '--disk', '1', '--to', target]));
     expect(await sha256File(target)).toBe(disks[1].sha256);
   });
+
+  // A reused device (an old LV, a recycled disk) holds stale bytes where the
+  // image has holes and zero runs: they must read back as zeros, or a guest
+  // file full of zeros would come back full of someone else's data.
+  for (const flags of [['--no-sparse'], []]) {
+    it(`restores a disk bit-exact onto a block device that holds old data${flags.length ? ' with ' + flags.join(' ') : ''}`, async () => {
+      const backing = scratch.path(`used-device${flags.join('')}.img`);
+      fs.writeFileSync(backing, Buffer.alloc(12 * MiB, 0xab));
+      const device = await attachLoop(scratch, backing);
+      expectSuccess(await repo.run(['restore', pointId, '--disk', '0', '--to', device, '--force', ...flags]));
+      expect(await sha256File(device), 'device content after restore (stale bytes left in zero regions?)').toBe(disks[0].sha256);
+    });
+  }
 
   it('reports repository statistics as JSON', async () => {
     const stats = parseJson(await repo.run(['stats', '--json']));
