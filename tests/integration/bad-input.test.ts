@@ -52,6 +52,12 @@ describe('opening a repository', () => {
     expect(await repoState(repo.path)).toEqual(before);
   });
 
+  it('refuses a passphrase file that does not exist, naming it', async () => {
+    const missing = scratch.path('no-such.password');
+    const r = await ferry(['list', '--repo', repo.path, '--password-file', missing]);
+    expectCleanFailure(r, { message: /no-such\.password/ });
+  });
+
   it('refuses a path that is not a repository, naming it, and creates nothing there', async () => {
     const empty = scratch.mkdir('empty-dir');
     const unrelated = scratch.mkdir('unrelated-dir');

@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import {
   expectCleanFailure,
   expectSuccess,
+  listFiles,
   mountTmpfs,
   sha256File,
   TestRepo,
@@ -35,6 +36,8 @@ describe('repository on a full disk', () => {
     writeRandomishImage(big, 96 * MiB, 22, { holes: 0, text: 0 });
     const r = await repo.run(['backup', '--guest', 'guest', big]);
     expectCleanFailure(r, { message: /space|ENOSPC|full/i });
+    const leftovers = listFiles(repo.path).filter((f) => /\.tmp|(^|\/)\./.test(f));
+    expect(leftovers, 'the failed backup must remove its half-written temp files').toEqual([]);
 
     expect((await repo.list()).map((p) => p.id)).toEqual([first.id]);
     await repo.expectCheckPasses(true);
