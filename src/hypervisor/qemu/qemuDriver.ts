@@ -1,0 +1,182 @@
+// HypervisorDriver for guests run directly by QEMU, each reachable through
+// its QMP socket (`-qmp unix:PATH,server=on,wait=off`); ferry is given the
+// list of sockets (config or `--qmp-socket PATH`). Quiesce is QMP `stop` /
+// `cont`: the vCPUs halt, the block layer keeps working, so the guest's disks
+// are crash-consistent while it is stopped.
+//
+// A guest's id is its socket path: that is how quiesce and the qemu-live
+// snapshot provider find the guest again.
+import { readFile, readdir } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { HypervisorError } from '../../errors';
+import { type CommandRunner, ExecFileCommandRunner } from '../command-runner';
+import type { GuestHooks, GuestInfo, GuestNic, GuestState, HypervisorDriver, QuiesceHandle } from '../driver';
+import { runGuestHook } from '../hooks';
+import { nothingToRelease, onceSuccessful } from '../quiesce';
+import { queryDisks } from './qmpBlock';
+import { QmpClient, type QmpConnectOptions } from './qmpClient';
+
+export interface QemuDriverOptions {
+  /** QMP unix sockets, one per guest. */
+  sockets: readonly string[];
+  /** Runs the per-guest pre/post hooks. Default: real commands. */
+  runner?: CommandRunner;
+  qmp?: QmpConnectOptions;
+}
+
+interface QmpStatus {
+  running: boolean;
+  /** `running`, `paused`, `suspended`, `prelaunch`, `inmigrate`, `postmigrate`, `shutdown`, ... */
+  status: string;
+}
+
+export class QemuDriver implements HypervisorDriver {
+  readonly kind = 'qemu';
+  readonly sockets: readonly string[];
+  private readonly runner: CommandRunner;
+  private readonly qmpOptions: QmpConnectOptions;
+
+  constructor(options: QemuDriverOptions) {
+    this.sockets = options.sockets.map((s) => resolve(s));
+    this.runner = options.runner ?? new ExecFileCommandRunner();
+    this.qmpOptions = options.qmp ?? {};
+  }
+
+  /**
+   * One guest per socket. A socket that does not answer is an error naming
+   * it: a guest the admin listed must not silently drop out of the backup.
+   */
+  async listGuests(): Promise<GuestInfo[]> {
+    const guests: GuestInfo[] = [];
+    for (const socket of this.sockets) guests.push(await this.describe(socket));
+    const seen = new Map<string, string>();
+    for (const g of guests) {
+      const other = seen.get(g.name);
+      if (other) throw new HypervisorError(`QMP sockets ${other} and ${String(g.id)} both belong to a guest named ${g.name}: give each QEMU a unique -name`);
+      seen.set(g.name, String(g.id));
+    }
+    return guests;
+  }
+
+  async quiesce(guest: GuestInfo, hooks: GuestHooks = {}): Promise<QuiesceHandle> {
+    const socket = this.socketOf(guest);
+    // Ask again right now: a guest someone else paused must stay paused after the backup.
+    const status = await QmpClient.with(socket, (c) => c.execute<QmpStatus>('query-status'), this.qmpOptions);
+    if (!status.running) return nothingToRelease(guest.name);
+
+    if (hooks.pre) await runGuestHook(this.runner, hooks.pre, guest.name, 'pre');
+    // Short connections only: QEMU serves one QMP client at a time, and the
+    // snapshot provider and the watchdog's `cont` need the socket while the guest is stopped.
+    await QmpClient.with(socket, (c) => c.execute('stop'), this.qmpOptions);
+
+    const cont = onceSuccessful(async () => {
+      await QmpClient.with(socket, (c) => c.execute('cont'), this.qmpOptions);
+    });
+    let postHookStarted = false;
+    return {
+      guest: guest.name,
+      quiesced: true,
+      releaseArgv: qmpReleaseArgv(socket),
+      release: onceSuccessful(async () => {
+        await cont();
+        if (hooks.post && !postHookStarted) {
+          postHookStarted = true;
+          await runGuestHook(this.runner, hooks.post, guest.name, 'post');
+        }
+      }),
+    };
+  }
+
+  private socketOf(guest: GuestInfo): string {
+    if (typeof guest.id === 'string' && this.sockets.includes(guest.id)) return guest.id;
+    throw new HypervisorError(
+      `guest ${guest.name} is not one of this QEMU driver's guests (id ${String(guest.id)}; sockets: ${this.sockets.join(', ')})`,
+    );
+  }
+
+  private async describe(socket: string): Promise<GuestInfo> {
+    return QmpClient.with(socket, async (c) => {
+      const { name } = await c.execute<{ name?: string }>('query-name');
+      const status = await c.execute<QmpStatus>('query-status');
+      const cpus = await c.execute<unknown[]>('query-cpus-fast');
+      const memory = await c.execute<{ 'base-memory': number }>('query-memory-size-summary');
+      const disks = (await queryDisks(c)).map((d) => d.disk);
+      const nics = await queryNics(c);
+      const argv = await findQemuArgv(socket);
+      const guestName = name ?? basename(socket).replace(/\.(qmp|sock)$/, '');
+      return {
+        name: guestName,
+        id: socket,
+        state: stateOf(status),
+        vcpus: cpus.length,
+        memoryMiB: Math.round(memory['base-memory'] / (1024 * 1024)),
+        nics,
+        disks,
+        // QEMU has no config file: its command line is the guest's definition.
+        ...(argv ? { config: { fileName: `${guestName}.qemu-argv.json`, text: JSON.stringify(argv, null, 1) + '\n' } } : {}),
+      };
+    }, this.qmpOptions);
+  }
+}
+
+function stateOf(status: QmpStatus): GuestState {
+  // Everything that is not executing guest code (paused, suspended, migrating,
+  // shut down but kept by -no-shutdown) is "paused" to ferry: the QEMU process exists.
+  return status.running ? 'running' : 'paused';
+}
+
+async function queryNics(c: QmpClient): Promise<GuestNic[]> {
+  try {
+    const filters = await c.execute<{ 'main-mac'?: string }[]>('query-rx-filter');
+    return filters.map((f) => (f['main-mac'] ? { mac: f['main-mac'] } : {}));
+  } catch {
+    return []; // a NIC model without rx-filter support: the MAC is then only in the command line
+  }
+}
+
+/** The command line of the QEMU process serving `socket`, found in /proc; undefined when not visible (other host, hidepid). */
+async function findQemuArgv(socket: string): Promise<string[] | undefined> {
+  let pids: string[];
+  try {
+    pids = (await readdir('/proc')).filter((p) => /^\d+$/.test(p));
+  } catch {
+    return undefined;
+  }
+  for (const pid of pids) {
+    let argv: string[];
+    try {
+      argv = (await readFile(join('/proc', pid, 'cmdline'), 'utf8')).split('\0');
+      if (argv[argv.length - 1] === '') argv.pop(); // every argument ends with NUL
+    } catch {
+      continue;
+    }
+    if (!argv[0] || !/qemu/.test(basename(argv[0]))) continue;
+    if (argv.some((a) => qmpSocketsIn(a).includes(socket))) return argv;
+  }
+  return undefined;
+}
+
+/** Socket paths in a `-qmp`/`-chardev` argument such as `unix:/run/a.qmp,server=on,wait=off` or `socket,id=m,path=/run/a.qmp`. */
+function qmpSocketsIn(arg: string): string[] {
+  const found: string[] = [];
+  const unix = /^unix:([^,]+)/.exec(arg);
+  if (unix?.[1]) found.push(resolve(unix[1]));
+  const path = /(?:^|,)path=([^,]+)/.exec(arg);
+  if (path?.[1]) found.push(resolve(path[1]));
+  return found;
+}
+
+/**
+ * argv that resumes the guest behind `socket` from a separate process (the
+ * watchdog), with no ferry state: `node dist/hypervisor/qemu/qmpCommandMain.js SOCKET cont`.
+ */
+export function qmpReleaseArgv(socket: string): string[] {
+  return [process.execPath, qmpCommandScript(), socket, 'cont'];
+}
+
+/** The compiled qmpCommandMain.js (also when this module runs from TypeScript sources under a test runner). */
+export function qmpCommandScript(): string {
+  if (__filename.endsWith('.js')) return join(__dirname, 'qmpCommandMain.js');
+  // src/hypervisor/qemu/qemuDriver.ts -> dist/hypervisor/qemu/qmpCommandMain.js
+  return resolve(__dirname, '..', '..', '..', 'dist', 'hypervisor', 'qemu', 'qmpCommandMain.js');
+}

@@ -1,0 +1,529 @@
+// SnapshotProvider "qemu-live": QEMU itself copies a running guest's disks at
+// one point in time (blockdev-backup), and tracks what the guest writes
+// afterwards in dirty bitmaps, so the next run copies only that.
+//
+// One QMP `transaction` per guest fixes the point in time for all its disks
+// at once; it is atomic, so the guest need not be paused for a
+// crash-consistent copy (QEMU's copy-before-write keeps the point in time
+// while the guest runs on). create() returns once the copies are complete.
+// The job writes into a qcow2 file (sparse for zero ranges, and for an
+// incremental it records which clusters were written); `qemu-img convert`
+// then makes the sparse raw file the backup reads.
+//
+// Changed-block tracking, the way libvirt does checkpoints (and not QEMU's
+// "bitmap cleared on success" shortcut, which loses changes when the backup
+// job succeeds but ferry then fails to store the restore point):
+//   - every run adds a new bitmap `ferry-cbt-<runId>` in the same transaction
+//     that starts its copy; its name is the tracking token of the restore point;
+//   - an incremental run (since = token of bitmap B) freezes a copy of B in
+//     the same transaction (`ferry-tmp-<runId>`, disabled, B merged into it)
+//     and copies exactly the clusters dirty in it (sync=bitmap,
+//     bitmap-mode=never) into the target; B itself keeps recording, so if
+//     this run never becomes a restore point the next run can still use B;
+//   - after a successful copy only B and the new bitmap are kept: whichever
+//     restore point the next run continues from, its bitmap still exists;
+//     commit() (the restore point is saved) then drops B as well;
+//   - the qcow2 target holds exactly the clusters the job wrote (`qemu-img map`:
+//     data and zero clusters); their total must equal the frozen bitmap's dirty
+//     byte count, or the run fails rather than produce a wrong image.
+// A missing, inconsistent (QEMU crashed) or disabled bitmap, or a token from
+// another provider, means a full copy, and `fullReadReason` says why.
+// Bitmaps are persistent where the format can store them (qcow2), so tracking
+// survives a clean QEMU restart; on raw disks a restart loses them: full copy.
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { HypervisorError, UsageError, describeSystemError } from '../errors';
+import { type CommandRunner, ExecFileCommandRunner, runChecked } from '../hypervisor/command-runner';
+import type { GuestDisk } from '../hypervisor/driver';
+import { type QemuDisk, type QmpBlockNode, type QmpDirtyBitmap, queryDisks, queryNodes } from '../hypervisor/qemu/qmpBlock';
+import { QmpClient, type QmpConnectOptions, type QmpEvent } from '../hypervisor/qemu/qmpClient';
+import type { ChangeTracking, Snapshot, SnapshotProvider } from './provider';
+import { type ByteRange, presentRanges, totalBytes } from './qemuImageMap';
+
+export const QEMU_TRACKING_KIND = 'qemu-dirty-bitmap';
+export const QEMU_OWNED_PREFIX = 'ferry-';
+const TRACKING_BITMAP_PREFIX = 'ferry-cbt-';
+const FROZEN_BITMAP_PREFIX = 'ferry-tmp-';
+// Block node names are limited to 31 characters: target nodes are named by a hash.
+const TARGET_NODE = /^ferry-[0-9a-f]{12}$/;
+const JOB_PREFIX = 'ferry-job-';
+const TARGET_FILE = /^ferry-.+\.(raw|qcow2)$/;
+// 64 KiB: QEMU's default and the block-copy cluster size, so an incremental copies exactly the dirty bitmap.
+const GRANULARITY = 64 * 1024;
+const RUN_ID = /^[A-Za-z0-9_.+-]+$/;
+
+export interface QemuLiveOptions {
+  /** QMP sockets of the guests whose disks this provider can copy. */
+  sockets: readonly string[];
+  /**
+   * Directory for the copies (`ferry-<runId>-<index>-<device>.raw`); needs room
+   * for twice the copied data (the disk's data for a full copy, the changes for
+   * an incremental) while the job's qcow2 file is converted.
+   */
+  workDir: string;
+  /** Runs qemu-img. Default: real commands. */
+  runner?: CommandRunner;
+  qemuImg?: string;
+  qmp?: QmpConnectOptions;
+  /** How long one guest's copy jobs may take (default 6 h). */
+  jobTimeoutMs?: number;
+}
+
+interface Located {
+  socket: string;
+  qemu: QemuDisk;
+}
+
+interface Plan {
+  index: number;
+  disk: GuestDisk;
+  nodeName: string;
+  virtualSize: number;
+  base: string;
+  targetNode: string;
+  targetFile: string;
+  jobId: string;
+  newBitmap: string;
+  persistent: boolean;
+  /** The bitmap to copy from (incremental), or undefined (full copy). */
+  since?: QmpDirtyBitmap;
+  frozenBitmap: string;
+  fullReadReason?: string;
+}
+
+interface Copied {
+  plan: Plan;
+  /** Dirty bytes the frozen bitmap held (incremental only). */
+  dirtyBytes?: number;
+  jobLength?: number;
+}
+
+export class QemuLiveProvider implements SnapshotProvider {
+  readonly kind = 'qemu-live';
+  /** create() fixes one point in time for all disks of a guest itself (QMP transaction); a pause adds nothing. */
+  readonly pointInTimeByItself = true;
+  private readonly sockets: readonly string[];
+  private readonly workDir: string;
+  private readonly runner: CommandRunner;
+  private readonly qemuImg: string;
+  private readonly qmpOptions: QmpConnectOptions;
+  private readonly jobTimeoutMs: number;
+
+  constructor(options: QemuLiveOptions) {
+    this.sockets = options.sockets.map((s) => resolve(s));
+    this.workDir = resolve(options.workDir);
+    this.runner = options.runner ?? new ExecFileCommandRunner();
+    this.qemuImg = options.qemuImg ?? 'qemu-img';
+    this.qmpOptions = options.qmp ?? {};
+    this.jobTimeoutMs = options.jobTimeoutMs ?? 6 * 3600_000;
+  }
+
+  async canHandle(disk: GuestDisk): Promise<boolean> {
+    if (disk.cdrom) return false;
+    return (await this.findDisk(disk, true)) !== undefined;
+  }
+
+  async create(disks: GuestDisk[], runId: string, since?: (ChangeTracking | undefined)[]): Promise<Snapshot[]> {
+    if (!RUN_ID.test(runId)) {
+      throw new UsageError(`run id ${JSON.stringify(runId)} cannot be part of a QEMU bitmap or file name: use letters, digits and _ . + -`);
+    }
+    if (disks.length === 0) return [];
+    const located: Located[] = [];
+    for (const disk of disks) {
+      const found = await this.findDisk(disk, false);
+      if (!found) {
+        throw new HypervisorError(
+          `disk ${disk.device} (${disk.path}) is not attached to any QEMU guest behind ${this.sockets.join(', ')}: check the QMP sockets ferry was given`,
+        );
+      }
+      located.push(found);
+    }
+    const socket = located[0]!.socket;
+    const other = located.find((l) => l.socket !== socket);
+    if (other) {
+      throw new HypervisorError(
+        `disks ${disks[0]!.path} and ${other.qemu.disk.path} belong to different QEMU processes (${socket}, ${other.socket}): one snapshot covers one guest`,
+      );
+    }
+    await mkdir(this.workDir, { recursive: true });
+
+    const copied = await QmpClient.with(socket, async (client) => {
+      const nodes = await queryNodes(client);
+      const plans = located.map((l, i) => this.plan(i, disks[i]!, l.qemu, nodes, runId, since?.[i]));
+      return this.copy(client, plans);
+    }, this.qmpOptions);
+
+    const snapshots: Snapshot[] = [];
+    try {
+      for (const c of copied) snapshots.push(await this.finish(c));
+    } catch (err) {
+      for (const c of copied) await this.removeFiles(c.plan.base).catch(() => undefined);
+      if (err instanceof IncompleteCopyError) {
+        // Drop the bitmaps of this disk's chain, so the next run reads the
+        // whole disk instead of failing the same way again.
+        const p = err.plan;
+        await QmpClient.with(socket, async (client) => {
+          for (const name of [p.newBitmap, p.since!.name]) {
+            await client.execute('block-dirty-bitmap-remove', { node: p.nodeName, name }).catch(() => undefined);
+          }
+        }, this.qmpOptions).catch(() => undefined);
+      }
+      throw err;
+    }
+    return snapshots;
+  }
+
+  /**
+   * The restore point holding these snapshots is saved: their bitmaps are now
+   * the only ones a next run continues from, so older ferry bitmaps go (each
+   * one costs QEMU work on every guest write).
+   */
+  async commit(snapshots: Snapshot[]): Promise<void> {
+    for (const s of snapshots) {
+      if (s.tracking?.kind !== QEMU_TRACKING_KIND) continue;
+      const found = await this.findDisk(s.disk, false);
+      if (!found) continue; // the guest is gone: so are its bitmaps
+      const keep = s.tracking.token;
+      await QmpClient.with(found.socket, async (c) => {
+        const bitmaps = bitmapsOf(await queryNodes(c), found.qemu.nodeName);
+        if (!bitmaps.some((b) => b.name === keep)) return; // lost meanwhile: the next run reads everything anyway
+        for (const b of bitmaps) {
+          if (b.name.startsWith(TRACKING_BITMAP_PREFIX) && b.name !== keep) {
+            await c.execute('block-dirty-bitmap-remove', { node: found.qemu.nodeName, name: b.name });
+          }
+        }
+      }, this.qmpOptions);
+    }
+  }
+
+  async remove(snapshot: Snapshot): Promise<void> {
+    const name = basename(snapshot.ownedName);
+    if (!name.startsWith(QEMU_OWNED_PREFIX) || resolve(dirname(snapshot.ownedName)) !== this.workDir) {
+      throw new UsageError(`refusing to remove ${snapshot.ownedName}: not a ferry copy in ${this.workDir}`);
+    }
+    await this.removeFiles(name.replace(/\.(raw|qcow2)$/, ''));
+  }
+
+  /**
+   * Cancels ferry's copy jobs, deletes ferry's target nodes and frozen bitmaps
+   * in every reachable QEMU, and deletes ferry's copy files in the work
+   * directory. Tracking bitmaps (`ferry-cbt-*`) stay: they are the state the
+   * next incremental needs. Guests that are not running are skipped.
+   */
+  async removeLeftovers(): Promise<string[]> {
+    const removed: string[] = [];
+    const failures: string[] = [];
+    for (const socket of this.sockets) {
+      try {
+        await QmpClient.with(socket, async (c) => {
+          const jobs = await c.execute<{ device: string }[]>('query-block-jobs');
+          for (const job of jobs.filter((j) => j.device.startsWith(JOB_PREFIX))) {
+            await c.execute('block-job-cancel', { device: job.device, force: true });
+            await waitUntil(async () => !(await c.execute<{ device: string }[]>('query-block-jobs')).some((j) => j.device === job.device), 30_000,
+              `ferry's leftover job ${job.device} on ${socket} did not end after block-job-cancel`);
+            removed.push(`${socket}:job:${job.device}`);
+          }
+          const inUse = new Set((await queryDisks(c)).map((d) => d.nodeName));
+          for (const node of await queryNodes(c)) {
+            for (const b of node['dirty-bitmaps'] ?? []) {
+              if (!b.name.startsWith(FROZEN_BITMAP_PREFIX)) continue;
+              await c.execute('block-dirty-bitmap-remove', { node: node['node-name'], name: b.name });
+              removed.push(`${socket}:bitmap:${node['node-name']}/${b.name}`);
+            }
+            if (TARGET_NODE.test(node['node-name']) && !inUse.has(node['node-name'])) {
+              await c.execute('blockdev-del', { 'node-name': node['node-name'] });
+              removed.push(`${socket}:node:${node['node-name']}`);
+            }
+          }
+        }, this.qmpOptions);
+      } catch (err) {
+        if (isGuestGone(err)) continue;
+        failures.push((err as Error).message);
+      }
+    }
+    let files: string[] = [];
+    try {
+      files = await readdir(this.workDir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') failures.push(`cannot list ${this.workDir}: ${describeSystemError(err)}`);
+    }
+    for (const f of files.filter((name) => TARGET_FILE.test(name)).sort()) {
+      try {
+        await unlink(join(this.workDir, f));
+        removed.push(join(this.workDir, f));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') failures.push(`cannot delete ${join(this.workDir, f)}: ${describeSystemError(err)}`);
+      }
+    }
+    if (failures.length > 0) {
+      throw new HypervisorError(`could not remove ${failures.length} leftover(s) of earlier qemu-live runs: ${failures.join('; ')}`);
+    }
+    return removed;
+  }
+
+  /** The guest (socket) and block node a disk belongs to, by its host path. */
+  private async findDisk(disk: GuestDisk, tolerateDeadGuests: boolean): Promise<Located | undefined> {
+    const wanted = resolve(disk.path);
+    for (const socket of this.sockets) {
+      let disks: QemuDisk[];
+      try {
+        disks = await QmpClient.with(socket, (c) => queryDisks(c), this.qmpOptions);
+      } catch (err) {
+        if (tolerateDeadGuests || isGuestGone(err)) continue;
+        throw err;
+      }
+      const qemu = disks.find((d) => resolve(d.disk.path) === wanted);
+      if (qemu) return { socket, qemu };
+    }
+    return undefined;
+  }
+
+  private plan(index: number, disk: GuestDisk, qemu: QemuDisk, nodes: QmpBlockNode[], runId: string, since: ChangeTracking | undefined): Plan {
+    const node = nodes.find((n) => n['node-name'] === qemu.nodeName);
+    if (!node) throw new HypervisorError(`QEMU lists disk ${disk.device} on node ${qemu.nodeName}, but query-named-block-nodes does not`);
+    const bitmaps = node['dirty-bitmaps'] ?? [];
+    const label = disk.device.replace(/[^A-Za-z0-9_.+-]/g, '_') || 'disk';
+    // The index keeps names unique even if two devices sanitize to the same label.
+    const base = `${QEMU_OWNED_PREFIX}${runId}-${index}-${label}`;
+    const hash = createHash('sha256').update(`${this.workDir}\0${base}`).digest('hex').slice(0, 12);
+    const newBitmap = `${TRACKING_BITMAP_PREFIX}${runId}`;
+    if (bitmaps.some((b) => b.name === newBitmap)) {
+      throw new HypervisorError(`disk ${disk.device} already has a bitmap ${newBitmap}: run id ${runId} was used before; use a new run id`);
+    }
+    const plan: Plan = {
+      index,
+      disk,
+      nodeName: qemu.nodeName,
+      virtualSize: node.image['virtual-size'],
+      base,
+      targetNode: `${QEMU_OWNED_PREFIX}${hash}`,
+      targetFile: join(this.workDir, `${base}.qcow2`),
+      jobId: `${JOB_PREFIX}${hash}`,
+      newBitmap,
+      // Only qcow2 can store bitmaps in the image; elsewhere they live as long as the QEMU process.
+      persistent: node.drv === 'qcow2' && !node.ro,
+      frozenBitmap: `${FROZEN_BITMAP_PREFIX}${runId}`,
+    };
+    if (since === undefined) return plan;
+    const why = sinceProblem(since, bitmaps, disk);
+    if (why) return { ...plan, fullReadReason: why };
+    const bitmap = bitmaps.find((b) => b.name === since.token)!;
+    if (bitmap.busy) {
+      throw new HypervisorError(`dirty bitmap ${bitmap.name} of disk ${disk.device} is busy: another backup of this guest is running`);
+    }
+    return { ...plan, since: bitmap };
+  }
+
+  /** Creates the targets, runs the transaction and waits for every copy job. */
+  private async copy(client: QmpClient, plans: Plan[]): Promise<Copied[]> {
+    const added: Plan[] = [];
+    let transactionDone = false;
+    try {
+      for (const p of plans) {
+        await this.createTargetFile(p);
+        added.push(p);
+        await client.execute('blockdev-add', {
+          driver: 'qcow2',
+          'node-name': p.targetNode,
+          file: { driver: 'file', filename: p.targetFile },
+        });
+      }
+
+      const ends = plans.map((p) => client.waitForEvent(
+        (e) => (e.event === 'BLOCK_JOB_COMPLETED' || e.event === 'BLOCK_JOB_CANCELLED') && e.data.device === p.jobId,
+        this.jobTimeoutMs,
+        `end of copy job ${p.jobId} (disk ${p.disk.device})`,
+      ));
+      await client.execute('transaction', { actions: plans.flatMap((p) => transactionActions(p)) });
+      transactionDone = true;
+
+      const results = await Promise.allSettled(ends);
+      const failed = results.map((r, i) => jobFailure(r, plans[i]!)).filter((f): f is string => f !== undefined);
+      if (failed.length > 0) {
+        await this.cancelJobs(client, plans);
+        throw new HypervisorError(`QEMU live backup failed: ${failed.join('; ')}`);
+      }
+
+      const copied: Copied[] = [];
+      const nodes = await queryNodes(client);
+      for (const [i, p] of plans.entries()) {
+        const end = (results[i] as PromiseFulfilledResult<QmpEvent>).value;
+        const jobLength = typeof end.data.len === 'number' ? end.data.len : undefined;
+        const frozen = p.since ? bitmapsOf(nodes, p.nodeName).find((b) => b.name === p.frozenBitmap) : undefined;
+        if (p.since && !frozen) throw new HypervisorError(`bitmap ${p.frozenBitmap} of disk ${p.disk.device} vanished during the copy`);
+        copied.push({ plan: p, ...(frozen ? { dirtyBytes: frozen.count } : {}), ...(jobLength !== undefined ? { jobLength } : {}) });
+      }
+      // The copies are complete: drop what this run made only for itself, and
+      // the tracking bitmaps no restore point can refer to any more.
+      for (const p of plans) {
+        await client.execute('blockdev-del', { 'node-name': p.targetNode });
+        const keep = new Set([p.newBitmap, ...(p.since ? [p.since.name] : [])]);
+        for (const b of bitmapsOf(nodes, p.nodeName)) {
+          if (b.name === p.frozenBitmap || (b.name.startsWith(TRACKING_BITMAP_PREFIX) && !keep.has(b.name))) {
+            await client.execute('block-dirty-bitmap-remove', { node: p.nodeName, name: b.name });
+          }
+        }
+      }
+      return copied;
+    } catch (err) {
+      // Undo this run: targets, the frozen copies, and the new tracking bitmaps
+      // (they start at a point in time no restore point will have).
+      for (const p of added) {
+        await client.execute('blockdev-del', { 'node-name': p.targetNode }).catch(() => undefined);
+        if (transactionDone) {
+          for (const name of p.since ? [p.frozenBitmap, p.newBitmap] : [p.newBitmap]) {
+            await client.execute('block-dirty-bitmap-remove', { node: p.nodeName, name }).catch(() => undefined);
+          }
+        }
+        await this.removeFiles(p.base).catch(() => undefined);
+      }
+      throw err;
+    }
+  }
+
+  private async cancelJobs(client: QmpClient, plans: Plan[]): Promise<void> {
+    for (const p of plans) {
+      await client.execute('block-job-cancel', { device: p.jobId, force: true }).catch(() => undefined);
+    }
+    await waitUntil(async () => {
+      const jobs = await client.execute<{ device: string }[]>('query-block-jobs');
+      return !jobs.some((j) => plans.some((p) => p.jobId === j.device));
+    }, 30_000, `copy jobs of ${plans.map((p) => p.disk.device).join(', ')} did not end after block-job-cancel`).catch(() => undefined);
+  }
+
+  private async createTargetFile(p: Plan): Promise<void> {
+    const exists = await stat(p.targetFile).then(() => true, () => false);
+    if (exists) throw new HypervisorError(`${p.targetFile} already exists: an earlier run with the same id left it; run removeLeftovers first`);
+    // Always qcow2, also for a full copy: the job writes zero ranges with
+    // write-zeroes, which on a raw file allocates (unwritten extents) the
+    // whole virtual size; qcow2 records them as zero clusters (metadata only).
+    // Cluster size = bitmap granularity, so each dirty cluster is one target cluster.
+    const cluster = Math.min(2 * 1024 * 1024, Math.max(GRANULARITY, p.since?.granularity ?? GRANULARITY));
+    await runChecked(this.runner, this.qemuImg, [
+      'create', '-q', '-f', 'qcow2', '-o', `cluster_size=${cluster}`, p.targetFile, String(p.virtualSize),
+    ]);
+  }
+
+  /** Turns a completed copy into a Snapshot: for an incremental, the changed ranges and a raw view of them. */
+  private async finish(c: Copied): Promise<Snapshot> {
+    const p = c.plan;
+    const tracking: ChangeTracking = { kind: QEMU_TRACKING_KIND, token: p.newBitmap };
+    const common = { disk: p.disk, tracking, ...(p.fullReadReason ? { fullReadReason: p.fullReadReason } : {}) };
+    let changed: ByteRange[] | undefined;
+    if (p.since) {
+      const map = await runChecked(this.runner, this.qemuImg, ['map', '--output=json', '-f', 'qcow2', p.targetFile]);
+      changed = presentRanges(map.stdout, p.targetFile);
+      checkCoverage(changed, c, p);
+    }
+    const rawFile = join(this.workDir, `${p.base}.raw`);
+    // A raw, sparse view the backup can read at any offset: zero and
+    // unwritten clusters become holes (SEEK_DATA skips them).
+    await runChecked(this.runner, this.qemuImg, ['convert', '-f', 'qcow2', '-O', 'raw', p.targetFile, rawFile]);
+    await unlink(p.targetFile);
+    return { ...common, readPath: rawFile, ownedName: rawFile, ...(changed ? { changed } : {}) };
+  }
+
+  private async removeFiles(base: string): Promise<void> {
+    for (const ext of ['raw', 'qcow2']) {
+      try {
+        await unlink(join(this.workDir, `${base}.${ext}`));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+          throw new HypervisorError(`cannot delete ${join(this.workDir, `${base}.${ext}`)}: ${describeSystemError(err)}`, { cause: err });
+        }
+      }
+    }
+  }
+}
+
+function transactionActions(p: Plan): object[] {
+  const track = {
+    type: 'block-dirty-bitmap-add',
+    data: { node: p.nodeName, name: p.newBitmap, granularity: GRANULARITY, persistent: p.persistent },
+  };
+  if (!p.since) {
+    return [track, { type: 'blockdev-backup', data: { device: p.nodeName, target: p.targetNode, sync: 'full', 'job-id': p.jobId } }];
+  }
+  return [
+    // A frozen copy of the since-bitmap at this instant: exactly what the job copies.
+    { type: 'block-dirty-bitmap-add', data: { node: p.nodeName, name: p.frozenBitmap, granularity: p.since.granularity, disabled: true } },
+    { type: 'block-dirty-bitmap-merge', data: { node: p.nodeName, target: p.frozenBitmap, bitmaps: [p.since.name] } },
+    track,
+    {
+      type: 'blockdev-backup',
+      data: { device: p.nodeName, target: p.targetNode, sync: 'bitmap', bitmap: p.frozenBitmap, 'bitmap-mode': 'never', 'job-id': p.jobId },
+    },
+  ];
+}
+
+/** Why the tracking state from the last restore point cannot be used, or undefined if it can. */
+function sinceProblem(since: ChangeTracking, bitmaps: QmpDirtyBitmap[], disk: GuestDisk): string | undefined {
+  if (since.kind !== QEMU_TRACKING_KIND) {
+    return `the last backup of ${disk.device} was tracked by ${since.kind}, not by a QEMU dirty bitmap`;
+  }
+  if (!since.token.startsWith(TRACKING_BITMAP_PREFIX)) {
+    return `tracking token ${JSON.stringify(since.token)} of ${disk.device} is not a ferry bitmap name`;
+  }
+  const bitmap = bitmaps.find((b) => b.name === since.token);
+  if (!bitmap) {
+    return `dirty bitmap ${since.token} is gone from ${disk.device} (QEMU restarted, or the bitmap was removed)`;
+  }
+  if (bitmap.inconsistent) return `dirty bitmap ${since.token} of ${disk.device} is inconsistent (QEMU stopped uncleanly)`;
+  if (!bitmap.recording) return `dirty bitmap ${since.token} of ${disk.device} was disabled, so it missed writes`;
+  return undefined;
+}
+
+function bitmapsOf(nodes: QmpBlockNode[], nodeName: string): QmpDirtyBitmap[] {
+  return nodes.find((n) => n['node-name'] === nodeName)?.['dirty-bitmaps'] ?? [];
+}
+
+function jobFailure(result: PromiseSettledResult<QmpEvent>, p: Plan): string | undefined {
+  if (result.status === 'rejected') return `disk ${p.disk.device}: ${(result.reason as Error).message}`;
+  const e = result.value;
+  if (e.event === 'BLOCK_JOB_CANCELLED') return `disk ${p.disk.device}: copy job ${p.jobId} was cancelled`;
+  if (typeof e.data.error === 'string') return `disk ${p.disk.device}: copy job ${p.jobId} failed: ${e.data.error}`;
+  return undefined;
+}
+
+/**
+ * The ranges the incremental target holds must cover every byte the frozen
+ * bitmap marked dirty. With target clusters as large as the bitmap's
+ * granularity, the totals are equal exactly; anything less means QEMU skipped
+ * a dirty cluster, and the image would be wrong.
+ */
+function checkCoverage(changed: ByteRange[], c: Copied, p: Plan): void {
+  if (c.dirtyBytes === undefined) return;
+  const g = p.since!.granularity;
+  // A partial last cluster counts as a whole one in the bitmap.
+  const covered = changed.reduce((sum, r) => sum + (Math.ceil(r.end / g) * g - r.start), 0);
+  const exact = g >= GRANULARITY;
+  if (exact ? covered !== c.dirtyBytes : covered < c.dirtyBytes) {
+    throw new IncompleteCopyError(
+      p,
+      `incremental copy of ${p.disk.device} holds ${totalBytes(changed)} bytes in ${changed.length} ranges, but its dirty bitmap ` +
+        `marked ${c.dirtyBytes} bytes (job copied ${c.jobLength ?? '?'}): refusing an image that may miss changes; ` +
+        'its bitmaps are dropped, so the next run reads the whole disk',
+    );
+  }
+}
+
+/** An incremental copy that does not hold every dirty cluster: never to be used. */
+class IncompleteCopyError extends HypervisorError {
+  constructor(readonly plan: Plan, message: string) {
+    super(message);
+  }
+}
+
+function isGuestGone(err: unknown): boolean {
+  const cause = (err as { cause?: NodeJS.ErrnoException }).cause;
+  return cause?.code === 'ENOENT' || cause?.code === 'ECONNREFUSED';
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new HypervisorError(what);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
