@@ -37,7 +37,7 @@ import { HypervisorError, UsageError, describeSystemError } from '../errors';
 import { type CommandRunner, ExecFileCommandRunner, runChecked } from '../hypervisor/command-runner';
 import type { GuestDisk } from '../hypervisor/driver';
 import { type QemuDisk, type QmpBlockNode, type QmpDirtyBitmap, queryDisks, queryNodes } from '../hypervisor/qemu/qmpBlock';
-import { QmpClient, type QmpConnectOptions, type QmpEvent } from '../hypervisor/qemu/qmpClient';
+import { QmpBusyError, QmpClient, type QmpConnectOptions, type QmpEvent, isOpenInProcess } from '../hypervisor/qemu/qmpClient';
 import type { ChangeTracking, Snapshot, SnapshotProvider } from './provider';
 import { type ByteRange, presentRanges, totalBytes } from './qemuImageMap';
 
@@ -109,6 +109,9 @@ export class QemuLiveProvider implements SnapshotProvider {
   private readonly qemuImg: string;
   private readonly qmpOptions: QmpConnectOptions;
   private readonly jobTimeoutMs: number;
+  private readonly probeTimeoutMs: number;
+  /** Disk path -> the socket it was found on, so later calls go straight there. */
+  private readonly locations = new Map<string, string>();
 
   constructor(options: QemuLiveOptions) {
     this.sockets = options.sockets.map((s) => resolve(s));
@@ -117,6 +120,7 @@ export class QemuLiveProvider implements SnapshotProvider {
     this.qemuImg = options.qemuImg ?? 'qemu-img';
     this.qmpOptions = options.qmp ?? {};
     this.jobTimeoutMs = options.jobTimeoutMs ?? 6 * 3600_000;
+    this.probeTimeoutMs = Math.min(this.qmpOptions.connectTimeoutMs ?? 10_000, 3_000);
   }
 
   async canHandle(disk: GuestDisk): Promise<boolean> {
@@ -262,19 +266,41 @@ export class QemuLiveProvider implements SnapshotProvider {
     return removed;
   }
 
-  /** The guest (socket) and block node a disk belongs to, by its host path. */
+  /**
+   * The guest (socket) and block node a disk belongs to, by its host path.
+   * The socket that had the disk last time is asked first. Sockets this
+   * process is using right now (another guest's copy job runs there, possibly
+   * for minutes) or that another client holds are skipped: QEMU serves one
+   * QMP client at a time, and waiting for them would stall parallel backups.
+   */
   private async findDisk(disk: GuestDisk, tolerateDeadGuests: boolean): Promise<Located | undefined> {
     const wanted = resolve(disk.path);
-    for (const socket of this.sockets) {
+    const remembered = this.locations.get(wanted);
+    const order = remembered ? [remembered, ...this.sockets.filter((s) => s !== remembered)] : [...this.sockets];
+    const busy: string[] = [];
+    for (const socket of order) {
+      if (isOpenInProcess(socket)) {
+        busy.push(socket);
+        continue;
+      }
       let disks: QemuDisk[];
       try {
-        disks = await QmpClient.with(socket, (c) => queryDisks(c), this.qmpOptions);
+        disks = await QmpClient.with(socket, (c) => queryDisks(c), { ...this.qmpOptions, connectTimeoutMs: this.probeTimeoutMs });
       } catch (err) {
+        if (err instanceof QmpBusyError) { busy.push(socket); continue; }
         if (tolerateDeadGuests || isGuestGone(err)) continue;
         throw err;
       }
       const qemu = disks.find((d) => resolve(d.disk.path) === wanted);
-      if (qemu) return { socket, qemu };
+      if (qemu) {
+        this.locations.set(wanted, socket);
+        return { socket, qemu };
+      }
+    }
+    if (busy.length > 0 && !tolerateDeadGuests) {
+      throw new HypervisorError(
+        `disk ${disk.device} (${disk.path}) was not found on the free QMP sockets, and ${busy.join(', ')} ${busy.length > 1 ? 'were' : 'was'} busy: retry when their backups are done`,
+      );
     }
     return undefined;
   }

@@ -228,7 +228,7 @@ describe('QemuLiveProvider', () => {
   it('reads the whole disk after the guest restarted (bitmaps of a raw disk live in the QEMU process)', async () => {
     const tracking = { kind: QEMU_TRACKING_KIND, token: 'ferry-cbt-r6' };
     await guest.stop();
-    guest = await startGuest(scratch, 'beta', { disk: guest.diskPath });
+    guest = await startGuest(scratch, 'beta', { disks: [guest.diskPath] });
     await guest.waitForConsole(/^FERRY-GUEST-READY boot=2/);
     await guest.waitForMoreWrites(2);
     const beforeCopy = guest.wroteFiles();

@@ -15,6 +15,7 @@ export interface TestGuest {
   dir: string;
   qmpSocket: string;
   serialLog: string;
+  /** vda, the disk the guest writes to. */
   diskPath: string;
   pid: number;
   /** Files the guest reported as written and fsynced so far (`data/b1-000042`), in order. */
@@ -33,18 +34,19 @@ export async function buildGuestFiles(dir: string): Promise<void> {
 }
 
 /**
- * Boots a guest in `scratch` and waits for its ready line. `disk` defaults to
- * a fresh copy of the built empty ext4 disk (raw). Boot takes 3-15 s under TCG
+ * Boots a guest in `scratch` and waits for its ready line. `disks` (vda, vdb,
+ * ...; `.qcow2` ones attached as qcow2) default to a fresh copy of the built
+ * empty ext4 disk (raw); the guest writes to vda. Boot takes 3-15 s under TCG
  * on a busy 2-core machine; the timeout is generous.
  */
 export async function startGuest(
   scratch: Scratch,
   name: string,
-  options: { disk?: string; env?: Record<string, string> } = {},
+  options: { disks?: string[]; env?: Record<string, string> } = {},
 ): Promise<TestGuest> {
   const dir = scratch.mkdir('guests');
   if (!fs.existsSync(path.join(dir, 'initrd.img'))) await buildGuestFiles(dir);
-  const diskPath = options.disk ?? path.join(dir, `${name}.img`);
+  const diskPath = options.disks?.[0] ?? path.join(dir, `${name}.img`);
   const serialLog = path.join(dir, `${name}.serial`);
   let stopped = false;
   const stop = async () => {
@@ -54,7 +56,7 @@ export async function startGuest(
   };
   // Registered before the start, so even a guest that fails to get ready is killed.
   scratch.defer(stop);
-  const args = [GUEST_SH, 'start', dir, name, ...(options.disk ? [options.disk] : [])];
+  const args = [GUEST_SH, 'start', dir, name, ...(options.disks ?? [])];
   const out = await mustRun('bash', args, {
     timeoutMs: 300_000,
     env: { ...process.env, FERRY_GUEST_BOOT_TIMEOUT: '240', ...options.env },

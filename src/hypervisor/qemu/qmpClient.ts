@@ -33,6 +33,27 @@ export class QmpCommandError extends HypervisorError {
   }
 }
 
+/**
+ * The socket accepted the connection but QEMU did not greet: it is serving
+ * another client (QEMU queues further clients until the current one leaves).
+ */
+export class QmpBusyError extends HypervisorError {
+  constructor(readonly socketPath: string, timeoutMs: number) {
+    super(
+      `QMP socket ${socketPath} did not greet within ${timeoutMs / 1000} s: ` +
+        'another client (a second ferry, a monitoring tool) may hold it; QEMU serves one QMP client at a time',
+    );
+  }
+}
+
+/** Connections this process has open, per socket path: a busy socket of our own need not be waited for. */
+const openInProcess = new Map<string, number>();
+
+/** Whether this process currently holds a QMP connection to `socketPath` (so a new one would wait for it). */
+export function isOpenInProcess(socketPath: string): boolean {
+  return (openInProcess.get(socketPath) ?? 0) > 0;
+}
+
 export interface QmpConnectOptions {
   /** How long to wait for the socket to accept and greet (default 10 s). */
   connectTimeoutMs?: number;
@@ -76,10 +97,12 @@ export class QmpClient {
     const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const socket = net.createConnection({ path: socketPath });
     const client = new QmpClient(socketPath, socket, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
+    // Counted until shutdown(), which runs exactly once and synchronously on close().
+    openInProcess.set(socketPath, (openInProcess.get(socketPath) ?? 0) + 1);
     try {
       await client.handshake(connectTimeoutMs);
     } catch (err) {
-      socket.destroy();
+      client.shutdown(err as Error);
       throw err;
     }
     return client;
@@ -98,12 +121,7 @@ export class QmpClient {
   private handshake(timeoutMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
       let greeted = false;
-      const timer = setTimeout(() => {
-        reject(new HypervisorError(
-          `QMP socket ${this.socketPath} did not greet within ${timeoutMs / 1000} s: ` +
-            'another client (a second ferry, a monitoring tool) may hold it; QEMU serves one QMP client at a time',
-        ));
-      }, timeoutMs);
+      const timer = setTimeout(() => reject(new QmpBusyError(this.socketPath, timeoutMs)), timeoutMs);
       const fail = (err: Error) => { clearTimeout(timer); reject(err); };
       this.socket.once('error', (err: NodeJS.ErrnoException) => {
         const hint = err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
@@ -182,6 +200,9 @@ export class QmpClient {
   private shutdown(err: Error): void {
     if (this.closedError) return;
     this.closedError = err;
+    const n = (openInProcess.get(this.socketPath) ?? 1) - 1;
+    if (n > 0) openInProcess.set(this.socketPath, n);
+    else openInProcess.delete(this.socketPath);
     for (const p of this.pending.values()) { clearTimeout(p.timer); p.reject(err); }
     this.pending.clear();
     for (const w of this.waiters) { clearTimeout(w.timer); w.reject(err); }
