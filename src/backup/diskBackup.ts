@@ -12,6 +12,7 @@ import { Span, clipSpans, mergeSpans, overlapsAny } from '../dedupe/spans';
 import { decodeRegionMap } from '../repo/regionMap';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
+import { PatchBases } from '../workers/tasks';
 import { forEachLimit } from './forEachLimit';
 
 export interface DiskProgress {
@@ -25,11 +26,15 @@ export interface DiskBackupResult {
   readBytes: number;
 }
 
-/** Changed-block tracking input: only `changed` differs from `previous`. */
+/**
+ * What the previous restore point of this disk offers: page-patch bases (a new
+ * chunk in the place of an old one is stored as its changed pages) and, with
+ * changed-block tracking, the ranges that differ from it.
+ */
 export interface IncrementalBase {
   previous: DiskRecord;
-  /** Absolute byte ranges that may have changed, ascending (see SnapshotProvider). */
-  changed: Span[];
+  /** Absolute byte ranges that may have changed, ascending (see SnapshotProvider); undefined: read everything. */
+  changed?: Span[];
 }
 
 export class DiskBackup {
@@ -51,8 +56,9 @@ export class DiskBackup {
    * only the changed ranges are read from `source`.
    */
   async run(source: ImageSource, name: string, onProgress?: (p: DiskProgress) => void, base?: IncrementalBase): Promise<DiskBackupResult> {
-    if (base && base.previous.size === source.size && base.previous.regionSize === this.repo.settings.regionSize) {
-      return this.runIncremental(source, name, base, onProgress);
+    const comparable = base && base.previous.regionSize === this.repo.settings.regionSize ? base.previous : undefined;
+    if (comparable && base?.changed && comparable.size === source.size) {
+      return this.runIncremental(source, name, comparable, base.changed, onProgress);
     }
     const regionSize = this.repo.settings.regionSize;
     const regionCount = Math.ceil(source.size / regionSize);
@@ -65,7 +71,8 @@ export class DiskBackup {
       const regionLength = Math.min(regionSize, source.size - regionStart);
       const dataExtents = clipSpans(source.dataExtents, regionStart, regionStart + regionLength);
       if (dataExtents.length > 0) {
-        const mapEntries = await this.storeRegion(source.path, regionStart, regionLength, dataExtents, progress);
+        const previousMap = comparable?.regions[r] ?? null;
+        const mapEntries = await this.storeRegion(source.path, regionStart, regionLength, dataExtents, progress, previousMap);
         if (mapEntries.length > 0) {
           regions[r] = await this.storeMap(mapEntries);
           for (const e of mapEntries) dataBytes += e.length;
@@ -80,10 +87,15 @@ export class DiskBackup {
     };
   }
 
-  private async runIncremental(source: ImageSource, name: string, base: IncrementalBase, onProgress?: (p: DiskProgress) => void): Promise<DiskBackupResult> {
-    const { previous } = base;
+  private async runIncremental(
+    source: ImageSource,
+    name: string,
+    previous: DiskRecord,
+    changedRanges: Span[],
+    onProgress?: (p: DiskProgress) => void,
+  ): Promise<DiskBackupResult> {
     const regionSize = previous.regionSize;
-    const changed = mergeSpans(base.changed.map((c) => ({ start: Math.max(0, c.start), end: Math.min(source.size, c.end) })));
+    const changed = mergeSpans(changedRanges.map((c) => ({ start: Math.max(0, c.start), end: Math.min(source.size, c.end) })));
     const regions = [...previous.regions];
     const progress: DiskProgress = { doneBytes: 0, readBytes: 0 };
     let dataBytes = previous.dataBytes;
@@ -124,12 +136,12 @@ export class DiskBackup {
     const kept: MapEntry[] = [];
     for (const e of oldEntries) (overlapsAny({ start: e.offset, end: e.offset + e.length }, changed) ? touched : kept).push(e);
     const dirtySpans = mergeSpans([...changed, ...touched.map((e) => ({ start: e.offset, end: e.offset + e.length }))]);
-    const oldPlain = await Promise.all(touched.map((e) => this.repo.readBlob(e.id)));
-    const oldData = new Uint8Array(new ArrayBuffer(oldPlain.reduce((n, b) => n + b.length, 0)));
+    const old = await Promise.all(touched.map((e) => this.repo.readChunk(e.id)));
+    const oldData = new Uint8Array(new ArrayBuffer(old.reduce((n, b) => n + b.data.length, 0)));
     let at = 0;
-    for (const b of oldPlain) {
-      oldData.set(b, at);
-      at += b.length;
+    for (const b of old) {
+      oldData.set(b.data, at);
+      at += b.data.length;
     }
     const result = await this.pool.sealSpans({
       path,
@@ -138,6 +150,8 @@ export class DiskBackup {
       filePieces: changed,
       oldData,
       oldPlacements: touched.map((e) => ({ start: e.offset, end: e.offset + e.length })),
+      oldIds: Buffer.concat(touched.map((e) => e.id)),
+      oldDepths: old.map((b) => b.depth),
     });
     progress.readBytes += result.readBytes;
     const fresh: MapEntry[] = [];
@@ -162,6 +176,7 @@ export class DiskBackup {
     regionLength: number,
     dataExtents: { start: number; end: number }[],
     progress: DiskProgress,
+    previousMapId: string | null,
   ): Promise<MapEntry[]> {
     const scan = await this.pool.scanRegion({ path, regionStart, regionLength, dataExtents });
     progress.readBytes += scan.readBytes;
@@ -179,8 +194,9 @@ export class DiskBackup {
       }
     }
     if (fresh.ids.length > 0) {
+      const bases = previousMapId ? await this.patchBases(previousMapId, fresh) : undefined;
       const sealed = await this.pool.packChunks({
-        path, regionStart, offsets: fresh.offsets, lengths: fresh.lengths, ids: Buffer.concat(fresh.ids),
+        path, regionStart, offsets: fresh.offsets, lengths: fresh.lengths, ids: Buffer.concat(fresh.ids), bases,
       });
       for (let i = 0; i < fresh.ids.length; i++) {
         await this.writer.add({
@@ -192,6 +208,31 @@ export class DiskBackup {
       }
     }
     return entries;
+  }
+
+  /** The previous chunks standing exactly where new chunks are: the bases page patches are made against. */
+  private async patchBases(previousMapId: string, fresh: { offsets: number[]; lengths: number[]; ids: Buffer[] }): Promise<PatchBases | undefined> {
+    const entries = decodeRegionMap(await this.repo.readBlob(Buffer.from(previousMapId, 'hex')), this.repo.settings.regionSize);
+    if (!entries) return undefined;
+    const byOffset = new Map(entries.map((e) => [e.offset, e]));
+    const of: number[] = [];
+    const chosen: MapEntry[] = [];
+    fresh.offsets.forEach((offset, i) => {
+      const e = byOffset.get(offset);
+      if (e && e.length === fresh.lengths[i] && this.repo.blobLocation(e.id)) {
+        of.push(chosen.length);
+        chosen.push(e);
+      } else {
+        of.push(-1);
+      }
+    });
+    if (chosen.length === 0) return undefined;
+    const old = await Promise.all(chosen.map((e) => this.repo.readChunk(e.id)));
+    const starts = [0];
+    for (const b of old) starts.push(starts[starts.length - 1] + b.data.length);
+    const data = new Uint8Array(new ArrayBuffer(starts[starts.length - 1]));
+    old.forEach((b, j) => data.set(b.data, starts[j]));
+    return { of, ids: Buffer.concat(chosen.map((e) => e.id)), depths: old.map((b) => b.depth), starts, data };
   }
 
   private async storeMap(entries: MapEntry[]): Promise<string> {

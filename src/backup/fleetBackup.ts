@@ -143,7 +143,7 @@ async function backupOne(
       return {
         source: openImageSource(snapshot.readPath),
         name: fleetDiskName(snapshot.disk),
-        base: snapshot.changed && prev ? { previous: prev, changed: snapshot.changed } : undefined,
+        base: prev ? { previous: prev, changed: snapshot.changed } : undefined,
         tracking: snapshot.tracking,
         fullReadReason: snapshot.changed && !prev ? 'no previous restore point to build on' : snapshot.fullReadReason,
       };

@@ -62,6 +62,22 @@ export function imageBackupRequest(guest: string, images: string[], configPath: 
   return { guest, disks: sources.map((source, i) => ({ source, name: names[i] })), config, tags };
 }
 
+/**
+ * Offer each disk the same-named disk of the guest's latest restore point as
+ * its page-patch base (see dedupe/pagePatch.ts). Disks keep a base they have.
+ */
+export async function withPreviousDisks(repo: Repository, req: GuestBackupRequest): Promise<GuestBackupRequest> {
+  const previous = (await repo.listRestorePoints()).filter((rp) => rp.guest === req.guest).pop();
+  if (!previous) return req;
+  return {
+    ...req,
+    disks: req.disks.map((d) => {
+      const prev = previous.disks.find((p) => p.name === d.name);
+      return d.base || !prev ? d : { ...d, base: { previous: prev } };
+    }),
+  };
+}
+
 /** Distinct restore file names: the base names, suffixed when two collide. */
 export function diskNames(paths: string[]): string[] {
   const seen = new Map<string, number>();

@@ -5,6 +5,7 @@ import { Repository } from '../repo/repository';
 import { PackEntry, decodePackHeader } from '../repo/packFormat';
 import { decodeRegionMap } from '../repo/regionMap';
 import { contentName } from '../crypto/chunkId';
+import { BlobType, blobType } from '../crypto/blobCodec';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
 import { NotFoundError } from '../storage/backend';
@@ -41,6 +42,7 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
   });
 
   let blobsVerified = 0;
+  const patches: { id: Buffer; object: string }[] = [];
   const totalBytes = [...stored.values()].reduce((a, b) => a + b, 0);
   let doneBytes = 0;
   for (let n = 0; n < repo.packIds.length; n++) {
@@ -84,6 +86,7 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
         blobs: header.map((e) => ({ at: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags, id: e.id, targets: [] })),
       });
       blobsVerified += header.length - result.bad.length;
+      for (const e of header) if (blobType(e.typeFlags) === BlobType.Patch) patches.push({ id: e.id, object });
       for (const i of result.bad) {
         const e = header[i];
         damage.push({ object, problem: `blob ${e.id.toString('hex').slice(0, 16)} at offset ${e.offset} fails authentication or its id` });
@@ -91,6 +94,18 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
       }
       doneBytes += size;
       onProgress?.(doneBytes, totalBytes);
+    }
+  }
+  // Page patches authenticate in the pack pass; that they rebuild their chunk needs the base chain.
+  for (const p of patches) {
+    const hex = p.id.toString('hex');
+    if (damagedBlobs.has(hex)) continue;
+    try {
+      await repo.readBlob(p.id);
+    } catch (err) {
+      if (!(err instanceof CorruptionError || err instanceof NotFoundError)) throw err;
+      damage.push({ object: p.object, problem: `page patch ${hex.slice(0, 16)} does not rebuild its chunk (its base is damaged or missing)` });
+      damagedBlobs.add(hex);
     }
   }
   const unindexedPacks = [...stored.keys()].filter((p) => !repo.hasPack(p)).length;

@@ -8,6 +8,12 @@ export const enum BlobType {
   Data = 0,
   /** A region map: the list of chunks that make up one region of a disk. */
   Map = 1,
+  /** A data chunk stored as the pages that differ from an earlier chunk (dedupe/pagePatch.ts). */
+  Patch = 2,
+}
+
+export function blobType(typeFlags: number): BlobType {
+  return (typeFlags & 0x0f) as BlobType;
 }
 
 export const FLAG_ZSTD = 0x10;

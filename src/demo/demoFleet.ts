@@ -11,7 +11,7 @@ import { Repository } from '../repo/repository';
 import { DEFAULT_KDF } from '../crypto/keySlot';
 import { DEFAULT_CHUNKER, parseChunkerSpec } from '../dedupe/chunkerParams';
 import { PipelinePool } from '../workers/pipelinePool';
-import { backupGuest, imageBackupRequest } from '../backup/guestBackup';
+import { backupGuest, imageBackupRequest, withPreviousDisks } from '../backup/guestBackup';
 import { restoreToDirectory } from '../restore/guestRestore';
 import { FerryError } from '../errors';
 
@@ -92,7 +92,7 @@ export async function runDemo(dirOption: string | undefined, keep: boolean): Pro
       }
       for (const g of guests) {
         const request = imageBackupRequest(g, [path.join(fleet, `${g}.img`)], path.join(fleet, `${g}.cfg`), [`night${night}`]);
-        const r = await backupGuest(repo, pool, request);
+        const r = await backupGuest(repo, pool, await withPreviousDisks(repo, request));
         const s = r.restorePoint.stats;
         say(`night ${night}: ${g} -> restore point ${r.id.slice(0, 8)}: read ${(s.readBytes / MiB).toFixed(0)} MiB of ${(s.logicalBytes / MiB).toFixed(0)} MiB, stored ${(s.newBytes / MiB).toFixed(2)} MiB new`);
       }

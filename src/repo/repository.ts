@@ -8,7 +8,9 @@ import { KdfParams, KeySlot, createKeySlot, openKeySlot, parseKeySlot } from '..
 import { randomBytes } from '../crypto/aead';
 import { contentName } from '../crypto/chunkId';
 import { sealObject, openObject } from '../crypto/objectCodec';
-import { BlobDecoder } from '../crypto/blobCodec';
+import { BlobDecoder, BlobType, blobType } from '../crypto/blobCodec';
+import { ChunkHasher } from '../crypto/chunkId';
+import { applyPatch, decodePatchHeader } from '../dedupe/pagePatch';
 import { ChunkerParams, REGION_SIZE } from '../dedupe/chunkerParams';
 import { ChunkIndex, BlobLocation, PENDING_PACK } from './chunkIndex';
 import { FORMAT_VERSION, RepositorySettings, decodeConfigBody, encodeConfig, parseConfigHeader } from './configFile';
@@ -39,6 +41,7 @@ export class Repository {
   /** Index files loaded, by name. */
   readonly indexFiles = new Set<string>();
   private readonly decoder: BlobDecoder;
+  private readonly hasher: ChunkHasher;
 
   private constructor(
     readonly backend: Backend,
@@ -49,6 +52,7 @@ export class Repository {
     readonly openedWithSlot: string,
   ) {
     this.decoder = new BlobDecoder(keys.dataKey);
+    this.hasher = new ChunkHasher(keys.idKey);
   }
 
   get location(): string {
@@ -257,8 +261,34 @@ export class Repository {
     return plain;
   }
 
-  /** Read, authenticate and decompress one blob. */
+  /**
+   * Read one blob: authenticated, decompressed, and for page patches resolved
+   * against their base chain and checked against the id.
+   */
   async readBlob(id: Buffer): Promise<Buffer> {
+    return (await this.readChunk(id)).data;
+  }
+
+  /** A blob's plaintext and its patch depth (0 for a whole chunk). */
+  async readChunk(id: Buffer): Promise<{ data: Buffer; depth: number }> {
+    const plain = await this.readStoredBlob(id);
+    const loc = this.blobLocation(id);
+    if (!loc || blobType(loc.typeFlags) !== BlobType.Patch) return { data: plain, depth: 0 };
+    const header = decodePatchHeader(plain);
+    const base = header ? await this.readChunk(header.baseId) : undefined;
+    const data = base ? applyPatch(base.data, plain) : undefined;
+    if (!header || !data || !this.hasher.hash(data).equals(id)) {
+      const packId = this.packIds[loc.pack];
+      throw new CorruptionError(
+        `${this.location}/data/${packId.slice(0, 2)}/${packId}: page patch ${id.toString('hex').slice(0, 16)} does not rebuild its chunk; run 'ferry check --read-data'`,
+        `data/${packId}`,
+      );
+    }
+    return { data, depth: header.depth };
+  }
+
+  /** Read, authenticate and decompress one stored blob as stored (a patch stays a patch). */
+  async readStoredBlob(id: Buffer): Promise<Buffer> {
     const loc = this.blobLocation(id);
     if (!loc) {
       throw new CorruptionError(`${this.location}: blob ${id.toString('hex').slice(0, 16)} is not in any index; run 'ferry check'`, 'index');

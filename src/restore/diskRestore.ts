@@ -8,7 +8,8 @@ import { PipelinePool } from '../workers/pipelinePool';
 import { CorruptionError, StorageError } from '../errors';
 import { complementSpans } from '../dedupe/spans';
 import { forEachLimit } from '../backup/forEachLimit';
-import { RestorePlan, readRanges, restorePlan } from './restorePlan';
+import { PlannedBlob, RestorePlan, readRanges, restorePlan } from './restorePlan';
+import { BlobType, blobType } from '../crypto/blobCodec';
 import { DiskRecord } from '../repo/restorePoint';
 
 /** Regions planned at once: 64 x 32 MiB = 2 GiB of disk, so a 1 TiB disk never needs its whole plan in memory. */
@@ -43,7 +44,15 @@ async function restoreBatch(
   opts: DiskRestoreOptions,
 ): Promise<number> {
   let written = 0;
-  const jobs = plan.packs.flatMap((p) => readRanges(p.blobs).map((r) => ({ packId: p.packId, ...r })));
+  // Page patches need their base chain, which only the main thread can fetch; everything else goes to the workers.
+  const isPatch = (b: PlannedBlob) => blobType(b.loc.typeFlags) === BlobType.Patch;
+  const patches = plan.packs.flatMap((p) => p.blobs.filter(isPatch));
+  const jobs = plan.packs.flatMap((p) => readRanges(p.blobs.filter((b) => !isPatch(b))).map((r) => ({ packId: p.packId, ...r })));
+  await forEachLimit(patches, 4, async (b) => {
+    const data = await repo.readBlob(b.id);
+    written += writeAt(targetPath, data, b.targets);
+    opts.onProgress?.(written);
+  });
   await forEachLimit(jobs, pool.threads * 2, async (job) => {
     const data = await repo.backend.readRange('data', job.packId, job.start, job.end - job.start);
     const owned = new Uint8Array(new ArrayBuffer(data.length));
@@ -78,6 +87,21 @@ async function restoreBatch(
     await writeZeros(targetPath, complementSpans(relative, plan.end - plan.start).map((s) => ({ start: s.start + plan.start, end: s.end + plan.start })));
   }
   return written;
+}
+
+function writeAt(targetPath: string, data: Buffer, targets: number[]): number {
+  const fd = fs.openSync(targetPath, 'r+');
+  try {
+    for (const t of targets) {
+      for (let done = 0; done < data.length; ) done += fs.writeSync(fd, data, done, data.length - done, t + done);
+    }
+    return data.length * targets.length;
+  } catch (err) {
+    const nospace = (err as NodeJS.ErrnoException).code === 'ENOSPC';
+    throw new StorageError(`writing ${targetPath}: ${nospace ? 'no space left on device (ENOSPC); free space on the target or restore elsewhere' : (err as Error).message}`, { cause: err });
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 async function writeZeros(targetPath: string, spans: { start: number; end: number }[]): Promise<void> {

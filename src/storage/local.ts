@@ -117,6 +117,7 @@ export class LocalBackend implements Backend {
       await fsp.rm(this.full(type, name), { force: true });
       await syncDirectory(path.dirname(this.full(type, name)));
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // its folder is gone too: absent is not an error
       throw this.translate(err, type, name, 'removing');
     }
   }

@@ -44,8 +44,10 @@ export class PipelinePool {
     return this.pool.run(task, { name: 'scanRegion' }) as Promise<ScanRegionResult>;
   }
 
+  /** `task.bases.data` is transferred to the worker. */
   packChunks(task: PackChunksTask): Promise<SealedBlobs> {
-    return this.pool.run(task, { name: 'packChunks' }) as Promise<SealedBlobs>;
+    const transfer = task.bases ? [task.bases.data.buffer as ArrayBuffer] : undefined;
+    return this.pool.run(task, { name: 'packChunks', transferList: transfer }) as Promise<SealedBlobs>;
   }
 
   /** `task.oldData` is transferred to the worker. */

@@ -8,7 +8,8 @@ import { gearTable } from '../dedupe/gearTable';
 import { nonZeroSpans } from '../dedupe/zeroRuns';
 import { complementSpans } from '../dedupe/spans';
 import { ChunkHasher } from '../crypto/chunkId';
-import { BlobDecoder, BlobEncoder, BlobType } from '../crypto/blobCodec';
+import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
+import { differingPages, encodePatch, worthPatching } from '../dedupe/pagePatch';
 import {
   PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
 } from './tasks';
@@ -65,8 +66,12 @@ class SealedCollector {
   private total = 0;
   readonly meta: Omit<SealedBlobs, 'data'> = { typeFlags: [], rawLengths: [], starts: [] };
 
-  add(id: Buffer, plain: Buffer): void {
-    const blob = encoder.encode(BlobType.Data, id, plain);
+  /** Seal a chunk, as a page patch against `base` when few pages changed. */
+  add(id: Buffer, plain: Buffer, base?: { id: Uint8Array; depth: number; data: Uint8Array }): void {
+    const pages = base ? differingPages(base.data, plain) : undefined;
+    const blob = base && worthPatching(pages, plain.length, base.depth)
+      ? encoder.encode(BlobType.Patch, id, encodePatch(base.id, base.depth, plain, pages))
+      : encoder.encode(BlobType.Data, id, plain);
     this.meta.starts.push(this.total);
     this.meta.typeFlags.push(blob.typeFlags);
     this.meta.rawLengths.push(blob.rawLength);
@@ -101,7 +106,11 @@ export function packChunks(task: PackChunksTask): unknown {
           `${task.path} changed while it was being read (at byte ${task.regionStart + task.offsets[i]}); back up a snapshot or a paused guest`,
         );
       }
-      sealed.add(id, plain);
+      const b = task.bases?.of[i] ?? -1;
+      const bases = task.bases;
+      sealed.add(id, plain, bases && b >= 0
+        ? { id: bases.ids.subarray(b * 32, b * 32 + 32), depth: bases.depths[b], data: bases.data.subarray(bases.starts[b], bases.starts[b + 1]) }
+        : undefined);
     }
   } finally {
     fs.closeSync(fd);
@@ -111,12 +120,16 @@ export function packChunks(task: PackChunksTask): unknown {
 
 export function sealSpans(task: SealSpansTask): unknown {
   for (const s of task.dirtySpans) region.fill(0, s.start, s.end);
+  // Old chunks by their place, as page-patch bases for new chunks cut in the same place.
+  const oldByStart = new Map<number, { id: Uint8Array; depth: number; data: Uint8Array }>();
   if (task.oldData) {
     let at = 0;
-    for (const p of task.oldPlacements) {
-      region.set(task.oldData.subarray(at, at + p.end - p.start), p.start);
+    task.oldPlacements.forEach((p, i) => {
+      const data = task.oldData!.subarray(at, at + p.end - p.start);
+      region.set(data, p.start);
+      oldByStart.set(p.start, { id: task.oldIds.subarray(i * 32, i * 32 + 32), depth: task.oldDepths[i], data });
       at += p.end - p.start;
-    }
+    });
   }
   let readBytes = 0;
   const fd = fs.openSync(task.path, 'r');
@@ -142,7 +155,8 @@ export function sealSpans(task: SealSpansTask): unknown {
         offsets.push(at);
         lengths.push(len);
         ids.push(id);
-        sealed.add(id, plain);
+        const old = oldByStart.get(at);
+        sealed.add(id, plain, old && old.data.length === len ? old : undefined);
         at += len;
       }
     }
@@ -157,7 +171,9 @@ export function writeBlobs(task: WriteBlobsTask): WriteBlobsResult {
     const data = Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength);
     task.blobs.forEach((b, i) => {
       const plain = decoder.decode(b.typeFlags, b.id, data.subarray(b.at, b.at + b.storedLength), b.rawLength);
-      if (!plain || !hasher.hash(plain).equals(b.id)) {
+      // A page patch authenticates here; only the main thread, which can fetch its base, can check its id.
+      if (plain && blobType(b.typeFlags) === BlobType.Patch && b.targets.length === 0) return;
+      if (!plain || blobType(b.typeFlags) === BlobType.Patch || !hasher.hash(plain).equals(b.id)) {
         result.bad.push(i);
         return;
       }

@@ -30,13 +30,31 @@ export interface ScanRegionResult {
   readBytes: number;
 }
 
-/** Re-read chunks the repository lacks, check they still hash the same, compress and seal them. */
+/**
+ * Re-read chunks the repository lacks, check they still hash the same, compress
+ * and seal them; where `bases` offers the chunk that stood at the same place
+ * before, store only the changed pages (a page patch) when that is smaller.
+ */
 export interface PackChunksTask {
   path: string;
   regionStart: number;
   offsets: number[];
   lengths: number[];
   ids: Uint8Array;
+  bases?: PatchBases;
+}
+
+/** Earlier chunks that new chunks may be stored as page patches against. */
+export interface PatchBases {
+  /** For chunk i of the task: the index of its base below, or -1. */
+  of: number[];
+  /** 32 bytes per base. */
+  ids: Uint8Array;
+  /** Patch depth of each base (0: a whole chunk). */
+  depths: number[];
+  /** Base j is data[starts[j], starts[j+1]). */
+  starts: number[];
+  data: Uint8Array;
 }
 
 export interface SealedBlobs {
@@ -88,6 +106,9 @@ export interface SealSpansTask {
   oldData?: Uint8Array;
   /** Old chunk i goes to region offset `oldPlacements[i].start`; its bytes follow each other in oldData. */
   oldPlacements: Span[];
+  /** Old chunk i's id (32 bytes each) and patch depth: a new chunk in the same place may be stored as a page patch. */
+  oldIds: Uint8Array;
+  oldDepths: number[];
 }
 
 export interface SealSpansResult extends SealedBlobs {

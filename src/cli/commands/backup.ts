@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { Command } from 'commander';
-import { backupGuest, imageBackupRequest } from '../../backup/guestBackup';
+import { backupGuest, imageBackupRequest, withPreviousDisks } from '../../backup/guestBackup';
 import { backupFleet, GuestOutcome } from '../../backup/fleetBackup';
 import { Repository } from '../../repo/repository';
 import { withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
@@ -61,8 +61,9 @@ export function registerBackup(program: Command): void {
       await withRepository(ropts, 'shared', 'backup', async (repo) => {
         const resumed = await prepareIndex(repo, opts.json);
         const progress = new ProgressLine(`backup ${request.guest}`, opts.json);
+        const withBases = await withPreviousDisks(repo, request);
         const result = await withPool(repo, (pool) =>
-          backupGuest(repo, pool, request, (p) => progress.update(p.doneBytes, p.totalBytes, `new ${formatBytes(p.newBytes)}`)),
+          backupGuest(repo, pool, withBases, (p) => progress.update(p.doneBytes, p.totalBytes, `new ${formatBytes(p.newBytes)}`)),
         );
         progress.done();
         const rp = result.restorePoint;
