@@ -508,7 +508,7 @@ function jobFailure(result: PromiseSettledResult<QmpEvent>, p: Plan): string | u
   if (result.status === 'rejected') return `disk ${p.disk.device}: ${(result.reason as Error).message}`;
   const e = result.value;
   if (e.event === 'BLOCK_JOB_CANCELLED') return `disk ${p.disk.device}: copy job ${p.jobId} was cancelled`;
-  if (typeof e.data.error === 'string') return `disk ${p.disk.device}: copy job ${p.jobId} failed: ${e.data.error}`;
+  if (typeof e.data.error === 'string') return `disk ${p.disk.device}: copy job ${p.jobId} into ${p.targetFile} failed: ${e.data.error}`;
   return undefined;
 }
 

@@ -15,6 +15,7 @@ import type { Snapshot } from '../../src/snapshot/provider';
 import { QEMU_TRACKING_KIND, QemuLiveProvider } from '../../src/snapshot/qemuLive';
 import { checkExt4Image, startGuest, type TestGuest } from '../support/qemuGuest';
 import { useScratch } from '../support/scratch';
+import { mountTmpfs } from '../support/mounts';
 import { mustRun, runCommand } from '../support/system';
 
 const scratch = useScratch('qemu-live');
@@ -210,6 +211,27 @@ describe('QemuLiveProvider', () => {
     await provider.commit([incr4]);
     expect(await bitmapNames()).toEqual(['ferry-cbt-r4']);
     incr2 = incr4;
+  });
+
+  it('fails cleanly when the work directory fills up: nothing left behind, tracking intact', async () => {
+    const tiny = await mountTmpfs(scratch, 'tiny-work', 1);
+    const cramped = new QemuLiveProvider({ sockets: [guest.qmpSocket], workDir: tiny });
+    const err = await cramped.create([disk], 'r-full').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HypervisorError);
+    console.log(`qemu-live into a full work directory: ${(err as Error).message}`);
+    expect((err as Error).message).toMatch(new RegExp(`disk vda: copy job ferry-job-[0-9a-f]+ into ${tiny}/ferry-r-full-0-vda.qcow2 failed: No space left on device`));
+    expect(fs.readdirSync(tiny)).toEqual([]);
+    expect(await qmp<unknown[]>('query-block-jobs')).toEqual([]);
+    const nodes = (await QmpClient.with(guest.qmpSocket, (c) => queryNodes(c))).map((n) => n['node-name']);
+    expect(nodes.filter((n) => n.startsWith('ferry-'))).toEqual([]);
+    expect(await bitmapNames()).toEqual(['ferry-cbt-r4']);
+    expect((await qmp<{ status: string }>('query-status')).status).toBe('running');
+    // The failed run changed nothing: the next one continues the chain.
+    const [next] = await provider.create([disk], 'r4b', [incr2.tracking]);
+    expect(next!.fullReadReason).toBeUndefined();
+    expect(next!.changed).toBeDefined();
+    await provider.remove(next!);
+    expect(await bitmapNames()).toEqual(['ferry-cbt-r4', 'ferry-cbt-r4b']);
   });
 
   it('reads the whole disk, saying why, when the tracking state is not usable', async () => {
