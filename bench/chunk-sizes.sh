@@ -39,7 +39,7 @@ done
 for spec in $CHUNKERS; do
   name=${spec//[:\/]/-}
   r=$work/repo-$name
-  if ! timed "$raw" "$spec" init -1 - "$work/logs/$name-init.log" -- node "$bench_repo/bin/ferry" init --repo "$r" --chunker "$spec"; then
+  if ! timed "$raw" "$spec" init -1 - "$work/logs/$name-init.log" -- node "$FERRY_BIN" init --repo "$r" --chunker "$spec"; then
     continue
   fi
   for n in $(seq 0 "$NIGHTS"); do
@@ -49,10 +49,10 @@ for spec in $CHUNKERS; do
     blog "$spec: backup night $n"
     for g in $(seq 1 "$GUESTS"); do
       timed "$raw" "$spec" backup "$n" "guest$g" "$work/logs/$name-n$n-guest$g.log" -- \
-        node "$bench_repo/bin/ferry" backup --repo "$r" --guest "guest$g" "$stage/guest$g.img" --json || true
+        node "$FERRY_BIN" backup --repo "$r" --guest "guest$g" "$stage/guest$g.img" --json || true
     done
     sync
-    node "$bench_repo/bin/ferry" stats --repo "$r" --json >"$work/stats-$name-n$n.json" 2>"$work/logs/$name-stats-n$n.log" || true
+    node "$FERRY_BIN" stats --repo "$r" --json >"$work/stats-$name-n$n.json" 2>"$work/logs/$name-stats-n$n.log" || true
     stats=$(node -e 'try{const j=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));console.log(JSON.stringify({chunks:j.chunks??null,indexMemoryBytes:j.indexMemoryBytes??null,storedBytes:j.storedBytes??null}))}catch{console.log("{\"chunks\":null}")}' "$work/stats-$name-n$n.json")
     record "$raw" "{\"tool\":\"$spec\",\"phase\":\"repo\",\"night\":$n,\"bytes\":$(du -sb "$r" | cut -f1),\"stats\":$stats}"
   done
@@ -60,7 +60,7 @@ for spec in $CHUNKERS; do
 done
 rm -f "$stage"/*.img
 
-node - "$raw" "$OUT" "$CHUNKERS" "$DROP_CACHES" "$load_start" "$(cat /proc/loadavg)" "$(($(date +%s) - t_run))" "${true_change[*]}" <<'EOF'
+FERRY_REV=$FERRY_REV node - "$raw" "$OUT" "$CHUNKERS" "$DROP_CACHES" "$load_start" "$(cat /proc/loadavg)" "$(($(date +%s) - t_run))" "${true_change[*]}" <<'EOF'
 const fs = require('fs'), os = require('os'), path = require('path');
 const [rawF, out, chunkers, drop, l0, l1, elapsed, tcs] = process.argv.slice(2);
 const raw = fs.readFileSync(rawF, 'utf8').split('\n').filter(Boolean).map(JSON.parse);
@@ -72,7 +72,7 @@ const trueC = tcs.split(' ').filter(Boolean).map(Number);
 const L = [];
 L.push('# Ferry chunking-parameter study');
 L.push('');
-L.push(`- date: ${new Date().toISOString()}; run took ${elapsed} s; machine ${os.cpus()[0]?.model} × ${os.cpus().length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM`);
+L.push(`- date: ${new Date().toISOString()}; ferry @ ${process.env.FERRY_REV}; run took ${elapsed} s; machine ${os.cpus()[0]?.model} × ${os.cpus().length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM`);
 L.push(`- page cache dropped before each backup phase: ${drop}; load average start ${l0.split(' ').slice(0, 3).join(' ')}, end ${l1.split(' ').slice(0, 3).join(' ')} (shared 2-core machine)`);
 L.push(`- true change per night (differing 4 KiB blocks, all guests): ${trueC.map(fB).join(', ')} (mean ${fB(mean(trueC))})`);
 L.push('');

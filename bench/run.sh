@@ -58,7 +58,7 @@ tool_init() {
   local t=$1 r
   r=$(repo_of "$t")
   case $t in
-    ferry) timed "$raw" ferry init -1 - "$work/logs/ferry-init.log" -- node "$bench_repo/bin/ferry" init --repo "$r" ;;
+    ferry) timed "$raw" ferry init -1 - "$work/logs/ferry-init.log" -- node "$FERRY_BIN" init --repo "$r" ;;
     restic) timed "$raw" restic init -1 - "$work/logs/restic-init.log" -- restic init --repo "$r" --repository-version 2 ;;
     borg) timed "$raw" borg init -1 - "$work/logs/borg-init.log" -- borg init --encryption=repokey-blake2 "$r" ;;
   esac
@@ -69,7 +69,7 @@ tool_backup() { # tool night guest
   r=$(repo_of "$t")
   log=$work/logs/$t-backup-n$n-$g.log
   case $t in
-    ferry) timed "$raw" ferry backup "$n" "$g" "$log" -- node "$bench_repo/bin/ferry" backup --repo "$r" --guest "$g" "$stage/$g.img" --json ;;
+    ferry) timed "$raw" ferry backup "$n" "$g" "$log" -- node "$FERRY_BIN" backup --repo "$r" --guest "$g" "$stage/$g.img" --json ;;
     restic) timed "$raw" restic backup "$n" "$g" "$log" -- restic --repo "$r" backup --host ferry-bench --tag "$g" "$stage/$g.img" ;;
     borg) (cd "$stage" && timed "$raw" borg backup "$n" "$g" "$log" -- borg create --compression "$BORG_COMPRESSION" "$r::$g-n$n" "$g.img") ;;
   esac
@@ -81,7 +81,7 @@ tool_restore() { # tool guest dir
   log=$work/logs/$t-restore-$g.log
   mkdir -p "$d"
   case $t in
-    ferry) timed "$raw" ferry restore "$NIGHTS" "$g" "$log" -- node "$bench_repo/bin/ferry" restore --repo "$r" latest --guest "$g" --to "$d" ;;
+    ferry) timed "$raw" ferry restore "$NIGHTS" "$g" "$log" -- node "$FERRY_BIN" restore --repo "$r" latest --guest "$g" --to "$d" ;;
     restic) timed "$raw" restic restore "$NIGHTS" "$g" "$log" -- restic --repo "$r" restore latest --host ferry-bench --tag "$g" --target "$d" ;;
     borg) (cd "$d" && timed "$raw" borg restore "$NIGHTS" "$g" "$log" -- borg extract --sparse "$r::$g-n$NIGHTS") ;;
   esac
@@ -148,7 +148,7 @@ rm -f "$stage"/*.img
 versions="node $(node -v)"
 for t in $TOOLS; do
   case $t in
-    ferry) versions+="; ferry $(node -p "require('$bench_repo/package.json').version") @ $(git -C "$bench_repo" rev-parse --short HEAD)$(git -C "$bench_repo" diff --quiet HEAD -- src bin 2>/dev/null || echo '+uncommitted')" ;;
+    ferry) versions+="; ferry $(node -p "require('$FERRY_APP/package.json').version") @ $FERRY_REV (dist built at $(date -r "$FERRY_APP/dist/cli/main.js" +%FT%T))" ;;
     restic) versions+="; $(restic version | cut -d' ' -f1-2)" ;;
     borg) versions+="; $(borg --version)" ;;
   esac

@@ -37,11 +37,29 @@ drop_caches() {
   fi
 }
 
-# Does ferry work end to end? (built, --help answers)
-ferry_ok() {
-  [[ -f $bench_repo/bin/ferry ]] && (cd "$bench_repo" && node bin/ferry --help >/dev/null 2>&1)
+# Ferry runs from a private copy of the build (bin/, dist/, build/Release,
+# package.json; node_modules linked) taken at the start of a run, so a
+# concurrent rebuild of the working tree cannot change ferry mid-benchmark.
+FERRY_APP=$BENCH_DIR/ferry-app
+FERRY_BIN=$FERRY_APP/bin/ferry
+FERRY_REV=unknown
+ferry_snapshot() {
+  [[ -f $bench_repo/bin/ferry && -f $bench_repo/dist/cli/main.js ]] || return 1
+  rm -rf "$FERRY_APP.tmp"
+  mkdir -p "$FERRY_APP.tmp/build"
+  cp -a "$bench_repo/bin" "$bench_repo/dist" "$bench_repo/package.json" "$FERRY_APP.tmp/"
+  [[ -d $bench_repo/build/Release ]] && cp -a "$bench_repo/build/Release" "$FERRY_APP.tmp/build/"
+  ln -s "$bench_repo/node_modules" "$FERRY_APP.tmp/node_modules"
+  rm -rf "$FERRY_APP"
+  mv "$FERRY_APP.tmp" "$FERRY_APP"
+  FERRY_REV="$(git -C "$bench_repo" rev-parse --short HEAD)$(git -C "$bench_repo" diff --quiet HEAD -- src bin 2>/dev/null || echo '+uncommitted')"
+  echo "$FERRY_REV" >"$FERRY_APP/REVISION"
 }
-ferry() { node "$bench_repo/bin/ferry" "$@"; }
+# Does ferry work end to end? (snapshot taken, --help answers)
+ferry_ok() {
+  ferry_snapshot && node "$FERRY_BIN" --help >/dev/null 2>&1
+}
+ferry() { node "$FERRY_BIN" "$@"; }
 
 # timed RAW TOOL PHASE NIGHT GUEST OUTFILE -- CMD...
 # Runs CMD under /usr/bin/time (wall, user, sys, max RSS), stdout+stderr to
