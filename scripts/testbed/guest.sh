@@ -6,7 +6,9 @@
 #       OUTDIR/vmlinux     uncompressed Debian kernel, booted through PVH
 #                          (OUTDIR/vmlinuz instead if it cannot be unpacked)
 #       OUTDIR/initrd.img  busybox initramfs whose /init (guest/init) mounts
-#                          /dev/vda and writes files, printing markers on ttyS0
+#                          /dev/vda and writes files, printing markers on ttyS0;
+#                          it also holds the QEMU guest agent (qemu-ga), which
+#                          /init starts only with the kernel parameter ferry.agent=1
 #       OUTDIR/disk.img    sparse raw disk holding an empty ext4 file system
 #   scripts/testbed/guest.sh start DIR NAME [DISK...]
 #       Boots guest NAME from DIR/vmlinux (built into DIR when missing) with
@@ -14,7 +16,8 @@
 #       disk.img when missing; a DISK ending in .qcow2 is attached as qcow2).
 #       Waits for the guest's FERRY-GUEST-READY line and prints QEMU's pid.
 #       Files: DIR/NAME.qmp (QMP socket), DIR/NAME.pid, DIR/NAME.serial (the
-#       console), DIR/NAME.log (QEMU's stderr).
+#       console), DIR/NAME.log (QEMU's stderr), DIR/NAME.qga (guest agent
+#       socket, with FERRY_GUEST_AGENT=1).
 #       Disk i is the block node `disk<i>` (its file node `disk<i>-file`) on the
 #       virtio-blk device with qdev id `vd<a+i>`.
 #   scripts/testbed/guest.sh stop DIR NAME
@@ -32,6 +35,9 @@
 #   FERRY_GUEST_TICK        seconds between the guest's writes (default 0.1)
 #   FERRY_GUEST_BOOT_TIMEOUT  seconds `start` waits for the ready line (default 180)
 #   FERRY_GUEST_APPEND      extra kernel command line
+#   FERRY_GUEST_AGENT=1     `start` adds a guest-agent channel (virtio-serial port
+#                           org.qemu.guest_agent.0 on the socket DIR/NAME.qga) and
+#                           runs qemu-ga in the guest
 #
 # Needs: apt-get + dpkg (kernel), busybox-static, cpio, gzip, xz-utils,
 # e2fsprogs, flock; qemu-system-x86 for start. QEMU runs with -accel tcg only:
@@ -51,7 +57,7 @@ disk_mib=${FERRY_GUEST_DISK_MIB:-256}
 [[ $disk_mib =~ ^[0-9]+$ ]] && (( disk_mib >= 16 )) \
   || die "FERRY_GUEST_DISK_MIB must be a whole number of MiB >= 16, got '$disk_mib'"
 # Bump when the recipe below changes; the init script's hash is part of the key too.
-recipe=v1
+recipe=v2
 
 need() {
   local tool
@@ -131,6 +137,50 @@ kernel_dir() {
   KDIR=$dir
 }
 
+# Sets AGENT to the cached qemu-ga binary from Debian's qemu-guest-agent
+# package (downloaded, never installed). Its libraries are taken from this
+# host, which has them because qemu-system-x86 needs the same ones.
+agent_binary() {
+  local existing
+  existing=$(ls -d "$cache"/guest-agent-*/ 2>/dev/null | sort | tail -n 1 || true)
+  if [[ -n $existing && -f $existing/qemu-ga ]]; then AGENT=${existing%/}/qemu-ga; return; fi
+  need apt-get dpkg
+  local work
+  work=$(mktemp -d "$cache/.guest-agent.XXXXXX"); tmp_paths+=("$work")
+  if ! (cd "$work" && apt-get download qemu-guest-agent >/dev/null 2>&1); then
+    apt-get update -qq >&2 || true
+    (cd "$work" && apt-get download qemu-guest-agent >&2) || die "apt-get download qemu-guest-agent failed"
+  fi
+  dpkg -x "$work"/*.deb "$work/x"
+  [[ -x $work/x/usr/sbin/qemu-ga ]] || die "qemu-guest-agent holds no /usr/sbin/qemu-ga"
+  local ver
+  ver=$(basename "$work"/*.deb .deb)
+  mkdir -p "$work/out"
+  cp "$work/x/usr/sbin/qemu-ga" "$work/out/"
+  rm -rf "$cache/guest-agent-$ver"
+  mv "$work/out" "$cache/guest-agent-$ver"
+  rm -rf "$work"
+  AGENT=$cache/guest-agent-$ver/qemu-ga
+}
+
+# Copies a dynamically linked program and the libraries it loads into ROOT.
+copy_with_libraries() { # BINARY ROOT DEST
+  local bin=$1 root=$2 dest=$3
+  need ldd
+  local ldd_out
+  ldd_out=$(ldd "$bin") || die "ldd $bin failed"
+  if grep -q 'not found' <<<"$ldd_out"; then
+    die "$bin needs libraries this host lacks: $(grep 'not found' <<<"$ldd_out" | awk '{print $1}' | tr '\n' ' ')(install qemu-system-x86)"
+  fi
+  mkdir -p "$root$(dirname "$dest")"
+  cp "$bin" "$root$dest"
+  local lib
+  for lib in $(grep -o '/[^ ]*' <<<"$ldd_out"); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+}
+
 # --- initramfs and disk -----------------------------------------------------
 
 build_initrd() { # KERNEL_DIR OUT
@@ -152,6 +202,8 @@ build_initrd() { # KERNEL_DIR OUT
     [[ $applet == busybox ]] || ln -s busybox "$root/bin/$applet"
   done
   cp "$kdir"/modules/*.ko "$root/lib/modules/"
+  agent_binary
+  copy_with_libraries "$AGENT" "$root" /usr/bin/qemu-ga
   cp "$here/guest/init" "$root/init"
   chmod 755 "$root/init"
   (cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet -R 0:0) | gzip -1 > "$out"
@@ -243,11 +295,21 @@ cmd_start() {
   fi
   rm -f "$qmp" "$serial" "$pidfile"
 
+  local append="console=ttyS0 panic=-1 quiet loglevel=3 ferry.tick=${FERRY_GUEST_TICK:-0.1} ${FERRY_GUEST_APPEND:-}"
+  local agent=()
+  if [[ ${FERRY_GUEST_AGENT:-0} == 1 ]]; then
+    rm -f "$dir/$name.qga"
+    agent=(-device virtio-serial-pci,id=vser0
+      -chardev "socket,id=qga0,path=$dir/$name.qga,server=on,wait=off"
+      -device virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0)
+    append+=" ferry.agent=1"
+  fi
   local args=(-name "$name" -accel tcg -m "${FERRY_GUEST_MEM_MIB:-256}" -smp 1
     -display none -no-reboot -monitor none -serial "file:$serial"
     -kernel "$kernel" -initrd "$dir/initrd.img"
-    -append "console=ttyS0 panic=-1 quiet loglevel=3 ferry.tick=${FERRY_GUEST_TICK:-0.1} ${FERRY_GUEST_APPEND:-}"
+    -append "$append"
     -qmp "unix:$qmp,server=on,wait=off"
+    "${agent[@]}"
     -pidfile "$pidfile" -daemonize)
   local i=0 disk fmt letters=abcdefghijklmnopqrst
   for disk in "${disks[@]}"; do

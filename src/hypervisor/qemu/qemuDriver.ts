@@ -1,8 +1,13 @@
 // HypervisorDriver for guests run directly by QEMU, each reachable through
 // its QMP socket (`-qmp unix:PATH,server=on,wait=off`); ferry is given the
-// list of sockets (config or `--qmp-socket PATH`). Quiesce is QMP `stop` /
-// `cont`: the vCPUs halt, the block layer keeps working, so the guest's disks
-// are crash-consistent while it is stopped.
+// list of sockets (config or `--qmp-socket PATH`).
+//
+// Quiesce: when the guest has a QEMU guest agent channel (found in the QEMU
+// command line: a virtserialport named org.qemu.guest_agent.0 on a unix
+// socket chardev) and the agent answers, `guest-fsfreeze-freeze` (the guest
+// keeps running, its file systems are consistent) and `guest-fsfreeze-thaw`;
+// otherwise, or when the freeze fails, QMP `stop` / `cont`: the vCPUs halt,
+// the block layer keeps working, so the disks are crash-consistent.
 //
 // A guest's id is its socket path: that is how quiesce and the qemu-live
 // snapshot provider find the guest again.
@@ -14,6 +19,7 @@ import type { GuestHooks, GuestInfo, GuestNic, GuestState, HypervisorDriver, Qui
 import { runGuestHook } from '../hooks';
 import { nothingToRelease, onceSuccessful } from '../quiesce';
 import { queryDisks } from './qmpBlock';
+import { QgaClient } from './qgaClient';
 import { QmpClient, type QmpConnectOptions } from './qmpClient';
 
 export interface QemuDriverOptions {
@@ -22,7 +28,22 @@ export interface QemuDriverOptions {
   /** Runs the per-guest pre/post hooks. Default: real commands. */
   runner?: CommandRunner;
   qmp?: QmpConnectOptions;
+  /** Freeze file systems through the guest agent when it answers. Default true; false always stops the guest. */
+  useGuestAgent?: boolean;
+  /** How long the guest agent may take to answer its sync and ping (default 5 s). */
+  agentTimeoutMs?: number;
 }
+
+/** How a QEMU guest was held still. */
+export type QemuQuiesceMode = 'fsfreeze' | 'pause' | 'none';
+
+export interface QemuQuiesceHandle extends QuiesceHandle {
+  readonly mode: QemuQuiesceMode;
+}
+
+// Freezing syncs every file system of the guest first: that can take a while on a busy guest.
+const FREEZE_TIMEOUT_MS = 120_000;
+const THAW_TIMEOUT_MS = 30_000;
 
 interface QmpStatus {
   running: boolean;
@@ -35,11 +56,17 @@ export class QemuDriver implements HypervisorDriver {
   readonly sockets: readonly string[];
   private readonly runner: CommandRunner;
   private readonly qmpOptions: QmpConnectOptions;
+  private readonly useGuestAgent: boolean;
+  private readonly agentTimeoutMs: number;
+  /** QMP socket -> guest agent socket (or none), learnt from the QEMU command line by listGuests. */
+  private readonly agentSockets = new Map<string, string | undefined>();
 
   constructor(options: QemuDriverOptions) {
     this.sockets = options.sockets.map((s) => resolve(s));
     this.runner = options.runner ?? new ExecFileCommandRunner();
     this.qmpOptions = options.qmp ?? {};
+    this.useGuestAgent = options.useGuestAgent ?? true;
+    this.agentTimeoutMs = options.agentTimeoutMs ?? 5000;
   }
 
   /**
@@ -58,33 +85,60 @@ export class QemuDriver implements HypervisorDriver {
     return guests;
   }
 
-  async quiesce(guest: GuestInfo, hooks: GuestHooks = {}): Promise<QuiesceHandle> {
+  async quiesce(guest: GuestInfo, hooks: GuestHooks = {}): Promise<QemuQuiesceHandle> {
     const socket = this.socketOf(guest);
     // Ask again right now: a guest someone else paused must stay paused after the backup.
     const status = await QmpClient.with(socket, (c) => c.execute<QmpStatus>('query-status'), this.qmpOptions);
-    if (!status.running) return nothingToRelease(guest.name);
+    if (!status.running) return { ...nothingToRelease(guest.name), mode: 'none' };
 
     if (hooks.pre) await runGuestHook(this.runner, hooks.pre, guest.name, 'pre');
+
+    // Known from listGuests; otherwise read the command line now (a /proc scan, before the pause starts).
+    const agent = !this.useGuestAgent ? undefined
+      : this.agentSockets.has(socket) ? this.agentSockets.get(socket) : agentSocketIn((await findQemuArgv(socket)) ?? []);
+    let mode: QemuQuiesceMode = 'pause';
+    if (agent && (await this.freeze(agent))) mode = 'fsfreeze';
     // Short connections only: QEMU serves one QMP client at a time, and the
     // snapshot provider and the watchdog's `cont` need the socket while the guest is stopped.
-    await QmpClient.with(socket, (c) => c.execute('stop'), this.qmpOptions);
+    if (mode === 'pause') await QmpClient.with(socket, (c) => c.execute('stop'), this.qmpOptions);
 
-    const cont = onceSuccessful(async () => {
-      await QmpClient.with(socket, (c) => c.execute('cont'), this.qmpOptions);
+    const undo = onceSuccessful(async () => {
+      if (mode === 'fsfreeze') {
+        await QgaClient.with(agent!, this.agentTimeoutMs, (c) => c.execute('guest-fsfreeze-thaw', undefined, THAW_TIMEOUT_MS));
+      } else {
+        await QmpClient.with(socket, (c) => c.execute('cont'), this.qmpOptions);
+      }
     });
     let postHookStarted = false;
     return {
       guest: guest.name,
       quiesced: true,
-      releaseArgv: qmpReleaseArgv(socket),
+      mode,
+      releaseArgv: mode === 'fsfreeze' ? agentReleaseArgv(agent!) : qmpReleaseArgv(socket),
       release: onceSuccessful(async () => {
-        await cont();
+        await undo();
         if (hooks.post && !postHookStarted) {
           postHookStarted = true;
           await runGuestHook(this.runner, hooks.post, guest.name, 'post');
         }
       }),
     };
+  }
+
+  /** Freezes the guest's file systems through its agent; false (nothing frozen) when the agent does not answer or the freeze fails. */
+  private async freeze(agent: string): Promise<boolean> {
+    try {
+      await QgaClient.with(agent, this.agentTimeoutMs, async (c) => {
+        await c.execute('guest-ping', undefined, this.agentTimeoutMs);
+        await c.execute<number>('guest-fsfreeze-freeze', undefined, FREEZE_TIMEOUT_MS);
+      });
+      return true;
+    } catch {
+      // A freeze that failed (or timed out) part way may have frozen some file
+      // systems, or may still complete: thaw (the agent runs it after the freeze).
+      await QgaClient.with(agent, this.agentTimeoutMs, (c) => c.execute('guest-fsfreeze-thaw', undefined, THAW_TIMEOUT_MS)).catch(() => undefined);
+      return false;
+    }
   }
 
   private socketOf(guest: GuestInfo): string {
@@ -103,6 +157,7 @@ export class QemuDriver implements HypervisorDriver {
       const disks = (await queryDisks(c)).map((d) => d.disk);
       const nics = await queryNics(c);
       const argv = await findQemuArgv(socket);
+      this.agentSockets.set(socket, argv ? agentSocketIn(argv) : undefined);
       const guestName = name ?? basename(socket).replace(/\.(qmp|sock)$/, '');
       return {
         name: guestName,
@@ -172,6 +227,26 @@ function qmpSocketsIn(arg: string): string[] {
  */
 export function qmpReleaseArgv(socket: string): string[] {
   return [process.execPath, qmpCommandScript(), socket, 'cont'];
+}
+
+/** argv that thaws a guest's file systems through its agent socket, for the watchdog. */
+export function agentReleaseArgv(agentSocket: string): string[] {
+  return [process.execPath, qmpCommandScript(), '--agent', agentSocket, 'guest-fsfreeze-thaw'];
+}
+
+/**
+ * The guest agent's host socket in a QEMU command line: the unix socket
+ * chardev behind the virtserialport named org.qemu.guest_agent.0.
+ */
+export function agentSocketIn(argv: readonly string[]): string | undefined {
+  const values = (flag: string) => argv.flatMap((a, i) => (a === flag && argv[i + 1] !== undefined ? [argv[i + 1]!] : []));
+  const option = (spec: string, key: string) => spec.split(',').find((p) => p.startsWith(`${key}=`))?.slice(key.length + 1);
+  const port = values('-device').find((d) => d.startsWith('virtserialport') && option(d, 'name') === 'org.qemu.guest_agent.0');
+  const chardevId = port ? option(port, 'chardev') : undefined;
+  if (!chardevId) return undefined;
+  const chardev = values('-chardev').find((c) => c.startsWith('socket,') && option(c, 'id') === chardevId);
+  const path = chardev ? option(chardev, 'path') : undefined;
+  return path ? resolve(path) : undefined;
 }
 
 /** The compiled qmpCommandMain.js (also when this module runs from TypeScript sources under a test runner). */
