@@ -27,7 +27,7 @@ const opt = (name, dflt) => {
 const outFile = opt('--out', path.join(here, 'results', 'crypto-bindings.md'));
 const benchDir = process.env.FERRY_BENCH_DIR || '/var/tmp/ferry-bench';
 const MiB = 1 << 20;
-const MIN_SECONDS = Number(process.env.CRYPTO_BENCH_SECONDS || 1.5);
+const MIN_SECONDS = Number(process.env.CRYPTO_BENCH_SECONDS || 3);
 
 function pkgVersion(name) {
   try {
@@ -41,7 +41,7 @@ function pkgVersion(name) {
 function findImage() {
   const explicit = opt('--image', null);
   if (explicit) return explicit;
-  const cand = [path.join(benchDir, 'nights', '0', 'guest1.img'), path.join(benchDir, 'base.img')];
+  const cand = [path.join(benchDir, 'corpus', 'nights', '0', 'guest1.img'), path.join(benchDir, 'base.img')];
   return cand.find((p) => fs.existsSync(p)) || null;
 }
 
@@ -97,29 +97,31 @@ function realisticBlocks(want = 64) {
 }
 
 // ---- timing -----------------------------------------------------------------
-function measure(name, bytesPerOp, fn, minSeconds = MIN_SECONDS) {
-  for (let i = 0; i < 3; i++) fn(i); // warm-up
+// Three rounds of minSeconds/3 each; the best round (highest MB/s per core)
+// is reported: on a shared machine the best round is the least disturbed one.
+function measureRound(bytesPerOp, fn, seconds, state) {
   const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   let ops = 0;
   let wall = 0;
   do {
-    fn(ops);
+    fn(state.i++);
     ops++;
     wall = Number(process.hrtime.bigint() - t0) / 1e9;
-  } while (wall < minSeconds);
+  } while (wall < seconds);
   const c = process.cpuUsage(c0);
   const cpu = (c.user + c.system) / 1e6;
   const bytes = bytesPerOp * ops;
-  return {
-    name,
-    ops,
-    wall,
-    cpu,
-    mbCpu: bytes / 1e6 / cpu,
-    mbWall: bytes / 1e6 / wall,
-    msPerOp: (wall / ops) * 1000,
-  };
+  return { ops, wall, cpu, mbCpu: bytes / 1e6 / cpu, mbWall: bytes / 1e6 / wall, msPerOp: (wall / ops) * 1000 };
+}
+
+function measure(name, bytesPerOp, fn, minSeconds = MIN_SECONDS) {
+  const state = { i: 0 };
+  for (let i = 0; i < 3; i++) fn(state.i++); // warm-up
+  const rounds = [0, 1, 2].map(() => measureRound(bytesPerOp, fn, minSeconds / 3, state));
+  rounds.sort((a, b) => b.mbCpu - a.mbCpu);
+  const best = rounds[0];
+  return { name, ...best, spread: `rounds ${rounds.map((r) => r.mbCpu.toFixed(0)).join('/')}` };
 }
 
 async function main() {
@@ -227,7 +229,7 @@ async function main() {
       inB += MiB;
       outB += o.length;
     });
-    rows.push({ group: 'compression', ...r, extra: `ratio ${(inB / outB).toFixed(2)}` });
+    rows.push({ group: 'compression', ...r, extra: `ratio ${(inB / outB).toFixed(2)}; ${r.spread}` });
   }
   {
     const cmp = new Compressor();
@@ -295,13 +297,13 @@ async function main() {
   lines.push(`- machine: ${os.cpus()[0]?.model ?? '?'} × ${os.cpus().length}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${os.type()} ${os.release()}`);
   lines.push(`- node ${process.version}; libsodium-wrappers ${pkgVersion('libsodium-wrappers')}, sodium-native ${pkgVersion('sodium-native')}, @napi-rs/blake-hash ${pkgVersion('@napi-rs/blake-hash')}, zstd-napi ${pkgVersion('zstd-napi')}; OpenSSL ${process.versions.openssl}`);
   lines.push(`- load average at the end (1/5/15 min): ${load} — the machine is shared; MB/s per core divides by this process's CPU time, which is robust to sharing, wall MB/s is not`);
-  lines.push(`- each row: 1 MiB buffers, one thread, ≥ ${MIN_SECONDS} s after 3 warm-up calls`);
+  lines.push(`- each row: 1 MiB buffers, one thread, 3 warm-up calls, then 3 rounds of ${(MIN_SECONDS / 3).toFixed(2)} s; the best round is shown (all three in the note)`);
   lines.push('');
   lines.push('| group | operation | MB/s per core (CPU time) | MB/s wall | ms per MiB | note |');
   lines.push('| --- | --- | ---: | ---: | ---: | --- |');
   for (const r of rows) {
     lines.push(
-      `| ${r.group} | ${r.name} | ${r.mbCpu.toFixed(0)} | ${r.mbWall.toFixed(0)} | ${r.msPerOp.toFixed(2)} | ${r.extra ?? ''} |`,
+      `| ${r.group} | ${r.name} | ${r.mbCpu.toFixed(0)} | ${r.mbWall.toFixed(0)} | ${r.msPerOp.toFixed(2)} | ${r.extra ?? r.spread ?? ''} |`,
     );
   }
   lines.push('');
