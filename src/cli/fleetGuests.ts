@@ -2,9 +2,9 @@
 // guests to back up: which drivers, which guests (include/exclude, --guest),
 // and for every disk the snapshot provider that copies it.
 import * as fs from 'node:fs';
-import { CommandRunner, ExecFileCommandRunner } from '../hypervisor/command-runner';
+import { CommandRunner, ExecFileCommandRunner } from '../hypervisor/commandRunner';
 import { GuestDisk, GuestInfo, HypervisorDriver } from '../hypervisor/driver';
-import { XenDriver } from '../hypervisor/xen/xen-driver';
+import { XenDriver } from '../hypervisor/xen/xenDriver';
 import { LibvirtDriver } from '../hypervisor/libvirt/libvirtDriver';
 import { QemuDriver } from '../hypervisor/qemu/qemuDriver';
 import { StaticDriver } from '../hypervisor/static/staticDriver';

@@ -1,6 +1,6 @@
 // Runs a per-guest hook command (GuestHooks.pre / .post) on the host.
-import type { CommandRunner } from './command-runner';
-import { runChecked } from './command-runner';
+import type { CommandRunner } from './commandRunner';
+import { runChecked } from './commandRunner';
 import { UsageError } from '../errors';
 
 /** Runs `argv` with `{name}` replaced by the guest name; throws HypervisorError on failure. */

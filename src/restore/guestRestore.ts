@@ -4,13 +4,12 @@
 // half-written under the final name.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { Repository } from '../repo/repository';
 import { StoredRestorePoint } from '../repo/restorePoint';
 import { PipelinePool } from '../workers/pipelinePool';
-import { InputError, StorageError, UsageError, describeSystemError } from '../errors';
+import { InputError, UsageError, describeSystemError } from '../errors';
 import { restoreDisk } from './diskRestore';
-import { syncDirectory } from '../storage/local';
+import { writeFileAtomically } from './atomicFile';
 import { blockDeviceSize } from '../dedupe/imageSource';
 
 export interface RestoredFile {
@@ -53,11 +52,11 @@ export async function restoreToDirectory(
   let before = 0;
   for (const disk of rp.disks) {
     const finalPath = path.join(dir, disk.name);
-    const written = await writeAtomically(finalPath, disk.size, (temp) =>
+    const written = await writeFileAtomically(finalPath, (temp) =>
       restoreDisk(repo, pool, disk, temp, {
         zeroFill: false,
         onProgress: (w) => onProgress?.({ disk: disk.name, writtenBytes: before + w, totalBytes }),
-      }),
+      }), disk.size,
     );
     before += disk.dataBytes;
     restored.push({ path: finalPath, size: disk.size, writtenBytes: written });
@@ -65,40 +64,13 @@ export async function restoreToDirectory(
   if (rp.config) {
     const content = Buffer.from(rp.config.content, 'base64');
     const finalPath = path.join(dir, rp.config.fileName);
-    await writeAtomically(finalPath, 0, async (temp) => {
+    await writeFileAtomically(finalPath, async (temp) => {
       fs.writeFileSync(temp, content);
       return content.length;
     });
     restored.push({ path: finalPath, size: content.length, writtenBytes: content.length });
   }
   return restored;
-}
-
-/** Create `finalPath` via a sparse temporary file; removes the temporary file on any failure. */
-async function writeAtomically(finalPath: string, size: number, fill: (temp: string) => Promise<number>): Promise<number> {
-  const temp = path.join(path.dirname(finalPath), `.${path.basename(finalPath)}.ferry-partial-${randomBytes(4).toString('hex')}`);
-  try {
-    const fd = fs.openSync(temp, 'wx');
-    try {
-      fs.ftruncateSync(fd, size);
-    } finally {
-      fs.closeSync(fd);
-    }
-    const written = await fill(temp);
-    const fd2 = fs.openSync(temp, 'r+');
-    try {
-      fs.fsyncSync(fd2);
-    } finally {
-      fs.closeSync(fd2);
-    }
-    fs.renameSync(temp, finalPath);
-    await syncDirectory(path.dirname(finalPath));
-    return written;
-  } catch (err) {
-    fs.rmSync(temp, { force: true });
-    if (err instanceof Error && 'exitCode' in err) throw err;
-    throw new StorageError(`writing ${finalPath}: ${describeSystemError(err)}${(err as NodeJS.ErrnoException).code === 'ENOSPC' ? '; free space on the target or restore elsewhere' : ''}`, { cause: err });
-  }
 }
 
 /** One disk onto a block device or an existing/new file, written in place. */
@@ -137,8 +109,8 @@ export async function restoreDiskTo(
     const written = await restoreDisk(repo, pool, disk, target, { zeroFill: opts.noSparse, onProgress: progress });
     return { path: target, size: disk.size, writtenBytes: written };
   }
-  const written = await writeAtomically(path.resolve(target), disk.size, (temp) =>
-    restoreDisk(repo, pool, disk, temp, { zeroFill: false, onProgress: progress }),
+  const written = await writeFileAtomically(path.resolve(target), (temp) =>
+    restoreDisk(repo, pool, disk, temp, { zeroFill: false, onProgress: progress }), disk.size,
   );
   return { path: target, size: disk.size, writtenBytes: written };
 }

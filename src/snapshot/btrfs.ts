@@ -35,16 +35,15 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HypervisorError, UsageError } from '../errors';
-import { type CommandRunner, lastErrorLine, runChecked } from '../hypervisor/command-runner';
+import { type CommandRunner, lastErrorLine, runChecked } from '../hypervisor/commandRunner';
 import type { GuestDisk } from '../hypervisor/driver';
 import { changesFromDump, parseDumpHeader } from './btrfsDump';
 import { SUBVOLUME_ROOT_INODE, type BtrfsLocation, locateOnBtrfs, parseBtrfsMounts, pathOnMount } from './btrfsMounts';
-import type { ChangeTracking, Snapshot, SnapshotProvider } from './provider';
+import { RUN_ID, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
 
 export const BTRFS_SNAPSHOT_DIR = '.ferry';
 export const BTRFS_SNAPSHOT_PREFIX = 'ferry-';
 export const BTRFS_BASELINE_SUFFIX = '.baseline';
-const RUN_ID = /^[A-Za-z0-9_.+-]+$/;
 const MAX_NAME = 255; // btrfs file name limit
 const KEY_HEX_CHARS = 12;
 

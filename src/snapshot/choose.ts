@@ -5,7 +5,7 @@
 // when one is possible: btrfs then tracks changes, and a guest started during
 // the backup cannot tear the image.
 import { HypervisorError, UsageError } from '../errors';
-import type { CommandRunner } from '../hypervisor/command-runner';
+import type { CommandRunner } from '../hypervisor/commandRunner';
 import type { GuestDisk, GuestInfo } from '../hypervisor/driver';
 import { BtrfsSnapshotProvider } from './btrfs';
 import { LvmSnapshotProvider } from './lvm';

@@ -18,7 +18,7 @@
 import { mkdir, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { HypervisorError, UsageError, describeSystemError } from '../errors';
-import type { CommandRunner } from '../hypervisor/command-runner';
+import type { CommandRunner } from '../hypervisor/commandRunner';
 import type { GuestDisk } from '../hypervisor/driver';
 import { type DomainDescription, type LibvirtDisk, parseDomainXml } from '../hypervisor/libvirt/domainXml';
 import {
@@ -29,10 +29,9 @@ import {
   decodeTracking, encodeTracking,
 } from './libvirtBackupXml';
 import { convertToRaw, mapQcow2 } from './libvirtQemuImg';
-import type { ChangeTracking, Snapshot, SnapshotProvider } from './provider';
+import { RUN_ID, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
 
 export const LIBVIRT_BACKUP_PREFIX = 'ferry-';
-const RUN_ID = /^[A-Za-z0-9_.+-]+$/;
 
 export interface LibvirtBackupOptions {
   runner: CommandRunner;

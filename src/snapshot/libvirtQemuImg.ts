@@ -6,7 +6,7 @@
 // data or as a zero cluster (a dirty cluster that now reads as zeros):
 // `qemu-img map` reports both with `present: true`, and only those.
 import { HypervisorError } from '../errors';
-import { type CommandRunner, runChecked } from '../hypervisor/command-runner';
+import { type CommandRunner, runChecked } from '../hypervisor/commandRunner';
 
 export interface ByteRange {
   start: number;

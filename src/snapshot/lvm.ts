@@ -4,18 +4,17 @@
 // their pool, activated (-kn) so it can be read. Every snapshot is named
 // `ferry-<runId>-<lv>`, which is how leftovers of a killed run are found.
 import { HypervisorError, UsageError } from '../errors';
-import { type CommandRunner, type RunOptions, lastErrorLine, runChecked } from '../hypervisor/command-runner';
+import { type CommandRunner, type RunOptions, lastErrorLine, runChecked } from '../hypervisor/commandRunner';
 import type { GuestDisk } from '../hypervisor/driver';
 import { InsufficientSnapshotSpaceError } from './errors';
 import {
   LVS_ARGS, VGS_ARGS, type LogicalVolume, findVolumeByPath, isSnapshot, isThin, parseLvsReport, parseVgsReport,
-} from './lvm-report';
-import type { Snapshot, SnapshotProvider } from './provider';
+} from './lvmReport';
+import { RUN_ID, type Snapshot, type SnapshotProvider } from './provider';
 
 export const LVM_SNAPSHOT_PREFIX = 'ferry-';
 // lvm2 limits LV names to 127 characters.
 const MAX_LV_NAME = 127;
-const RUN_ID = /^[A-Za-z0-9_.+-]+$/;
 // Quiets lvm's "File descriptor N leaked" warnings; LC_ALL=C is set by the runner.
 const LVM_ENV: RunOptions = { env: { LVM_SUPPRESS_FD_WARNINGS: '1' } };
 

@@ -30,6 +30,9 @@ export interface Snapshot {
   fullReadReason?: string;
 }
 
+/** What a run id may hold: it becomes part of snapshot, checkpoint and file names. */
+export const RUN_ID = /^[A-Za-z0-9_.+-]+$/;
+
 /** Opaque provider state kept per disk in the restore point (e.g. a bitmap or snapshot name). */
 export interface ChangeTracking {
   kind: string;
@@ -69,13 +72,6 @@ export interface SnapshotProvider {
    * baseline the next run compares against (remove() then keeps them) and
    * deletes the baseline they replace. Not calling it (the backup failed)
    * leaves the previous baseline in place, and remove() deletes the new ones.
-   */
-  commit?(snapshots: Snapshot[]): Promise<void>;
-  /**
-   * Called once the restore point built from `snapshots` is saved: the
-   * provider makes this run's state the baseline its next `changed` is
-   * measured against (switch a btrfs baseline, drop an older checkpoint).
-   * Never called when the backup failed, so tracking survives failures.
    */
   commit?(snapshots: Snapshot[]): Promise<void>;
   /** Removes one snapshot. Removing one that is already gone is not an error. */

@@ -34,11 +34,11 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { HypervisorError, UsageError, describeSystemError } from '../errors';
-import { type CommandRunner, ExecFileCommandRunner, runChecked } from '../hypervisor/command-runner';
+import { type CommandRunner, ExecFileCommandRunner, runChecked } from '../hypervisor/commandRunner';
 import type { GuestDisk } from '../hypervisor/driver';
 import { type QemuDisk, type QmpBlockNode, type QmpDirtyBitmap, queryDisks, queryNodes } from '../hypervisor/qemu/qmpBlock';
 import { QmpBusyError, QmpClient, type QmpConnectOptions, type QmpEvent, isOpenInProcess } from '../hypervisor/qemu/qmpClient';
-import type { ChangeTracking, Snapshot, SnapshotProvider } from './provider';
+import { RUN_ID, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
 import { type ByteRange, presentRanges, totalBytes } from './qemuImageMap';
 
 export const QEMU_TRACKING_KIND = 'qemu-dirty-bitmap';
@@ -51,7 +51,6 @@ const JOB_PREFIX = 'ferry-job-';
 const TARGET_FILE = /^ferry-.+\.(raw|qcow2)$/;
 // 64 KiB: QEMU's default and the block-copy cluster size, so an incremental copies exactly the dirty bitmap.
 const GRANULARITY = 64 * 1024;
-const RUN_ID = /^[A-Za-z0-9_.+-]+$/;
 
 export interface QemuLiveOptions {
   /** QMP sockets of the guests whose disks this provider can copy. */

@@ -13,11 +13,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HypervisorError, UsageError, describeSystemError } from '../errors';
 import type { GuestDisk } from '../hypervisor/driver';
-import type { Snapshot, SnapshotProvider } from './provider';
+import { RUN_ID, type Snapshot, type SnapshotProvider } from './provider';
 
 export const REFLINK_WORK_DIR = '.ferry';
 export const REFLINK_PREFIX = 'ferry-';
-const RUN_ID = /^[A-Za-z0-9_.+-]+$/;
 const MAX_NAME = 255;
 
 export interface ReflinkSnapshotOptions {

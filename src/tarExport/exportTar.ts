@@ -17,7 +17,7 @@ import { decodeRegionMap } from '../repo/regionMap';
 import { BlobLocation } from '../repo/chunkIndex';
 import { ChunkHasher } from '../crypto/chunkId';
 import { CorruptionError, StorageError } from '../errors';
-import { EXPORT_FORMAT, EXPORT_VERSION, ExportedDisk, ExportManifest, MANIFEST_NAME, SUMS_NAME, sumsFile } from './manifest';
+import { EXPORT_FORMAT, EXPORT_VERSION, ExportManifest, MANIFEST_NAME, SUMS_NAME, sumsFile } from './manifest';
 
 /** A tar entry being written (tar-stream's Sink, a streamx Writable). */
 type EntrySink = ReturnType<tar.Pack['entry']>;

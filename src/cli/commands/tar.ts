@@ -1,14 +1,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { Command } from 'commander';
+import { writeFileAtomically } from '../../restore/atomicFile';
 import { withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
 import { ProgressLine } from '../progress';
 import { formatBytes, formatDuration } from '../format';
 import { exportTar } from '../../tarExport/exportTar';
 import { importTar } from '../../tarExport/importTar';
-import { InputError, UsageError, describeSystemError } from '../../errors';
-import { syncDirectory } from '../../storage/local';
+import { InputError, UsageError } from '../../errors';
 
 interface ExportOptions {
   guest?: string;
@@ -47,28 +46,17 @@ export function registerTar(program: Command): void {
         if (!opts.output) {
           await exportTar(repo, rp, process.stdout, onProgress);
         } else {
-          // Temporary name, fsync, rename: a failed export never leaves a tar that looks complete.
-          const final = path.resolve(opts.output);
-          const temp = path.join(path.dirname(final), `.${path.basename(final)}.ferry-partial-${randomBytes(4).toString('hex')}`);
-          let out: fs.WriteStream | undefined;
-          try {
-            out = fs.createWriteStream(temp, { flags: 'wx' });
-            await exportTar(repo, rp, out, onProgress);
-            await new Promise<void>((resolve, reject) => out!.end((err?: Error | null) => (err ? reject(err) : resolve())));
-            const fd = fs.openSync(temp, 'r+');
+          // A failed export never leaves a tar that looks complete.
+          await writeFileAtomically(path.resolve(opts.output), async (temp) => {
+            const out = fs.createWriteStream(temp, { flags: 'r+' });
             try {
-              fs.fsyncSync(fd);
-            } finally {
-              fs.closeSync(fd);
+              await exportTar(repo, rp, out, onProgress);
+              await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+            } catch (err) {
+              out.destroy();
+              throw err;
             }
-            fs.renameSync(temp, final);
-            await syncDirectory(path.dirname(final));
-          } catch (err) {
-            out?.destroy();
-            fs.rmSync(temp, { force: true });
-            if (err instanceof Error && 'exitCode' in err) throw err;
-            throw new InputError(`--output ${opts.output}: ${describeSystemError(err)}`, { cause: err });
-          }
+          });
         }
         progress.done();
         const bytes = rp.disks.reduce((n, d) => n + d.size, 0);

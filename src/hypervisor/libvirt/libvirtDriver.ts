@@ -12,7 +12,7 @@
 // whichever was done.
 import { HypervisorError } from '../../errors';
 import type { GuestHooks, GuestInfo, GuestState, HypervisorDriver, QuiesceHandle } from '../driver';
-import type { CommandRunner } from '../command-runner';
+import type { CommandRunner } from '../commandRunner';
 import { runGuestHook } from '../hooks';
 import { nothingToRelease, onceSuccessful } from '../quiesce';
 import { parseDomainXml } from './domainXml';

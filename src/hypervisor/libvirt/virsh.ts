@@ -2,7 +2,7 @@
 // text virsh prints (libvirt 9.0). Every parser refuses output it does not
 // recognise instead of guessing.
 import { HypervisorError } from '../../errors';
-import { type CommandResult, type CommandRunner, type RunOptions, describeCommand, lastErrorLine } from '../command-runner';
+import { type CommandResult, type CommandRunner, type RunOptions, describeCommand, lastErrorLine } from '../commandRunner';
 
 export const DEFAULT_LIBVIRT_URI = 'qemu:///system';
 

@@ -14,7 +14,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { HypervisorError } from '../../errors';
-import { type CommandRunner, ExecFileCommandRunner } from '../command-runner';
+import { type CommandRunner, ExecFileCommandRunner } from '../commandRunner';
 import type { GuestHooks, GuestInfo, GuestNic, GuestState, HypervisorDriver, QuiesceHandle } from '../driver';
 import { runGuestHook } from '../hooks';
 import { nothingToRelease, onceSuccessful } from '../quiesce';

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { InputError, describeSystemError } from '../../errors';
-import type { CommandRunner } from '../command-runner';
+import type { CommandRunner } from '../commandRunner';
 import type { GuestDisk, GuestHooks, GuestInfo, HypervisorDriver, QuiesceHandle } from '../driver';
 import { runGuestHook } from '../hooks';
 import { nothingToRelease, onceSuccessful } from '../quiesce';

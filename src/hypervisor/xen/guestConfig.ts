@@ -3,10 +3,10 @@
 import { basename } from 'node:path';
 import { InputError } from '../../errors';
 import type { GuestDisk, GuestInfo } from '../driver';
-import { DiskSpecError, parseDiskSpec } from './disk-spec';
-import { parseVifSpec } from './vif-spec';
-import { hostPath } from './xl-list';
-import { configNumber, configString, configStringList, type XlConfig } from './xl-config';
+import { DiskSpecError, parseDiskSpec } from './diskSpec';
+import { parseVifSpec } from './vifSpec';
+import { hostPath } from './xlList';
+import { configNumber, configString, configStringList, type XlConfig } from './xlConfig';
 
 /** The guest as its config file defines it; state and id come from the running system. */
 export type ConfiguredGuest = Omit<GuestInfo, 'state' | 'id'>;

@@ -3,8 +3,8 @@
 // (e.g. `xl pause` before `lvcreate` before `xl unpause`).
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CommandResult, CommandRunner, RunOptions } from './command-runner';
-import { describeCommand } from './command-runner';
+import type { CommandResult, CommandRunner, RunOptions } from './commandRunner';
+import { describeCommand } from './commandRunner';
 import { HypervisorError } from '../errors';
 
 export interface RecordedReply {

@@ -6,12 +6,12 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HypervisorError, InputError, describeSystemError } from '../../errors';
 import type { GuestHooks, GuestInfo, HypervisorDriver, QuiesceHandle } from '../driver';
-import { type CommandRunner, runChecked } from '../command-runner';
+import { type CommandRunner, runChecked } from '../commandRunner';
 import { runGuestHook } from '../hooks';
 import { nothingToRelease, onceSuccessful } from '../quiesce';
-import { type ConfiguredGuest, guestFromConfig } from './guest-config';
-import { parseXlConfig } from './xl-config';
-import { parseXlList, parseXlListLong } from './xl-list';
+import { type ConfiguredGuest, guestFromConfig } from './guestConfig';
+import { parseXlConfig } from './xlConfig';
+import { parseXlList, parseXlListLong } from './xlList';
 
 export interface XenDriverOptions {
   runner: CommandRunner;
