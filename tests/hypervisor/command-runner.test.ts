@@ -1,6 +1,6 @@
 // The real CommandRunner: runs programs without a shell and reports exit codes.
 import { describe, expect, it } from 'vitest';
-import { ExecFileCommandRunner, describeCommand, lastErrorLine } from '../../src/hypervisor/command-runner';
+import { ExecFileCommandRunner, describeCommand, lastErrorLine } from '../../src/hypervisor/commandRunner';
 import { HypervisorError } from '../../src/errors';
 
 const node = process.execPath;

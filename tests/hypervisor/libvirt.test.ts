@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ExecFileCommandRunner } from '../../src/hypervisor/command-runner';
+import { ExecFileCommandRunner } from '../../src/hypervisor/commandRunner';
 import { LibvirtDriver } from '../../src/hypervisor/libvirt/libvirtDriver';
 import { parseDomainXml } from '../../src/hypervisor/libvirt/domainXml';
 import { useScratch } from '../support/scratch';

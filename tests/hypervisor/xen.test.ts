@@ -3,13 +3,13 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseXlConfig, configString, configStringList } from '../../src/hypervisor/xen/xl-config';
-import { parseDiskSpec, DiskSpecError } from '../../src/hypervisor/xen/disk-spec';
-import { parseVifSpec } from '../../src/hypervisor/xen/vif-spec';
-import { parseXlList, parseXlListLong } from '../../src/hypervisor/xen/xl-list';
-import { guestFromConfig } from '../../src/hypervisor/xen/guest-config';
-import { XenDriver } from '../../src/hypervisor/xen/xen-driver';
-import { RecordedCommandRunner, recordedOutput, type RecordedReply } from '../../src/hypervisor/recorded-runner';
+import { parseXlConfig, configString, configStringList } from '../../src/hypervisor/xen/xlConfig';
+import { parseDiskSpec, DiskSpecError } from '../../src/hypervisor/xen/diskSpec';
+import { parseVifSpec } from '../../src/hypervisor/xen/vifSpec';
+import { parseXlList, parseXlListLong } from '../../src/hypervisor/xen/xlList';
+import { guestFromConfig } from '../../src/hypervisor/xen/guestConfig';
+import { XenDriver } from '../../src/hypervisor/xen/xenDriver';
+import { RecordedCommandRunner, recordedOutput, type RecordedReply } from '../../src/hypervisor/recordedRunner';
 import { withQuiesced } from '../../src/hypervisor/quiesce';
 import { HypervisorError, InputError } from '../../src/errors';
 

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ExecFileCommandRunner } from '../../src/hypervisor/command-runner';
+import { ExecFileCommandRunner } from '../../src/hypervisor/commandRunner';
 import type { GuestDisk } from '../../src/hypervisor/driver';
 import { BtrfsSnapshotProvider } from '../../src/snapshot/btrfs';
 import { changesFromDump, mergeRanges, parseDumpHeader } from '../../src/snapshot/btrfsDump';

@@ -5,7 +5,7 @@
 // r4), like nightly runs.
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ExecFileCommandRunner } from '../../src/hypervisor/command-runner';
+import { ExecFileCommandRunner } from '../../src/hypervisor/commandRunner';
 import { LibvirtBackupProvider } from '../../src/snapshot/libvirtBackup';
 import type { Snapshot } from '../../src/snapshot/provider';
 import type { GuestDisk } from '../../src/hypervisor/driver';

@@ -7,9 +7,9 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { LvmSnapshotProvider } from '../../src/snapshot/lvm';
-import { LVS_ARGS, VGS_ARGS } from '../../src/snapshot/lvm-report';
+import { LVS_ARGS, VGS_ARGS } from '../../src/snapshot/lvmReport';
 import { InsufficientSnapshotSpaceError } from '../../src/snapshot/errors';
-import { RecordedCommandRunner, recordedOutput, type RecordedReply } from '../../src/hypervisor/recorded-runner';
+import { RecordedCommandRunner, recordedOutput, type RecordedReply } from '../../src/hypervisor/recordedRunner';
 import type { GuestDisk } from '../../src/hypervisor/driver';
 import { HypervisorError, UsageError } from '../../src/errors';
 
