@@ -12,7 +12,7 @@
 # same machine may be using them (virsh would lose its connection mid-test).
 #
 # DIR keeps the PIDs (virtlogd.pid, libvirtd.pid: only for daemons started
-# here) and the daemons' logs (warnings and errors). Installs nothing: the
+# here); the daemons' logs go to $LOG_DIR. Installs nothing: the
 # packages come from .ci/packages.txt (libvirt-daemon-system, libvirt-clients,
 # qemu-system-x86, qemu-utils).
 set -euo pipefail
@@ -22,6 +22,10 @@ URI=qemu:///system
 SYSTEM_LIBVIRTD_PID=/run/libvirtd.pid
 SYSTEM_VIRTLOGD_PID=/run/virtlogd.pid
 READY_TIMEOUT=${FERRY_LIBVIRTD_TIMEOUT:-90}
+# The daemons' logs live outside any test's scratch directory: a daemon is
+# reused by later runs, and libvirtd fails every domain start (QEMU child
+# "exit status 125") once the file it logs to has been deleted with a scratch dir.
+LOG_DIR=${FERRY_LIBVIRTD_LOG_DIR:-/var/tmp/ferry-libvirtd}
 
 die() { echo "libvirtd.sh: $*" >&2; exit 1; }
 usage() { die "usage: libvirtd.sh start DIR | stop DIR"; }
@@ -39,26 +43,26 @@ start() {
   for bin in virsh libvirtd virtlogd timeout; do
     command -v "$bin" >/dev/null || die "$bin not found: run bash scripts/install-test-deps.sh (libvirt-daemon-system, libvirt-clients)"
   done
-  mkdir -p "$dir"
+  mkdir -p "$dir" "$LOG_DIR"
   dir=$(cd "$dir" && pwd)
 
   if ! alive "$SYSTEM_VIRTLOGD_PID"; then
-    LIBVIRT_LOG_OUTPUTS="3:file:$dir/virtlogd.log" virtlogd -d \
-      || die "virtlogd -d failed; see $dir/virtlogd.log"
+    LIBVIRT_LOG_OUTPUTS="3:file:$LOG_DIR/virtlogd.log" virtlogd -d \
+      || die "virtlogd -d failed; see $LOG_DIR/virtlogd.log"
     cp "$SYSTEM_VIRTLOGD_PID" "$dir/virtlogd.pid"
   fi
   if ! alive "$SYSTEM_LIBVIRTD_PID"; then
     # libvirtd -d returns once the daemon has initialised (it reports back
     # through a pipe), but the socket may take a moment more on a busy machine.
-    LIBVIRT_LOG_OUTPUTS="3:file:$dir/libvirtd.log" libvirtd -d \
-      || die "libvirtd -d failed; see $dir/libvirtd.log"
+    LIBVIRT_LOG_OUTPUTS="3:file:$LOG_DIR/libvirtd.log" libvirtd -d \
+      || die "libvirtd -d failed; see $LOG_DIR/libvirtd.log"
     cp "$SYSTEM_LIBVIRTD_PID" "$dir/libvirtd.pid"
   fi
 
   local deadline=$(( $(date +%s) + READY_TIMEOUT ))
   until answers; do
-    alive "$SYSTEM_LIBVIRTD_PID" || die "libvirtd exited; last log lines: $(tail -n 5 "$dir/libvirtd.log" 2>/dev/null | tr '\n' '|')"
-    [[ $(date +%s) -lt $deadline ]] || die "virsh -c $URI list did not answer within ${READY_TIMEOUT}s; see $dir/libvirtd.log"
+    alive "$SYSTEM_LIBVIRTD_PID" || die "libvirtd exited; last log lines: $(tail -n 5 "$LOG_DIR/libvirtd.log" 2>/dev/null | tr '\n' '|')"
+    [[ $(date +%s) -lt $deadline ]] || die "virsh -c $URI list did not answer within ${READY_TIMEOUT}s; see $LOG_DIR/libvirtd.log"
     sleep 0.2
   done
 }
