@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { QmpClient } from '../../src/hypervisor/qemu/qmpClient';
 import { startGuest, checkExt4Image, type TestGuest } from '../support/qemuGuest';
 import { useScratch } from '../support/scratch';
-import { ferry, spawnFerry, expectSuccess, FAST_KDF } from '../support/ferry';
+import { ferry, spawnFerry, expectSuccess, describeResult, FAST_KDF } from '../support/ferry';
 import { mountLoopFileSystem } from '../support/loopFileSystems';
 
 const scratch = useScratch('fleet-qemu');
@@ -73,9 +73,11 @@ describe('backup --all of a running QEMU guest', () => {
     const image = path.join(out, fs.readdirSync(out).find((f) => f.endsWith('.img'))!);
     const { dataFiles } = await checkExt4Image(image, scratch.mkdir('fsck'));
     for (const f of writtenBefore) expect(dataFiles).toContain(f);
-    const booted = await startGuest(scratch, 'restored', { disk: image });
+    const booted = await startGuest(scratch, 'restored', { disks: [image] });
     await booted.waitForMoreWrites(1);
     expect(booted.isAlive()).toBe(true);
+    // Its boot counter lives on the restored file system: this is the second boot of that disk.
+    expect(booted.wroteFiles()[0]).toMatch(/^data\/b2-/);
     await booted.stop();
   });
 
@@ -102,7 +104,7 @@ describe('a ferry killed while it holds a guest paused', () => {
     const mount = await mountLoopFileSystem(scratch, 'xfs', { mkfs: ['mkfs.xfs', '-q', '-m', 'reflink=1'], sizeMiB: 600 });
     const disk = path.join(mount, 'db01.img');
     fs.copyFileSync(guest.diskPath, disk);
-    const db = await startGuest(scratch, 'db01', { disk });
+    const db = await startGuest(scratch, 'db01', { disks: [disk] });
     await db.waitForMoreWrites(2);
     const conf = scratch.path('ferry.conf');
     fs.writeFileSync(conf, `[qemu]\nqmp_sockets = [${JSON.stringify(db.qmpSocket)}]\n\n[guest."db01"]\nsnapshot = "reflink"\n`);
@@ -110,8 +112,13 @@ describe('a ferry killed while it holds a guest paused', () => {
       env: { ...env, FERRY_HOLD_QUIESCE_MS: '60000' },
     });
     const deadline = Date.now() + 120_000;
+    let exited = false;
+    void running.done.then(() => (exited = true));
     while ((await status(db.qmpSocket)).status !== 'paused') {
-      if (Date.now() > deadline) throw new Error('ferry never paused the guest');
+      if (exited || Date.now() > deadline) {
+        running.child.kill('SIGKILL');
+        throw new Error(`ferry never paused the guest: ${describeResult(await running.done)}`);
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
     running.child.kill('SIGKILL');
