@@ -55,6 +55,15 @@ export class DiskBackup {
    * changes reuse the previous region maps unread, and in changed regions
    * only the changed ranges are read from `source`.
    */
+  /**
+   * One region per worker plus one keeps every core busy (a region waits on
+   * the main thread's dedupe decision between its two worker tasks) while
+   * bounding memory: each region in flight may hold ~2 region sizes of data.
+   */
+  private get regionsInFlight(): number {
+    return this.pool.threads + 1;
+  }
+
   async run(source: ImageSource, name: string, onProgress?: (p: DiskProgress) => void, base?: IncrementalBase): Promise<DiskBackupResult> {
     const comparable = base && base.previous.regionSize === this.repo.settings.regionSize ? base.previous : undefined;
     if (comparable && base?.changed && comparable.size === source.size) {
@@ -65,8 +74,7 @@ export class DiskBackup {
     const regions: (string | null)[] = new Array(regionCount).fill(null);
     const progress: DiskProgress = { doneBytes: 0, readBytes: 0 };
     let dataBytes = 0;
-    // Two regions per worker in flight keeps every core busy while bounding memory.
-    await forEachLimit(regionNumbers(regionCount), this.pool.threads * 2, async (r) => {
+    await forEachLimit(regionNumbers(regionCount), this.regionsInFlight, async (r) => {
       const regionStart = r * regionSize;
       const regionLength = Math.min(regionSize, source.size - regionStart);
       const dataExtents = clipSpans(source.dataExtents, regionStart, regionStart + regionLength);
@@ -99,7 +107,7 @@ export class DiskBackup {
     const regions = [...previous.regions];
     const progress: DiskProgress = { doneBytes: 0, readBytes: 0 };
     let dataBytes = previous.dataBytes;
-    await forEachLimit(regionNumbers(regions.length), this.pool.threads * 2, async (r) => {
+    await forEachLimit(regionNumbers(regions.length), this.regionsInFlight, async (r) => {
       const regionStart = r * regionSize;
       const regionLength = Math.min(regionSize, source.size - regionStart);
       const changedHere = clipSpans(changed, regionStart, regionStart + regionLength);

@@ -75,7 +75,7 @@ export async function runDemo(dirOption: string | undefined, keep: boolean): Pro
   say(`built ${guests.length} guests: ${guests.length} x ${IMAGE_SIZE / MiB} MiB sparse images sharing a 48 MiB base`);
 
   const repo = await Repository.init(new LocalBackend(repoDir), Buffer.from(DEMO_PASSPHRASE), {
-    chunker: parseChunkerSpec(DEFAULT_CHUNKER), packSize: 32 * MiB, compressionLevel: 3, kdf: DEFAULT_KDF, secretKind: 'passphrase',
+    chunker: parseChunkerSpec(DEFAULT_CHUNKER), packSize: 16 * MiB, compressionLevel: 3, kdf: DEFAULT_KDF, secretKind: 'passphrase',
   });
   say(`created repository ${repoDir} (passphrase: ${DEMO_PASSPHRASE})`);
   const pool = new PipelinePool(repo);
