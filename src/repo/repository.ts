@@ -10,7 +10,7 @@ import { contentName } from '../crypto/chunkId';
 import { sealObject, openObject } from '../crypto/objectCodec';
 import { BlobDecoder, BlobType, blobType } from '../crypto/blobCodec';
 import { ChunkHasher } from '../crypto/chunkId';
-import { applyPatch, decodePatchHeader } from '../dedupe/pagePatch';
+import { MAX_PATCH_DEPTH, applyPatch, decodePatchHeader } from '../dedupe/pagePatch';
 import { ChunkerParams, REGION_SIZE } from '../dedupe/chunkerParams';
 import { ChunkIndex, BlobLocation, PENDING_PACK } from './chunkIndex';
 import { FORMAT_VERSION, RepositorySettings, decodeConfigBody, encodeConfig, parseConfigHeader } from './configFile';
@@ -289,6 +289,12 @@ export class Repository {
 
   /** Read, authenticate and decompress one stored blob as stored (a patch stays a patch). */
   async readStoredBlob(id: Buffer): Promise<Buffer> {
+    const { loc, sealed } = await this.readSealedBlob(id);
+    return this.decodeBlob(loc, id, sealed);
+  }
+
+  /** A blob's sealed bytes, as stored in its pack. */
+  async readSealedBlob(id: Buffer): Promise<{ loc: BlobLocation; sealed: Buffer }> {
     const loc = this.blobLocation(id);
     if (!loc) {
       throw new CorruptionError(`${this.location}: blob ${id.toString('hex').slice(0, 16)} is not in any index; run 'ferry check'`, 'index');
@@ -300,7 +306,41 @@ export class Repository {
       }
       throw err;
     });
-    return this.decodeBlob(loc, id, sealed);
+    return { loc, sealed };
+  }
+
+  /** The ids a blob needs to be read: itself and, for a page patch, its base chain down to a whole chunk. */
+  async blobDependencies(id: Buffer): Promise<Buffer[]> {
+    const chain = [id];
+    let loc = this.blobLocation(id);
+    while (loc && blobType(loc.typeFlags) === BlobType.Patch && chain.length <= MAX_PATCH_DEPTH + 1) {
+      const header = decodePatchHeader(await this.readStoredBlob(chain[chain.length - 1]));
+      if (!header) break;
+      chain.push(header.baseId);
+      loc = this.blobLocation(header.baseId);
+    }
+    return chain;
+  }
+
+  /**
+   * What rebuilding a page-patched chunk takes, without the expensive part:
+   * the patches' (small) plaintexts, oldest first, and the whole chunk at the
+   * chain's root still sealed, for a worker to decrypt, decompress and patch.
+   */
+  async readPatchChain(id: Buffer): Promise<{ root: { id: Buffer; loc: BlobLocation; sealed: Buffer }; patches: Buffer[] }> {
+    const patches: Buffer[] = [];
+    let current = id;
+    for (;;) {
+      const { loc, sealed } = await this.readSealedBlob(current);
+      if (blobType(loc.typeFlags) !== BlobType.Patch) return { root: { id: current, loc, sealed }, patches };
+      const plain = this.decodeBlob(loc, current, sealed);
+      const header = decodePatchHeader(plain);
+      if (!header || patches.length > MAX_PATCH_DEPTH) {
+        throw new CorruptionError(`${this.location}: page patch ${current.toString('hex').slice(0, 16)} is malformed; run 'ferry check --read-data'`, `data/${this.packIds[loc.pack]}`);
+      }
+      patches.unshift(plain);
+      current = header.baseId;
+    }
   }
 
   // ---- restore points ----

@@ -48,9 +48,30 @@ async function restoreBatch(
   const isPatch = (b: PlannedBlob) => blobType(b.loc.typeFlags) === BlobType.Patch;
   const patches = plan.packs.flatMap((p) => p.blobs.filter(isPatch));
   const jobs = plan.packs.flatMap((p) => readRanges(p.blobs.filter((b) => !isPatch(b))).map((r) => ({ packId: p.packId, ...r })));
-  await forEachLimit(patches, 4, async (b) => {
-    const data = await repo.readBlob(b.id);
-    written += writeAt(targetPath, data, b.targets);
+  // Main thread: fetch each chain and decrypt its small patches; workers: the root's decompression, patching, checking, writing.
+  const batches: PlannedBlob[][] = [];
+  for (let i = 0; i < patches.length; i += 16) batches.push(patches.slice(i, i + 16));
+  await forEachLimit(batches, pool.threads * 2, async (batch) => {
+    const chunks = await Promise.all(batch.map(async (b) => {
+      const chain = await repo.readPatchChain(b.id);
+      const r = chain.root;
+      return {
+        root: { sealed: r.sealed, typeFlags: r.loc.typeFlags, rawLength: r.loc.rawLength, id: r.id },
+        patches: chain.patches,
+        id: b.id,
+        targets: b.targets,
+      };
+    }));
+    const result = await pool.writePatched({ targetPath, chunks });
+    if (result.bad.length > 0) {
+      const b = batch[result.bad[0]];
+      throw new CorruptionError(
+        `${repo.location}: page-patched chunk ${b.id.toString('hex').slice(0, 16)} does not rebuild (a patch or its base is damaged); run 'ferry check --read-data'`,
+        `data/${repo.packIds[b.loc.pack]}`,
+      );
+    }
+    if (result.writeError) throw writeFailure(targetPath, result.writeError);
+    written += result.writtenBytes;
     opts.onProgress?.(written);
   });
   await forEachLimit(jobs, pool.threads * 2, async (job) => {
@@ -73,12 +94,7 @@ async function restoreBatch(
         `data/${job.packId}`,
       );
     }
-    if (result.writeError) {
-      const nospace = result.writeError.code === 'ENOSPC';
-      throw new StorageError(
-        `writing ${targetPath}: ${nospace ? 'no space left on device (ENOSPC); free space on the target or restore elsewhere' : result.writeError.message}`,
-      );
-    }
+    if (result.writeError) throw writeFailure(targetPath, result.writeError);
     written += result.writtenBytes;
     opts.onProgress?.(written);
   });
@@ -89,19 +105,9 @@ async function restoreBatch(
   return written;
 }
 
-function writeAt(targetPath: string, data: Buffer, targets: number[]): number {
-  const fd = fs.openSync(targetPath, 'r+');
-  try {
-    for (const t of targets) {
-      for (let done = 0; done < data.length; ) done += fs.writeSync(fd, data, done, data.length - done, t + done);
-    }
-    return data.length * targets.length;
-  } catch (err) {
-    const nospace = (err as NodeJS.ErrnoException).code === 'ENOSPC';
-    throw new StorageError(`writing ${targetPath}: ${nospace ? 'no space left on device (ENOSPC); free space on the target or restore elsewhere' : (err as Error).message}`, { cause: err });
-  } finally {
-    fs.closeSync(fd);
-  }
+function writeFailure(targetPath: string, e: { code?: string; message: string }): StorageError {
+  const nospace = e.code === 'ENOSPC';
+  return new StorageError(`writing ${targetPath}: ${nospace ? 'no space left on device (ENOSPC); free space on the target or restore elsewhere' : e.message}`);
 }
 
 async function writeZeros(targetPath: string, spans: { start: number; end: number }[]): Promise<void> {

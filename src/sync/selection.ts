@@ -1,6 +1,7 @@
 // Which restore points a selective sync copies (`--guest`, `--latest N`), and
 // which packs they need: every pack holding one of their region maps or one of
 // the chunks those maps name. Needs the keys (region maps are encrypted).
+import { BlobType, blobType } from '../crypto/blobCodec';
 import { Repository } from '../repo/repository';
 import { StoredRestorePoint } from '../repo/restorePoint';
 import { decodeRegionMap } from '../repo/regionMap';
@@ -59,7 +60,15 @@ export async function packsNeeded(repo: Repository, points: StoredRestorePoint[]
     locate(id, `the region map of ${what}`);
     const entries = decodeRegionMap(await repo.readBlob(id), regionSize);
     if (!entries) throw new CorruptionError(`${repo.location}: the region map of ${what} is malformed; run 'ferry check' on the source`, 'data');
-    for (const e of entries) locate(e.id, `chunk ${e.id.toString('hex').slice(0, 16)} of ${what}`);
+    for (const e of entries) {
+      const what2 = `chunk ${e.id.toString('hex').slice(0, 16)} of ${what}`;
+      locate(e.id, what2);
+      // A page patch needs its base chain, which may live in packs of older restore points.
+      const loc = repo.blobLocation(e.id);
+      if (loc && blobType(loc.typeFlags) === BlobType.Patch) {
+        for (const base of (await repo.blobDependencies(e.id)).slice(1)) locate(base, `the base of ${what2}`);
+      }
+    }
   });
   return new Set([...packs].map((n) => repo.packIds[n]));
 }

@@ -16,6 +16,7 @@ import { DiskRecord, StoredRestorePoint } from '../repo/restorePoint';
 import { decodeRegionMap } from '../repo/regionMap';
 import { BlobLocation } from '../repo/chunkIndex';
 import { ChunkHasher } from '../crypto/chunkId';
+import { BlobType, blobType } from '../crypto/blobCodec';
 import { CorruptionError, StorageError } from '../errors';
 import { EXPORT_FORMAT, EXPORT_VERSION, ExportManifest, MANIFEST_NAME, SUMS_NAME, sumsFile } from './manifest';
 
@@ -178,8 +179,11 @@ export async function exportTar(
       const fetch = async (piece: Piece): Promise<Buffer[] | number> => {
         if (piece.kind === 'zeros') return piece.length;
         const sealed = await repo.backend.readRange('data', piece.packId, piece.start, piece.end - piece.start);
-        return piece.blobs.map((b) => {
-          const plain = repo.decodeBlob(b.loc, b.id, sealed.subarray(b.loc.offset - piece.start, b.loc.offset - piece.start + b.loc.storedLength));
+        return Promise.all(piece.blobs.map(async (b) => {
+          // A page patch is rebuilt from its base chain (and checked against its id) by the repository.
+          const plain = blobType(b.loc.typeFlags) === BlobType.Patch
+            ? await repo.readBlob(b.id)
+            : repo.decodeBlob(b.loc, b.id, sealed.subarray(b.loc.offset - piece.start, b.loc.offset - piece.start + b.loc.storedLength));
           if (plain.length !== b.length || !hasher.hash(plain).equals(b.id)) {
             throw new CorruptionError(
               `${repo.objectPath('data', piece.packId)}: chunk ${b.id.toString('hex').slice(0, 16)} does not match its id (damaged); run 'ferry check --read-data'`,
@@ -187,7 +191,7 @@ export async function exportTar(
             );
           }
           return plain;
-        });
+        }));
       };
       const queue: Promise<Buffer[] | number>[] = [];
       const writeNext = async (): Promise<void> => {

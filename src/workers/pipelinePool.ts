@@ -6,6 +6,7 @@ import { Piscina } from 'piscina';
 import { Repository } from '../repo/repository';
 import {
   PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansResult, SealSpansTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
+  WritePatchedTask,
 } from './tasks';
 
 /**
@@ -60,6 +61,10 @@ export class PipelinePool {
   writeBlobs(task: WriteBlobsTask): Promise<WriteBlobsResult> {
     const transfer = task.data.byteOffset === 0 && task.data.byteLength === task.data.buffer.byteLength ? [task.data.buffer as ArrayBuffer] : undefined;
     return this.pool.run(task, { name: 'writeBlobs', transferList: transfer }) as Promise<WriteBlobsResult>;
+  }
+
+  writePatched(task: WritePatchedTask): Promise<WriteBlobsResult> {
+    return this.pool.run(task, { name: 'writePatched' }) as Promise<WriteBlobsResult>;
   }
 
   async close(): Promise<void> {

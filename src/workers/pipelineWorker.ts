@@ -9,9 +9,10 @@ import { nonZeroSpans } from '../dedupe/zeroRuns';
 import { complementSpans } from '../dedupe/spans';
 import { ChunkHasher } from '../crypto/chunkId';
 import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
-import { differingPages, encodePatch, worthPatching } from '../dedupe/pagePatch';
+import { applyPatch, differingPages, encodePatch, worthPatching } from '../dedupe/pagePatch';
 import {
   PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
+  WritePatchedTask,
 } from './tasks';
 
 const setup = workerData as WorkerSetup;
@@ -192,6 +193,35 @@ export function writeBlobs(task: WriteBlobsTask): WriteBlobsResult {
     });
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
+  }
+  return result;
+}
+
+/** Rebuild page-patched chunks (decrypt and decompress the root, lay the patches over it), check and write them. */
+export function writePatched(task: WritePatchedTask): WriteBlobsResult {
+  const result: WriteBlobsResult = { bad: [], writtenBytes: 0 };
+  const fd = fs.openSync(task.targetPath, 'r+');
+  try {
+    task.chunks.forEach((c, i) => {
+      let data = decoder.decode(c.root.typeFlags, c.root.id, c.root.sealed, c.root.rawLength);
+      for (const p of c.patches) data = data && applyPatch(data, Buffer.from(p.buffer, p.byteOffset, p.byteLength));
+      if (!data || !hasher.hash(data).equals(c.id)) {
+        result.bad.push(i);
+        return;
+      }
+      if (result.writeError) return;
+      try {
+        for (const t of c.targets) {
+          for (let done = 0; done < data.length; ) done += fs.writeSync(fd, data, done, data.length - done, t + done);
+          result.writtenBytes += data.length;
+        }
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        result.writeError = { code: e.code, message: e.message };
+      }
+    });
+  } finally {
+    fs.closeSync(fd);
   }
   return result;
 }

@@ -117,3 +117,17 @@ export interface SealSpansResult extends SealedBlobs {
   ids: Uint8Array;
   readBytes: number;
 }
+
+/** A page-patched chunk to rebuild and write: its root chunk sealed, then the patches to lay over it in order. */
+export interface PatchedChunkToWrite {
+  root: { sealed: Uint8Array; typeFlags: number; rawLength: number; id: Uint8Array };
+  patches: Uint8Array[];
+  /** The rebuilt chunk's id (checked). */
+  id: Uint8Array;
+  targets: number[];
+}
+
+export interface WritePatchedTask {
+  targetPath: string;
+  chunks: PatchedChunkToWrite[];
+}
