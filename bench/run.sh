@@ -82,8 +82,11 @@ tool_restore() { # tool guest dir
   mkdir -p "$d"
   case $t in
     ferry) timed "$raw" ferry restore "$NIGHTS" "$g" "$log" -- node "$FERRY_BIN" restore --repo "$r" latest --guest "$g" --to "$d" ;;
-    restic) timed "$raw" restic restore "$NIGHTS" "$g" "$log" -- restic --repo "$r" restore latest --host ferry-bench --tag "$g" --target "$d" ;;
-    borg) (cd "$d" && timed "$raw" borg restore "$NIGHTS" "$g" "$log" -- borg extract --sparse "$r::$g-n$NIGHTS") ;;
+    # ferry fsyncs what it restores (write, fsync, rename); restic and borg
+    # leave dirty pages behind. To compare durable restores, their timed
+    # command ends with an fsync of the restored files (coreutils `sync FILE`).
+    restic) timed "$raw" restic restore "$NIGHTS" "$g" "$log" -- sh -c 'restic --repo "$1" restore latest --host ferry-bench --tag "$2" --target "$3" && find "$3" -type f -exec sync {} +' sh "$r" "$g" "$d" ;;
+    borg) (cd "$d" && timed "$raw" borg restore "$NIGHTS" "$g" "$log" -- sh -c 'borg extract --sparse "$1" && find . -type f -exec sync {} +' sh "$r::$g-n$NIGHTS") ;;
   esac
 }
 

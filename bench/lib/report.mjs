@@ -97,7 +97,7 @@ const rows = [
   ['full backup CPU (user+sys)', 'fullCpu', fmtS, 'fullFail'],
   ['incremental wall (mean per night)', 'incWall', fmtS, 'incFail'],
   ['incremental CPU (mean per night)', 'incCpu', fmtS, 'incFail'],
-  ['restore wall (last night, all guests)', 'restWall', fmtS, 'restFail'],
+  ['restore wall (last night, all guests, fsynced)', 'restWall', fmtS, 'restFail'],
   ['restore CPU (user+sys)', 'restCpu', fmtS, 'restFail'],
   [`repository bytes (after night ${lastNight})`, 'repoBytes', fmtB],
   ['repository bytes after night 0', 'repoNight0', fmtB],
