@@ -218,29 +218,39 @@ export class DiskBackup {
     return entries;
   }
 
-  /** The previous chunks standing exactly where new chunks are: the bases page patches are made against. */
+  /** The previous chunks covering the first byte of each new chunk: the bases page patches are made against. */
   private async patchBases(previousMapId: string, fresh: { offsets: number[]; lengths: number[]; ids: Buffer[] }): Promise<PatchBases | undefined> {
     const entries = decodeRegionMap(await this.repo.readBlob(Buffer.from(previousMapId, 'hex')), this.repo.settings.regionSize);
     if (!entries) return undefined;
-    const byOffset = new Map(entries.map((e) => [e.offset, e]));
     const of: number[] = [];
+    const shifts: number[] = [];
     const chosen: MapEntry[] = [];
-    fresh.offsets.forEach((offset, i) => {
-      const e = byOffset.get(offset);
-      if (e && e.length === fresh.lengths[i] && this.repo.blobLocation(e.id)) {
-        of.push(chosen.length);
-        chosen.push(e);
+    const chosenIndex = new Map<MapEntry, number>();
+    let k = 0; // entries and fresh offsets are both ascending
+    for (const offset of fresh.offsets) {
+      while (k < entries.length && entries[k].offset + entries[k].length <= offset) k++;
+      const e = entries[k];
+      if (e && e.offset <= offset && this.repo.blobLocation(e.id)) {
+        let j = chosenIndex.get(e);
+        if (j === undefined) {
+          j = chosen.length;
+          chosen.push(e);
+          chosenIndex.set(e, j);
+        }
+        of.push(j);
+        shifts.push(offset - e.offset);
       } else {
         of.push(-1);
+        shifts.push(0);
       }
-    });
+    }
     if (chosen.length === 0) return undefined;
     const old = await Promise.all(chosen.map((e) => this.repo.readChunk(e.id)));
     const starts = [0];
     for (const b of old) starts.push(starts[starts.length - 1] + b.data.length);
     const data = new Uint8Array(new ArrayBuffer(starts[starts.length - 1]));
     old.forEach((b, j) => data.set(b.data, starts[j]));
-    return { of, ids: Buffer.concat(chosen.map((e) => e.id)), depths: old.map((b) => b.depth), starts, data };
+    return { of, shifts, ids: Buffer.concat(chosen.map((e) => e.id)), depths: old.map((b) => b.depth), starts, data };
   }
 
   private async storeMap(entries: MapEntry[]): Promise<string> {

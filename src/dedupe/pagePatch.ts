@@ -1,5 +1,7 @@
 // Page patches: a changed chunk stored as the 4 KiB pages that differ from the
-// chunk that stood at the same place in the previous restore point. Disk
+// chunk that stood at the same place in the previous restore point (the old
+// chunk covering the new chunk's first byte, compared at the same disk
+// offsets, so a write that moved a chunk boundary still patches). Disk
 // images change by scattered page writes (databases, journals); with chunks of
 // 256 KiB, every such write would otherwise store a whole new chunk, ~60x the
 // real change. A patch is still addressed by the keyed hash of the full new
@@ -11,25 +13,30 @@ export const MAX_PATCH_DEPTH = 8;
 /** Store a patch only when at most this fraction of the pages changed. */
 export const MAX_PATCHED_FRACTION = 0.5;
 
-const HEADER = 32 + 1 + 4 + 4; // base id | depth | chunk length | page count
+const HEADER = 32 + 1 + 4 + 4 + 4; // base id | depth | chunk length | shift | page count
 
 export interface PatchHeader {
   baseId: Buffer;
   /** 1 for a patch on a full chunk, n+1 for a patch on a depth-n patch. */
   depth: number;
   length: number;
+  /** New chunk byte i is base byte shift + i, outside the patched pages. */
+  shift: number;
   pages: number[];
 }
 
-/** Indexes of the pages where `next` differs from `base`; undefined if the lengths differ. */
-export function differingPages(base: Uint8Array, next: Uint8Array): number[] | undefined {
-  if (base.length !== next.length) return undefined;
+/**
+ * Indexes of the pages of `next` that differ from `base` read from `shift` on;
+ * pages reaching past the end of the base count as different.
+ */
+export function differingPages(base: Uint8Array, next: Uint8Array, shift = 0): number[] | undefined {
+  if (shift < 0 || shift >= base.length) return undefined;
   const a = Buffer.from(base.buffer, base.byteOffset, base.length);
   const b = Buffer.from(next.buffer, next.byteOffset, next.length);
   const pages: number[] = [];
   for (let p = 0, at = 0; at < b.length; p++, at += PAGE) {
     const end = Math.min(b.length, at + PAGE);
-    if (!a.subarray(at, end).equals(b.subarray(at, end))) pages.push(p);
+    if (shift + end > a.length || !a.subarray(shift + at, shift + end).equals(b.subarray(at, end))) pages.push(p);
   }
   return pages;
 }
@@ -39,13 +46,14 @@ export function worthPatching(pages: number[] | undefined, length: number, baseD
   return pages !== undefined && baseDepth < MAX_PATCH_DEPTH && pages.length > 0 && pages.length * PAGE <= length * MAX_PATCHED_FRACTION;
 }
 
-export function encodePatch(baseId: Uint8Array, baseDepth: number, next: Uint8Array, pages: number[]): Buffer {
+export function encodePatch(baseId: Uint8Array, baseDepth: number, next: Uint8Array, pages: number[], shift = 0): Buffer {
   const dataBytes = pages.reduce((n, p) => n + Math.min(PAGE, next.length - p * PAGE), 0);
   const out = Buffer.allocUnsafe(HEADER + pages.length * 4 + dataBytes);
   out.set(baseId, 0);
   out[32] = baseDepth + 1;
   out.writeUInt32LE(next.length, 33);
-  out.writeUInt32LE(pages.length, 37);
+  out.writeUInt32LE(shift, 37);
+  out.writeUInt32LE(pages.length, 41);
   let at = HEADER;
   for (const p of pages) {
     out.writeUInt32LE(p, at);
@@ -63,18 +71,26 @@ export function encodePatch(baseId: Uint8Array, baseDepth: number, next: Uint8Ar
 export function decodePatchHeader(plain: Buffer): PatchHeader | undefined {
   if (plain.length < HEADER) return undefined;
   const length = plain.readUInt32LE(33);
-  const count = plain.readUInt32LE(37);
+  const shift = plain.readUInt32LE(37);
+  const count = plain.readUInt32LE(41);
   if (HEADER + count * 4 > plain.length) return undefined;
   const pages: number[] = [];
   for (let i = 0; i < count; i++) pages.push(plain.readUInt32LE(HEADER + i * 4));
-  return { baseId: Buffer.from(plain.subarray(0, 32)), depth: plain[32], length, pages };
+  return { baseId: Buffer.from(plain.subarray(0, 32)), depth: plain[32], length, shift, pages };
 }
 
 /** The new chunk: `base` with the patch's pages laid over it. Undefined if they do not fit. */
 export function applyPatch(base: Buffer, plain: Buffer): Buffer | undefined {
   const h = decodePatchHeader(plain);
-  if (!h || base.length !== h.length) return undefined;
-  const out = Buffer.from(base);
+  if (!h || h.shift >= base.length) return undefined;
+  const out = Buffer.alloc(h.length);
+  const fromBase = Math.min(h.length, base.length - h.shift);
+  base.copy(out, 0, h.shift, h.shift + fromBase);
+  // Every page the base does not reach must come with the patch.
+  const patched = new Set(h.pages);
+  if (fromBase < h.length) {
+    for (let p = Math.floor(fromBase / PAGE); p * PAGE < h.length; p++) if (!patched.has(p)) return undefined;
+  }
   let at = HEADER + h.pages.length * 4;
   for (const p of h.pages) {
     const len = Math.min(PAGE, h.length - p * PAGE);

@@ -61,6 +61,14 @@ export function scanRegion(task: ScanRegionTask): ScanRegionResult {
   return { offsets, lengths, ids, readBytes };
 }
 
+/** An old chunk a new chunk may be stored against: new byte i is old byte shift + i. */
+interface PatchBase {
+  id: Uint8Array;
+  depth: number;
+  data: Uint8Array;
+  shift: number;
+}
+
 /** Accumulates sealed blobs into one owned buffer that is transferred, not copied, back. */
 class SealedCollector {
   private readonly parts: Buffer[] = [];
@@ -68,10 +76,10 @@ class SealedCollector {
   readonly meta: Omit<SealedBlobs, 'data'> = { typeFlags: [], rawLengths: [], starts: [] };
 
   /** Seal a chunk, as a page patch against `base` when few pages changed. */
-  add(id: Buffer, plain: Buffer, base?: { id: Uint8Array; depth: number; data: Uint8Array }): void {
-    const pages = base ? differingPages(base.data, plain) : undefined;
+  add(id: Buffer, plain: Buffer, base?: PatchBase): void {
+    const pages = base ? differingPages(base.data, plain, base.shift) : undefined;
     const blob = base && worthPatching(pages, plain.length, base.depth)
-      ? encoder.encode(BlobType.Patch, id, encodePatch(base.id, base.depth, plain, pages))
+      ? encoder.encode(BlobType.Patch, id, encodePatch(base.id, base.depth, plain, pages, base.shift))
       : encoder.encode(BlobType.Data, id, plain);
     this.meta.starts.push(this.total);
     this.meta.typeFlags.push(blob.typeFlags);
@@ -110,7 +118,7 @@ export function packChunks(task: PackChunksTask): unknown {
       const b = task.bases?.of[i] ?? -1;
       const bases = task.bases;
       sealed.add(id, plain, bases && b >= 0
-        ? { id: bases.ids.subarray(b * 32, b * 32 + 32), depth: bases.depths[b], data: bases.data.subarray(bases.starts[b], bases.starts[b + 1]) }
+        ? { id: bases.ids.subarray(b * 32, b * 32 + 32), depth: bases.depths[b], data: bases.data.subarray(bases.starts[b], bases.starts[b + 1]), shift: bases.shifts[i] }
         : undefined);
     }
   } finally {
@@ -121,14 +129,14 @@ export function packChunks(task: PackChunksTask): unknown {
 
 export function sealSpans(task: SealSpansTask): unknown {
   for (const s of task.dirtySpans) region.fill(0, s.start, s.end);
-  // Old chunks by their place, as page-patch bases for new chunks cut in the same place.
-  const oldByStart = new Map<number, { id: Uint8Array; depth: number; data: Uint8Array }>();
+  // Old chunks in place, as page-patch bases for the new chunks that start inside them.
+  const old: { start: number; end: number; id: Uint8Array; depth: number; data: Uint8Array }[] = [];
   if (task.oldData) {
     let at = 0;
     task.oldPlacements.forEach((p, i) => {
       const data = task.oldData!.subarray(at, at + p.end - p.start);
       region.set(data, p.start);
-      oldByStart.set(p.start, { id: task.oldIds.subarray(i * 32, i * 32 + 32), depth: task.oldDepths[i], data });
+      old.push({ ...p, id: task.oldIds.subarray(i * 32, i * 32 + 32), depth: task.oldDepths[i], data });
       at += p.end - p.start;
     });
   }
@@ -156,8 +164,8 @@ export function sealSpans(task: SealSpansTask): unknown {
         offsets.push(at);
         lengths.push(len);
         ids.push(id);
-        const old = oldByStart.get(at);
-        sealed.add(id, plain, old && old.data.length === len ? old : undefined);
+        const covering = old.find((o) => o.start <= at && at < o.end);
+        sealed.add(id, plain, covering ? { ...covering, shift: at - covering.start } : undefined);
         at += len;
       }
     }

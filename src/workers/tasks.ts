@@ -48,6 +48,8 @@ export interface PackChunksTask {
 export interface PatchBases {
   /** For chunk i of the task: the index of its base below, or -1. */
   of: number[];
+  /** For chunk i: new byte k corresponds to base byte shifts[i] + k. */
+  shifts: number[];
   /** 32 bytes per base. */
   ids: Uint8Array;
   /** Patch depth of each base (0: a whole chunk). */

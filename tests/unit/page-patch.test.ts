@@ -12,7 +12,7 @@ describe('page patches', () => {
   it('finds exactly the pages that differ', () => {
     expect(differingPages(base, next)).toEqual([3, 10, 64]);
     expect(differingPages(base, base)).toEqual([]);
-    expect(differingPages(base, next.subarray(1))).toBeUndefined();
+    expect(differingPages(base, next, base.length)).toBeUndefined(); // no base byte to compare with
   });
 
   it('rebuilds the new chunk from the base and the changed pages only', () => {
@@ -23,10 +23,23 @@ describe('page patches', () => {
     expect(decodePatchHeader(patch)?.depth).toBe(1);
   });
 
-  it('refuses a base of another length and a truncated patch', () => {
+  it('refuses a base too short for the pages it does not carry, and a truncated patch', () => {
     const patch = encodePatch(randomBytes(32), 0, next, differingPages(base, next)!);
-    expect(applyPatch(base.subarray(1), patch)).toBeUndefined();
+    expect(applyPatch(base.subarray(0, base.length - 5000), patch)).toBeUndefined();
     expect(applyPatch(base, patch.subarray(0, patch.length - 1))).toBeUndefined();
+  });
+
+  it('patches a chunk whose boundary moved, comparing the same disk bytes', () => {
+    // The new chunk starts 3 pages and 100 bytes into the old one and runs past its end.
+    const shift = 3 * PAGE + 100;
+    const moved = Buffer.concat([base.subarray(shift), randomBytes(2 * PAGE)]);
+    moved[5 * PAGE] ^= 1;
+    const pages = differingPages(base, moved, shift)!;
+    const lastFromBase = Math.floor((base.length - shift) / PAGE);
+    expect(pages).toEqual([5, ...Array.from({ length: Math.ceil(moved.length / PAGE) - lastFromBase }, (_, i) => lastFromBase + i)]);
+    const patch = encodePatch(randomBytes(32), 2, moved, pages, shift);
+    expect(applyPatch(base, patch)).toEqual(moved);
+    expect(decodePatchHeader(patch)).toMatchObject({ depth: 3, shift, length: moved.length });
   });
 
   it('is worth storing only for few changed pages and a bounded chain', () => {
