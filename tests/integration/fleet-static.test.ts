@@ -60,4 +60,16 @@ describe('backup --all with a failing guest', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/typo\.conf:2: .*concurency/);
   });
+
+  it('refuses to run beside another backup --all on the same host, and takes over a stale run lock', async () => {
+    const runDir = scratch.mkdir('run');
+    fs.writeFileSync(path.join(runDir, 'backup-all.pid'), `${process.pid}\n`); // a live holder: this test process
+    const busy = await ferry(['backup', '--all', '--config', conf], { env: { ...env, FERRY_RUN_DIR: runDir } });
+    expect(busy.code).toBe(5);
+    expect(busy.stderr).toMatch(new RegExp(`another 'ferry backup --all' \\(pid ${process.pid}\\) is running on this host`));
+    fs.writeFileSync(path.join(runDir, 'backup-all.pid'), '2147483646\n'); // a holder that is gone
+    const after = await ferry(['backup', '--all', '--config', conf, '--guest', 'app*', '--work-dir', scratch.mkdir('work2')], { env: { ...env, FERRY_RUN_DIR: runDir } });
+    expect(after.code).toBe(0);
+    expect(fs.existsSync(path.join(runDir, 'backup-all.pid'))).toBe(false);
+  });
 });

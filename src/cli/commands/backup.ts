@@ -10,6 +10,7 @@ import { formatBytes, formatDuration } from '../format';
 import { FerryError, UsageError } from '../../errors';
 import { DEFAULT_CONFIG_PATH, FerryConfig, loadFerryConfig } from '../../config/ferryConfig';
 import { fleetGuests } from '../fleetGuests';
+import { acquireHostRunLock } from '../../backup/hostRunLock';
 
 interface BackupOptions {
   guest: string[];
@@ -109,6 +110,20 @@ async function backupAll(ropts: RepoOptions, opts: BackupOptions): Promise<void>
   };
   const concurrency = opts.concurrency ? Number(opts.concurrency) : config?.concurrency ?? 2;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`--concurrency ${opts.concurrency}: give a whole number of at least 1`);
+  const hostLock = acquireHostRunLock();
+  try {
+    await backupAllLocked(opts, config, concurrency, repoOptions);
+  } finally {
+    hostLock.release();
+  }
+}
+
+async function backupAllLocked(
+  opts: BackupOptions,
+  config: FerryConfig | undefined,
+  concurrency: number,
+  repoOptions: RepoOptions,
+): Promise<void> {
   const setup = await fleetGuests(
     { qmpSocket: opts.qmpSocket, libvirt: opts.libvirt, xen: opts.xen, guest: opts.guest, exclude: opts.exclude, workDir: opts.workDir },
     config,
