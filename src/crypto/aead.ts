@@ -11,17 +11,17 @@ export const SEAL_OVERHEAD = NONCE_BYTES + TAG_BYTES;
 /** Encrypt `plain` under `key`, binding `ad` (associated data) to the result. */
 export function seal(key: Buffer, plain: Uint8Array, ad: Uint8Array | null): Buffer {
   const out = Buffer.allocUnsafe(NONCE_BYTES + plain.length + TAG_BYTES);
+  sealInto(key, plain, ad, out);
+  return out;
+}
+
+/** `seal` into the start of `out` (at least plain.length + 40 bytes); returns the sealed length. */
+export function sealInto(key: Buffer, plain: Uint8Array, ad: Uint8Array | null, out: Uint8Array): number {
+  const length = NONCE_BYTES + plain.length + TAG_BYTES;
   const nonce = out.subarray(0, NONCE_BYTES);
   sodium.randombytes_buf(nonce);
-  sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
-    out.subarray(NONCE_BYTES),
-    plain,
-    ad,
-    null,
-    nonce,
-    key,
-  );
-  return out;
+  sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(out.subarray(NONCE_BYTES, length), plain, ad, null, nonce, key);
+  return length;
 }
 
 /** Decrypt a sealed buffer; returns undefined when authentication fails. */

@@ -71,38 +71,45 @@ interface PatchBase {
 
 /** Accumulates sealed blobs into one owned buffer that is transferred, not copied, back. */
 class SealedCollector {
-  private readonly parts: Buffer[] = [];
   private total = 0;
+  /**
+   * Sealed blobs are written straight into one buffer sized for the worst case
+   * (every blob stored raw): no per-blob copies to gather. Its unused tail is
+   * never touched, so it costs address space, not memory.
+   */
+  private readonly data: Uint8Array;
   readonly meta: Omit<SealedBlobs, 'data'> = { typeFlags: [], rawLengths: [], starts: [] };
+
+  constructor(plainBytes: number, maxBlobs: number) {
+    this.data = new Uint8Array(new ArrayBuffer(plainBytes + maxBlobs * BLOB_SLACK));
+  }
 
   /** Seal a chunk, as a page patch against `base` when few pages changed. */
   add(id: Buffer, plain: Buffer, base?: PatchBase): void {
     const pages = base ? differingPages(base.data, plain, base.shift) : undefined;
+    const out = this.data.subarray(this.total);
     const blob = base && worthPatching(pages, plain.length, base.depth)
-      ? encoder.encode(BlobType.Patch, id, encodePatch(base.id, base.depth, plain, pages, base.shift))
-      : encoder.encode(BlobType.Data, id, plain);
+      ? encoder.encodeInto(BlobType.Patch, id, encodePatch(base.id, base.depth, plain, pages, base.shift), out)
+      : encoder.encodeInto(BlobType.Data, id, plain, out);
     this.meta.starts.push(this.total);
     this.meta.typeFlags.push(blob.typeFlags);
     this.meta.rawLengths.push(blob.rawLength);
-    this.parts.push(blob.sealed);
-    this.total += blob.sealed.length;
+    this.total += blob.length;
   }
 
   result<T extends object>(extra: T): unknown {
     this.meta.starts.push(this.total);
-    const data = new Uint8Array(new ArrayBuffer(this.total));
-    let at = 0;
-    for (const p of this.parts) {
-      data.set(p, at);
-      at += p.length;
-    }
+    const data = this.data;
     return move({ [transferableSymbol]: [data.buffer], [valueSymbol]: { ...extra, ...this.meta, data } } as unknown as ArrayBuffer);
   }
 }
 
+/** Room per blob beyond its plaintext: seal overhead plus a page patch's header and page list. */
+const BLOB_SLACK = 256;
+
 export function packChunks(task: PackChunksTask): unknown {
   const fd = fs.openSync(task.path, 'r');
-  const sealed = new SealedCollector();
+  const sealed = new SealedCollector(task.lengths.reduce((n, l) => n + l, 0), task.lengths.length);
   try {
     for (let i = 0; i < task.offsets.length; i++) {
       const len = task.lengths[i];
@@ -153,7 +160,9 @@ export function sealSpans(task: SealSpansTask): unknown {
   const offsets: number[] = [];
   const lengths: number[] = [];
   const ids: Buffer[] = [];
-  const sealed = new SealedCollector();
+  // Chunks of the dirty spans: at most one per 4 KiB block plus a short one per span.
+  const dirtyBytes = task.dirtySpans.reduce((n, s) => n + s.end - s.start, 0);
+  const sealed = new SealedCollector(dirtyBytes, Math.ceil(dirtyBytes / 4096) + 2 * task.dirtySpans.length + 16);
   for (const dirty of task.dirtySpans) {
     const view = region.subarray(dirty.start, dirty.end);
     for (const span of nonZeroSpans(view, view.length, [])) {
