@@ -76,8 +76,8 @@ async function restoreBatch(
   });
   await forEachLimit(jobs, pool.threads * 2, async (job) => {
     const data = await repo.backend.readRange('data', job.packId, job.start, job.end - job.start);
-    const owned = new Uint8Array(new ArrayBuffer(data.length));
-    owned.set(data);
+    // Hand the bytes to a worker without a copy when this Buffer owns its memory (large reads do).
+    const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : Uint8Array.from(data);
     const blobs: BlobToWrite[] = job.blobs.map((b) => ({
       at: b.loc.offset - job.start,
       storedLength: b.loc.storedLength,

@@ -82,7 +82,7 @@ export async function restorePlan(repo: Repository, disk: DiskRecord, fromRegion
 }
 
 /** Group a pack's blobs into read ranges: neighbours closer than `maxGap`, at most `maxRange` bytes. */
-export function readRanges(blobs: PlannedBlob[], maxGap = 256 * 1024, maxRange = 32 * 1024 * 1024): { start: number; end: number; blobs: PlannedBlob[] }[] {
+export function readRanges(blobs: PlannedBlob[], maxGap = 256 * 1024, maxRange = 16 * 1024 * 1024): { start: number; end: number; blobs: PlannedBlob[] }[] {
   const ranges: { start: number; end: number; blobs: PlannedBlob[] }[] = [];
   for (const b of blobs) {
     const start = b.loc.offset;
