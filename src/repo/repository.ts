@@ -81,7 +81,7 @@ export class Repository {
     return new Repository(backend, repositoryId, keys, settings, master, slotId);
   }
 
-  /** Copy the identity of `source` (same keys, settings) into an empty `target`, for sync. */
+  /** The raw `config` object; a clear error when the location holds no repository. */
   static async readConfigBytes(backend: Backend): Promise<Buffer> {
     try {
       return await backend.read('config', 'config');
