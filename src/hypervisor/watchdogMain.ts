@@ -10,14 +10,25 @@ const releaseArgv = process.argv.slice(sep + 1);
 let settled = false;
 let input = '';
 
+/** How long to keep trying: a QMP socket serves one client at a time, so a monitor polling it can make one attempt fail. */
+const RETRY_FOR_MS = 120_000;
+
 function release(why: string): void {
   if (settled) return;
   settled = true;
-  try {
-    execFileSync(releaseArgv[0], releaseArgv.slice(1), { stdio: 'ignore', timeout: 60_000 });
-    process.stderr.write(`ferry watchdog: ${why}; ran ${releaseArgv.join(' ')}\n`);
-  } catch (err) {
-    process.stderr.write(`ferry watchdog: ${why}; ${releaseArgv.join(' ')} failed: ${(err as Error).message}\n`);
+  const until = Date.now() + RETRY_FOR_MS;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      execFileSync(releaseArgv[0], releaseArgv.slice(1), { stdio: 'ignore', timeout: 60_000 });
+      process.stderr.write(`ferry watchdog: ${why}; ran ${releaseArgv.join(' ')}${attempt > 1 ? ` (attempt ${attempt})` : ''}\n`);
+      break;
+    } catch (err) {
+      if (Date.now() > until) {
+        process.stderr.write(`ferry watchdog: ${why}; ${releaseArgv.join(' ')} failed ${attempt} times, last: ${(err as Error).message}\n`);
+        break;
+      }
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200); // sleep 200 ms, synchronously
+    }
   }
   process.exit(0);
 }

@@ -12,10 +12,10 @@ const watchdogModule = path.resolve(__dirname, '..', '..', 'dist', 'hypervisor',
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** A holder process: arms the watchdog to `touch marker`, then disarms after `holdMs` (or never). */
-function holder(marker: string, holdMs: number | null, timeoutMs = 60_000) {
+function holder(marker: string, holdMs: number | null, timeoutMs = 60_000, argv: string[] = ['touch', marker]) {
   const script = `
     const { armWatchdog } = require(${JSON.stringify(watchdogModule)});
-    const w = armWatchdog(['touch', ${JSON.stringify(marker)}], ${timeoutMs});
+    const w = armWatchdog(${JSON.stringify(argv)}, ${timeoutMs});
     console.log('armed');
     ${holdMs === null ? 'setInterval(() => {}, 1000);' : `setTimeout(() => { w.disarm(); console.log('released'); }, ${holdMs});`}
   `;
@@ -58,5 +58,18 @@ describe('quiesce watchdog', () => {
     await h.armed;
     expect(await appears(marker, 10_000)).toBe(true);
     h.child.kill('SIGKILL');
+  });
+
+  it('retries a release command that fails (a QMP socket busy with another client) until it succeeds', async () => {
+    const marker = path.join(dir, 'retried');
+    const count = path.join(dir, 'attempts');
+    // Fails twice, then succeeds and leaves the marker.
+    const argv = ['sh', '-c', `n=$(cat ${count} 2>/dev/null || echo 0); n=$((n+1)); echo $n > ${count}; [ $n -ge 3 ] && touch ${marker}`];
+    const h = holder(marker, null, 60_000, argv);
+    await h.armed;
+    h.child.kill('SIGKILL');
+    await h.exited;
+    expect(await appears(marker, 10_000)).toBe(true);
+    expect(fs.readFileSync(count, 'utf8').trim()).toBe('3');
   });
 });

@@ -124,9 +124,10 @@ describe('a ferry killed while it holds a guest paused', () => {
     running.child.kill('SIGKILL');
     await running.done;
     const resumeDeadline = Date.now() + 15_000;
+    // Polled like a monitor would: QMP serves one client at a time, so this competes with the watchdog's `cont`.
     while ((await status(db.qmpSocket)).status !== 'running') {
       if (Date.now() > resumeDeadline) throw new Error('the guest is still paused 15 s after ferry was killed');
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 100));
     }
     await db.waitForMoreWrites(1);
     await db.stop();
