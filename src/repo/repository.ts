@@ -271,9 +271,9 @@ export class Repository {
 
   /** A blob's plaintext and its patch depth (0 for a whole chunk). */
   async readChunk(id: Buffer): Promise<{ data: Buffer; depth: number }> {
-    const plain = await this.readStoredBlob(id);
-    const loc = this.blobLocation(id);
-    if (!loc || blobType(loc.typeFlags) !== BlobType.Patch) return { data: plain, depth: 0 };
+    const { loc, sealed } = await this.readSealedBlob(id);
+    const plain = this.decodeBlob(loc, id, sealed);
+    if (blobType(loc.typeFlags) !== BlobType.Patch) return { data: plain, depth: 0 };
     const header = decodePatchHeader(plain);
     const base = header ? await this.readChunk(header.baseId) : undefined;
     const data = base ? applyPatch(base.data, plain) : undefined;
