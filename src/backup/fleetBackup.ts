@@ -6,7 +6,7 @@ import { Repository } from '../repo/repository';
 import { DiskRecord, StoredRestorePoint } from '../repo/restorePoint';
 import { PipelinePool } from '../workers/pipelinePool';
 import { GuestDisk, GuestHooks, GuestInfo, HypervisorDriver, QuiesceHandle } from '../hypervisor/driver';
-import { armWatchdog, ArmedWatchdog } from '../hypervisor/watchdog';
+import { WatchdogGuard } from '../hypervisor/watchdog';
 import { Snapshot, SnapshotProvider } from '../snapshot/provider';
 import { openImageSource } from '../dedupe/imageSource';
 import { backupGuest, DiskInput } from './guestBackup';
@@ -116,10 +116,17 @@ async function backupOne(
   try {
     const needsPause = g.guest.state === 'running' && [...groups.keys()].some((p) => !p.pointInTimeByItself);
     if (needsPause) {
-      const handle = await g.driver.quiesce(g.guest, g.hooks);
+      // Armed by the driver right before it pauses: a SIGKILL at any moment after the pause finds a watchdog.
+      const watchdog = new WatchdogGuard(opts.watchdogTimeoutMs);
+      let handle: QuiesceHandle;
+      try {
+        handle = await g.driver.quiesce(g.guest, g.hooks, watchdog);
+      } catch (err) {
+        watchdog.releaseNow(); // a pause that timed out may still take effect
+        throw err;
+      }
       held.add(handle);
-      let watchdog: ArmedWatchdog | undefined;
-      if (handle.quiesced && handle.releaseArgv) watchdog = armWatchdog(handle.releaseArgv, opts.watchdogTimeoutMs);
+      if (!handle.quiesced) watchdog.standDown();
       const t0 = process.hrtime.bigint();
       try {
         // A rehearsal knob: hold the guest longer, to prove the watchdog (tests, drills). Never set in production.
@@ -130,7 +137,7 @@ async function backupOne(
         await handle.release();
         pauseMs = handle.quiesced ? Number((process.hrtime.bigint() - t0) / 1_000_000n) : 0;
         held.delete(handle);
-        watchdog?.disarm();
+        watchdog.standDown();
       }
     } else {
       await createAll(false); // shut off, or paused by someone else: nothing moves

@@ -66,11 +66,35 @@ export interface QuiesceHandle {
   release(): Promise<void>;
 }
 
+/** How to undo a hold from outside ferry: what the watchdog runs when ferry dies holding a guest. */
+export interface ReleaseCommand {
+  readonly argv: readonly string[];
+  /**
+   * A failing release whose stderr matches this has reached its goal anyway
+   * (e.g. libvirt's "domain is already running"): the watchdog may run before
+   * the hold took effect, so releasing a guest that is not held must count as done.
+   */
+  readonly alreadyReleased?: RegExp;
+}
+
+/**
+ * Told by a driver right before it pauses or freezes a guest. The watchdog
+ * must exist before the guest stops: a ferry killed between the pause and the
+ * arming would otherwise leave the guest paused for good.
+ */
+export interface HoldGuard {
+  /** About to hold the guest; `release` undoes it. A later call replaces an earlier one (a failed freeze falling back to a pause). */
+  holding(release: ReleaseCommand): void;
+}
+
 export interface HypervisorDriver {
   /** Short name used in logs and config, e.g. `xen`. */
   readonly kind: string;
   /** Running, paused and defined-but-shut-off guests, with their disks. */
   listGuests(): Promise<GuestInfo[]>;
-  /** Hold the guest still (pause, fsfreeze, ...) until the handle is released. */
-  quiesce(guest: GuestInfo, hooks?: GuestHooks): Promise<QuiesceHandle>;
+  /**
+   * Hold the guest still (pause, fsfreeze, ...) until the handle is released.
+   * `guard.holding` is called before every command that may hold the guest.
+   */
+  quiesce(guest: GuestInfo, hooks?: GuestHooks, guard?: HoldGuard): Promise<QuiesceHandle>;
 }

@@ -1,11 +1,16 @@
-// The quiesce watchdog, a separate process: if the ferry process that paused
-// a guest dies (even by SIGKILL) before saying "released", or the quiesce
-// outlasts its time limit, run the release command so the guest never stays
-// paused or frozen. Usage: node watchdogMain.js TIMEOUT_MS -- ARGV...
+// The quiesce watchdog, a separate process started right before ferry holds a
+// guest: if the ferry process dies (even by SIGKILL) before saying "released",
+// asks for "release-now", or the hold outlasts its time limit, run the release
+// command so the guest never stays paused or frozen.
+// Usage: node watchdogMain.js TIMEOUT_MS [--already-released REGEX] -- ARGV...
 import { execFileSync } from 'node:child_process';
 
 const sep = process.argv.indexOf('--');
 const timeoutMs = Number(process.argv[2]);
+const options = process.argv.slice(3, sep);
+const doneAt = options.indexOf('--already-released');
+/** A failing release whose stderr matches reached its goal: the guest was not held (ferry died before the pause). */
+const alreadyReleased = doneAt >= 0 ? new RegExp(options[doneAt + 1] ?? '(?!)') : undefined;
 const releaseArgv = process.argv.slice(sep + 1);
 let settled = false;
 let input = '';
@@ -13,16 +18,25 @@ let input = '';
 /** How long to keep trying: a QMP socket serves one client at a time, so a monitor polling it can make one attempt fail. */
 const RETRY_FOR_MS = 120_000;
 
+function stderrOf(err: unknown): string {
+  const stderr = (err as { stderr?: Buffer | string }).stderr;
+  return stderr === undefined ? '' : stderr.toString();
+}
+
 function release(why: string): void {
   if (settled) return;
   settled = true;
   const until = Date.now() + RETRY_FOR_MS;
   for (let attempt = 1; ; attempt++) {
     try {
-      execFileSync(releaseArgv[0], releaseArgv.slice(1), { stdio: 'ignore', timeout: 60_000 });
+      execFileSync(releaseArgv[0], releaseArgv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], timeout: 60_000 });
       process.stderr.write(`ferry watchdog: ${why}; ran ${releaseArgv.join(' ')}${attempt > 1 ? ` (attempt ${attempt})` : ''}\n`);
       break;
     } catch (err) {
+      if (alreadyReleased?.test(stderrOf(err))) {
+        process.stderr.write(`ferry watchdog: ${why}; the guest was not held (${releaseArgv.join(' ')}: ${stderrOf(err).trim().replace(/\s+/g, ' ')})\n`);
+        break;
+      }
       if (Date.now() > until) {
         process.stderr.write(`ferry watchdog: ${why}; ${releaseArgv.join(' ')} failed ${attempt} times, last: ${(err as Error).message}\n`);
         break;
@@ -36,7 +50,9 @@ function release(why: string): void {
 process.stdin.setEncoding('utf8');
 process.stdin.on('data', (d: string) => {
   input += d;
-  if (input.includes('released')) {
+  if (input.includes('release-now')) {
+    release('ferry asked for a release after a quiesce failed');
+  } else if (input.includes('released')) {
     settled = true;
     process.exit(0);
   }

@@ -1,11 +1,13 @@
 // The libvirt driver against a real libvirtd with a real running guest (TCG,
 // scripts/testbed/guest.sh) and a defined but shut-off one.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ExecFileCommandRunner } from '../../src/hypervisor/commandRunner';
 import { LibvirtDriver } from '../../src/hypervisor/libvirt/libvirtDriver';
 import { parseDomainXml } from '../../src/hypervisor/libvirt/domainXml';
+import type { ReleaseCommand } from '../../src/hypervisor/driver';
 import { useScratch } from '../support/scratch';
 import {
   type DomainSpec, buildGuestFiles, copyDisk, defineDomain, startDomain, useLibvirtd, virsh, waitForWrites, writtenFiles,
@@ -120,6 +122,32 @@ describe('LibvirtDriver.quiesce (real libvirtd)', () => {
     await promisify(execFile)(cmd!, args);
     expect(await domstate(RUNNING)).toBe('running');
     await handle.release();
+    expect(await domstate(RUNNING)).toBe('running');
+  });
+
+  it('arms the watchdog before suspending; the watchdog run on a running guest stops at "already running"', async () => {
+    const guest = (await driver.listGuests()).find((x) => x.name === RUNNING)!;
+    const told: { release: ReleaseCommand; state: string }[] = [];
+    const stateNow = () => execFileSync('virsh', ['-c', 'qemu:///system', 'domstate', RUNNING]).toString().trim();
+    const handle = await driver.quiesce(guest, {}, { holding: (release) => told.push({ release, state: stateNow() }) });
+    expect(await domstate(RUNNING)).toBe('paused');
+    await handle.release();
+    expect(told.map((t) => t.state)).toEqual(['running']);
+    const { argv, alreadyReleased } = told[0]!.release;
+    expect(argv).toEqual(['virsh', '-c', 'qemu:///system', 'resume', RUNNING]);
+
+    // The real watchdog, its ferry gone before the suspend: one attempt, no 2-minute retry loop.
+    const watchdogMain = path.resolve(__dirname, '..', '..', 'dist', 'hypervisor', 'watchdogMain.js');
+    const child = spawn(process.execPath, [watchdogMain, '60000', '--already-released', alreadyReleased!.source, '--', ...argv], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise((r) => child.once('exit', r));
+    child.stdin.end(); // ferry died
+    const code = await exited;
+    expect(code).toBe(0);
+    expect(stderr).toMatch(/the guest was not held .*already running/);
     expect(await domstate(RUNNING)).toBe('running');
   });
 

@@ -1,11 +1,12 @@
 // The QEMU driver against a real guest: a tiny Linux under QEMU TCG with a
 // QMP socket, writing files to its ext4 disk all the time (tests/support/qemuGuest.ts).
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HypervisorError } from '../../src/errors';
+import type { ReleaseCommand } from '../../src/hypervisor/driver';
 import { QemuDriver, qmpCommandScript } from '../../src/hypervisor/qemu/qemuDriver';
 import { QmpClient, QmpCommandError } from '../../src/hypervisor/qemu/qmpClient';
 import { withQuiesced } from '../../src/hypervisor/quiesce';
@@ -149,6 +150,24 @@ describe('QemuDriver.quiesce', () => {
 });
 
 describe('watchdog contract', () => {
+  it('arms the watchdog before the guest stops, with a release that leaves a running guest running', async () => {
+    // A SIGKILL right after the stop must find a watchdog already running: the
+    // guard is told before the stop, while the guest still runs.
+    const driver = new QemuDriver({ sockets: [guest.qmpSocket] });
+    const [g] = await driver.listGuests();
+    const statusNow = () => (JSON.parse(execFileSync(process.execPath, [qmpCommandScript(), guest.qmpSocket, 'query-status']).toString()) as { status: string }).status;
+    const told: { release: ReleaseCommand; status: string }[] = [];
+    const handle = await driver.quiesce(g!, {}, { holding: (release) => told.push({ release, status: statusNow() }) });
+    expect((await status()).status).toBe('paused');
+    await handle.release();
+    expect(told.map((t) => t.status)).toEqual(['running']);
+    expect(told[0]!.release.argv.slice(1)).toEqual([qmpCommandScript(), guest.qmpSocket, 'cont']);
+    // Run before the stop took effect, the release does no harm.
+    const [cmd, ...args] = told[0]!.release.argv;
+    execFileSync(cmd!, args);
+    expect((await status()).status).toBe('running');
+  });
+
   it('releaseArgv resumes a guest whose ferry was SIGKILLed while holding it paused', async () => {
     // A stand-in for ferry: compiled driver, quiesce, print releaseArgv, then hang.
     const driverJs = path.resolve(__dirname, '..', '..', 'dist', 'hypervisor', 'qemu', 'qemuDriver.js');

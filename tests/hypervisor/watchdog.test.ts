@@ -8,6 +8,7 @@ import * as path from 'node:path';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-watchdog-'));
 const watchdogModule = path.resolve(__dirname, '..', '..', 'dist', 'hypervisor', 'watchdog.js');
+const watchdogMain = path.resolve(__dirname, '..', '..', 'dist', 'hypervisor', 'watchdogMain.js');
 
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -15,7 +16,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 function holder(marker: string, holdMs: number | null, timeoutMs = 60_000, argv: string[] = ['touch', marker]) {
   const script = `
     const { armWatchdog } = require(${JSON.stringify(watchdogModule)});
-    const w = armWatchdog(${JSON.stringify(argv)}, ${timeoutMs});
+    const w = armWatchdog({ argv: ${JSON.stringify(argv)} }, ${timeoutMs});
     console.log('armed');
     ${holdMs === null ? 'setInterval(() => {}, 1000);' : `setTimeout(() => { w.disarm(); console.log('released'); }, ${holdMs});`}
   `;
@@ -71,5 +72,47 @@ describe('quiesce watchdog', () => {
     await h.exited;
     expect(await appears(marker, 10_000)).toBe(true);
     expect(fs.readFileSync(count, 'utf8').trim()).toBe('3');
+  });
+
+  it('runs the release at once when asked after a failed quiesce, and exits', async () => {
+    const marker = path.join(dir, 'now');
+    const child = spawn(process.execPath, [watchdogMain, '60000', '--', 'touch', marker], { stdio: ['pipe', 'ignore', 'inherit'] });
+    const exited = new Promise((r) => child.once('exit', r));
+    child.stdin.write('release-now\n'); // the pipe stays open: only the request can trigger it
+    expect(await appears(marker, 10_000)).toBe(true);
+    await exited;
+  });
+
+  it('counts a failing release whose stderr says the guest was not held as done, without retrying', async () => {
+    const count = path.join(dir, 'not-held-attempts');
+    const argv = ['sh', '-c', `echo x >> ${count}; echo "error: domain is already running" >&2; exit 1`];
+    const child = spawn(process.execPath, [watchdogMain, '60000', '--already-released', 'already running', '--', ...argv], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const exited = new Promise((r) => child.once('exit', r));
+    child.stdin.end();
+    await exited;
+    expect(fs.readFileSync(count, 'utf8')).toBe('x\n');
+    expect(stderr).toMatch(/the guest was not held/);
+  });
+
+  it('a guard re-armed for a second way of holding stands the first watchdog down', async () => {
+    const first = path.join(dir, 'guard-first');
+    const second = path.join(dir, 'guard-second');
+    const script = `
+      const { WatchdogGuard } = require(${JSON.stringify(watchdogModule)});
+      const g = new WatchdogGuard(60000);
+      g.holding({ argv: ['touch', ${JSON.stringify(first)}] });
+      g.holding({ argv: ['touch', ${JSON.stringify(second)}] });
+      console.log('armed');
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => d.toString().includes('armed') && resolve()));
+    child.kill('SIGKILL');
+    expect(await appears(second, 10_000)).toBe(true);
+    expect(fs.existsSync(first)).toBe(false);
   });
 });

@@ -8,7 +8,7 @@ import { parseDiskSpec, DiskSpecError } from '../../src/hypervisor/xen/diskSpec'
 import { parseVifSpec } from '../../src/hypervisor/xen/vifSpec';
 import { parseXlList, parseXlListLong } from '../../src/hypervisor/xen/xlList';
 import { guestFromConfig } from '../../src/hypervisor/xen/guestConfig';
-import { XenDriver } from '../../src/hypervisor/xen/xenDriver';
+import { XenDriver, XL_NOT_PAUSED } from '../../src/hypervisor/xen/xenDriver';
 import { RecordedCommandRunner, recordedOutput, type RecordedReply } from '../../src/hypervisor/recordedRunner';
 import { withQuiesced } from '../../src/hypervisor/quiesce';
 import { HypervisorError, InputError } from '../../src/errors';
@@ -226,6 +226,22 @@ describe('XenDriver', () => {
       });
       expect(runner.commandLines()).toEqual(['xl list web01', 'xl pause web01', 'lvcreate -s stand-in-for-the-snapshot', 'xl unpause web01']);
       expect(handle).toMatchObject({ quiesced: true, releaseArgv: ['xl', 'unpause', 'web01'] });
+    });
+
+    it('tells the guard before xl pause, with an unpause that counts "not paused" as done', async () => {
+      const runner = new RecordedCommandRunner([
+        xl(['list', 'web01'], 'xl-list-web01'),
+        { cmd: 'xl', args: ['pause', 'web01'] },
+      ]);
+      const told: { argv: readonly string[]; commandsBefore: string[] }[] = [];
+      await new XenDriver({ runner, configDir: fleet }).quiesce(web01, {}, {
+        holding: (release) => {
+          told.push({ argv: release.argv, commandsBefore: runner.commandLines() });
+          expect(release.alreadyReleased).toBe(XL_NOT_PAUSED);
+        },
+      });
+      expect(told).toEqual([{ argv: ['xl', 'unpause', 'web01'], commandsBefore: ['xl list web01'] }]);
+      expect(XL_NOT_PAUSED.test('libxl: error: libxl_domain.c:670:libxl_domain_unpause: Domain 3:Unpausing domain: Invalid argument')).toBe(true);
     });
 
     it('unpauses even when the body throws, and the body\'s error is what the caller sees', async () => {

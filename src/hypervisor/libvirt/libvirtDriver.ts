@@ -11,7 +11,10 @@
 // when the freeze fails, `suspend` (crash-consistent). Release undoes
 // whichever was done.
 import { HypervisorError } from '../../errors';
-import type { GuestHooks, GuestInfo, GuestState, HypervisorDriver, QuiesceHandle } from '../driver';
+import type { GuestHooks, GuestInfo, GuestState, HoldGuard, HypervisorDriver, QuiesceHandle } from '../driver';
+
+/** virsh resume of a guest that runs: someone (the watchdog, an admin) resumed it, or it was never suspended. */
+const ALREADY_RUNNING = /domain is already running/;
 import type { CommandRunner } from '../commandRunner';
 import { runGuestHook } from '../hooks';
 import { nothingToRelease, onceSuccessful } from '../quiesce';
@@ -96,7 +99,7 @@ export class LibvirtDriver implements HypervisorDriver {
     };
   }
 
-  async quiesce(guest: GuestInfo, hooks: GuestHooks = {}): Promise<LibvirtQuiesceHandle> {
+  async quiesce(guest: GuestInfo, hooks: GuestHooks = {}, guard?: HoldGuard): Promise<LibvirtQuiesceHandle> {
     if (guest.state === 'shutoff') return { ...nothingToRelease(guest.name), mode: 'none' };
     // Ask again right now: a guest someone else paused must stay paused after the backup.
     const now = toGuestState(parseDomState((await this.virsh.checked(['domstate', guest.name])).stdout, `virsh domstate ${guest.name}`));
@@ -106,6 +109,7 @@ export class LibvirtDriver implements HypervisorDriver {
 
     let mode: LibvirtQuiesceMode = 'suspend';
     if (this.useGuestAgent && (await this.agentAnswers(guest.name))) {
+      guard?.holding({ argv: this.virsh.argv(['domfsthaw', guest.name]) }); // thawing what is not frozen succeeds
       const frozen = await this.virsh.run(['domfsfreeze', guest.name]);
       if (frozen.code === 0) {
         mode = 'fsfreeze';
@@ -114,7 +118,10 @@ export class LibvirtDriver implements HypervisorDriver {
         await this.virsh.run(['domfsthaw', guest.name]).catch(() => undefined);
       }
     }
-    if (mode === 'suspend') await this.virsh.checked(['suspend', guest.name]);
+    if (mode === 'suspend') {
+      guard?.holding({ argv: this.virsh.argv(['resume', guest.name]), alreadyReleased: ALREADY_RUNNING });
+      await this.virsh.checked(['suspend', guest.name]);
+    }
 
     const releaseArgs = mode === 'fsfreeze' ? ['domfsthaw', guest.name] : ['resume', guest.name];
     const undo = onceSuccessful(async () => {
@@ -122,7 +129,7 @@ export class LibvirtDriver implements HypervisorDriver {
       if (result.code === 0) return;
       const err = this.virsh.failure(releaseArgs, result);
       // Someone (the watchdog, an admin) resumed it already: the goal is reached.
-      if (mode === 'suspend' && /domain is already running/.test(err.reason)) return;
+      if (mode === 'suspend' && ALREADY_RUNNING.test(err.reason)) return;
       throw err;
     });
     let postHookStarted = false;

@@ -15,7 +15,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { HypervisorError } from '../../errors';
 import { type CommandRunner, ExecFileCommandRunner } from '../commandRunner';
-import type { GuestHooks, GuestInfo, GuestNic, GuestState, HypervisorDriver, QuiesceHandle } from '../driver';
+import type { GuestHooks, GuestInfo, GuestNic, GuestState, HoldGuard, HypervisorDriver, QuiesceHandle } from '../driver';
 import { runGuestHook } from '../hooks';
 import { nothingToRelease, onceSuccessful } from '../quiesce';
 import { queryDisks } from './qmpBlock';
@@ -85,7 +85,7 @@ export class QemuDriver implements HypervisorDriver {
     return guests;
   }
 
-  async quiesce(guest: GuestInfo, hooks: GuestHooks = {}): Promise<QemuQuiesceHandle> {
+  async quiesce(guest: GuestInfo, hooks: GuestHooks = {}, guard?: HoldGuard): Promise<QemuQuiesceHandle> {
     const socket = this.socketOf(guest);
     // Ask again right now: a guest someone else paused must stay paused after the backup.
     const status = await QmpClient.with(socket, (c) => c.execute<QmpStatus>('query-status'), this.qmpOptions);
@@ -97,10 +97,16 @@ export class QemuDriver implements HypervisorDriver {
     const agent = !this.useGuestAgent ? undefined
       : this.agentSockets.has(socket) ? this.agentSockets.get(socket) : agentSocketIn((await findQemuArgv(socket)) ?? []);
     let mode: QemuQuiesceMode = 'pause';
+    // Thaw of unfrozen file systems and `cont` of a running guest succeed: the
+    // watchdog may safely run either before the hold took effect.
+    if (agent) guard?.holding({ argv: agentReleaseArgv(agent) });
     if (agent && (await this.freeze(agent))) mode = 'fsfreeze';
-    // Short connections only: QEMU serves one QMP client at a time, and the
-    // snapshot provider and the watchdog's `cont` need the socket while the guest is stopped.
-    if (mode === 'pause') await QmpClient.with(socket, (c) => c.execute('stop'), this.qmpOptions);
+    if (mode === 'pause') {
+      guard?.holding({ argv: qmpReleaseArgv(socket) });
+      // Short connections only: QEMU serves one QMP client at a time, and the
+      // snapshot provider and the watchdog's `cont` need the socket while the guest is stopped.
+      await QmpClient.with(socket, (c) => c.execute('stop'), this.qmpOptions);
+    }
 
     const undo = onceSuccessful(async () => {
       if (mode === 'fsfreeze') {

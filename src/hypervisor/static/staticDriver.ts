@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { InputError, describeSystemError } from '../../errors';
 import type { CommandRunner } from '../commandRunner';
-import type { GuestDisk, GuestHooks, GuestInfo, HypervisorDriver, QuiesceHandle } from '../driver';
+import type { GuestDisk, GuestHooks, GuestInfo, HoldGuard, HypervisorDriver, QuiesceHandle } from '../driver';
 import { runGuestHook } from '../hooks';
 import { nothingToRelease, onceSuccessful } from '../quiesce';
 
@@ -67,11 +67,14 @@ export class StaticDriver implements HypervisorDriver {
    * Runs the pre hook and returns a handle whose release runs the post hook.
    * `hooks` (the per-guest settings) win over the guest definition's own.
    */
-  async quiesce(guest: GuestInfo, hooks?: GuestHooks): Promise<QuiesceHandle> {
+  async quiesce(guest: GuestInfo, hooks?: GuestHooks, guard?: HoldGuard): Promise<QuiesceHandle> {
     const own = this.guests.find((g) => g.name === guest.name)?.hooks;
     const effective = hasHooks(hooks) ? hooks! : own;
     if (!hasHooks(effective)) return nothingToRelease(guest.name);
     const { pre, post } = effective!;
+    const releaseArgv = post?.map((a) => a.split('{name}').join(guest.name));
+    // The pre hook is what holds the guest (e.g. fsfreeze over ssh): the watchdog must exist before it runs.
+    if (releaseArgv) guard?.holding({ argv: releaseArgv });
     if (pre) await runGuestHook(this.runner, pre, guest.name, 'pre'); // a failure aborts: nothing to release
     const handle: QuiesceHandle = {
       guest: guest.name,
@@ -81,7 +84,7 @@ export class StaticDriver implements HypervisorDriver {
       }),
     };
     // The watchdog runs the post hook if ferry dies while the guest is held.
-    return post ? { ...handle, releaseArgv: post.map((a) => a.split('{name}').join(guest.name)) } : handle;
+    return releaseArgv ? { ...handle, releaseArgv } : handle;
   }
 }
 

@@ -5,13 +5,20 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HypervisorError, InputError, describeSystemError } from '../../errors';
-import type { GuestHooks, GuestInfo, HypervisorDriver, QuiesceHandle } from '../driver';
+import type { GuestHooks, GuestInfo, HoldGuard, HypervisorDriver, QuiesceHandle } from '../driver';
 import { type CommandRunner, runChecked } from '../commandRunner';
 import { runGuestHook } from '../hooks';
 import { nothingToRelease, onceSuccessful } from '../quiesce';
 import { type ConfiguredGuest, guestFromConfig } from './guestConfig';
 import { parseXlConfig } from './xlConfig';
 import { parseXlList, parseXlListLong } from './xlList';
+
+/**
+ * What libxl logs when `xl unpause` finds the domain not paused (Xen's pause
+ * count is already zero): the watchdog ran before `xl pause` took effect.
+ * Taken from libxl's source (LOGED "Unpausing domain" with EINVAL), not recorded on real Xen.
+ */
+export const XL_NOT_PAUSED = /Unpausing domain: Invalid argument/;
 
 export interface XenDriverOptions {
   runner: CommandRunner;
@@ -66,7 +73,7 @@ export class XenDriver implements HypervisorDriver {
     return guests;
   }
 
-  async quiesce(guest: GuestInfo, hooks: GuestHooks = {}): Promise<QuiesceHandle> {
+  async quiesce(guest: GuestInfo, hooks: GuestHooks = {}, guard?: HoldGuard): Promise<QuiesceHandle> {
     if (guest.state === 'shutoff') return nothingToRelease(guest.name);
     // Ask again right now: a guest someone else paused must stay paused after the backup.
     const [current] = parseXlList((await runChecked(this.runner, this.xl, ['list', guest.name])).stdout);
@@ -74,6 +81,7 @@ export class XenDriver implements HypervisorDriver {
     if (current.paused) return nothingToRelease(guest.name);
 
     if (hooks.pre) await runGuestHook(this.runner, hooks.pre, guest.name, 'pre');
+    guard?.holding({ argv: [this.xl, 'unpause', guest.name], alreadyReleased: XL_NOT_PAUSED });
     await runChecked(this.runner, this.xl, ['pause', guest.name]);
 
     const unpause = onceSuccessful(async () => { await runChecked(this.runner, this.xl, ['unpause', guest.name]); });
