@@ -1,6 +1,7 @@
 // Turns `backup --all` flags and /etc/ferry/ferry.conf into the list of
 // guests to back up: which drivers, which guests (include/exclude, --guest),
 // and for every disk the snapshot provider that copies it.
+import { WatchdogGuard } from '../hypervisor/watchdog';
 import * as fs from 'node:fs';
 import { CommandRunner, ExecFileCommandRunner } from '../hypervisor/commandRunner';
 import { GuestDisk, GuestInfo, HypervisorDriver } from '../hypervisor/driver';
@@ -60,7 +61,7 @@ export async function fleetGuests(flags: FleetFlags, config: FerryConfig | undef
   for (const driver of list) {
     // Live copies by the hypervisor itself, for the guests that hypervisor runs.
     const live: SnapshotProvider | undefined =
-      driver instanceof QemuDriver ? new QemuLiveProvider({ sockets: driver.sockets, workDir: flags.workDir })
+      driver instanceof QemuDriver ? new QemuLiveProvider({ sockets: driver.sockets, workDir: flags.workDir, holdGuard: () => new WatchdogGuard() })
       : driver instanceof LibvirtDriver ? new LibvirtBackupProvider({ runner, uri: typeof flags.libvirt === 'string' ? flags.libvirt : config?.libvirt?.uri, workDir: flags.workDir })
       : undefined;
     if (live) providers.add(live);

@@ -2,13 +2,28 @@
 // one point in time (blockdev-backup), and tracks what the guest writes
 // afterwards in dirty bitmaps, so the next run copies only that.
 //
-// One QMP `transaction` per guest fixes the point in time for all its disks
-// at once; it is atomic, so the guest need not be paused for a
-// crash-consistent copy (QEMU's copy-before-write keeps the point in time
-// while the guest runs on). create() returns once the copies are complete.
-// The job writes into a qcow2 file (sparse for zero ranges, and for an
-// incremental it records which clusters were written); `qemu-img convert`
-// then makes the sparse raw file the backup reads.
+// Image fleecing (QEMU >= 7.1): a copy-before-write filter is put between
+// the guest device and its disk (`qom-set drive`); from that instant it keeps
+// the disk's old contents in a temporary image before the guest overwrites
+// them, and a snapshot-access node reads the disk as it was. A backup job
+// then copies from that node. The filter runs with on-cbw-error=break-snapshot
+// and a cbw-timeout: when the temporary image cannot take a copy (work
+// directory full, storage too slow), the guest's write goes through and only
+// this backup fails. (A plain blockdev-backup fails the guest's own write
+// instead, and QEMU's default werror then stops the guest.) The work
+// directory's free space is checked before the copy, too.
+//
+// A guest with one disk is never paused. For several disks the filters are
+// put in place while the guest is stopped for a moment (with the watchdog
+// armed), so all disks share one point in time. create() returns once the
+// copies are complete. The job writes into a qcow2 file (sparse for zero
+// ranges, and for an incremental it records which clusters were written);
+// `qemu-img convert` then makes the sparse raw file the backup reads.
+//
+// Only guest devices whose drive QEMU can swap while running are fleeced:
+// virtio-blk (through its PCI/CCW proxy: setting the drive on the
+// virtio-backend object itself crashes QEMU 7.2) and scsi-hd. Other disks
+// (IDE, …) are left to the other providers.
 //
 // Changed-block tracking, the way libvirt does checkpoints (and not QEMU's
 // "bitmap cleared on success" shortcut, which loses changes when the backup
@@ -31,11 +46,12 @@
 // Bitmaps are persistent where the format can store them (qcow2), so tracking
 // survives a clean QEMU restart; on raw disks a restart loses them: full copy.
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, stat, statfs, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { HypervisorError, UsageError, describeSystemError } from '../errors';
 import { type CommandRunner, ExecFileCommandRunner, runChecked } from '../hypervisor/commandRunner';
-import type { GuestDisk } from '../hypervisor/driver';
+import type { GuestDisk, HoldGuard } from '../hypervisor/driver';
+import { qmpReleaseArgv } from '../hypervisor/qemu/qemuDriver';
 import { type QemuDisk, type QmpBlockNode, type QmpDirtyBitmap, queryDisks, queryNodes } from '../hypervisor/qemu/qmpBlock';
 import { QmpBusyError, QmpClient, type QmpConnectOptions, type QmpEvent, isOpenInProcess } from '../hypervisor/qemu/qmpClient';
 import { RUN_ID, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
@@ -47,6 +63,12 @@ const TRACKING_BITMAP_PREFIX = 'ferry-cbt-';
 const FROZEN_BITMAP_PREFIX = 'ferry-tmp-';
 // Block node names are limited to 31 characters: target nodes are named by a hash.
 const TARGET_NODE = /^ferry-[0-9a-f]{12}$/;
+// The fleecing nodes of a disk: copy-before-write filter, snapshot access, temporary image.
+const FLEECE_NODE = /^ferry-([cat])-[0-9a-f]{12}$/;
+/** Seconds a guest write may wait for its copy-before-write before the snapshot is broken instead. */
+const CBW_TIMEOUT_S = 30;
+/** Guest device types whose `drive` can be swapped while running, by QOM type. */
+const FLEECEABLE_DEVICES = new Set(['virtio-blk-pci', 'virtio-blk-pci-non-transitional', 'virtio-blk-pci-transitional', 'virtio-blk-ccw', 'scsi-hd']);
 const JOB_PREFIX = 'ferry-job-';
 const TARGET_FILE = /^ferry-.+\.(raw|qcow2)$/;
 // 64 KiB: QEMU's default and the block-copy cluster size, so an incremental copies exactly the dirty bitmap.
@@ -67,17 +89,34 @@ export interface QemuLiveOptions {
   qmp?: QmpConnectOptions;
   /** How long one guest's copy jobs may take (default 6 h). */
   jobTimeoutMs?: number;
+  /** Limit of the copy job, bytes per second (default: none), so a copy does not starve the guests' I/O. */
+  copyBytesPerSecond?: number;
+  /**
+   * Told before the guest is stopped for a moment to fleece several disks at
+   * one point in time (see HoldGuard); released right after.
+   */
+  holdGuard?: () => HoldGuard & { standDown(): void; releaseNow(): void };
 }
 
 interface Located {
   socket: string;
   qemu: QemuDisk;
+  /** QOM path whose `drive` property swaps the guest device's node. */
+  devicePath: string;
 }
 
 interface Plan {
   index: number;
   disk: GuestDisk;
   nodeName: string;
+  /** QOM path of the device whose drive is swapped for the copy-before-write filter. */
+  devicePath: string;
+  cbwNode: string;
+  accessNode: string;
+  fleeceNode: string;
+  fleeceFile: string;
+  /** Bytes the copy is expected to write into the work directory. */
+  expectedBytes: number;
   virtualSize: number;
   base: string;
   targetNode: string;
@@ -109,6 +148,8 @@ export class QemuLiveProvider implements SnapshotProvider {
   private readonly qmpOptions: QmpConnectOptions;
   private readonly jobTimeoutMs: number;
   private readonly probeTimeoutMs: number;
+  private readonly copyBytesPerSecond: number | undefined;
+  private readonly holdGuard: QemuLiveOptions['holdGuard'];
   /** Disk path -> the socket it was found on, so later calls go straight there. */
   private readonly locations = new Map<string, string>();
 
@@ -120,6 +161,8 @@ export class QemuLiveProvider implements SnapshotProvider {
     this.qmpOptions = options.qmp ?? {};
     this.jobTimeoutMs = options.jobTimeoutMs ?? 6 * 3600_000;
     this.probeTimeoutMs = Math.min(this.qmpOptions.connectTimeoutMs ?? 10_000, 3_000);
+    this.copyBytesPerSecond = options.copyBytesPerSecond;
+    this.holdGuard = options.holdGuard;
   }
 
   async canHandle(disk: GuestDisk): Promise<boolean> {
@@ -153,7 +196,8 @@ export class QemuLiveProvider implements SnapshotProvider {
 
     const copied = await QmpClient.with(socket, async (client) => {
       const nodes = await queryNodes(client);
-      const plans = located.map((l, i) => this.plan(i, disks[i]!, l.qemu, nodes, runId, since?.[i]));
+      const plans = located.map((l, i) => this.plan(i, disks[i]!, l, nodes, runId, since?.[i]));
+      await this.checkFreeSpace(plans);
       return this.copy(client, plans);
     }, this.qmpOptions);
 
@@ -227,9 +271,10 @@ export class QemuLiveProvider implements SnapshotProvider {
               `ferry's leftover job ${job.device} on ${socket} did not end after block-job-cancel`);
             removed.push(`${socket}:job:${job.device}`);
           }
+          removed.push(...(await removeLeftoverFleecing(c, socket)));
           const inUse = new Set((await queryDisks(c)).map((d) => d.nodeName));
           for (const node of await queryNodes(c)) {
-            for (const b of node['dirty-bitmaps'] ?? []) {
+            for (const b of namedBitmaps(node)) {
               if (!b.name.startsWith(FROZEN_BITMAP_PREFIX)) continue;
               await c.execute('block-dirty-bitmap-remove', { node: node['node-name'], name: b.name });
               removed.push(`${socket}:bitmap:${node['node-name']}/${b.name}`);
@@ -282,18 +327,27 @@ export class QemuLiveProvider implements SnapshotProvider {
         busy.push(socket);
         continue;
       }
-      let disks: QemuDisk[];
+      let found: { qemu: QemuDisk; devicePath: string | undefined } | undefined;
       try {
-        disks = await QmpClient.with(socket, (c) => queryDisks(c), { ...this.qmpOptions, connectTimeoutMs: this.probeTimeoutMs });
+        found = await QmpClient.with(socket, async (c) => {
+          const qemu = (await queryDisks(c)).find((d) => resolve(d.disk.path) === wanted);
+          return qemu ? { qemu, devicePath: await swappableDevicePath(c, qemu) } : undefined;
+        }, { ...this.qmpOptions, connectTimeoutMs: this.probeTimeoutMs });
       } catch (err) {
         if (err instanceof QmpBusyError) { busy.push(socket); continue; }
         if (tolerateDeadGuests || isGuestGone(err)) continue;
         throw err;
       }
-      const qemu = disks.find((d) => resolve(d.disk.path) === wanted);
-      if (qemu) {
+      if (found) {
         this.locations.set(wanted, socket);
-        return { socket, qemu };
+        if (found.devicePath === undefined) {
+          if (tolerateDeadGuests) return undefined; // canHandle: another provider takes it
+          throw new HypervisorError(
+            `disk ${disk.device} (${disk.path}) is on a guest device QEMU cannot switch to a copy-before-write filter while running ` +
+              '(live copies need QEMU >= 7.1 and a virtio-blk or scsi-hd device): choose another snapshot method for this guest in ferry.conf',
+          );
+        }
+        return { socket, qemu: found.qemu, devicePath: found.devicePath };
       }
     }
     if (busy.length > 0 && !tolerateDeadGuests) {
@@ -304,10 +358,10 @@ export class QemuLiveProvider implements SnapshotProvider {
     return undefined;
   }
 
-  private plan(index: number, disk: GuestDisk, qemu: QemuDisk, nodes: QmpBlockNode[], runId: string, since: ChangeTracking | undefined): Plan {
+  private plan(index: number, disk: GuestDisk, { qemu, devicePath }: Located, nodes: QmpBlockNode[], runId: string, since: ChangeTracking | undefined): Plan {
     const node = nodes.find((n) => n['node-name'] === qemu.nodeName);
     if (!node) throw new HypervisorError(`QEMU lists disk ${disk.device} on node ${qemu.nodeName}, but query-named-block-nodes does not`);
-    const bitmaps = node['dirty-bitmaps'] ?? [];
+    const bitmaps = namedBitmaps(node);
     const label = disk.device.replace(/[^A-Za-z0-9_.+-]/g, '_') || 'disk';
     // The index keeps names unique even if two devices sanitize to the same label.
     const base = `${QEMU_OWNED_PREFIX}${runId}-${index}-${label}`;
@@ -320,6 +374,13 @@ export class QemuLiveProvider implements SnapshotProvider {
       index,
       disk,
       nodeName: qemu.nodeName,
+      devicePath,
+      cbwNode: `${QEMU_OWNED_PREFIX}c-${hash}`,
+      accessNode: `${QEMU_OWNED_PREFIX}a-${hash}`,
+      fleeceNode: `${QEMU_OWNED_PREFIX}t-${hash}`,
+      fleeceFile: join(this.workDir, `${base}-cbw.qcow2`),
+      // What the copy job writes: the disk's allocated bytes (full) or the dirty ones (incremental).
+      expectedBytes: node.image['actual-size'] ?? node.image['virtual-size'],
       virtualSize: node.image['virtual-size'],
       base,
       targetNode: `${QEMU_OWNED_PREFIX}${hash}`,
@@ -337,31 +398,77 @@ export class QemuLiveProvider implements SnapshotProvider {
     if (bitmap.busy) {
       throw new HypervisorError(`dirty bitmap ${bitmap.name} of disk ${disk.device} is busy: another backup of this guest is running`);
     }
-    return { ...plan, since: bitmap };
+    return { ...plan, since: bitmap, expectedBytes: bitmap.count };
   }
 
-  /** Creates the targets, runs the transaction and waits for every copy job. */
+  /**
+   * Refuses a copy the work directory cannot hold: the job's target and the
+   * raw file converted from it each take about the copied bytes.
+   */
+  private async checkFreeSpace(plans: Plan[]): Promise<void> {
+    const need = 2 * plans.reduce((sum, p) => sum + p.expectedBytes, 0);
+    let free: number;
+    try {
+      const fsStats = await statfs(this.workDir);
+      free = fsStats.bavail * fsStats.bsize;
+    } catch (err) {
+      throw new HypervisorError(`cannot tell the free space of work directory ${this.workDir}: ${describeSystemError(err)}`, { cause: err });
+    }
+    if (free < need) {
+      throw new HypervisorError(
+        `work directory ${this.workDir} has ${formatMiB(free)} free, but the live copy of ${plans.map((p) => p.disk.device).join(', ')} ` +
+          `needs about ${formatMiB(need)}: free space there or choose another work directory (--work-dir)`,
+      );
+    }
+  }
+
+  /**
+   * Puts a copy-before-write filter in front of every disk (the point in
+   * time), then copies each disk as it was through a snapshot-access node,
+   * and takes the filters out again.
+   */
   private async copy(client: QmpClient, plans: Plan[]): Promise<Copied[]> {
     const added: Plan[] = [];
-    let transactionDone = false;
+    const fleeced: Plan[] = [];
+    let tracking = false;
     try {
       for (const p of plans) {
-        await this.createTargetFile(p);
         added.push(p);
+        await this.createTargetFile(p);
+        await this.createFleeceFile(p);
+        await client.execute('blockdev-add', { driver: 'qcow2', 'node-name': p.targetNode, file: { driver: 'file', filename: p.targetFile } });
+        await client.execute('blockdev-add', { driver: 'qcow2', 'node-name': p.fleeceNode, file: { driver: 'file', filename: p.fleeceFile } });
         await client.execute('blockdev-add', {
-          driver: 'qcow2',
-          'node-name': p.targetNode,
-          file: { driver: 'file', filename: p.targetFile },
+          driver: 'copy-before-write',
+          'node-name': p.cbwNode,
+          file: p.nodeName,
+          target: p.fleeceNode,
+          // A full or slow work directory breaks this backup, never the guest's write.
+          'on-cbw-error': 'break-snapshot',
+          'cbw-timeout': CBW_TIMEOUT_S,
         });
       }
+      // The new tracking bitmaps start just before the point in time: a write
+      // in between lands in both the copy and the next increment (harmless),
+      // never in neither.
+      await client.execute('transaction', { actions: plans.map((p) => ({
+        type: 'block-dirty-bitmap-add',
+        data: { node: p.nodeName, name: p.newBitmap, granularity: GRANULARITY, persistent: p.persistent },
+      })) });
+      tracking = true;
+      await this.insertFilters(client, plans, fleeced);
 
       const ends = plans.map((p) => client.waitForEvent(
         (e) => (e.event === 'BLOCK_JOB_COMPLETED' || e.event === 'BLOCK_JOB_CANCELLED') && e.data.device === p.jobId,
         this.jobTimeoutMs,
         `end of copy job ${p.jobId} (disk ${p.disk.device})`,
       ));
-      await client.execute('transaction', { actions: plans.flatMap((p) => transactionActions(p)) });
-      transactionDone = true;
+      for (const p of plans) {
+        await client.execute('blockdev-add', { driver: 'snapshot-access', 'node-name': p.accessNode, file: p.cbwNode });
+      }
+      // The since-bitmap is frozen after the point in time: it may name a few
+      // clusters written since, which are then copied as they were (harmless).
+      await client.execute('transaction', { actions: plans.flatMap((p) => this.copyActions(p)) });
 
       const results = await Promise.allSettled(ends);
       const failed = results.map((r, i) => jobFailure(r, plans[i]!)).filter((f): f is string => f !== undefined);
@@ -375,36 +482,100 @@ export class QemuLiveProvider implements SnapshotProvider {
       for (const [i, p] of plans.entries()) {
         const end = (results[i] as PromiseFulfilledResult<QmpEvent>).value;
         const jobLength = typeof end.data.len === 'number' ? end.data.len : undefined;
-        const frozen = p.since ? bitmapsOf(nodes, p.nodeName).find((b) => b.name === p.frozenBitmap) : undefined;
+        const frozen = p.since ? bitmapsOf(nodes, p.accessNode).find((b) => b.name === p.frozenBitmap) : undefined;
         if (p.since && !frozen) throw new HypervisorError(`bitmap ${p.frozenBitmap} of disk ${p.disk.device} vanished during the copy`);
         copied.push({ plan: p, ...(frozen ? { dirtyBytes: frozen.count } : {}), ...(jobLength !== undefined ? { jobLength } : {}) });
       }
-      // The copies are complete: drop what this run made only for itself, and
-      // the tracking bitmaps no restore point can refer to any more.
+      await this.removeFleecing(client, plans, fleeced);
+      // The copies are complete: drop the tracking bitmaps no restore point can refer to any more.
       for (const p of plans) {
         await client.execute('blockdev-del', { 'node-name': p.targetNode });
         const keep = new Set([p.newBitmap, ...(p.since ? [p.since.name] : [])]);
         for (const b of bitmapsOf(nodes, p.nodeName)) {
-          if (b.name === p.frozenBitmap || (b.name.startsWith(TRACKING_BITMAP_PREFIX) && !keep.has(b.name))) {
+          if (b.name.startsWith(TRACKING_BITMAP_PREFIX) && !keep.has(b.name)) {
             await client.execute('block-dirty-bitmap-remove', { node: p.nodeName, name: b.name });
           }
         }
+        await unlink(p.fleeceFile);
       }
       return copied;
     } catch (err) {
-      // Undo this run: targets, the frozen copies, and the new tracking bitmaps
-      // (they start at a point in time no restore point will have).
+      // Undo this run: the guest's own path first, then targets and files, and
+      // the new tracking bitmaps (they start at a point in time no restore point will have).
+      await this.removeFleecing(client, added, fleeced).catch(() => undefined);
       for (const p of added) {
         await client.execute('blockdev-del', { 'node-name': p.targetNode }).catch(() => undefined);
-        if (transactionDone) {
-          for (const name of p.since ? [p.frozenBitmap, p.newBitmap] : [p.newBitmap]) {
-            await client.execute('block-dirty-bitmap-remove', { node: p.nodeName, name }).catch(() => undefined);
-          }
-        }
+        if (tracking) await client.execute('block-dirty-bitmap-remove', { node: p.nodeName, name: p.newBitmap }).catch(() => undefined);
         await this.removeFiles(p.base).catch(() => undefined);
       }
       throw err;
     }
+  }
+
+  /**
+   * Swaps each guest device over to its copy-before-write filter. Several
+   * disks are swapped while the guest is stopped, so they share one instant;
+   * the watchdog is armed before the stop.
+   */
+  private async insertFilters(client: QmpClient, plans: Plan[], fleeced: Plan[]): Promise<void> {
+    const swap = async (p: Plan) => {
+      await client.execute('qom-set', { path: p.devicePath, property: 'drive', value: p.cbwNode });
+      fleeced.push(p);
+    };
+    if (plans.length === 1) {
+      await swap(plans[0]!);
+      return;
+    }
+    const status = await client.execute<{ running: boolean }>('query-status');
+    if (!status.running) {
+      for (const p of plans) await swap(p);
+      return;
+    }
+    const guard = this.holdGuard?.();
+    guard?.holding({ argv: qmpReleaseArgv(client.socketPath) });
+    try {
+      await client.execute('stop');
+      try {
+        for (const p of plans) await swap(p);
+      } finally {
+        await client.execute('cont');
+      }
+    } catch (err) {
+      guard?.releaseNow();
+      throw err;
+    }
+    guard?.standDown();
+  }
+
+  /** Takes the filters out of the guests' paths and deletes the fleecing nodes. */
+  private async removeFleecing(client: QmpClient, plans: Plan[], fleeced: Plan[]): Promise<void> {
+    for (const p of plans) {
+      await client.execute('blockdev-del', { 'node-name': p.accessNode }).catch(() => undefined); // absent before the copy started
+    }
+    for (const p of [...fleeced]) {
+      await client.execute('qom-set', { path: p.devicePath, property: 'drive', value: p.nodeName });
+      fleeced.splice(fleeced.indexOf(p), 1);
+    }
+    for (const p of plans) {
+      await client.execute('blockdev-del', { 'node-name': p.cbwNode }).catch(() => undefined);
+      await client.execute('blockdev-del', { 'node-name': p.fleeceNode }).catch(() => undefined);
+    }
+  }
+
+  private copyActions(p: Plan): object[] {
+    const speed = this.copyBytesPerSecond !== undefined ? { speed: this.copyBytesPerSecond } : {};
+    if (!p.since) {
+      return [{ type: 'blockdev-backup', data: { device: p.accessNode, target: p.targetNode, sync: 'full', 'job-id': p.jobId, ...speed } }];
+    }
+    return [
+      // A frozen copy of the since-bitmap, on the node the job reads: exactly what the job copies.
+      { type: 'block-dirty-bitmap-add', data: { node: p.accessNode, name: p.frozenBitmap, granularity: p.since.granularity, disabled: true } },
+      { type: 'block-dirty-bitmap-merge', data: { node: p.accessNode, target: p.frozenBitmap, bitmaps: [{ node: p.nodeName, name: p.since.name }] } },
+      {
+        type: 'blockdev-backup',
+        data: { device: p.accessNode, target: p.targetNode, sync: 'bitmap', bitmap: p.frozenBitmap, 'bitmap-mode': 'never', 'job-id': p.jobId, ...speed },
+      },
+    ];
   }
 
   private async cancelJobs(client: QmpClient, plans: Plan[]): Promise<void> {
@@ -430,6 +601,11 @@ export class QemuLiveProvider implements SnapshotProvider {
     ]);
   }
 
+  /** The temporary image the filter saves old data into: only clusters the guest overwrites during the copy. */
+  private async createFleeceFile(p: Plan): Promise<void> {
+    await runChecked(this.runner, this.qemuImg, ['create', '-q', '-f', 'qcow2', p.fleeceFile, String(p.virtualSize)]);
+  }
+
   /** Turns a completed copy into a Snapshot: for an incremental, the changed ranges and a raw view of them. */
   private async finish(c: Copied): Promise<Snapshot> {
     const p = c.plan;
@@ -450,36 +626,16 @@ export class QemuLiveProvider implements SnapshotProvider {
   }
 
   private async removeFiles(base: string): Promise<void> {
-    for (const ext of ['raw', 'qcow2']) {
+    for (const name of [`${base}.raw`, `${base}.qcow2`, `${base}-cbw.qcow2`]) {
       try {
-        await unlink(join(this.workDir, `${base}.${ext}`));
+        await unlink(join(this.workDir, name));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-          throw new HypervisorError(`cannot delete ${join(this.workDir, `${base}.${ext}`)}: ${describeSystemError(err)}`, { cause: err });
+          throw new HypervisorError(`cannot delete ${join(this.workDir, name)}: ${describeSystemError(err)}`, { cause: err });
         }
       }
     }
   }
-}
-
-function transactionActions(p: Plan): object[] {
-  const track = {
-    type: 'block-dirty-bitmap-add',
-    data: { node: p.nodeName, name: p.newBitmap, granularity: GRANULARITY, persistent: p.persistent },
-  };
-  if (!p.since) {
-    return [track, { type: 'blockdev-backup', data: { device: p.nodeName, target: p.targetNode, sync: 'full', 'job-id': p.jobId } }];
-  }
-  return [
-    // A frozen copy of the since-bitmap at this instant: exactly what the job copies.
-    { type: 'block-dirty-bitmap-add', data: { node: p.nodeName, name: p.frozenBitmap, granularity: p.since.granularity, disabled: true } },
-    { type: 'block-dirty-bitmap-merge', data: { node: p.nodeName, target: p.frozenBitmap, bitmaps: [p.since.name] } },
-    track,
-    {
-      type: 'blockdev-backup',
-      data: { device: p.nodeName, target: p.targetNode, sync: 'bitmap', bitmap: p.frozenBitmap, 'bitmap-mode': 'never', 'job-id': p.jobId },
-    },
-  ];
 }
 
 /** Why the tracking state from the last restore point cannot be used, or undefined if it can. */
@@ -500,7 +656,13 @@ function sinceProblem(since: ChangeTracking, bitmaps: QmpDirtyBitmap[], disk: Gu
 }
 
 function bitmapsOf(nodes: QmpBlockNode[], nodeName: string): QmpDirtyBitmap[] {
-  return nodes.find((n) => n['node-name'] === nodeName)?.['dirty-bitmaps'] ?? [];
+  const node = nodes.find((n) => n['node-name'] === nodeName);
+  return node ? namedBitmaps(node) : [];
+}
+
+/** A node's bitmaps that have a name: block jobs and filters keep unnamed ones of their own. */
+function namedBitmaps(node: QmpBlockNode): QmpDirtyBitmap[] {
+  return (node['dirty-bitmaps'] ?? []).filter((b) => typeof b.name === 'string');
 }
 
 function jobFailure(result: PromiseSettledResult<QmpEvent>, p: Plan): string | undefined {
@@ -551,4 +713,64 @@ async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what:
     if (Date.now() > deadline) throw new HypervisorError(what);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * The QOM path whose `drive` can be swapped while the guest runs, or
+ * undefined. virtio-blk reports its backend object; the swap must go through
+ * the proxy device above it.
+ */
+async function swappableDevicePath(client: QmpClient, qemu: QemuDisk): Promise<string | undefined> {
+  if (!qemu.qdev) return undefined;
+  const version = await client.execute<{ qemu: { major: number; minor: number } }>('query-version');
+  if (version.qemu.major < 7 || (version.qemu.major === 7 && version.qemu.minor < 1)) return undefined; // no on-cbw-error before 7.1
+  const path = qemu.qdev.replace(/\/virtio-backend$/, '');
+  const type = await client.execute<string>('qom-get', { path, property: 'type' }).catch(() => undefined);
+  return type !== undefined && FLEECEABLE_DEVICES.has(type) ? path : undefined;
+}
+
+function formatMiB(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
+}
+
+interface BlockGraph {
+  nodes: { id: number; name: string; type: string }[];
+  edges: { parent: number; child: number; name: string }[];
+}
+
+/**
+ * A killed run's fleecing: devices still reading through a ferry filter get
+ * their disk back, then the filter, snapshot-access and temporary nodes go.
+ */
+async function removeLeftoverFleecing(c: QmpClient, socket: string): Promise<string[]> {
+  const removed: string[] = [];
+  const deleteNodes = async (kind: string) => {
+    for (const node of await queryNodes(c)) {
+      const name = node['node-name'];
+      if (FLEECE_NODE.exec(name)?.[1] !== kind) continue;
+      for (const b of namedBitmaps(node)) await c.execute('block-dirty-bitmap-remove', { node: name, name: b.name });
+      await c.execute('blockdev-del', { 'node-name': name });
+      removed.push(`${socket}:node:${name}`);
+    }
+  };
+  // Access nodes hold the filters; the filter must be out of the guest's path before it can go; the temporary image last.
+  await deleteNodes('a');
+  const graph = await c.execute<BlockGraph>('x-debug-query-block-graph');
+  const byId = new Map(graph.nodes.map((n) => [n.id, n]));
+  const fileOf = (name: string): string | undefined => {
+    const node = graph.nodes.find((n) => n.name === name && n.type === 'block-driver');
+    const edge = node && graph.edges.find((e) => e.parent === node.id && e.name === 'file');
+    return edge ? byId.get(edge.child)?.name : undefined;
+  };
+  for (const disk of await queryDisks(c)) {
+    if (FLEECE_NODE.exec(disk.nodeName)?.[1] !== 'c') continue;
+    const original = fileOf(disk.nodeName);
+    const path = disk.qdev?.replace(/\/virtio-backend$/, '');
+    if (!original || !path) throw new HypervisorError(`guest device ${disk.qdev ?? '?'} on ${socket} reads through ferry's filter ${disk.nodeName}, but its disk node cannot be found`);
+    await c.execute('qom-set', { path, property: 'drive', value: original });
+    removed.push(`${socket}:filter:${disk.nodeName}`);
+  }
+  await deleteNodes('c');
+  await deleteNodes('t');
+  return removed;
 }

@@ -38,7 +38,7 @@ export interface QmpBlockNode {
   drv: string;
   file: string;
   ro: boolean;
-  image: { filename: string; 'virtual-size': number; format: string };
+  image: { filename: string; 'virtual-size': number; format: string; 'actual-size'?: number };
   'dirty-bitmaps'?: QmpDirtyBitmap[];
 }
 
@@ -48,6 +48,8 @@ export interface QemuDisk {
   /** The format node the guest device reads (where bitmaps and backups attach). */
   nodeName: string;
   virtualSize: number;
+  /** QOM path of the guest device (`/machine/peripheral/vda/virtio-backend`), where QEMU reports one. */
+  qdev?: string;
 }
 
 /**
@@ -82,6 +84,7 @@ export async function queryDisks(client: QmpClient): Promise<QemuDisk[]> {
       },
       nodeName: inserted['node-name'],
       virtualSize: inserted.image?.['virtual-size'] ?? 0,
+      ...(b.qdev ? { qdev: b.qdev } : {}),
     });
   }
   return disks;
