@@ -14,7 +14,7 @@
 #
 # Environment:
 #   FERRY_TESTBED_CACHE   cache directory
-#   FERRY_DEBIAN_MIRROR   mirror (default http://deb.debian.org/debian)
+#   FERRY_DEBIAN_MIRROR   mirror (default: the one apt uses here, see debian-mirror.sh)
 #
 # Needs root (debootstrap), debootstrap, e2fsprogs (mkfs.ext4 -d), zstd, flock.
 set -euo pipefail
@@ -31,7 +31,6 @@ size_mib=${2:-1024}
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cache=${FERRY_TESTBED_CACHE:-$repo/.cache/testbed}
-mirror=${FERRY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
 # Bump when the recipe changes so stale caches are not reused.
 recipe=v1
@@ -71,6 +70,8 @@ build_rootfs_tar() {
   target=$(mktemp -d "$cache/rootfs.XXXXXX")
   tmp_paths+=("$target")
   chmod 0755 "$target" # becomes / of the guest; mktemp made it 0700
+  local mirror
+  mirror=$(bash "$repo/scripts/testbed/debian-mirror.sh" "$suite")
   echo "debian-image.sh: debootstrap $suite minbase from $mirror (first run only)" >&2
   if ! debootstrap --variant=minbase "$suite" "$target" "$mirror" >"$target.log" 2>&1; then
     tail -n 20 "$target.log" >&2
