@@ -93,6 +93,7 @@ rm -rf "$APP"
 mkdir -p "$APP/build"
 cp -a "$repo_root/bin" "$repo_root/dist" "$repo_root/package.json" "$APP/"
 [[ -d $repo_root/build/Release ]] && cp -a "$repo_root/build/Release" "$APP/build/"
+[[ -d $repo_root/prebuilds ]] && cp -a "$repo_root/prebuilds" "$APP/"
 ln -s "$repo_root/node_modules" "$APP/node_modules"
 FERRY_REV="$(git -C "$repo_root" rev-parse --short HEAD)$(git -C "$repo_root" diff --quiet HEAD -- src bin 2>/dev/null || echo '+uncommitted')"
 DIST_TIME=$(date -u -r "$repo_root/dist/cli/main.js" +%FT%TZ)

@@ -38,7 +38,7 @@ drop_caches() {
 }
 
 # Ferry runs from a private copy of the build (bin/, dist/, build/Release,
-# package.json; node_modules linked) taken at the start of a run, so a
+# prebuilds/, package.json; node_modules linked) taken at the start of a run, so a
 # concurrent rebuild of the working tree cannot change ferry mid-benchmark.
 FERRY_APP=$BENCH_DIR/ferry-app
 FERRY_BIN=$FERRY_APP/bin/ferry
@@ -49,6 +49,7 @@ ferry_snapshot() {
   mkdir -p "$FERRY_APP.tmp/build"
   cp -a "$bench_repo/bin" "$bench_repo/dist" "$bench_repo/package.json" "$FERRY_APP.tmp/"
   [[ -d $bench_repo/build/Release ]] && cp -a "$bench_repo/build/Release" "$FERRY_APP.tmp/build/"
+  [[ -d $bench_repo/prebuilds ]] && cp -a "$bench_repo/prebuilds" "$FERRY_APP.tmp/"
   ln -s "$bench_repo/node_modules" "$FERRY_APP.tmp/node_modules"
   rm -rf "$FERRY_APP"
   mv "$FERRY_APP.tmp" "$FERRY_APP"

@@ -2,6 +2,11 @@
 # Build a raw ext4 disk image holding a real Debian bookworm (minbase) system.
 #
 #   scripts/testbed/debian-image.sh OUT.img [SIZE_MIB]     (default 1024 MiB)
+#   scripts/testbed/debian-image.sh --rootfs-tar
+#
+# --rootfs-tar prints the path of the cached root file system tarball
+# (tar.zst, numeric owners), building it if needed: a chroot without a
+# compiler for tests of the install.
 #
 # The image is sparse and has no partition table: the ext4 file system starts
 # at byte 0, so `mount -o loop OUT.img DIR` works directly.
@@ -14,15 +19,21 @@
 #
 # Environment:
 #   FERRY_TESTBED_CACHE   cache directory
-#   FERRY_DEBIAN_MIRROR   mirror (default http://deb.debian.org/debian)
+#   FERRY_DEBIAN_MIRROR   mirror (default: the one apt uses here, see debian-mirror.sh)
 #
 # Needs root (debootstrap), debootstrap, e2fsprogs (mkfs.ext4 -d), zstd, flock.
 set -euo pipefail
 
-usage() { echo "usage: $0 OUT.img [SIZE_MIB]" >&2; exit 2; }
+usage() { echo "usage: $0 OUT.img [SIZE_MIB] | --rootfs-tar" >&2; exit 2; }
 die() { echo "debian-image.sh: $*" >&2; exit 1; }
 
 [[ $# -ge 1 && $# -le 2 ]] || usage
+rootfs_only=false
+if [[ $1 == --rootfs-tar ]]; then
+  [[ $# -eq 1 ]] || usage
+  rootfs_only=true
+  set -- unused
+fi
 out=$1
 size_mib=${2:-1024}
 [[ $size_mib =~ ^[0-9]+$ ]] || die "SIZE_MIB must be a whole number of MiB, got '$size_mib'"
@@ -31,7 +42,6 @@ size_mib=${2:-1024}
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cache=${FERRY_TESTBED_CACHE:-$repo/.cache/testbed}
-mirror=${FERRY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
 # Bump when the recipe changes so stale caches are not reused.
 recipe=v1
@@ -71,6 +81,8 @@ build_rootfs_tar() {
   target=$(mktemp -d "$cache/rootfs.XXXXXX")
   tmp_paths+=("$target")
   chmod 0755 "$target" # becomes / of the guest; mktemp made it 0700
+  local mirror
+  mirror=$(bash "$repo/scripts/testbed/debian-mirror.sh" "$suite")
   echo "debian-image.sh: debootstrap $suite minbase from $mirror (first run only)" >&2
   if ! debootstrap --variant=minbase "$suite" "$target" "$mirror" >"$target.log" 2>&1; then
     tail -n 20 "$target.log" >&2
@@ -114,6 +126,10 @@ build_cached_image() {
 exec 9>"$cache/.lock"
 flock 9
 [[ -s $rootfs_tar ]] || build_rootfs_tar
+if $rootfs_only; then
+  echo "$rootfs_tar"
+  exit 0
+fi
 [[ -s $image_cache ]] || build_cached_image
 flock -u 9
 

@@ -1,5 +1,5 @@
 // Authenticated encryption: XChaCha20-Poly1305 (IETF) from libsodium, via
-// sodium-native (native libsodium; ~4.4x the WASM build's throughput here,
+// sodium-native (native libsodium; ~4.8x the WASM build's throughput here,
 // see docs/ARCHITECTURE.md). Sealed form: nonce(24) | ciphertext | tag(16).
 import sodium from 'sodium-native';
 

@@ -2,16 +2,45 @@
 // its size and which byte ranges hold data, so holes are never read.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import loadNativeAddon from 'node-gyp-build';
 import { InputError, describeSystemError } from '../errors';
 import { Span } from './spans';
 
-interface SeekAddon {
+export interface SeekAddon {
   seekData(fd: number, offset: number): number;
   seekHole(fd: number, offset: number): number;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const seek: SeekAddon = require(path.join(__dirname, '..', '..', 'build', 'Release', 'ferry_seek.node'));
+// Node has no lseek: holes are found by the native addon (native/seek.c), a
+// local build or the prebuild for this platform. Without it (no prebuild for
+// the platform and no compiler at install time) an image is read in full and
+// its zero runs are still found by the chunker, only slower.
+let seekAddon: SeekAddon | null | undefined;
+let seekAddonDisabledBecause: string | undefined;
+
+/** Load the addon at first use; a missing one costs one warning line per process. */
+function seekAddonOrNull(): SeekAddon | null {
+  if (seekAddon !== undefined) return seekAddon;
+  if (seekAddonDisabledBecause === undefined) {
+    try {
+      seekAddon = loadNativeAddon(path.join(__dirname, '..', '..')) as SeekAddon;
+      return seekAddon;
+    } catch (err) {
+      seekAddonDisabledBecause = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+    }
+  }
+  seekAddon = null;
+  process.stderr.write(
+    `ferry: warning: SEEK_DATA addon unavailable (${seekAddonDisabledBecause}); images are read in full and holes found by scanning for zeros, which is slower. ` +
+      `To build it: install a C compiler, make and python3, then run 'npm rebuild' in the ferry directory\n`,
+  );
+  return null;
+}
+
+/** Find holes without the addon in this process (the CLI's FERRY_NO_SEEK_ADDON=1): images are read in full. */
+export function disableSeekAddon(reason: string): void {
+  if (seekAddon === undefined) seekAddonDisabledBecause = reason;
+}
 
 export interface ImageSource {
   path: string;
@@ -60,8 +89,10 @@ export function blockDeviceSize(st: fs.Stats): number {
   return Number(sectors.trim()) * 512;
 }
 
-/** SEEK_DATA/SEEK_HOLE walk; the whole file when the file system cannot tell. */
+/** SEEK_DATA/SEEK_HOLE walk; the whole file when the file system (or a missing addon) cannot tell. */
 export function fileDataExtents(fd: number, size: number): Span[] {
+  const seek = seekAddonOrNull();
+  if (!seek) return size > 0 ? [{ start: 0, end: size }] : [];
   const extents: Span[] = [];
   let pos = 0;
   while (pos < size) {
