@@ -1,11 +1,14 @@
 import { Command } from 'commander';
-import { openBackendAt, RepoOptions, s3Concurrency } from '../session';
-import { obtainPassword } from '../password';
+import { lockOptions, openBackendAt, RepoOptions, s3Concurrency, whileLocked } from '../session';
+import { obtainPassword, passwordGiven } from '../password';
 import { ProgressLine } from '../progress';
 import { formatBytes, formatDuration } from '../format';
 import { syncRepositories, SyncSummary } from '../../sync/repositorySync';
 import { UsageError } from '../../errors';
-import { Backend } from '../../storage/backend';
+import { FencedBackend } from '../../storage/fenced';
+import { Repository } from '../../repo/repository';
+import { acquireLock, RepositoryLock } from '../../repo/lock';
+import { checkSameIdentity } from '../../sync/copyTarget';
 
 interface SyncCliOptions {
   guest: string[];
@@ -31,25 +34,48 @@ export function registerSync(program: Command): void {
       }
       const selective = opts.guest.length > 0 || latest !== undefined;
       // A full sync copies sealed objects by name and needs no key; a selection must read region maps.
-      const secret = selective ? await obtainPassword(global) : undefined;
+      // Locks are sealed with the repository's key: with the passphrase, sync locks both ends.
+      const secret = selective || passwordGiven(global) ? await obtainPassword(global) : undefined;
       const concurrency = global.s3Concurrency === undefined ? 4 : s3Concurrency(global);
       // Object Lock is for what this run writes (the target); the target's cache would
       // only answer --verify's read-backs from local disk, so it is not used.
-      const source: Backend = openBackendAt(sourceLocation, { ...global, objectLockDays: undefined });
-      let target: Backend | undefined;
+      // Fenced: losing either lock stops the copy at its next storage access.
+      const source = new FencedBackend(openBackendAt(sourceLocation, { ...global, objectLockDays: undefined }));
+      let target: FencedBackend | undefined;
+      const locks: RepositoryLock[] = [];
       try {
-        target = openBackendAt(targetLocation, { ...global, cache: false });
+        target = new FencedBackend(openBackendAt(targetLocation, { ...global, cache: false }));
+        const fenced = target;
+        if (secret) {
+          await checkSameIdentity(source, fenced); // its clear message first, before opening DST with SRC's passphrase
+          const lock = lockOptions((err) => {
+            source.fence(err);
+            fenced.fence(err);
+          });
+          // Shared at both ends: sync only adds objects, like a backup; forget, key remove and
+          // prune (exclusive) must wait on either end, and two syncs or a backup may run alongside.
+          locks.push(await acquireLock(await Repository.open(source, secret), false, 'sync (source)', lock));
+          locks.push(await acquireLock(await Repository.open(fenced, secret), false, 'sync (target)', lock));
+        } else {
+          process.stderr.write(
+            `ferry: warning: no passphrase given, so sync takes no locks (they are sealed with the repository key): ` +
+              `a forget or key remove on either end meanwhile is not held off; give --password-file or FERRY_PASSWORD_FILE to lock both ends\n`,
+          );
+        }
         const progress = new ProgressLine('sync', opts.json);
-        const summary = await syncRepositories(source, target, {
-          concurrency,
-          verify: Boolean(opts.verify),
-          selection: secret ? { secret, guests: opts.guest, latest } : undefined,
-          onProgress: (p) => progress.update(p.doneBytes, p.totalBytes, `${p.doneObjects}/${p.totalObjects} objects`),
-        });
+        const summary = await whileLocked(locks, () =>
+          syncRepositories(source, fenced, {
+            concurrency,
+            verify: Boolean(opts.verify),
+            selection: selective && secret ? { secret, guests: opts.guest, latest } : undefined,
+            onProgress: (p) => progress.update(p.doneBytes, p.totalBytes, `${p.doneObjects}/${p.totalObjects} objects`),
+          }),
+        );
         progress.done();
         if (opts.json) console.log(JSON.stringify(summary));
         else console.log(describeSummary(summary));
       } finally {
+        for (const lock of locks) await lock.release();
         await source.close();
         await target?.close();
       }
