@@ -91,6 +91,8 @@ export function loadHostId(file: string): string {
 export class RepositoryLock {
   private timer?: NodeJS.Timeout;
   private released = false;
+  /** The refresh in flight, if any: release waits for it, so a refresh never writes a released lock back. */
+  private refreshing?: Promise<void>;
   /** Monotonic time (ms) at which the last successful write of the lock began. */
   private lastWriteStart: number;
   /** Set once the lock is lost; the command must fail with it. */
@@ -110,12 +112,14 @@ export class RepositoryLock {
 
   private schedule(): void {
     // One refresh at a time: the next is planned when this one is done.
-    this.timer = setTimeout(() => void this.refresh(), this.timing.refreshEveryMs);
+    this.timer = setTimeout(() => {
+      this.refreshing = this.refresh().finally(() => (this.refreshing = undefined));
+    }, this.timing.refreshEveryMs);
     this.timer.unref();
   }
 
   private lose(reason: string, cause?: unknown): void {
-    if (this.lost) return;
+    if (this.lost || this.released) return;
     const what = this.info.exclusive ? 'exclusive' : 'shared';
     this.lost = new LockLostError(
       `${this.repo.location}: this ${this.info.command} lost its ${what} lock (locks/${this.name}): ${reason}; ` +
@@ -150,7 +154,7 @@ export class RepositoryLock {
 
   private async refresh(): Promise<void> {
     if (this.released || this.lost) return;
-    if (!this.checkLateness() || !(await this.checkPresent())) return;
+    if (!this.checkLateness() || !(await this.checkPresent()) || this.released) return;
     const start = monotonicNow();
     this.info = { ...this.info, time: new Date().toISOString() };
     try {
@@ -173,6 +177,7 @@ export class RepositoryLock {
     if (this.released) return;
     this.released = true;
     clearTimeout(this.timer);
+    await this.refreshing;
     // A lost lock is not ours to remove any more (the backend may be fenced too); it goes stale.
     if (!this.lost) await this.repo.backend.remove('locks', this.name);
   }

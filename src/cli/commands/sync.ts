@@ -75,9 +75,12 @@ export function registerSync(program: Command): void {
         if (opts.json) console.log(JSON.stringify(summary));
         else console.log(describeSummary(summary));
       } finally {
-        for (const lock of locks) await lock.release();
-        await source.close();
-        await target?.close();
+        try {
+          for (const lock of locks) await lock.release();
+        } finally {
+          await source.close();
+          await target?.close();
+        }
       }
     });
 }
