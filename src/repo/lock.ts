@@ -10,6 +10,9 @@
 //    the lock the reader has just written itself. Neither the writer's stamp
 //    nor the reader's clock decides, so a host whose clock is off cannot make
 //    a live lock look stale, nor a dead one look fresh.
+// A full `sync` has no key: its locks are plaintext (KEYLESS_MAGIC || JSON,
+// no hostname), readable by anyone; a lock it cannot read (sealed) counts as
+// a conflict where it asks so (at the target).
 // A holder rewrites its lock well inside the stale age. It gives up (and the
 // command fails with LockLostError) when a rewrite fails, finds the lock
 // removed (it is never recreated), or comes later than the stale age by the
@@ -22,7 +25,21 @@ import { Repository } from './repository';
 import { InputError, LockedError, LockLostError, describeSystemError } from '../errors';
 import { randomBytes } from '../crypto/aead';
 import { sealObject, openObject } from '../crypto/objectCodec';
-import { NotFoundError } from '../storage/backend';
+import { Backend, NotFoundError } from '../storage/backend';
+
+/** Where locks live, and the data key if the caller has one (a full sync has none). */
+export interface LockScope {
+  backend: Backend;
+  location: string;
+  dataKey?: Buffer;
+}
+
+export function repositoryScope(repo: Repository): LockScope {
+  return { backend: repo.backend, location: repo.location, dataKey: repo.keys.dataKey };
+}
+
+/** First bytes of a lock written without the key. A sealed lock starts with a random nonce instead. */
+export const KEYLESS_MAGIC = Buffer.from('FERRYLCK', 'ascii');
 
 export interface LockTiming {
   /** A lock the storage has not seen rewritten for this long is stale. */
@@ -39,9 +56,16 @@ export interface LockOptions {
   timing?: LockTiming;
   /** Called once when the lock is lost, e.g. to fence the backend. */
   onLost?: (err: LockLostError) => void;
+  /**
+   * A live lock this process cannot read (sealed, and it has no key) conflicts.
+   * A keyless sync sets it at the target, where a forget or prune it cannot see
+   * would delete what it copies.
+   */
+  unreadableConflicts?: boolean;
 }
 
 export interface LockInfo {
+  /** Hostname; empty in keyless locks (they are plaintext and should not name the host). */
   host: string;
   /** Random per-host id (32 hex digits); absent in locks of ferry before it. */
   hostId?: string;
@@ -99,7 +123,7 @@ export class RepositoryLock {
   lost?: LockLostError;
 
   constructor(
-    private readonly repo: Repository,
+    private readonly scope: LockScope,
     readonly name: string,
     private info: LockInfo,
     private readonly timing: LockTiming,
@@ -122,7 +146,7 @@ export class RepositoryLock {
     if (this.lost || this.released) return;
     const what = this.info.exclusive ? 'exclusive' : 'shared';
     this.lost = new LockLostError(
-      `${this.repo.location}: this ${this.info.command} lost its ${what} lock (locks/${this.name}): ${reason}; ` +
+      `${this.scope.location}: this ${this.info.command} lost its ${what} lock (locks/${this.name}): ${reason}; ` +
         `it stopped, and what it wrote so far may be incomplete: run 'ferry check', then run the command again`,
       { cause },
     );
@@ -144,7 +168,7 @@ export class RepositoryLock {
   /** Whether the lock is still there; loses it if not, or if the storage cannot say. */
   private async checkPresent(): Promise<boolean> {
     try {
-      if (await this.repo.backend.stat('locks', this.name)) return true;
+      if (await this.scope.backend.stat('locks', this.name)) return true;
       this.lose('another process removed it (it is not recreated)');
     } catch (err) {
       this.lose(`cannot check it: ${describeSystemError(err)}`, err);
@@ -158,7 +182,7 @@ export class RepositoryLock {
     const start = monotonicNow();
     this.info = { ...this.info, time: new Date().toISOString() };
     try {
-      await this.repo.backend.write('locks', this.name, encodeLock(this.repo, this.info));
+      await this.scope.backend.write('locks', this.name, encodeLock(this.scope, this.info));
     } catch (err) {
       this.lose(`refreshing it failed: ${describeSystemError(err)}`, err);
       return;
@@ -179,7 +203,7 @@ export class RepositoryLock {
     clearTimeout(this.timer);
     await this.refreshing;
     // A lost lock is not ours to remove any more (the backend may be fenced too); it goes stale.
-    if (!this.lost) await this.repo.backend.remove('locks', this.name);
+    if (!this.lost) await this.scope.backend.remove('locks', this.name);
   }
 }
 
@@ -191,8 +215,28 @@ function monotonicNow(): number {
   return performance.now();
 }
 
-function encodeLock(repo: Repository, info: LockInfo): Buffer {
-  return sealObject(repo.keys.dataKey, 'lock', Buffer.from(JSON.stringify(info)));
+function encodeLock(scope: LockScope, info: LockInfo): Buffer {
+  if (scope.dataKey) return sealObject(scope.dataKey, 'lock', Buffer.from(JSON.stringify(info)));
+  return Buffer.concat([KEYLESS_MAGIC, Buffer.from(JSON.stringify({ ...info, host: '' }))]);
+}
+
+/** The lock's info, or undefined if this process cannot read it (sealed without our key, or damaged). */
+function decodeLock(scope: LockScope, bytes: Buffer): LockInfo | undefined {
+  let plain: Buffer | undefined;
+  if (bytes.subarray(0, KEYLESS_MAGIC.length).equals(KEYLESS_MAGIC)) plain = bytes.subarray(KEYLESS_MAGIC.length);
+  else if (scope.dataKey) plain = openObject(scope.dataKey, 'lock', bytes);
+  if (!plain) return undefined;
+  try {
+    const info = JSON.parse(plain.toString('utf8')) as LockInfo;
+    return typeof info === 'object' && info !== null && typeof info.exclusive === 'boolean' ? info : undefined;
+  } catch {
+    return undefined; // unreadable: judged by its age only
+  }
+}
+
+/** Who holds a lock, for messages: the hostname, or the host id of a keyless lock. */
+function holder(o: LockInfo): string {
+  return o.host || `host id ${o.hostId ?? '?'}`;
 }
 
 function processAlive(pid: number): boolean {
@@ -223,12 +267,11 @@ export function isStale(lock: ListedLock, hostId: string, staleAfterMs: number, 
 }
 
 /** All locks, with the undecodable ones reported as `undefined` info. */
-export async function listLocks(repo: Repository): Promise<ListedLock[]> {
+export async function listLocks(scope: LockScope): Promise<ListedLock[]> {
   const out: ListedLock[] = [];
-  for await (const obj of repo.backend.list('locks')) {
+  for await (const obj of scope.backend.list('locks')) {
     try {
-      const plain = openObject(repo.keys.dataKey, 'lock', await repo.backend.read('locks', obj.name));
-      out.push({ name: obj.name, mtime: obj.mtime, info: plain ? (JSON.parse(plain.toString('utf8')) as LockInfo) : undefined });
+      out.push({ name: obj.name, mtime: obj.mtime, info: decodeLock(scope, await scope.backend.read('locks', obj.name)) });
     } catch (err) {
       if (!(err instanceof NotFoundError)) throw err; // released while we listed
     }
@@ -237,10 +280,10 @@ export async function listLocks(repo: Repository): Promise<ListedLock[]> {
 }
 
 /** Write a new lock; returns its name and the monotonic time the write began. */
-async function writeNewLock(repo: Repository, info: LockInfo): Promise<{ name: string; writeStart: number }> {
+async function writeNewLock(scope: LockScope, info: LockInfo): Promise<{ name: string; writeStart: number }> {
   const name = randomBytes(16).toString('hex');
   const writeStart = monotonicNow();
-  await repo.backend.write('locks', name, encodeLock(repo, info));
+  await scope.backend.write('locks', name, encodeLock(scope, info));
   return { name, writeStart };
 }
 
@@ -252,24 +295,32 @@ function newLockInfo(hostId: string, exclusive: boolean, command: string): LockI
  * Take a lock. Stale locks are removed on the way. Write first, then look:
  * if two processes race, both see each other and the loser backs off.
  */
-export async function acquireLock(repo: Repository, exclusive: boolean, command: string, opts: LockOptions): Promise<RepositoryLock> {
+export async function acquireLock(where: Repository | LockScope, exclusive: boolean, command: string, opts: LockOptions): Promise<RepositoryLock> {
+  const scope = where instanceof Repository ? repositoryScope(where) : where;
   const timing = opts.timing ?? DEFAULT_LOCK_TIMING;
   const info = newLockInfo(opts.hostId, exclusive, command);
-  const { name, writeStart } = await writeNewLock(repo, info);
-  const lock = new RepositoryLock(repo, name, info, timing, opts.onLost, writeStart);
+  const { name, writeStart } = await writeNewLock(scope, info);
+  const lock = new RepositoryLock(scope, name, info, timing, opts.onLost, writeStart);
   try {
-    const locks = await listLocks(repo);
+    const locks = await listLocks(scope);
     const storageNow = locks.find((l) => l.name === name)?.mtime;
     for (const other of locks) {
-      if (other.name === name || !other.info) continue;
+      if (other.name === name) continue;
       if (isStale(other, opts.hostId, timing.staleAfterMs, storageNow)) {
-        await repo.backend.remove('locks', other.name);
+        await scope.backend.remove('locks', other.name);
         continue;
+      }
+      if (!other.info) {
+        if (!opts.unreadableConflicts) continue; // another repository's, or damaged: it goes stale
+        throw new LockedError(
+          `${scope.location} holds a lock this ${command} cannot read without the passphrase (locks/${other.name}), and it is not stale; ` +
+            `give the passphrase (--password-file) so ferry can tell whether it conflicts, or wait for it to go`,
+        );
       }
       if (exclusive || other.info.exclusive) {
         const o = other.info;
         throw new LockedError(
-          `${repo.location} is locked (${o.exclusive ? 'exclusive' : 'shared'}) by '${o.command}', pid ${o.pid} on ${o.host} since ${o.time}; wait for it to finish, or run 'ferry unlock' if that process is gone`,
+          `${scope.location} is locked (${o.exclusive ? 'exclusive' : 'shared'}) by '${o.command}', pid ${o.pid} on ${holder(o)} since ${o.time}; wait for it to finish, or run 'ferry unlock' if that process is gone`,
         );
       }
     }
@@ -283,10 +334,11 @@ export async function acquireLock(repo: Repository, exclusive: boolean, command:
 /** Remove stale locks (or all with `all`); returns how many were removed. */
 export async function removeLocks(repo: Repository, all: boolean, opts: LockOptions): Promise<number> {
   const timing = opts.timing ?? DEFAULT_LOCK_TIMING;
+  const scope = repositoryScope(repo);
   // A lock of our own, written now, tells the storage's time; it blocks no one (shared) and goes at the end.
-  const probe = await writeNewLock(repo, newLockInfo(opts.hostId, false, 'unlock'));
+  const probe = await writeNewLock(scope, newLockInfo(opts.hostId, false, 'unlock'));
   try {
-    const locks = await listLocks(repo);
+    const locks = await listLocks(scope);
     const storageNow = locks.find((l) => l.name === probe.name)?.mtime;
     let removed = 0;
     for (const l of locks) {

@@ -227,40 +227,51 @@ describe('a holder that loses its lock', () => {
 });
 
 describe('sync', () => {
-  it('holds shared locks on both ends: forget is refused on the source and on the target while it runs', async () => {
-    const dst = scratch.path('dst');
-    expectSuccess(await ferry(['init', '--from', repo.path, '--repo', dst]), 'init --from');
-    const env = { ...hostA(), FERRY_PASSWORD_FILE: repo.passwordFile };
-    // A bandwidth cap makes the copy take seconds, so the sync is still running when it is stopped.
-    const run = spawnFerry(['sync', repo.path, dst, '--limit-upload', '4M'], { env });
-    let exited = false;
-    void run.done.then(() => (exited = true));
-    try {
-      // Locks come before any copying (source, then target); stop the sync as soon as both exist.
-      const deadline = Date.now() + 120_000;
-      while (locksOf(dst).length === 0 && !exited && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
-      expect(exited, 'the sync finished before its lock on the target appeared').toBe(false);
-      process.kill(run.child.pid!, 'SIGSTOP');
-      expect(locksOf(repo.path)).toHaveLength(1);
+  for (const keyed of [true, false]) {
+    it(`holds shared locks on both ends ${keyed ? 'with' : 'without'} the passphrase: forget is refused on the source and on the target while it runs`, async () => {
+      const dst = scratch.path(`dst-${keyed ? 'keyed' : 'keyless'}`);
+      expectSuccess(await ferry(['init', '--from', repo.path, '--repo', dst]), 'init --from');
+      const env = { ...hostA(), ...(keyed ? { FERRY_PASSWORD_FILE: repo.passwordFile } : {}) };
+      // A bandwidth cap makes the copy take seconds, so the sync is still running when it is stopped.
+      const run = spawnFerry(['sync', repo.path, dst, '--limit-upload', '4M'], { env });
+      let exited = false;
+      void run.done.then(() => (exited = true));
+      try {
+        // Locks come before any copying (source, then target); stop the sync as soon as both exist.
+        const deadline = Date.now() + 120_000;
+        while (locksOf(dst).length === 0 && !exited && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+        expect(exited, 'the sync finished before its lock on the target appeared').toBe(false);
+        process.kill(run.child.pid!, 'SIGSTOP');
+        expect(locksOf(repo.path)).toHaveLength(1);
+        if (!keyed) {
+          // Without the key the lock is plaintext: it must not name the host.
+          const bytes = fs.readFileSync(path.join(dst, 'locks', locksOf(dst)[0]));
+          expect(bytes.subarray(0, 8).toString()).toBe('FERRYLCK');
+          expect(bytes.toString()).not.toContain(os.hostname());
+        }
 
-      expectCleanFailure(await repo.at(dst).run(['forget', pointId], { env: hostA() }), { code: EXIT.locked, message: /'sync \(target\)'/ });
-      expectCleanFailure(await repo.run(['forget', pointId], { env: hostA() }), { code: EXIT.locked, message: /'sync \(source\)'/ });
-      // Shared: a reader (check) may run beside it.
-      await repo.at(dst).expectCheckPasses(false);
-    } finally {
-      process.kill(run.child.pid!, 'SIGCONT');
-    }
-    expectSuccess(await run.done, 'sync');
-    expect(locksOf(dst)).toEqual([]);
-    expect(locksOf(repo.path)).toEqual([]);
-    expect((await repo.at(dst).list()).map((p) => p.id)).toContain(pointId);
-  });
+        expectCleanFailure(await repo.at(dst).run(['forget', pointId], { env: hostA() }), { code: EXIT.locked, message: /'sync \(target\)'/ });
+        expectCleanFailure(await repo.run(['forget', pointId], { env: hostA() }), { code: EXIT.locked, message: /'sync \(source\)'/ });
+        // Shared: a reader (check) may run beside it.
+        await repo.at(dst).expectCheckPasses(false);
+      } finally {
+        process.kill(run.child.pid!, 'SIGCONT');
+      }
+      expectSuccess(await run.done, 'sync');
+      expect(locksOf(dst)).toEqual([]);
+      expect(locksOf(repo.path)).toEqual([]);
+      expect((await repo.at(dst).list()).map((p) => p.id)).toContain(pointId);
+    });
+  }
 
-  it('without a passphrase it copies, takes no locks, and says so', async () => {
-    const dst = scratch.path('dst-keyless');
+  it('without the passphrase, a live lock at the target it cannot read stops it; with the passphrase it is a shared lock and sync runs', async () => {
+    const dst = scratch.path('dst-unreadable');
     expectSuccess(await ferry(['init', '--from', repo.path, '--repo', dst]), 'init --from');
-    const r = await ferry(['sync', repo.path, dst], { env: hostA() });
-    expectSuccess(r, 'sync');
-    expect(r.stderr).toMatch(/no passphrase given, so sync takes no locks/);
+    const name = await plantLock(dst, { exclusive: false, command: 'backup' });
+    const keyless = await ferry(['sync', repo.path, dst], { env: hostA() });
+    expectCleanFailure(keyless, { code: EXIT.locked, message: /cannot read without the passphrase/ });
+    expect(locksOf(repo.path), 'the source lock is released').toEqual([]);
+    expectSuccess(await ferry(['sync', repo.path, dst], { env: { ...hostA(), FERRY_PASSWORD_FILE: repo.passwordFile } }), 'sync');
+    expect(locksOf(dst)).toEqual([name]);
   });
 });

@@ -34,7 +34,7 @@ export function registerSync(program: Command): void {
       }
       const selective = opts.guest.length > 0 || latest !== undefined;
       // A full sync copies sealed objects by name and needs no key; a selection must read region maps.
-      // Locks are sealed with the repository's key: with the passphrase, sync locks both ends.
+      // With the passphrase, locks are sealed as everywhere else; without it they are plaintext (lock.ts).
       const secret = selective || passwordGiven(global) ? await obtainPassword(global) : undefined;
       const concurrency = global.s3Concurrency === undefined ? 4 : s3Concurrency(global);
       // Object Lock is for what this run writes (the target); the target's cache would
@@ -46,21 +46,23 @@ export function registerSync(program: Command): void {
       try {
         target = new FencedBackend(openBackendAt(targetLocation, { ...global, cache: false }));
         const fenced = target;
+        // Its clear message first: no lock goes into a location that is not a copy of SOURCE.
+        await checkSameIdentity(source, fenced);
+        const lock = lockOptions((err) => {
+          source.fence(err);
+          fenced.fence(err);
+        });
+        // Shared at both ends: sync only adds objects, like a backup; forget, key remove and
+        // prune (exclusive) must wait on either end, and two syncs or a backup may run alongside.
         if (secret) {
-          await checkSameIdentity(source, fenced); // its clear message first, before opening DST with SRC's passphrase
-          const lock = lockOptions((err) => {
-            source.fence(err);
-            fenced.fence(err);
-          });
-          // Shared at both ends: sync only adds objects, like a backup; forget, key remove and
-          // prune (exclusive) must wait on either end, and two syncs or a backup may run alongside.
           locks.push(await acquireLock(await Repository.open(source, secret), false, 'sync (source)', lock));
           locks.push(await acquireLock(await Repository.open(fenced, secret), false, 'sync (target)', lock));
         } else {
-          process.stderr.write(
-            `ferry: warning: no passphrase given, so sync takes no locks (they are sealed with the repository key): ` +
-              `a forget or key remove on either end meanwhile is not held off; give --password-file or FERRY_PASSWORD_FILE to lock both ends\n`,
-          );
+          // No key, so plaintext locks that cannot tell a backup's lock from a forget's. At the
+          // target, where an unseen forget or prune would delete what is copied, any live lock
+          // it cannot read stops it; at the source the worst is a failed read, so it goes on.
+          locks.push(await acquireLock({ backend: source, location: source.location }, false, 'sync (source)', lock));
+          locks.push(await acquireLock({ backend: fenced, location: fenced.location }, false, 'sync (target)', { ...lock, unreadableConflicts: true }));
         }
         const progress = new ProgressLine('sync', opts.json);
         const summary = await whileLocked(locks, () =>
