@@ -250,7 +250,7 @@ function processAlive(pid: number): boolean {
 
 export interface ListedLock {
   name: string;
-  /** Undefined when the lock does not open with this repository's key. */
+  /** Undefined when this process cannot read it: sealed and no key here, another repository's, or damaged. */
   info?: LockInfo;
   /** Last modification by the storage's clock, if the backend reports it. */
   mtime?: number;
