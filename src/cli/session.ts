@@ -8,10 +8,10 @@ import { Backend } from '../storage/backend';
 import type { RetryEvent } from '../storage/retry';
 import { LocalBackend } from '../storage/local';
 import { Repository } from '../repo/repository';
-import { acquireLock, DEFAULT_LOCK_TIMING, LockOptions, LockTiming, loadHostId, RepositoryLock } from '../repo/lock';
+import { acquireLock, DEFAULT_LOCK_TIMING, LockOptions, LockTiming, loadHostId, newHostId, RepositoryLock } from '../repo/lock';
 import { FencedBackend } from '../storage/fenced';
 import { PipelinePool } from '../workers/pipelinePool';
-import { UsageError } from '../errors';
+import { InputError, UsageError } from '../errors';
 import { obtainPassword, PasswordOptions } from './password';
 
 export interface RepoOptions extends PasswordOptions, StorageOptions {
@@ -156,9 +156,23 @@ function lockTiming(): LockTiming {
   return timing;
 }
 
+/**
+ * This host's id. A state directory that cannot be used must not stop the
+ * nightly backup: the run then uses an id of its own, and says what that costs.
+ */
+function hostId(): string {
+  try {
+    return loadHostId(hostIdFile());
+  } catch (err) {
+    if (!(err instanceof InputError)) throw err;
+    process.stderr.write(`ferry: warning: ${err.message}; this run uses a host id of its own, so a lock it leaves behind is removed only after 30 minutes, not at once\n`);
+    return newHostId();
+  }
+}
+
 /** How this process takes locks: its host id and the timing. */
 export function lockOptions(onLost?: LockOptions['onLost']): LockOptions {
-  return { hostId: loadHostId(hostIdFile()), timing: lockTiming(), onLost };
+  return { hostId: hostId(), timing: lockTiming(), onLost };
 }
 
 /**

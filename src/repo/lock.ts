@@ -87,13 +87,13 @@ export function loadHostId(file: string): string {
   try {
     text = fs.readFileSync(file, 'utf8').trim();
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new InputError(`host id file ${file}: ${describeSystemError(err)}`);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new InputError(`host id file ${file}: cannot read it: ${describeSystemError(err)}`);
   }
   if (text !== undefined) {
     if (!HOST_ID.test(text)) throw new InputError(`host id file ${file}: is not 32 hex digits; delete it and ferry makes a new one`);
     return text;
   }
-  const id = randomBytes(16).toString('hex');
+  const id = newHostId();
   try {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     const temp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
@@ -110,6 +110,11 @@ export function loadHostId(file: string): string {
     throw new InputError(`host id file ${file}: cannot create it: ${describeSystemError(err)}`);
   }
   return loadHostId(file);
+}
+
+/** A fresh random host id (32 hex digits). */
+export function newHostId(): string {
+  return randomBytes(16).toString('hex');
 }
 
 export class RepositoryLock {

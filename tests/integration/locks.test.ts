@@ -139,6 +139,25 @@ describe('whose lock it is', () => {
     expectSuccess(await repo.run(['forget', pointId, '--dry-run'], { env: other }));
     expect(hostIdOf(other), 'another host (state directory) gets another id').not.toBe(id);
   });
+
+  it('a state directory that cannot hold the host id does not stop a backup: one warning, and the run goes on', async () => {
+    const notADirectory = scratch.path('state-is-a-file');
+    fs.writeFileSync(notADirectory, 'x');
+    const r = await repo.run(['forget', pointId, '--dry-run'], { env: { XDG_STATE_HOME: notADirectory } });
+    expectSuccess(r);
+    expect(r.stderr).toMatch(/^ferry: warning: host id file .*state-is-a-file\/ferry\/host-id: cannot read it: .*host id of its own/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('a host id file that is not an id is named in the warning, not silently replaced', async () => {
+    const env = host('garbled');
+    fs.mkdirSync(path.join(env.XDG_STATE_HOME, 'ferry'), { recursive: true });
+    fs.writeFileSync(path.join(env.XDG_STATE_HOME, 'ferry', 'host-id'), 'not an id\n');
+    const r = await repo.run(['forget', pointId, '--dry-run'], { env });
+    expectSuccess(r);
+    expect(r.stderr).toMatch(/host-id: is not 32 hex digits; delete it/);
+    expect(fs.readFileSync(path.join(env.XDG_STATE_HOME, 'ferry', 'host-id'), 'utf8')).toBe('not an id\n');
+  });
 });
 
 describe('when a lock is stale', () => {
