@@ -176,7 +176,7 @@ export function lockOptions(onLost?: LockOptions['onLost']): LockOptions {
 }
 
 /**
- * Run `body` holding `lock`, and fail with the LockLostError if the lock was
+ * Run `body` holding `locks`, and fail with the LockLostError if one was
  * lost meanwhile (whatever the body did: its errors are then consequences of
  * the fenced backend), or if it is found gone or late at the end.
  */
