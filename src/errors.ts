@@ -30,6 +30,14 @@ export class LockedError extends FerryError {
   override readonly exitCode = 5;
 }
 
+/**
+ * This process lost its repository lock while it ran: a refresh failed, came
+ * later than the stale age, or found the lock removed (exit 5, as locked).
+ */
+export class LockLostError extends FerryError {
+  override readonly exitCode = 5;
+}
+
 /** Stored bytes fail authentication, are truncated or malformed (exit 6). */
 export class CorruptionError extends FerryError {
   override readonly exitCode = 6;

@@ -20,6 +20,11 @@ export function readSecretFile(file: string, what: string): Buffer {
   return Buffer.from(text, 'utf8');
 }
 
+/** Whether a passphrase was given without asking (flag or environment). */
+export function passwordGiven(opts: PasswordOptions): boolean {
+  return Boolean(opts.passwordFile || process.env.FERRY_PASSWORD_FILE || process.env.FERRY_PASSWORD !== undefined);
+}
+
 export async function obtainPassword(opts: PasswordOptions, confirm = false): Promise<Buffer> {
   if (opts.passwordFile) return readSecretFile(opts.passwordFile, '--password-file');
   if (process.env.FERRY_PASSWORD_FILE) return readSecretFile(process.env.FERRY_PASSWORD_FILE, 'FERRY_PASSWORD_FILE');

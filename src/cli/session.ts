@@ -8,9 +8,10 @@ import { Backend } from '../storage/backend';
 import type { RetryEvent } from '../storage/retry';
 import { LocalBackend } from '../storage/local';
 import { Repository } from '../repo/repository';
-import { acquireLock } from '../repo/lock';
+import { acquireLock, DEFAULT_LOCK_TIMING, LockOptions, LockTiming, loadHostId, newHostId, RepositoryLock } from '../repo/lock';
+import { FencedBackend } from '../storage/fenced';
 import { PipelinePool } from '../workers/pipelinePool';
-import { UsageError } from '../errors';
+import { InputError, UsageError } from '../errors';
 import { obtainPassword, PasswordOptions } from './password';
 
 export interface RepoOptions extends PasswordOptions, StorageOptions {
@@ -126,12 +127,82 @@ function oneLine(s: string): string {
   return s.replace(/\s*\n\s*/g, ' ');
 }
 
-export async function openRepository(opts: RepoOptions): Promise<Repository> {
-  const backend = openBackendAt(repoLocation(opts), opts);
+/**
+ * This host's id file: `$XDG_STATE_HOME/ferry/host-id` (default
+ * ~/.local/state). Tests give each simulated host its own XDG_STATE_HOME.
+ */
+export function hostIdFile(): string {
+  const base = process.env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
+  return path.join(base, 'ferry', 'host-id');
+}
+
+/**
+ * Lock timing. FERRY_TEST_LOCK_STALE_MS / FERRY_TEST_LOCK_REFRESH_MS exist for
+ * the test suite only (seconds instead of 30 / 5 minutes); not documented.
+ */
+function lockTiming(): LockTiming {
+  const ms = (name: string, fallback: number): number => {
+    const text = process.env[name];
+    if (text === undefined) return fallback;
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name}: '${text}' must be a whole number of milliseconds`);
+    return n;
+  };
+  const timing = {
+    staleAfterMs: ms('FERRY_TEST_LOCK_STALE_MS', DEFAULT_LOCK_TIMING.staleAfterMs),
+    refreshEveryMs: ms('FERRY_TEST_LOCK_REFRESH_MS', DEFAULT_LOCK_TIMING.refreshEveryMs),
+  };
+  if (timing.refreshEveryMs >= timing.staleAfterMs) throw new UsageError('FERRY_TEST_LOCK_REFRESH_MS must be less than FERRY_TEST_LOCK_STALE_MS');
+  return timing;
+}
+
+/**
+ * This host's id. A state directory that cannot be used must not stop the
+ * nightly backup: the run then uses an id of its own, and says what that costs.
+ */
+function hostId(): string {
   try {
-    return await Repository.open(backend, await obtainPassword(opts));
+    return loadHostId(hostIdFile());
   } catch (err) {
-    await backend.close();
+    if (!(err instanceof InputError)) throw err;
+    process.stderr.write(`ferry: warning: ${err.message}; this run uses a host id of its own, so a lock it leaves behind is removed only after 30 minutes, not at once\n`);
+    return newHostId();
+  }
+}
+
+/** How this process takes locks: its host id and the timing. */
+export function lockOptions(onLost?: LockOptions['onLost']): LockOptions {
+  return { hostId: hostId(), timing: lockTiming(), onLost };
+}
+
+/**
+ * Run `body` holding `locks`, and fail with the LockLostError if one was
+ * lost meanwhile (whatever the body did: its errors are then consequences of
+ * the fenced backend), or if it is found gone or late at the end.
+ */
+export async function whileLocked<T>(locks: RepositoryLock[], body: () => Promise<T>): Promise<T> {
+  let result: T;
+  try {
+    result = await body();
+  } catch (err) {
+    const lost = locks.find((l) => l.lost)?.lost;
+    throw lost ?? err;
+  }
+  for (const lock of locks) await lock.verify();
+  return result;
+}
+
+export async function openRepository(opts: RepoOptions): Promise<Repository> {
+  return (await openFencedRepository(opts)).repo;
+}
+
+/** The repository over a FencedBackend: a command that loses its lock can no longer touch it. */
+async function openFencedRepository(opts: RepoOptions): Promise<{ repo: Repository; fenced: FencedBackend }> {
+  const fenced = new FencedBackend(openBackendAt(repoLocation(opts), opts));
+  try {
+    return { repo: await Repository.open(fenced, await obtainPassword(opts)), fenced };
+  } catch (err) {
+    await fenced.close();
     throw err;
   }
 }
@@ -145,13 +216,14 @@ export async function withRepository<T>(
   command: string,
   body: (repo: Repository) => Promise<T>,
 ): Promise<T> {
-  const repo = await openRepository(opts);
+  const { repo, fenced } = await openFencedRepository(opts);
   try {
-    const lock = lockMode === 'none' ? undefined : await acquireLock(repo, lockMode === 'exclusive', command);
+    if (lockMode === 'none') return await body(repo);
+    const lock = await acquireLock(repo, lockMode === 'exclusive', command, lockOptions((err) => fenced.fence(err)));
     try {
-      return await body(repo);
+      return await whileLocked([lock], () => body(repo));
     } finally {
-      await lock?.release();
+      await lock.release();
     }
   } finally {
     await repo.backend.close();

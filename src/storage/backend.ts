@@ -10,6 +10,12 @@ export const OBJECT_TYPES: readonly ObjectType[] = ['config', 'keys', 'data', 'i
 export interface ObjectInfo {
   name: string;
   size: number;
+  /**
+   * Last modification, ms since the epoch, by the storage's own clock (file
+   * mtime, S3 LastModified), when the backend knows it. Locks judge age by it
+   * rather than by a writer's or reader's clock (src/repo/lock.ts).
+   */
+  mtime?: number;
 }
 
 export interface Backend {

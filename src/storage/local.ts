@@ -88,7 +88,7 @@ export class LocalBackend implements Backend {
   async stat(type: ObjectType, name: string): Promise<ObjectInfo | undefined> {
     try {
       const st = await fsp.stat(this.full(type, name));
-      return { name, size: st.size };
+      return { name, size: st.size, mtime: st.mtimeMs };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw this.translate(err, type, name, 'reading');
@@ -107,7 +107,7 @@ export class LocalBackend implements Backend {
       for (const entry of await readdirOrEmpty(dir)) {
         if (entry.includes(TEMP_MARK)) continue;
         const st = await fsp.stat(path.join(dir, entry)).catch(() => undefined);
-        if (st?.isFile()) yield { name: entry, size: st.size };
+        if (st?.isFile()) yield { name: entry, size: st.size, mtime: st.mtimeMs };
       }
     }
   }

@@ -329,7 +329,7 @@ export class S3Backend implements Backend {
   async stat(type: ObjectType, name: string): Promise<ObjectInfo | undefined> {
     try {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(type, name) }));
-      return { name, size: out.ContentLength ?? 0 };
+      return { name, size: out.ContentLength ?? 0, mtime: out.LastModified?.getTime() };
     } catch (err) {
       if (isNotFound(err)) {
         // HEAD errors carry no body, so a missing bucket also looks like "no such object";
@@ -378,7 +378,7 @@ export class S3Backend implements Backend {
         // data/<xx>/<name>; every other type is flat. Anything else is not ours (a folder marker, a stray upload).
         const name = type === 'data' ? (segments.length === 2 ? segments[1] : '') : segments.length === 1 ? segments[0] : '';
         if (!name) continue;
-        yield { name, size: obj.Size ?? 0 };
+        yield { name, size: obj.Size ?? 0, mtime: obj.LastModified?.getTime() };
       }
       ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (ContinuationToken);

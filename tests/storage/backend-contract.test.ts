@@ -28,10 +28,17 @@ function hexName(): string {
   return randomBytes(32).toString('hex');
 }
 
+/** Names and sizes of a listing, sorted (modification times are checked on their own). */
 async function collect(it: AsyncIterable<ObjectInfo>): Promise<ObjectInfo[]> {
   const out: ObjectInfo[] = [];
-  for await (const x of it) out.push(x);
+  for await (const x of it) out.push({ name: x.name, size: x.size });
   return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Name and size of a stat (modification times are checked on their own). */
+async function nameAndSize(info: Promise<ObjectInfo | undefined>): Promise<ObjectInfo | undefined> {
+  const x = await info;
+  return x && { name: x.name, size: x.size };
 }
 
 interface Fixture {
@@ -63,7 +70,7 @@ function backendContract(label: string, make: () => Promise<Fixture>): void {
       }
       for (const [type, { name, data }] of written) {
         expect((await be.read(type, name)).equals(data), `${type}/${name}`).toBe(true);
-        expect(await be.stat(type, name)).toEqual({ name, size: data.length });
+        expect(await nameAndSize(be.stat(type, name))).toEqual({ name, size: data.length });
       }
     });
 
@@ -71,7 +78,7 @@ function backendContract(label: string, make: () => Promise<Fixture>): void {
       const name = hexName();
       await be.write('locks', name, Buffer.alloc(0));
       expect((await be.read('locks', name)).length).toBe(0);
-      expect(await be.stat('locks', name)).toEqual({ name, size: 0 });
+      expect(await nameAndSize(be.stat('locks', name))).toEqual({ name, size: 0 });
     });
 
     it('reports a missing object: NotFoundError on read, undefined on stat, no error on remove', async () => {
@@ -144,8 +151,22 @@ function backendContract(label: string, make: () => Promise<Fixture>): void {
       await be.read('locks', name);
       await be.write('locks', name, Buffer.from('second'));
       expect((await be.read('locks', name)).toString()).toBe('second');
-      expect(await be.stat('locks', name)).toEqual({ name, size: 6 });
+      expect(await nameAndSize(be.stat('locks', name))).toEqual({ name, size: 6 });
       expect(await collect(be.list('locks'))).toEqual([{ name, size: 6 }]);
+    });
+
+    it('reports the storage\'s modification time of a lock, on stat and in a listing (lock staleness is judged by it)', async () => {
+      const name = hexName();
+      await be.write('locks', name, Buffer.from('first'));
+      const first = (await be.stat('locks', name))?.mtime;
+      expect(Number.isFinite(first), `stat mtime ${first}`).toBe(true);
+      const listed: ObjectInfo[] = [];
+      for await (const x of be.list('locks')) listed.push(x);
+      expect(listed).toHaveLength(1);
+      // S3 reports whole seconds in HEAD and may report milliseconds in a listing: the same second.
+      expect(Math.abs(listed[0].mtime! - first!), 'listing and stat agree').toBeLessThan(1000);
+      await be.write('locks', name, Buffer.from('second'));
+      expect((await be.stat('locks', name))!.mtime!, 'a rewrite never makes a lock older').toBeGreaterThanOrEqual(first!);
     });
 
     it('handles concurrent writes and reads of different objects', async () => {
@@ -159,7 +180,7 @@ function backendContract(label: string, make: () => Promise<Fixture>): void {
       const name = hexName();
       const data = randomBytes(40 * MiB);
       await be.write('data', name, data);
-      expect(await be.stat('data', name)).toEqual({ name, size: data.length });
+      expect(await nameAndSize(be.stat('data', name))).toEqual({ name, size: data.length });
       const back = await be.read('data', name);
       expect(createHash('sha256').update(back).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
       const at = 8 * MiB - 100; // straddles the first part boundary

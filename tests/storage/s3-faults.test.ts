@@ -96,7 +96,7 @@ describe('503 SlowDown', () => {
     // The second page request fails after the first page was already handed out.
     proxy.inject({ method: 'GET', path: /[?&]continuation-token=/, fault: { kind: 'status', status: 503, code: 'SlowDown' } });
     const be = retrying(plain);
-    expect(await be.stat('snapshots', names[0])).toEqual({ name: names[0], size: 64 });
+    expect(await be.stat('snapshots', names[0])).toMatchObject({ name: names[0], size: 64 });
     const listed: ObjectInfo[] = [];
     for await (const x of be.list('snapshots')) listed.push(x);
     expect(listed.map((x) => x.name)).toEqual(names); // each exactly once, despite the restart

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { withRepository, RepoOptions } from '../session';
+import { lockOptions, withRepository, RepoOptions } from '../session';
 import { removeLocks } from '../../repo/lock';
 
 export function registerMaintenance(program: Command): void {
@@ -23,7 +23,7 @@ export function registerMaintenance(program: Command): void {
     .option('--all', 'remove every lock, even of running processes')
     .action(async (opts: { all?: boolean }, cmd: Command) => {
       await withRepository(cmd.optsWithGlobals() as RepoOptions, 'none', 'unlock', async (repo) => {
-        console.log(`removed ${await removeLocks(repo, Boolean(opts.all))} lock(s)`);
+        console.log(`removed ${await removeLocks(repo, Boolean(opts.all), lockOptions())} lock(s)`);
       });
     });
 }

@@ -1,11 +1,14 @@
 import { Command } from 'commander';
-import { openBackendAt, RepoOptions, s3Concurrency } from '../session';
-import { obtainPassword } from '../password';
+import { lockOptions, openBackendAt, RepoOptions, s3Concurrency, whileLocked } from '../session';
+import { obtainPassword, passwordGiven } from '../password';
 import { ProgressLine } from '../progress';
 import { formatBytes, formatDuration } from '../format';
 import { syncRepositories, SyncSummary } from '../../sync/repositorySync';
 import { UsageError } from '../../errors';
-import { Backend } from '../../storage/backend';
+import { FencedBackend } from '../../storage/fenced';
+import { Repository } from '../../repo/repository';
+import { acquireLock, RepositoryLock } from '../../repo/lock';
+import { checkSameIdentity } from '../../sync/copyTarget';
 
 interface SyncCliOptions {
   guest: string[];
@@ -31,27 +34,55 @@ export function registerSync(program: Command): void {
       }
       const selective = opts.guest.length > 0 || latest !== undefined;
       // A full sync copies sealed objects by name and needs no key; a selection must read region maps.
-      const secret = selective ? await obtainPassword(global) : undefined;
+      // With the passphrase, locks are sealed as everywhere else; without it they are plaintext (lock.ts).
+      const secret = selective || passwordGiven(global) ? await obtainPassword(global) : undefined;
       const concurrency = global.s3Concurrency === undefined ? 4 : s3Concurrency(global);
       // Object Lock is for what this run writes (the target); the target's cache would
       // only answer --verify's read-backs from local disk, so it is not used.
-      const source: Backend = openBackendAt(sourceLocation, { ...global, objectLockDays: undefined });
-      let target: Backend | undefined;
+      // Fenced: losing either lock stops the copy at its next storage access.
+      const source = new FencedBackend(openBackendAt(sourceLocation, { ...global, objectLockDays: undefined }));
+      let target: FencedBackend | undefined;
+      const locks: RepositoryLock[] = [];
       try {
-        target = openBackendAt(targetLocation, { ...global, cache: false });
-        const progress = new ProgressLine('sync', opts.json);
-        const summary = await syncRepositories(source, target, {
-          concurrency,
-          verify: Boolean(opts.verify),
-          selection: secret ? { secret, guests: opts.guest, latest } : undefined,
-          onProgress: (p) => progress.update(p.doneBytes, p.totalBytes, `${p.doneObjects}/${p.totalObjects} objects`),
+        target = new FencedBackend(openBackendAt(targetLocation, { ...global, cache: false }));
+        const fenced = target;
+        // Its clear message first: no lock goes into a location that is not a copy of SOURCE.
+        await checkSameIdentity(source, fenced);
+        const lock = lockOptions((err) => {
+          source.fence(err);
+          fenced.fence(err);
         });
+        // Shared at both ends: sync only adds objects, like a backup; forget, key remove and
+        // prune (exclusive) must wait on either end, and two syncs or a backup may run alongside.
+        if (secret) {
+          locks.push(await acquireLock(await Repository.open(source, secret), false, 'sync (source)', lock));
+          locks.push(await acquireLock(await Repository.open(fenced, secret), false, 'sync (target)', lock));
+        } else {
+          // No key, so plaintext locks that cannot tell a backup's lock from a forget's. At the
+          // target, where an unseen forget or prune would delete what is copied, any live lock
+          // it cannot read stops it; at the source the worst is a failed read, so it goes on.
+          locks.push(await acquireLock({ backend: source, location: source.location }, false, 'sync (source)', lock));
+          locks.push(await acquireLock({ backend: fenced, location: fenced.location }, false, 'sync (target)', { ...lock, unreadableConflicts: true }));
+        }
+        const progress = new ProgressLine('sync', opts.json);
+        const summary = await whileLocked(locks, () =>
+          syncRepositories(source, fenced, {
+            concurrency,
+            verify: Boolean(opts.verify),
+            selection: selective && secret ? { secret, guests: opts.guest, latest } : undefined,
+            onProgress: (p) => progress.update(p.doneBytes, p.totalBytes, `${p.doneObjects}/${p.totalObjects} objects`),
+          }),
+        );
         progress.done();
         if (opts.json) console.log(JSON.stringify(summary));
         else console.log(describeSummary(summary));
       } finally {
-        await source.close();
-        await target?.close();
+        try {
+          for (const lock of locks) await lock.release();
+        } finally {
+          await source.close();
+          await target?.close();
+        }
       }
     });
 }

@@ -1,0 +1,61 @@
+// A Backend that can be shut: after `fence(err)` every operation throws `err`.
+// A command whose repository lock was lost must not write another byte (the
+// lock may be someone else's now), and should stop at its next storage access
+// instead of running on; the command's own cleanup still runs.
+import { Backend, ObjectInfo, ObjectType } from './backend';
+
+export class FencedBackend implements Backend {
+  private fencedBy?: Error;
+
+  constructor(private readonly inner: Backend) {}
+
+  get location(): string {
+    return this.inner.location;
+  }
+
+  /** From now on every operation but `close` fails with `err`. */
+  fence(err: Error): void {
+    this.fencedBy ??= err;
+  }
+
+  private check(): void {
+    if (this.fencedBy) throw this.fencedBy;
+  }
+
+  async read(type: ObjectType, name: string): Promise<Buffer> {
+    this.check();
+    return this.inner.read(type, name);
+  }
+
+  async readRange(type: ObjectType, name: string, offset: number, length: number): Promise<Buffer> {
+    this.check();
+    return this.inner.readRange(type, name, offset, length);
+  }
+
+  async write(type: ObjectType, name: string, data: Buffer): Promise<void> {
+    this.check();
+    return this.inner.write(type, name, data);
+  }
+
+  async stat(type: ObjectType, name: string): Promise<ObjectInfo | undefined> {
+    this.check();
+    return this.inner.stat(type, name);
+  }
+
+  async *list(type: ObjectType): AsyncIterable<ObjectInfo> {
+    this.check();
+    for await (const info of this.inner.list(type)) {
+      this.check();
+      yield info;
+    }
+  }
+
+  async remove(type: ObjectType, name: string): Promise<void> {
+    this.check();
+    return this.inner.remove(type, name);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
