@@ -11,6 +11,7 @@ import { FerryError, UsageError } from '../../errors';
 import { DEFAULT_CONFIG_PATH, FerryConfig, loadFerryConfig } from '../../config/ferryConfig';
 import { fleetGuests } from '../fleetGuests';
 import { acquireHostRunLock } from '../../backup/hostRunLock';
+import { avoidDamagedPacks, damagedPacksWarning, findDamagedPacks } from '../../repo/packHealth';
 
 interface BackupOptions {
   guest: string[];
@@ -96,6 +97,12 @@ async function prepareIndex(repo: Repository, quiet?: boolean): Promise<number> 
   await repo.loadIndex(warnDamagedIndex);
   const resumed = await repo.indexOrphanPacks(true);
   if (resumed.indexed > 0 && !quiet) console.error(`resuming: indexed ${resumed.indexed} pack(s) left by an interrupted backup`);
+  // Never dedupe against blobs in packs that are visibly short or gone: store them again.
+  const damaged = await findDamagedPacks(repo);
+  if (damaged.length > 0) {
+    const avoided = await avoidDamagedPacks(repo, damaged, 'drop');
+    process.stderr.write(`${damagedPacksWarning(damaged, avoided, 'drop')}\n`);
+  }
   return resumed.indexed;
 }
 

@@ -4,6 +4,7 @@ import { restoreDiskTo, restoreToDirectory, RestoredFile } from '../../restore/g
 import { ProgressLine } from '../progress';
 import { formatBytes } from '../format';
 import { UsageError } from '../../errors';
+import { preferIntactCopies } from '../../repo/packHealth';
 
 interface RestoreOptions {
   guest?: string;
@@ -29,6 +30,7 @@ export function registerRestore(program: Command): void {
         await repo.loadIndex(warnDamagedIndex);
         // Packs a damaged index no longer names are found again from their own headers (in memory only).
         await repo.indexOrphanPacks(false);
+        await preferIntactCopies(repo);
         const rp = await repo.findRestorePoint(ref, opts.guest);
         const progress = new ProgressLine(`restore ${rp.guest}`, opts.json);
         const onProgress = (p: { writtenBytes: number; totalBytes: number }) => progress.update(p.writtenBytes, p.totalBytes);
