@@ -13,6 +13,7 @@ import { registerStats } from './commands/stats';
 import { registerDemo } from './commands/demo';
 import { registerSync } from './commands/sync';
 import { registerTar } from './commands/tar';
+import { registerRepair } from './commands/repair';
 
 export function buildProgram(): Command {
   const program = new Command('ferry')
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerDemo(program);
   registerSync(program);
   registerTar(program);
+  registerRepair(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

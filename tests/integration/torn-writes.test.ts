@@ -84,3 +84,73 @@ describe('a backup after a pack was torn', () => {
     await expectRestoresBitExact(b.repo, summary.id, b.image, b.sha256);
   });
 });
+
+describe('ferry repair', () => {
+  it('rebuilds a lost index file from the pack headers; check is clean after', async () => {
+    const b = await repoWithBackup('repair-lost-index', 911);
+    for (const f of b.added.filter((x) => x.startsWith('index/'))) fs.rmSync(path.join(b.repo.path, f));
+
+    const r = await b.repo.run(['repair']);
+    expectSuccess(r, 'repair');
+    expect(r.stdout).toMatch(/0 damaged pack\(s\) removed; 0 blob\(s\) salvaged, 0 lost; 0 index file\(s\) replaced, [1-9]\d* pack\(s\) indexed again/);
+    const check = await b.repo.check(true);
+    expectSuccess(check, 'check after repair');
+    expect(check.stdout).not.toContain('unindexed');
+    await expectRestoresBitExact(b.repo, b.id, b.image, b.sha256);
+  });
+
+  it('replaces a damaged index file', async () => {
+    const b = await repoWithBackup('repair-damaged-index', 912);
+    const index = b.added.find((x) => x.startsWith('index/'))!;
+    fs.writeFileSync(path.join(b.repo.path, index), Buffer.from('torn'));
+    const r = await b.repo.run(['repair']);
+    expectSuccess(r, 'repair');
+    expect(r.stdout).toContain(`damaged: ${index}: fails authentication or is malformed`);
+    expect(r.stdout).toContain('1 index file(s) replaced');
+    expect(fs.existsSync(path.join(b.repo.path, index))).toBe(false);
+    expectSuccess(await b.repo.check(true), 'check after repair');
+  });
+
+  it('--dry-run reports and changes nothing', async () => {
+    const b = await repoWithBackup('repair-dry-run', 913);
+    truncateToHalf(b.repo, newestPack(b));
+    const before = listFiles(b.repo.path).map((f) => `${f}:${fs.statSync(path.join(b.repo.path, f)).size}`);
+    const r = await b.repo.run(['repair', '--dry-run']);
+    expect(r.code, r.stderr).toBe(EXIT.damageFound);
+    expect(r.stdout).toContain('(dry run: nothing changed)');
+    expect(r.stdout).toContain(`lost: restore point ${b.id.slice(0, 8)}`);
+    expect(listFiles(b.repo.path).filter((f) => !f.startsWith('locks/')).map((f) => `${f}:${fs.statSync(path.join(b.repo.path, f)).size}`)).toEqual(before);
+  });
+
+  it('after a pack was truncated: names the restore points and disks that lost data and how much; the next backup stores it again and both points restore bit-exact', async () => {
+    const b = await repoWithBackup('repair-torn-pack', 914);
+    const other = scratch.path('repair-torn-pack-db.img');
+    writeRandomishImage(other, 8 * MiB, 915, { holes: 0, text: 0 });
+    const otherPoint = await b.repo.backup('db', [other]);
+    const pack = newestPack(b);
+    truncateToHalf(b.repo, pack);
+
+    const r = await b.repo.run(['repair']);
+    // Data is lost until the guest is backed up again: exit 10 and one line that says what to do.
+    expectCleanFailure(r, { code: EXIT.damageFound, message: new RegExp(`1 restore point\\(s\\) name data that is lost \\(${b.id.slice(0, 8)}\\).*back up the affected guests again`) });
+    expect(r.stdout).toMatch(new RegExp(`damaged: ${pack}: header unreadable \\(\\d+ bytes on storage; the index needs at least \\d+ for its blobs\\); [1-9]\\d* blob\\(s\\) salvaged, [1-9]\\d* lost`));
+    const lostLine = r.stdout.split('\n').find((l) => l.startsWith('lost: '));
+    expect(lostLine).toMatch(new RegExp(`^lost: restore point ${b.id.slice(0, 8)} \\(web, .*\\), disk repair-torn-pack.img: [\\d.]+ MiB of 16\\.0 MiB \\([1-9]\\d* chunk\\(s\\)`));
+    expect(r.stdout, 'the other guest lost nothing').not.toContain(otherPoint.id.slice(0, 8));
+    expect(fs.existsSync(path.join(b.repo.path, pack)), 'the damaged pack is removed').toBe(false);
+
+    // Repair is idempotent: nothing more to do, the same loss reported.
+    const again = await b.repo.run(['repair', '--json']);
+    expect(again.code).toBe(EXIT.damageFound);
+    const report = JSON.parse(again.stdout) as { damagedPacks: unknown[]; affected: { id: string }[] };
+    expect(report.damagedPacks).toEqual([]);
+    expect(report.affected.map((a) => a.id)).toEqual([b.id]);
+
+    const next = await b.repo.backup('web', [b.image]);
+    expect(next.newBytes, 'the lost data is stored again').toBeGreaterThan(4 * MiB);
+    await expectRestoresBitExact(b.repo, next.id, b.image, b.sha256);
+    await expectRestoresBitExact(b.repo, b.id, b.image, b.sha256);
+    expectSuccess(await b.repo.run(['repair']), 'repair once the data is stored again');
+    await b.repo.expectCheckPasses(true);
+  });
+});
