@@ -94,12 +94,20 @@ export async function acquireLock(repo: Repository, exclusive: boolean, command:
     if (exclusive || other.info.exclusive) {
       await lock.release();
       const o = other.info;
-      throw new LockedError(
-        `${repo.location} is locked (${o.exclusive ? 'exclusive' : 'shared'}) by '${o.command}', pid ${o.pid} on ${o.host} since ${o.time}; wait for it to finish, or run 'ferry unlock' if that process is gone`,
-      );
+      throw new LockedError(`${repo.location} is locked (${o.exclusive ? 'exclusive' : 'shared'}) by '${o.command}', pid ${o.pid} on ${o.host} since ${o.time}; ${lockAdvice(o)}`);
     }
   }
   return lock;
+}
+
+/**
+ * What to do about a live lock. Plain `ferry unlock` removes only stale locks,
+ * which this one is not: a lock of this host's running process is to wait
+ * for; one of another host cannot be judged from here, so only `--all` removes it.
+ */
+export function lockAdvice(o: LockInfo): string {
+  if (o.host === os.hostname()) return `wait for it to finish (pid ${o.pid} is running on this host)`;
+  return `wait for it to finish; if no ferry runs on ${o.host} any more, remove the lock with 'ferry unlock --all' (plain 'ferry unlock' removes only locks of dead processes of this host and locks not refreshed for ${STALE_AFTER_MS / 60000} minutes)`;
 }
 
 /** Remove stale locks (or all with `all`); returns how many were removed. */

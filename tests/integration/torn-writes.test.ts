@@ -16,6 +16,9 @@ import {
   useScratch,
   writeRandomishImage,
 } from '../support';
+import { Repository } from '../../src/repo/repository';
+import { LocalBackend } from '../../src/storage/local';
+import { sealObject } from '../../src/crypto/objectCodec';
 
 const scratch = useScratch('torn-writes');
 const MiB = 1024 * 1024;
@@ -152,5 +155,50 @@ describe('ferry repair', () => {
     await expectRestoresBitExact(b.repo, b.id, b.image, b.sha256);
     expectSuccess(await b.repo.run(['repair']), 'repair once the data is stored again');
     await b.repo.expectCheckPasses(true);
+  });
+});
+
+describe('messages that are true', () => {
+  it('a restore that needs a truncated pack fails as corruption (exit 6), naming the pack and its real size', async () => {
+    const b = await repoWithBackup('msg-truncated-pack', 921);
+    const pack = newestPack(b);
+    truncateToHalf(b.repo, pack);
+    const size = fs.statSync(path.join(b.repo.path, pack)).size;
+    const out = scratch.path('msg-truncated-restore');
+    const line = expectCleanFailure(await b.repo.run(['restore', b.id, '--to', out]), { code: EXIT.corrupt });
+    expect(line).toContain(`${pack}: object is truncated: it is ${size} bytes, but bytes `);
+    expect(line).toContain("run 'ferry repair'");
+    expect(line).not.toContain('file ends after');
+  });
+
+  it('a torn index file is damage, but check does not call the restore points it indexed affected: they restore bit-exact', async () => {
+    const b = await repoWithBackup('msg-torn-index', 922);
+    const index = b.added.find((x) => x.startsWith('index/'))!;
+    fs.truncateSync(path.join(b.repo.path, index), 100);
+    const r = await b.repo.check(true);
+    const line = expectCleanFailure(r, { code: EXIT.damageFound });
+    expect(line).toContain('1 damaged object(s), 0 restore point(s) affected: none');
+    expect(r.stdout).toContain(`damaged: ${index}`);
+    expect(r.stdout).not.toContain('affected restore point');
+    await expectRestoresBitExact(b.repo, b.id, b.image, b.sha256);
+  });
+
+  it("a lock of another host: the error advises 'ferry unlock --all', and 'ferry unlock' says the lock stays", async () => {
+    const repo = await TestRepo.init(scratch, 'msg-foreign-lock');
+    const secret = fs.readFileSync(repo.passwordFile, 'utf8').replace(/\n$/, '');
+    const opened = await Repository.open(new LocalBackend(repo.path), Buffer.from(secret));
+    const info = { host: 'other-host.example', pid: 4242, time: new Date().toISOString(), exclusive: true, command: 'forget' };
+    await opened.backend.write('locks', 'ab'.repeat(16), sealObject(opened.keys.dataKey, 'lock', Buffer.from(JSON.stringify(info))));
+
+    const line = expectCleanFailure(await repo.run(['forget', 'latest']), { code: EXIT.locked });
+    expect(line).toContain("if no ferry runs on other-host.example any more, remove the lock with 'ferry unlock --all'");
+    expect(line).not.toMatch(/run 'ferry unlock' if/);
+
+    const unlock = await repo.run(['unlock']);
+    expectSuccess(unlock);
+    expect(unlock.stdout).toContain('removed 0 lock(s)');
+    expect(unlock.stdout).toContain("kept the lock of 'forget', pid 4242 on other-host.example");
+    expect(unlock.stdout).toContain("'ferry unlock --all'");
+    expect((await repo.run(['unlock', '--all'])).stdout).toContain('removed 1 lock(s)');
   });
 });

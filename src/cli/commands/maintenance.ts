@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { withRepository, RepoOptions } from '../session';
-import { removeLocks } from '../../repo/lock';
+import { listLocks, lockAdvice, removeLocks } from '../../repo/lock';
 
 export function registerMaintenance(program: Command): void {
   program
@@ -24,6 +24,10 @@ export function registerMaintenance(program: Command): void {
     .action(async (opts: { all?: boolean }, cmd: Command) => {
       await withRepository(cmd.optsWithGlobals() as RepoOptions, 'none', 'unlock', async (repo) => {
         console.log(`removed ${await removeLocks(repo, Boolean(opts.all))} lock(s)`);
+        // Say what stays, so 'removed 0 lock(s)' is not mistaken for an unlocked repository.
+        for (const l of await listLocks(repo)) {
+          if (l.info) console.log(`kept the lock of '${l.info.command}', pid ${l.info.pid} on ${l.info.host} since ${l.info.time}: ${lockAdvice(l.info)}`);
+        }
       });
     });
 }
