@@ -11,6 +11,7 @@ import { InputError, UsageError, describeSystemError } from '../errors';
 import { restoreDisk } from './diskRestore';
 import { writeFileAtomically } from './atomicFile';
 import { blockDeviceSize } from '../dedupe/imageSource';
+import { TemporaryFile, removePartialLeftovers } from '../storage/leftovers';
 
 export interface RestoredFile {
   path: string;
@@ -32,6 +33,7 @@ export async function restoreToDirectory(
   dir: string,
   force: boolean,
   onProgress?: (p: RestoreProgress) => void,
+  onLeftover?: (f: TemporaryFile) => void,
 ): Promise<RestoredFile[]> {
   const outputs = rp.disks.map((d) => path.join(dir, d.name));
   if (rp.config) outputs.push(path.join(dir, rp.config.fileName));
@@ -47,6 +49,7 @@ export async function restoreToDirectory(
   } catch (err) {
     throw new InputError(`--to ${dir}: cannot create: ${describeSystemError(err)}`);
   }
+  for (const p of outputs) for (const f of removePartialLeftovers(p)) onLeftover?.(f);
   const restored: RestoredFile[] = [];
   const totalBytes = rp.disks.reduce((n, d) => n + d.dataBytes, 0);
   let before = 0;
@@ -80,7 +83,7 @@ export async function restoreDiskTo(
   rp: StoredRestorePoint,
   diskNumber: number,
   target: string,
-  opts: { force: boolean; noSparse: boolean; onProgress?: (p: RestoreProgress) => void },
+  opts: { force: boolean; noSparse: boolean; onProgress?: (p: RestoreProgress) => void; onLeftover?: (f: TemporaryFile) => void },
 ): Promise<RestoredFile> {
   const disk = rp.disks[diskNumber];
   if (!disk) {
@@ -109,6 +112,7 @@ export async function restoreDiskTo(
     const written = await restoreDisk(repo, pool, disk, target, { zeroFill: opts.noSparse, onProgress: progress });
     return { path: target, size: disk.size, writtenBytes: written };
   }
+  for (const f of removePartialLeftovers(path.resolve(target))) opts.onLeftover?.(f);
   const written = await writeFileAtomically(path.resolve(target), (temp) =>
     restoreDisk(repo, pool, disk, temp, { zeroFill: false, onProgress: progress }), disk.size,
   );

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Backend, NotFoundError, ObjectInfo, ObjectType, TruncatedObjectError } from './backend';
 import { StorageError, describeSystemError } from '../errors';
+import type { TemporaryFile } from './leftovers';
 
 const TEMP_MARK = '.tmp-';
 
@@ -125,22 +126,20 @@ export class LocalBackend implements Backend {
     }
   }
 
-  /** Delete temporary files left by writes that were interrupted. */
-  async removeTemporaryFiles(): Promise<number> {
-    let removed = 0;
+  /** Temporary files of writes in progress or interrupted (see storage/leftovers.ts), in every folder. */
+  async temporaryFiles(): Promise<TemporaryFile[]> {
+    const found: TemporaryFile[] = [];
     const walk = async (dir: string): Promise<void> => {
       for (const entry of await readdirOrEmpty(dir)) {
         const p = path.join(dir, entry);
-        if (entry.includes(TEMP_MARK)) {
-          await fsp.rm(p, { force: true });
-          removed++;
-        } else if ((await fsp.stat(p).catch(() => undefined))?.isDirectory()) {
-          await walk(p);
-        }
+        const st = await fsp.lstat(p).catch(() => undefined); // gone meanwhile: renamed by its writer
+        if (!st) continue;
+        if (st.isDirectory()) await walk(p);
+        else if (st.isFile() && entry.includes(TEMP_MARK)) found.push({ path: p, size: st.size, mtimeMs: st.mtimeMs });
       }
     };
     await walk(this.location);
-    return removed;
+    return found;
   }
 
   async close(): Promise<void> {}

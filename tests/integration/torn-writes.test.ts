@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   EXIT,
+  ferry,
   expectCleanFailure,
   expectSuccess,
   listFiles,
@@ -200,5 +201,75 @@ describe('messages that are true', () => {
     expect(unlock.stdout).toContain("kept the lock of 'forget', pid 4242 on other-host.example");
     expect(unlock.stdout).toContain("'ferry unlock --all'");
     expect((await repo.run(['unlock', '--all'])).stdout).toContain('removed 1 lock(s)');
+  });
+});
+
+describe('leftovers of interrupted writes', () => {
+  const twoHoursAgo = () => new Date(Date.now() - 2 * 3600_000);
+
+  function plant(file: string, bytes: number, old: boolean): string {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, Buffer.alloc(bytes, 7));
+    if (old) fs.utimesSync(file, twoHoursAgo(), twoHoursAgo());
+    return file;
+  }
+
+  it('check reports temporary files; the next backup removes those not modified for 30 minutes (keys/ too), and keeps young ones that may be a live writer\'s', async () => {
+    const b = await repoWithBackup('leftover-repo', 931);
+    const pack = newestPack(b);
+    const oldPackTemp = plant(path.join(b.repo.path, `${pack}.tmp-0123456789ab`), 3000, true);
+    const oldKeyTemp = plant(path.join(b.repo.path, 'keys', '0123456789abcdef.tmp-ba9876543210'), 1000, true);
+    const youngTemp = plant(path.join(b.repo.path, 'index', `${'e'.repeat(64)}.tmp-00000000000a`), 500, false);
+
+    const check = await b.repo.run(['check']);
+    expectSuccess(check, 'check');
+    expect(check.stdout).toContain('leftovers: 3 temporary file(s) (4.39 KiB) of interrupted or running writes; 2 not modified for 30 minutes, which the next backup removes');
+
+    const r = await b.repo.run(['backup', '--guest', 'web', b.image]);
+    expectSuccess(r, 'backup');
+    expect(r.stderr).toContain('removed 2 leftover temporary file(s) (3.91 KiB) of interrupted writes, not modified for 30 minutes');
+    expect(fs.existsSync(oldPackTemp)).toBe(false);
+    expect(fs.existsSync(oldKeyTemp)).toBe(false);
+    expect(fs.existsSync(youngTemp), 'a young temporary file may be a live writer\'s: it stays').toBe(true);
+    const after = await b.repo.run(['check', '--json']);
+    expect(parseJson<{ leftovers: { files: number; bytes: number; old: number } }>(after).leftovers).toEqual({ files: 1, bytes: 500, old: 0 });
+  });
+
+  it('sync removes old temporary files in its target', async () => {
+    const b = await repoWithBackup('leftover-sync-src', 932);
+    const target = scratch.path('leftover-sync-dst');
+    expectSuccess(await ferry(['init', '--from', b.repo.path, '--repo', target]), 'init --from');
+    expectSuccess(await b.repo.run(['sync', b.repo.path, target]), 'first sync');
+    const old = plant(path.join(target, 'snapshots', `${'c'.repeat(64)}.tmp-0123456789ab`), 2048, true);
+    const r = await b.repo.run(['sync', b.repo.path, target]);
+    expectSuccess(r, 'sync');
+    expect(r.stderr).toContain(`${target}: removed 1 leftover temporary file(s) (2.00 KiB) of interrupted writes`);
+    expect(fs.existsSync(old)).toBe(false);
+  });
+
+  it("a restore removes the partial files of a killed restore of the same file (dead pid on this host, or old), and keeps another host's young one", async () => {
+    const b = await repoWithBackup('leftover-restore', 933);
+    const out = scratch.mkdir('leftover-restore-out');
+    const name = path.basename(b.image);
+    // A real killed restore: SIGKILL once its partial file is there.
+    const running = b.repo.spawn(['restore', b.id, '--to', out]);
+    const deadline = Date.now() + 60_000;
+    while (!fs.readdirSync(out).some((f) => f.includes('.ferry-partial-')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    running.child.kill('SIGKILL');
+    await running.done;
+    const killed = fs.readdirSync(out).filter((f) => f.includes('.ferry-partial-'));
+    expect(killed, 'the killed restore left its partial file').toHaveLength(1);
+    expect(killed[0]).toMatch(new RegExp(`^\\.${name.replace(/\./g, '\\.')}\\.ferry-partial-[0-9a-f]{8}-${running.child.pid}@`));
+    const oldFormat = plant(path.join(out, `.${name}.ferry-partial-0badc0de`), 4096, true);
+    const otherHost = plant(path.join(out, `.${name}.ferry-partial-12345678-4242@another-host.example`), 4096, false);
+
+    const r = await b.repo.run(['restore', b.id, '--to', out]);
+    expectSuccess(r, 'restore after the killed one');
+    expect(r.stderr).toContain(`removed ${path.join(out, killed[0])}`);
+    expect(r.stderr).toContain(`removed ${oldFormat}`);
+    expect(r.stderr).toContain('left by an interrupted restore');
+    expect(fs.existsSync(otherHost), "another host's young partial file may be a live writer's").toBe(true);
+    expect(fs.readdirSync(out).sort()).toEqual([path.basename(otherHost), name].sort());
+    expect(await sha256File(path.join(out, name))).toBe(b.sha256);
   });
 });

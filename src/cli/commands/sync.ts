@@ -5,6 +5,7 @@ import { ProgressLine } from '../progress';
 import { formatBytes, formatDuration } from '../format';
 import { syncRepositories, SyncSummary } from '../../sync/repositorySync';
 import { UsageError } from '../../errors';
+import { LEFTOVER_AGE_MS, removeTemporaryLeftovers } from '../../storage/leftovers';
 import { Backend } from '../../storage/backend';
 
 interface SyncCliOptions {
@@ -39,6 +40,10 @@ export function registerSync(program: Command): void {
       let target: Backend | undefined;
       try {
         target = openBackendAt(targetLocation, { ...global, cache: false });
+        const leftovers = await removeTemporaryLeftovers(target);
+        if (leftovers.files > 0 && !opts.json) {
+          console.error(`${target.location}: removed ${leftovers.files} leftover temporary file(s) (${formatBytes(leftovers.bytes)}) of interrupted writes, not modified for ${LEFTOVER_AGE_MS / 60000} minutes`);
+        }
         const progress = new ProgressLine('sync', opts.json);
         const summary = await syncRepositories(source, target, {
           concurrency,
