@@ -273,3 +273,61 @@ describe('leftovers of interrupted writes', () => {
     expect(await sha256File(path.join(out, name))).toBe(b.sha256);
   });
 });
+
+describe('re-running an interrupted command finishes it', () => {
+  it('forget A B C where A is already gone skips A, says so, and removes B and C', async () => {
+    const b = await repoWithBackup('rerun-forget', 941);
+    const ids = [b.id];
+    for (const seed of [942, 943]) {
+      writeRandomishImage(b.image, 16 * MiB, seed, { holes: 0, text: 0 });
+      ids.push((await b.repo.backup('web', [b.image])).id);
+    }
+    expectSuccess(await b.repo.run(['forget', ids[0]]), 'the first, interrupted forget removed A');
+    const r = await b.repo.run(['forget', ...ids]);
+    expectSuccess(r, 'forget re-run');
+    expect(r.stderr).toContain(`skipped ${ids[0]}: no such restore point (already removed?)`);
+    expect(r.stdout).toContain(`removed restore point ${ids[1].slice(0, 8)}`);
+    expect(r.stdout).toContain(`removed restore point ${ids[2].slice(0, 8)}`);
+    expect(await b.repo.list()).toEqual([]);
+  });
+
+  it('forget with an ambiguous or too short id removes nothing', async () => {
+    const b = await repoWithBackup('rerun-forget-bad', 944);
+    const line = expectCleanFailure(await b.repo.run(['forget', b.id, b.id.slice(0, 2)]), { code: EXIT.usage });
+    expect(line).toContain('ambiguous or too short');
+    expect((await b.repo.list()).map((p) => p.id)).toEqual([b.id]);
+  });
+
+  it('restore re-run without --force keeps the disk files that verify against the restore point and writes the rest; a file that differs still needs --force', async () => {
+    const repo = await TestRepo.init(scratch, 'rerun-restore');
+    const disk0 = scratch.path('rerun-disk0.img');
+    const disk1 = scratch.path('rerun-disk1.img');
+    writeRandomishImage(disk0, 16 * MiB, 945);
+    writeRandomishImage(disk1, 8 * MiB, 946);
+    const config = scratch.path('rerun.cfg');
+    fs.writeFileSync(config, 'name = "rerun"\n');
+    const { id } = await repo.backup('rerun', [disk0, disk1], ['--config', config]);
+    const out = scratch.path('rerun-out');
+    expectSuccess(await repo.run(['restore', id, '--to', out]), 'first restore');
+
+    // As if killed after the first disk: the second disk and the config were never renamed into place.
+    fs.rmSync(path.join(out, 'rerun-disk1.img'));
+    fs.rmSync(path.join(out, 'rerun.cfg'));
+    const r = await repo.run(['restore', id, '--to', out]);
+    expectSuccess(r, 'restore re-run without --force');
+    expect(r.stdout).toContain(`kept ${path.join(out, 'rerun-disk0.img')} (16.0 MiB): already restored, verified against the restore point`);
+    expect(r.stdout).toContain(`restored ${path.join(out, 'rerun-disk1.img')}`);
+    expect(await sha256File(path.join(out, 'rerun-disk0.img'))).toBe(await sha256File(disk0));
+    expect(await sha256File(path.join(out, 'rerun-disk1.img'))).toBe(await sha256File(disk1));
+    expect(fs.readFileSync(path.join(out, 'rerun.cfg'), 'utf8')).toBe('name = "rerun"\n');
+
+    // A file that does not hold the restore point's data is never overwritten without --force.
+    const fd = fs.openSync(path.join(out, 'rerun-disk0.img'), 'r+');
+    fs.writeSync(fd, Buffer.from([1]), 0, 1, 5 * MiB + 3);
+    fs.closeSync(fd);
+    const line = expectCleanFailure(await repo.run(['restore', id, '--to', out]), { code: EXIT.badInput });
+    expect(line).toContain(`${path.join(out, 'rerun-disk0.img')} already exists and does not hold this restore point's data`);
+    expectSuccess(await repo.run(['restore', id, '--to', out, '--force']), 'restore --force');
+    expect(await sha256File(path.join(out, 'rerun-disk0.img'))).toBe(await sha256File(disk0));
+  });
+});

@@ -49,7 +49,11 @@ export function registerRestore(program: Command): void {
           console.log(JSON.stringify({ id: rp.id, guest: rp.guest, files }));
           return;
         }
-        for (const f of files) console.log(`restored ${f.path} (${formatBytes(f.size)}, ${formatBytes(f.writtenBytes)} written)`);
+        for (const f of files) {
+          console.log(f.alreadyRestored
+            ? `kept ${f.path} (${formatBytes(f.size)}): already restored, verified against the restore point`
+            : `restored ${f.path} (${formatBytes(f.size)}, ${formatBytes(f.writtenBytes)} written)`);
+        }
       });
     });
 }
