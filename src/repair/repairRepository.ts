@@ -8,7 +8,8 @@
 //    sealed bytes go, unchanged, into a new pack. The rest is lost.
 // 3. Index files that are damaged, or name a damaged pack, or disagree with a
 //    pack's header, are replaced: a new index file names their intact packs and
-//    every pack no index names; then they are removed, then damaged packs.
+//    every pack no index names; then they are removed, then damaged packs
+//    (a pack with an unreadable header that no index names is left alone).
 //    Blobs that are lost are thus in no index, and the next backup of a guest
 //    that still has that data stores it again (which makes older restore
 //    points that name it whole again: blob ids are content ids).
@@ -59,7 +60,11 @@ export interface RepairReport {
   /** Intact packs no kept index file named (an interrupted backup, a lost or replaced index). */
   packsReindexed: number;
   damagedPacks: DamagedPackReport[];
-  /** Packs with an unreadable header that no index names: their content is unknown. */
+  /**
+   * Packs with an unreadable header that no index names: where their blobs lie
+   * is unknown, so nothing can be salvaged here, but an index in a copy of the
+   * repository may still know. They are left in place.
+   */
   unknownPacks: string[];
   salvagedBlobs: number;
   lostBlobs: number;
@@ -151,7 +156,6 @@ export async function repairRepository(repo: Repository, dryRun: boolean, log: (
     // Only now that the new index files are durable: remove what they replace.
     for (const name of replaced) await repo.backend.remove('index', name);
     for (const d of damagedPacks) if (d.size !== undefined) await repo.backend.remove('data', d.packId);
-    for (const packId of unknownPacks) await repo.backend.remove('data', packId);
   } else {
     // What the index would hold: salvaged blobs are readable where they are.
     for (const s of salvage) repo.addPackEntries(s.packId, [s.entry]);

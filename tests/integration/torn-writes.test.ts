@@ -115,6 +115,18 @@ describe('ferry repair', () => {
     expectSuccess(await b.repo.check(true), 'check after repair');
   });
 
+  it('leaves alone, and names, a pack with an unreadable header that no index names (its blobs cannot be told apart)', async () => {
+    const b = await repoWithBackup('repair-unknown-pack', 916);
+    const name = 'f0'.repeat(32);
+    const garbage = path.join(b.repo.path, 'data', 'f0', name);
+    fs.mkdirSync(path.dirname(garbage), { recursive: true });
+    fs.writeFileSync(garbage, Buffer.alloc(5000, 1));
+    const r = await b.repo.run(['repair']);
+    expectSuccess(r, 'repair');
+    expect(r.stdout).toContain(`damaged: data/f0/${name}: header unreadable and no index names it, so where its blobs lie is unknown; left in place`);
+    expect(fs.existsSync(garbage)).toBe(true);
+  });
+
   it('--dry-run reports and changes nothing', async () => {
     const b = await repoWithBackup('repair-dry-run', 913);
     truncateToHalf(b.repo, newestPack(b));

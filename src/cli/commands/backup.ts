@@ -99,7 +99,7 @@ async function prepareIndex(repo: Repository, quiet?: boolean): Promise<number> 
   const resumed = await repo.indexOrphanPacks(true);
   if (resumed.indexed > 0 && !quiet) console.error(`resuming: indexed ${resumed.indexed} pack(s) left by an interrupted backup`);
   const leftovers = await removeTemporaryLeftovers(repo.backend);
-  if (leftovers.files > 0) {
+  if (leftovers.files > 0 && !quiet) {
     console.error(`removed ${leftovers.files} leftover temporary file(s) (${formatBytes(leftovers.bytes)}) of interrupted writes, not modified for ${LEFTOVER_AGE_MS / 60000} minutes`);
   }
   // Never dedupe against blobs in packs that are visibly short or gone: store them again.

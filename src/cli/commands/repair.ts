@@ -35,7 +35,12 @@ export function describeRepair(r: RepairReport): string[] {
   for (const d of r.damagedPacks) {
     lines.push(`damaged: data/${d.packId.slice(0, 2)}/${d.packId}: ${d.problem}; ${d.salvagedBlobs} blob(s) salvaged, ${d.lostBlobs} lost`);
   }
-  for (const p of r.unknownPacks) lines.push(`damaged: data/${p.slice(0, 2)}/${p}: header unreadable and no index names it; its content is unknown`);
+  for (const p of r.unknownPacks) {
+    lines.push(
+      `damaged: data/${p.slice(0, 2)}/${p}: header unreadable and no index names it, so where its blobs lie is unknown; left in place ` +
+        `(if a copy of the repository has an index naming it, copy that index file here and run 'ferry repair' again; otherwise delete it)`,
+    );
+  }
   for (const a of r.affected) {
     for (const d of a.disks) {
       lines.push(
@@ -46,7 +51,7 @@ export function describeRepair(r: RepairReport): string[] {
   }
   for (const name of r.damagedRestorePoints) lines.push(`damaged: snapshots/${name}: restore point unreadable`);
   lines.push(
-    `${r.packsRead} pack header(s) read; ${r.damagedPacks.length + r.unknownPacks.length} damaged pack(s) ${would('removed', 'would be removed')}; ` +
+    `${r.packsRead} pack header(s) read; ${r.damagedPacks.length} damaged pack(s) ${would('removed', 'would be removed')}; ` +
       `${r.salvagedBlobs} blob(s) ${would('salvaged', 'would be salvaged')}, ${r.lostBlobs} lost; ` +
       `${r.indexFilesReplaced.length} index file(s) ${would('replaced', 'would be replaced')}, ${r.packsReindexed} pack(s) ${would('indexed again', 'would be indexed again')}` +
       `${r.dryRun ? ' (dry run: nothing changed)' : ''}`,
