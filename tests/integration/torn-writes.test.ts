@@ -20,6 +20,8 @@ import {
 import { Repository } from '../../src/repo/repository';
 import { LocalBackend } from '../../src/storage/local';
 import { sealObject } from '../../src/crypto/objectCodec';
+import { decodeIndexFile } from '../../src/repo/indexFile';
+import { preferIntactCopies } from '../../src/repo/packHealth';
 
 const scratch = useScratch('torn-writes');
 const MiB = 1024 * 1024;
@@ -77,6 +79,32 @@ describe('a backup after a pack was torn', () => {
     const again = await b.repo.backup('web', [b.image]);
     expect(again.newBytes).toBeLessThan(MiB);
     await expectRestoresBitExact(b.repo, again.id, b.image, b.sha256);
+  });
+
+  it('readers take the stored-again copy whichever order the index files load in', async () => {
+    const b = await repoWithBackup('torn-pack-order', 903);
+    const pack = newestPack(b);
+    truncateToHalf(b.repo, pack);
+    parseJson(await b.repo.run(['backup', '--guest', 'web', b.image, '--json']));
+
+    const secret = fs.readFileSync(b.repo.passwordFile, 'utf8').replace(/\n$/, '');
+    const repo = await Repository.open(new LocalBackend(b.repo.path), Buffer.from(secret));
+    await repo.loadIndex();
+    // The worst order: the index file naming the torn pack loaded last, so its locations won.
+    const tornId = path.basename(pack);
+    for (const name of repo.indexFiles) {
+      const packs = decodeIndexFile(repo.keys.dataKey, fs.readFileSync(path.join(b.repo.path, 'index', name)))!;
+      for (const p of packs) if (p.packId === tornId) repo.addPackEntries(p.packId, p.entries);
+    }
+    const tornNumber = repo.packNumber(tornId);
+    const inTorn = () => {
+      let n = 0;
+      repo.index.forEach((_id, loc) => (n += loc.pack === tornNumber ? 1 : 0));
+      return n;
+    };
+    expect(inTorn()).toBeGreaterThan(0);
+    await preferIntactCopies(repo);
+    expect(inTorn(), 'every blob stored again is read from its new, intact pack').toBe(0);
   });
 
   it('stores again the blobs of a pack that is missing altogether', async () => {
