@@ -3,6 +3,7 @@
 import { Repository } from '../repo/repository';
 import { PackWriter } from '../repo/packWriter';
 import { PENDING_PACK } from '../repo/chunkIndex';
+import { indexHasDroppedBlobs } from '../repo/packHealth';
 import { encodeRegionMap, MapEntry } from '../repo/regionMap';
 import { DiskRecord } from '../repo/restorePoint';
 import { BlobEncoder, BlobType } from '../crypto/blobCodec';
@@ -66,7 +67,8 @@ export class DiskBackup {
 
   async run(source: ImageSource, name: string, onProgress?: (p: DiskProgress) => void, base?: IncrementalBase): Promise<DiskBackupResult> {
     const comparable = base && base.previous.regionSize === this.repo.settings.regionSize ? base.previous : undefined;
-    if (comparable && base?.changed && comparable.size === source.size) {
+    // Reusing unread regions is only safe while every blob the previous point names is indexed.
+    if (comparable && base?.changed && comparable.size === source.size && !indexHasDroppedBlobs(this.repo)) {
       return this.runIncremental(source, name, comparable, base.changed, onProgress);
     }
     const regionSize = this.repo.settings.regionSize;
@@ -220,6 +222,8 @@ export class DiskBackup {
 
   /** The previous chunks covering the first byte of each new chunk: the bases page patches are made against. */
   private async patchBases(previousMapId: string, fresh: { offsets: number[]; lengths: number[]; ids: Buffer[] }): Promise<PatchBases | undefined> {
+    // A previous map lost with a damaged pack offers no bases (see repo/packHealth.ts).
+    if (!this.repo.blobLocation(Buffer.from(previousMapId, 'hex'))) return undefined;
     const entries = decodeRegionMap(await this.repo.readBlob(Buffer.from(previousMapId, 'hex')), this.repo.settings.regionSize);
     if (!entries) return undefined;
     const of: number[] = [];

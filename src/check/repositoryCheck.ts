@@ -32,6 +32,10 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
   const damagedPacks = new Set<number>();
   const damagedBlobs = new Set<string>();
   await repo.loadIndex((name) => damage.push({ object: `index/${name}`, problem: 'index file fails authentication or is malformed' }));
+  // The packs a damaged index file named are read from their own headers, as
+  // restore does: the restore points they serve are not affected by the loss.
+  const unindexedBefore = damage.length > 0 ? await countUnindexedPacks(repo) : undefined;
+  if (damage.length > 0) await repo.indexOrphanPacks(false);
 
   const stored = new Map<string, number>();
   for await (const p of repo.backend.list('data')) stored.set(p.name, p.size);
@@ -108,7 +112,7 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
       damagedBlobs.add(hex);
     }
   }
-  const unindexedPacks = [...stored.keys()].filter((p) => !repo.hasPack(p)).length;
+  const unindexedPacks = unindexedBefore ?? [...stored.keys()].filter((p) => !repo.hasPack(p)).length;
 
   const affected: CheckReport['affected'] = [];
   const rps = await repo.listRestorePoints((name) => damage.push({ object: `snapshots/${name}`, problem: 'restore point fails authentication' }));
@@ -153,6 +157,12 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
     if (broken) affected.push({ id: rp.id, guest: rp.guest, time: rp.time });
   }
   return { packs: repo.packIds.length, blobsVerified, restorePoints: rps.length, damage: dedupeDamage(damage), affected, unindexedPacks };
+}
+
+async function countUnindexedPacks(repo: Repository): Promise<number> {
+  let n = 0;
+  for await (const p of repo.backend.list('data')) if (!repo.hasPack(p.name)) n++;
+  return n;
 }
 
 function dedupeDamage(list: Damage[]): Damage[] {

@@ -14,6 +14,7 @@ import { registerDemo } from './commands/demo';
 import { registerSync } from './commands/sync';
 import { registerTar } from './commands/tar';
 import { disableSeekAddon } from '../dedupe/imageSource';
+import { registerRepair } from './commands/repair';
 
 export function buildProgram(): Command {
   const program = new Command('ferry')
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerDemo(program);
   registerSync(program);
   registerTar(program);
+  registerRepair(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

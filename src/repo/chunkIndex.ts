@@ -93,6 +93,33 @@ export class ChunkIndex {
     return isNew;
   }
 
+  /**
+   * Remove an entry. Returns true if it was there. Backward-shift deletion:
+   * later slots of the probe run move up, so lookups never stop early at a hole.
+   */
+  delete(id: Uint8Array): boolean {
+    const t = this.tables[id[0]];
+    const found = this.find(id);
+    if (found < 0) return false;
+    const s = t.slots;
+    const cap = t.capacity;
+    let hole = found / SLOT;
+    for (let j = (hole + 1) % cap; s.readUInt32LE(j * SLOT + 32) !== EMPTY; j = (j + 1) % cap) {
+      const at = j * SLOT;
+      const home = ((s[at] | (s[at + 1] << 8) | (s[at + 2] << 16) | (s[at + 3] << 24)) >>> 0) % cap;
+      // The entry at j may fill the hole unless its home lies cyclically in (hole, j].
+      const homeAfterHole = hole <= j ? home > hole && home <= j : home > hole || home <= j;
+      if (!homeAfterHole) {
+        s.copy(s, hole * SLOT, at, at + SLOT);
+        hole = j;
+      }
+    }
+    s.writeUInt32LE(EMPTY, hole * SLOT + 32);
+    t.count--;
+    this.total--;
+    return true;
+  }
+
   /** Every entry; `fn` gets a fresh id buffer. */
   forEach(fn: (id: Buffer, loc: BlobLocation) => void): void {
     for (let first = 0; first < 256; first++) {

@@ -325,7 +325,7 @@ export async function acquireLock(where: Repository | LockScope, exclusive: bool
       if (exclusive || other.info.exclusive) {
         const o = other.info;
         throw new LockedError(
-          `${scope.location} is locked (${o.exclusive ? 'exclusive' : 'shared'}) by '${o.command}', pid ${o.pid} on ${holder(o)} since ${o.time}; wait for it to finish, or run 'ferry unlock' if that process is gone`,
+          `${scope.location} is locked (${o.exclusive ? 'exclusive' : 'shared'}) by '${o.command}', pid ${o.pid} on ${holder(o)} since ${o.time}; ${lockAdvice(o)}`,
         );
       }
     }
@@ -334,6 +334,16 @@ export async function acquireLock(where: Repository | LockScope, exclusive: bool
     throw err;
   }
   return lock;
+}
+
+/**
+ * What to do about a live lock. Plain `ferry unlock` removes only stale locks,
+ * which this one is not: a lock of this host's running process is to wait
+ * for; one of another host cannot be judged from here, so only `--all` removes it.
+ */
+export function lockAdvice(o: LockInfo): string {
+  if (o.host === os.hostname()) return `wait for it to finish (pid ${o.pid} may be running on this host)`;
+  return `wait for it to finish; if no ferry runs on ${holder(o)} any more, remove the lock with 'ferry unlock --all' (plain 'ferry unlock' removes only locks of dead processes of this host and locks not refreshed for ${DEFAULT_LOCK_TIMING.staleAfterMs / 60000} minutes)`;
 }
 
 /** Remove stale locks (or all with `all`); returns how many were removed. */

@@ -38,6 +38,8 @@ export class Repository {
   /** Pack number (as stored in the index) → pack id. */
   readonly packIds: string[] = [];
   private readonly packNumbers = new Map<string, number>();
+  /** Pack number → where its last indexed blob ends (packHealth.ts compares this with the stored size). */
+  readonly packEnds: number[] = [];
   /** Index files loaded, by name. */
   readonly indexFiles = new Set<string>();
   private readonly decoder: BlobDecoder;
@@ -176,9 +178,12 @@ export class Repository {
 
   addPackEntries(packId: string, entries: PackEntry[]): void {
     const pack = this.packNumber(packId);
+    let end = this.packEnds[pack] ?? 0;
     for (const e of entries) {
       this.index.set(e.id, { pack, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags });
+      end = Math.max(end, e.offset + e.storedLength);
     }
+    this.packEnds[pack] = end;
   }
 
   /** Load every index file. Damaged ones are reported through `onDamaged` and skipped. */

@@ -7,13 +7,14 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { FerryError, StorageError, describeSystemError } from '../errors';
 import { syncDirectory } from '../storage/local';
+import { partialFileName } from '../storage/leftovers';
 
 /**
  * Create `finalPath` through `fill(tempPath)`. The temporary file exists
  * (empty, or `size` bytes sparse) before `fill` runs.
  */
 export async function writeFileAtomically<T>(finalPath: string, fill: (tempPath: string) => Promise<T>, size = 0): Promise<T> {
-  const temp = path.join(path.dirname(finalPath), `.${path.basename(finalPath)}.ferry-partial-${randomBytes(4).toString('hex')}`);
+  const temp = partialFileName(finalPath, randomBytes(4).toString('hex'));
   try {
     const fd = fs.openSync(temp, 'wx');
     try {

@@ -11,11 +11,15 @@ import { InputError, UsageError, describeSystemError } from '../errors';
 import { restoreDisk } from './diskRestore';
 import { writeFileAtomically } from './atomicFile';
 import { blockDeviceSize } from '../dedupe/imageSource';
+import { TemporaryFile, removePartialLeftovers } from '../storage/leftovers';
+import { fileHoldsDisk } from './verifyRestored';
 
 export interface RestoredFile {
   path: string;
   size: number;
   writtenBytes: number;
+  /** Kept as it was: it already held exactly this data (a re-run after an interrupted restore). */
+  alreadyRestored?: boolean;
 }
 
 export interface RestoreProgress {
@@ -32,26 +36,44 @@ export async function restoreToDirectory(
   dir: string,
   force: boolean,
   onProgress?: (p: RestoreProgress) => void,
+  onLeftover?: (f: TemporaryFile) => void,
 ): Promise<RestoredFile[]> {
   const outputs = rp.disks.map((d) => path.join(dir, d.name));
   if (rp.config) outputs.push(path.join(dir, rp.config.fileName));
   if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) {
     throw new InputError(`--to ${dir}: exists and is not a directory; give a directory to restore into`);
   }
-  const existing = outputs.filter((p) => fs.existsSync(p));
-  if (existing.length > 0 && !force) {
-    throw new InputError(`--to ${dir}: ${existing[0]} already exists; choose another directory or add --force to overwrite`);
+  // Resume: without --force, files that already hold exactly what this restore
+  // point would write (a re-run after an interrupted restore) are kept; any other existing file stops it.
+  const done = new Set<string>();
+  if (!force) {
+    for (const p of outputs.filter((o) => fs.existsSync(o))) {
+      const disk = rp.disks.find((d) => path.join(dir, d.name) === p);
+      const same = disk
+        ? await fileHoldsDisk(repo, disk, p)
+        : rp.config !== undefined && fs.statSync(p).isFile() && fs.readFileSync(p).equals(Buffer.from(rp.config.content, 'base64'));
+      if (!same) {
+        throw new InputError(`--to ${dir}: ${p} already exists and does not hold this restore point's data; choose another directory or add --force to overwrite`);
+      }
+      done.add(p);
+    }
   }
   try {
     fs.mkdirSync(dir, { recursive: true });
   } catch (err) {
     throw new InputError(`--to ${dir}: cannot create: ${describeSystemError(err)}`);
   }
+  for (const p of outputs) for (const f of removePartialLeftovers(p)) onLeftover?.(f);
   const restored: RestoredFile[] = [];
   const totalBytes = rp.disks.reduce((n, d) => n + d.dataBytes, 0);
   let before = 0;
   for (const disk of rp.disks) {
     const finalPath = path.join(dir, disk.name);
+    if (done.has(finalPath)) {
+      before += disk.dataBytes;
+      restored.push({ path: finalPath, size: disk.size, writtenBytes: 0, alreadyRestored: true });
+      continue;
+    }
     const written = await writeFileAtomically(finalPath, (temp) =>
       restoreDisk(repo, pool, disk, temp, {
         zeroFill: false,
@@ -64,6 +86,10 @@ export async function restoreToDirectory(
   if (rp.config) {
     const content = Buffer.from(rp.config.content, 'base64');
     const finalPath = path.join(dir, rp.config.fileName);
+    if (done.has(finalPath)) {
+      restored.push({ path: finalPath, size: content.length, writtenBytes: 0, alreadyRestored: true });
+      return restored;
+    }
     await writeFileAtomically(finalPath, async (temp) => {
       fs.writeFileSync(temp, content);
       return content.length;
@@ -80,7 +106,7 @@ export async function restoreDiskTo(
   rp: StoredRestorePoint,
   diskNumber: number,
   target: string,
-  opts: { force: boolean; noSparse: boolean; onProgress?: (p: RestoreProgress) => void },
+  opts: { force: boolean; noSparse: boolean; onProgress?: (p: RestoreProgress) => void; onLeftover?: (f: TemporaryFile) => void },
 ): Promise<RestoredFile> {
   const disk = rp.disks[diskNumber];
   if (!disk) {
@@ -109,6 +135,7 @@ export async function restoreDiskTo(
     const written = await restoreDisk(repo, pool, disk, target, { zeroFill: opts.noSparse, onProgress: progress });
     return { path: target, size: disk.size, writtenBytes: written };
   }
+  for (const f of removePartialLeftovers(path.resolve(target))) opts.onLeftover?.(f);
   const written = await writeFileAtomically(path.resolve(target), (temp) =>
     restoreDisk(repo, pool, disk, temp, { zeroFill: false, onProgress: progress }), disk.size,
   );

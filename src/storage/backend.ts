@@ -1,6 +1,7 @@
 // The storage seam. A Backend stores whole, immutable objects by (type, name);
 // the repository above it never sees paths, buckets or HTTP. Cross-cutting
 // behaviour (retries, rate limits, caching) wraps a Backend, never lives in one.
+import { CorruptionError } from '../errors';
 
 /** Object kinds, and the folder each lives in. */
 export type ObjectType = 'config' | 'keys' | 'data' | 'index' | 'snapshots' | 'locks';
@@ -52,5 +53,17 @@ export class NotFoundError extends Error {
   constructor(readonly type: ObjectType, readonly objectName: string, location: string) {
     super(`${location}: ${type}/${objectName} not found`);
     this.name = 'NotFoundError';
+  }
+}
+
+/**
+ * A range read ran past the end of an object: the object is shorter than its
+ * reader knows it must be (a torn write, a truncated copy). That is damage to
+ * stored data, not a failing storage device.
+ */
+export class TruncatedObjectError extends CorruptionError {
+  constructor(readonly type: ObjectType, readonly objectName: string, message: string) {
+    super(message, type === 'data' ? `data/${objectName.slice(0, 2)}/${objectName}` : `${type}/${objectName}`);
+    this.name = 'TruncatedObjectError';
   }
 }

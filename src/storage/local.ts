@@ -5,8 +5,9 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Backend, NotFoundError, ObjectInfo, ObjectType } from './backend';
+import { Backend, NotFoundError, ObjectInfo, ObjectType, TruncatedObjectError } from './backend';
 import { StorageError, describeSystemError } from '../errors';
+import type { TemporaryFile } from './leftovers';
 
 const TEMP_MARK = '.tmp-';
 
@@ -48,8 +49,11 @@ export class LocalBackend implements Backend {
         done += bytesRead;
       }
       if (done < length) {
-        throw new StorageError(
-          `${this.location}/${relativePath(type, name)}: expected ${length} bytes at offset ${offset}, file ends after ${done}; the object is truncated, run 'ferry check'`,
+        const size = (await fh.stat()).size;
+        throw new TruncatedObjectError(
+          type,
+          name,
+          `${this.location}/${relativePath(type, name)}: object is truncated: it is ${size} bytes, but bytes ${offset}-${offset + length} were expected; run 'ferry repair'`,
         );
       }
       return buf;
@@ -122,32 +126,35 @@ export class LocalBackend implements Backend {
     }
   }
 
-  /** Delete temporary files left by writes that were interrupted. */
-  async removeTemporaryFiles(): Promise<number> {
-    let removed = 0;
+  /** Temporary files of writes in progress or interrupted (see storage/leftovers.ts), in every folder. */
+  async temporaryFiles(): Promise<TemporaryFile[]> {
+    const found: TemporaryFile[] = [];
     const walk = async (dir: string): Promise<void> => {
       for (const entry of await readdirOrEmpty(dir)) {
         const p = path.join(dir, entry);
-        if (entry.includes(TEMP_MARK)) {
-          await fsp.rm(p, { force: true });
-          removed++;
-        } else if ((await fsp.stat(p).catch(() => undefined))?.isDirectory()) {
-          await walk(p);
-        }
+        const st = await fsp.lstat(p).catch(() => undefined); // gone meanwhile: renamed by its writer
+        if (!st) continue;
+        if (st.isDirectory()) await walk(p);
+        else if (st.isFile() && entry.includes(TEMP_MARK)) found.push({ path: p, size: st.size, mtimeMs: st.mtimeMs });
       }
     };
     await walk(this.location);
-    return removed;
+    return found;
   }
 
   async close(): Promise<void> {}
 
   private translate(err: unknown, type: ObjectType, name: string, doing: string): Error {
-    if (err instanceof StorageError) return err;
+    if (err instanceof StorageError || err instanceof TruncatedObjectError) return err;
     const e = err as NodeJS.ErrnoException;
     if (e?.code === 'ENOENT' && doing === 'reading') return new NotFoundError(type, name, this.location);
     const where = path.join(this.location, relativePath(type, name));
-    const hint = e?.code === 'ENOSPC' ? '; free space on the repository drive and run the command again (the repository is unchanged)' : '';
+    const hint = e?.code !== 'ENOSPC'
+      ? ''
+      : type === 'data' || type === 'index' || type === 'snapshots'
+        // A backup's complete packs stay (indexed or found again from their headers): the next backup reuses them.
+        ? '; free space on the repository drive and run the backup again: the packs it completed stay and the next backup reuses them (nothing was half-written)'
+        : '; free space on the repository drive and run the command again (nothing was half-written)';
     return new StorageError(`${doing} ${where}: ${describeSystemError(err)}${hint}`, { cause: err });
   }
 }

@@ -35,7 +35,7 @@ import {
   S3ClientConfig,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { Backend, NotFoundError, ObjectInfo, ObjectType } from './backend';
+import { Backend, NotFoundError, ObjectInfo, ObjectType, TruncatedObjectError } from './backend';
 import { StorageRequestError } from './errors';
 import { StorageError, UsageError } from '../errors';
 
@@ -236,7 +236,7 @@ export class S3Backend implements Backend {
     } catch (err) {
       if (errorCode(err) === 'InvalidRange') {
         // Offset at or past the end (416).
-        throw this.shortObject(type, name, offset, length, 0, err);
+        throw this.shortObject(type, name, offset, length, 0);
       }
       throw this.translate(err, 'reading', type, name);
     }
@@ -480,12 +480,11 @@ export class S3Backend implements Backend {
     return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total);
   }
 
-  private shortObject(type: ObjectType, name: string, offset: number, length: number, got: number, cause?: unknown): StorageError {
-    return new StorageRequestError(
-      `${this.location}: ${relativeKey(type, name)}: expected ${length} bytes at offset ${offset}, object holds only ${got} there; the object is truncated, run 'ferry check'`,
-      416,
-      'ShortObject',
-      { cause },
+  private shortObject(type: ObjectType, name: string, offset: number, length: number, got: number): TruncatedObjectError {
+    return new TruncatedObjectError(
+      type,
+      name,
+      `${this.location}: ${relativeKey(type, name)}: object is truncated: bytes ${offset}-${offset + length} were expected, it holds only ${got} of them; run 'ferry repair'`,
     );
   }
 
@@ -507,7 +506,7 @@ export class S3Backend implements Backend {
 
   /** Turn an SDK or network failure into one line: what, where, what to do. */
   private translate(err: unknown, doing: string, type?: ObjectType, name?: string): Error {
-    if (err instanceof StorageError || err instanceof NotFoundError) return err;
+    if (err instanceof StorageError || err instanceof NotFoundError || err instanceof TruncatedObjectError) return err;
     const status = httpStatus(err);
     const code = errorCode(err) ?? 'Unknown';
     if (type !== undefined && name !== undefined && doing === 'reading' && (code === 'NoSuchKey' || (status === 404 && code !== 'NoSuchBucket'))) {

@@ -8,6 +8,8 @@ import {
   expectSuccess,
   listFiles,
   mountTmpfs,
+  mustRun,
+  parseJson,
   sha256File,
   TestRepo,
   useScratch,
@@ -44,6 +46,29 @@ describe('repository on a full disk', () => {
     const out = scratch.mkdir('restore-after-enospc');
     expectSuccess(await repo.run(['restore', first.id, '--to', out]));
     expect(await sha256File(path.join(out, 'small.img'))).toBe(small.sha256);
+  });
+});
+
+describe('a backup interrupted by a full disk', () => {
+  it('says truly that the packs it completed stay, and the next backup (with space freed) reuses them', async () => {
+    const disk = await mountTmpfs(scratch, 'resume-disk', 40);
+    const repo = await TestRepo.init(scratch, 'resume', { dir: path.join(disk, 'repo') });
+    const big = scratch.path('resume.img');
+    writeRandomishImage(big, 64 * MiB, 23, { holes: 0, text: 0 });
+    const r = await repo.run(['backup', '--guest', 'guest', big]);
+    const line = expectCleanFailure(r, { code: 8, message: /ENOSPC/ });
+    expect(line).toContain('the packs it completed stay and the next backup reuses them');
+    expect(line).not.toContain('unchanged');
+    const kept = listFiles(repo.path).filter((f) => f.startsWith('data/'));
+    expect(kept.length, 'complete packs stayed').toBeGreaterThan(0);
+
+    await mustRun('mount', ['-o', 'remount,size=256m', disk]);
+    const resumed = await repo.run(['backup', '--guest', 'guest', big, '--json']);
+    const summary = parseJson<{ id: string; newBytes: number; logicalBytes: number }>(resumed);
+    expect(summary.newBytes, 'the packs left behind are reused, not stored again').toBeLessThan(summary.logicalBytes - 16 * MiB);
+    const out = scratch.mkdir('restore-after-resume');
+    expectSuccess(await repo.run(['restore', summary.id, '--to', out]));
+    expect(await sha256File(path.join(out, 'resume.img'))).toBe(await sha256File(big));
   });
 });
 

@@ -14,7 +14,7 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
-import { Backend, NotFoundError, ObjectInfo, ObjectType } from '../../src/storage/backend';
+import { Backend, NotFoundError, ObjectInfo, ObjectType, TruncatedObjectError } from '../../src/storage/backend';
 import { LocalBackend } from '../../src/storage/local';
 import { S3Backend } from '../../src/storage/s3';
 import { CachedBackend } from '../../src/storage/cache';
@@ -93,7 +93,7 @@ function backendContract(label: string, make: () => Promise<Fixture>): void {
       expect((err as Error).message).toContain(be.location);
     });
 
-    it('reads ranges: start, middle, end, empty; a range past the end is a StorageError, not NotFound', async () => {
+    it('reads ranges: start, middle, end, empty; a range past the end is a truncated object (corruption, exit 6), not NotFound', async () => {
       const name = hexName();
       const data = randomBytes(100_000);
       await be.write('data', name, data);
@@ -103,8 +103,9 @@ function backendContract(label: string, make: () => Promise<Fixture>): void {
       expect((await be.readRange('data', name, 500, 0)).length).toBe(0);
       for (const [offset, length] of [[99_990, 11], [100_000, 1], [200_000, 5]]) {
         const err = await be.readRange('data', name, offset, length).catch((e: unknown) => e);
-        expect(err, `range ${offset}+${length}`).toBeInstanceOf(StorageError);
-        expect((err as Error).message).toMatch(/truncated/);
+        expect(err, `range ${offset}+${length}`).toBeInstanceOf(TruncatedObjectError);
+        expect(err).toMatchObject({ exitCode: 6, type: 'data', objectName: name });
+        expect((err as Error).message).toMatch(/object is truncated/);
       }
     });
 

@@ -84,6 +84,28 @@ describe('in-memory chunk index', () => {
     expect(index.get(id)?.pack).toBe(5);
   });
 
+  it('deletes entries and still finds every other one (probe runs stay unbroken)', () => {
+    const index = new ChunkIndex();
+    // Few distinct first bytes and colliding probe starts make long probe runs, where a careless delete would hide later entries.
+    const ids = Array.from({ length: 4000 }, (_, i) => {
+      const id = randomBytes(32);
+      id[0] = i % 3;
+      id[1] = i % 5;
+      id.fill(0, 2, 5);
+      return id;
+    });
+    ids.forEach((id, i) => index.set(id, { pack: i, offset: 0, storedLength: 1, rawLength: 1, typeFlags: 0 }));
+    ids.forEach((id, i) => {
+      if (i % 3 === 0) expect(index.delete(id)).toBe(true);
+    });
+    expect(index.delete(ids[0])).toBe(false);
+    expect(index.size).toBe(ids.length - Math.ceil(ids.length / 3));
+    ids.forEach((id, i) => expect(index.get(id)?.pack, `id ${i}`).toBe(i % 3 === 0 ? undefined : i));
+    let seen = 0;
+    index.forEach(() => seen++);
+    expect(seen).toBe(index.size);
+  });
+
   it('holds a million chunks in under 91 bytes each (10 million in under 1 GiB at any fill)', () => {
     const index = new ChunkIndex();
     const id = Buffer.alloc(32);

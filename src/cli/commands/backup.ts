@@ -11,6 +11,8 @@ import { FerryError, UsageError } from '../../errors';
 import { DEFAULT_CONFIG_PATH, FerryConfig, loadFerryConfig } from '../../config/ferryConfig';
 import { fleetGuests } from '../fleetGuests';
 import { acquireHostRunLock } from '../../backup/hostRunLock';
+import { LEFTOVER_AGE_MS, removeTemporaryLeftovers } from '../../storage/leftovers';
+import { avoidDamagedPacks, damagedPacksWarning, findDamagedPacks } from '../../repo/packHealth';
 
 interface BackupOptions {
   guest: string[];
@@ -96,6 +98,16 @@ async function prepareIndex(repo: Repository, quiet?: boolean): Promise<number> 
   await repo.loadIndex(warnDamagedIndex);
   const resumed = await repo.indexOrphanPacks(true);
   if (resumed.indexed > 0 && !quiet) console.error(`resuming: indexed ${resumed.indexed} pack(s) left by an interrupted backup`);
+  const leftovers = await removeTemporaryLeftovers(repo.backend);
+  if (leftovers.files > 0 && !quiet) {
+    console.error(`removed ${leftovers.files} leftover temporary file(s) (${formatBytes(leftovers.bytes)}) of interrupted writes, not modified for ${LEFTOVER_AGE_MS / 60000} minutes`);
+  }
+  // Never dedupe against blobs in packs that are visibly short or gone: store them again.
+  const damaged = await findDamagedPacks(repo);
+  if (damaged.length > 0) {
+    const avoided = await avoidDamagedPacks(repo, damaged, 'drop');
+    process.stderr.write(`${damagedPacksWarning(damaged, avoided, 'drop')}\n`);
+  }
   return resumed.indexed;
 }
 

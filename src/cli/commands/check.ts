@@ -3,6 +3,8 @@ import { withPool, withRepository, RepoOptions } from '../session';
 import { checkRepository } from '../../check/repositoryCheck';
 import { DamageFoundError } from '../../errors';
 import { ProgressLine } from '../progress';
+import { formatBytes } from '../format';
+import { LEFTOVER_AGE_MS, countTemporaryFiles } from '../../storage/leftovers';
 
 export function registerCheck(program: Command): void {
   program
@@ -15,9 +17,17 @@ export function registerCheck(program: Command): void {
         const progress = new ProgressLine('check', opts.json);
         const report = await withPool(repo, (pool) => checkRepository(repo, pool, Boolean(opts.readData), (d, t) => progress.update(d, t)));
         progress.done();
+        // Not damage: files of writes that were interrupted (or are in progress), reported so they do not stay unseen.
+        const leftovers = await countTemporaryFiles(repo.backend);
         if (opts.json) {
-          console.log(JSON.stringify(report));
+          console.log(JSON.stringify({ ...report, leftovers }));
         } else {
+          if (leftovers.files > 0) {
+            console.log(
+              `leftovers: ${leftovers.files} temporary file(s) (${formatBytes(leftovers.bytes)}) of interrupted or running writes; ` +
+                `${leftovers.old} not modified for ${LEFTOVER_AGE_MS / 60000} minutes, which the next backup removes`,
+            );
+          }
           for (const d of report.damage) console.log(`damaged: ${d.object}: ${d.problem}`);
           for (const a of report.affected) console.log(`affected restore point: ${a.id.slice(0, 8)} ${a.guest} ${a.time}`);
           console.log(

@@ -4,6 +4,8 @@ import { restoreDiskTo, restoreToDirectory, RestoredFile } from '../../restore/g
 import { ProgressLine } from '../progress';
 import { formatBytes } from '../format';
 import { UsageError } from '../../errors';
+import { preferIntactCopies } from '../../repo/packHealth';
+import { TemporaryFile } from '../../storage/leftovers';
 
 interface RestoreOptions {
   guest?: string;
@@ -29,23 +31,29 @@ export function registerRestore(program: Command): void {
         await repo.loadIndex(warnDamagedIndex);
         // Packs a damaged index no longer names are found again from their own headers (in memory only).
         await repo.indexOrphanPacks(false);
+        await preferIntactCopies(repo);
         const rp = await repo.findRestorePoint(ref, opts.guest);
         const progress = new ProgressLine(`restore ${rp.guest}`, opts.json);
         const onProgress = (p: { writtenBytes: number; totalBytes: number }) => progress.update(p.writtenBytes, p.totalBytes);
+        const onLeftover = (f: TemporaryFile) => console.error(`removed ${f.path} (${formatBytes(f.size)}), left by an interrupted restore`);
         const files: RestoredFile[] = await withPool(repo, async (pool) => {
           if (opts.disk !== undefined) {
             const n = Number(opts.disk);
             if (!Number.isInteger(n) || n < 0) throw new UsageError(`--disk ${opts.disk}: give a disk number from 0`);
-            return [await restoreDiskTo(repo, pool, rp, n, opts.to, { force: Boolean(opts.force), noSparse: !opts.sparse, onProgress })];
+            return [await restoreDiskTo(repo, pool, rp, n, opts.to, { force: Boolean(opts.force), noSparse: !opts.sparse, onProgress, onLeftover })];
           }
-          return restoreToDirectory(repo, pool, rp, opts.to, Boolean(opts.force), onProgress);
+          return restoreToDirectory(repo, pool, rp, opts.to, Boolean(opts.force), onProgress, onLeftover);
         });
         progress.done();
         if (opts.json) {
           console.log(JSON.stringify({ id: rp.id, guest: rp.guest, files }));
           return;
         }
-        for (const f of files) console.log(`restored ${f.path} (${formatBytes(f.size)}, ${formatBytes(f.writtenBytes)} written)`);
+        for (const f of files) {
+          console.log(f.alreadyRestored
+            ? `kept ${f.path} (${formatBytes(f.size)}): already restored, verified against the restore point`
+            : `restored ${f.path} (${formatBytes(f.size)}, ${formatBytes(f.writtenBytes)} written)`);
+        }
       });
     });
 }

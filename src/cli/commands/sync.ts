@@ -9,6 +9,7 @@ import { FencedBackend } from '../../storage/fenced';
 import { Repository } from '../../repo/repository';
 import { acquireLock, RepositoryLock } from '../../repo/lock';
 import { checkSameIdentity } from '../../sync/copyTarget';
+import { LEFTOVER_AGE_MS, removeTemporaryLeftovers } from '../../storage/leftovers';
 
 interface SyncCliOptions {
   guest: string[];
@@ -48,6 +49,10 @@ export function registerSync(program: Command): void {
         const fenced = target;
         // Its clear message first: no lock goes into a location that is not a copy of SOURCE.
         await checkSameIdentity(source, fenced);
+        const leftovers = await removeTemporaryLeftovers(fenced);
+        if (leftovers.files > 0 && !opts.json) {
+          console.error(`${fenced.location}: removed ${leftovers.files} leftover temporary file(s) (${formatBytes(leftovers.bytes)}) of interrupted writes, not modified for ${LEFTOVER_AGE_MS / 60000} minutes`);
+        }
         const lock = lockOptions((err) => {
           source.fence(err);
           fenced.fence(err);

@@ -7,6 +7,7 @@ import { ProgressLine } from '../progress';
 import { formatBytes, formatDuration } from '../format';
 import { exportTar } from '../../tarExport/exportTar';
 import { importTar } from '../../tarExport/importTar';
+import { preferIntactCopies } from '../../repo/packHealth';
 import { InputError, UsageError } from '../../errors';
 
 interface ExportOptions {
@@ -39,6 +40,7 @@ export function registerTar(program: Command): void {
       await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'export-tar', async (repo) => {
         await repo.loadIndex(warnDamagedIndex);
         await repo.indexOrphanPacks(false);
+        await preferIntactCopies(repo);
         const rp = await repo.findRestorePoint(ref, opts.guest);
         const progress = new ProgressLine(`export ${rp.guest}`);
         const onProgress = (p: { doneBytes: number; totalBytes: number }) => progress.update(p.doneBytes, p.totalBytes);
