@@ -12,8 +12,9 @@ import { acquireLock } from '../repo/lock';
 import { PipelinePool } from '../workers/pipelinePool';
 import { UsageError } from '../errors';
 import { obtainPassword, PasswordOptions } from './password';
+import type { StateOptions } from './restorePointRecord';
 
-export interface RepoOptions extends PasswordOptions, StorageOptions {
+export interface RepoOptions extends PasswordOptions, StorageOptions, StateOptions {
   repo?: string;
 }
 

@@ -18,6 +18,17 @@ import { IndexedPack, decodeIndexFile, encodeIndexFile } from './indexFile';
 import { decodePackHeader, PackEntry } from './packFormat';
 import { RestorePoint, StoredRestorePoint } from './restorePoint';
 
+/** A restore point file that cannot be read (torn, damaged, or not sealed with this repository's key). */
+export interface DamagedRestorePoint {
+  id: string;
+  problem: string;
+}
+
+export interface RestorePointListing {
+  points: StoredRestorePoint[];
+  damaged: DamagedRestorePoint[];
+}
+
 export interface InitOptions {
   chunker: ChunkerParams;
   packSize: number;
@@ -375,25 +386,61 @@ export class Repository {
     return out.sort((a, b) => a.time.localeCompare(b.time));
   }
 
-  /** Resolve `latest`, an id, or a unique id prefix; `guest` narrows `latest`. */
-  async findRestorePoint(ref: string, guest?: string): Promise<StoredRestorePoint> {
+  /** Every restore point: the readable ones, oldest first, and the names of those that cannot be read. */
+  async listAllRestorePoints(): Promise<RestorePointListing> {
+    const damaged: DamagedRestorePoint[] = [];
+    const points = await this.listRestorePoints((id, err) => damaged.push({ id, problem: err.message }));
+    return { points, damaged };
+  }
+
+  /**
+   * Resolve `latest`, an id, or a unique id prefix; `guest` narrows `latest`.
+   * A damaged restore point cannot say whose or how old it is, so `latest`
+   * refuses to pass over it silently (that would restore older data as if it
+   * were the newest) unless `about` (what this host recorded of it) shows it
+   * is another guest's or older than the newest readable one.
+   */
+  async findRestorePoint(
+    ref: string,
+    guest?: string,
+    known: { about?: (id: string) => { guest: string; time: string } | undefined; listing?: RestorePointListing } = {},
+  ): Promise<StoredRestorePoint> {
+    const about = known.about;
     if (ref === 'latest') {
-      const all = (await this.listRestorePoints()).filter((rp) => !guest || rp.guest === guest);
-      if (all.length === 0) {
+      const { points, damaged } = known.listing ?? (await this.listAllRestorePoints());
+      const all = points.filter((rp) => !guest || rp.guest === guest);
+      const newest = all.length > 0 ? all[all.length - 1] : undefined;
+      for (const d of damaged) {
+        const known = about?.(d.id);
+        if (known && ((guest && known.guest !== guest) || (newest && known.time < newest.time))) continue;
+        const whose = guest ? ` of guest '${guest}'` : '';
+        throw new CorruptionError(
+          known
+            ? `the newest restore point${whose}, ${d.id} (${known.guest}, ${known.time}), is damaged and cannot be read; restore an older one by id (see 'ferry list') or remove it with 'ferry forget ${d.id.slice(0, 8)}'`
+            : `restore point ${d.id} is damaged and cannot be read, so it may be the newest${whose}; restore one by id (see 'ferry list') or remove it with 'ferry forget ${d.id.slice(0, 8)}'`,
+          `snapshots/${d.id}`,
+        );
+      }
+      if (!newest) {
         throw new UsageError(`${this.location}: no restore point${guest ? ` for guest '${guest}'` : ''}; see 'ferry list'`);
       }
-      return all[all.length - 1];
+      return newest;
     }
+    const rp = await this.loadRestorePointByName(await this.restorePointName(ref));
+    if (guest && rp.guest !== guest) {
+      throw new UsageError(`restore point ${rp.id.slice(0, 8)} belongs to guest '${rp.guest}', not '${guest}'`);
+    }
+    return rp;
+  }
+
+  /** The full name of the restore point an id or unique prefix names, without reading it. */
+  async restorePointName(ref: string): Promise<string> {
     const names: string[] = [];
     for await (const info of this.backend.list('snapshots')) if (info.name.startsWith(ref)) names.push(info.name);
     if (names.length !== 1 || ref.length < 4) {
       throw new UsageError(`restore point '${ref}': ${names.length === 0 ? 'not found' : 'ambiguous or too short'} in ${this.location}; see 'ferry list'`);
     }
-    const rp = await this.loadRestorePointByName(names[0]);
-    if (guest && rp.guest !== guest) {
-      throw new UsageError(`restore point ${names[0].slice(0, 8)} belongs to guest '${rp.guest}', not '${guest}'`);
-    }
-    return rp;
+    return names[0];
   }
 
   async removeRestorePoint(id: string): Promise<void> {

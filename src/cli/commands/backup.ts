@@ -11,6 +11,7 @@ import { FerryError, UsageError } from '../../errors';
 import { DEFAULT_CONFIG_PATH, FerryConfig, loadFerryConfig } from '../../config/ferryConfig';
 import { fleetGuests } from '../fleetGuests';
 import { acquireHostRunLock } from '../../backup/hostRunLock';
+import { reviewListing } from '../restorePointRecord';
 
 interface BackupOptions {
   guest: string[];
@@ -61,13 +62,16 @@ export function registerBackup(program: Command): void {
       const request = imageBackupRequest(opts.guest[0], images.map((i) => path.resolve(i)), opts.config, opts.tag);
       await withRepository(ropts, 'shared', 'backup', async (repo) => {
         const resumed = await prepareIndex(repo, opts.json);
+        const listing = await repo.listAllRestorePoints();
+        const seen = reviewListing(repo, ropts, listing);
         const progress = new ProgressLine(`backup ${request.guest}`, opts.json);
-        const withBases = await withPreviousDisks(repo, request);
+        const withBases = await withPreviousDisks(repo, request, listing.points);
         const result = await withPool(repo, (pool) =>
           backupGuest(repo, pool, withBases, (p) => progress.update(p.doneBytes, p.totalBytes, `new ${formatBytes(p.newBytes)}`)),
         );
         progress.done();
         const rp = result.restorePoint;
+        seen.saw([{ id: result.id, guest: rp.guest, time: rp.time }]);
         const peakRssBytes = process.resourceUsage().maxRSS * 1024;
         if (opts.json) {
           console.log(JSON.stringify({
@@ -133,6 +137,8 @@ async function backupAllLocked(
   };
   const outcomes: GuestOutcome[] = await withRepository(repoOptions, 'shared', 'backup --all', async (repo) => {
     await prepareIndex(repo, opts.json);
+    const listing = await repo.listAllRestorePoints();
+    const seen = reviewListing(repo, repoOptions, listing);
     for (const provider of setup.providers) {
       const removed = await provider.removeLeftovers().catch((err: unknown) => {
         log(`${provider.kind}: could not look for leftovers: ${(err as Error).message}`);
@@ -141,7 +147,11 @@ async function backupAllLocked(
       if (removed.length > 0) log(`${provider.kind}: removed ${removed.length} leftover(s) of an earlier run: ${removed.join(', ')}`);
     }
     const runId = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '') + '-' + process.pid.toString(16);
-    return withPool(repo, (pool) => backupFleet(repo, pool, setup.guests, { concurrency, tags: opts.tag, runId, log }));
+    const outcomes = await withPool(repo, (pool) =>
+      backupFleet(repo, pool, setup.guests, { concurrency, tags: opts.tag, runId, log, listing, about: (id) => seen.about(id) }),
+    );
+    seen.saw(outcomes.flatMap((o) => (o.ok && o.id && o.time ? [{ id: o.id, guest: o.guest, time: o.time }] : [])));
+    return outcomes;
   });
   const failed = outcomes.filter((o) => !o.ok);
   if (opts.json) {
