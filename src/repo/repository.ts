@@ -283,7 +283,12 @@ export class Repository {
   /** A blob's plaintext and its patch depth (0 for a whole chunk). */
   async readChunk(id: Buffer): Promise<{ data: Buffer; depth: number }> {
     const { loc, sealed } = await this.readSealedBlob(id);
-    const plain = this.decodeBlob(loc, id, sealed);
+    let plain: Buffer;
+    try {
+      plain = this.decodeBlob(loc, id, sealed);
+    } catch (err) {
+      throw (await this.wrongPackError(this.packIds[loc.pack], id)) ?? err;
+    }
     if (blobType(loc.typeFlags) !== BlobType.Patch) return { data: plain, depth: 0 };
     const header = decodePatchHeader(plain);
     const base = header ? await this.readChunk(header.baseId) : undefined;
@@ -311,13 +316,29 @@ export class Repository {
       throw new CorruptionError(`${this.location}: blob ${id.toString('hex').slice(0, 16)} is not in any index; run 'ferry check'`, 'index');
     }
     const packId = this.packIds[loc.pack];
-    const sealed = await this.backend.readRange('data', packId, loc.offset, loc.storedLength).catch((err: unknown) => {
+    const sealed = await this.backend.readRange('data', packId, loc.offset, loc.storedLength).catch(async (err: unknown) => {
       if (err instanceof NotFoundError) {
         throw new CorruptionError(`${this.location}: pack ${packId} is missing; run 'ferry check'`, `data/${packId}`);
       }
-      throw err;
+      throw (await this.wrongPackError(packId, id)) ?? err;
     });
     return { loc, sealed };
+  }
+
+  /**
+   * After a blob could not be read from a pack: if the pack's own header is
+   * intact but does not list the blob, the file under that name is another
+   * pack (renamed or swapped), which "truncated" or "damaged" would misname.
+   * Only on the failure path: it costs a stat and a header read.
+   */
+  async wrongPackError(packId: string, id: Buffer): Promise<CorruptionError | undefined> {
+    const info = await this.backend.stat('data', packId).catch(() => undefined);
+    const header = info ? await this.readPackHeader(packId, info.size).catch(() => undefined) : undefined;
+    if (!header || header.some((e) => e.id.equals(id))) return undefined;
+    return new CorruptionError(
+      `${this.objectPath('data', packId)}: wrong pack: the file's own header does not list blob ${id.toString('hex').slice(0, 16)}, so it holds another pack's content (packs renamed or swapped); run 'ferry check --read-data'`,
+      `data/${packId}`,
+    );
   }
 
   /** The ids a blob needs to be read: itself and, for a page patch, its base chain down to a whole chunk. */

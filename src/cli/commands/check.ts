@@ -22,7 +22,7 @@ export function registerCheck(program: Command): void {
           for (const a of report.affected) console.log(`affected restore point: ${a.id.slice(0, 8)} ${a.guest} ${a.time}`);
           console.log(
             `checked ${report.packs} packs, ${report.restorePoints} restore points${opts.readData ? `, ${report.blobsVerified} blobs verified` : ''}` +
-              `${report.unindexedPacks ? `, ${report.unindexedPacks} unindexed pack(s) from an interrupted backup (the next backup indexes them)` : ''}`,
+              `${report.unindexedPacks > report.packsMissingFromIndex ? `, ${report.unindexedPacks - report.packsMissingFromIndex} unindexed pack(s) from an interrupted backup (the next backup indexes them)` : ''}`,
           );
         }
         if (report.damage.length > 0) {
