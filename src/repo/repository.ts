@@ -127,7 +127,12 @@ export class Repository {
       const master = openKeySlot(slot, secret, header.repositoryId);
       if (!master) continue;
       const keys = deriveKeys(master);
-      const settings = decodeConfigBody(keys.dataKey, configBytes);
+      let settings = decodeConfigBody(keys.dataKey, configBytes);
+      if (!settings && backend.evict) {
+        // Perhaps only the cached copy is bad: ask the repository itself once.
+        await backend.evict('config', 'config');
+        settings = decodeConfigBody(keys.dataKey, await Repository.readConfigBytes(backend));
+      }
       if (!settings) {
         throw new CorruptionError(`${backend.location}/config: fails authentication (damaged); restore it from a copy of the repository`, 'config');
       }
@@ -196,8 +201,9 @@ export class Repository {
   async loadIndex(onDamaged?: (name: string) => void): Promise<void> {
     for await (const info of this.backend.list('index')) {
       if (this.indexFiles.has(info.name)) continue;
-      const bytes = await this.backend.read('index', info.name);
-      const packs = contentName(bytes) === info.name ? decodeIndexFile(this.keys.dataKey, bytes) : undefined;
+      const packs = await this.readVerified('index', info.name, (bytes) =>
+        contentName(bytes) === info.name ? decodeIndexFile(this.keys.dataKey, bytes) : undefined,
+      );
       if (!packs) {
         if (onDamaged) {
           onDamaged(info.name);
@@ -385,8 +391,9 @@ export class Repository {
   }
 
   async loadRestorePointByName(name: string): Promise<StoredRestorePoint> {
-    const bytes = await this.backend.read('snapshots', name);
-    const plain = contentName(bytes) === name ? openObject(this.keys.dataKey, 'snapshot', bytes) : undefined;
+    const plain = await this.readVerified('snapshots', name, (bytes) =>
+      contentName(bytes) === name ? openObject(this.keys.dataKey, 'snapshot', bytes) : undefined,
+    );
     if (!plain) {
       throw new CorruptionError(`${this.location}/snapshots/${name}: restore point is damaged; run 'ferry check'`, `snapshots/${name}`);
     }
@@ -466,6 +473,19 @@ export class Repository {
 
   async removeRestorePoint(id: string): Promise<void> {
     await this.backend.remove('snapshots', id);
+  }
+
+  /**
+   * Read an object and decode it (`decode` returns undefined when the bytes fail
+   * authentication or their content name). A failure through a local cache is
+   * not yet damage: the cached copy is evicted and the repository's copy read
+   * once more; only if that fails too is the object damaged (undefined).
+   */
+  private async readVerified<T>(type: ObjectType, name: string, decode: (bytes: Buffer) => T | undefined): Promise<T | undefined> {
+    const value = decode(await this.backend.read(type, name));
+    if (value !== undefined || !this.backend.evict) return value;
+    await this.backend.evict(type, name);
+    return decode(await this.backend.read(type, name));
   }
 
   objectPath(type: ObjectType, name: string): string {

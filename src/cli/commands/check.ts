@@ -11,7 +11,8 @@ export function registerCheck(program: Command): void {
     .option('--read-data', 'read, decrypt and verify every blob')
     .option('--json', 'print JSON')
     .action(async (opts: { readData?: boolean; json?: boolean }, cmd: Command) => {
-      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'check', async (repo) => {
+      // No local cache: check judges the repository, not what this host kept of it.
+      await withRepository({ ...(cmd.optsWithGlobals() as RepoOptions), cache: false }, 'shared', 'check', async (repo) => {
         const progress = new ProgressLine('check', opts.json);
         const report = await withPool(repo, (pool) => checkRepository(repo, pool, Boolean(opts.readData), (d, t) => progress.update(d, t)));
         progress.done();
