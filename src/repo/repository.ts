@@ -295,7 +295,19 @@ export class Repository {
     } catch (err) {
       throw (await this.wrongPackError(this.packIds[loc.pack], id)) ?? err;
     }
-    if (blobType(loc.typeFlags) !== BlobType.Patch) return { data: plain, depth: 0 };
+    if (blobType(loc.typeFlags) !== BlobType.Patch) {
+      // FORMAT.md: the plaintext must hash to the id (authentication alone does not prove that the
+      // writer stored the right chunk under it). Workers check the chunks they restore; this covers
+      // region maps and the bases a backup or a patch chain reads here.
+      if (!this.hasher.hash(plain).equals(id)) {
+        const packId = this.packIds[loc.pack];
+        throw new CorruptionError(
+          `${this.objectPath('data', packId)}: blob ${id.toString('hex').slice(0, 16)} at offset ${loc.offset} does not hash to its id (damaged); run 'ferry check --read-data'`,
+          `data/${packId}`,
+        );
+      }
+      return { data: plain, depth: 0 };
+    }
     const header = decodePatchHeader(plain);
     const base = header ? await this.readChunk(header.baseId) : undefined;
     const data = base ? applyPatch(base.data, plain) : undefined;
