@@ -118,3 +118,21 @@ describe('a torn restore point', () => {
     expect(await sha256File(path.join(out, 'alpha.img'))).toBe(alpha1.sha256);
   });
 });
+
+describe('backup --all while a restore point is damaged', () => {
+  it('backs up every guest; the guest whose newest point may be the damaged one is read in full', async () => {
+    const conf = scratch.path('ferry.conf');
+    const guest = (name: string, disk: string) => `[[static.guest]]\nname = "${name}"\ndisks = [${JSON.stringify(disk)}]\n`;
+    fs.writeFileSync(conf, [guest('alpha', alphaImage), guest('beta', betaImage)].join('\n'));
+    const all = () => repo.run(['backup', '--all', '--config', conf, '--work-dir', scratch.mkdir('work')]);
+    expectSuccess(await all(), 'first backup --all');
+    const newestAlpha = (await repo.list(['--guest', 'alpha'])).pop()!;
+    fs.truncateSync(path.join(repo.path, 'snapshots', newestAlpha.id), 275);
+    const r = await all();
+    expectSuccess(r, 'backup --all beside a damaged restore point');
+    expect(r.stdout).toMatch(/^ok +alpha /m);
+    expect(r.stdout).toMatch(/^ok +beta /m);
+    expect(r.stderr).toContain(`alpha: restore point ${newestAlpha.id.slice(0, 8)} is damaged and may be its newest: reading its disks in full`);
+    expect(r.stderr).not.toMatch(/beta: restore point \S+ is damaged/);
+  });
+});
