@@ -37,7 +37,7 @@ export function reviewListing(repo: Repository, opts: StateOptions, listing: Res
   for (const v of seen.vanished(present)) {
     warn(
       `restore point ${v.id} of guest '${v.guest}' (${v.time}) is gone from ${repo.location} although this host did not forget it: ` +
-        `files were deleted or an older copy of the repository is in place; if that is expected, 'ferry forget ${v.id.slice(0, 8)}' stops this warning`,
+        `files were deleted, an older copy of the repository is in place, or another host forgot it; if that is expected, 'ferry forget ${v.id.slice(0, 8)}' stops this warning`,
     );
   }
   seen.saw(listing.points);
