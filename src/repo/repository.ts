@@ -105,6 +105,20 @@ export class Repository {
   }
 
   static async open(backend: Backend, secret: Buffer): Promise<Repository> {
+    try {
+      return await Repository.openOnce(backend, secret);
+    } catch (err) {
+      // Through a local cache, a damaged cached config or key slot must not pass for a wrong
+      // passphrase, a missing repository or damage: drop those copies and ask the repository once more.
+      const cacheMayLie = err instanceof WrongPasswordError || err instanceof RepositoryNotFoundError || err instanceof CorruptionError;
+      if (!backend.evict || !cacheMayLie) throw err;
+      await backend.evict('config', 'config');
+      for await (const info of backend.list('keys')) await backend.evict('keys', info.name);
+      return Repository.openOnce(backend, secret);
+    }
+  }
+
+  private static async openOnce(backend: Backend, secret: Buffer): Promise<Repository> {
     const configBytes = await Repository.readConfigBytes(backend);
     const header = parseConfigHeader(configBytes);
     if (!header) {
@@ -127,12 +141,7 @@ export class Repository {
       const master = openKeySlot(slot, secret, header.repositoryId);
       if (!master) continue;
       const keys = deriveKeys(master);
-      let settings = decodeConfigBody(keys.dataKey, configBytes);
-      if (!settings && backend.evict) {
-        // Perhaps only the cached copy is bad: ask the repository itself once.
-        await backend.evict('config', 'config');
-        settings = decodeConfigBody(keys.dataKey, await Repository.readConfigBytes(backend));
-      }
+      const settings = decodeConfigBody(keys.dataKey, configBytes);
       if (!settings) {
         throw new CorruptionError(`${backend.location}/config: fails authentication (damaged); restore it from a copy of the repository`, 'config');
       }

@@ -19,9 +19,11 @@ let image: string;
 const points: { id: string; sha256: string }[] = [];
 
 /** The cached copy of `type/name` (the cache directory is keyed by the location's hash). */
-function cachedFile(type: 'index' | 'snapshots', name?: string): string {
+function cachedFile(type: 'index' | 'snapshots' | 'keys' | 'config', name?: string): string {
   const root = env.XDG_CACHE_HOME;
-  const files = listFiles(root).filter((f) => f.split('/').slice(-2, -1)[0] === type && (!name || path.basename(f) === name));
+  const files = listFiles(root).filter((f) =>
+    type === 'config' ? path.basename(f) === 'config' : f.split('/').slice(-2, -1)[0] === type && (!name || path.basename(f) === name),
+  );
   expect(files.length, `a cached ${type} file${name ? ` ${name}` : ''} under ${root}`).toBeGreaterThan(0);
   return path.join(root, files[0]);
 }
@@ -70,5 +72,24 @@ describe('a flipped byte in the local cache', () => {
     expectSuccess(await repo.run(['restore', points[0].id, '--to', out], { env }), 'restore');
     expect(await sha256File(path.join(out, 'web.img'))).toBe(points[0].sha256);
     expect(fs.readFileSync(file).equals(original)).toBe(true);
+  });
+
+  it('of the key slot or the config: the repository still opens (no "wrong passphrase"), and the copies are repaired', async () => {
+    for (const type of ['keys', 'config'] as const) {
+      const file = cachedFile(type);
+      const original = fs.readFileSync(file);
+      if (type === 'keys') {
+        // Damage the wrapped key itself (a flip in a label such as "created" would change nothing).
+        const slot = JSON.parse(original.toString()) as { wrapped: string };
+        const at = Math.floor(slot.wrapped.length / 2);
+        const wrapped = slot.wrapped.slice(0, at) + (slot.wrapped[at] === 'A' ? 'B' : 'A') + slot.wrapped.slice(at + 1);
+        fs.writeFileSync(file, JSON.stringify({ ...slot, wrapped }));
+      } else {
+        damage(file);
+      }
+      const list = await repo.run(['list', '--json'], { env });
+      expectSuccess(list, `list with a damaged cached ${type} file`);
+      expect(fs.readFileSync(file).equals(original), `cached ${type} file repaired`).toBe(true);
+    }
   });
 });
