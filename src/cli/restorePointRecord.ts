@@ -18,7 +18,14 @@ export function stateDir(opts: StateOptions): string {
 }
 
 export function seenRestorePoints(repo: Repository, opts: StateOptions): SeenRestorePoints {
-  return SeenRestorePoints.load(stateDir(opts), repo.repositoryId, repo.location);
+  const seen = SeenRestorePoints.load(stateDir(opts), repo.repositoryId, repo.location);
+  warnRecordProblems(seen);
+  return seen;
+}
+
+/** The record only adds warnings; trouble with it is a warning too, never a failed backup. */
+export function warnRecordProblems(seen: SeenRestorePoints): void {
+  for (const p of seen.problems.splice(0)) process.stderr.write(`ferry: warning: ${p}\n`);
 }
 
 /**
@@ -41,5 +48,6 @@ export function reviewListing(repo: Repository, opts: StateOptions, listing: Res
     );
   }
   seen.saw(listing.points);
+  warnRecordProblems(seen);
   return seen;
 }

@@ -13,10 +13,14 @@
 // that read the point just before it was removed must not put it back as
 // "expected". Files are replaced whole (temp file + rename); two processes
 // saving at once can lose one's additions (a missed warning, never a false one).
+//
+// The record only adds warnings: a record that cannot be read or saved (a
+// read-only home, a damaged file) never stops a backup or a restore; it is
+// reported in `problems` for the caller to print.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { StorageError, describeSystemError } from '../errors';
+import { describeSystemError } from '../errors';
 
 export interface SeenPoint {
   guest: string;
@@ -34,17 +38,20 @@ interface RecordFile {
 }
 
 export class SeenRestorePoints {
+  /** What went wrong reading or saving the record, one sentence each (the command goes on). */
+  readonly problems: string[] = [];
+  private record: LocationRecord = { points: {}, forgotten: [] };
+
   private constructor(
     private readonly file: string,
     private readonly location: string,
-    private readonly record: LocationRecord,
   ) {}
 
   /** The record of `location` (of repository `repositoryId`) in `stateDir`; empty if none yet. */
   static load(stateDir: string, repositoryId: Buffer, location: string): SeenRestorePoints {
-    const file = path.join(stateDir, 'repositories', `${repositoryId.toString('hex')}.json`);
-    const rec = readRecordFile(file).locations[location] ?? { points: {}, forgotten: [] };
-    return new SeenRestorePoints(file, location, rec);
+    const seen = new SeenRestorePoints(path.join(stateDir, 'repositories', `${repositoryId.toString('hex')}.json`), location);
+    seen.record = seen.read().locations[location] ?? { points: {}, forgotten: [] };
+    return seen;
   }
 
   /** What this host knows about a restore point (e.g. one that is damaged now). */
@@ -81,41 +88,57 @@ export class SeenRestorePoints {
 
   /** Re-read just before writing, so a concurrent command's changes are kept (all but a tiny window). */
   private update(change: (rec: LocationRecord) => void): void {
-    const file = readRecordFile(this.file);
+    const file = this.read();
     const rec = file.locations[this.location] ?? { points: {}, forgotten: [] };
     change(rec);
     file.locations[this.location] = rec;
-    Object.assign(this.record, rec);
-    writeRecordFile(this.file, file);
+    this.record = rec;
+    this.write(file);
   }
-}
 
-function readRecordFile(file: string): RecordFile {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { version: 1, locations: {} };
-    throw new StorageError(`${file}: cannot read this host's record of restore points: ${describeSystemError(err)}`, { cause: err });
+  private read(): RecordFile {
+    let text: string;
+    try {
+      text = fs.readFileSync(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        this.problems.push(`cannot read this host's record of restore points ${this.file}: ${describeSystemError(err)}`);
+      }
+      return { version: 1, locations: {} };
+    }
+    try {
+      const parsed = JSON.parse(text) as RecordFile;
+      if (parsed.version === 1 && parsed.locations && typeof parsed.locations === 'object') return parsed;
+    } catch {
+      // fall through: same answer as a wrong shape
+    }
+    // Kept aside, not deleted: it may help to see what it held.
+    const aside = `${this.file}.malformed-${Date.now()}`;
+    try {
+      fs.renameSync(this.file, aside);
+      this.problems.push(`this host's record of restore points was malformed and is kept as ${aside}; a new record starts now`);
+    } catch (err) {
+      this.problems.push(`this host's record of restore points ${this.file} is malformed and cannot be moved aside (${describeSystemError(err)}); delete it`);
+    }
+    return { version: 1, locations: {} };
   }
-  try {
-    const parsed = JSON.parse(text) as RecordFile;
-    if (parsed.version === 1 && parsed.locations && typeof parsed.locations === 'object') return parsed;
-  } catch {
-    // fall through: same answer as a wrong shape
-  }
-  throw new StorageError(`${file}: this host's record of restore points is malformed; delete it (ferry starts a new one)`);
-}
 
-function writeRecordFile(file: string, content: RecordFile): void {
-  const temp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
-  try {
-    // Private: it names guests and times of backups.
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    fs.writeFileSync(temp, JSON.stringify(content), { mode: 0o600, flag: 'wx' });
-    fs.renameSync(temp, file);
-  } catch (err) {
-    fs.rmSync(temp, { force: true });
-    throw new StorageError(`${file}: cannot save this host's record of restore points: ${describeSystemError(err)}; check the state directory (--state-dir, FERRY_STATE_DIR)`, { cause: err });
+  private write(content: RecordFile): void {
+    const temp = `${this.file}.tmp-${randomBytes(6).toString('hex')}`;
+    try {
+      // Private: it names guests and times of backups.
+      fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
+      fs.writeFileSync(temp, JSON.stringify(content), { mode: 0o600, flag: 'wx' });
+      fs.renameSync(temp, this.file);
+    } catch (err) {
+      try {
+        fs.rmSync(temp, { force: true });
+      } catch {
+        // the temp file was never made (its folder could not be): nothing to remove
+      }
+      this.problems.push(
+        `cannot save this host's record of restore points ${this.file}: ${describeSystemError(err)}; vanished restore points go unnoticed until it can (--state-dir, FERRY_STATE_DIR)`,
+      );
+    }
   }
 }

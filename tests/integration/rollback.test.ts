@@ -109,3 +109,25 @@ describe('an older copy of the repository put in its place', () => {
     expect(lines[0]).toContain(newer.id);
   });
 });
+
+describe('trouble with the record itself never stops a command', () => {
+  it('a malformed record is kept aside with a warning, and a new one starts', async () => {
+    const dir = path.join(env.FERRY_STATE_DIR, 'repositories');
+    const [file] = fs.readdirSync(dir).filter((f) => f.endsWith('.json'));
+    fs.writeFileSync(path.join(dir, file), '{"version":1,"locations":');
+    const r = await repo.run(['list'], { env });
+    expectSuccess(r, 'list with a malformed record');
+    expect(warnings(r.stderr).join('\n')).toMatch(/record of restore points was malformed and is kept as \S+\.malformed-\d+/);
+    expect(fs.readdirSync(dir).some((f) => f.includes('.malformed-'))).toBe(true);
+    const again = await repo.run(['list'], { env });
+    expect(again.stderr).toBe('');
+  });
+
+  it('a state directory that cannot be written does not stop a backup: it says so', async () => {
+    const notADirectory = scratch.path('state-is-a-file');
+    fs.writeFileSync(notADirectory, '');
+    const r = await repo.run(['backup', '--guest', 'web', image], { env: { FERRY_STATE_DIR: notADirectory } });
+    expectSuccess(r, 'backup with an unwritable state directory');
+    expect(warnings(r.stderr).join('\n')).toMatch(/cannot save this host's record of restore points/);
+  });
+});

@@ -11,7 +11,7 @@ import { FerryError, UsageError } from '../../errors';
 import { DEFAULT_CONFIG_PATH, FerryConfig, loadFerryConfig } from '../../config/ferryConfig';
 import { fleetGuests } from '../fleetGuests';
 import { acquireHostRunLock } from '../../backup/hostRunLock';
-import { reviewListing } from '../restorePointRecord';
+import { reviewListing, warnRecordProblems } from '../restorePointRecord';
 
 interface BackupOptions {
   guest: string[];
@@ -72,6 +72,7 @@ export function registerBackup(program: Command): void {
         progress.done();
         const rp = result.restorePoint;
         seen.saw([{ id: result.id, guest: rp.guest, time: rp.time }]);
+        warnRecordProblems(seen);
         const peakRssBytes = process.resourceUsage().maxRSS * 1024;
         if (opts.json) {
           console.log(JSON.stringify({
@@ -151,6 +152,7 @@ async function backupAllLocked(
       backupFleet(repo, pool, setup.guests, { concurrency, tags: opts.tag, runId, log, listing, about: (id) => seen.about(id) }),
     );
     seen.saw(outcomes.flatMap((o) => (o.ok && o.id && o.time ? [{ id: o.id, guest: o.guest, time: o.time }] : [])));
+    warnRecordProblems(seen);
     return outcomes;
   });
   const failed = outcomes.filter((o) => !o.ok);

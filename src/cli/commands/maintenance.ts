@@ -4,7 +4,7 @@ import { removeLocks } from '../../repo/lock';
 import { Repository } from '../../repo/repository';
 import { SeenRestorePoints } from '../../repo/seenRestorePoints';
 import { CorruptionError, UsageError } from '../../errors';
-import { seenRestorePoints } from '../restorePointRecord';
+import { seenRestorePoints, warnRecordProblems } from '../restorePointRecord';
 
 export function registerMaintenance(program: Command): void {
   program
@@ -16,6 +16,7 @@ export function registerMaintenance(program: Command): void {
       await withRepository(ropts, 'exclusive', 'forget', async (repo) => {
         const seen = seenRestorePoints(repo, ropts);
         for (const ref of refs) await forgetOne(repo, seen, ref, Boolean(opts.dryRun));
+        warnRecordProblems(seen);
       });
     });
 
