@@ -2,7 +2,7 @@
 // quiesced only while its disks are snapshotted, then read from the
 // snapshots through the dedupe pipeline. Guests run in parallel up to a limit;
 // one guest's failure never stops the others.
-import { Repository } from '../repo/repository';
+import { Repository, RestorePointListing } from '../repo/repository';
 import { DiskRecord, StoredRestorePoint } from '../repo/restorePoint';
 import { PipelinePool } from '../workers/pipelinePool';
 import { GuestDisk, GuestHooks, GuestInfo, HypervisorDriver, QuiesceHandle } from '../hypervisor/driver';
@@ -26,6 +26,10 @@ export interface FleetBackupOptions {
   runId: string;
   watchdogTimeoutMs?: number;
   log: (line: string) => void;
+  /** The repository's restore points, if the caller listed them already. */
+  listing?: RestorePointListing;
+  /** What this host recorded of a restore point (its guest and time), e.g. of a damaged one. */
+  about?: (id: string) => { guest: string; time: string } | undefined;
 }
 
 export interface GuestOutcome {
@@ -33,6 +37,8 @@ export interface GuestOutcome {
   driver: string;
   ok: boolean;
   id?: string;
+  /** The restore point's time (with `id`). */
+  time?: string;
   error?: string;
   /** How long the guest was paused or frozen, in ms (0 when it was not). */
   pauseMs: number;
@@ -56,7 +62,15 @@ export async function backupFleet(
   opts: FleetBackupOptions,
 ): Promise<GuestOutcome[]> {
   const latest = new Map<string, StoredRestorePoint>();
-  for (const rp of await repo.listRestorePoints()) latest.set(rp.guest, rp); // oldest first: the last one wins
+  const { points, damaged } = opts.listing ?? (await repo.listAllRestorePoints());
+  for (const rp of points) latest.set(rp.guest, rp); // oldest first: the last one wins
+  // A damaged restore point may be a guest's newest, and its changed-block tracking state is
+  // lost with it: the one before would miss what changed in between. Such a guest is read in full.
+  const newestMayBeDamaged = (guest: string): string | undefined =>
+    damaged.find((d) => {
+      const known = opts.about?.(d.id);
+      return !known || (known.guest === guest && known.time > (latest.get(guest)?.time ?? ''));
+    })?.id;
   const held = new Set<QuiesceHandle>();
   // Ctrl-C or a cron timeout during a quiesce must not leave a guest paused.
   const onSignal = (signal: NodeJS.Signals) => {
@@ -68,7 +82,9 @@ export async function backupFleet(
   const outcomes: GuestOutcome[] = [];
   try {
     await forEachLimit(guests, opts.concurrency, async (g) => {
-      const outcome = await backupOne(repo, pool, g, latest.get(g.guest.name), held, opts).catch((err: unknown): GuestOutcome => ({
+      const damagedId = newestMayBeDamaged(g.guest.name);
+      if (damagedId) opts.log(`${g.guest.name}: restore point ${damagedId.slice(0, 8)} is damaged and may be its newest: reading its disks in full`);
+      const outcome = await backupOne(repo, pool, g, damagedId ? undefined : latest.get(g.guest.name), held, opts).catch((err: unknown): GuestOutcome => ({
         guest: g.guest.name, driver: g.driver.kind, ok: false, error: (err as Error).message,
         pauseMs: 0, logicalBytes: 0, readBytes: 0, newBytes: 0, fullReads: [], snapshotKinds: [],
       }));
@@ -164,7 +180,7 @@ async function backupOne(
     }
     const s = result.restorePoint.stats;
     return {
-      guest: g.guest.name, driver: g.driver.kind, ok: true, id: result.id, pauseMs,
+      guest: g.guest.name, driver: g.driver.kind, ok: true, id: result.id, time: result.restorePoint.time, pauseMs,
       logicalBytes: s.logicalBytes, readBytes: s.readBytes, newBytes: s.newBytes,
       fullReads: result.restorePoint.disks.filter((d) => d.fullReadReason).map((d) => `${d.name}: ${d.fullReadReason}`),
       snapshotKinds: [...new Set(snapshots.map((s) => s.provider.kind))],

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Repository } from '../repo/repository';
 import { PackWriter } from '../repo/packWriter';
-import { AttachedConfig, DiskRecord, RestorePoint } from '../repo/restorePoint';
+import { AttachedConfig, DiskRecord, RestorePoint, StoredRestorePoint } from '../repo/restorePoint';
 import { ImageSource, openImageSource } from '../dedupe/imageSource';
 import { PipelinePool } from '../workers/pipelinePool';
 import { InputError, UsageError, describeSystemError } from '../errors';
@@ -66,8 +66,9 @@ export function imageBackupRequest(guest: string, images: string[], configPath: 
  * Offer each disk the same-named disk of the guest's latest restore point as
  * its page-patch base (see dedupe/pagePatch.ts). Disks keep a base they have.
  */
-export async function withPreviousDisks(repo: Repository, req: GuestBackupRequest): Promise<GuestBackupRequest> {
-  const previous = (await repo.listRestorePoints()).filter((rp) => rp.guest === req.guest).pop();
+export async function withPreviousDisks(repo: Repository, req: GuestBackupRequest, points?: StoredRestorePoint[]): Promise<GuestBackupRequest> {
+  // A damaged point is passed over: the base only serves deduplication (page patches), which checks what it reuses.
+  const previous = (points ?? (await repo.listAllRestorePoints()).points).filter((rp) => rp.guest === req.guest).pop();
   if (!previous) return req;
   return {
     ...req,

@@ -25,6 +25,8 @@ export interface CheckReport {
   affected: { id: string; guest: string; time: string }[];
   /** Packs not named by any index (left by an interrupted backup; reused by the next one). */
   unindexedPacks: number;
+  /** Of those, packs that restore points need: an index file is missing (their blobs are checked from their own headers). */
+  packsMissingFromIndex: number;
 }
 
 export async function checkRepository(repo: Repository, pool: PipelinePool, readData: boolean, onProgress?: (done: number, total: number) => void): Promise<CheckReport> {
@@ -39,6 +41,14 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
 
   const stored = new Map<string, number>();
   for await (const p of repo.backend.list('data')) stored.set(p.name, p.size);
+  // Packs no index names are checked like the others, from their own headers (as restore reads them);
+  // whether restore points need them (a lost index) or not (an interrupted backup) is known below.
+  const orphanIds = [...stored.keys()].filter((p) => !repo.hasPack(p));
+  const orphans = await repo.indexOrphanPacks(false);
+  for (const packId of orphans.unreadable) {
+    damage.push({ object: `data/${packId.slice(0, 2)}/${packId}`, problem: 'pack named by no index, and its header is unreadable (truncated or damaged)' });
+  }
+  const orphanNumbers = new Set(orphanIds.filter((p) => repo.hasPack(p)).map((p) => repo.packNumber(p)));
 
   const byPack: PackEntry[][] = repo.packIds.map(() => []);
   repo.index.forEach((id, loc) => {
@@ -63,39 +73,63 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
     }
     let header: PackEntry[] | undefined;
     let content: Buffer | undefined;
+    let wrongPack = false;
     if (readData) {
       content = await repo.backend.read('data', packId);
-      if (contentName(content) !== packId) damage.push({ object, problem: 'pack content does not match its name (bytes changed or truncated)' });
+      const actual = contentName(content);
+      wrongPack = actual !== packId && stored.has(actual);
+      if (actual !== packId) {
+        damage.push({
+          object,
+          problem: wrongPack
+            ? `wrong pack: the file holds pack ${actual.slice(0, 16)}'s content, not its own (packs renamed or swapped)`
+            : 'pack content does not match its name (bytes changed or truncated)',
+        });
+      }
       header = content.length >= 4 ? decodePackHeader(repo.keys.dataKey, content.length, content) : undefined;
     } else {
       header = await repo.readPackHeader(packId, size).catch(() => undefined);
     }
-    if (!header) {
-      fail(`pack header unreadable (truncated or damaged; ${size} bytes on storage)`);
-      continue;
-    }
-    const inHeader = new Map(header.map((e) => [e.id.toString('hex'), e]));
-    for (const e of byPack[n]) {
-      const h = inHeader.get(e.id.toString('hex'));
-      if (!h || h.offset !== e.offset || h.storedLength !== e.storedLength) {
-        damage.push({ object, problem: `blob ${e.id.toString('hex').slice(0, 16)} in the index is not where the pack header says` });
-        damagedBlobs.add(e.id.toString('hex'));
+    if (!header) damage.push({ object, problem: `pack header unreadable (truncated or damaged; ${size} bytes on storage); its blobs are checked where the index places them` });
+    // A blob is damaged only where restore would read it: at the place the index gives (this pack, that offset).
+    const indexedHere = (e: PackEntry) => {
+      const loc = repo.blobLocation(e.id);
+      return loc !== undefined && loc.pack === n && loc.offset === e.offset;
+    };
+    const blobDamaged = (e: PackEntry, problem: string) => {
+      damage.push({ object, problem: `blob ${e.id.toString('hex').slice(0, 16)} ${problem}` });
+      if (indexedHere(e)) damagedBlobs.add(e.id.toString('hex'));
+    };
+    // (A wrong pack's header is another pack's: comparing it says nothing more; its blobs fail below.)
+    if (header && !wrongPack) {
+      const inHeader = new Map(header.map((e) => [e.id.toString('hex'), e]));
+      const misplaced = byPack[n].filter((e) => {
+        const h = inHeader.get(e.id.toString('hex'));
+        return !h || h.offset !== e.offset || h.storedLength !== e.storedLength;
+      });
+      if (misplaced.length > 0 && misplaced.length === byPack[n].length && !readData) {
+        damage.push({ object, problem: `wrong pack: its header lists none of the ${byPack[n].length} blobs the index places in it (the file holds another pack's content)` });
       }
+      for (const e of misplaced) blobDamaged(e, 'in the index is not where the pack header says');
     }
+    // What to verify: the index's entries for this pack and, when readable, the header's (a copy the index does not use is still reported).
+    const toVerify = new Map<string, PackEntry>();
+    for (const e of [...byPack[n], ...(header ?? [])]) toVerify.set(`${e.id.toString('hex')}@${e.offset}`, e);
+    const fits = [...toVerify.values()].filter((e) => e.offset + e.storedLength <= size);
+    for (const e of toVerify.values()) if (e.offset + e.storedLength > size) blobDamaged(e, `at offset ${e.offset} lies past the end of the pack (${size} bytes)`);
     if (content) {
       const data = new Uint8Array(new ArrayBuffer(content.length));
       data.set(content);
       const result = await pool.writeBlobs({
         data,
-        blobs: header.map((e) => ({ at: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags, id: e.id, targets: [] })),
+        blobs: fits.map((e) => ({ at: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags, id: e.id, targets: [] })),
       });
-      blobsVerified += header.length - result.bad.length;
-      for (const e of header) if (blobType(e.typeFlags) === BlobType.Patch) patches.push({ id: e.id, object });
-      for (const i of result.bad) {
-        const e = header[i];
-        damage.push({ object, problem: `blob ${e.id.toString('hex').slice(0, 16)} at offset ${e.offset} fails authentication or its id` });
-        damagedBlobs.add(e.id.toString('hex'));
-      }
+      blobsVerified += fits.length - result.bad.length;
+      const bad = new Set(result.bad);
+      fits.forEach((e, i) => {
+        if (bad.has(i)) blobDamaged(e, `at offset ${e.offset} fails authentication or its id`);
+        else if (blobType(e.typeFlags) === BlobType.Patch && indexedHere(e)) patches.push({ id: e.id, object });
+      });
       doneBytes += size;
       onProgress?.(doneBytes, totalBytes);
     }
@@ -112,7 +146,7 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
       damagedBlobs.add(hex);
     }
   }
-  const unindexedPacks = unindexedBefore ?? [...stored.keys()].filter((p) => !repo.hasPack(p)).length;
+  const neededOrphans = new Set<number>();
 
   const affected: CheckReport['affected'] = [];
   const rps = await repo.listRestorePoints((name) => damage.push({ object: `snapshots/${name}`, problem: 'restore point fails authentication' }));
@@ -123,6 +157,7 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
         if (!mapId) continue;
         const id = Buffer.from(mapId, 'hex');
         const loc = repo.blobLocation(id);
+        if (loc && orphanNumbers.has(loc.pack)) neededOrphans.add(loc.pack);
         if (!loc || damagedPacks.has(loc.pack) || damagedBlobs.has(mapId)) {
           if (!loc) damage.push({ object: 'index', problem: `region map ${mapId.slice(0, 16)} of restore point ${rp.id.slice(0, 8)} is in no index` });
           broken = true;
@@ -145,6 +180,7 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
         for (const e of entries) {
           const hex = e.id.toString('hex');
           const cloc = repo.blobLocation(e.id);
+          if (cloc && orphanNumbers.has(cloc.pack)) neededOrphans.add(cloc.pack);
           if (!cloc) {
             damage.push({ object: 'index', problem: `chunk ${hex.slice(0, 16)} of restore point ${rp.id.slice(0, 8)} is in no index` });
             broken = true;
@@ -156,7 +192,24 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
     }
     if (broken) affected.push({ id: rp.id, guest: rp.guest, time: rp.time });
   }
-  return { packs: repo.packIds.length, blobsVerified, restorePoints: rps.length, damage: dedupeDamage(damage), affected, unindexedPacks };
+  if (neededOrphans.size > 0) {
+    // Restore finds these packs from their headers, so no restore point is lost; but the repository is not as written.
+    damage.push({
+      object: 'index',
+      problem:
+        `the index is missing for ${neededOrphans.size} pack(s) that restore points need (an index file was lost); ` +
+        `their blobs were ${readData ? 'verified from the packs themselves' : 'found in the packs\' own headers'}; 'ferry repair' (or the next backup) rebuilds the index`,
+    });
+  }
+  return {
+    packs: repo.packIds.length,
+    blobsVerified,
+    restorePoints: rps.length,
+    damage: dedupeDamage(damage),
+    affected,
+    unindexedPacks: unindexedBefore ?? orphanIds.length,
+    packsMissingFromIndex: neededOrphans.size,
+  };
 }
 
 async function countUnindexedPacks(repo: Repository): Promise<number> {

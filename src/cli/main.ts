@@ -26,6 +26,7 @@ export function buildProgram(): Command {
     .option('--limit-download <rate>', 'cap download bandwidth from the repository, bytes/s with K, M, G')
     .option('--s3-concurrency <n>', 'S3 transfers in flight (default 8)')
     .option('--no-cache', 'S3: do not keep index files and restore points in ~/.cache/ferry')
+    .option('--state-dir <dir>', "this host's record of the restore points it has seen, to notice any that vanish (env FERRY_STATE_DIR; default ~/.local/state/ferry)")
     .option('--object-lock-days <n>', 'S3 (init, backup, sync): write objects with Object Lock retention of N days')
     .showHelpAfterError(false)
     .exitOverride()

@@ -13,8 +13,9 @@ import { FencedBackend } from '../storage/fenced';
 import { PipelinePool } from '../workers/pipelinePool';
 import { InputError, UsageError } from '../errors';
 import { obtainPassword, PasswordOptions } from './password';
+import type { StateOptions } from './restorePointRecord';
 
-export interface RepoOptions extends PasswordOptions, StorageOptions {
+export interface RepoOptions extends PasswordOptions, StorageOptions, StateOptions {
   repo?: string;
 }
 

@@ -18,6 +18,17 @@ import { IndexedPack, decodeIndexFile, encodeIndexFile } from './indexFile';
 import { decodePackHeader, PackEntry } from './packFormat';
 import { RestorePoint, StoredRestorePoint } from './restorePoint';
 
+/** A restore point file that cannot be read (torn, damaged, or not sealed with this repository's key). */
+export interface DamagedRestorePoint {
+  id: string;
+  problem: string;
+}
+
+export interface RestorePointListing {
+  points: StoredRestorePoint[];
+  damaged: DamagedRestorePoint[];
+}
+
 export interface InitOptions {
   chunker: ChunkerParams;
   packSize: number;
@@ -96,6 +107,20 @@ export class Repository {
   }
 
   static async open(backend: Backend, secret: Buffer): Promise<Repository> {
+    try {
+      return await Repository.openOnce(backend, secret);
+    } catch (err) {
+      // Through a local cache, a damaged cached config or key slot must not pass for a wrong
+      // passphrase, a missing repository or damage: drop those copies and ask the repository once more.
+      const cacheMayLie = err instanceof WrongPasswordError || err instanceof RepositoryNotFoundError || err instanceof CorruptionError;
+      if (!backend.evict || !cacheMayLie) throw err;
+      await backend.evict('config', 'config');
+      for await (const info of backend.list('keys')) await backend.evict('keys', info.name);
+      return Repository.openOnce(backend, secret);
+    }
+  }
+
+  private static async openOnce(backend: Backend, secret: Buffer): Promise<Repository> {
     const configBytes = await Repository.readConfigBytes(backend);
     const header = parseConfigHeader(configBytes);
     if (!header) {
@@ -190,8 +215,9 @@ export class Repository {
   async loadIndex(onDamaged?: (name: string) => void): Promise<void> {
     for await (const info of this.backend.list('index')) {
       if (this.indexFiles.has(info.name)) continue;
-      const bytes = await this.backend.read('index', info.name);
-      const packs = contentName(bytes) === info.name ? decodeIndexFile(this.keys.dataKey, bytes) : undefined;
+      const packs = await this.readVerified('index', info.name, (bytes) =>
+        contentName(bytes) === info.name ? decodeIndexFile(this.keys.dataKey, bytes) : undefined,
+      );
       if (!packs) {
         if (onDamaged) {
           onDamaged(info.name);
@@ -277,8 +303,25 @@ export class Repository {
   /** A blob's plaintext and its patch depth (0 for a whole chunk). */
   async readChunk(id: Buffer): Promise<{ data: Buffer; depth: number }> {
     const { loc, sealed } = await this.readSealedBlob(id);
-    const plain = this.decodeBlob(loc, id, sealed);
-    if (blobType(loc.typeFlags) !== BlobType.Patch) return { data: plain, depth: 0 };
+    let plain: Buffer;
+    try {
+      plain = this.decodeBlob(loc, id, sealed);
+    } catch (err) {
+      throw (await this.wrongPackError(this.packIds[loc.pack], id)) ?? err;
+    }
+    if (blobType(loc.typeFlags) !== BlobType.Patch) {
+      // FORMAT.md: the plaintext must hash to the id (authentication alone does not prove that the
+      // writer stored the right chunk under it). Workers check the chunks they restore; this covers
+      // region maps and the bases a backup or a patch chain reads here.
+      if (!this.hasher.hash(plain).equals(id)) {
+        const packId = this.packIds[loc.pack];
+        throw new CorruptionError(
+          `${this.objectPath('data', packId)}: blob ${id.toString('hex').slice(0, 16)} at offset ${loc.offset} does not hash to its id (damaged); run 'ferry check --read-data'`,
+          `data/${packId}`,
+        );
+      }
+      return { data: plain, depth: 0 };
+    }
     const header = decodePatchHeader(plain);
     const base = header ? await this.readChunk(header.baseId) : undefined;
     const data = base ? applyPatch(base.data, plain) : undefined;
@@ -305,13 +348,29 @@ export class Repository {
       throw new CorruptionError(`${this.location}: blob ${id.toString('hex').slice(0, 16)} is not in any index; run 'ferry check'`, 'index');
     }
     const packId = this.packIds[loc.pack];
-    const sealed = await this.backend.readRange('data', packId, loc.offset, loc.storedLength).catch((err: unknown) => {
+    const sealed = await this.backend.readRange('data', packId, loc.offset, loc.storedLength).catch(async (err: unknown) => {
       if (err instanceof NotFoundError) {
         throw new CorruptionError(`${this.location}: pack ${packId} is missing; run 'ferry check'`, `data/${packId}`);
       }
-      throw err;
+      throw (await this.wrongPackError(packId, id)) ?? err;
     });
     return { loc, sealed };
+  }
+
+  /**
+   * After a blob could not be read from a pack: if the pack's own header is
+   * intact but does not list the blob, the file under that name is another
+   * pack (renamed or swapped), which "truncated" or "damaged" would misname.
+   * Only on the failure path: it costs a stat and a header read.
+   */
+  async wrongPackError(packId: string, id: Buffer): Promise<CorruptionError | undefined> {
+    const info = await this.backend.stat('data', packId).catch(() => undefined);
+    const header = info ? await this.readPackHeader(packId, info.size).catch(() => undefined) : undefined;
+    if (!header || header.some((e) => e.id.equals(id))) return undefined;
+    return new CorruptionError(
+      `${this.objectPath('data', packId)}: wrong pack: the file's own header does not list blob ${id.toString('hex').slice(0, 16)}, so it holds another pack's content (packs renamed or swapped); run 'ferry check --read-data'`,
+      `data/${packId}`,
+    );
   }
 
   /** The ids a blob needs to be read: itself and, for a page patch, its base chain down to a whole chunk. */
@@ -358,8 +417,9 @@ export class Repository {
   }
 
   async loadRestorePointByName(name: string): Promise<StoredRestorePoint> {
-    const bytes = await this.backend.read('snapshots', name);
-    const plain = contentName(bytes) === name ? openObject(this.keys.dataKey, 'snapshot', bytes) : undefined;
+    const plain = await this.readVerified('snapshots', name, (bytes) =>
+      contentName(bytes) === name ? openObject(this.keys.dataKey, 'snapshot', bytes) : undefined,
+    );
     if (!plain) {
       throw new CorruptionError(`${this.location}/snapshots/${name}: restore point is damaged; run 'ferry check'`, `snapshots/${name}`);
     }
@@ -380,29 +440,78 @@ export class Repository {
     return out.sort((a, b) => a.time.localeCompare(b.time));
   }
 
-  /** Resolve `latest`, an id, or a unique id prefix; `guest` narrows `latest`. */
-  async findRestorePoint(ref: string, guest?: string): Promise<StoredRestorePoint> {
+  /** Every restore point: the readable ones, oldest first, and the names of those that cannot be read. */
+  async listAllRestorePoints(): Promise<RestorePointListing> {
+    const damaged: DamagedRestorePoint[] = [];
+    const points = await this.listRestorePoints((id, err) => damaged.push({ id, problem: err.message }));
+    return { points, damaged };
+  }
+
+  /**
+   * Resolve `latest`, an id, or a unique id prefix; `guest` narrows `latest`.
+   * A damaged restore point cannot say whose or how old it is, so `latest`
+   * refuses to pass over it silently (that would restore older data as if it
+   * were the newest) unless `about` (what this host recorded of it) shows it
+   * is another guest's or older than the newest readable one.
+   */
+  async findRestorePoint(
+    ref: string,
+    guest?: string,
+    known: { about?: (id: string) => { guest: string; time: string } | undefined; listing?: RestorePointListing } = {},
+  ): Promise<StoredRestorePoint> {
+    const about = known.about;
     if (ref === 'latest') {
-      const all = (await this.listRestorePoints()).filter((rp) => !guest || rp.guest === guest);
-      if (all.length === 0) {
+      const { points, damaged } = known.listing ?? (await this.listAllRestorePoints());
+      const all = points.filter((rp) => !guest || rp.guest === guest);
+      const newest = all.length > 0 ? all[all.length - 1] : undefined;
+      for (const d of damaged) {
+        const known = about?.(d.id);
+        if (known && ((guest && known.guest !== guest) || (newest && known.time < newest.time))) continue;
+        const whose = guest ? ` of guest '${guest}'` : '';
+        throw new CorruptionError(
+          known
+            ? `the newest restore point${whose}, ${d.id} (${known.guest}, ${known.time}), is damaged and cannot be read; restore an older one by id (see 'ferry list') or remove it with 'ferry forget ${d.id.slice(0, 8)}'`
+            : `restore point ${d.id} is damaged and cannot be read, so it may be the newest${whose}; restore one by id (see 'ferry list') or remove it with 'ferry forget ${d.id.slice(0, 8)}'`,
+          `snapshots/${d.id}`,
+        );
+      }
+      if (!newest) {
         throw new UsageError(`${this.location}: no restore point${guest ? ` for guest '${guest}'` : ''}; see 'ferry list'`);
       }
-      return all[all.length - 1];
+      return newest;
     }
+    const rp = await this.loadRestorePointByName(await this.restorePointName(ref));
+    if (guest && rp.guest !== guest) {
+      throw new UsageError(`restore point ${rp.id.slice(0, 8)} belongs to guest '${rp.guest}', not '${guest}'`);
+    }
+    return rp;
+  }
+
+  /** The full name of the restore point an id or unique prefix names, without reading it. */
+  async restorePointName(ref: string): Promise<string> {
     const names: string[] = [];
     for await (const info of this.backend.list('snapshots')) if (info.name.startsWith(ref)) names.push(info.name);
     if (names.length !== 1 || ref.length < 4) {
       throw new UsageError(`restore point '${ref}': ${names.length === 0 ? 'not found' : 'ambiguous or too short'} in ${this.location}; see 'ferry list'`);
     }
-    const rp = await this.loadRestorePointByName(names[0]);
-    if (guest && rp.guest !== guest) {
-      throw new UsageError(`restore point ${names[0].slice(0, 8)} belongs to guest '${rp.guest}', not '${guest}'`);
-    }
-    return rp;
+    return names[0];
   }
 
   async removeRestorePoint(id: string): Promise<void> {
     await this.backend.remove('snapshots', id);
+  }
+
+  /**
+   * Read an object and decode it (`decode` returns undefined when the bytes fail
+   * authentication or their content name). A failure through a local cache is
+   * not yet damage: the cached copy is evicted and the repository's copy read
+   * once more; only if that fails too is the object damaged (undefined).
+   */
+  private async readVerified<T>(type: ObjectType, name: string, decode: (bytes: Buffer) => T | undefined): Promise<T | undefined> {
+    const value = decode(await this.backend.read(type, name));
+    if (value !== undefined || !this.backend.evict) return value;
+    await this.backend.evict(type, name);
+    return decode(await this.backend.read(type, name));
   }
 
   objectPath(type: ObjectType, name: string): string {

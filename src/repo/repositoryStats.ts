@@ -21,10 +21,12 @@ export interface RepositoryStats {
   compressionRatio: number;
   indexMemoryBytes: number;
   indexBytesPerChunk: number;
+  /** Restore points that cannot be read, left out of the figures above. */
+  damagedRestorePoints: string[];
 }
 
 export async function repositoryStats(repo: Repository): Promise<RepositoryStats> {
-  const rps = await repo.listRestorePoints();
+  const { points: rps, damaged } = await repo.listAllRestorePoints();
   let uniqueBytes = 0;
   let storedChunkBytes = 0;
   let chunks = 0;
@@ -54,5 +56,6 @@ export async function repositoryStats(repo: Repository): Promise<RepositoryStats
     compressionRatio: storedChunkBytes > 0 ? uniqueBytes / storedChunkBytes : 1,
     indexMemoryBytes: repo.index.memoryBytes,
     indexBytesPerChunk: repo.index.size > 0 ? repo.index.memoryBytes / repo.index.size : 0,
+    damagedRestorePoints: damaged.map((d) => d.id),
   };
 }

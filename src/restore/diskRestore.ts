@@ -75,7 +75,9 @@ async function restoreBatch(
     opts.onProgress?.(written);
   });
   await forEachLimit(jobs, pool.threads * 2, async (job) => {
-    const data = await repo.backend.readRange('data', job.packId, job.start, job.end - job.start);
+    const data = await repo.backend.readRange('data', job.packId, job.start, job.end - job.start).catch(async (err: unknown) => {
+      throw (await repo.wrongPackError(job.packId, job.blobs[0].id)) ?? err;
+    });
     // Hand the bytes to a worker without a copy when this Buffer owns its memory (large reads do).
     const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : Uint8Array.from(data);
     const blobs: BlobToWrite[] = job.blobs.map((b) => ({
@@ -89,6 +91,8 @@ async function restoreBatch(
     const result = await pool.writeBlobs({ targetPath, data: owned, blobs });
     if (result.bad.length > 0) {
       const b = job.blobs[result.bad[0]];
+      const wrong = await repo.wrongPackError(job.packId, b.id);
+      if (wrong) throw wrong;
       throw new CorruptionError(
         `${repo.objectPath('data', job.packId)}: chunk ${b.id.toString('hex').slice(0, 16)} at offset ${b.loc.offset} fails verification (damaged); this restore point cannot be restored bit-exact from this repository — run 'ferry check --read-data'`,
         `data/${job.packId}`,

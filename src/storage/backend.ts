@@ -46,6 +46,13 @@ export interface Backend {
 
   /** Release connections and handles. */
   close(): Promise<void>;
+
+  /**
+   * Drop a local (cached) copy, so that the next read comes from the repository
+   * itself. Only a caching wrapper has it: a copy that fails authentication
+   * above may be the cache's fault, not the repository's.
+   */
+  evict?(type: ObjectType, name: string): Promise<void>;
 }
 
 /** An object the caller expected is not there. */

@@ -4,7 +4,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'vitest';
-import type { Scratch } from './scratch';
+import { runDir, type Scratch } from './scratch';
 import { CommandResult, mustRun, runCommand } from './system';
 
 export const REPO_ROOT = path.resolve(__dirname, '../..');
@@ -31,12 +31,17 @@ function assertBuilt(): void {
   }
 }
 
-/** The environment ferry runs in: ours minus any FERRY_* setting, plus `extra`. */
+/**
+ * The environment ferry runs in: ours minus any FERRY_* setting, plus `extra`.
+ * This host's record of restore points (FERRY_STATE_DIR) goes to the run
+ * directory, never to the home directory of whoever runs the tests.
+ */
 export function ferryEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (!k.startsWith('FERRY_')) env[k] = v;
   }
+  env.FERRY_STATE_DIR = path.join(runDir(), 'ferry-state');
   for (const [k, v] of Object.entries(extra)) {
     if (v === undefined) delete env[k];
     else env[k] = v;

@@ -13,6 +13,7 @@ import { fleetGuests } from '../fleetGuests';
 import { acquireHostRunLock } from '../../backup/hostRunLock';
 import { LEFTOVER_AGE_MS, removeTemporaryLeftovers } from '../../storage/leftovers';
 import { avoidDamagedPacks, damagedPacksWarning, findDamagedPacks } from '../../repo/packHealth';
+import { reviewListing, warnRecordProblems } from '../restorePointRecord';
 
 interface BackupOptions {
   guest: string[];
@@ -63,13 +64,17 @@ export function registerBackup(program: Command): void {
       const request = imageBackupRequest(opts.guest[0], images.map((i) => path.resolve(i)), opts.config, opts.tag);
       await withRepository(ropts, 'shared', 'backup', async (repo) => {
         const resumed = await prepareIndex(repo, opts.json);
+        const listing = await repo.listAllRestorePoints();
+        const seen = reviewListing(repo, ropts, listing);
         const progress = new ProgressLine(`backup ${request.guest}`, opts.json);
-        const withBases = await withPreviousDisks(repo, request);
+        const withBases = await withPreviousDisks(repo, request, listing.points);
         const result = await withPool(repo, (pool) =>
           backupGuest(repo, pool, withBases, (p) => progress.update(p.doneBytes, p.totalBytes, `new ${formatBytes(p.newBytes)}`)),
         );
         progress.done();
         const rp = result.restorePoint;
+        seen.saw([{ id: result.id, guest: rp.guest, time: rp.time }]);
+        warnRecordProblems(seen);
         const peakRssBytes = process.resourceUsage().maxRSS * 1024;
         if (opts.json) {
           console.log(JSON.stringify({
@@ -145,6 +150,8 @@ async function backupAllLocked(
   };
   const outcomes: GuestOutcome[] = await withRepository(repoOptions, 'shared', 'backup --all', async (repo) => {
     await prepareIndex(repo, opts.json);
+    const listing = await repo.listAllRestorePoints();
+    const seen = reviewListing(repo, repoOptions, listing);
     for (const provider of setup.providers) {
       const removed = await provider.removeLeftovers().catch((err: unknown) => {
         log(`${provider.kind}: could not look for leftovers: ${(err as Error).message}`);
@@ -153,7 +160,12 @@ async function backupAllLocked(
       if (removed.length > 0) log(`${provider.kind}: removed ${removed.length} leftover(s) of an earlier run: ${removed.join(', ')}`);
     }
     const runId = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '') + '-' + process.pid.toString(16);
-    return withPool(repo, (pool) => backupFleet(repo, pool, setup.guests, { concurrency, tags: opts.tag, runId, log }));
+    const outcomes = await withPool(repo, (pool) =>
+      backupFleet(repo, pool, setup.guests, { concurrency, tags: opts.tag, runId, log, listing, about: (id) => seen.about(id) }),
+    );
+    seen.saw(outcomes.flatMap((o) => (o.ok && o.id && o.time ? [{ id: o.id, guest: o.guest, time: o.time }] : [])));
+    warnRecordProblems(seen);
+    return outcomes;
   });
   const failed = outcomes.filter((o) => !o.ok);
   if (opts.json) {

@@ -13,7 +13,8 @@ export function registerCheck(program: Command): void {
     .option('--read-data', 'read, decrypt and verify every blob')
     .option('--json', 'print JSON')
     .action(async (opts: { readData?: boolean; json?: boolean }, cmd: Command) => {
-      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'check', async (repo) => {
+      // No local cache: check judges the repository, not what this host kept of it.
+      await withRepository({ ...(cmd.optsWithGlobals() as RepoOptions), cache: false }, 'shared', 'check', async (repo) => {
         const progress = new ProgressLine('check', opts.json);
         const report = await withPool(repo, (pool) => checkRepository(repo, pool, Boolean(opts.readData), (d, t) => progress.update(d, t)));
         progress.done();
@@ -32,7 +33,7 @@ export function registerCheck(program: Command): void {
           for (const a of report.affected) console.log(`affected restore point: ${a.id.slice(0, 8)} ${a.guest} ${a.time}`);
           console.log(
             `checked ${report.packs} packs, ${report.restorePoints} restore points${opts.readData ? `, ${report.blobsVerified} blobs verified` : ''}` +
-              `${report.unindexedPacks ? `, ${report.unindexedPacks} unindexed pack(s) from an interrupted backup (the next backup indexes them)` : ''}`,
+              `${report.unindexedPacks > report.packsMissingFromIndex ? `, ${report.unindexedPacks - report.packsMissingFromIndex} unindexed pack(s) from an interrupted backup (the next backup indexes them)` : ''}`,
           );
         }
         if (report.damage.length > 0) {

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { withRepository, RepoOptions } from '../session';
 import { formatBytes, table } from '../format';
 import { StoredRestorePoint } from '../../repo/restorePoint';
+import { reviewListing, seenRestorePoints } from '../restorePointRecord';
 
 function summary(rp: StoredRestorePoint) {
   return {
@@ -23,10 +24,14 @@ export function registerList(program: Command): void {
     .option('--guest <name>', 'only this guest')
     .option('--json', 'print JSON')
     .action(async (opts: { guest?: string; json?: boolean }, cmd: Command) => {
-      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'none', 'list', async (repo) => {
-        const all = (await repo.listRestorePoints()).filter((rp) => !opts.guest || rp.guest === opts.guest);
+      const ropts = cmd.optsWithGlobals() as RepoOptions;
+      await withRepository(ropts, 'none', 'list', async (repo) => {
+        const listing = await repo.listAllRestorePoints();
+        reviewListing(repo, ropts, listing);
+        const all = listing.points.filter((rp) => !opts.guest || rp.guest === opts.guest);
         if (opts.json) {
-          console.log(JSON.stringify(all.map(summary)));
+          // A damaged point's guest is unknown, so it is listed whatever --guest says; it has no other fields.
+          console.log(JSON.stringify([...all.map(summary), ...listing.damaged.map((d) => ({ id: d.id, damaged: true, problem: d.problem }))]));
           return;
         }
         console.log(
@@ -47,8 +52,10 @@ export function registerList(program: Command): void {
     .option('--guest <name>', 'with latest: the latest of this guest')
     .option('--json', 'print JSON')
     .action(async (ref: string, opts: { guest?: string; json?: boolean }, cmd: Command) => {
-      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'none', 'show', async (repo) => {
-        const rp = await repo.findRestorePoint(ref, opts.guest);
+      const ropts = cmd.optsWithGlobals() as RepoOptions;
+      await withRepository(ropts, 'none', 'show', async (repo) => {
+        const seen = seenRestorePoints(repo, ropts);
+        const rp = await repo.findRestorePoint(ref, opts.guest, { about: (id) => seen.about(id) });
         const disks = rp.disks.map((d, i) => ({ number: i, name: d.name, sourcePath: d.sourcePath, size: d.size, dataBytes: d.dataBytes }));
         if (opts.json) {
           console.log(JSON.stringify({ ...summary(rp), disks, config: rp.config?.fileName, stats: rp.stats }));

@@ -1,6 +1,10 @@
 import { Command } from 'commander';
 import { lockOptions, withRepository, RepoOptions } from '../session';
 import { listLocks, lockAdvice, removeLocks, repositoryScope } from '../../repo/lock';
+import { Repository } from '../../repo/repository';
+import { SeenRestorePoints } from '../../repo/seenRestorePoints';
+import { CorruptionError } from '../../errors';
+import { seenRestorePoints, warnRecordProblems } from '../restorePointRecord';
 
 export function registerMaintenance(program: Command): void {
   program
@@ -8,23 +12,23 @@ export function registerMaintenance(program: Command): void {
     .description('remove restore points (their data stays until a prune)')
     .option('--dry-run', 'only say what would be removed')
     .action(async (refs: string[], opts: { dryRun?: boolean }, cmd: Command) => {
-      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'exclusive', 'forget', async (repo) => {
-        // Resolve every id first: a bad one stops the command before anything is removed. An id that
-        // names nothing is skipped with a line, so re-running a forget that was interrupted finishes it.
+      const ropts = cmd.optsWithGlobals() as RepoOptions;
+      await withRepository(ropts, 'exclusive', 'forget', async (repo) => {
+        const seen = seenRestorePoints(repo, ropts);
+        // Resolve every id first: an ambiguous one stops the command before anything is removed. An id
+        // that names nothing is skipped with a line, so re-running a forget that was interrupted finishes it.
         const names: string[] = [];
         for await (const info of repo.backend.list('snapshots')) names.push(info.name);
-        const points = [];
+        const ids: string[] = [];
         for (const ref of refs) {
           if (ref !== 'latest' && !names.some((n) => n.startsWith(ref))) {
-            console.error(`skipped ${ref}: no such restore point (already removed?)`);
+            forgetGone(repo, seen, ref, Boolean(opts.dryRun));
             continue;
           }
-          points.push(await repo.findRestorePoint(ref));
+          ids.push(await repo.restorePointName(ref));
         }
-        for (const rp of points) {
-          if (!opts.dryRun) await repo.removeRestorePoint(rp.id);
-          console.log(`${opts.dryRun ? 'would remove' : 'removed'} restore point ${rp.id.slice(0, 8)} (${rp.guest}, ${rp.time})`);
-        }
+        for (const id of ids) await forgetOne(repo, seen, id, Boolean(opts.dryRun));
+        warnRecordProblems(seen);
       });
     });
 
@@ -41,4 +45,33 @@ export function registerMaintenance(program: Command): void {
         }
       });
     });
+}
+
+/** An id the repository no longer has: forgetting it acknowledges the loss if this host still expects it, else it is skipped. */
+function forgetGone(repo: Repository, seen: SeenRestorePoints, ref: string, dryRun: boolean): void {
+  const expected = ref.length >= 4 ? seen.vanished([]).filter((p) => p.id.startsWith(ref)) : [];
+  if (expected.length !== 1) {
+    console.error(`skipped ${ref}: no such restore point (already removed?)`);
+    return;
+  }
+  if (!dryRun) seen.forgot([expected[0].id]);
+  console.log(`restore point ${expected[0].id.slice(0, 8)} (${expected[0].guest}, ${expected[0].time}) was already gone from ${repo.location}; this host ${dryRun ? 'would no longer expect' : 'no longer expects'} it`);
+}
+
+async function forgetOne(repo: Repository, seen: SeenRestorePoints, id: string, dryRun: boolean): Promise<void> {
+  const would = dryRun ? 'would remove' : 'removed';
+  // Off this host's record first: a `list` running meanwhile must not take the removal for a loss.
+  const describe = await repo.loadRestorePointByName(id).then(
+    (rp) => `(${rp.guest}, ${rp.time})`,
+    (err: unknown) => {
+      // A damaged point cannot be read, so it is removed by its file name.
+      if (err instanceof CorruptionError) return '(damaged: it could not be read)';
+      throw err;
+    },
+  );
+  if (!dryRun) {
+    seen.forgot([id]);
+    await repo.removeRestorePoint(id);
+  }
+  console.log(`${would} restore point ${id.slice(0, 8)} ${describe}`);
 }

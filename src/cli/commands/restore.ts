@@ -6,6 +6,7 @@ import { formatBytes } from '../format';
 import { UsageError } from '../../errors';
 import { preferIntactCopies } from '../../repo/packHealth';
 import { TemporaryFile } from '../../storage/leftovers';
+import { reviewListing, seenRestorePoints } from '../restorePointRecord';
 
 interface RestoreOptions {
   guest?: string;
@@ -27,12 +28,17 @@ export function registerRestore(program: Command): void {
     .option('--no-sparse', 'write zeros to the zero regions of a block device too')
     .option('--json', 'print JSON')
     .action(async (ref: string, opts: RestoreOptions, cmd: Command) => {
-      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'restore', async (repo) => {
+      const ropts = cmd.optsWithGlobals() as RepoOptions;
+      await withRepository(ropts, 'shared', 'restore', async (repo) => {
         await repo.loadIndex(warnDamagedIndex);
         // Packs a damaged index no longer names are found again from their own headers (in memory only).
         await repo.indexOrphanPacks(false);
         await preferIntactCopies(repo);
-        const rp = await repo.findRestorePoint(ref, opts.guest);
+        // `latest` is only as true as the listing: say when points this host saw are gone.
+        // A damaged point is not warned about here: findRestorePoint names it in its error, or knows it is not the newest.
+        const listing = ref === 'latest' ? await repo.listAllRestorePoints() : undefined;
+        const seen = listing ? reviewListing(repo, ropts, listing, { warnDamaged: false }) : seenRestorePoints(repo, ropts);
+        const rp = await repo.findRestorePoint(ref, opts.guest, { about: (id) => seen.about(id), listing });
         const progress = new ProgressLine(`restore ${rp.guest}`, opts.json);
         const onProgress = (p: { writtenBytes: number; totalBytes: number }) => progress.update(p.writtenBytes, p.totalBytes);
         const onLeftover = (f: TemporaryFile) => console.error(`removed ${f.path} (${formatBytes(f.size)}), left by an interrupted restore`);
@@ -45,8 +51,11 @@ export function registerRestore(program: Command): void {
           return restoreToDirectory(repo, pool, rp, opts.to, Boolean(opts.force), onProgress, onLeftover);
         });
         progress.done();
+        // Which point, and how old, on every restore: older data must never pass for the newest.
+        // (After the work, so that a failed restore still ends in one error line.)
+        process.stderr.write(`ferry: restored restore point ${rp.id} of guest '${rp.guest}', taken ${rp.time} on ${rp.hostname}\n`);
         if (opts.json) {
-          console.log(JSON.stringify({ id: rp.id, guest: rp.guest, files }));
+          console.log(JSON.stringify({ id: rp.id, guest: rp.guest, time: rp.time, files }));
           return;
         }
         for (const f of files) {

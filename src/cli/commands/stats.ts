@@ -12,6 +12,9 @@ export function registerStats(program: Command): void {
       await withRepository(cmd.optsWithGlobals() as RepoOptions, 'none', 'stats', async (repo) => {
         await repo.loadIndex();
         const s = await repositoryStats(repo);
+        for (const id of s.damagedRestorePoints) {
+          process.stderr.write(`ferry: note: restore point ${id} is damaged and cannot be read; it is left out of these figures ('ferry check' reports it)\n`);
+        }
         if (opts.json) {
           console.log(JSON.stringify(s));
           return;
