@@ -11,6 +11,7 @@ import { FerryError, UsageError } from '../../errors';
 import { DEFAULT_CONFIG_PATH, FerryConfig, loadFerryConfig } from '../../config/ferryConfig';
 import { fleetGuests } from '../fleetGuests';
 import { acquireHostRunLock } from '../../backup/hostRunLock';
+import { checkGlobs } from '../../config/glob';
 
 interface BackupOptions {
   guest: string[];
@@ -100,6 +101,8 @@ async function prepareIndex(repo: Repository, quiet?: boolean): Promise<number> 
 }
 
 async function backupAll(ropts: RepoOptions, opts: BackupOptions): Promise<void> {
+  checkGlobs(opts.guest, '--guest');
+  checkGlobs(opts.exclude, '--exclude');
   let config: FerryConfig | undefined;
   if (opts.config) config = loadFerryConfig(opts.config);
   else if (fs.existsSync(DEFAULT_CONFIG_PATH)) config = loadFerryConfig(DEFAULT_CONFIG_PATH);
