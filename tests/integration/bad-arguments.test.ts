@@ -31,3 +31,20 @@ describe('guest patterns on the command line', () => {
     expect(fs.existsSync(repo)).toBe(false);
   });
 });
+
+describe('repository locations', () => {
+  it.each([
+    [['init', '--repo', 'sftp://h/x'], /sftp:\/\/h\/x: unsupported repository scheme 'sftp:'/],
+    [['list', '--repo', 'sftp://h/x'], /unsupported repository scheme 'sftp:'/],
+    [['init', '--repo', 'file:///srv/ferry'], /unsupported repository scheme 'file:'/],
+    [['init', '--from', 'sftp://h/x', '--repo', 'copy'], /unsupported repository scheme 'sftp:'/],
+    [['sync', 'source', 'sftp://h/x'], /unsupported repository scheme 'sftp:'/],
+  ])('ferry %j refuses the scheme in one line and creates nothing in the working directory', async (args, message) => {
+    const cwd = scratch.mkdir(`cwd-${args.join('-').replace(/[^a-z]/g, '')}`);
+    if (args[0] === 'sync') fs.mkdirSync(`${cwd}/source`);
+    const before = fs.readdirSync(cwd);
+    const r = await ferry(args, { cwd, env: { FERRY_PASSWORD: 'x' } });
+    expectCleanFailure(r, { code: EXIT.usage, message });
+    expect(fs.readdirSync(cwd)).toEqual(before);
+  });
+});
