@@ -123,7 +123,7 @@ function oneLine(s: string): string {
 export async function openRepository(opts: RepoOptions): Promise<Repository> {
   const backend = openBackendAt(repoLocation(opts), opts);
   try {
-    return await Repository.open(backend, await obtainPassword(opts));
+    return await Repository.open(backend, await obtainPassword(opts), warnSkippedKeySlot);
   } catch (err) {
     await backend.close();
     throw err;
@@ -160,6 +160,11 @@ export async function withPool<T>(repo: Repository, body: (pool: PipelinePool) =
   } finally {
     await pool.close();
   }
+}
+
+/** A key slot with out-of-bounds KDF parameters is never run (crypto/keySlot.ts); say which was skipped. */
+function warnSkippedKeySlot(id: string, problem: string): void {
+  process.stderr.write(`ferry: warning: key slot keys/${id} skipped: ${problem}; remove it with 'ferry key remove ${id}' if it is not yours\n`);
 }
 
 /** Commands that can work around a damaged index file say so and go on. */
