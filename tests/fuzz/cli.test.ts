@@ -75,7 +75,9 @@ const hostile = [
   '\u{1F600}', 'x/../y', 'latest', 'fastcdc:256K', 'fixed:0', 'fastcdc:', 'fixed:4M', 'sftp://h/x', 'file:///x', 's3://', 's3://a', 's3:http://h:99999/b', 's3:',
 ];
 const paths = ['repo', 'no-such-dir/x', 'a-dir', 'img.raw', 'not-a-tar', 'empty.password', 'out', 'out/sub', 'new-file', '/dev/null'];
-const value = fc.oneof(fc.constantFrom(...hostile), fc.constantFrom(...paths), fc.string({ maxLength: 8 }));
+// Random strings stay relative and inside the scratch directory: `restore --to / --force` must never be generated.
+const randomText = fc.string({ maxLength: 8 }).map((t) => (t.startsWith('/') || t.includes('..') ? `fuzz-${t.replace(/[/.]/g, '_')}` : t));
+const value = fc.oneof(fc.constantFrom(...hostile), fc.constantFrom(...paths), randomText);
 
 const GLOBAL = ['--repo', '--password-file', '--limit-upload', '--limit-download', '--s3-concurrency', '--no-cache', '--object-lock-days'];
 /** Each command with its positional arguments (choices split by |; 'POINT' is a real restore point id) and its own options. */
