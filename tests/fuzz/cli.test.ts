@@ -79,6 +79,12 @@ const paths = ['repo', 'no-such-dir/x', 'a-dir', 'img.raw', 'not-a-tar', 'empty.
 const randomText = fc.string({ maxLength: 8 }).map((t) => (t.startsWith('/') || t.includes('..') ? `fuzz-${t.replace(/[/.]/g, '_')}` : t));
 const value = fc.oneof(fc.constantFrom(...hostile), fc.constantFrom(...paths), randomText);
 
+// A bandwidth cap is obeyed: 1 B/s would make a run take days. Caps get malformed values or generous ones.
+const RATE_VALUES = ['', ' ', '0', '-1', '1e309', 'NaN', 'abc', '5X', '10MB/s/s', '1G', '2G/s', '4096M'];
+function valueFor(option: string): fc.Arbitrary<string> {
+  return option === '--limit-upload' || option === '--limit-download' ? fc.constantFrom(...RATE_VALUES) : value;
+}
+
 const GLOBAL = ['--repo', '--password-file', '--limit-upload', '--limit-download', '--s3-concurrency', '--no-cache', '--object-lock-days'];
 /** Each command with its positional arguments (choices split by |; 'POINT' is a real restore point id) and its own options. */
 const COMMANDS: { words: string[]; positional: string[]; options: string[] }[] = [
@@ -109,7 +115,7 @@ const argvArb = fc
       fc.tuple(...(cmd.positional.length > 0 ? cmd.positional : ['']).map((p) => fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...p.split('|')) }, { weight: 1, arbitrary: value }))),
       fc.array(
         fc.oneof(
-          { weight: 8, arbitrary: fc.tuple(fc.constantFrom(...cmd.options, ...GLOBAL), value).map(([o, v]) => [o, v]) },
+          { weight: 8, arbitrary: fc.constantFrom(...cmd.options, ...GLOBAL).chain((o) => valueFor(o).map((v) => [o, v])) },
           { weight: 3, arbitrary: fc.constantFrom(...cmd.options, '--no-cache').map((o) => [o]) },
           { weight: 1, arbitrary: fc.constantFrom(...STRAY).map((o) => [o]) },
         ),
@@ -137,7 +143,8 @@ describe('the command line', () => {
         expect(r.stderr, JSON.stringify(args)).not.toMatch(/internal error/);
         expect(r.code, `${JSON.stringify(args)}: ${r.stderr}`).not.toBe(70);
       }),
-      { numRuns: 300 },
+      // A run that does not finish is reported as a counterexample, not as the whole file timing out.
+      { numRuns: 300, timeout: 60_000 },
     );
   });
 });
