@@ -9,6 +9,7 @@ import { AttachedConfig, DiskRecord, RestorePoint, StoredRestorePoint } from '..
 import { ImageSource, openImageSource } from '../dedupe/imageSource';
 import { PipelinePool } from '../workers/pipelinePool';
 import { InputError, UsageError, describeSystemError } from '../errors';
+import { unsafeFileName } from '../repo/fileName';
 import { DiskBackup, DiskProgress, IncrementalBase } from './diskBackup';
 
 export interface DiskInput {
@@ -97,6 +98,9 @@ export async function backupGuest(
   onProgress?: (p: GuestBackupProgress) => void,
 ): Promise<GuestBackupResult> {
   const started = Date.now();
+  // Checked before anything is stored: a restore point names the files `restore --to DIR` writes.
+  const unsafe = unsafeFileName(req);
+  if (unsafe) throw new InputError(`${req.guest}: ${unsafe}; give the image a plain file name`);
   const writer = new PackWriter(repo);
   const diskBackup = new DiskBackup(repo, pool, writer);
   const totalBytes = req.disks.reduce((n, d) => n + d.source.size, 0);

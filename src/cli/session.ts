@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { Backend } from '../storage/backend';
 import type { RetryEvent } from '../storage/retry';
 import { LocalBackend } from '../storage/local';
+import { openBackend, wrapBackend } from '../storage/open';
 import { Repository } from '../repo/repository';
 import { acquireLock, DEFAULT_LOCK_TIMING, LockOptions, LockTiming, loadHostId, newHostId, RepositoryLock } from '../repo/lock';
 import { FencedBackend } from '../storage/fenced';
@@ -75,9 +76,10 @@ export function cacheDirFor(location: string): string {
 }
 
 /**
- * A location to a Backend. Local directories are used as they are (rate
- * limits if asked); S3 gets the standard stack of wrappers (open.ts,
- * wrapBackend): rate limit innermost, retry around it, cache outermost.
+ * A location to a Backend, through the one factory (storage/open.ts: local
+ * directory, s3:, anything else refused) and its standard stack of wrappers:
+ * rate limit innermost, retry around it, cache outermost. A local directory
+ * gets only the rate limit, if asked.
  */
 export function openBackendAt(location: string, opts: StorageOptions = {}): Backend {
   const rateLimit = {
@@ -86,34 +88,26 @@ export function openBackendAt(location: string, opts: StorageOptions = {}): Back
   };
   const concurrency = s3Concurrency(opts);
   const lockDays = opts.objectLockDays === undefined ? undefined : parseWholeNumber(opts.objectLockDays, '--object-lock-days', 1, 36500);
-  if (/^s3:/.test(location)) {
-    // Loaded lazily: the S3 SDK takes ~150 ms to load and local runs never need it.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const open = require('../storage/open') as typeof import('../storage/open');
-    const inner = open.openBackend(location, {
-      s3: {
-        objectLockDays: lockDays,
-        maxSockets: Math.max(concurrency * 2, 16),
-        partConcurrency: Math.min(concurrency, 8),
-        // A default 32 MiB pack goes up in one PUT (1 request, not 4 parts + 2 calls): measured
-        // 246 → ~40 requests per GiB on a sync. Packs are already uploaded several at a time.
-        multipartThreshold: 64 * 1024 * 1024,
-      },
-    });
-    return open.wrapBackend(inner, {
-      rateLimit,
-      retry: { onRetry: logRetry },
-      cacheDir: opts.cache === false ? undefined : cacheDirFor(inner.location),
-    });
-  }
-  if (lockDays !== undefined) {
+  const inner = openBackend(location, {
+    s3: {
+      objectLockDays: lockDays,
+      maxSockets: Math.max(concurrency * 2, 16),
+      partConcurrency: Math.min(concurrency, 8),
+      // A default 32 MiB pack goes up in one PUT (1 request, not 4 parts + 2 calls): measured
+      // 246 → ~40 requests per GiB on a sync. Packs are already uploaded several at a time.
+      multipartThreshold: 64 * 1024 * 1024,
+    },
+  });
+  const local = inner instanceof LocalBackend;
+  if (local && lockDays !== undefined) {
     throw new UsageError(`--object-lock-days: ${location} is a local directory; Object Lock applies to S3 repositories only`);
   }
-  const local = new LocalBackend(location);
-  if (!rateLimit.uploadBytesPerSec && !rateLimit.downloadBytesPerSec) return local;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { RateLimitedBackend } = require('../storage/ratelimit') as typeof import('../storage/ratelimit');
-  return new RateLimitedBackend(local, rateLimit);
+  return wrapBackend(inner, {
+    rateLimit,
+    // A local directory's errors are not transient: no retry (wrapBackend retries any backend given retry options).
+    retry: local ? undefined : { onRetry: logRetry },
+    cacheDir: local || opts.cache === false ? undefined : cacheDirFor(inner.location),
+  });
 }
 
 /** Under cron a retry is worth a line in the mail: it explains a slow night. */
@@ -201,7 +195,7 @@ export async function openRepository(opts: RepoOptions): Promise<Repository> {
 async function openFencedRepository(opts: RepoOptions): Promise<{ repo: Repository; fenced: FencedBackend }> {
   const fenced = new FencedBackend(openBackendAt(repoLocation(opts), opts));
   try {
-    return { repo: await Repository.open(fenced, await obtainPassword(opts)), fenced };
+    return { repo: await Repository.open(fenced, await obtainPassword(opts), warnSkippedKeySlot), fenced };
   } catch (err) {
     await fenced.close();
     throw err;
@@ -239,6 +233,11 @@ export async function withPool<T>(repo: Repository, body: (pool: PipelinePool) =
   } finally {
     await pool.close();
   }
+}
+
+/** A key slot with out-of-bounds KDF parameters is never run (crypto/keySlot.ts); say which was skipped. */
+function warnSkippedKeySlot(id: string, problem: string): void {
+  process.stderr.write(`ferry: warning: key slot keys/${id} skipped: ${problem}; remove it with 'ferry key remove ${id}' if it is not yours\n`);
 }
 
 /** Commands that can work around a damaged index file say so and go on. */

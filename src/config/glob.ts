@@ -1,6 +1,7 @@
 // Shell-style patterns for guest names: `*` any run of characters, `?` one
 // character, `[abc]` / `[a-z]` / `[!abc]` one of (or none of) a set.
 // Guest names have no `/`, so `*` matches everything.
+import { UsageError } from '../errors';
 
 /** Why `pattern` is not a valid pattern, or undefined if it is. */
 export function globProblem(pattern: string): string | undefined {
@@ -15,12 +16,31 @@ export function globProblem(pattern: string): string | undefined {
       if (pattern[i + 1] === ']') i++; // `[]abc]`: a leading ] is literal
     } else if (c === ']' && inClass) inClass = false;
   }
-  return inClass ? `'[' without a closing ']'` : undefined;
+  if (inClass) return `'[' without a closing ']'`;
+  try {
+    compile(pattern);
+  } catch {
+    // The only thing the regular expression engine still refuses: `[z-a]`.
+    return 'a range in [...] runs backwards';
+  }
+  return undefined;
+}
+
+/** Refuse the first bad pattern given to `option` (e.g. `--guest`), naming it: a usage error, before any work. */
+export function checkGlobs(patterns: string[], option: string): void {
+  for (const p of patterns) {
+    const problem = globProblem(p);
+    if (problem) throw new UsageError(`${option} ${JSON.stringify(p)}: not a valid guest pattern (${problem}); fix the pattern`);
+  }
 }
 
 export function globToRegExp(pattern: string): RegExp {
   const problem = globProblem(pattern);
-  if (problem) throw new Error(`bad pattern ${JSON.stringify(pattern)}: ${problem}`);
+  if (problem) throw new UsageError(`bad pattern ${JSON.stringify(pattern)}: ${problem}`);
+  return compile(pattern);
+}
+
+function compile(pattern: string): RegExp {
   let re = '';
   for (let i = 0; i < pattern.length; i++) {
     const c = pattern[i]!;

@@ -3,6 +3,7 @@
 // the Argon2id parameters and salt, and the sealed master key.
 import sodium from 'sodium-native';
 import { seal, open, randomBytes } from './aead';
+import { FerryError, InputError } from '../errors';
 
 export interface KdfParams {
   /** Argon2id passes. */
@@ -13,6 +14,38 @@ export interface KdfParams {
 
 /** 64 MiB, 3 passes: ~0.15-0.4 s here; the slot records them, so they can change per slot. */
 export const DEFAULT_KDF: KdfParams = { opslimit: 3, memlimit: 64 * 1024 * 1024 };
+
+/**
+ * What ferry will run Argon2id with. A key slot is plaintext anyone who can
+ * write keys/ can edit, so its parameters are bounded before they are used:
+ * memlimit 2^42 would fail to allocate (or take the host's memory), opslimit
+ * 4e9 would run for days. 4 GiB and 16 passes are far above any sane slot
+ * (libsodium's "sensitive" level is 1 GiB, 4 passes). The minimums are
+ * libsodium's own.
+ */
+export const KDF_BOUNDS = {
+  minMemlimit: 8 * 1024,
+  maxMemlimit: 4 * 1024 * 1024 * 1024,
+  minOpslimit: 1,
+  maxOpslimit: 16,
+} as const;
+
+/** Why ferry will not run Argon2id with `params`; undefined when it will. */
+export function kdfProblem(params: KdfParams): string | undefined {
+  const { memlimit, opslimit } = params;
+  if (!Number.isSafeInteger(memlimit) || memlimit < KDF_BOUNDS.minMemlimit || memlimit > KDF_BOUNDS.maxMemlimit) {
+    return `Argon2id memory ${memlimit} bytes is outside ${KDF_BOUNDS.minMemlimit} bytes to ${KDF_BOUNDS.maxMemlimit / 1024 ** 3} GiB`;
+  }
+  if (!Number.isSafeInteger(opslimit) || opslimit < KDF_BOUNDS.minOpslimit || opslimit > KDF_BOUNDS.maxOpslimit) {
+    return `Argon2id passes ${opslimit} is outside ${KDF_BOUNDS.minOpslimit} to ${KDF_BOUNDS.maxOpslimit}`;
+  }
+  return undefined;
+}
+
+/** True when `params` are cheaper to brute-force than DEFAULT_KDF (tests use such parameters on purpose). */
+export function isWeakKdf(params: KdfParams): boolean {
+  return params.memlimit < DEFAULT_KDF.memlimit || params.opslimit < DEFAULT_KDF.opslimit;
+}
 
 export interface KeySlot {
   version: 1;
@@ -29,8 +62,16 @@ export interface KeySlot {
 }
 
 function kek(secret: Buffer, salt: Buffer, params: KdfParams): Buffer {
+  const problem = kdfProblem(params);
+  // Callers check first (parse, options); this keeps any path from hanging on an edited slot.
+  if (problem) throw new InputError(`key slot: ${problem}`);
+  if (salt.length !== sodium.crypto_pwhash_SALTBYTES) throw new InputError(`key slot: salt is ${salt.length} bytes, not ${sodium.crypto_pwhash_SALTBYTES}`);
   const out = Buffer.alloc(32);
-  sodium.crypto_pwhash(out, secret, salt, params.opslimit, params.memlimit, sodium.crypto_pwhash_ALG_ARGON2ID13);
+  try {
+    sodium.crypto_pwhash(out, secret, salt, params.opslimit, params.memlimit, sodium.crypto_pwhash_ALG_ARGON2ID13);
+  } catch (err) {
+    throw new FerryError(`Argon2id with ${Math.round(params.memlimit / 1024 ** 2)} MiB failed (${(err as Error).message}); free memory or use a key slot with a smaller --kdf-memory`, { cause: err });
+  }
   return out;
 }
 
@@ -65,13 +106,27 @@ export function openKeySlot(slot: KeySlot, secret: Buffer, repositoryId: Buffer)
   return open(key, Buffer.from(slot.wrapped, 'base64'), slotAd(repositoryId));
 }
 
+/**
+ * A key slot's structure, or undefined when it is not one. Its KDF parameters
+ * are not judged here (`key list` and `key remove` must still see a slot with
+ * absurd ones): use `usableKeySlotProblem` before opening it.
+ */
 export function parseKeySlot(bytes: Buffer): KeySlot | undefined {
   try {
     const s = JSON.parse(bytes.toString('utf8')) as KeySlot;
+    if (typeof s !== 'object' || s === null) return undefined;
     if (s.version !== 1 || s.kdf !== 'argon2id13' || typeof s.salt !== 'string' || typeof s.wrapped !== 'string') return undefined;
     if (!Number.isInteger(s.opslimit) || !Number.isInteger(s.memlimit)) return undefined;
     return s;
   } catch {
     return undefined;
   }
+}
+
+/** Why a parsed slot cannot be opened by this ferry (KDF parameters out of bounds, bad salt); undefined when it can. */
+export function usableKeySlotProblem(slot: KeySlot): string | undefined {
+  const problem = kdfProblem(slot);
+  if (problem) return problem;
+  if (Buffer.from(slot.salt, 'base64').length !== sodium.crypto_pwhash_SALTBYTES) return 'its salt is not 16 bytes';
+  return undefined;
 }

@@ -4,7 +4,7 @@
 import { Backend, NotFoundError, ObjectType } from '../storage/backend';
 import { CorruptionError, RepositoryNotFoundError, UsageError, WrongPasswordError } from '../errors';
 import { RepositoryKeys, deriveKeys, newMasterKey } from '../crypto/keys';
-import { KdfParams, KeySlot, createKeySlot, openKeySlot, parseKeySlot } from '../crypto/keySlot';
+import { KdfParams, KeySlot, createKeySlot, openKeySlot, parseKeySlot, usableKeySlotProblem } from '../crypto/keySlot';
 import { randomBytes } from '../crypto/aead';
 import { contentName } from '../crypto/chunkId';
 import { sealObject, openObject } from '../crypto/objectCodec';
@@ -106,9 +106,14 @@ export class Repository {
     }
   }
 
-  static async open(backend: Backend, secret: Buffer): Promise<Repository> {
+  /**
+   * Open with the first key slot `secret` opens. A slot whose KDF parameters
+   * are out of bounds (crypto/keySlot.ts, KDF_BOUNDS) is skipped, never run:
+   * `onSkippedSlot` hears which and why.
+   */
+  static async open(backend: Backend, secret: Buffer, onSkippedSlot?: (id: string, problem: string) => void): Promise<Repository> {
     try {
-      return await Repository.openOnce(backend, secret);
+      return await Repository.openOnce(backend, secret, onSkippedSlot);
     } catch (err) {
       // Through a local cache, a damaged cached config or key slot must not pass for a wrong
       // passphrase, a missing repository or damage: drop those copies and ask the repository once more.
@@ -116,11 +121,11 @@ export class Repository {
       if (!backend.evict || !cacheMayLie) throw err;
       await backend.evict('config', 'config');
       for await (const info of backend.list('keys')) await backend.evict('keys', info.name);
-      return Repository.openOnce(backend, secret);
+      return Repository.openOnce(backend, secret, onSkippedSlot);
     }
   }
 
-  private static async openOnce(backend: Backend, secret: Buffer): Promise<Repository> {
+  private static async openOnce(backend: Backend, secret: Buffer, onSkippedSlot?: (id: string, problem: string) => void): Promise<Repository> {
     const configBytes = await Repository.readConfigBytes(backend);
     const header = parseConfigHeader(configBytes);
     if (!header) {
@@ -139,7 +144,14 @@ export class Repository {
     if (slots.length === 0) {
       throw new CorruptionError(`${backend.location}/keys: no readable key slot; the repository cannot be opened`, 'keys');
     }
+    let skipped = 0;
     for (const { id, slot } of slots) {
+      const problem = usableKeySlotProblem(slot);
+      if (problem) {
+        skipped++;
+        onSkippedSlot?.(id, problem);
+        continue;
+      }
       const master = openKeySlot(slot, secret, header.repositoryId);
       if (!master) continue;
       const keys = deriveKeys(master);
@@ -149,8 +161,10 @@ export class Repository {
       }
       return new Repository(backend, header.repositoryId, keys, settings, master, id);
     }
+    const tried = slots.length - skipped;
     throw new WrongPasswordError(
-      `${backend.location}: wrong passphrase or key file (tried ${slots.length} key slot${slots.length > 1 ? 's' : ''}); check FERRY_PASSWORD / --password-file`,
+      `${backend.location}: wrong passphrase or key file (tried ${tried} key slot${tried === 1 ? '' : 's'}` +
+        `${skipped > 0 ? `, skipped ${skipped} with unusable KDF parameters` : ''}); check FERRY_PASSWORD / --password-file`,
     );
   }
 

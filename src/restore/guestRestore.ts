@@ -8,6 +8,7 @@ import { Repository } from '../repo/repository';
 import { StoredRestorePoint } from '../repo/restorePoint';
 import { PipelinePool } from '../workers/pipelinePool';
 import { InputError, UsageError, describeSystemError } from '../errors';
+import { unsafeFileName } from '../repo/fileName';
 import { restoreDisk } from './diskRestore';
 import { writeFileAtomically } from './atomicFile';
 import { blockDeviceSize } from '../dedupe/imageSource';
@@ -38,6 +39,9 @@ export async function restoreToDirectory(
   onProgress?: (p: RestoreProgress) => void,
   onLeftover?: (f: TemporaryFile) => void,
 ): Promise<RestoredFile[]> {
+  // Restore points come from other hosts and from imported tars: a name that leaves DIR is refused before anything is written.
+  const unsafe = unsafeFileName(rp);
+  if (unsafe) throw new InputError(`restore point ${rp.id.slice(0, 8)} of ${rp.guest}: ${unsafe}; refusing to write outside --to ${dir}`);
   const outputs = rp.disks.map((d) => path.join(dir, d.name));
   if (rp.config) outputs.push(path.join(dir, rp.config.fileName));
   if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) {

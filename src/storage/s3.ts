@@ -17,27 +17,18 @@
 // bucket on every server.
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  GetObjectRetentionCommand,
-  HeadBucketCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  ListObjectVersionsCommand,
-  ListMultipartUploadsCommand,
-  PutObjectCommand,
-  PutObjectRetentionCommand,
-  S3Client,
-  S3ClientConfig,
-  UploadPartCommand,
-} from '@aws-sdk/client-s3';
+import type * as S3Sdk from '@aws-sdk/client-s3';
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { Backend, NotFoundError, ObjectInfo, ObjectType, TruncatedObjectError } from './backend';
 import { StorageRequestError } from './errors';
 import { StorageError, UsageError } from '../errors';
+
+let loadedSdk: typeof S3Sdk | undefined;
+/** The AWS SDK, loaded on first use: it takes ~150 ms to load and runs against local repositories never need it. */
+function sdk(): typeof S3Sdk {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (loadedSdk ??= require('@aws-sdk/client-s3') as typeof S3Sdk);
+}
 
 const MiB = 1024 * 1024;
 /** S3 refuses parts below 5 MiB (except the last). */
@@ -185,7 +176,7 @@ export class S3Backend implements Backend {
       if (region) config.region = region;
       config.followRegionRedirects = true;
     }
-    this.client = new S3Client(config);
+    this.client = new (sdk().S3Client)(config);
   }
 
   /** Full object key in the bucket. */
@@ -200,7 +191,7 @@ export class S3Backend implements Backend {
 
   async read(type: ObjectType, name: string): Promise<Buffer> {
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.key(type, name) }));
+      const out = await this.client.send(new (sdk().GetObjectCommand)({ Bucket: this.bucket, Key: this.key(type, name) }));
       return await this.collect(out.Body, out.ContentLength, type, name);
     } catch (err) {
       throw this.translate(err, 'reading', type, name);
@@ -215,7 +206,7 @@ export class S3Backend implements Backend {
     }
     try {
       const out = await this.client.send(
-        new GetObjectCommand({
+        new (sdk().GetObjectCommand)({
           Bucket: this.bucket,
           Key: this.key(type, name),
           Range: `bytes=${offset}-${offset + length - 1}`,
@@ -248,7 +239,7 @@ export class S3Backend implements Backend {
         await this.writeMultipart(type, name, data);
       } else {
         await this.client.send(
-          new PutObjectCommand({
+          new (sdk().PutObjectCommand)({
             Bucket: this.bucket,
             Key: this.key(type, name),
             Body: data,
@@ -269,7 +260,7 @@ export class S3Backend implements Backend {
     const Key = this.key(type, name);
     const partSize = Math.max(this.partSize, Math.ceil(data.length / MAX_PARTS));
     const created = await this.client.send(
-      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key, ...this.lockParams() }),
+      new (sdk().CreateMultipartUploadCommand)({ Bucket: this.bucket, Key, ...this.lockParams() }),
     );
     const UploadId = created.UploadId;
     if (!UploadId) throw new StorageError(`${this.location}: writing ${relativeKey(type, name)}: the server returned no multipart UploadId`);
@@ -282,7 +273,7 @@ export class S3Backend implements Backend {
           const i = next++;
           const body = data.subarray(i * partSize, Math.min(data.length, (i + 1) * partSize));
           const out = await this.client.send(
-            new UploadPartCommand({
+            new (sdk().UploadPartCommand)({
               Bucket: this.bucket,
               Key,
               UploadId,
@@ -299,7 +290,7 @@ export class S3Backend implements Backend {
       await Promise.all(Array.from({ length: Math.min(this.partConcurrency, count) }, worker));
       // Ceph RGW answers Complete with an empty ETag; nothing here depends on it.
       const done = await this.client.send(
-        new CompleteMultipartUploadCommand({
+        new (sdk().CompleteMultipartUploadCommand)({
           Bucket: this.bucket,
           Key,
           UploadId,
@@ -311,7 +302,7 @@ export class S3Backend implements Backend {
         // Ceph RGW 16 drops the retention given at CreateMultipartUpload; set it on the
         // finished version. On AWS this extends it by the upload's duration, which is allowed.
         await this.client.send(
-          new PutObjectRetentionCommand({
+          new (sdk().PutObjectRetentionCommand)({
             Bucket: this.bucket,
             Key,
             VersionId: done.VersionId || undefined,
@@ -321,14 +312,14 @@ export class S3Backend implements Backend {
       }
     } catch (err) {
       // Best effort: an upload left behind is invisible but billed; abortStaleUploads() finds it later.
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId })).catch(() => undefined);
+      await this.client.send(new (sdk().AbortMultipartUploadCommand)({ Bucket: this.bucket, Key, UploadId })).catch(() => undefined);
       throw err;
     }
   }
 
   async stat(type: ObjectType, name: string): Promise<ObjectInfo | undefined> {
     try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(type, name) }));
+      const out = await this.client.send(new (sdk().HeadObjectCommand)({ Bucket: this.bucket, Key: this.key(type, name) }));
       return { name, size: out.ContentLength ?? 0, mtime: out.LastModified?.getTime() };
     } catch (err) {
       if (isNotFound(err)) {
@@ -346,7 +337,7 @@ export class S3Backend implements Backend {
   private async verifyBucket(): Promise<void> {
     if (this.bucketVerified) return;
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      await this.client.send(new (sdk().HeadBucketCommand)({ Bucket: this.bucket }));
       this.bucketVerified = true;
     } catch (err) {
       const missing = httpStatus(err) === 404 ? Object.assign(err as object, { name: 'NoSuchBucket' }) : err;
@@ -366,7 +357,7 @@ export class S3Backend implements Backend {
       let page;
       try {
         page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix, ContinuationToken, MaxKeys: this.pageSize }),
+          new (sdk().ListObjectsV2Command)({ Bucket: this.bucket, Prefix, ContinuationToken, MaxKeys: this.pageSize }),
         );
       } catch (err) {
         throw this.translate(err, 'listing', type);
@@ -388,7 +379,7 @@ export class S3Backend implements Backend {
     const Key = this.key(type, name);
     try {
       if (this.options.objectLockDays === undefined) {
-        await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }));
+        await this.client.send(new (sdk().DeleteObjectCommand)({ Bucket: this.bucket, Key }));
         return;
       }
       // Versioned (locked) bucket: delete the versions themselves, so space is freed and a
@@ -397,11 +388,11 @@ export class S3Backend implements Backend {
       let VersionIdMarker: string | undefined;
       do {
         const page = await this.client.send(
-          new ListObjectVersionsCommand({ Bucket: this.bucket, Prefix: Key, KeyMarker, VersionIdMarker }),
+          new (sdk().ListObjectVersionsCommand)({ Bucket: this.bucket, Prefix: Key, KeyMarker, VersionIdMarker }),
         );
         const versions = [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])].filter((v) => v.Key === Key);
         for (const v of versions) {
-          await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key, VersionId: v.VersionId }));
+          await this.client.send(new (sdk().DeleteObjectCommand)({ Bucket: this.bucket, Key, VersionId: v.VersionId }));
         }
         KeyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
         VersionIdMarker = page.IsTruncated ? page.NextVersionIdMarker : undefined;
@@ -426,7 +417,7 @@ export class S3Backend implements Backend {
     try {
       do {
         const page = await this.client.send(
-          new ListMultipartUploadsCommand({
+          new (sdk().ListMultipartUploadsCommand)({
             Bucket: this.bucket,
             Prefix: this.prefix ? `${this.prefix}/` : undefined,
             KeyMarker,
@@ -435,7 +426,7 @@ export class S3Backend implements Backend {
         );
         for (const u of page.Uploads ?? []) {
           if (!u.Key || !u.UploadId || (u.Initiated && u.Initiated.getTime() > cutoff)) continue;
-          await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId }));
+          await this.client.send(new (sdk().AbortMultipartUploadCommand)({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId }));
           aborted++;
         }
         KeyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
@@ -491,7 +482,7 @@ export class S3Backend implements Backend {
   private async lockedError(err: unknown, type: ObjectType, name: string): Promise<StorageError> {
     let until = '';
     try {
-      const r = await this.client.send(new GetObjectRetentionCommand({ Bucket: this.bucket, Key: this.key(type, name) }));
+      const r = await this.client.send(new (sdk().GetObjectRetentionCommand)({ Bucket: this.bucket, Key: this.key(type, name) }));
       if (r.Retention?.RetainUntilDate) until = ` until ${r.Retention.RetainUntilDate.toISOString()}`;
     } catch {
       // The date is a courtesy; the refusal is the message.

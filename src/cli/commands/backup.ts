@@ -14,6 +14,7 @@ import { acquireHostRunLock } from '../../backup/hostRunLock';
 import { LEFTOVER_AGE_MS, removeTemporaryLeftovers } from '../../storage/leftovers';
 import { avoidDamagedPacks, damagedPacksWarning, findDamagedPacks } from '../../repo/packHealth';
 import { reviewListing, warnRecordProblems } from '../restorePointRecord';
+import { checkGlobs } from '../../config/glob';
 
 interface BackupOptions {
   guest: string[];
@@ -117,6 +118,8 @@ async function prepareIndex(repo: Repository, quiet?: boolean): Promise<number> 
 }
 
 async function backupAll(ropts: RepoOptions, opts: BackupOptions): Promise<void> {
+  checkGlobs(opts.guest, '--guest');
+  checkGlobs(opts.exclude, '--exclude');
   let config: FerryConfig | undefined;
   if (opts.config) config = loadFerryConfig(opts.config);
   else if (fs.existsSync(DEFAULT_CONFIG_PATH)) config = loadFerryConfig(DEFAULT_CONFIG_PATH);

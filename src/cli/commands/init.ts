@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { Repository } from '../../repo/repository';
-import { DEFAULT_KDF } from '../../crypto/keySlot';
+import { DEFAULT_KDF, KdfParams, KDF_BOUNDS, isWeakKdf, kdfProblem } from '../../crypto/keySlot';
 import { DEFAULT_CHUNKER, describeChunker, parseChunkerSpec, parseSize } from '../../dedupe/chunkerParams';
 import { UsageError } from '../../errors';
 import { obtainPassword } from '../password';
@@ -12,13 +12,29 @@ export interface KdfOptions {
   kdfOps?: string;
 }
 
-export function kdfFromOptions(opts: KdfOptions) {
+export function kdfFromOptions(opts: KdfOptions): KdfParams {
   const memlimit = opts.kdfMemory ? parseSize(opts.kdfMemory, '--kdf-memory') : DEFAULT_KDF.memlimit;
   const opslimit = opts.kdfOps ? Number(opts.kdfOps) : DEFAULT_KDF.opslimit;
-  if (memlimit < 8192 || !Number.isInteger(opslimit) || opslimit < 1) {
-    throw new UsageError('--kdf-memory must be at least 8K and --kdf-ops a whole number of at least 1');
+  // The bounds every ferry opens slots within: a slot outside them would be skipped on open.
+  if (kdfProblem({ memlimit, opslimit })) {
+    throw new UsageError(
+      `--kdf-memory must be from 8K to ${KDF_BOUNDS.maxMemlimit / 1024 ** 2}M and --kdf-ops a whole number from ${KDF_BOUNDS.minOpslimit} to ${KDF_BOUNDS.maxOpslimit}`,
+    );
   }
   return { memlimit, opslimit };
+}
+
+/** One stderr line when a new key slot is cheaper to brute-force than the default (after it is made: failures stay one line). */
+export function warnIfWeakKdf(kdf: KdfParams): void {
+  if (!isWeakKdf(kdf)) return;
+  process.stderr.write(
+    `ferry: warning: the key slot uses Argon2id ${formatKdfMemory(kdf.memlimit)} / ${kdf.opslimit} pass${kdf.opslimit === 1 ? '' : 'es'}, ` +
+      `under the recommended ${formatKdfMemory(DEFAULT_KDF.memlimit)} / ${DEFAULT_KDF.opslimit}: a copy of keys/ is that much cheaper to brute-force\n`,
+  );
+}
+
+function formatKdfMemory(bytes: number): string {
+  return bytes >= 1024 ** 2 ? `${bytes / 1024 ** 2} MiB` : `${bytes / 1024} KiB`;
 }
 
 export function registerInit(program: Command): void {
@@ -42,13 +58,15 @@ export function registerInit(program: Command): void {
       if (packSize < 1024 * 1024 || packSize > 1024 * 1024 * 1024) throw new UsageError('--pack-size must be between 1M and 1024M');
       const level = Number(opts.compression);
       if (!Number.isInteger(level) || level < 1 || level > 19) throw new UsageError('--compression must be a zstd level from 1 to 19');
+      const kdf = kdfFromOptions(opts);
       const backend = openBackendAt(repoLocation(opts), opts);
       try {
         const secret = await obtainPassword(opts, true);
         const repo = await Repository.init(backend, secret, {
-          chunker, packSize, compressionLevel: level, kdf: kdfFromOptions(opts), secretKind: 'passphrase',
+          chunker, packSize, compressionLevel: level, kdf, secretKind: 'passphrase',
         });
         console.log(`created repository ${repo.repositoryId.toString('hex').slice(0, 8)} at ${repo.location} (chunker ${describeChunker(chunker)})`);
+        warnIfWeakKdf(kdf);
       } finally {
         await backend.close();
       }

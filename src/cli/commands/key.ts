@@ -5,7 +5,7 @@ import { UsageError } from '../../errors';
 import { readSecretFile, promptHidden } from '../password';
 import { withRepository, RepoOptions } from '../session';
 import { table } from '../format';
-import { KdfOptions, kdfFromOptions } from './init';
+import { KdfOptions, kdfFromOptions, warnIfWeakKdf } from './init';
 
 export function registerKey(program: Command): void {
   const key = program.command('key').description('manage the passphrases and key files that open the repository');
@@ -20,6 +20,7 @@ export function registerKey(program: Command): void {
     .action(async (opts: KdfOptions & { newPasswordFile?: string; generateKeyFile?: string }, cmd: Command) => {
       const ropts = cmd.optsWithGlobals() as RepoOptions;
       if (opts.newPasswordFile && opts.generateKeyFile) throw new UsageError('key add: give --new-password-file or --generate-key-file, not both');
+      const kdf = kdfFromOptions(opts);
       await withRepository(ropts, 'shared', 'key add', async (repo) => {
         let secret: Buffer;
         let kind: 'passphrase' | 'keyfile' = 'passphrase';
@@ -36,8 +37,9 @@ export function registerKey(program: Command): void {
         } else {
           throw new UsageError('key add: give --new-password-file FILE or --generate-key-file FILE (no terminal to ask on)');
         }
-        const id = await repo.addKeySlot(secret, kdfFromOptions(opts), kind);
+        const id = await repo.addKeySlot(secret, kdf, kind);
         console.log(`added key ${id}`);
+        warnIfWeakKdf(kdf);
       });
     });
 

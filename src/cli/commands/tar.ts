@@ -8,7 +8,7 @@ import { formatBytes, formatDuration } from '../format';
 import { exportTar } from '../../tarExport/exportTar';
 import { importTar } from '../../tarExport/importTar';
 import { preferIntactCopies } from '../../repo/packHealth';
-import { InputError, UsageError } from '../../errors';
+import { InputError, UsageError, describeSystemError } from '../../errors';
 
 interface ExportOptions {
   guest?: string;
@@ -75,14 +75,17 @@ export function registerTar(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (file: string | undefined, opts: ImportOptions, cmd: Command) => {
       if (!file && process.stdin.isTTY) throw new UsageError('import-tar: stdin is a terminal; give a FILE or pipe the tar in (< guest.tar)');
-      let input: NodeJS.ReadableStream & import('node:stream').Readable;
       if (file) {
         if (!fs.existsSync(file)) throw new InputError(`import-tar ${file}: no such file; give the tar made by ferry export-tar`);
-        input = fs.createReadStream(file);
-      } else {
-        input = process.stdin;
+        try {
+          fs.closeSync(fs.openSync(file, 'r'));
+        } catch (err) {
+          throw new InputError(`import-tar ${file}: ${describeSystemError(err)}; give a readable tar made by ferry export-tar`);
+        }
       }
       await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'import-tar', async (repo) => {
+        // Opened only now: a stream opened before the repository failed to open would report its error to nobody.
+        const input: NodeJS.ReadableStream & import('node:stream').Readable = file ? fs.createReadStream(file) : process.stdin;
         await repo.loadIndex(warnDamagedIndex);
         await repo.indexOrphanPacks(true);
         const progress = new ProgressLine('import', opts.json);

@@ -5,6 +5,7 @@
 // appear anywhere; `target=` eats the rest of the string (commas included)
 // and so must come last; deprecated prefixes (`phy:`, `file:`, `tap:aio:`,
 // `tap:qcow2:`, `raw:`, `iscsi:` ...) are accepted as xl accepts them.
+import { InputError } from '../../errors';
 
 export interface XlDiskSpec {
   /** Path or script argument, as written (xl prepends /dev for relative paths later). */
@@ -22,8 +23,8 @@ export interface XlDiskSpec {
   options: Record<string, string | boolean>;
 }
 
-/** A spec xl would refuse; the message reads like xl's. */
-export class DiskSpecError extends Error {
+/** A spec xl would refuse; the message reads like xl's. Bad input (exit 7) wherever it surfaces. */
+export class DiskSpecError extends InputError {
   constructor(readonly reason: string, readonly near: string, readonly spec: string) {
     super(near ? `${reason}: near '${near}' in '${spec}'` : `${reason} in '${spec}'`);
   }
