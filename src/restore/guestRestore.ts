@@ -9,7 +9,7 @@ import { StoredRestorePoint } from '../repo/restorePoint';
 import { PipelinePool } from '../workers/pipelinePool';
 import { InputError, UsageError, describeSystemError } from '../errors';
 import { restoreDisk } from './diskRestore';
-import { writeFileAtomically } from './atomicFile';
+import { DEFAULT_OUTPUT_MODE, writeFileAtomically } from './atomicFile';
 import { blockDeviceSize } from '../dedupe/imageSource';
 
 export interface RestoredFile {
@@ -24,7 +24,7 @@ export interface RestoreProgress {
   totalBytes: number;
 }
 
-/** Every disk and the config of `rp` into `dir`. */
+/** Every disk and the config of `rp` into `dir`, files created with permission bits `mode`. */
 export async function restoreToDirectory(
   repo: Repository,
   pool: PipelinePool,
@@ -32,6 +32,7 @@ export async function restoreToDirectory(
   dir: string,
   force: boolean,
   onProgress?: (p: RestoreProgress) => void,
+  mode = DEFAULT_OUTPUT_MODE,
 ): Promise<RestoredFile[]> {
   const outputs = rp.disks.map((d) => path.join(dir, d.name));
   if (rp.config) outputs.push(path.join(dir, rp.config.fileName));
@@ -43,7 +44,8 @@ export async function restoreToDirectory(
     throw new InputError(`--to ${dir}: ${existing[0]} already exists; choose another directory or add --force to overwrite`);
   }
   try {
-    fs.mkdirSync(dir, { recursive: true });
+    // A directory ferry creates holds plaintext guest disks: owner-only.
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
     throw new InputError(`--to ${dir}: cannot create: ${describeSystemError(err)}`);
   }
@@ -56,7 +58,7 @@ export async function restoreToDirectory(
       restoreDisk(repo, pool, disk, temp, {
         zeroFill: false,
         onProgress: (w) => onProgress?.({ disk: disk.name, writtenBytes: before + w, totalBytes }),
-      }), disk.size,
+      }), disk.size, mode,
     );
     before += disk.dataBytes;
     restored.push({ path: finalPath, size: disk.size, writtenBytes: written });
@@ -67,7 +69,7 @@ export async function restoreToDirectory(
     await writeFileAtomically(finalPath, async (temp) => {
       fs.writeFileSync(temp, content);
       return content.length;
-    });
+    }, 0, mode);
     restored.push({ path: finalPath, size: content.length, writtenBytes: content.length });
   }
   return restored;
@@ -80,7 +82,7 @@ export async function restoreDiskTo(
   rp: StoredRestorePoint,
   diskNumber: number,
   target: string,
-  opts: { force: boolean; noSparse: boolean; onProgress?: (p: RestoreProgress) => void },
+  opts: { force: boolean; noSparse: boolean; onProgress?: (p: RestoreProgress) => void; mode?: number },
 ): Promise<RestoredFile> {
   const disk = rp.disks[diskNumber];
   if (!disk) {
@@ -110,7 +112,7 @@ export async function restoreDiskTo(
     return { path: target, size: disk.size, writtenBytes: written };
   }
   const written = await writeFileAtomically(path.resolve(target), (temp) =>
-    restoreDisk(repo, pool, disk, temp, { zeroFill: false, onProgress: progress }), disk.size,
+    restoreDisk(repo, pool, disk, temp, { zeroFill: false, onProgress: progress }), disk.size, opts.mode,
   );
   return { path: target, size: disk.size, writtenBytes: written };
 }

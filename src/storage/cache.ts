@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Backend, ObjectInfo, ObjectType } from './backend';
 import { StorageError, describeSystemError } from '../errors';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './local';
 
 const CACHED: ReadonlySet<ObjectType> = new Set<ObjectType>(['config', 'keys', 'index', 'snapshots']);
 const TEMP_MARK = '.tmp-';
@@ -125,8 +126,9 @@ export class CachedBackend implements Backend {
   private async store(file: string, data: Buffer): Promise<void> {
     const temp = `${file}${TEMP_MARK}${randomBytes(6).toString('hex')}`;
     try {
-      await fsp.mkdir(path.dirname(file), { recursive: true });
-      await fsp.writeFile(temp, data, { flag: 'wx' });
+      // Owner-only like the repository itself: the cache holds key slots and the index.
+      await fsp.mkdir(path.dirname(file), { recursive: true, mode: PRIVATE_DIR_MODE });
+      await fsp.writeFile(temp, data, { flag: 'wx', mode: PRIVATE_FILE_MODE });
       await fsp.rename(temp, file);
     } catch {
       await fsp.rm(temp, { force: true }).catch(() => undefined);

@@ -12,6 +12,15 @@ interface RestoreOptions {
   force?: boolean;
   sparse: boolean;
   json?: boolean;
+  mode?: string;
+}
+
+/** `--mode 0640` / `640` → permission bits; no setuid/setgid/sticky bits on a restored disk. */
+export function parseFileMode(text: string): number {
+  if (!/^0?[0-7]{3}$/.test(text)) {
+    throw new UsageError(`--mode ${text}: give octal permission bits such as 0600 or 0640`);
+  }
+  return parseInt(text, 8);
 }
 
 export function registerRestore(program: Command): void {
@@ -23,8 +32,10 @@ export function registerRestore(program: Command): void {
     .option('--disk <n>', 'restore only disk N (from 0) onto --to')
     .option('--force', 'overwrite existing files or a block device')
     .option('--no-sparse', 'write zeros to the zero regions of a block device too')
+    .option('--mode <octal>', 'permission bits of the restored files (default 0600: they hold guest data)')
     .option('--json', 'print JSON')
     .action(async (ref: string, opts: RestoreOptions, cmd: Command) => {
+      const mode = opts.mode === undefined ? undefined : parseFileMode(opts.mode);
       await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'restore', async (repo) => {
         await repo.loadIndex(warnDamagedIndex);
         // Packs a damaged index no longer names are found again from their own headers (in memory only).
@@ -36,9 +47,9 @@ export function registerRestore(program: Command): void {
           if (opts.disk !== undefined) {
             const n = Number(opts.disk);
             if (!Number.isInteger(n) || n < 0) throw new UsageError(`--disk ${opts.disk}: give a disk number from 0`);
-            return [await restoreDiskTo(repo, pool, rp, n, opts.to, { force: Boolean(opts.force), noSparse: !opts.sparse, onProgress })];
+            return [await restoreDiskTo(repo, pool, rp, n, opts.to, { force: Boolean(opts.force), noSparse: !opts.sparse, onProgress, mode })];
           }
-          return restoreToDirectory(repo, pool, rp, opts.to, Boolean(opts.force), onProgress);
+          return restoreToDirectory(repo, pool, rp, opts.to, Boolean(opts.force), onProgress, mode);
         });
         progress.done();
         if (opts.json) {
