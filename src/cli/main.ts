@@ -25,6 +25,7 @@ export function buildProgram(): Command {
     .option('--s3-concurrency <n>', 'S3 transfers in flight (default 8)')
     .option('--no-cache', 'S3: do not keep index files and restore points in ~/.cache/ferry')
     .option('--object-lock-days <n>', 'S3 (init, backup, sync): write objects with Object Lock retention of N days')
+    .option('--insecure-http', 'allow s3:http:// to another host (unencrypted, unauthenticated transport); loopback is always allowed')
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });

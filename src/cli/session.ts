@@ -28,6 +28,8 @@ export interface StorageOptions {
   cache?: boolean;
   /** `--object-lock-days N`: S3 Object Lock retention for every object written. */
   objectLockDays?: string;
+  /** `--insecure-http`: allow s3:http:// to a host other than this one. */
+  insecureHttp?: boolean;
 }
 
 export function repoLocation(opts: RepoOptions): string {
@@ -89,6 +91,7 @@ export function openBackendAt(location: string, opts: StorageOptions = {}): Back
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const open = require('../storage/open') as typeof import('../storage/open');
     const inner = open.openBackend(location, {
+      insecureHttp: opts.insecureHttp,
       s3: {
         objectLockDays: lockDays,
         maxSockets: Math.max(concurrency * 2, 16),
