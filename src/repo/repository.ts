@@ -346,7 +346,8 @@ export class Repository {
   // ---- restore points ----
 
   async saveRestorePoint(rp: RestorePoint): Promise<string> {
-    const bytes = sealObject(this.keys.dataKey, 'snapshot', Buffer.from(JSON.stringify(rp)));
+    // Padded to a size class: the exact size would tell how many regions of the guest hold data.
+    const bytes = sealObject(this.keys.dataKey, 'snapshot', Buffer.from(JSON.stringify(rp)), { pad: true });
     const name = contentName(bytes);
     await this.backend.write('snapshots', name, bytes);
     return name;

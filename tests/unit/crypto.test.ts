@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { BlobDecoder, BlobEncoder, BlobType } from '../../src/crypto/blobCodec';
 import { createKeySlot, openKeySlot } from '../../src/crypto/keySlot';
 import { ChunkHasher } from '../../src/crypto/chunkId';
-import { openObject, sealObject } from '../../src/crypto/objectCodec';
+import { openObject, paddedObjectSize, sealObject } from '../../src/crypto/objectCodec';
 import { deriveKeys, newMasterKey } from '../../src/crypto/keys';
 
 const keys = deriveKeys(newMasterKey());
@@ -81,5 +81,23 @@ describe('key slots', () => {
   it('never contain the master key in the clear', () => {
     expect(JSON.stringify(slot)).not.toContain(master.toString('base64'));
     expect(JSON.stringify(slot)).not.toContain(master.toString('hex'));
+  });
+});
+
+describe('padded objects', () => {
+  it('size classes are powers of two from 4 KiB', () => {
+    expect([1, 4096, 4097, 8192, 100_000, 1_048_577].map(paddedObjectSize)).toEqual([4096, 4096, 8192, 8192, 131072, 2097152]);
+  });
+
+  it('a padded object is exactly its size class, opens to the payload, and its padding is authenticated', () => {
+    for (const payload of [Buffer.from('{}'), randomBytes(4056 - 9 - 8), randomBytes(5000), randomBytes(70_000)]) {
+      const sealed = sealObject(keys.dataKey, 'snapshot', payload, { pad: true });
+      expect(sealed.length).toBe(paddedObjectSize(sealed.length));
+      expect(sealed.length).toBeGreaterThan(payload.length);
+      expect(openObject(keys.dataKey, 'snapshot', sealed)).toEqual(payload);
+      const flipped = Buffer.from(sealed);
+      flipped[sealed.length - 20] ^= 1; // in the padding's ciphertext
+      expect(openObject(keys.dataKey, 'snapshot', flipped)).toBeUndefined();
+    }
   });
 });
