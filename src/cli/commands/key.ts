@@ -61,7 +61,19 @@ export function registerKey(program: Command): void {
     .description('remove a key slot (never the last one)')
     .action(async (id: string, _opts: unknown, cmd: Command) => {
       await withRepository(cmd.optsWithGlobals() as RepoOptions, 'exclusive', 'key remove', async (repo) => {
-        console.log(`removed key ${await repo.removeKeySlot(id)}`);
+        const removed = await repo.removeKeySlot(id);
+        console.log(`removed key ${removed}`);
+        process.stderr.write(removalCaveat(removed, repo.location));
       });
     });
+}
+
+/** What removing a key slot does not do; said every time, because people assume it does. */
+function removalCaveat(slot: string, location: string): string {
+  return (
+    `ferry: note: key ${slot} is removed from ${location} only. Copies made before (a USB drive, an S3 copy made by 'ferry sync') ` +
+    `still hold it and still open with its passphrase, until 'ferry sync' to them removes it there too or you run 'ferry key remove' on them.\n` +
+    `ferry: note: the repository's master key is unchanged: whoever opened the repository with this key could have kept the master key ` +
+    `and, with access to the storage, read later backups too. To shut them out of future backups, back up into a new repository ('ferry init').\n`
+  );
 }
