@@ -2,7 +2,8 @@
 // config body): zstd-compressed, then sealed with the object type as
 // associated data, so an index can never be passed off as a restore point.
 import { compress, decompress } from 'zstd-napi';
-import { seal, open } from './aead';
+import { seal, open, SEAL_OVERHEAD } from './aead';
+import { DataKeys, eachDataKey } from './keys';
 
 export type SealedObjectType = 'index' | 'snapshot' | 'lock' | 'config' | 'packheader';
 
@@ -10,8 +11,6 @@ function objectAd(type: SealedObjectType): Buffer {
   return Buffer.from(`ferry/${type}`);
 }
 
-/** Bytes Seal adds: a 24-byte nonce and a 16-byte tag. */
-const SEAL_OVERHEAD = 40;
 /** RFC 8878 §3.1.2: a frame with this magic (…50 to …5F) is skipped by every zstd decoder. */
 const SKIPPABLE_FRAME_MAGIC = 0x184d2a50;
 const SKIPPABLE_FRAME_HEADER = 8;
@@ -40,9 +39,13 @@ export function sealObject(dataKey: Buffer, type: SealedObjectType, payload: Buf
   return seal(dataKey, Buffer.concat([body, padding]), objectAd(type));
 }
 
-/** The payload, or undefined when the bytes fail authentication. */
-export function openObject(dataKey: Buffer, type: SealedObjectType, sealed: Buffer): Buffer | undefined {
-  const body = open(dataKey, sealed, objectAd(type));
+/** The payload, or undefined when the bytes fail authentication under every key given. */
+export function openObject(dataKeys: DataKeys, type: SealedObjectType, sealed: Buffer): Buffer | undefined {
+  let body: Buffer | undefined;
+  for (const key of eachDataKey(dataKeys)) {
+    body = open(key, sealed, objectAd(type));
+    if (body) break;
+  }
   if (!body) return undefined;
   try {
     return decompress(body);

@@ -67,7 +67,7 @@ export async function listLocks(repo: Repository): Promise<{ name: string; info?
   const out: { name: string; info?: LockInfo }[] = [];
   for await (const obj of repo.backend.list('locks')) {
     try {
-      const plain = openObject(repo.keys.dataKey, 'lock', await repo.backend.read('locks', obj.name));
+      const plain = openObject(repo.keys.dataKeys, 'lock', await repo.backend.read('locks', obj.name));
       out.push({ name: obj.name, info: plain ? (JSON.parse(plain.toString('utf8')) as LockInfo) : undefined });
     } catch (err) {
       if (!(err instanceof NotFoundError)) throw err; // released while we listed

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { BlobDecoder, BlobEncoder, BlobType } from '../../src/crypto/blobCodec';
-import { createKeySlot, openKeySlot } from '../../src/crypto/keySlot';
+import { createKeySlot, openKeySlot, parseKeySlot } from '../../src/crypto/keySlot';
 import { ChunkHasher } from '../../src/crypto/chunkId';
 import { openObject, paddedObjectSize, sealObject } from '../../src/crypto/objectCodec';
 import { deriveKeys, newMasterKey } from '../../src/crypto/keys';
@@ -99,5 +99,40 @@ describe('padded objects', () => {
       flipped[sealed.length - 20] ^= 1; // in the padding's ciphertext
       expect(openObject(keys.dataKey, 'snapshot', flipped)).toBeUndefined();
     }
+  });
+});
+
+describe('keyrings (key rotation)', () => {
+  const repoId = randomBytes(16);
+  const secret = Buffer.from('ring');
+  const original = newMasterKey();
+  const ring = Buffer.concat([original, newMasterKey()]);
+
+  it('a master key is wrapped in a version 1 slot, a keyring in a version 2 slot; both open', () => {
+    const v1 = createKeySlot(original, secret, repoId, fastKdf, 'passphrase');
+    const v2 = createKeySlot(ring, secret, repoId, fastKdf, 'passphrase');
+    expect([v1.version, v2.version]).toEqual([1, 2]);
+    expect(openKeySlot(parseKeySlot(Buffer.from(JSON.stringify(v1)))!, secret, repoId)).toEqual(original);
+    expect(openKeySlot(parseKeySlot(Buffer.from(JSON.stringify(v2)))!, secret, repoId)).toEqual(ring);
+    expect(parseKeySlot(Buffer.from(JSON.stringify({ ...v2, version: 3 })))).toBeUndefined();
+    // A slot whose version does not match what it wraps is refused, not misread.
+    expect(openKeySlot({ ...v2, version: 1 }, secret, repoId)).toBeUndefined();
+  });
+
+  it('a keyring keeps the chunk-id and chunker keys of the original, seals with the newest data key and reads with all', () => {
+    const before = deriveKeys(original);
+    const after = deriveKeys(ring);
+    expect(after.idKey).toEqual(before.idKey);
+    expect(after.gearKey).toEqual(before.gearKey);
+    expect(after.dataKey).not.toEqual(before.dataKey);
+    expect(after.dataKeys).toEqual([after.dataKey, before.dataKey]);
+    const old = sealObject(before.dataKey, 'index', Buffer.from('old'));
+    const fresh = sealObject(after.dataKey, 'index', Buffer.from('new'));
+    expect(openObject(after.dataKeys, 'index', old)).toEqual(Buffer.from('old'));
+    expect(openObject(after.dataKeys, 'index', fresh)).toEqual(Buffer.from('new'));
+    expect(openObject(before.dataKeys, 'index', fresh)).toBeUndefined();
+    const id = randomBytes(32);
+    const blob = new BlobEncoder(before.dataKey, 3).encode(BlobType.Data, id, Buffer.from('x'.repeat(100)));
+    expect(new BlobDecoder(after.dataKeys).decode(blob.typeFlags, id, blob.sealed, 100)).toEqual(Buffer.from('x'.repeat(100)));
   });
 });
