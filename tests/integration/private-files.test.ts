@@ -75,6 +75,15 @@ describe('files are private whatever the umask', () => {
     const cache = path.join(cacheHome, 'ferry');
     expect(modesUnder(cache).some((e) => e.includes('snapshots/'))).toBe(true);
     expectPrivate(cache);
+
+    // A cache an earlier ferry left open (0755 folders, 0644 files) is closed at the next run, even one served from the cache.
+    const [repoCache] = fs.readdirSync(cache).map((d) => path.join(cache, d));
+    for (const e of modesUnder(repoCache!)) {
+      const [rel, , kind] = e.split(' ');
+      fs.chmodSync(path.join(repoCache!, rel!), kind === 'dir' ? 0o755 : 0o644);
+    }
+    expectSuccess(await ferryUnderOpenUmask(['list', '--repo', location]));
+    expect((fs.statSync(repoCache!).mode & 0o777).toString(8)).toBe('700');
   });
 
   it('restored images and config are 0600 in a 0700 folder; --mode sets the files exactly', async () => {
