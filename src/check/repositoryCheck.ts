@@ -86,7 +86,7 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
             : 'pack content does not match its name (bytes changed or truncated)',
         });
       }
-      header = content.length >= 4 ? decodePackHeader(repo.keys.dataKey, content.length, content) : undefined;
+      header = content.length >= 4 ? decodePackHeader(repo.keys.dataKeys, content.length, content) : undefined;
     } else {
       header = await repo.readPackHeader(packId, size).catch(() => undefined);
     }

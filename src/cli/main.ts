@@ -28,6 +28,7 @@ export function buildProgram(): Command {
     .option('--no-cache', 'S3: do not keep index files and restore points in ~/.cache/ferry')
     .option('--state-dir <dir>', "this host's record of the restore points it has seen, to notice any that vanish (env FERRY_STATE_DIR; default ~/.local/state/ferry)")
     .option('--object-lock-days <n>', 'S3 (init, backup, sync): write objects with Object Lock retention of N days')
+    .option('--insecure-http', 'allow s3:http:// to another host (unencrypted, unauthenticated transport); loopback is always allowed')
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });

@@ -31,6 +31,8 @@ export interface StorageOptions {
   cache?: boolean;
   /** `--object-lock-days N`: S3 Object Lock retention for every object written. */
   objectLockDays?: string;
+  /** `--insecure-http`: allow s3:http:// to a host other than this one. */
+  insecureHttp?: boolean;
 }
 
 export function repoLocation(opts: RepoOptions): string {
@@ -89,6 +91,7 @@ export function openBackendAt(location: string, opts: StorageOptions = {}): Back
   const concurrency = s3Concurrency(opts);
   const lockDays = opts.objectLockDays === undefined ? undefined : parseWholeNumber(opts.objectLockDays, '--object-lock-days', 1, 36500);
   const inner = openBackend(location, {
+    insecureHttp: opts.insecureHttp,
     s3: {
       objectLockDays: lockDays,
       maxSockets: Math.max(concurrency * 2, 16),

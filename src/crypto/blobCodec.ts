@@ -3,6 +3,7 @@
 // for another one inside the same repository without detection.
 import { Compressor, Decompressor } from 'zstd-napi';
 import { seal, sealInto, open, SEAL_OVERHEAD } from './aead';
+import { DataKeys, eachDataKey } from './keys';
 
 export const enum BlobType {
   Data = 0,
@@ -62,11 +63,21 @@ export class BlobEncoder {
 export class BlobDecoder {
   private readonly decompressor = new Decompressor();
 
-  constructor(private readonly dataKey: Buffer) {}
+  private readonly dataKeys: readonly Buffer[];
+
+  /** Several keys after a key rotation: each is tried, newest first. */
+  constructor(dataKeys: DataKeys) {
+    this.dataKeys = eachDataKey(dataKeys);
+  }
 
   /** The plaintext, or undefined if the blob fails authentication or decompression. */
   decode(typeFlags: number, id: Uint8Array, sealed: Uint8Array, rawLength: number): Buffer | undefined {
-    const body = open(this.dataKey, sealed, blobAd(typeFlags & 0x0f, id));
+    const ad = blobAd(typeFlags & 0x0f, id);
+    let body: Buffer | undefined;
+    for (const key of this.dataKeys) {
+      body = open(key, sealed, ad);
+      if (body) break;
+    }
     if (!body) return undefined;
     if (!(typeFlags & FLAG_ZSTD)) return body.length === rawLength ? body : undefined;
     try {

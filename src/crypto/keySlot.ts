@@ -1,8 +1,10 @@
 // Key slots: each passphrase (or key file) wraps the same master key, so adding
 // or removing one never touches data. A slot is a small plaintext JSON object:
-// the Argon2id parameters and salt, and the sealed master key.
+// the Argon2id parameters and salt, and the sealed master key — version 1 — or,
+// after `ferry key rotate`, the sealed keyring (keys.ts) — version 2, which
+// earlier ferry releases do not open rather than misread.
 import sodium from 'sodium-native';
-import { seal, open, randomBytes } from './aead';
+import { seal, open, randomBytes, KEY_BYTES } from './aead';
 import { FerryError, InputError } from '../errors';
 
 export interface KdfParams {
@@ -48,7 +50,8 @@ export function isWeakKdf(params: KdfParams): boolean {
 }
 
 export interface KeySlot {
-  version: 1;
+  /** 1: wraps the 32-byte master key; 2: wraps a keyring of two or more 32-byte keys. */
+  version: 1 | 2;
   kdf: 'argon2id13';
   opslimit: number;
   memlimit: number;
@@ -57,7 +60,7 @@ export interface KeySlot {
   /** 'passphrase' or 'keyfile': only a label for `key list`. */
   kind: 'passphrase' | 'keyfile';
   created: string;
-  /** base64 of seal(kek, masterKey, ad = "ferry key slot" | repositoryId). */
+  /** base64 of seal(kek, masterKey or keyring, ad = "ferry key slot" | repositoryId). */
   wrapped: string;
 }
 
@@ -80,6 +83,7 @@ function slotAd(repositoryId: Buffer): Buffer {
 }
 
 export function createKeySlot(
+  /** The master key, or a keyring (a multiple of 32 bytes). */
   master: Buffer,
   secret: Buffer,
   repositoryId: Buffer,
@@ -89,7 +93,7 @@ export function createKeySlot(
   const salt = randomBytes(sodium.crypto_pwhash_SALTBYTES);
   const wrapped = seal(kek(secret, salt, params), master, slotAd(repositoryId));
   return {
-    version: 1,
+    version: master.length > KEY_BYTES ? 2 : 1,
     kdf: 'argon2id13',
     opslimit: params.opslimit,
     memlimit: params.memlimit,
@@ -100,10 +104,13 @@ export function createKeySlot(
   };
 }
 
-/** The master key if `secret` opens this slot, else undefined. */
+/** The master key (or keyring, version 2) if `secret` opens this slot, else undefined. */
 export function openKeySlot(slot: KeySlot, secret: Buffer, repositoryId: Buffer): Buffer | undefined {
   const key = kek(secret, Buffer.from(slot.salt, 'base64'), slot);
-  return open(key, Buffer.from(slot.wrapped, 'base64'), slotAd(repositoryId));
+  const wrapped = open(key, Buffer.from(slot.wrapped, 'base64'), slotAd(repositoryId));
+  if (!wrapped) return undefined;
+  const fits = slot.version === 1 ? wrapped.length === KEY_BYTES : wrapped.length > KEY_BYTES && wrapped.length % KEY_BYTES === 0;
+  return fits ? wrapped : undefined;
 }
 
 /**
@@ -115,7 +122,7 @@ export function parseKeySlot(bytes: Buffer): KeySlot | undefined {
   try {
     const s = JSON.parse(bytes.toString('utf8')) as KeySlot;
     if (typeof s !== 'object' || s === null) return undefined;
-    if (s.version !== 1 || s.kdf !== 'argon2id13' || typeof s.salt !== 'string' || typeof s.wrapped !== 'string') return undefined;
+    if ((s.version !== 1 && s.version !== 2) || s.kdf !== 'argon2id13' || typeof s.salt !== 'string' || typeof s.wrapped !== 'string') return undefined;
     if (!Number.isInteger(s.opslimit) || !Number.isInteger(s.memlimit)) return undefined;
     return s;
   } catch {

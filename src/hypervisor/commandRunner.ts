@@ -3,6 +3,7 @@
 // output and assert exactly which commands ran, in which order.
 import { execFile } from 'node:child_process';
 import { HypervisorError, describeSystemError } from '../errors';
+import { childEnvironment } from './childEnvironment';
 
 export interface CommandResult {
   stdout: string;
@@ -14,7 +15,7 @@ export interface CommandResult {
 export interface RunOptions {
   /** Kill the command after this many milliseconds (default 10 minutes). */
   timeoutMs?: number;
-  /** Extra environment variables; LC_ALL=C is always set so messages are parseable. */
+  /** Extra environment variables; LC_ALL=C is always set so messages are parseable. Secrets are never passed (childEnvironment). */
   env?: Record<string, string>;
 }
 
@@ -42,7 +43,7 @@ export class ExecFileCommandRunner implements CommandRunner {
           maxBuffer: MAX_OUTPUT_BYTES,
           timeout: timeoutMs,
           killSignal: 'SIGKILL',
-          env: { ...process.env, ...opts.env, LC_ALL: 'C' },
+          env: childEnvironment({ ...opts.env, LC_ALL: 'C' }),
         },
         (error, stdout, stderr) => {
           if (!error) return resolve({ stdout, stderr, code: 0 });

@@ -2,6 +2,7 @@
 // repository id) followed by the sealed repository settings.
 // See docs/FORMAT.md, "config".
 import { sealObject, openObject } from '../crypto/objectCodec';
+import type { DataKeys } from '../crypto/keys';
 import { ChunkerParams } from '../dedupe/chunkerParams';
 
 export const CONFIG_MAGIC = Buffer.from('FERRYREP');
@@ -36,7 +37,7 @@ export function encodeConfig(dataKey: Buffer, repositoryId: Buffer, settings: Re
   return Buffer.concat([head, sealObject(dataKey, 'config', Buffer.from(JSON.stringify(settings)))]);
 }
 
-export function decodeConfigBody(dataKey: Buffer, bytes: Buffer): RepositorySettings | undefined {
+export function decodeConfigBody(dataKey: DataKeys, bytes: Buffer): RepositorySettings | undefined {
   const plain = openObject(dataKey, 'config', bytes.subarray(CONFIG_HEADER_BYTES));
   if (!plain) return undefined;
   return JSON.parse(plain.toString('utf8')) as RepositorySettings;

@@ -2,6 +2,7 @@
 // packs they describe, so an index never points at a pack that is not there.
 // See docs/FORMAT.md, "Index files".
 import { sealObject, openObject } from '../crypto/objectCodec';
+import type { DataKeys } from '../crypto/keys';
 import { ID_BYTES } from '../crypto/chunkId';
 import { PackEntry } from './packFormat';
 
@@ -39,7 +40,7 @@ export function encodeIndexFile(dataKey: Buffer, packs: IndexedPack[]): Buffer {
 }
 
 /** Undefined when the file fails authentication or is malformed. */
-export function decodeIndexFile(dataKey: Buffer, sealed: Buffer): IndexedPack[] | undefined {
+export function decodeIndexFile(dataKey: DataKeys, sealed: Buffer): IndexedPack[] | undefined {
   const plain = openObject(dataKey, 'index', sealed);
   if (!plain || plain.length < 8 || !plain.subarray(0, 4).equals(MAGIC) || plain.readUInt32LE(4) !== VERSION) return undefined;
   const packs: IndexedPack[] = [];

@@ -32,10 +32,12 @@ export interface LockScope {
   backend: Backend;
   location: string;
   dataKey?: Buffer;
+  /** Every data key of the ring, newest first: a host that has not seen a rotation yet seals locks with an older one. */
+  dataKeys?: readonly Buffer[];
 }
 
 export function repositoryScope(repo: Repository): LockScope {
-  return { backend: repo.backend, location: repo.location, dataKey: repo.keys.dataKey };
+  return { backend: repo.backend, location: repo.location, dataKey: repo.keys.dataKey, dataKeys: repo.keys.dataKeys };
 }
 
 /** First bytes of a lock written without the key. A sealed lock starts with a random nonce instead. */
@@ -229,7 +231,7 @@ function encodeLock(scope: LockScope, info: LockInfo): Buffer {
 function decodeLock(scope: LockScope, bytes: Buffer): LockInfo | undefined {
   let plain: Buffer | undefined;
   if (bytes.subarray(0, KEYLESS_MAGIC.length).equals(KEYLESS_MAGIC)) plain = bytes.subarray(KEYLESS_MAGIC.length);
-  else if (scope.dataKey) plain = openObject(scope.dataKey, 'lock', bytes);
+  else if (scope.dataKey) plain = openObject(scope.dataKeys ?? scope.dataKey, 'lock', bytes);
   if (!plain) return undefined;
   try {
     const info = JSON.parse(plain.toString('utf8')) as LockInfo;

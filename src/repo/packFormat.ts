@@ -1,6 +1,7 @@
 // Pack files: sealed blobs back to back, then the sealed pack header (the list
 // of blobs), then the header's length as u32 LE. See docs/FORMAT.md, "Packs".
 import { sealObject, openObject } from '../crypto/objectCodec';
+import type { DataKeys } from '../crypto/keys';
 import { ID_BYTES } from '../crypto/chunkId';
 
 export const PACK_ENTRY_BYTES = 1 + 4 + 4 + ID_BYTES; // typeFlags | storedLength | rawLength | id
@@ -29,7 +30,7 @@ export function encodePackHeader(dataKey: Buffer, entries: PackEntry[]): Buffer 
 }
 
 /** Blob entries of a pack from its tail; undefined if the tail is not a valid header. */
-export function decodePackHeader(dataKey: Buffer, packSize: number, tail: Buffer): PackEntry[] | undefined {
+export function decodePackHeader(dataKey: DataKeys, packSize: number, tail: Buffer): PackEntry[] | undefined {
   if (tail.length < 4) return undefined;
   const headerLength = tail.readUInt32LE(tail.length - 4);
   if (headerLength + 4 > tail.length) return undefined;

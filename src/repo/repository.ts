@@ -64,7 +64,7 @@ export class Repository {
     private readonly master: Buffer,
     readonly openedWithSlot: string,
   ) {
-    this.decoder = new BlobDecoder(keys.dataKey);
+    this.decoder = new BlobDecoder(keys.dataKeys);
     this.hasher = new ChunkHasher(keys.idKey);
   }
 
@@ -155,7 +155,8 @@ export class Repository {
       const master = openKeySlot(slot, secret, header.repositoryId);
       if (!master) continue;
       const keys = deriveKeys(master);
-      const settings = decodeConfigBody(keys.dataKey, configBytes);
+      // Sealed at init, i.e. with the oldest data key: the last of a rotated keyring's.
+      const settings = decodeConfigBody(keys.dataKeys, configBytes);
       if (!settings) {
         throw new CorruptionError(`${backend.location}/config: fails authentication (damaged); restore it from a copy of the repository`, 'config');
       }
@@ -199,6 +200,33 @@ export class Repository {
     return matches[0].id;
   }
 
+  /**
+   * `ferry key rotate`: a new data key for everything written from now on.
+   * The keyring (old keys + the new one) is wrapped in a new slot for
+   * `secret` (the passphrase this repository was opened with), then every
+   * other slot is removed: they wrap only the old keys, and whoever holds
+   * them must not read what comes next. Objects already stored are not
+   * rewritten. Returns the new slot and the removed ones.
+   */
+  async rotateDataKey(secret: Buffer): Promise<{ slot: string; removed: string[] }> {
+    const slots = await this.listKeySlots();
+    const current = slots.find((s) => s.current);
+    if (!current || !openKeySlot(current.slot, secret, this.repositoryId)) {
+      throw new WrongPasswordError(`${this.location}: the passphrase given does not open key ${this.openedWithSlot}; give the one the repository was opened with`);
+    }
+    const keyring = Buffer.concat([this.master, newMasterKey()]);
+    const kdf = { opslimit: current.slot.opslimit, memlimit: current.slot.memlimit };
+    const slot = randomBytes(8).toString('hex');
+    // New slot first: the repository always has a slot that opens everything.
+    await this.backend.write('keys', slot, Buffer.from(JSON.stringify(createKeySlot(keyring, secret, this.repositoryId, kdf, current.slot.kind), null, 1)));
+    const removed: string[] = [];
+    for (const s of slots) {
+      await this.backend.remove('keys', s.id);
+      removed.push(s.id);
+    }
+    return { slot, removed };
+  }
+
   // ---- index ----
 
   packNumber(packId: string): number {
@@ -230,7 +258,7 @@ export class Repository {
     for await (const info of this.backend.list('index')) {
       if (this.indexFiles.has(info.name)) continue;
       const packs = await this.readVerified('index', info.name, (bytes) =>
-        contentName(bytes) === info.name ? decodeIndexFile(this.keys.dataKey, bytes) : undefined,
+        contentName(bytes) === info.name ? decodeIndexFile(this.keys.dataKeys, bytes) : undefined,
       );
       if (!packs) {
         if (onDamaged) {
@@ -284,7 +312,7 @@ export class Repository {
       const need = tail.readUInt32LE(tail.length - 4) + 4;
       if (need > tail.length && need <= size) tail = await this.backend.readRange('data', packId, size - need, need);
     }
-    return decodePackHeader(this.keys.dataKey, size, tail);
+    return decodePackHeader(this.keys.dataKeys, size, tail);
   }
 
   // ---- blobs ----
@@ -424,7 +452,8 @@ export class Repository {
   // ---- restore points ----
 
   async saveRestorePoint(rp: RestorePoint): Promise<string> {
-    const bytes = sealObject(this.keys.dataKey, 'snapshot', Buffer.from(JSON.stringify(rp)));
+    // Padded to a size class: the exact size would tell how many regions of the guest hold data.
+    const bytes = sealObject(this.keys.dataKey, 'snapshot', Buffer.from(JSON.stringify(rp)), { pad: true });
     const name = contentName(bytes);
     await this.backend.write('snapshots', name, bytes);
     return name;
@@ -432,7 +461,7 @@ export class Repository {
 
   async loadRestorePointByName(name: string): Promise<StoredRestorePoint> {
     const plain = await this.readVerified('snapshots', name, (bytes) =>
-      contentName(bytes) === name ? openObject(this.keys.dataKey, 'snapshot', bytes) : undefined,
+      contentName(bytes) === name ? openObject(this.keys.dataKeys, 'snapshot', bytes) : undefined,
     );
     if (!plain) {
       throw new CorruptionError(`${this.location}/snapshots/${name}: restore point is damaged; run 'ferry check'`, `snapshots/${name}`);

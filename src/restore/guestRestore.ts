@@ -10,7 +10,7 @@ import { PipelinePool } from '../workers/pipelinePool';
 import { InputError, UsageError, describeSystemError } from '../errors';
 import { unsafeFileName } from '../repo/fileName';
 import { restoreDisk } from './diskRestore';
-import { writeFileAtomically } from './atomicFile';
+import { DEFAULT_OUTPUT_MODE, writeFileAtomically } from './atomicFile';
 import { blockDeviceSize } from '../dedupe/imageSource';
 import { TemporaryFile, removePartialLeftovers } from '../storage/leftovers';
 import { fileHoldsDisk } from './verifyRestored';
@@ -29,7 +29,7 @@ export interface RestoreProgress {
   totalBytes: number;
 }
 
-/** Every disk and the config of `rp` into `dir`. */
+/** Every disk and the config of `rp` into `dir`, files created with permission bits `mode`. */
 export async function restoreToDirectory(
   repo: Repository,
   pool: PipelinePool,
@@ -38,6 +38,7 @@ export async function restoreToDirectory(
   force: boolean,
   onProgress?: (p: RestoreProgress) => void,
   onLeftover?: (f: TemporaryFile) => void,
+  mode = DEFAULT_OUTPUT_MODE,
 ): Promise<RestoredFile[]> {
   // Restore points come from other hosts and from imported tars: a name that leaves DIR is refused before anything is written.
   const unsafe = unsafeFileName(rp);
@@ -63,7 +64,8 @@ export async function restoreToDirectory(
     }
   }
   try {
-    fs.mkdirSync(dir, { recursive: true });
+    // A directory ferry creates holds plaintext guest disks: owner-only.
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
     throw new InputError(`--to ${dir}: cannot create: ${describeSystemError(err)}`);
   }
@@ -82,7 +84,7 @@ export async function restoreToDirectory(
       restoreDisk(repo, pool, disk, temp, {
         zeroFill: false,
         onProgress: (w) => onProgress?.({ disk: disk.name, writtenBytes: before + w, totalBytes }),
-      }), disk.size,
+      }), disk.size, mode,
     );
     before += disk.dataBytes;
     restored.push({ path: finalPath, size: disk.size, writtenBytes: written });
@@ -97,7 +99,7 @@ export async function restoreToDirectory(
     await writeFileAtomically(finalPath, async (temp) => {
       fs.writeFileSync(temp, content);
       return content.length;
-    });
+    }, 0, mode);
     restored.push({ path: finalPath, size: content.length, writtenBytes: content.length });
   }
   return restored;
@@ -110,7 +112,7 @@ export async function restoreDiskTo(
   rp: StoredRestorePoint,
   diskNumber: number,
   target: string,
-  opts: { force: boolean; noSparse: boolean; onProgress?: (p: RestoreProgress) => void; onLeftover?: (f: TemporaryFile) => void },
+  opts: { force: boolean; noSparse: boolean; onProgress?: (p: RestoreProgress) => void; onLeftover?: (f: TemporaryFile) => void; mode?: number },
 ): Promise<RestoredFile> {
   const disk = rp.disks[diskNumber];
   if (!disk) {
@@ -141,7 +143,7 @@ export async function restoreDiskTo(
   }
   for (const f of removePartialLeftovers(path.resolve(target))) opts.onLeftover?.(f);
   const written = await writeFileAtomically(path.resolve(target), (temp) =>
-    restoreDisk(repo, pool, disk, temp, { zeroFill: false, onProgress: progress }), disk.size,
+    restoreDisk(repo, pool, disk, temp, { zeroFill: false, onProgress: progress }), disk.size, opts.mode,
   );
   return { path: target, size: disk.size, writtenBytes: written };
 }

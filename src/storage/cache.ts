@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Backend, ObjectInfo, ObjectType } from './backend';
 import { StorageError, describeSystemError } from '../errors';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './local';
 
 const CACHED: ReadonlySet<ObjectType> = new Set<ObjectType>(['config', 'keys', 'index', 'snapshots']);
 const TEMP_MARK = '.tmp-';
@@ -25,6 +26,7 @@ const SAFE_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
 
 export class CachedBackend implements Backend {
   readonly location: string;
+  private madePrivate = false;
 
   constructor(private readonly inner: Backend, readonly dir: string) {
     this.location = inner.location;
@@ -43,6 +45,7 @@ export class CachedBackend implements Backend {
   async read(type: ObjectType, name: string): Promise<Buffer> {
     const file = this.file(type, name);
     if (!file) return this.inner.read(type, name);
+    await this.makePrivate();
     const cached = await readIfExists(file);
     if (cached) return cached;
     const data = await this.inner.read(type, name);
@@ -62,7 +65,10 @@ export class CachedBackend implements Backend {
     await this.inner.write(type, name, data);
     const file = this.file(type, name);
     // Write-through: what this host wrote it will read back (a backup writes index, then reads it next night).
-    if (file) await this.store(file, data);
+    if (file) {
+      await this.makePrivate();
+      await this.store(file, data);
+    }
   }
 
   async stat(type: ObjectType, name: string): Promise<ObjectInfo | undefined> {
@@ -125,11 +131,28 @@ export class CachedBackend implements Backend {
   private async store(file: string, data: Buffer): Promise<void> {
     const temp = `${file}${TEMP_MARK}${randomBytes(6).toString('hex')}`;
     try {
-      await fsp.mkdir(path.dirname(file), { recursive: true });
-      await fsp.writeFile(temp, data, { flag: 'wx' });
+      // Owner-only like the repository itself: the cache holds key slots and the index.
+      await fsp.mkdir(path.dirname(file), { recursive: true, mode: PRIVATE_DIR_MODE });
+      await fsp.writeFile(temp, data, { flag: 'wx', mode: PRIVATE_FILE_MODE });
       await fsp.rename(temp, file);
     } catch {
       await fsp.rm(temp, { force: true }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Once per process: the cache folder is 0700 even if an earlier ferry made it
+   * 0755 with 0644 files (closing the folder closes them all). Like every cache
+   * failure this one does not fail the command: the cache is only a saving.
+   */
+  private async makePrivate(): Promise<void> {
+    if (this.madePrivate) return;
+    this.madePrivate = true;
+    try {
+      await fsp.mkdir(this.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+      await fsp.chmod(this.dir, PRIVATE_DIR_MODE);
+    } catch {
+      // Unreadable or foreign cache folder: reads fall through to the repository (readIfExists).
     }
   }
 

@@ -1,6 +1,8 @@
 // A repository in a local directory: a USB drive, a NAS mount. Works on
 // exFAT/FAT: no symlinks, hard links or permission bits are relied on, and
-// every write is temp file → fsync → rename → fsync(directory).
+// every write is temp file → fsync → rename → fsync(directory). Files are
+// created 0600 and folders 0700 whatever the umask (the modes are given to
+// open()/mkdir(), never set by a chmod a file system may refuse).
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -10,6 +12,9 @@ import { StorageError, describeSystemError } from '../errors';
 import type { TemporaryFile } from './leftovers';
 
 const TEMP_MARK = '.tmp-';
+/** Key slots and encrypted objects are nobody else's business: owner-only. */
+export const PRIVATE_FILE_MODE = 0o600;
+export const PRIVATE_DIR_MODE = 0o700;
 
 /** Data packs are spread over 256 sub-folders by the first two hex digits. */
 function relativePath(type: ObjectType, name: string): string {
@@ -69,8 +74,8 @@ export class LocalBackend implements Backend {
     const dir = path.dirname(target);
     const temp = `${target}${TEMP_MARK}${randomBytes(6).toString('hex')}`;
     try {
-      await fsp.mkdir(dir, { recursive: true });
-      const fh = await fsp.open(temp, 'wx');
+      await fsp.mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+      const fh = await fsp.open(temp, 'wx', PRIVATE_FILE_MODE);
       try {
         let done = 0;
         while (done < data.length) {

@@ -1,7 +1,7 @@
 // From a location string to a Backend, and the standard stack of wrappers.
 import { Backend } from './backend';
 import { LocalBackend } from './local';
-import { S3Backend, S3Options, parseS3Location } from './s3';
+import { S3Backend, S3Options, parseS3Location, requireSecureTransport } from './s3';
 import { RetryBackend, RetryOptions } from './retry';
 import { RateLimitedBackend, RateLimits } from './ratelimit';
 import { CachedBackend } from './cache';
@@ -9,15 +9,22 @@ import { UsageError } from '../errors';
 
 export interface OpenOptions {
   s3?: S3Options;
+  /** Allow `s3:http://` to a host other than this one (`--insecure-http`). */
+  insecureHttp?: boolean;
 }
 
 /**
- * `s3://bucket/prefix` or `s3:http(s)://host:port/bucket/prefix` → S3Backend;
- * any other string is a local directory. Other URL schemes are refused rather
- * than taken for a directory named `sftp:`.
+ * `s3://bucket/prefix` or `s3:http(s)://host:port/bucket/prefix` → S3Backend
+ * (plain http only to this machine unless `insecureHttp`); any other string is
+ * a local directory. Other URL schemes are refused rather than taken for a
+ * directory named `sftp:`.
  */
 export function openBackend(location: string, options: OpenOptions = {}): Backend {
-  if (location.startsWith('s3:')) return new S3Backend(parseS3Location(location), options.s3);
+  if (location.startsWith('s3:')) {
+    const where = parseS3Location(location);
+    requireSecureTransport(where, options.insecureHttp ?? false);
+    return new S3Backend(where, options.s3);
+  }
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(location);
   if (scheme) {
     throw new UsageError(`${location}: unsupported repository scheme '${scheme[1]}:'; use a directory path or an s3: location`);

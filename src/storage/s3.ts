@@ -114,6 +114,29 @@ export function parseS3Location(location: string): S3Location {
   return { endpoint, bucket, prefix, display: `${display}${bucket}${prefix ? `/${prefix}` : ''}` };
 }
 
+/** Whether a URL hostname names this machine: localhost, 127.0.0.0/8 or ::1. */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (host === 'localhost' || host.endsWith('.localhost')) return true;
+  if (host === '::1') return true;
+  const v4 = /^(?:::ffff:)?(\d+)\.\d+\.\d+\.\d+$/.exec(host);
+  return v4 !== null && Number(v4[1]) === 127;
+}
+
+/**
+ * Plain http leaves every request open on the wire: anyone on the path can
+ * read the repository's layout and sizes, and replay, alter or block requests.
+ * Refused unless the server is on this machine or the user said so.
+ */
+export function requireSecureTransport(loc: S3Location, allowInsecureHttp: boolean): void {
+  if (!loc.endpoint?.startsWith('http://') || allowInsecureHttp) return;
+  if (isLoopbackHost(new URL(loc.endpoint).hostname)) return;
+  throw new UsageError(
+    `${loc.display}: plain http to another host lets anyone on the network read, replay or alter the requests; ` +
+      'use s3:https://… (for a private CA set NODE_EXTRA_CA_CERTS=/path/ca.pem), or pass --insecure-http to allow it',
+  );
+}
+
 /** Object key relative to the prefix, as in LocalBackend. */
 function relativeKey(type: ObjectType, name: string): string {
   if (type === 'config') return 'config';

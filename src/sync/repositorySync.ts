@@ -12,6 +12,10 @@
 // leaves DST a valid repository (complete packs, maybe not yet indexed, which
 // is allowed; restore points only when all they need is there). A re-run
 // lists both sides again and copies only what is still missing: it resumes.
+//
+// Key slots mirror SRC's: a slot removed from SRC (`ferry key remove`) is
+// removed from DST after everything is copied, so a passphrase shut out of
+// the source does not keep opening its copies.
 import { Backend, ObjectInfo, ObjectType } from '../storage/backend';
 import { Repository } from '../repo/repository';
 import { contentName } from '../crypto/chunkId';
@@ -59,6 +63,8 @@ export interface SyncSummary {
   byType: Record<SyncedType, TypeCounts>;
   /** Selective sync: the index file written to DST for the packs it copied, if any. */
   newIndex?: string;
+  /** Key slots DST had and SRC no longer has, removed from DST after the copy. */
+  removedKeySlots: string[];
   durationMs: number;
   /** Copied bytes per second of the whole run. */
   bytesPerSec: number;
@@ -107,9 +113,10 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
   const infos = (m: Map<string, number>, names?: Iterable<string>): ObjectInfo[] =>
     [...(names ?? m.keys())].map((name) => ({ name, size: m.get(name) ?? 0 }));
 
-  // Key slots added to SRC since `init --from` open DST too; slots removed from SRC stay in DST
-  // (a copy keeps working for whoever could open it: remove them there with 'ferry key remove').
-  const keys = plan('keys', infos(await listing(source, 'keys')));
+  // Key slots added to SRC since `init --from` open DST too; slots removed from SRC are removed
+  // from DST at the end, once DST holds every slot SRC has (so it never has none).
+  const srcKeys = await listing(source, 'keys');
+  const keys = plan('keys', infos(srcKeys));
   let data: PlannedCopy[];
   let index: PlannedCopy[] = [];
   let snapshots: PlannedCopy[];
@@ -203,6 +210,15 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
   }
   await forEachLimit(snapshots, opts.concurrency, copyOne);
 
+  const removedKeySlots: string[] = [];
+  if (srcKeys.size > 0) {
+    for (const name of dstHas.get('keys')!.keys()) {
+      if (srcKeys.has(name)) continue;
+      await target.remove('keys', name);
+      removedKeySlots.push(name);
+    }
+  }
+
   if (damaged.length > 0) {
     throw new DamageFoundError(
       `${source.location}: ${damaged.length} object(s) do not match their names and were not copied (first: ${damaged[0]}); everything else was copied — run 'ferry check --read-data --repo ${source.location}'`,
@@ -220,6 +236,7 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
     verified,
     byType,
     newIndex,
+    removedKeySlots,
     durationMs,
     bytesPerSec: Math.round(copied.bytes / Math.max(durationMs / 1000, 0.001)),
   };

@@ -27,6 +27,7 @@ export class PipelinePool {
     const setup: WorkerSetup = {
       idKey: repo.keys.idKey,
       dataKey: repo.keys.dataKey,
+      dataKeys: [...repo.keys.dataKeys],
       gearKey: repo.keys.gearKey,
       chunker: repo.settings.chunker,
       regionSize: repo.settings.regionSize,

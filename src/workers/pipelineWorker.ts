@@ -19,7 +19,7 @@ const setup = workerData as WorkerSetup;
 const hasher = new ChunkHasher(Buffer.from(setup.idKey));
 const chunker = new Chunker(setup.chunker, gearTable(Buffer.from(setup.gearKey)));
 const encoder = new BlobEncoder(Buffer.from(setup.dataKey), setup.compressionLevel);
-const decoder = new BlobDecoder(Buffer.from(setup.dataKey));
+const decoder = new BlobDecoder(setup.dataKeys.map((k) => Buffer.from(k)));
 const region = Buffer.alloc(setup.regionSize);
 
 function readFully(fd: number, buf: Buffer, at: number, length: number, position: number): void {

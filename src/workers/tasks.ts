@@ -6,6 +6,8 @@ import { ChunkerParams } from '../dedupe/chunkerParams';
 export interface WorkerSetup {
   idKey: Uint8Array;
   dataKey: Uint8Array;
+  /** Every data key, newest first: what a blob may be sealed with (key rotation). */
+  dataKeys: Uint8Array[];
   gearKey: Uint8Array;
   chunker: ChunkerParams;
   regionSize: number;

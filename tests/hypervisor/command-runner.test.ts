@@ -23,6 +23,24 @@ describe('ExecFileCommandRunner', () => {
     expect(result.stdout).toBe('C');
   });
 
+  it('passes no passphrase or cloud credential to the program, and everything else', async () => {
+    const secrets = {
+      FERRY_PASSWORD: 'pw', FERRY_PASSWORD_FILE: '/etc/ferry/pw', AWS_ACCESS_KEY_ID: 'AKIA', AWS_SECRET_ACCESS_KEY: 'sk',
+      AWS_SESSION_TOKEN: 'st', AWS_CONTAINER_CREDENTIALS_FULL_URI: 'http://169.254.170.2/creds',
+    };
+    const saved = { ...process.env };
+    Object.assign(process.env, secrets, { FERRY_TEST_VISIBLE: 'yes', AWS_REGION: 'eu-west-1' });
+    try {
+      const result = await runner.run(node, ['-e', 'process.stdout.write(JSON.stringify(process.env))']);
+      const seen = JSON.parse(result.stdout) as Record<string, string>;
+      for (const name of Object.keys(secrets)) expect(seen, name).not.toHaveProperty(name);
+      expect(seen).toMatchObject({ FERRY_TEST_VISIBLE: 'yes', AWS_REGION: 'eu-west-1', PATH: process.env.PATH });
+    } finally {
+      for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
+      Object.assign(process.env, saved);
+    }
+  });
+
   it('throws a HypervisorError when the program does not exist', async () => {
     await expect(runner.run('ferry-no-such-tool', [])).rejects.toThrow(
       new HypervisorError('cannot run ferry-no-such-tool: no such file or directory (ENOENT)'),

@@ -1,7 +1,7 @@
 // How a repository location string becomes a backend, and which failures
 // count as transient. No server needed.
 import { describe, expect, it } from 'vitest';
-import { parseS3Location, S3Backend } from '../../src/storage/s3';
+import { isLoopbackHost, parseS3Location, requireSecureTransport, S3Backend } from '../../src/storage/s3';
 import { openBackend, wrapBackend } from '../../src/storage/open';
 import { LocalBackend } from '../../src/storage/local';
 import { RetryBackend } from '../../src/storage/retry';
@@ -37,6 +37,49 @@ describe('parseS3Location', () => {
     expect(err).toBeInstanceOf(UsageError);
     expect((err as Error).message).toMatch(why);
     expect((err as Error).message).toContain('expected s3://bucket/prefix (AWS) or s3:https://host:port/bucket/prefix');
+  });
+});
+
+describe('plain http only to this machine', () => {
+  it.each([
+    ['localhost', true], ['LOCALHOST', true], ['127.0.0.1', true], ['127.1.2.3', true], ['[::1]', true], ['::1', true],
+    ['rgw.localhost', true], ['[::ffff:127.0.0.1]', true],
+    ['192.0.2.2', false], ['10.0.0.1', false], ['128.0.0.1', false], ['localhost.example.org', false], ['127.0.0.1.nip.io', false],
+    ['[::2]', false], ['[fe80::1]', false],
+  ])('%s is loopback: %s', (host, loopback) => {
+    expect(isLoopbackHost(host)).toBe(loopback);
+  });
+
+  const refusal = (location: string, allow = false): unknown => {
+    try {
+      requireSecureTransport(parseS3Location(location), allow);
+    } catch (e) {
+      return e;
+    }
+    return undefined;
+  };
+
+  it.each(['s3:http://127.0.0.1:7480/bkt', 's3:http://localhost:9000/bkt/p', 's3:http://[::1]:7480/bkt', 's3:https://rgw.lan/bkt', 's3://bkt/p'])(
+    'allows %s', (location) => {
+      expect(refusal(location)).toBeUndefined();
+    },
+  );
+
+  it('refuses s3:http:// to another host with one line naming --insecure-http, and allows it with the flag', () => {
+    const err = refusal('s3:http://rgw.lan:7480/bkt/ferry');
+    expect(err).toBeInstanceOf(UsageError);
+    expect((err as Error).message).toBe(
+      's3:http://rgw.lan:7480/bkt/ferry: plain http to another host lets anyone on the network read, replay or alter the requests; ' +
+        'use s3:https://… (for a private CA set NODE_EXTRA_CA_CERTS=/path/ca.pem), or pass --insecure-http to allow it',
+    );
+    expect(refusal('s3:http://rgw.lan:7480/bkt/ferry', true)).toBeUndefined();
+  });
+
+  it('openBackend applies the rule', async () => {
+    expect(() => openBackend('s3:http://192.0.2.9:7480/bkt/p')).toThrow(/--insecure-http/);
+    const allowed = openBackend('s3:http://192.0.2.9:7480/bkt/p', { insecureHttp: true });
+    expect(allowed).toBeInstanceOf(S3Backend);
+    await allowed.close();
   });
 });
 

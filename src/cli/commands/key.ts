@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import { Command } from 'commander';
 import { randomBytes } from '../../crypto/aead';
 import { UsageError } from '../../errors';
-import { readSecretFile, promptHidden } from '../password';
+import { obtainPassword, readSecretFile, promptHidden } from '../password';
 import { withRepository, RepoOptions } from '../session';
 import { table } from '../format';
 import { KdfOptions, kdfFromOptions, warnIfWeakKdf } from './init';
@@ -63,7 +63,35 @@ export function registerKey(program: Command): void {
     .description('remove a key slot (never the last one)')
     .action(async (id: string, _opts: unknown, cmd: Command) => {
       await withRepository(cmd.optsWithGlobals() as RepoOptions, 'exclusive', 'key remove', async (repo) => {
-        console.log(`removed key ${await repo.removeKeySlot(id)}`);
+        const removed = await repo.removeKeySlot(id);
+        console.log(`removed key ${removed}`);
+        process.stderr.write(removalCaveat(removed, repo.location));
       });
     });
+
+  key
+    .command('rotate')
+    .description('a new data key for future backups; removes every other key slot (they hold only the old keys)')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const ropts = cmd.optsWithGlobals() as RepoOptions;
+      await withRepository(ropts, 'exclusive', 'key rotate', async (repo) => {
+        const { slot, removed } = await repo.rotateDataKey(await obtainPassword(ropts));
+        console.log(`rotated the data key of ${repo.location}: new key ${slot}; removed key(s) ${removed.join(', ')}`);
+        process.stderr.write(
+          `ferry: note: objects written from now on are sealed with the new key; those stored before keep the old one (nothing is rewritten), ` +
+            `so a removed key still reads the data backed up before the rotation. Add other passphrases again with 'ferry key add'; ` +
+            `'ferry sync' carries the new key to copy targets and removes the old ones there.\n`,
+        );
+      });
+    });
+}
+
+/** What removing a key slot does not do; said every time, because people assume it does. */
+function removalCaveat(slot: string, location: string): string {
+  return (
+    `ferry: note: key ${slot} is removed from ${location} only. Copies made before (a USB drive, an S3 copy made by 'ferry sync') ` +
+    `still hold it and still open with its passphrase, until 'ferry sync' to them removes it there too or you run 'ferry key remove' on them.\n` +
+    `ferry: note: the repository's master key is unchanged: whoever opened the repository with this key could have kept the master key ` +
+    `and, with access to the storage, read later backups too. To shut them out of future backups, run 'ferry key rotate'.\n`
+  );
 }

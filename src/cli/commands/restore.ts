@@ -15,6 +15,15 @@ interface RestoreOptions {
   force?: boolean;
   sparse: boolean;
   json?: boolean;
+  mode?: string;
+}
+
+/** `--mode 0640` / `640` → permission bits; no setuid/setgid/sticky bits on a restored disk. */
+export function parseFileMode(text: string): number {
+  if (!/^0?[0-7]{3}$/.test(text)) {
+    throw new UsageError(`--mode ${text}: give octal permission bits such as 0600 or 0640`);
+  }
+  return parseInt(text, 8);
 }
 
 export function registerRestore(program: Command): void {
@@ -26,8 +35,10 @@ export function registerRestore(program: Command): void {
     .option('--disk <n>', 'restore only disk N (from 0) onto --to')
     .option('--force', 'overwrite existing files or a block device')
     .option('--no-sparse', 'write zeros to the zero regions of a block device too')
+    .option('--mode <octal>', 'permission bits of the restored files (default 0600: they hold guest data)')
     .option('--json', 'print JSON')
     .action(async (ref: string, opts: RestoreOptions, cmd: Command) => {
+      const mode = opts.mode === undefined ? undefined : parseFileMode(opts.mode);
       const ropts = cmd.optsWithGlobals() as RepoOptions;
       await withRepository(ropts, 'shared', 'restore', async (repo) => {
         await repo.loadIndex(warnDamagedIndex);
@@ -46,9 +57,9 @@ export function registerRestore(program: Command): void {
           if (opts.disk !== undefined) {
             const n = Number(opts.disk);
             if (!Number.isInteger(n) || n < 0) throw new UsageError(`--disk ${opts.disk}: give a disk number from 0`);
-            return [await restoreDiskTo(repo, pool, rp, n, opts.to, { force: Boolean(opts.force), noSparse: !opts.sparse, onProgress, onLeftover })];
+            return [await restoreDiskTo(repo, pool, rp, n, opts.to, { force: Boolean(opts.force), noSparse: !opts.sparse, onProgress, onLeftover, mode })];
           }
-          return restoreToDirectory(repo, pool, rp, opts.to, Boolean(opts.force), onProgress, onLeftover);
+          return restoreToDirectory(repo, pool, rp, opts.to, Boolean(opts.force), onProgress, onLeftover, mode);
         });
         progress.done();
         // Which point, and how old, on every restore: older data must never pass for the newest.
