@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { HoldGuard, ReleaseCommand } from './driver';
+import { childEnvironment } from './childEnvironment';
 
 export const DEFAULT_WATCHDOG_TIMEOUT_MS = 120_000;
 
@@ -35,6 +36,8 @@ export function armWatchdog(release: ReleaseCommand, timeoutMs = DEFAULT_WATCHDO
     // Own process group: a signal to ferry's group (Ctrl-C, a cron timeout) must not take it down too.
     detached: true,
     stdio: ['pipe', 'ignore', 'inherit'],
+    // The release command (a post hook, virsh, xl) runs with the watchdog's environment: no secrets.
+    env: childEnvironment(),
   });
   child.unref();
   child.stdin?.on('error', () => undefined); // a watchdog that already acted and exited: nothing left to tell it

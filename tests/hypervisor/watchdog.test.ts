@@ -115,4 +115,24 @@ describe('quiesce watchdog', () => {
     expect(await appears(second, 10_000)).toBe(true);
     expect(fs.existsSync(first)).toBe(false);
   });
+
+  it('runs the release command without the passphrase or cloud secrets in its environment', async () => {
+    const dump = path.join(dir, 'release-env');
+    const script = `
+      process.env.FERRY_PASSWORD = 'hunter2';
+      process.env.AWS_SECRET_ACCESS_KEY = 'cloud-secret';
+      process.env.FERRY_WATCHDOG_PROBE = 'kept';
+      const { armWatchdog } = require(${JSON.stringify(watchdogModule)});
+      armWatchdog({ argv: ['sh', '-c', 'env > ${dump}.tmp && mv ${dump}.tmp ${dump}'] }, 60000);
+      console.log('armed');
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => d.toString().includes('armed') && resolve()));
+    child.kill('SIGKILL');
+    expect(await appears(dump, 10_000)).toBe(true);
+    const env = fs.readFileSync(dump, 'utf8');
+    expect(env).toContain('FERRY_WATCHDOG_PROBE=kept');
+    expect(env).not.toMatch(/hunter2|cloud-secret|FERRY_PASSWORD|AWS_SECRET_ACCESS_KEY/);
+  });
 });
