@@ -2,7 +2,7 @@
 // guests to back up: which drivers, which guests (include/exclude, --guest),
 // and for every disk the snapshot provider that copies it.
 import { WatchdogGuard } from '../hypervisor/watchdog';
-import * as fs from 'node:fs';
+import { preparePrivateWorkDirectory } from '../snapshot/workDirectory';
 import { CommandRunner, ExecFileCommandRunner } from '../hypervisor/commandRunner';
 import { GuestDisk, GuestInfo, HypervisorDriver } from '../hypervisor/driver';
 import { XenDriver } from '../hypervisor/xen/xenDriver';
@@ -54,7 +54,9 @@ export async function fleetGuests(flags: FleetFlags, config: FerryConfig | undef
   if (list.length === 0) {
     throw new UsageError('backup --all: no hypervisor to ask; pass --qmp-socket PATH, --libvirt [URI] or --xen, or configure drivers in /etc/ferry/ferry.conf (--config)');
   }
-  fs.mkdirSync(flags.workDir, { recursive: true });
+  preparePrivateWorkDirectory(flags.workDir);
+  // Copies of guest disks made by ferry's children (qemu-img, cp --reflink) are this user's alone, too.
+  process.umask(0o077);
   const generic = defaultSnapshotProviders(runner);
   const providers = new Set<SnapshotProvider>(generic);
   const guests: FleetGuest[] = [];

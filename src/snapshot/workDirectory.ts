@@ -1,0 +1,32 @@
+// The work directory (`/var/tmp/ferry` by default) holds plaintext,
+// point-in-time copies of guest disks while they are read. It must be this
+// user's alone: created 0700, and an existing one must be a real directory
+// (not a symlink someone planted), owned by this user, with no access for
+// group or others. A directory another user made first is refused: its owner
+// could read every guest's disk.
+import * as fs from 'node:fs';
+import { InputError, describeSystemError } from '../errors';
+
+export const WORK_DIRECTORY_MODE = 0o700;
+
+export function preparePrivateWorkDirectory(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: WORK_DIRECTORY_MODE });
+  } catch (err) {
+    throw new InputError(`cannot create work directory ${dir}: ${describeSystemError(err)}`, { cause: err });
+  }
+  const st = fs.lstatSync(dir); // lstat: a symlink is judged itself, never followed
+  if (st.isSymbolicLink()) {
+    throw new InputError(`work directory ${dir} is a symbolic link: ferry writes copies of guest disks there, so it must be a real directory; remove the link or choose another --work-dir`);
+  }
+  if (!st.isDirectory()) throw new InputError(`work directory ${dir} is not a directory: choose another --work-dir`);
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) {
+    throw new InputError(
+      `work directory ${dir} belongs to uid ${st.uid}, not to this user (uid ${uid}): its owner could read the guest disks copied there; ` +
+        'remove it (another user may have created it first) or choose another --work-dir',
+    );
+  }
+  // Ours but open to others (made by hand, or by an older ferry): close it.
+  if ((st.mode & 0o077) !== 0) fs.chmodSync(dir, WORK_DIRECTORY_MODE);
+}
