@@ -29,6 +29,7 @@ import {
   decodeTracking, encodeTracking,
 } from './libvirtBackupXml';
 import { convertToRaw, mapQcow2 } from './libvirtQemuImg';
+import { checkWorkDirectorySpace } from './workDirectory';
 import { RUN_ID, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
 
 export const LIBVIRT_BACKUP_PREFIX = 'ferry-';
@@ -105,6 +106,7 @@ export class LibvirtBackupProvider implements SnapshotProvider {
     for (let i = 0; i < disks.length; i++) {
       plans.push(await this.plan(domain, disks[i]!, runId, since?.[i], since !== undefined, existing));
     }
+    await this.checkFreeSpace(domain.name, plans);
     for (const p of plans) {
       if (await exists(p.target) || await exists(p.readPath)) {
         throw new HypervisorError(`${p.target} already exists: an earlier run with the same id left it; run removeLeftovers first`);
@@ -418,6 +420,23 @@ export class LibvirtBackupProvider implements SnapshotProvider {
     // Never an admin's checkpoint: only names ferry gives.
     const stale = (await this.listCheckpoints(domain)).filter((c) => c.startsWith(LIBVIRT_BACKUP_PREFIX) && !keep.has(c));
     for (const c of stale) await this.deleteCheckpoint(domain, c);
+  }
+
+  /**
+   * Full copies need room for the target and the raw file made from it. libvirt's
+   * push backup runs QEMU's plain backup job, whose copy-before-write fails the
+   * guest's own write when the target is full: this check is the guard. The
+   * need is the disk file's allocated size; a block device or a disk that
+   * cannot be stat'ed here adds nothing (its allocation is not known without
+   * asking the storage). An incremental's size is unknown before it runs.
+   */
+  private async checkFreeSpace(domain: string, plans: DiskPlan[]): Promise<void> {
+    let need = 0;
+    for (const p of plans.filter((x) => x.base === undefined)) {
+      const st = await stat(p.path).catch(() => undefined);
+      if (st?.isFile()) need += 2 * st.blocks * 512;
+    }
+    if (need > 0) await checkWorkDirectorySpace(this.workDir, need, `the copy of ${plans.map((p) => p.device).join(', ')} of ${domain}`);
   }
 
   private async checkWorkDir(): Promise<void> {

@@ -46,7 +46,8 @@
 // Bitmaps are persistent where the format can store them (qcow2), so tracking
 // survives a clean QEMU restart; on raw disks a restart loses them: full copy.
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, stat, statfs, unlink } from 'node:fs/promises';
+import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { checkWorkDirectorySpace } from './workDirectory';
 import { basename, dirname, join, resolve } from 'node:path';
 import { HypervisorError, UsageError, describeSystemError } from '../errors';
 import { type CommandRunner, ExecFileCommandRunner, runChecked } from '../hypervisor/commandRunner';
@@ -407,19 +408,7 @@ export class QemuLiveProvider implements SnapshotProvider {
    */
   private async checkFreeSpace(plans: Plan[]): Promise<void> {
     const need = 2 * plans.reduce((sum, p) => sum + p.expectedBytes, 0);
-    let free: number;
-    try {
-      const fsStats = await statfs(this.workDir);
-      free = fsStats.bavail * fsStats.bsize;
-    } catch (err) {
-      throw new HypervisorError(`cannot tell the free space of work directory ${this.workDir}: ${describeSystemError(err)}`, { cause: err });
-    }
-    if (free < need) {
-      throw new HypervisorError(
-        `work directory ${this.workDir} has ${formatMiB(free)} free, but the live copy of ${plans.map((p) => p.disk.device).join(', ')} ` +
-          `needs about ${formatMiB(need)}: free space there or choose another work directory (--work-dir)`,
-      );
-    }
+    await checkWorkDirectorySpace(this.workDir, need, `the live copy of ${plans.map((p) => p.disk.device).join(', ')}`);
   }
 
   /**
@@ -729,9 +718,6 @@ async function swappableDevicePath(client: QmpClient, qemu: QemuDisk): Promise<s
   return type !== undefined && FLEECEABLE_DEVICES.has(type) ? path : undefined;
 }
 
-function formatMiB(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
-}
 
 interface BlockGraph {
   nodes: { id: number; name: string; type: string }[];

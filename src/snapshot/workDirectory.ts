@@ -5,7 +5,7 @@
 // group or others. A directory another user made first is refused: its owner
 // could read every guest's disk.
 import * as fs from 'node:fs';
-import { InputError, describeSystemError } from '../errors';
+import { HypervisorError, InputError, describeSystemError } from '../errors';
 
 export const WORK_DIRECTORY_MODE = 0o700;
 
@@ -29,4 +29,28 @@ export function preparePrivateWorkDirectory(dir: string): void {
   }
   // Ours but open to others (made by hand, or by an older ferry): close it.
   if ((st.mode & 0o077) !== 0) fs.chmodSync(dir, WORK_DIRECTORY_MODE);
+}
+
+/**
+ * Refuses a copy the work directory cannot hold. A hypervisor copy into a
+ * full directory is what can hurt a guest (its writes wait on the copy), so
+ * this is checked before the copy starts.
+ */
+export async function checkWorkDirectorySpace(dir: string, needBytes: number, what: string): Promise<void> {
+  let free: number;
+  try {
+    const st = await fs.promises.statfs(dir);
+    free = st.bavail * st.bsize;
+  } catch (err) {
+    throw new HypervisorError(`cannot tell the free space of work directory ${dir}: ${describeSystemError(err)}`, { cause: err });
+  }
+  if (free < needBytes) {
+    throw new HypervisorError(
+      `work directory ${dir} has ${mebibytes(free)} free, but ${what} needs about ${mebibytes(needBytes)}: free space there or choose another work directory (--work-dir)`,
+    );
+  }
+}
+
+function mebibytes(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
 }

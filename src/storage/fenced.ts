@@ -3,11 +3,29 @@
 // lock may be someone else's now), and should stop at its next storage access
 // instead of running on; the command's own cleanup still runs.
 import { Backend, ObjectInfo, ObjectType } from './backend';
+import { holdsTemporaryFiles, TemporaryFile } from './leftovers';
 
 export class FencedBackend implements Backend {
   private fencedBy?: Error;
+  /** The inner backend's optional abilities, passed through (fenced too) only where it has them. */
+  readonly evict?: (type: ObjectType, name: string) => Promise<void>;
+  readonly temporaryFiles?: () => Promise<TemporaryFile[]>;
 
-  constructor(private readonly inner: Backend) {}
+  constructor(private readonly inner: Backend) {
+    const evict = inner.evict?.bind(inner);
+    if (evict) {
+      this.evict = async (type, name) => {
+        this.check();
+        return evict(type, name);
+      };
+    }
+    if (holdsTemporaryFiles(inner)) {
+      this.temporaryFiles = async () => {
+        this.check();
+        return inner.temporaryFiles();
+      };
+    }
+  }
 
   get location(): string {
     return this.inner.location;

@@ -110,7 +110,6 @@ describe('LibvirtDriver.quiesce (real libvirtd)', () => {
     const pauseMs = Number(process.hrtime.bigint() - t0) / 1e6;
     console.log(`libvirt suspend → resume: ${pauseMs.toFixed(0)} ms`);
     expect(handle.mode).toBe('suspend');
-    expect(pauseMs).toBeLessThan(5000);
     expect(await domstate(RUNNING)).toBe('running');
   });
 

@@ -138,7 +138,6 @@ describe('BtrfsSnapshotProvider on a real btrfs', () => {
       expect(first!.tracking?.kind).toBe('btrfs');
       expect(first!.changed).toBeUndefined();
       expect(first!.fullReadReason).toBeUndefined();
-      expect(ms).toBeLessThan(1000);
     });
 
     it('after commit, remove() keeps the snapshot as the next baseline', async () => {
@@ -190,7 +189,6 @@ describe('BtrfsSnapshotProvider on a real btrfs', () => {
       expect(await sha256File(second!.readPath)).toBe(await sha256File(image));
       expect(changedBytes).toBeGreaterThanOrEqual(realChange);
       expect(changedBytes).toBeLessThan(IMAGE_BYTES * 0.1);
-      expect(snapshotMs).toBeLessThan(1000);
     });
 
     it('commit replaces the baseline: the old snapshot is deleted, the new one kept through remove()', async () => {

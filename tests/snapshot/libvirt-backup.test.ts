@@ -11,6 +11,7 @@ import type { Snapshot } from '../../src/snapshot/provider';
 import type { GuestDisk } from '../../src/hypervisor/driver';
 import { useScratch } from '../support/scratch';
 import { mustRun, runCommand } from '../support/system';
+import { mountTmpfs } from '../support/mounts';
 import {
   type DomainSpec, buildGuestFiles, copyDisk, defineDomain, expectedFileContent, fsckReadOnly, readFromExt4,
   startDomain, useLibvirtd, virsh, waitForWrites, writtenFiles,
@@ -148,6 +149,18 @@ describe('LibvirtBackupProvider on a real, writing guest', () => {
     expect(await provider.canHandle(vdb)).toBe(true);
     expect(await provider.canHandle({ ...vda, path: scratch.path('not-a-disk.qcow2') })).toBe(false);
     expect(provider.pointInTimeByItself).toBe(true);
+  });
+
+  it('refuses a full copy the work directory has no room for, before libvirt starts a job', async () => {
+    // QEMU's plain backup job under libvirt fails the guest's own write when its target is full.
+    const tiny = await mountTmpfs(scratch, 'tiny-work', 1);
+    const cramped = new LibvirtBackupProvider({ runner: new ExecFileCommandRunner(), workDir: tiny });
+    await expect(cramped.create([vda, vdb], 'r-tiny')).rejects.toThrow(
+      new RegExp(`^work directory ${tiny} has 1 MiB free, but the copy of vda, vdb of ${NAME} needs about \\d+ MiB`),
+    );
+    expect(await checkpoints()).toEqual([]);
+    expect(fs.readdirSync(tiny)).toEqual([]);
+    expect(await domstate()).toBe('running');
   });
 
   it('copies both disks live while the guest keeps writing: vda passes fsck and holds every file written before', async () => {
