@@ -17,6 +17,12 @@ let input = '';
 
 /** How long to keep trying: a QMP socket serves one client at a time, so a monitor polling it can make one attempt fail. */
 const RETRY_FOR_MS = 120_000;
+/**
+ * How long "the guest is not held" must hold before the watchdog believes it:
+ * a pause command ferry started just before it died (xl pause, virsh suspend)
+ * lives on and may still take effect.
+ */
+const NOT_HELD_SETTLE_MS = 10_000;
 
 function stderrOf(err: unknown): string {
   const stderr = (err as { stderr?: Buffer | string }).stderr;
@@ -27,6 +33,7 @@ function release(why: string): void {
   if (settled) return;
   settled = true;
   const until = Date.now() + RETRY_FOR_MS;
+  let notHeldSince: number | undefined;
   for (let attempt = 1; ; attempt++) {
     try {
       execFileSync(releaseArgv[0], releaseArgv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], timeout: 60_000 });
@@ -34,14 +41,19 @@ function release(why: string): void {
       break;
     } catch (err) {
       if (alreadyReleased?.test(stderrOf(err))) {
-        process.stderr.write(`ferry watchdog: ${why}; the guest was not held (${releaseArgv.join(' ')}: ${stderrOf(err).trim().replace(/\s+/g, ' ')})\n`);
-        break;
+        notHeldSince ??= Date.now();
+        if (Date.now() - notHeldSince >= NOT_HELD_SETTLE_MS) {
+          process.stderr.write(`ferry watchdog: ${why}; the guest was not held (${releaseArgv.join(' ')}: ${stderrOf(err).trim().replace(/\s+/g, ' ')})\n`);
+          break;
+        }
+      } else {
+        notHeldSince = undefined;
       }
       if (Date.now() > until) {
         process.stderr.write(`ferry watchdog: ${why}; ${releaseArgv.join(' ')} failed ${attempt} times, last: ${(err as Error).message}\n`);
         break;
       }
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200); // sleep 200 ms, synchronously
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, notHeldSince === undefined ? 200 : 1000); // sleep, synchronously
     }
   }
   process.exit(0);

@@ -59,9 +59,10 @@ interface FakeXen {
 /**
  * A fake `xl` in a fresh directory. `pauseHangs`: `xl pause` logs itself,
  * leaves a `pause-started` marker and then waits (bounded) for a `pause-may-end`
- * file, exiting 1 without pausing: a pause that never took effect.
+ * file, exiting 1 without pausing: a pause that never took effect
+ * (`pauseLandsLate`: then it pauses after all, as a command that outlived ferry could).
  */
-function fakeXen(label: string, opts: { pauseHangs?: boolean } = {}): FakeXen {
+function fakeXen(label: string, opts: { pauseHangs?: boolean; pauseLandsLate?: boolean } = {}): FakeXen {
   const dir = scratch.mkdir(`xen-${label}`);
   const bin = scratch.mkdir(`xen-${label}`, 'bin');
   const stateFile = path.join(dir, 'state');
@@ -98,8 +99,7 @@ case "$*" in
     # Hangs until the test lets it end (at most 60 s), then fails without pausing.
     i=0
     while [ ! -e "$dir/pause-may-end" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
-    echo "libxl: error: pause interrupted (fake xl)" >&2
-    exit 1` : `echo paused > "$dir/state"`} ;;
+    ${opts.pauseLandsLate ? 'echo paused > "$dir/state"; exit 0' : 'echo "libxl: error: pause interrupted (fake xl)" >&2; exit 1'}` : `echo paused > "$dir/state"`} ;;
   "unpause ${NAME}")
     if [ "$state" != paused ]; then
       echo ${q(LIBXL_NOT_PAUSED)} >&2
@@ -154,14 +154,14 @@ async function waitUntil(running: RunningFerry, reached: () => boolean, what: st
 
 /**
  * ferry's result once its stderr pipe closes, which is when the watchdog (it
- * inherited that pipe) has exited too. Bounded at 30 s: the watchdog's one
- * `xl unpause` is a fork of a small sh script, well under a second even on a
- * busy machine, while a watchdog that keeps retrying holds the pipe for 120 s.
+ * inherited that pipe) has exited too. Bounded at 60 s: the watchdog believes
+ * "not paused" after 10 s of it, each `xl unpause` is a fork of a small sh
+ * script, while a watchdog that keeps retrying holds the pipe for 120 s.
  */
 async function doneAndWatchdogGone(running: RunningFerry): Promise<Awaited<RunningFerry['done']>> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error('the watchdog still holds ferry\'s stderr 30 s after ferry was killed: it is retrying the release')), 30_000);
+    timer = setTimeout(() => reject(new Error('the watchdog still holds ferry\'s stderr 60 s after ferry was killed: it is retrying the release')), 60_000);
   });
   try {
     return await Promise.race([running.done, late]);
@@ -188,7 +188,7 @@ describe('a ferry killed while it holds a Xen guest paused', () => {
     expect(result.stderr).toContain(`ferry watchdog: ferry exited while the guest was held; ran xl unpause ${NAME}\n`);
   });
 
-  it('killed after arming the watchdog but before xl pause took effect: the failing unpause counts as done, no retries', async () => {
+  it('killed after arming the watchdog but before xl pause took effect: the failing unpause counts as done after the settle window, no 2-minute retries', async () => {
     const xen = fakeXen('before-pause', { pauseHangs: true });
     const running = await startBackup(xen, 'before-pause');
     const started = path.join(xen.dir, 'pause-started');
@@ -199,8 +199,10 @@ describe('a ferry killed while it holds a Xen guest paused', () => {
       expect(result.signal, describeResult(result)).toBe('SIGKILL');
       expect(xen.state()).toBe('running');
       const calls = xen.calls();
-      // One unpause, answered by libxl's "not paused" error, and no second try.
-      expect(calls.filter((c) => c === `unpause ${NAME}`), calls.join('\n')).toHaveLength(1);
+      // Unpauses answered by libxl's "not paused" error for the 10 s settle window (about one a second), then done.
+      const unpauses = calls.filter((c) => c === `unpause ${NAME}`).length;
+      expect(unpauses, calls.join('\n')).toBeGreaterThanOrEqual(2);
+      expect(unpauses, calls.join('\n')).toBeLessThan(60);
       expect(calls.indexOf(`unpause ${NAME}`)).toBeGreaterThan(calls.indexOf(`pause ${NAME}`));
       expect(result.stderr).toContain(
         `ferry watchdog: ferry exited while the guest was held; the guest was not held (xl unpause ${NAME}: ${LIBXL_NOT_PAUSED})\n`,
@@ -209,5 +211,18 @@ describe('a ferry killed while it holds a Xen guest paused', () => {
     } finally {
       fs.writeFileSync(path.join(xen.dir, 'pause-may-end'), ''); // lets the orphaned fake `xl pause` exit
     }
+  });
+
+  it('a pause that outlives the killed ferry and lands after the first "not paused" answer is still undone', async () => {
+    const xen = fakeXen('late-pause', { pauseHangs: true, pauseLandsLate: true });
+    const running = await startBackup(xen, 'late-pause');
+    await waitUntil(running, () => fs.existsSync(path.join(xen.dir, 'pause-started')), 'xl pause (hanging)');
+    running.child.kill('SIGKILL');
+    // Let the orphaned pause land once the watchdog has answered "not paused" at least once.
+    await waitUntil(running, () => xen.calls().includes(`unpause ${NAME}`), 'the watchdog\'s first xl unpause');
+    fs.writeFileSync(path.join(xen.dir, 'pause-may-end'), '');
+    const result = await doneAndWatchdogGone(running);
+    expect(xen.state(), xen.calls().join('\n')).toBe('running');
+    expect(result.stderr).toContain(`ferry watchdog: ferry exited while the guest was held; ran xl unpause ${NAME}`);
   });
 });
