@@ -7,19 +7,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LockedError } from '../errors';
+import { processAlive } from '../host/processAlive';
 
 export interface HostRunLock {
   release(): void;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export function acquireHostRunLock(dir = process.env.FERRY_RUN_DIR ?? '/run/ferry'): HostRunLock {
   fs.mkdirSync(dir, { recursive: true });
@@ -35,7 +28,7 @@ export function acquireHostRunLock(dir = process.env.FERRY_RUN_DIR ?? '/run/ferr
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const holder = Number(fs.readFileSync(file, 'utf8').trim());
-      if (Number.isInteger(holder) && holder > 0 && alive(holder)) {
+      if (Number.isInteger(holder) && holder > 0 && processAlive(holder)) {
         throw new LockedError(`another 'ferry backup --all' (pid ${holder}) is running on this host (${file}); wait for it to finish`);
       }
       fs.rmSync(file, { force: true }); // its holder is gone: stale

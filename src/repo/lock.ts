@@ -26,6 +26,7 @@ import { InputError, LockedError, LockLostError, describeSystemError } from '../
 import { randomBytes } from '../crypto/aead';
 import { sealObject, openObject } from '../crypto/objectCodec';
 import { Backend, NotFoundError } from '../storage/backend';
+import { processAlive } from '../host/processAlive';
 
 /** Where locks live, and the data key if the caller has one (a full sync has none). */
 export interface LockScope {
@@ -246,14 +247,6 @@ function holder(o: LockInfo): string {
   return o.host || `host id ${o.hostId ?? '?'}`;
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export interface ListedLock {
   name: string;

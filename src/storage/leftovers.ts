@@ -13,6 +13,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Backend } from './backend';
+import { processAlive } from '../host/processAlive';
 
 export const LEFTOVER_AGE_MS = 30 * 60 * 1000;
 
@@ -66,14 +67,6 @@ export function partialFileName(finalPath: string, random: string): string {
   return path.join(path.dirname(finalPath), `.${path.basename(finalPath)}${PARTIAL_MARK}${random}-${process.pid}@${os.hostname()}`);
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Remove the leftover partial files of earlier runs writing `finalPath`: of a
