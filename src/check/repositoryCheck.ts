@@ -36,15 +36,14 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
   await repo.loadIndex((name) => damage.push({ object: `index/${name}`, problem: 'index file fails authentication or is malformed' }));
   // The packs a damaged index file named are read from their own headers, as
   // restore does: the restore points they serve are not affected by the loss.
-  const unindexedBefore = damage.length > 0 ? await countUnindexedPacks(repo) : undefined;
-  if (damage.length > 0) await repo.indexOrphanPacks(false);
+  const stored = await repo.listPacks();
+  const unindexedBefore = damage.length > 0 ? [...stored.keys()].filter((p) => !repo.hasPack(p)).length : undefined;
+  if (damage.length > 0) await repo.indexOrphanPacks(false, stored);
 
-  const stored = new Map<string, number>();
-  for await (const p of repo.backend.list('data')) stored.set(p.name, p.size);
   // Packs no index names are checked like the others, from their own headers (as restore reads them);
   // whether restore points need them (a lost index) or not (an interrupted backup) is known below.
   const orphanIds = [...stored.keys()].filter((p) => !repo.hasPack(p));
-  const orphans = await repo.indexOrphanPacks(false);
+  const orphans = await repo.indexOrphanPacks(false, stored);
   for (const packId of orphans.unreadable) {
     damage.push({ object: `data/${packId.slice(0, 2)}/${packId}`, problem: 'pack named by no index, and its header is unreadable (truncated or damaged)' });
   }
@@ -210,12 +209,6 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
     unindexedPacks: unindexedBefore ?? orphanIds.length,
     packsMissingFromIndex: neededOrphans.size,
   };
-}
-
-async function countUnindexedPacks(repo: Repository): Promise<number> {
-  let n = 0;
-  for await (const p of repo.backend.list('data')) if (!repo.hasPack(p.name)) n++;
-  return n;
 }
 
 function dedupeDamage(list: Damage[]): Damage[] {

@@ -289,20 +289,27 @@ export class Repository {
    * Packs whose header is damaged are returned in `unreadable`. With `persist`
    * the result is written as a new index file; without, it is only in memory.
    */
-  async indexOrphanPacks(persist: boolean): Promise<{ indexed: number; unreadable: string[] }> {
+  async indexOrphanPacks(persist: boolean, packs?: ReadonlyMap<string, number>): Promise<{ indexed: number; unreadable: string[] }> {
     const orphans: IndexedPack[] = [];
     const unreadable: string[] = [];
-    for await (const info of this.backend.list('data')) {
-      if (this.hasPack(info.name)) continue;
-      const entries = await this.readPackHeader(info.name, info.size);
-      if (entries) orphans.push({ packId: info.name, entries });
-      else unreadable.push(info.name);
+    for (const [packId, size] of packs ?? (await this.listPacks())) {
+      if (this.hasPack(packId)) continue;
+      const entries = await this.readPackHeader(packId, size);
+      if (entries) orphans.push({ packId, entries });
+      else unreadable.push(packId);
     }
     if (orphans.length > 0) {
       if (persist) await this.writeIndexFile(orphans);
       for (const p of orphans) this.addPackEntries(p.packId, p.entries);
     }
     return { indexed: orphans.length, unreadable };
+  }
+
+  /** Every pack in the repository with its stored size: one listing, which callers share. */
+  async listPacks(): Promise<Map<string, number>> {
+    const sizes = new Map<string, number>();
+    for await (const p of this.backend.list('data')) sizes.set(p.name, p.size);
+    return sizes;
   }
 
   async readPackHeader(packId: string, size: number): Promise<PackEntry[] | undefined> {

@@ -134,11 +134,11 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
     const srcRepo = await Repository.open(source, secret);
     // A damaged index file in SRC is not fatal: its packs are found again from their headers.
     await srcRepo.loadIndex(() => undefined);
-    await srcRepo.indexOrphanPacks(false);
+    const srcData = await listing(source, 'data');
+    await srcRepo.indexOrphanPacks(false, srcData);
     const chosen = selectRestorePoints(await srcRepo.listRestorePoints(), selection, source.location);
     restorePoints = chosen.length;
     const needed = await packsNeeded(srcRepo, chosen);
-    const srcData = await listing(source, 'data');
     for (const p of needed) {
       if (!srcData.has(p)) {
         throw new CorruptionError(`${source.location}: pack ${p} is named by the index but missing; run 'ferry check' on the source`, `data/${p}`);

@@ -102,14 +102,15 @@ export function registerBackup(program: Command): void {
 /** Load the index; index packs an interrupted backup left (resume). Returns how many. */
 async function prepareIndex(repo: Repository, quiet?: boolean): Promise<number> {
   await repo.loadIndex(warnDamagedIndex);
-  const resumed = await repo.indexOrphanPacks(true);
+  const packs = await repo.listPacks();
+  const resumed = await repo.indexOrphanPacks(true, packs);
   if (resumed.indexed > 0 && !quiet) console.error(`resuming: indexed ${resumed.indexed} pack(s) left by an interrupted backup`);
   const leftovers = await removeTemporaryLeftovers(repo.backend);
   if (leftovers.files > 0 && !quiet) {
     console.error(`removed ${leftovers.files} leftover temporary file(s) (${formatBytes(leftovers.bytes)}) of interrupted writes, not modified for ${LEFTOVER_AGE_MS / 60000} minutes`);
   }
   // Never dedupe against blobs in packs that are visibly short or gone: store them again.
-  const damaged = await findDamagedPacks(repo);
+  const damaged = await findDamagedPacks(repo, packs);
   if (damaged.length > 0) {
     const avoided = await avoidDamagedPacks(repo, damaged, 'drop');
     process.stderr.write(`${damagedPacksWarning(damaged, avoided, 'drop')}\n`);

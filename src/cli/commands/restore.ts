@@ -43,8 +43,9 @@ export function registerRestore(program: Command): void {
       await withRepository(ropts, 'shared', 'restore', async (repo) => {
         await repo.loadIndex(warnDamagedIndex);
         // Packs a damaged index no longer names are found again from their own headers (in memory only).
-        await repo.indexOrphanPacks(false);
-        await preferIntactCopies(repo);
+        const packs = await repo.listPacks();
+        await repo.indexOrphanPacks(false, packs);
+        await preferIntactCopies(repo, packs);
         // `latest` is only as true as the listing: say when points this host saw are gone.
         // A damaged point is not warned about here: findRestorePoint names it in its error, or knows it is not the newest.
         const listing = ref === 'latest' ? await repo.listAllRestorePoints() : undefined;

@@ -39,8 +39,9 @@ export function registerTar(program: Command): void {
       }
       await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'export-tar', async (repo) => {
         await repo.loadIndex(warnDamagedIndex);
-        await repo.indexOrphanPacks(false);
-        await preferIntactCopies(repo);
+        const packs = await repo.listPacks();
+        await repo.indexOrphanPacks(false, packs);
+        await preferIntactCopies(repo, packs);
         const rp = await repo.findRestorePoint(ref, opts.guest);
         const progress = new ProgressLine(`export ${rp.guest}`);
         const onProgress = (p: { doneBytes: number; totalBytes: number }) => progress.update(p.doneBytes, p.totalBytes);
