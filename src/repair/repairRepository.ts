@@ -81,7 +81,7 @@ export async function repairRepository(repo: Repository, dryRun: boolean, log: (
   const indexFiles = new Map<string, IndexedPack[] | undefined>();
   for await (const info of repo.backend.list('index')) {
     const bytes = await repo.backend.read('index', info.name);
-    indexFiles.set(info.name, contentName(bytes) === info.name ? decodeIndexFile(repo.keys.dataKey, bytes) : undefined);
+    indexFiles.set(info.name, contentName(bytes) === info.name ? decodeIndexFile(repo.keys.dataKeys, bytes) : undefined);
   }
   const damagedIndexFiles = [...indexFiles].filter(([, packs]) => !packs).map(([name]) => name);
 
@@ -90,8 +90,7 @@ export async function repairRepository(repo: Repository, dryRun: boolean, log: (
   for (const packs of indexFiles.values()) for (const p of packs ?? []) if (!indexedEntries.has(p.packId)) indexedEntries.set(p.packId, p.entries);
 
   // Every pack's header.
-  const sizes = new Map<string, number>();
-  for await (const info of repo.backend.list('data')) sizes.set(info.name, info.size);
+  const sizes = await repo.listPacks();
   const headers = new Map<string, PackEntry[]>();
   const unreadable = new Set<string>();
   let packsRead = 0;

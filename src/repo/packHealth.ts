@@ -23,9 +23,8 @@ export interface DamagedPack {
 }
 
 /** Indexed packs that are missing or short, from one listing. */
-export async function findDamagedPacks(repo: Repository): Promise<DamagedPack[]> {
-  const sizes = new Map<string, number>();
-  for await (const p of repo.backend.list('data')) sizes.set(p.name, p.size);
+export async function findDamagedPacks(repo: Repository, packs?: ReadonlyMap<string, number>): Promise<DamagedPack[]> {
+  const sizes = packs ?? (await repo.listPacks());
   const damaged: DamagedPack[] = [];
   repo.packIds.forEach((packId, n) => {
     const end = repo.packEnds[n];
@@ -71,7 +70,7 @@ export async function avoidDamagedPacks(repo: Repository, damaged: DamagedPack[]
   let relocatedBlobs = 0;
   for (const name of repo.indexFiles) {
     if (stranded.size === 0) break;
-    const packs = decodeIndexFile(repo.keys.dataKey, await repo.backend.read('index', name));
+    const packs = decodeIndexFile(repo.keys.dataKeys, await repo.backend.read('index', name));
     if (!packs) continue; // damaged since it was loaded: it offers no intact copy
     for (const p of packs) {
       const pack = repo.packNumber(p.packId);
@@ -103,6 +102,6 @@ export function damagedPacksWarning(damaged: DamagedPack[], avoided: Avoided, mo
 }
 
 /** For readers (restore, export): take a blob from an intact pack when the index also names a damaged one. */
-export async function preferIntactCopies(repo: Repository): Promise<void> {
-  await avoidDamagedPacks(repo, await findDamagedPacks(repo), 'keep');
+export async function preferIntactCopies(repo: Repository, packs?: ReadonlyMap<string, number>): Promise<void> {
+  await avoidDamagedPacks(repo, await findDamagedPacks(repo, packs), 'keep');
 }
