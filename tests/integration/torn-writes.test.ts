@@ -331,6 +331,16 @@ describe('re-running an interrupted command finishes it', () => {
     expect(await b.repo.list()).toEqual([]);
   });
 
+  it('forget latest removes the newest restore point', async () => {
+    const b = await repoWithBackup('forget-latest', 945);
+    writeRandomishImage(b.image, 16 * MiB, 946, { holes: 0, text: 0 });
+    const newest = (await b.repo.backup('web', [b.image])).id;
+    const r = await b.repo.run(['forget', 'latest']);
+    expectSuccess(r, 'forget latest');
+    expect(r.stdout).toContain(`removed restore point ${newest.slice(0, 8)}`);
+    expect((await b.repo.list()).map((p) => p.id)).toEqual([b.id]);
+  });
+
   it('forget with an ambiguous or too short id removes nothing', async () => {
     const b = await repoWithBackup('rerun-forget-bad', 944);
     const line = expectCleanFailure(await b.repo.run(['forget', b.id, b.id.slice(0, 2)]), { code: EXIT.usage });

@@ -25,7 +25,7 @@ export function registerMaintenance(program: Command): void {
             forgetGone(repo, seen, ref, Boolean(opts.dryRun));
             continue;
           }
-          ids.push(await repo.restorePointName(ref));
+          ids.push(ref === 'latest' ? (await repo.findRestorePoint('latest')).id : await repo.restorePointName(ref));
         }
         for (const id of ids) await forgetOne(repo, seen, id, Boolean(opts.dryRun));
         warnRecordProblems(seen);
