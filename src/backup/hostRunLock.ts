@@ -13,7 +13,6 @@ export interface HostRunLock {
   release(): void;
 }
 
-
 export function acquireHostRunLock(dir = process.env.FERRY_RUN_DIR ?? '/run/ferry'): HostRunLock {
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'backup-all.pid');

@@ -32,13 +32,12 @@ import { processAlive } from '../host/processAlive';
 export interface LockScope {
   backend: Backend;
   location: string;
-  dataKey?: Buffer;
-  /** Every data key of the ring, newest first: a host that has not seen a rotation yet seals locks with an older one. */
+  /** Every data key of the ring, newest first (locks are sealed with the first): a host that has not seen a rotation yet seals with an older one. */
   dataKeys?: readonly Buffer[];
 }
 
 export function repositoryScope(repo: Repository): LockScope {
-  return { backend: repo.backend, location: repo.location, dataKey: repo.keys.dataKey, dataKeys: repo.keys.dataKeys };
+  return { backend: repo.backend, location: repo.location, dataKeys: repo.keys.dataKeys };
 }
 
 /** First bytes of a lock written without the key. A sealed lock starts with a random nonce instead. */
@@ -224,7 +223,7 @@ function monotonicNow(): number {
 }
 
 function encodeLock(scope: LockScope, info: LockInfo): Buffer {
-  if (scope.dataKey) return sealObject(scope.dataKey, 'lock', Buffer.from(JSON.stringify(info)));
+  if (scope.dataKeys) return sealObject(scope.dataKeys[0]!, 'lock', Buffer.from(JSON.stringify(info)));
   return Buffer.concat([KEYLESS_MAGIC, Buffer.from(JSON.stringify({ ...info, host: '' }))]);
 }
 
@@ -232,7 +231,7 @@ function encodeLock(scope: LockScope, info: LockInfo): Buffer {
 function decodeLock(scope: LockScope, bytes: Buffer): LockInfo | undefined {
   let plain: Buffer | undefined;
   if (bytes.subarray(0, KEYLESS_MAGIC.length).equals(KEYLESS_MAGIC)) plain = bytes.subarray(KEYLESS_MAGIC.length);
-  else if (scope.dataKey) plain = openObject(scope.dataKeys ?? scope.dataKey, 'lock', bytes);
+  else if (scope.dataKeys) plain = openObject(scope.dataKeys, 'lock', bytes);
   if (!plain) return undefined;
   try {
     const info = JSON.parse(plain.toString('utf8')) as LockInfo;

@@ -704,6 +704,11 @@ async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what:
   }
 }
 
+/** virtio-blk reports its backend object; its drive is swapped on the proxy device above it (on the backend QEMU 7.2 crashes). */
+function deviceProxyPath(qdev: string): string {
+  return qdev.replace(/\/virtio-backend$/, '');
+}
+
 /**
  * The QOM path whose `drive` can be swapped while the guest runs, or
  * undefined. virtio-blk reports its backend object; the swap must go through
@@ -713,7 +718,7 @@ async function swappableDevicePath(client: QmpClient, qemu: QemuDisk): Promise<s
   if (!qemu.qdev) return undefined;
   const version = await client.execute<{ qemu: { major: number; minor: number } }>('query-version');
   if (version.qemu.major < 7 || (version.qemu.major === 7 && version.qemu.minor < 1)) return undefined; // no on-cbw-error before 7.1
-  const path = qemu.qdev.replace(/\/virtio-backend$/, '');
+  const path = deviceProxyPath(qemu.qdev);
   const type = await client.execute<string>('qom-get', { path, property: 'type' }).catch(() => undefined);
   return type !== undefined && FLEECEABLE_DEVICES.has(type) ? path : undefined;
 }
@@ -751,7 +756,7 @@ async function removeLeftoverFleecing(c: QmpClient, socket: string): Promise<str
   for (const disk of await queryDisks(c)) {
     if (FLEECE_NODE.exec(disk.nodeName)?.[1] !== 'c') continue;
     const original = fileOf(disk.nodeName);
-    const path = disk.qdev?.replace(/\/virtio-backend$/, '');
+    const path = disk.qdev === undefined ? undefined : deviceProxyPath(disk.qdev);
     if (!original || !path) throw new HypervisorError(`guest device ${disk.qdev ?? '?'} on ${socket} reads through ferry's filter ${disk.nodeName}, but its disk node cannot be found`);
     await c.execute('qom-set', { path, property: 'drive', value: original });
     removed.push(`${socket}:filter:${disk.nodeName}`);
