@@ -47,7 +47,7 @@ export function nonZeroSpans(data: Buffer, length: number, knownZero: Span[]): S
     pos = blockEnd;
   }
   if (runStart >= 0) {
-    // A trailing zero run ends the region: skip it even when short, unless it is the whole data.
+    // A short trailing zero run stays in the last chunk, unless nothing but zeros follows the last gap.
     if (length - runStart >= MIN_ZERO_RUN || runStart === dataStart) {
       if (runStart > dataStart) out.push({ start: dataStart, end: runStart });
       dataStart = length;

@@ -42,7 +42,7 @@ export function registerInit(program: Command): void {
     .command('init')
     .description('create a new, empty repository')
     .option('--chunker <spec>', 'chunking: fastcdc:SIZE or fixed:SIZE', DEFAULT_CHUNKER)
-    .option('--pack-size <size>', 'target pack file size (kept far below 2 GiB for FAT drives)', '16M')
+    .option('--pack-size <size>', 'target pack file size, at most 1024M (FAT32 drives take files below 4 GiB)', '16M')
     .option('--compression <level>', 'zstd level for chunks', '3')
     .option('--kdf-memory <size>', 'Argon2id memory for this key slot', '64M')
     .option('--kdf-ops <n>', 'Argon2id passes for this key slot', '3')
