@@ -31,16 +31,11 @@
 //   file order (a later one overrides an earlier one's keys), then a table
 //   naming the guest exactly overrides them all.
 // Relative paths are taken relative to the config file's directory.
-import { readFileSync } from 'node:fs';
-import * as path from 'node:path';
-import { parse, TomlError } from 'smol-toml';
-import { describeSystemError } from '../errors';
 import type { GuestHooks } from '../hypervisor/driver';
 import type { StaticDiskDefinition, StaticGuestDefinition } from '../hypervisor/static/staticDriver';
 import { SNAPSHOT_KINDS, type SnapshotKind } from '../snapshot/choose';
-import { ConfigError } from './configError';
 import { globProblem, isLiteralGlob, matchesGlob } from './glob';
-import { type KeyPath, TomlLines, formatKeyPath } from './tomlLines';
+import { type KeyPath, type Table, TomlChecker, describeValue, parseTomlDocument, readTomlFile } from './tomlChecker';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ferry/ferry.conf';
 export const DEFAULT_CONCURRENCY = 2;
@@ -95,7 +90,6 @@ export interface FerryConfig {
   guestRules: GuestRule[];
 }
 
-type Table = Record<string, unknown>;
 
 const TOP_KEYS = ['repository', 'password_file', 'concurrency', 'include', 'exclude', 'xen', 'libvirt', 'qemu', 'static', 'guest'];
 const RULE_KEYS = ['quiesce', 'pre_hook', 'post_hook', 'snapshot', 'boot_group', 'boot_priority'];
@@ -103,28 +97,12 @@ const STATIC_GUEST_KEYS = ['name', 'disks', 'config', 'pre_hook', 'post_hook'];
 
 /** Reads and checks a config file. */
 export function loadFerryConfig(file: string = DEFAULT_CONFIG_PATH): FerryConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(file, undefined, undefined, `cannot read the config file: ${describeSystemError(err)}; give an existing file with --config`, { cause: err });
-  }
-  return parseFerryConfig(text, file);
+  return parseFerryConfig(readTomlFile(file, 'config file', 'give an existing file with --config'), file);
 }
 
 /** Checks config text; `file` names it in messages and anchors relative paths. */
 export function parseFerryConfig(text: string, file: string): FerryConfig {
-  let doc: Table;
-  try {
-    doc = parse(text) as Table;
-  } catch (err) {
-    if (err instanceof TomlError) {
-      const what = err.message.split('\n')[0]!.replace(/^Invalid TOML document:\s*/, '');
-      throw new ConfigError(file, err.line, undefined, `TOML syntax error at column ${err.column}: ${what}`, { cause: err });
-    }
-    throw err;
-  }
-  return new Checker(text, file).config(doc);
+  return new Checker(text, file).config(parseTomlDocument(text, file));
 }
 
 /** Whether `--all` backs up the guest: it matches an include pattern and no exclude pattern. */
@@ -161,14 +139,7 @@ export function staticDriverGuests(config: FerryConfig): StaticGuestDefinition[]
   });
 }
 
-class Checker {
-  private readonly lines: TomlLines;
-  private readonly baseDir: string;
-
-  constructor(text: string, private readonly file: string) {
-    this.lines = new TomlLines(text);
-    this.baseDir = path.dirname(path.resolve(file));
-  }
+class Checker extends TomlChecker {
 
   config(doc: Table): FerryConfig {
     this.onlyKeys(doc, [], TOP_KEYS);
@@ -211,7 +182,7 @@ class Checker {
     const table = this.table(value, ['static']);
     this.onlyKeys(table, ['static'], ['guest']);
     if (table.guest === undefined) return [];
-    if (!Array.isArray(table.guest)) this.fail(['static', 'guest'], `expected [[static.guest]] tables, got ${describe(table.guest)}`);
+    if (!Array.isArray(table.guest)) this.fail(['static', 'guest'], `expected [[static.guest]] tables, got ${describeValue(table.guest)}`);
     const seen = new Map<string, number>();
     return (table.guest as unknown[]).map((entry, i) => {
       const at: KeyPath = ['static', 'guest', i];
@@ -233,7 +204,7 @@ class Checker {
 
   private disks(value: unknown, at: KeyPath): (string | StaticDiskDefinition)[] {
     if (!Array.isArray(value) || value.length === 0) {
-      this.fail(at, `expected a non-empty array of disk paths (or { path = "…", device = "…" } tables), got ${describe(value)}`);
+      this.fail(at, `expected a non-empty array of disk paths (or { path = "…", device = "…" } tables), got ${describeValue(value)}`);
     }
     return value.map((d, i) => {
       if (typeof d === 'string') return this.path(this.nonEmpty(d, [...at, i]));
@@ -283,110 +254,4 @@ class Checker {
     }
     return hooks.pre || hooks.post ? hooks : undefined;
   }
-
-  // ---- typed readers: each fails with the key's line and what it expects ----
-
-  private onlyKeys(t: Table, at: KeyPath, allowed: readonly string[]): void {
-    for (const key of Object.keys(t)) {
-      if (allowed.includes(key)) continue;
-      const near = allowed.find((a) => editDistance(a, key) <= 2);
-      this.fail([...at, key], `unknown key; expected one of ${allowed.join(', ')}${near ? ` (did you mean '${near}'?)` : ''}`);
-    }
-  }
-
-  private table(value: unknown, at: KeyPath, what = 'a table'): Table {
-    if (!isTable(value)) this.fail(at, `expected ${what}, got ${describe(value)}`);
-    return value;
-  }
-
-  private string(value: unknown, at: KeyPath): string {
-    if (typeof value !== 'string') this.fail(at, `expected a string, got ${describe(value)}`);
-    return this.nonEmpty(value, at);
-  }
-
-  private nonEmpty(value: string, at: KeyPath): string {
-    if (value.trim() === '') this.fail(at, 'expected a non-empty string');
-    return value;
-  }
-
-  private guestName(value: unknown, at: KeyPath): string {
-    const name = this.string(value, at);
-    if (/[\x00-\x1f\s/]/.test(name)) this.fail(at, `expected a guest name without spaces, slashes or control characters, got ${JSON.stringify(name)}`);
-    return name;
-  }
-
-  private integer(value: unknown, at: KeyPath, min: number, max: number): number {
-    if (typeof value !== 'number' || !Number.isInteger(value)) this.fail(at, `expected an integer from ${min} to ${max}, got ${describe(value)}`);
-    if (value < min || value > max) this.fail(at, `expected an integer from ${min} to ${max}, got ${value}`);
-    return value;
-  }
-
-  private oneOf<T extends string>(value: unknown, at: KeyPath, choices: readonly T[]): T {
-    const list = choices.map((c) => JSON.stringify(c)).join(', ');
-    if (typeof value !== 'string') this.fail(at, `expected one of ${list}, got ${describe(value)}`);
-    if (!(choices as readonly string[]).includes(value)) this.fail(at, `expected one of ${list}, got ${JSON.stringify(value)}`);
-    return value as T;
-  }
-
-  private stringList(value: unknown, at: KeyPath, opts: { nonEmpty?: boolean; argv?: boolean } = {}): string[] {
-    const what = opts.argv ? 'an array of strings (a command and its arguments, no shell), e.g. ["ssh", "{name}", "sync"]' : 'an array of strings';
-    if (!Array.isArray(value)) this.fail(at, `expected ${what}, got ${describe(value)}`);
-    const bad = value.findIndex((v) => typeof v !== 'string');
-    if (bad >= 0) this.fail(at, `expected ${what}, got ${describe(value[bad])} at position ${bad}`);
-    if (opts.nonEmpty && value.length === 0) this.fail(at, `expected ${what} with at least one element, got an empty array`);
-    return value as string[];
-  }
-
-  private patterns(value: unknown, at: KeyPath): string[] {
-    const list = this.stringList(value, at);
-    list.forEach((p) => {
-      const problem = globProblem(p);
-      if (problem) this.fail(at, `expected guest name patterns, but ${JSON.stringify(p)}: ${problem}`);
-    });
-    return list;
-  }
-
-  private path(p: string): string {
-    return path.resolve(this.baseDir, p);
-  }
-
-  /** A plain path is resolved like any path; `s3:…` and other scheme locations are kept. */
-  private location(loc: string): string {
-    return /^[a-z][a-z0-9+.-]*:/i.test(loc) ? loc : this.path(loc);
-  }
-
-  private fail(at: KeyPath, detail: string): never {
-    throw new ConfigError(this.file, this.lines.lineOf(at), formatKeyPath(at), detail);
-  }
-}
-
-function isTable(value: unknown): value is Table {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value) as unknown;
-  return proto === null || proto === Object.prototype; // smol-toml makes tables without a prototype
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'string') return `a string ${JSON.stringify(value)}`;
-  if (typeof value === 'number') return Number.isInteger(value) ? `an integer ${value}` : `a float ${value}`;
-  if (typeof value === 'bigint') return `an integer ${value}`;
-  if (typeof value === 'boolean') return `a boolean ${value}`;
-  if (Array.isArray(value)) return 'an array';
-  if (isTable(value)) return 'a table';
-  if (value instanceof Date) return 'a date';
-  return typeof value;
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return row[b.length]!;
 }
