@@ -2,6 +2,7 @@
 // pools, and placement rules. Checked key by key like ferry.conf: every
 // mistake is one line, FILE:LINE: key '…': expected ….
 //
+//   ssh_config  string   an ssh client config file for every ssh host (`ssh -F`); none: ~/.ssh/config
 //   [[host]]
 //   name        string   required, unique
 //   address     "local" | "ssh://[user@]host[:port]"; "local". ssh is the system
@@ -54,11 +55,13 @@ export interface PlacementRule {
 
 export interface SiteHosts {
   file: string;
+  /** Absolute path of the ssh client config to use (`ssh -F`), if the file names one. */
+  sshConfig?: string;
   hosts: HostDefinition[];
   rules: PlacementRule[];
 }
 
-const TOP_KEYS = ['host', 'guest'];
+const TOP_KEYS = ['ssh_config', 'host', 'guest'];
 const HOST_KEYS = ['name', 'address', 'hypervisor', 'memory', 'cpus', 'cpu_overcommit', 'bridges', 'pool'];
 const POOL_KEYS = ['name', 'type', 'volume_group', 'thin_pool', 'path'];
 const RULE_KEYS = ['pin', 'anti_affinity'];
@@ -84,7 +87,9 @@ class HostsChecker extends TomlChecker {
       if (first !== i) this.fail(['host', i, 'name'], `expected a name not used by another [[host]], but ${JSON.stringify(h.name)} is already host[${first}]`);
     });
     const rules = doc.guest === undefined ? [] : this.rules(doc.guest, new Set(hosts.map((h) => h.name)));
-    return { file: this.file, hosts, rules };
+    const site: SiteHosts = { file: this.file, hosts, rules };
+    if (doc.ssh_config !== undefined) site.sshConfig = this.path(this.string(doc.ssh_config, ['ssh_config']));
+    return site;
   }
 
   private host(value: unknown, at: KeyPath): HostDefinition {

@@ -46,3 +46,8 @@ export class SshCommandRunner implements CommandRunner {
     return result;
   }
 }
+
+/** The runner that reaches `host`: this machine's for `local`, ssh for the others. */
+export function hostCommandRunner(host: { address: HostAddress }, local: CommandRunner, sshConfig?: string): CommandRunner {
+  return host.address.kind === 'local' ? local : new SshCommandRunner(host.address, local, sshConfig);
+}

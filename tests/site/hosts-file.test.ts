@@ -3,6 +3,7 @@ import { parseSiteHosts } from '../../src/site/hostsFile';
 import { ConfigError } from '../../src/config/configError';
 
 const GOOD = `
+ssh_config = "ssh/config"
 [[host]]
 name = "new01"
 address = "local"
@@ -58,13 +59,14 @@ describe('hosts.toml', () => {
         cpus: 16, cpuOvercommit: 4, bridges: {}, pools: [{ name: 'images', type: 'dir', path: '/var/lib/ferry-images' }],
       },
     ]);
+    expect(site.sshConfig).toBe('/etc/ferry/ssh/config');
     expect(site.rules.map((r) => [r.pattern, r.pin, r.antiAffinity])).toEqual([['db*', undefined, 'db'], ['db01', 'new01', undefined]]);
   });
 
   it('names the file, line and key of a mistake, and says what is expected', () => {
-    expect(problem(GOOD.replace('memory = "256G"', 'memory = "lots"'))).toBe(`/etc/ferry/hosts.toml:6: key 'host[0].memory': expected a size such as "256G" or "1.5T", got a string "lots"`);
-    expect(problem(GOOD.replace('hypervisor = "xen"', 'hypervisor = "vmware"'))).toMatch(/^\/etc\/ferry\/hosts\.toml:5: key 'host\[0\]\.hypervisor': expected one of "xen", "libvirt", "qemu"/);
-    expect(problem(GOOD.replace('pin = "new01"', 'pin = "new09"'))).toMatch(/:31: key 'guest\.db01\.pin': expected the name of a \[\[host\]\] \(new01, new02\), got "new09"/);
+    expect(problem(GOOD.replace('memory = "256G"', 'memory = "lots"'))).toBe(`/etc/ferry/hosts.toml:7: key 'host[0].memory': expected a size such as "256G" or "1.5T", got a string "lots"`);
+    expect(problem(GOOD.replace('hypervisor = "xen"', 'hypervisor = "vmware"'))).toMatch(/^\/etc\/ferry\/hosts\.toml:6: key 'host\[0\]\.hypervisor': expected one of "xen", "libvirt", "qemu"/);
+    expect(problem(GOOD.replace('pin = "new01"', 'pin = "new09"'))).toMatch(/:32: key 'guest\.db01\.pin': expected the name of a \[\[host\]\] \(new01, new02\), got "new09"/);
     expect(problem(GOOD.replace('name = "new02"', 'name = "new01"'))).toMatch(/key 'host\[1\]\.name': expected a name not used by another \[\[host\]\]/);
     expect(problem(GOOD.replace('address = "local"', 'address = "sftp://x"'))).toMatch(/expected "local" or "ssh:\/\/\[user@\]host\[:port\]"/);
     expect(problem(GOOD.replace('address = "local"', 'address = "ssh://-oProxyCommand=x"'))).toMatch(/expected a host name|expected "local"/);
