@@ -3,6 +3,7 @@
 // Europe/Berlin, whose clocks change on 2026-03-29 and 2026-10-25.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bucketOf, decideRetention, parseRetentionDuration, type RetentionCandidate } from '../../src/retention/retentionPolicy';
+import { planForget } from '../../src/retention/forgetPlan';
 
 const savedTz = process.env.TZ;
 beforeAll(() => {
@@ -92,5 +93,30 @@ describe('retention policy', () => {
     expect(parseRetentionDuration('36h')).toMatchObject({ hours: 36 });
     for (const bad of ['', '14', 'd', '14 days', '0d', '-1d']) expect(parseRetentionDuration(bad)).toBeUndefined();
     expect(() => decideRetention(points('2026-11-30T02:00:00Z'), {})).toThrow(/empty retention policy keeps nothing/);
+  });
+});
+
+describe('forget plan', () => {
+  const p = (id: string, guest: string, hostname: string, time: string, tags: string[] = []) => ({ id, guest, hostname, time, tags });
+  const all = [
+    p('w1', 'web01', 'dom0-a', '2026-11-30T02:00:00Z'),
+    p('w2', 'web01', 'dom0-a', '2026-11-29T02:00:00Z'),
+    p('w3', 'web01', 'dom0-b', '2026-11-28T02:00:00Z'), // same name, other host: its own history
+    p('d1', 'db01', 'dom0-a', '2026-11-30T02:00:00Z', ['nightly']),
+    p('d2', 'db01', 'dom0-a', '2026-11-29T02:00:00Z'),
+  ];
+
+  it('groups per guest and source host, and applies each guest its own policy', () => {
+    const groups = planForget(all, (guest) => (guest === 'db01' ? { last: 2 } : { last: 1 }));
+    expect(groups.map((g) => [g.guest, g.hostname, g.decisions.map((d) => `${d.id}:${d.keep ? 'keep' : 'remove'}`)])).toEqual([
+      ['db01', 'dom0-a', ['d1:keep', 'd2:keep']],
+      ['web01', 'dom0-a', ['w1:keep', 'w2:remove']],
+      ['web01', 'dom0-b', ['w3:keep']],
+    ]);
+  });
+
+  it('leaves points outside --guest, --host and --tag alone', () => {
+    expect(planForget(all, () => ({ last: 1 }), { guests: ['web*'], hosts: ['dom0-a'] }).map((g) => g.decisions.map((d) => d.id))).toEqual([['w1', 'w2']]);
+    expect(planForget(all, () => ({ last: 1 }), { tags: ['nightly'] }).map((g) => g.decisions.map((d) => d.id))).toEqual([['d1']]);
   });
 });
