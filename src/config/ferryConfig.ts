@@ -27,6 +27,11 @@
 //     snapshot     "lvm" | "btrfs" | "reflink" | "qemu-live" | "libvirt-backup" | "none"; default: automatic
 //     boot_group   integer ≥ 0; 0. Site restore boots group 0 first, then 1, …
 //     boot_priority integer; 0. Lower boots first within a group
+//     keep_*       as in [retention]; a guest's own keys replace those of [retention] (0 turns a rule off)
+//   [retention]             the policy `ferry forget` applies when given no --keep-* option
+//     keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly   integer ≥ 0
+//     keep_within  string   a duration such as "14d", "2w", "6m", "1y" (back from a guest's newest point)
+//     keep_tags    [string] points with one of these tags are kept
 //   When several [guest."…"] tables match a guest, patterns apply first in
 //   file order (a later one overrides an earlier one's keys), then a table
 //   naming the guest exactly overrides them all.
@@ -34,6 +39,7 @@
 import type { GuestHooks } from '../hypervisor/driver';
 import type { StaticDiskDefinition, StaticGuestDefinition } from '../hypervisor/static/staticDriver';
 import { SNAPSHOT_KINDS, type SnapshotKind } from '../snapshot/choose';
+import { type RetentionPolicy, parseRetentionDuration } from '../retention/retentionPolicy';
 import { globProblem, isLiteralGlob, matchesGlob } from './glob';
 import { type KeyPath, type Table, TomlChecker, describeValue, parseTomlDocument, readTomlFile } from './tomlChecker';
 
@@ -54,6 +60,7 @@ export interface GuestRuleSettings {
   snapshot?: SnapshotKind;
   bootGroup?: number;
   bootPriority?: number;
+  retention?: RetentionPolicy;
 }
 
 export interface GuestRule {
@@ -72,6 +79,8 @@ export interface GuestSettings {
   snapshot?: SnapshotKind;
   bootGroup: number;
   bootPriority: number;
+  /** [retention] with the guest's own keep_* keys on top; undefined when neither sets any. */
+  retention?: RetentionPolicy;
 }
 
 export interface FerryConfig {
@@ -88,11 +97,13 @@ export interface FerryConfig {
   staticGuests: StaticGuestDefinition[];
   /** In the order they apply (see the comment at the top). */
   guestRules: GuestRule[];
+  retention?: RetentionPolicy;
 }
 
 
-const TOP_KEYS = ['repository', 'password_file', 'concurrency', 'include', 'exclude', 'xen', 'libvirt', 'qemu', 'static', 'guest'];
-const RULE_KEYS = ['quiesce', 'pre_hook', 'post_hook', 'snapshot', 'boot_group', 'boot_priority'];
+const TOP_KEYS = ['repository', 'password_file', 'concurrency', 'include', 'exclude', 'xen', 'libvirt', 'qemu', 'static', 'guest', 'retention'];
+const RETENTION_KEYS = ['keep_last', 'keep_hourly', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly', 'keep_within', 'keep_tags'];
+const RULE_KEYS = ['quiesce', 'pre_hook', 'post_hook', 'snapshot', 'boot_group', 'boot_priority', ...RETENTION_KEYS];
 const STATIC_GUEST_KEYS = ['name', 'disks', 'config', 'pre_hook', 'post_hook'];
 
 /** Reads and checks a config file. */
@@ -113,8 +124,11 @@ export function isGuestSelected(config: FerryConfig, name: string): boolean {
 /** The settings for one guest, from every `[guest."…"]` table that matches it. */
 export function settingsForGuest(config: FerryConfig, name: string): GuestSettings {
   const merged: GuestRuleSettings = {};
+  let retention: RetentionPolicy | undefined = config.retention;
   for (const rule of config.guestRules) {
-    if (matchesGlob(name, rule.pattern)) Object.assign(merged, rule.settings);
+    if (!matchesGlob(name, rule.pattern)) continue;
+    Object.assign(merged, rule.settings);
+    if (rule.settings.retention) retention = { ...retention, ...rule.settings.retention };
   }
   const hooks: GuestHooks = {};
   if (merged.preHook) hooks.pre = merged.preHook;
@@ -122,6 +136,7 @@ export function settingsForGuest(config: FerryConfig, name: string): GuestSettin
   const settings: GuestSettings = { hooks, bootGroup: merged.bootGroup ?? 0, bootPriority: merged.bootPriority ?? 0 };
   if (merged.quiesce) settings.quiesce = merged.quiesce;
   if (merged.snapshot) settings.snapshot = merged.snapshot;
+  if (retention) settings.retention = retention;
   return settings;
 }
 
@@ -175,6 +190,11 @@ class Checker extends TomlChecker {
     }
     if (doc.static !== undefined) config.staticGuests = this.staticGuests(doc.static);
     if (doc.guest !== undefined) config.guestRules = this.guestRules(doc.guest);
+    if (doc.retention !== undefined) {
+      const t = this.table(doc.retention, ['retention']);
+      this.onlyKeys(t, ['retention'], RETENTION_KEYS);
+      config.retention = this.retention(t, ['retention']);
+    }
     return config;
   }
 
@@ -234,6 +254,7 @@ class Checker extends TomlChecker {
       if (t.snapshot !== undefined) settings.snapshot = this.oneOf(t.snapshot, [...at, 'snapshot'], SNAPSHOT_KINDS);
       if (t.boot_group !== undefined) settings.bootGroup = this.integer(t.boot_group, [...at, 'boot_group'], 0, 1_000_000);
       if (t.boot_priority !== undefined) settings.bootPriority = this.integer(t.boot_priority, [...at, 'boot_priority'], -1_000_000, 1_000_000);
+      if (RETENTION_KEYS.some((k) => t[k] !== undefined)) settings.retention = this.retention(t, at);
       const hooks = this.hooks(t, at);
       if (hooks?.pre) settings.preHook = [...hooks.pre];
       if (hooks?.post) settings.postHook = [...hooks.post];
@@ -242,6 +263,21 @@ class Checker extends TomlChecker {
     // Patterns in file order, then exact names: the documented precedence.
     const byLine = (a: GuestRule, b: GuestRule) => a.line - b.line;
     return [...rules.filter((r) => !isLiteralGlob(r.pattern)).sort(byLine), ...rules.filter((r) => isLiteralGlob(r.pattern)).sort(byLine)];
+  }
+
+  /** The keep_* keys of a table (only those it sets). */
+  private retention(t: Table, at: KeyPath): RetentionPolicy {
+    const policy: RetentionPolicy = {};
+    const counts = [['keep_last', 'last'], ['keep_hourly', 'hourly'], ['keep_daily', 'daily'], ['keep_weekly', 'weekly'], ['keep_monthly', 'monthly'], ['keep_yearly', 'yearly']] as const;
+    for (const [key, rule] of counts) if (t[key] !== undefined) policy[rule] = this.integer(t[key], [...at, key], 0, 1_000_000);
+    if (t.keep_within !== undefined) {
+      const text = this.string(t.keep_within, [...at, 'keep_within']);
+      const within = parseRetentionDuration(text);
+      if (!within) this.fail([...at, 'keep_within'], `expected a duration such as "14d", "2w", "6m" or "1y", got ${JSON.stringify(text)}`);
+      policy.within = within;
+    }
+    if (t.keep_tags !== undefined) policy.tags = this.stringList(t.keep_tags, [...at, 'keep_tags']);
+    return policy;
   }
 
   private hooks(t: Table, at: KeyPath): GuestHooks | undefined {

@@ -115,6 +115,7 @@ export class TomlChecker {
   }
 
   protected fail(at: KeyPath, detail: string): never {
+    if (at.length === 0) throw new ConfigError(this.file, undefined, undefined, detail);
     throw new ConfigError(this.file, this.lines.lineOf(at), formatKeyPath(at), detail);
   }
 }
