@@ -7,6 +7,7 @@ import { registerKey } from './commands/key';
 import { registerBackup } from './commands/backup';
 import { registerList } from './commands/list';
 import { registerRestore } from './commands/restore';
+import { registerForget } from './commands/forget';
 import { registerMaintenance } from './commands/maintenance';
 import { registerCheck } from './commands/check';
 import { registerStats } from './commands/stats';
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerRestore(program);
   registerCheck(program);
   registerStats(program);
+  registerForget(program);
   registerMaintenance(program);
   registerDemo(program);
   registerSync(program);
