@@ -1,7 +1,6 @@
 // A retention policy applied to a repository's restore points: grouped per
 // guest and source host (two hosts backing up guests of the same name keep
 // separate histories), narrowed by --guest/--host/--tag, decided per group.
-import { matchesGlob } from '../config/glob';
 import { type RetentionCandidate, type RetentionDecision, type RetentionPolicy, decideRetention } from './retentionPolicy';
 
 export interface ForgetCandidate extends RetentionCandidate {
@@ -10,8 +9,8 @@ export interface ForgetCandidate extends RetentionCandidate {
 }
 
 export interface ForgetSelection {
-  /** Guest name patterns; none: every guest. */
-  guests?: readonly string[];
+  /** Which guests take part (the CLI matches --guest patterns); none: every guest. */
+  guest?: (name: string) => boolean;
   /** Source host names; none: every host. */
   hosts?: readonly string[];
   /** Only points carrying one of these tags take part; none: every point. */
@@ -32,7 +31,7 @@ export interface ForgetGroup {
 export function planForget(points: readonly ForgetCandidate[], policyFor: (guest: string) => RetentionPolicy, selection: ForgetSelection = {}): ForgetGroup[] {
   const groups = new Map<string, ForgetCandidate[]>();
   for (const p of points) {
-    if (selection.guests?.length && !selection.guests.some((g) => matchesGlob(p.guest, g))) continue;
+    if (selection.guest && !selection.guest(p.guest)) continue;
     if (selection.hosts?.length && !selection.hosts.includes(p.hostname)) continue;
     if (selection.tags?.length && !selection.tags.some((t) => p.tags.includes(t))) continue;
     const key = JSON.stringify([p.guest, p.hostname]);

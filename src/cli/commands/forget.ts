@@ -119,19 +119,20 @@ function commandLinePolicy(opts: ForgetOptions): RetentionPolicy | undefined {
 async function forgetByPolicy(repo: Repository, seen: SeenRestorePoints, policyFor: (guest: string) => RetentionPolicy | undefined, opts: ForgetOptions): Promise<void> {
   const { points, damaged } = await repo.listAllRestorePoints();
   for (const d of damaged) console.error(`ferry: warning: restore point ${d.id.slice(0, 8)} cannot be read (${d.problem}); a policy never removes it: forget it by id`);
+  const selected = (guest: string) => opts.guest.length === 0 || opts.guest.some((g) => matchesGlob(guest, g));
   // A guest whose configured policy keeps nothing is left alone (with a line), never emptied.
   const policies = new Map<string, RetentionPolicy>();
   const unmanaged = new Set<string>();
   for (const { guest } of points) {
     if (policies.has(guest) || unmanaged.has(guest)) continue;
-    if (opts.guest.length > 0 && !opts.guest.some((g) => matchesGlob(guest, g))) continue;
+    if (!selected(guest)) continue;
     const policy = policyFor(guest);
     if (policy && !isEmptyPolicy(policy)) policies.set(guest, policy);
     else unmanaged.add(guest);
   }
   for (const guest of unmanaged) console.error(`ferry: ${guest}: the config's retention policy keeps nothing for this guest; its restore points are left as they are`);
   const managed = points.filter((p) => policies.has(p.guest));
-  const groups = planForget(managed, (guest) => policies.get(guest)!, { guests: opts.guest, hosts: opts.host, tags: opts.tag });
+  const groups = planForget(managed, (guest) => policies.get(guest)!, { guest: selected, hosts: opts.host, tags: opts.tag });
   printPlan(groups, Boolean(opts.dryRun));
   const doomed = groups.flatMap((g) => g.decisions.filter((d) => !d.keep).map((d) => d.id));
   if (!opts.dryRun) {
