@@ -99,6 +99,9 @@ export interface QemuLiveOptions {
   holdGuard?: () => HoldGuard & { standDown(): void; releaseNow(): void };
 }
 
+/** findDisk for canHandle (`probe`: unreachable sockets, unfleeceable devices, busy sockets mean undefined) or for use (`require`: they throw). */
+type FindDiskMode = 'probe' | 'require';
+
 interface Located {
   socket: string;
   qemu: QemuDisk;
@@ -168,7 +171,7 @@ export class QemuLiveProvider implements SnapshotProvider {
 
   async canHandle(disk: GuestDisk): Promise<boolean> {
     if (disk.cdrom) return false;
-    return (await this.findDisk(disk, true)) !== undefined;
+    return (await this.findDisk(disk, 'probe')) !== undefined;
   }
 
   async create(disks: GuestDisk[], runId: string, since?: (ChangeTracking | undefined)[]): Promise<Snapshot[]> {
@@ -178,7 +181,7 @@ export class QemuLiveProvider implements SnapshotProvider {
     if (disks.length === 0) return [];
     const located: Located[] = [];
     for (const disk of disks) {
-      const found = await this.findDisk(disk, false);
+      const found = await this.findDisk(disk, 'require');
       if (!found) {
         throw new HypervisorError(
           `disk ${disk.device} (${disk.path}) is not attached to any QEMU guest behind ${this.sockets.join(', ')}: check the QMP sockets ferry was given`,
@@ -230,7 +233,7 @@ export class QemuLiveProvider implements SnapshotProvider {
   async commit(snapshots: Snapshot[]): Promise<void> {
     for (const s of snapshots) {
       if (s.tracking?.kind !== QEMU_TRACKING_KIND) continue;
-      const found = await this.findDisk(s.disk, false);
+      const found = await this.findDisk(s.disk, 'require');
       if (!found) continue; // the guest is gone: so are its bitmaps
       const keep = s.tracking.token;
       await QmpClient.with(found.socket, async (c) => {
@@ -318,7 +321,8 @@ export class QemuLiveProvider implements SnapshotProvider {
    * for minutes) or that another client holds are skipped: QEMU serves one
    * QMP client at a time, and waiting for them would stall parallel backups.
    */
-  private async findDisk(disk: GuestDisk, tolerateDeadGuests: boolean): Promise<Located | undefined> {
+  private async findDisk(disk: GuestDisk, mode: FindDiskMode): Promise<Located | undefined> {
+    const probe = mode === 'probe';
     const wanted = resolve(disk.path);
     const remembered = this.locations.get(wanted);
     const order = remembered ? [remembered, ...this.sockets.filter((s) => s !== remembered)] : [...this.sockets];
@@ -336,13 +340,13 @@ export class QemuLiveProvider implements SnapshotProvider {
         }, { ...this.qmpOptions, connectTimeoutMs: this.probeTimeoutMs });
       } catch (err) {
         if (err instanceof QmpBusyError) { busy.push(socket); continue; }
-        if (tolerateDeadGuests || isGuestGone(err)) continue;
+        if (probe || isGuestGone(err)) continue;
         throw err;
       }
       if (found) {
         this.locations.set(wanted, socket);
         if (found.devicePath === undefined) {
-          if (tolerateDeadGuests) return undefined; // canHandle: another provider takes it
+          if (probe) return undefined; // canHandle: another provider takes it
           throw new HypervisorError(
             `disk ${disk.device} (${disk.path}) is on a guest device QEMU cannot switch to a copy-before-write filter while running ` +
               '(live copies need QEMU >= 7.1 and a virtio-blk or scsi-hd device): choose another snapshot method for this guest in ferry.conf',
@@ -351,7 +355,7 @@ export class QemuLiveProvider implements SnapshotProvider {
         return { socket, qemu: found.qemu, devicePath: found.devicePath };
       }
     }
-    if (busy.length > 0 && !tolerateDeadGuests) {
+    if (busy.length > 0 && !probe) {
       throw new HypervisorError(
         `disk ${disk.device} (${disk.path}) was not found on the free QMP sockets, and ${busy.join(', ')} ${busy.length > 1 ? 'were' : 'was'} busy: retry when their backups are done`,
       );
