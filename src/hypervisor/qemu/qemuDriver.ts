@@ -14,6 +14,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { HypervisorError } from '../../errors';
+import { compiledScript } from '../../host/compiledScript';
 import { type CommandRunner, ExecFileCommandRunner } from '../commandRunner';
 import type { GuestHooks, GuestInfo, GuestNic, GuestState, HoldGuard, HypervisorDriver, QuiesceHandle } from '../driver';
 import { runGuestHook } from '../hooks';
@@ -257,7 +258,5 @@ export function agentSocketIn(argv: readonly string[]): string | undefined {
 
 /** The compiled qmpCommandMain.js (also when this module runs from TypeScript sources under a test runner). */
 export function qmpCommandScript(): string {
-  if (__filename.endsWith('.js')) return join(__dirname, 'qmpCommandMain.js');
-  // src/hypervisor/qemu/qemuDriver.ts -> dist/hypervisor/qemu/qmpCommandMain.js
-  return resolve(__dirname, '..', '..', '..', 'dist', 'hypervisor', 'qemu', 'qmpCommandMain.js');
+  return compiledScript('hypervisor/qemu/qmpCommandMain');
 }
