@@ -3,6 +3,12 @@
 // has read it. Providers: LVM (here), btrfs, reflink, QEMU live backup.
 import type { GuestDisk } from '../hypervisor/driver';
 
+/** Bytes [start, end) of a disk. The same shape as dedupe's Span, which reads these ranges. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
 export interface Snapshot {
   /** The disk this is a copy of. */
   disk: GuestDisk;
@@ -25,7 +31,7 @@ export interface Snapshot {
    * When set, only these ranges of `readPath` are read; the rest comes from
    * the previous restore point.
    */
-  changed?: { start: number; end: number }[];
+  changed?: ByteRange[];
   /** Why a full read happens although tracking was asked for (bitmap missing, guest restarted, …). */
   fullReadReason?: string;
 }

@@ -55,8 +55,8 @@ import type { GuestDisk, HoldGuard } from '../hypervisor/driver';
 import { qmpReleaseArgv } from '../hypervisor/qemu/qemuDriver';
 import { type QemuDisk, type QmpBlockNode, type QmpDirtyBitmap, queryDisks, queryNodes } from '../hypervisor/qemu/qmpBlock';
 import { QmpBusyError, QmpClient, type QmpConnectOptions, type QmpEvent, isOpenInProcess } from '../hypervisor/qemu/qmpClient';
-import { RUN_ID, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
-import { type ByteRange, presentRanges, totalBytes } from './qemuImageMap';
+import { RUN_ID, type ByteRange, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
+import { presentRanges, totalBytes } from './qemuImageMap';
 
 export const QEMU_TRACKING_KIND = 'qemu-dirty-bitmap';
 export const QEMU_OWNED_PREFIX = 'ferry-';
