@@ -16,7 +16,7 @@ import { basename, join, resolve } from 'node:path';
 import { HypervisorError } from '../../errors';
 import { compiledScript } from '../../host/compiledScript';
 import { type CommandRunner, ExecFileCommandRunner } from '../commandRunner';
-import type { GuestHooks, GuestInfo, GuestNic, GuestState, HoldGuard, HypervisorDriver, QuiesceHandle } from '../driver';
+import type { GuestHooks, GuestInfo, GuestNic, GuestState, HoldGuard, HypervisorDriver, LiveCopyAccess, QuiesceHandle } from '../driver';
 import { runGuestHook } from '../hooks';
 import { nothingToRelease, onceSuccessful } from '../quiesce';
 import { queryDisks } from './qmpBlock';
@@ -74,6 +74,11 @@ export class QemuDriver implements HypervisorDriver {
    * One guest per socket. A socket that does not answer is an error naming
    * it: a guest the admin listed must not silently drop out of the backup.
    */
+  /** QEMU's own copy jobs (blockdev-backup), over the same QMP sockets. */
+  liveCopy(): LiveCopyAccess {
+    return { via: 'qmp', sockets: this.sockets };
+  }
+
   async listGuests(): Promise<GuestInfo[]> {
     const guests: GuestInfo[] = [];
     for (const socket of this.sockets) guests.push(await this.describe(socket));
