@@ -1,6 +1,7 @@
 // The snapshot seam: a point-in-time, readable copy of every disk of one
 // guest, taken while the guest is quiesced and kept only until the backup
 // has read it. Providers: LVM (here), btrfs, reflink, QEMU live backup.
+import { UsageError } from '../errors';
 import type { GuestDisk } from '../hypervisor/driver';
 
 /** Bytes [start, end) of a disk. The same shape as dedupe's Span, which reads these ranges. */
@@ -38,6 +39,13 @@ export interface Snapshot {
 
 /** What a run id may hold: it becomes part of snapshot, checkpoint and file names. */
 export const RUN_ID = /^[A-Za-z0-9_.+-]+$/;
+
+/** Refuses a run id RUN_ID does not allow, before anything is made; `partOf` says where it goes, e.g. `an LVM name`. */
+export function checkRunId(runId: string, partOf: string): void {
+  if (!RUN_ID.test(runId)) {
+    throw new UsageError(`run id ${JSON.stringify(runId)} cannot be part of ${partOf}: use letters, digits and _ . + -`);
+  }
+}
 
 /** Opaque provider state kept per disk in the restore point (e.g. a bitmap or snapshot name). */
 export interface ChangeTracking {
