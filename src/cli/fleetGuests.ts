@@ -11,8 +11,7 @@ import { QemuDriver } from '../hypervisor/qemu/qemuDriver';
 import { StaticDriver } from '../hypervisor/static/staticDriver';
 import { SnapshotProvider } from '../snapshot/provider';
 import { chooseSnapshotProviders, defaultSnapshotProviders } from '../snapshot/choose';
-import { LibvirtBackupProvider } from '../snapshot/libvirtBackup';
-import { QemuLiveProvider } from '../snapshot/qemuLive';
+import { liveSnapshotProvider } from '../snapshot/live';
 import { FerryConfig, isGuestSelected, settingsForGuest, staticDriverGuests } from '../config/ferryConfig';
 import { matchesGlob } from '../config/glob';
 import { FleetGuest } from '../backup/fleetBackup';
@@ -62,10 +61,7 @@ export async function fleetGuests(flags: FleetFlags, config: FerryConfig | undef
   const guests: FleetGuest[] = [];
   for (const driver of list) {
     // Live copies by the hypervisor itself, for the guests that hypervisor runs.
-    const live: SnapshotProvider | undefined =
-      driver instanceof QemuDriver ? new QemuLiveProvider({ sockets: driver.sockets, workDir: flags.workDir, holdGuard: () => new WatchdogGuard() })
-      : driver instanceof LibvirtDriver ? new LibvirtBackupProvider({ runner, uri: typeof flags.libvirt === 'string' ? flags.libvirt : config?.libvirt?.uri, workDir: flags.workDir })
-      : undefined;
+    const live = liveSnapshotProvider(driver, { workDir: flags.workDir, holdGuard: () => new WatchdogGuard() });
     if (live) providers.add(live);
     for (const guest of await driver.listGuests()) {
       if (!selected(guest, flags, config)) continue;

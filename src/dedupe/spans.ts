@@ -1,10 +1,9 @@
 // Byte ranges [start, end) and the few operations the pipeline needs on
 // ascending, non-overlapping lists of them.
+import type { ByteRange } from '../snapshot/provider';
 
-export interface Span {
-  start: number;
-  end: number;
-}
+/** One type for byte ranges from the snapshot seam on (a snapshot's `changed` ranges are spans here). */
+export type Span = ByteRange;
 
 /** The parts of `spans` inside [start, end), relative to `start`. */
 export function clipSpans(spans: Span[], start: number, end: number): Span[] {

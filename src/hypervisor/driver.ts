@@ -2,6 +2,7 @@
 // its config) and how to hold it still while its disks are snapshotted.
 // Drivers (Xen xl, libvirt, QEMU) implement HypervisorDriver; the backup
 // engine only talks to this interface.
+import type { CommandRunner } from './commandRunner';
 
 /** One block device of a guest as the host sees it. */
 export interface GuestDisk {
@@ -87,6 +88,15 @@ export interface HoldGuard {
   holding(release: ReleaseCommand): void;
 }
 
+/**
+ * How a hypervisor copies a running guest's disks itself, at one point in
+ * time (QEMU blockdev-backup over QMP, libvirt backup-begin): what snapshot/
+ * needs to build the live snapshot provider for this driver's guests.
+ */
+export type LiveCopyAccess =
+  | { readonly via: 'qmp'; readonly sockets: readonly string[] }
+  | { readonly via: 'libvirt'; readonly runner: CommandRunner; readonly uri: string; readonly virsh: string };
+
 export interface HypervisorDriver {
   /** Short name used in logs and config, e.g. `xen`. */
   readonly kind: string;
@@ -97,4 +107,6 @@ export interface HypervisorDriver {
    * `guard.holding` is called before every command that may hold the guest.
    */
   quiesce(guest: GuestInfo, hooks?: GuestHooks, guard?: HoldGuard): Promise<QuiesceHandle>;
+  /** How this hypervisor copies its running guests' disks itself, or undefined when it cannot. */
+  liveCopy(): LiveCopyAccess | undefined;
 }

@@ -1,9 +1,8 @@
 // Arms the out-of-process watchdog (watchdogMain.ts) for one quiesced guest.
 import { spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { HoldGuard, ReleaseCommand } from './driver';
 import { childEnvironment } from './childEnvironment';
+import { compiledScript } from '../host/compiledScript';
 
 export const DEFAULT_WATCHDOG_TIMEOUT_MS = 120_000;
 
@@ -15,15 +14,10 @@ export interface ArmedWatchdog {
   readonly pid: number | undefined;
 }
 
-function watchdogScript(): string {
-  const beside = path.join(__dirname, 'watchdogMain.js');
-  return fs.existsSync(beside) ? beside : path.resolve(__dirname, '..', '..', 'dist', 'hypervisor', 'watchdogMain.js');
-}
-
 /** The watchdog's command line: TIMEOUT_MS [--already-released REGEX] -- ARGV... */
 function watchdogArgs(release: ReleaseCommand, timeoutMs: number): string[] {
   const done = release.alreadyReleased ? ['--already-released', release.alreadyReleased.source] : [];
-  return [watchdogScript(), String(timeoutMs), ...done, '--', ...release.argv];
+  return [compiledScript('hypervisor/watchdogMain'), String(timeoutMs), ...done, '--', ...release.argv];
 }
 
 /**

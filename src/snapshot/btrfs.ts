@@ -39,7 +39,8 @@ import { type CommandRunner, lastErrorLine, runChecked } from '../hypervisor/com
 import type { GuestDisk } from '../hypervisor/driver';
 import { changesFromDump, parseDumpHeader } from './btrfsDump';
 import { SUBVOLUME_ROOT_INODE, type BtrfsLocation, locateOnBtrfs, parseBtrfsMounts, pathOnMount } from './btrfsMounts';
-import { RUN_ID, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
+import { checkRunId, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
+import { LeftoverSweep } from './providerParts';
 
 export const BTRFS_SNAPSHOT_DIR = '.ferry';
 export const BTRFS_SNAPSHOT_PREFIX = 'ferry-';
@@ -93,9 +94,7 @@ export class BtrfsSnapshotProvider implements SnapshotProvider {
   }
 
   async create(disks: GuestDisk[], runId: string, since?: (ChangeTracking | undefined)[]): Promise<Snapshot[]> {
-    if (!RUN_ID.test(runId)) {
-      throw new UsageError(`run id ${JSON.stringify(runId)} cannot be part of a btrfs snapshot name: use letters, digits and _ . + -`);
-    }
+    checkRunId(runId, 'a btrfs snapshot name');
     const locations = disks.map((disk) => {
       const loc = locateOnBtrfs(disk.path);
       if ('problem' in loc) {
@@ -171,21 +170,12 @@ export class BtrfsSnapshotProvider implements SnapshotProvider {
   }
 
   async removeLeftovers(): Promise<string[]> {
-    const removed: string[] = [];
-    const failures: string[] = [];
+    const sweep = new LeftoverSweep('leftover btrfs snapshot(s)');
     for (const p of await this.findOwnedSnapshots()) {
       if (this.isBaseline(p)) continue;
-      try {
-        await this.deleteSubvolume(p);
-        removed.push(p);
-      } catch (err) {
-        failures.push((err as Error).message);
-      }
+      await sweep.remove(p, () => this.deleteSubvolume(p));
     }
-    if (failures.length > 0) {
-      throw new HypervisorError(`could not remove ${failures.length} leftover btrfs snapshot(s): ${failures.join('; ')}`);
-    }
-    return removed;
+    return sweep.done();
   }
 
   /** Every `.ferry/ferry-*` snapshot on the btrfs mounts under the search roots, by absolute path. */

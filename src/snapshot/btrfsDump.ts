@@ -16,10 +16,7 @@
 // bytes); the `from=` of a clone is printed raw, so it is matched as the rest
 // of the line before ` clone_offset=`.
 
-export interface ByteRange {
-  start: number;
-  end: number;
-}
+import type { ByteRange } from './provider';
 
 export type ImageChanges =
   | { kind: 'ranges'; ranges: ByteRange[] }

@@ -15,7 +15,7 @@
 //
 // Files: targets live in `workDir` as `ferry-<runId>-<domain>-<dev>.qcow2`,
 // turned into the sparse raw `readPath` (`...raw`) that ferry reads.
-import { mkdir, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { HypervisorError, UsageError, describeSystemError } from '../errors';
 import type { CommandRunner } from '../hypervisor/commandRunner';
@@ -30,7 +30,8 @@ import {
 } from './libvirtBackupXml';
 import { convertToRaw, mapQcow2 } from './libvirtQemuImg';
 import { checkWorkDirectorySpace } from './workDirectory';
-import { RUN_ID, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
+import { checkRunId, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
+import { LeftoverSweep, deleteFiles, pollUntil, sweepOwnedFiles } from './providerParts';
 
 export const LIBVIRT_BACKUP_PREFIX = 'ferry-';
 
@@ -94,9 +95,7 @@ export class LibvirtBackupProvider implements SnapshotProvider {
   }
 
   async create(disks: GuestDisk[], runId: string, since?: (ChangeTracking | undefined)[]): Promise<Snapshot[]> {
-    if (!RUN_ID.test(runId)) {
-      throw new UsageError(`run id ${JSON.stringify(runId)} cannot be part of a libvirt checkpoint name: use letters, digits and _ . + -`);
-    }
+    checkRunId(runId, 'a libvirt checkpoint name');
     if (disks.length === 0) return [];
     await this.checkWorkDir();
     const domain = await this.owningDomain(disks);
@@ -181,8 +180,7 @@ export class LibvirtBackupProvider implements SnapshotProvider {
    * the tracking state of the last restore point; create() prunes stale ones.
    */
   async removeLeftovers(): Promise<string[]> {
-    const removed: string[] = [];
-    const failures: string[] = [];
+    const sweep = new LeftoverSweep('libvirt backup leftover(s)');
     for (const name of parseNameList((await this.virsh.checked(['list', '--name'])).stdout)) {
       try {
         const info = parseDomJobInfo((await this.virsh.checked(['domjobinfo', name])).stdout, `virsh domjobinfo ${name}`);
@@ -192,31 +190,13 @@ export class LibvirtBackupProvider implements SnapshotProvider {
         const targets = backupTargets(dumped.stdout, `virsh backup-dumpxml ${name}`);
         if (targets.length === 0 || !targets.every((t) => this.isOwnedFile(t))) continue; // someone else's backup
         await this.abortJob(name);
-        removed.push(`${name}: backup job to ${targets.map((t) => basename(t)).join(', ')}`);
+        sweep.removed.push(`${name}: backup job to ${targets.map((t) => basename(t)).join(', ')}`);
       } catch (err) {
-        failures.push(`${name}: ${(err as Error).message}`);
+        sweep.failed(`${name}: ${(err as Error).message}`);
       }
     }
-    let files: string[] = [];
-    try {
-      files = (await readdir(this.workDir)).filter((f) => f.startsWith(LIBVIRT_BACKUP_PREFIX)).sort();
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-        failures.push(`cannot list ${this.workDir}: ${describeSystemError(err)}`);
-      }
-    }
-    for (const f of files) {
-      try {
-        await rm(join(this.workDir, f), { force: true });
-        removed.push(join(this.workDir, f));
-      } catch (err) {
-        failures.push(`${join(this.workDir, f)}: ${describeSystemError(err)}`);
-      }
-    }
-    if (failures.length > 0) {
-      throw new HypervisorError(`could not remove ${failures.length} libvirt backup leftover(s): ${failures.join('; ')}`);
-    }
-    return removed;
+    await sweepOwnedFiles(sweep, this.workDir, (f) => f.startsWith(LIBVIRT_BACKUP_PREFIX));
+    return sweep.done();
   }
 
   // --- planning --------------------------------------------------------------
@@ -320,17 +300,9 @@ export class LibvirtBackupProvider implements SnapshotProvider {
   }
 
   private async waitForJob(domain: string): Promise<void> {
-    const deadline = Date.now() + this.jobTimeoutMs;
-    let interval = this.pollIntervalMs;
-    for (;;) {
-      const info = parseDomJobInfo((await this.virsh.checked(['domjobinfo', domain])).stdout, `virsh domjobinfo ${domain}`);
-      if (!isActiveJob(info)) break;
-      if (Date.now() > deadline) {
-        await this.abortJob(domain).catch(() => undefined);
-        throw new HypervisorError(`backup of domain ${domain} did not finish within ${Math.round(this.jobTimeoutMs / 1000)} s and was aborted`);
-      }
-      await sleep(interval);
-      interval = Math.min(interval * 2, 1000);
+    if (!(await this.pollUntilNoJob(domain, this.jobTimeoutMs))) {
+      await this.abortJob(domain).catch(() => undefined);
+      throw new HypervisorError(`backup of domain ${domain} did not finish within ${Math.round(this.jobTimeoutMs / 1000)} s and was aborted`);
     }
     // libvirt clears the completed-job record when a job starts, so this is our job's outcome.
     const done = parseDomJobInfo(
@@ -348,14 +320,17 @@ export class LibvirtBackupProvider implements SnapshotProvider {
     if (result.code !== 0 && !/no job is active/.test(this.virsh.failure(['domjobabort', domain], result).reason)) {
       throw this.virsh.failure(['domjobabort', domain], result);
     }
-    let interval = this.pollIntervalMs;
-    for (let waited = 0; waited < 60_000; waited += interval) {
-      const info = parseDomJobInfo((await this.virsh.checked(['domjobinfo', domain])).stdout, `virsh domjobinfo ${domain}`);
-      if (!isActiveJob(info)) return;
-      await sleep(interval);
-      interval = Math.min(interval * 2, 1000);
+    if (!(await this.pollUntilNoJob(domain, 60_000))) {
+      throw new HypervisorError(`the backup job of domain ${domain} was still running 60 s after domjobabort`);
     }
-    throw new HypervisorError(`the backup job of domain ${domain} was still running 60 s after domjobabort`);
+  }
+
+  /** Polls `domjobinfo` (from pollIntervalMs, doubling up to 1 s) until the domain has no active job; false after `timeoutMs`. */
+  private pollUntilNoJob(domain: string, timeoutMs: number): Promise<boolean> {
+    return pollUntil(async () => {
+      const info = parseDomJobInfo((await this.virsh.checked(['domjobinfo', domain])).stdout, `virsh domjobinfo ${domain}`);
+      return !isActiveJob(info);
+    }, { timeoutMs, intervalMs: this.pollIntervalMs, maxIntervalMs: 1000 });
   }
 
   private async finishDisk(domain: ActiveDomain, p: DiskPlan, checkpoint: string): Promise<Snapshot> {
@@ -456,16 +431,7 @@ export class LibvirtBackupProvider implements SnapshotProvider {
     if (!this.isOwnedFile(readPath)) {
       throw new UsageError(`refusing to remove ${readPath}: not a ferry file in ${this.workDir}`);
     }
-    const qcow2 = readPath.replace(/\.raw$/, '.qcow2');
-    for (const f of [readPath, qcow2]) {
-      try {
-        await unlink(f);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-          throw new HypervisorError(`cannot remove ${f}: ${describeSystemError(err)}`);
-        }
-      }
-    }
+    await deleteFiles([readPath, readPath.replace(/\.raw$/, '.qcow2')]);
   }
 }
 
@@ -488,8 +454,4 @@ async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

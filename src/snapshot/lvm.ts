@@ -10,7 +10,8 @@ import { InsufficientSnapshotSpaceError } from './errors';
 import {
   LVS_ARGS, VGS_ARGS, type LogicalVolume, findVolumeByPath, isSnapshot, isThin, parseLvsReport, parseVgsReport,
 } from './lvmReport';
-import { RUN_ID, type Snapshot, type SnapshotProvider } from './provider';
+import { checkRunId, type Snapshot, type SnapshotProvider } from './provider';
+import { LeftoverSweep } from './providerParts';
 
 export const LVM_SNAPSHOT_PREFIX = 'ferry-';
 // lvm2 limits LV names to 127 characters.
@@ -52,9 +53,7 @@ export class LvmSnapshotProvider implements SnapshotProvider {
   }
 
   async create(disks: GuestDisk[], runId: string): Promise<Snapshot[]> {
-    if (!RUN_ID.test(runId)) {
-      throw new UsageError(`run id ${JSON.stringify(runId)} cannot be part of an LVM name: use letters, digits and _ . + -`);
-    }
+    checkRunId(runId, 'an LVM name');
     const volumes = await this.listVolumes();
     const plan = disks.map((disk) => this.plan(disk, runId, volumes));
     await this.checkFreeSpace(plan);
@@ -89,21 +88,12 @@ export class LvmSnapshotProvider implements SnapshotProvider {
   async removeLeftovers(): Promise<string[]> {
     // Only snapshots named by ferry: an admin's own `ferry-...` volume that is not a snapshot stays.
     const leftovers = (await this.listVolumes()).filter((lv) => lv.name.startsWith(LVM_SNAPSHOT_PREFIX) && isSnapshot(lv));
-    const removed: string[] = [];
-    const failures: string[] = [];
+    const sweep = new LeftoverSweep('leftover snapshot(s)');
     for (const lv of leftovers) {
       const ownedName = `${lv.vg}/${lv.name}`;
-      try {
-        await runChecked(this.runner, 'lvremove', ['-f', ownedName], LVM_ENV);
-        removed.push(ownedName);
-      } catch (err) {
-        failures.push((err as Error).message);
-      }
+      await sweep.remove(ownedName, async () => { await runChecked(this.runner, 'lvremove', ['-f', ownedName], LVM_ENV); });
     }
-    if (failures.length > 0) {
-      throw new HypervisorError(`could not remove ${failures.length} leftover snapshot(s): ${failures.join('; ')}`);
-    }
-    return removed;
+    return sweep.done();
   }
 
   private async listVolumes(): Promise<LogicalVolume[]> {

@@ -1,7 +1,14 @@
 // The snapshot seam: a point-in-time, readable copy of every disk of one
 // guest, taken while the guest is quiesced and kept only until the backup
 // has read it. Providers: LVM (here), btrfs, reflink, QEMU live backup.
+import { UsageError } from '../errors';
 import type { GuestDisk } from '../hypervisor/driver';
+
+/** Bytes [start, end) of a disk. The same shape as dedupe's Span, which reads these ranges. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
 
 export interface Snapshot {
   /** The disk this is a copy of. */
@@ -25,13 +32,20 @@ export interface Snapshot {
    * When set, only these ranges of `readPath` are read; the rest comes from
    * the previous restore point.
    */
-  changed?: { start: number; end: number }[];
+  changed?: ByteRange[];
   /** Why a full read happens although tracking was asked for (bitmap missing, guest restarted, …). */
   fullReadReason?: string;
 }
 
 /** What a run id may hold: it becomes part of snapshot, checkpoint and file names. */
 export const RUN_ID = /^[A-Za-z0-9_.+-]+$/;
+
+/** Refuses a run id RUN_ID does not allow, before anything is made; `partOf` says where it goes, e.g. `an LVM name`. */
+export function checkRunId(runId: string, partOf: string): void {
+  if (!RUN_ID.test(runId)) {
+    throw new UsageError(`run id ${JSON.stringify(runId)} cannot be part of ${partOf}: use letters, digits and _ . + -`);
+  }
+}
 
 /** Opaque provider state kept per disk in the restore point (e.g. a bitmap or snapshot name). */
 export interface ChangeTracking {

@@ -46,32 +46,29 @@
 // Bitmaps are persistent where the format can store them (qcow2), so tracking
 // survives a clean QEMU restart; on raw disks a restart loses them: full copy.
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { mkdir, stat, unlink } from 'node:fs/promises';
 import { checkWorkDirectorySpace } from './workDirectory';
 import { basename, dirname, join, resolve } from 'node:path';
-import { HypervisorError, UsageError, describeSystemError } from '../errors';
+import { HypervisorError, UsageError } from '../errors';
 import { type CommandRunner, ExecFileCommandRunner, runChecked } from '../hypervisor/commandRunner';
 import type { GuestDisk, HoldGuard } from '../hypervisor/driver';
 import { qmpReleaseArgv } from '../hypervisor/qemu/qemuDriver';
-import { type QemuDisk, type QmpBlockNode, type QmpDirtyBitmap, queryDisks, queryNodes } from '../hypervisor/qemu/qmpBlock';
+import {
+  type QemuDisk, type QmpBlockNode, type QmpDirtyBitmap, bitmapsOf, deviceProxyPath, namedBitmaps, queryDisks, queryNodes,
+} from '../hypervisor/qemu/qmpBlock';
 import { QmpBusyError, QmpClient, type QmpConnectOptions, type QmpEvent, isOpenInProcess } from '../hypervisor/qemu/qmpClient';
-import { RUN_ID, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
-import { type ByteRange, presentRanges, totalBytes } from './qemuImageMap';
+import { checkRunId, type ByteRange, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
+import { LeftoverSweep, deleteFiles, pollUntil, sweepOwnedFiles } from './providerParts';
+import { presentRanges, totalBytes } from './qemuImageMap';
+import {
+  FROZEN_BITMAP_PREFIX, JOB_PREFIX, QEMU_OWNED_PREFIX, TARGET_FILE, TRACKING_BITMAP_PREFIX, removeQmpLeftovers,
+} from './qemuLiveLeftovers';
 
 export const QEMU_TRACKING_KIND = 'qemu-dirty-bitmap';
-export const QEMU_OWNED_PREFIX = 'ferry-';
-const TRACKING_BITMAP_PREFIX = 'ferry-cbt-';
-const FROZEN_BITMAP_PREFIX = 'ferry-tmp-';
-// Block node names are limited to 31 characters: target nodes are named by a hash.
-const TARGET_NODE = /^ferry-[0-9a-f]{12}$/;
-// The fleecing nodes of a disk: copy-before-write filter, snapshot access, temporary image.
-const FLEECE_NODE = /^ferry-([cat])-[0-9a-f]{12}$/;
 /** Seconds a guest write may wait for its copy-before-write before the snapshot is broken instead. */
 const CBW_TIMEOUT_S = 30;
 /** Guest device types whose `drive` can be swapped while running, by QOM type. */
 const FLEECEABLE_DEVICES = new Set(['virtio-blk-pci', 'virtio-blk-pci-non-transitional', 'virtio-blk-pci-transitional', 'virtio-blk-ccw', 'scsi-hd']);
-const JOB_PREFIX = 'ferry-job-';
-const TARGET_FILE = /^ferry-.+\.(raw|qcow2)$/;
 // 64 KiB: QEMU's default and the block-copy cluster size, so an incremental copies exactly the dirty bitmap.
 const GRANULARITY = 64 * 1024;
 
@@ -98,6 +95,9 @@ export interface QemuLiveOptions {
    */
   holdGuard?: () => HoldGuard & { standDown(): void; releaseNow(): void };
 }
+
+/** findDisk for canHandle (`probe`: unreachable sockets, unfleeceable devices, busy sockets mean undefined) or for use (`require`: they throw). */
+type FindDiskMode = 'probe' | 'require';
 
 interface Located {
   socket: string;
@@ -168,17 +168,15 @@ export class QemuLiveProvider implements SnapshotProvider {
 
   async canHandle(disk: GuestDisk): Promise<boolean> {
     if (disk.cdrom) return false;
-    return (await this.findDisk(disk, true)) !== undefined;
+    return (await this.findDisk(disk, 'probe')) !== undefined;
   }
 
   async create(disks: GuestDisk[], runId: string, since?: (ChangeTracking | undefined)[]): Promise<Snapshot[]> {
-    if (!RUN_ID.test(runId)) {
-      throw new UsageError(`run id ${JSON.stringify(runId)} cannot be part of a QEMU bitmap or file name: use letters, digits and _ . + -`);
-    }
+    checkRunId(runId, 'a QEMU bitmap or file name');
     if (disks.length === 0) return [];
     const located: Located[] = [];
     for (const disk of disks) {
-      const found = await this.findDisk(disk, false);
+      const found = await this.findDisk(disk, 'require');
       if (!found) {
         throw new HypervisorError(
           `disk ${disk.device} (${disk.path}) is not attached to any QEMU guest behind ${this.sockets.join(', ')}: check the QMP sockets ferry was given`,
@@ -230,7 +228,7 @@ export class QemuLiveProvider implements SnapshotProvider {
   async commit(snapshots: Snapshot[]): Promise<void> {
     for (const s of snapshots) {
       if (s.tracking?.kind !== QEMU_TRACKING_KIND) continue;
-      const found = await this.findDisk(s.disk, false);
+      const found = await this.findDisk(s.disk, 'require');
       if (!found) continue; // the guest is gone: so are its bitmaps
       const keep = s.tracking.token;
       await QmpClient.with(found.socket, async (c) => {
@@ -260,55 +258,17 @@ export class QemuLiveProvider implements SnapshotProvider {
    * next incremental needs. Guests that are not running are skipped.
    */
   async removeLeftovers(): Promise<string[]> {
-    const removed: string[] = [];
-    const failures: string[] = [];
+    const sweep = new LeftoverSweep('leftover(s) of earlier qemu-live runs');
     for (const socket of this.sockets) {
       try {
-        await QmpClient.with(socket, async (c) => {
-          const jobs = await c.execute<{ device: string }[]>('query-block-jobs');
-          for (const job of jobs.filter((j) => j.device.startsWith(JOB_PREFIX))) {
-            await c.execute('block-job-cancel', { device: job.device, force: true });
-            await waitUntil(async () => !(await c.execute<{ device: string }[]>('query-block-jobs')).some((j) => j.device === job.device), 30_000,
-              `ferry's leftover job ${job.device} on ${socket} did not end after block-job-cancel`);
-            removed.push(`${socket}:job:${job.device}`);
-          }
-          removed.push(...(await removeLeftoverFleecing(c, socket)));
-          const inUse = new Set((await queryDisks(c)).map((d) => d.nodeName));
-          for (const node of await queryNodes(c)) {
-            for (const b of namedBitmaps(node)) {
-              if (!b.name.startsWith(FROZEN_BITMAP_PREFIX)) continue;
-              await c.execute('block-dirty-bitmap-remove', { node: node['node-name'], name: b.name });
-              removed.push(`${socket}:bitmap:${node['node-name']}/${b.name}`);
-            }
-            if (TARGET_NODE.test(node['node-name']) && !inUse.has(node['node-name'])) {
-              await c.execute('blockdev-del', { 'node-name': node['node-name'] });
-              removed.push(`${socket}:node:${node['node-name']}`);
-            }
-          }
-        }, this.qmpOptions);
+        await QmpClient.with(socket, (c) => removeQmpLeftovers(c, socket, sweep.removed), this.qmpOptions);
       } catch (err) {
         if (isGuestGone(err)) continue;
-        failures.push((err as Error).message);
+        sweep.failed((err as Error).message);
       }
     }
-    let files: string[] = [];
-    try {
-      files = await readdir(this.workDir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') failures.push(`cannot list ${this.workDir}: ${describeSystemError(err)}`);
-    }
-    for (const f of files.filter((name) => TARGET_FILE.test(name)).sort()) {
-      try {
-        await unlink(join(this.workDir, f));
-        removed.push(join(this.workDir, f));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') failures.push(`cannot delete ${join(this.workDir, f)}: ${describeSystemError(err)}`);
-      }
-    }
-    if (failures.length > 0) {
-      throw new HypervisorError(`could not remove ${failures.length} leftover(s) of earlier qemu-live runs: ${failures.join('; ')}`);
-    }
-    return removed;
+    await sweepOwnedFiles(sweep, this.workDir, (name) => TARGET_FILE.test(name));
+    return sweep.done();
   }
 
   /**
@@ -318,7 +278,8 @@ export class QemuLiveProvider implements SnapshotProvider {
    * for minutes) or that another client holds are skipped: QEMU serves one
    * QMP client at a time, and waiting for them would stall parallel backups.
    */
-  private async findDisk(disk: GuestDisk, tolerateDeadGuests: boolean): Promise<Located | undefined> {
+  private async findDisk(disk: GuestDisk, mode: FindDiskMode): Promise<Located | undefined> {
+    const probe = mode === 'probe';
     const wanted = resolve(disk.path);
     const remembered = this.locations.get(wanted);
     const order = remembered ? [remembered, ...this.sockets.filter((s) => s !== remembered)] : [...this.sockets];
@@ -336,13 +297,13 @@ export class QemuLiveProvider implements SnapshotProvider {
         }, { ...this.qmpOptions, connectTimeoutMs: this.probeTimeoutMs });
       } catch (err) {
         if (err instanceof QmpBusyError) { busy.push(socket); continue; }
-        if (tolerateDeadGuests || isGuestGone(err)) continue;
+        if (probe || isGuestGone(err)) continue;
         throw err;
       }
       if (found) {
         this.locations.set(wanted, socket);
         if (found.devicePath === undefined) {
-          if (tolerateDeadGuests) return undefined; // canHandle: another provider takes it
+          if (probe) return undefined; // canHandle: another provider takes it
           throw new HypervisorError(
             `disk ${disk.device} (${disk.path}) is on a guest device QEMU cannot switch to a copy-before-write filter while running ` +
               '(live copies need QEMU >= 7.1 and a virtio-blk or scsi-hd device): choose another snapshot method for this guest in ferry.conf',
@@ -351,7 +312,7 @@ export class QemuLiveProvider implements SnapshotProvider {
         return { socket, qemu: found.qemu, devicePath: found.devicePath };
       }
     }
-    if (busy.length > 0 && !tolerateDeadGuests) {
+    if (busy.length > 0 && !probe) {
       throw new HypervisorError(
         `disk ${disk.device} (${disk.path}) was not found on the free QMP sockets, and ${busy.join(', ')} ${busy.length > 1 ? 'were' : 'was'} busy: retry when their backups are done`,
       );
@@ -571,10 +532,11 @@ export class QemuLiveProvider implements SnapshotProvider {
     for (const p of plans) {
       await client.execute('block-job-cancel', { device: p.jobId, force: true }).catch(() => undefined);
     }
-    await waitUntil(async () => {
+    // Best effort on the way to an error: jobs still running after 30 s are the next removeLeftovers' to cancel.
+    await pollUntil(async () => {
       const jobs = await client.execute<{ device: string }[]>('query-block-jobs');
       return !jobs.some((j) => plans.some((p) => p.jobId === j.device));
-    }, 30_000, `copy jobs of ${plans.map((p) => p.disk.device).join(', ')} did not end after block-job-cancel`).catch(() => undefined);
+    }, { timeoutMs: 30_000, intervalMs: 100 }).catch(() => undefined);
   }
 
   private async createTargetFile(p: Plan): Promise<void> {
@@ -615,15 +577,7 @@ export class QemuLiveProvider implements SnapshotProvider {
   }
 
   private async removeFiles(base: string): Promise<void> {
-    for (const name of [`${base}.raw`, `${base}.qcow2`, `${base}-cbw.qcow2`]) {
-      try {
-        await unlink(join(this.workDir, name));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-          throw new HypervisorError(`cannot delete ${join(this.workDir, name)}: ${describeSystemError(err)}`, { cause: err });
-        }
-      }
-    }
+    await deleteFiles([`${base}.raw`, `${base}.qcow2`, `${base}-cbw.qcow2`].map((name) => join(this.workDir, name)));
   }
 }
 
@@ -642,16 +596,6 @@ function sinceProblem(since: ChangeTracking, bitmaps: QmpDirtyBitmap[], disk: Gu
   if (bitmap.inconsistent) return `dirty bitmap ${since.token} of ${disk.device} is inconsistent (QEMU stopped uncleanly)`;
   if (!bitmap.recording) return `dirty bitmap ${since.token} of ${disk.device} was disabled, so it missed writes`;
   return undefined;
-}
-
-function bitmapsOf(nodes: QmpBlockNode[], nodeName: string): QmpDirtyBitmap[] {
-  const node = nodes.find((n) => n['node-name'] === nodeName);
-  return node ? namedBitmaps(node) : [];
-}
-
-/** A node's bitmaps that have a name: block jobs and filters keep unnamed ones of their own. */
-function namedBitmaps(node: QmpBlockNode): QmpDirtyBitmap[] {
-  return (node['dirty-bitmaps'] ?? []).filter((b) => typeof b.name === 'string');
 }
 
 function jobFailure(result: PromiseSettledResult<QmpEvent>, p: Plan): string | undefined {
@@ -696,19 +640,6 @@ function isGuestGone(err: unknown): boolean {
   return cause?.code === 'ENOENT' || cause?.code === 'ECONNREFUSED';
 }
 
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new HypervisorError(what);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** virtio-blk reports its backend object; its drive is swapped on the proxy device above it (on the backend QEMU 7.2 crashes). */
-function deviceProxyPath(qdev: string): string {
-  return qdev.replace(/\/virtio-backend$/, '');
-}
-
 /**
  * The QOM path whose `drive` can be swapped while the guest runs, or
  * undefined. virtio-blk reports its backend object; the swap must go through
@@ -721,47 +652,4 @@ async function swappableDevicePath(client: QmpClient, qemu: QemuDisk): Promise<s
   const path = deviceProxyPath(qemu.qdev);
   const type = await client.execute<string>('qom-get', { path, property: 'type' }).catch(() => undefined);
   return type !== undefined && FLEECEABLE_DEVICES.has(type) ? path : undefined;
-}
-
-
-interface BlockGraph {
-  nodes: { id: number; name: string; type: string }[];
-  edges: { parent: number; child: number; name: string }[];
-}
-
-/**
- * A killed run's fleecing: devices still reading through a ferry filter get
- * their disk back, then the filter, snapshot-access and temporary nodes go.
- */
-async function removeLeftoverFleecing(c: QmpClient, socket: string): Promise<string[]> {
-  const removed: string[] = [];
-  const deleteNodes = async (kind: string) => {
-    for (const node of await queryNodes(c)) {
-      const name = node['node-name'];
-      if (FLEECE_NODE.exec(name)?.[1] !== kind) continue;
-      for (const b of namedBitmaps(node)) await c.execute('block-dirty-bitmap-remove', { node: name, name: b.name });
-      await c.execute('blockdev-del', { 'node-name': name });
-      removed.push(`${socket}:node:${name}`);
-    }
-  };
-  // Access nodes hold the filters; the filter must be out of the guest's path before it can go; the temporary image last.
-  await deleteNodes('a');
-  const graph = await c.execute<BlockGraph>('x-debug-query-block-graph');
-  const byId = new Map(graph.nodes.map((n) => [n.id, n]));
-  const fileOf = (name: string): string | undefined => {
-    const node = graph.nodes.find((n) => n.name === name && n.type === 'block-driver');
-    const edge = node && graph.edges.find((e) => e.parent === node.id && e.name === 'file');
-    return edge ? byId.get(edge.child)?.name : undefined;
-  };
-  for (const disk of await queryDisks(c)) {
-    if (FLEECE_NODE.exec(disk.nodeName)?.[1] !== 'c') continue;
-    const original = fileOf(disk.nodeName);
-    const path = disk.qdev === undefined ? undefined : deviceProxyPath(disk.qdev);
-    if (!original || !path) throw new HypervisorError(`guest device ${disk.qdev ?? '?'} on ${socket} reads through ferry's filter ${disk.nodeName}, but its disk node cannot be found`);
-    await c.execute('qom-set', { path, property: 'drive', value: original });
-    removed.push(`${socket}:filter:${disk.nodeName}`);
-  }
-  await deleteNodes('c');
-  await deleteNodes('t');
-  return removed;
 }

@@ -13,7 +13,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HypervisorError, UsageError, describeSystemError } from '../errors';
 import type { GuestDisk } from '../hypervisor/driver';
-import { RUN_ID, type Snapshot, type SnapshotProvider } from './provider';
+import { checkRunId, type Snapshot, type SnapshotProvider } from './provider';
+import { LeftoverSweep } from './providerParts';
 
 export const REFLINK_WORK_DIR = '.ferry';
 export const REFLINK_PREFIX = 'ferry-';
@@ -57,9 +58,7 @@ export class ReflinkSnapshotProvider implements SnapshotProvider {
   }
 
   async create(disks: GuestDisk[], runId: string): Promise<Snapshot[]> {
-    if (!RUN_ID.test(runId)) {
-      throw new UsageError(`run id ${JSON.stringify(runId)} cannot be part of a file name: use letters, digits and _ . + -`);
-    }
+    checkRunId(runId, 'a file name');
     const plan = disks.map((disk) => {
       let real: string;
       try {
@@ -108,8 +107,7 @@ export class ReflinkSnapshotProvider implements SnapshotProvider {
   }
 
   async removeLeftovers(): Promise<string[]> {
-    const removed: string[] = [];
-    const failures: string[] = [];
+    const sweep = new LeftoverSweep('leftover reflink work file(s)');
     for (const dir of [...this.dirs].sort()) {
       const workDir = path.join(dir, REFLINK_WORK_DIR);
       let entries: fs.Dirent[];
@@ -122,16 +120,10 @@ export class ReflinkSnapshotProvider implements SnapshotProvider {
         // Regular files only: a btrfs snapshot (a directory) in the same `.ferry` belongs to the btrfs provider.
         if (!e.isFile() || !e.name.startsWith(REFLINK_PREFIX)) continue;
         const p = path.join(workDir, e.name);
-        try {
-          fs.unlinkSync(p);
-          removed.push(p);
-        } catch (err) {
-          failures.push(`${p}: ${describeSystemError(err)}`);
-        }
+        await sweep.remove(p, () => fs.unlinkSync(p), (err) => `${p}: ${describeSystemError(err)}`);
       }
     }
-    if (failures.length > 0) throw new HypervisorError(`could not remove ${failures.length} leftover reflink work file(s): ${failures.join('; ')}`);
-    return removed;
+    return sweep.done();
   }
 }
 

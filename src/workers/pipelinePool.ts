@@ -1,22 +1,12 @@
 // The pool of pipeline workers (piscina), one per core by default.
-import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { Piscina } from 'piscina';
+import { compiledScript } from '../host/compiledScript';
 import { Repository } from '../repo/repository';
 import {
   PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansResult, SealSpansTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
   WritePatchedTask,
 } from './tasks';
-
-/**
- * Workers run compiled JavaScript. When this module itself is loaded from
- * TypeScript sources (vitest), use the build in dist/ (npm test builds first).
- */
-function workerFile(): string {
-  const beside = path.join(__dirname, 'pipelineWorker.js');
-  return fs.existsSync(beside) ? beside : path.resolve(__dirname, '..', '..', 'dist', 'workers', 'pipelineWorker.js');
-}
 
 export class PipelinePool {
   private readonly pool: Piscina;
@@ -34,7 +24,7 @@ export class PipelinePool {
       compressionLevel: repo.settings.compressionLevel,
     };
     this.pool = new Piscina({
-      filename: workerFile(),
+      filename: compiledScript('workers/pipelineWorker'),
       workerData: setup,
       minThreads: threads,
       maxThreads: threads,

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { LibvirtDriver } from '../../src/hypervisor/libvirt/libvirtDriver';
 import { parseDomainXml } from '../../src/hypervisor/libvirt/domainXml';
 import { parseXml } from '../../src/hypervisor/libvirt/libvirtXml';
-import { RecordedCommandRunner, type RecordedReply } from '../../src/hypervisor/recordedRunner';
+import { RecordedCommandRunner, type RecordedReply } from '../support/recordedRunner';
 import type { GuestInfo } from '../../src/hypervisor/driver';
 import { HypervisorError } from '../../src/errors';
 import { recordedVirsh } from '../support/libvirtGuest';

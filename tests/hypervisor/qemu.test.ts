@@ -9,7 +9,7 @@ import { HypervisorError } from '../../src/errors';
 import type { ReleaseCommand } from '../../src/hypervisor/driver';
 import { QemuDriver, qmpCommandScript } from '../../src/hypervisor/qemu/qemuDriver';
 import { QmpClient, QmpCommandError } from '../../src/hypervisor/qemu/qmpClient';
-import { withQuiesced } from '../../src/hypervisor/quiesce';
+import { withQuiesced } from '../support/quiesce';
 import { startGuest, type TestGuest } from '../support/qemuGuest';
 import { useScratch } from '../support/scratch';
 

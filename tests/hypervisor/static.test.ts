@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { HypervisorError, InputError, UsageError } from '../../src/errors';
 import type { GuestDisk, GuestInfo } from '../../src/hypervisor/driver';
-import { RecordedCommandRunner } from '../../src/hypervisor/recordedRunner';
+import { RecordedCommandRunner } from '../support/recordedRunner';
 import { StaticDriver } from '../../src/hypervisor/static/staticDriver';
 import { NoSnapshotProviderError, chooseSnapshotProviders } from '../../src/snapshot/choose';
 import { NoSnapshotProvider } from '../../src/snapshot/none';

@@ -9,8 +9,8 @@ import { parseVifSpec } from '../../src/hypervisor/xen/vifSpec';
 import { parseXlList, parseXlListLong } from '../../src/hypervisor/xen/xlList';
 import { guestFromConfig } from '../../src/hypervisor/xen/guestConfig';
 import { XenDriver, XL_NOT_PAUSED } from '../../src/hypervisor/xen/xenDriver';
-import { RecordedCommandRunner, recordedOutput, type RecordedReply } from '../../src/hypervisor/recordedRunner';
-import { withQuiesced } from '../../src/hypervisor/quiesce';
+import { RecordedCommandRunner, recordedOutput, type RecordedReply } from '../support/recordedRunner';
+import { withQuiesced } from '../support/quiesce';
 import { HypervisorError, InputError } from '../../src/errors';
 
 const FIXTURES = join(__dirname, '..', 'fixtures', 'xen');

@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LibvirtBackupProvider } from '../../src/snapshot/libvirtBackup';
 import { decodeTracking, encodeTracking } from '../../src/snapshot/libvirtBackupXml';
-import { allocatedRanges, qemuImgConvertArgs, qemuImgMapArgs } from '../../src/snapshot/libvirtQemuImg';
-import { RecordedCommandRunner, type RecordedReply } from '../../src/hypervisor/recordedRunner';
+import { qemuImgConvertArgs, qemuImgMapArgs } from '../../src/snapshot/libvirtQemuImg';
+import { presentRanges } from '../../src/snapshot/qemuImageMap';
+import { RecordedCommandRunner, type RecordedReply } from '../support/recordedRunner';
 import type { CommandResult, RunOptions } from '../../src/hypervisor/commandRunner';
 import type { GuestDisk } from '../../src/hypervisor/driver';
 import { HypervisorError, UsageError } from '../../src/errors';
@@ -284,8 +285,8 @@ describe('qemu-img map reading', () => {
       { start: 131072, length: 65536, depth: 0, present: false, zero: true, data: false },
       { start: 196608, length: 65536, depth: 0, present: true, zero: false, data: true, offset: 2 },
     ]);
-    expect(allocatedRanges(map, 't')).toEqual([{ start: 0, end: 131072 }, { start: 196608, end: 262144 }]);
-    expect(() => allocatedRanges('[{"start":0,"length":65536,"zero":true,"data":false}]', 't')).toThrow(HypervisorError);
-    expect(() => allocatedRanges('[{"start":65536,"length":1,"present":true}]', 't')).toThrow(/not contiguous/);
+    expect(presentRanges(map, 't')).toEqual([{ start: 0, end: 131072 }, { start: 196608, end: 262144 }]);
+    expect(() => presentRanges('[{"start":0,"length":65536,"zero":true,"data":false}]', 't')).toThrow(HypervisorError);
+    expect(() => presentRanges('[{"start":65536,"length":1,"present":true}]', 't')).toThrow(/not contiguous/);
   });
 });

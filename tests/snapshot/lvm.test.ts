@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { LvmSnapshotProvider } from '../../src/snapshot/lvm';
 import { LVS_ARGS, VGS_ARGS } from '../../src/snapshot/lvmReport';
 import { InsufficientSnapshotSpaceError } from '../../src/snapshot/errors';
-import { RecordedCommandRunner, recordedOutput, type RecordedReply } from '../../src/hypervisor/recordedRunner';
+import { RecordedCommandRunner, recordedOutput, type RecordedReply } from '../support/recordedRunner';
 import type { GuestDisk } from '../../src/hypervisor/driver';
 import { HypervisorError, UsageError } from '../../src/errors';
 

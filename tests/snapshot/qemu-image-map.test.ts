@@ -26,10 +26,10 @@ describe('presentRanges', () => {
     expect(presentRanges(JSON.stringify([entry(0, 256 * K * K, false, false, true)]), 'inc.qcow2')).toEqual([]);
   });
 
-  it('refuses output without "present" (qemu-img before 6.2): a zero cluster and a hole would look alike', () => {
+  it('refuses output without "present" (qemu-img before 6.1): a zero cluster and a hole would look alike', () => {
     const old = JSON.stringify([{ start: 0, length: 65536, depth: 0, zero: true, data: false }]);
     expect(() => presentRanges(old, 'inc.qcow2')).toThrow(HypervisorError);
-    expect(() => presentRanges(old, 'inc.qcow2')).toThrow(/does not report "present": ferry needs qemu-img 6.2 or newer/);
+    expect(() => presentRanges(old, 'inc.qcow2')).toThrow(/does not report "present": ferry needs qemu-img 6.1 or newer/);
   });
 
   it('says which image when the output is not a JSON array', () => {

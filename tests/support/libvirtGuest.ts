@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { mustRun, runCommand } from './system';
 import type { Scratch } from './scratch';
-import type { RecordedReply } from '../../src/hypervisor/recordedRunner';
+import type { RecordedReply } from './recordedRunner';
 
 const REPO = path.resolve(__dirname, '..', '..');
 export const LIBVIRT_URI = 'qemu:///system';

@@ -11,7 +11,7 @@
 // when the freeze fails, `suspend` (crash-consistent). Release undoes
 // whichever was done.
 import { HypervisorError } from '../../errors';
-import type { GuestHooks, GuestInfo, GuestState, HoldGuard, HypervisorDriver, QuiesceHandle } from '../driver';
+import type { GuestHooks, GuestInfo, GuestState, HoldGuard, HypervisorDriver, LiveCopyAccess, QuiesceHandle } from '../driver';
 
 /** virsh resume of a guest that runs: someone (the watchdog, an admin) resumed it, or it was never suspended. */
 const ALREADY_RUNNING = /domain is already running/;
@@ -57,6 +57,11 @@ export class LibvirtDriver implements HypervisorDriver {
 
   get uri(): string {
     return this.virsh.uri;
+  }
+
+  /** libvirt's push backup (backup-begin), on this driver's connection. */
+  liveCopy(): LiveCopyAccess {
+    return { via: 'libvirt', runner: this.virsh.runner, uri: this.virsh.uri, virsh: this.virsh.command };
   }
 
   async listGuests(): Promise<GuestInfo[]> {

@@ -14,8 +14,9 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { HypervisorError } from '../../errors';
+import { compiledScript } from '../../host/compiledScript';
 import { type CommandRunner, ExecFileCommandRunner } from '../commandRunner';
-import type { GuestHooks, GuestInfo, GuestNic, GuestState, HoldGuard, HypervisorDriver, QuiesceHandle } from '../driver';
+import type { GuestHooks, GuestInfo, GuestNic, GuestState, HoldGuard, HypervisorDriver, LiveCopyAccess, QuiesceHandle } from '../driver';
 import { runGuestHook } from '../hooks';
 import { nothingToRelease, onceSuccessful } from '../quiesce';
 import { queryDisks } from './qmpBlock';
@@ -73,6 +74,11 @@ export class QemuDriver implements HypervisorDriver {
    * One guest per socket. A socket that does not answer is an error naming
    * it: a guest the admin listed must not silently drop out of the backup.
    */
+  /** QEMU's own copy jobs (blockdev-backup), over the same QMP sockets. */
+  liveCopy(): LiveCopyAccess {
+    return { via: 'qmp', sockets: this.sockets };
+  }
+
   async listGuests(): Promise<GuestInfo[]> {
     const guests: GuestInfo[] = [];
     for (const socket of this.sockets) guests.push(await this.describe(socket));
@@ -257,7 +263,5 @@ export function agentSocketIn(argv: readonly string[]): string | undefined {
 
 /** The compiled qmpCommandMain.js (also when this module runs from TypeScript sources under a test runner). */
 export function qmpCommandScript(): string {
-  if (__filename.endsWith('.js')) return join(__dirname, 'qmpCommandMain.js');
-  // src/hypervisor/qemu/qemuDriver.ts -> dist/hypervisor/qemu/qmpCommandMain.js
-  return resolve(__dirname, '..', '..', '..', 'dist', 'hypervisor', 'qemu', 'qmpCommandMain.js');
+  return compiledScript('hypervisor/qemu/qmpCommandMain');
 }

@@ -93,3 +93,19 @@ export async function queryDisks(client: QmpClient): Promise<QemuDisk[]> {
 export async function queryNodes(client: QmpClient): Promise<QmpBlockNode[]> {
   return client.execute<QmpBlockNode[]>('query-named-block-nodes', { flat: true });
 }
+
+/** The named bitmaps of the node `nodeName` among `nodes` (none if the node is gone). */
+export function bitmapsOf(nodes: QmpBlockNode[], nodeName: string): QmpDirtyBitmap[] {
+  const node = nodes.find((n) => n['node-name'] === nodeName);
+  return node ? namedBitmaps(node) : [];
+}
+
+/** A node's bitmaps that have a name: block jobs and filters keep unnamed ones of their own. */
+export function namedBitmaps(node: QmpBlockNode): QmpDirtyBitmap[] {
+  return (node['dirty-bitmaps'] ?? []).filter((b) => typeof b.name === 'string');
+}
+
+/** virtio-blk reports its backend object; its drive is swapped on the proxy device above it (on the backend QEMU 7.2 crashes). */
+export function deviceProxyPath(qdev: string): string {
+  return qdev.replace(/\/virtio-backend$/, '');
+}

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { InputError, describeSystemError } from '../../errors';
 import type { CommandRunner } from '../commandRunner';
-import type { GuestDisk, GuestHooks, GuestInfo, HoldGuard, HypervisorDriver, QuiesceHandle } from '../driver';
+import type { GuestDisk, GuestHooks, GuestInfo, HoldGuard, HypervisorDriver, LiveCopyAccess, QuiesceHandle } from '../driver';
 import { runGuestHook } from '../hooks';
 import { nothingToRelease, onceSuccessful } from '../quiesce';
 
@@ -49,6 +49,11 @@ export class StaticDriver implements HypervisorDriver {
     }
     this.guests = options.guests;
     this.runner = options.runner;
+  }
+
+  /** Guests described by hand: no hypervisor to copy their disks. */
+  liveCopy(): LiveCopyAccess | undefined {
+    return undefined;
   }
 
   async listGuests(): Promise<GuestInfo[]> {

@@ -5,7 +5,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HypervisorError, InputError, describeSystemError } from '../../errors';
-import type { GuestHooks, GuestInfo, HoldGuard, HypervisorDriver, QuiesceHandle } from '../driver';
+import type { GuestHooks, GuestInfo, HoldGuard, HypervisorDriver, LiveCopyAccess, QuiesceHandle } from '../driver';
 import { type CommandRunner, runChecked } from '../commandRunner';
 import { runGuestHook } from '../hooks';
 import { nothingToRelease, onceSuccessful } from '../quiesce';
@@ -38,6 +38,11 @@ export class XenDriver implements HypervisorDriver {
     this.runner = options.runner;
     this.configDir = options.configDir ?? '/etc/xen';
     this.xl = options.xl ?? 'xl';
+  }
+
+  /** xl has no live copy job: the generic providers copy Xen disks. */
+  liveCopy(): LiveCopyAccess | undefined {
+    return undefined;
   }
 
   async listGuests(): Promise<GuestInfo[]> {

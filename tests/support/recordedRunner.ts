@@ -3,9 +3,9 @@
 // (e.g. `xl pause` before `lvcreate` before `xl unpause`).
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CommandResult, CommandRunner, RunOptions } from './commandRunner';
-import { describeCommand } from './commandRunner';
-import { HypervisorError } from '../errors';
+import type { CommandResult, CommandRunner, RunOptions } from '../../src/hypervisor/commandRunner';
+import { describeCommand } from '../../src/hypervisor/commandRunner';
+import { HypervisorError } from '../../src/errors';
 
 export interface RecordedReply {
   cmd: string;
