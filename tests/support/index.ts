@@ -4,3 +4,4 @@ export * from './files';
 export * from './mounts';
 export * from './scratch';
 export * from './system';
+export * from './sshHosts';
