@@ -5,3 +5,4 @@ export * from './mounts';
 export * from './scratch';
 export * from './system';
 export * from './sshHosts';
+export * from './bootableGuest';
