@@ -1,11 +1,13 @@
 // The multi-host harness itself (tests/support/sshHosts.ts): fresh hosts made
 // of network namespaces running real sshd, reached with the system ssh
-// through a generated config, and removed completely afterwards.
+// through a generated config, and removed completely afterwards, guests
+// started on them included.
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { buildBootableGuest, waitForGuestIdentity } from '../support/bootableGuest';
 import { useScratch } from '../support/scratch';
 import { processIsRunning, removeLeftoverHosts, startSshHosts, type SshHostSet } from '../support/sshHosts';
 import { mustRun, runCommand } from '../support/system';
@@ -64,21 +66,31 @@ describe('test hosts over ssh', () => {
 });
 
 describe('test host clean-up', () => {
-  it('teardown removes the namespaces, the bridge and kills sshd and everything started on the host', async () => {
+  it('a host boots a guest from its pool with QEMU inside its namespace; teardown removes the namespace, the bridge, sshd and the guest', async () => {
     const one = await startSshHosts(scratch, ['gone01']);
     const host = one.host('gone01');
     const sshdPid = Number(fs.readFileSync(host.sshdPidFile, 'utf8'));
-    // A process left running on the host, as a started guest would be.
-    const bgPid = Number((await one.ssh('gone01', 'setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $!')).trim());
+    // A guest started over ssh on the host, as a site restore starts one.
+    const disk = await buildBootableGuest(path.join(host.pool, 'web01.raw'), 'web01');
+    const serial = path.join(host.root, 'web01.serial');
+    const pidFile = path.join(host.root, 'web01.pid');
+    await one.ssh(
+      'gone01',
+      `qemu-system-x86_64 -name web01 -accel tcg -m 256 -display none -no-reboot -monitor none -nic none ` +
+        `-serial file:${serial} -drive file=${disk.path},format=raw,if=virtio -pidfile ${pidFile} -daemonize`,
+    );
+    const qemuPid = Number(fs.readFileSync(pidFile, 'utf8'));
+    expect(await waitForGuestIdentity(serial, { isAlive: () => alive(qemuPid) })).toEqual({ name: 'web01', sum: disk.sum });
+    const hostNet = (await one.ssh('gone01', 'readlink /proc/self/ns/net')).trim();
+    expect(fs.readlinkSync(`/proc/${qemuPid}/ns/net`)).toBe(hostNet);
     expect(alive(sshdPid)).toBe(true);
-    expect(alive(bgPid)).toBe(true);
     expect(await netnsList()).toContain(host.namespace);
 
     await one.teardown();
 
     expect(await netnsList()).not.toContain(host.namespace);
     expect(alive(sshdPid)).toBe(false);
-    expect(alive(bgPid)).toBe(false);
+    expect(alive(qemuPid)).toBe(false);
     expect(await mustRun('ip', ['-o', 'addr', 'show'])).not.toContain(one.gatewayAddress + '/');
     // The other set is untouched.
     expect(await set.ssh('new01', 'echo still-here')).toBe('still-here\n');
