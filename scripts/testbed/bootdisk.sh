@@ -14,7 +14,8 @@
 #       At boot the guest prints (see bootdisk/init)
 #         FERRY-GUEST name=NAME sum=<sha256 of DATAFILE>
 #         FERRY-GUEST-READY name=NAME
-#       and never writes to its disk. Prints, one per line:
+#       and never writes to its disk; with a virtio NIC it also serves that
+#       line over HTTP on port 80 (FERRY-GUEST-NET line). Prints, one per line:
 #         sum=<sha256 of DATAFILE>
 #         data_offset=<byte offset of data.bin's first byte in OUT>
 #         data_length=<bytes>
@@ -29,6 +30,7 @@
 # Environment:
 #   FERRY_TESTBED_CACHE     cache directory
 #   FERRY_BOOTDISK_DATA_MIB size of the data partition (default: the data + 25% + 8 MiB)
+#   FERRY_BOOTDISK_ADDRESS  the guest's eth0 address, a.b.c.d/n (default 10.0.2.15/24)
 #
 # Needs: apt-get + dpkg (kernel), syslinux + syslinux-common + mtools (boot
 # loader, written into the FAT image without mounting it), dosfstools,
@@ -44,7 +46,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${FERRY_TESTBED_CACHE:-$repo/.cache/testbed}
 # Bump when the recipe below changes; the init script's hash is part of the key too.
-recipe=v1
+recipe=v2
 boot_mib=24
 
 need() {
@@ -59,7 +61,7 @@ cleanup() { local p; for p in "${tmp_paths[@]}"; do rm -rf -- "$p"; done; }
 trap cleanup EXIT
 
 modules=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
-         virtio_blk crc16 mbcache jbd2 crc32c_generic ext4)
+         virtio_blk failover net_failover virtio_net crc16 mbcache jbd2 crc32c_generic ext4)
 
 # Sets KDIR to the cached directory holding vmlinuz and the modules above.
 # (Results go through globals, not $(...): a subshell would not run the EXIT
@@ -68,7 +70,11 @@ kernel_dir() {
   local existing
   # Any kernel cached earlier will do: tests need a kernel, not the newest one.
   existing=$(ls -d "$cache"/bootdisk-kernel-*/ 2>/dev/null | sort | tail -n 1 || true)
-  if [[ -n $existing && -f $existing/ok ]]; then KDIR=${existing%/}; return; fi
+  if [[ -n $existing && -f $existing/ok ]]; then
+    local m complete=1
+    for m in "${modules[@]}"; do [[ -f $existing/modules/$m.ko ]] || complete=0; done
+    if (( complete )); then KDIR=${existing%/}; return; fi
+  fi
 
   need apt-get apt-cache dpkg
   local pkg
@@ -209,6 +215,11 @@ cmd_build() {
   mkdir "$work/root"
   printf '%s\n' "$name" > "$work/root/identity"
   cp "$data" "$work/root/data.bin"
+  if [[ -n ${FERRY_BOOTDISK_ADDRESS:-} ]]; then
+    [[ $FERRY_BOOTDISK_ADDRESS =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$ ]] \
+      || die "FERRY_BOOTDISK_ADDRESS must look like 10.0.2.15/24, got '$FERRY_BOOTDISK_ADDRESS'"
+    printf '%s\n' "$FERRY_BOOTDISK_ADDRESS" > "$work/root/address"
+  fi
   truncate -s "${data_mib}M" "$work/data.part"
   # 4 KiB blocks, everything initialised now: the guest mounts it read-only.
   mkfs.ext4 -q -F -b 4096 -L ferry-data -d "$work/root" \

@@ -2,8 +2,9 @@
 // a raw disk that QEMU boots from its own MBR, with no -kernel/-initrd, and
 // that prints on its serial console
 //   FERRY-GUEST name=<identity> sum=<sha256 of its data>
-// so a test can prove that a restored disk is the right guest, intact. The
-// guest never writes to its disk. Every QEMU started here is stopped at the
+// so a test can prove that a restored disk is the right guest, intact. Given
+// a virtio NIC it serves that line over HTTP on port 80 (a TCP health
+// signal). The guest never writes to its disk. Every QEMU started here is stopped at the
 // scratch's clean-up, also when a test failed.
 import { createCipheriv, createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -42,18 +43,22 @@ export function guestData(seed: string, bytes: number): Buffer {
 
 /**
  * Builds guest `name`'s bootable raw disk at `diskPath` holding `data` (default:
- * 2 MiB of `guestData(name)`). The boot partition is cached (the first build
+ * 2 MiB of `guestData(name)`). `address` (a.b.c.d/n) is what the guest gives
+ * its eth0 when it has a virtio NIC (default 10.0.2.15/24, QEMU user
+ * networking's guest address). The boot partition is cached (the first build
  * downloads the Debian kernel); each disk then takes about a second.
  */
 export async function buildBootableGuest(
   diskPath: string,
   name: string,
   data: Buffer = guestData(name, 2 * 1024 * 1024),
+  options: { address?: string } = {},
 ): Promise<BootableGuestDisk> {
   const dataFile = `${diskPath}.data-${process.pid}`;
   fs.writeFileSync(dataFile, data);
   try {
-    const out = await mustRun('bash', [BOOTDISK_SH, 'build', diskPath, name, dataFile], { timeoutMs: 600_000 });
+    const env = { ...process.env, ...(options.address ? { FERRY_BOOTDISK_ADDRESS: options.address } : {}) };
+    const out = await mustRun('bash', [BOOTDISK_SH, 'build', diskPath, name, dataFile], { timeoutMs: 600_000, env });
     const fields = new Map(out.trim().split('\n').map((l) => l.split('=', 2) as [string, string]));
     const field = (k: string): string => {
       const v = fields.get(k);
@@ -94,6 +99,7 @@ export async function waitForGuestIdentity(
   for (;;) {
     const text = fs.existsSync(serialLog) ? fs.readFileSync(serialLog, 'utf8') : '';
     const identity = parseGuestIdentity(text);
+    // READY comes after the network is up, when the guest has a NIC.
     if (identity && /^FERRY-GUEST-READY /m.test(text)) return identity;
     const error = /^FERRY-GUEST-ERROR .*$/m.exec(text);
     const tail = () => text.slice(-600);
@@ -128,14 +134,21 @@ function qemuIsRunning(pid: number, name: string): boolean {
 
 /**
  * Boots `diskPath` (raw, or qcow2 when it ends in .qcow2) under QEMU TCG from
- * the disk alone: `-drive if=virtio`, no -kernel, no network. Returns once the
- * guest printed its identity (boot takes 6-15 s on a busy 2-core machine;
+ * the disk alone: `-drive if=virtio`, no -kernel, and no network unless
+ * `httpForward` asks for a user-mode virtio NIC that forwards 127.0.0.1:<port>
+ * to the guest's port 80 (at `guestAddress`, default 10.0.2.15). Returns once
+ * the guest printed its identity (boot takes 6-15 s on a busy 2-core machine;
  * the timeout is generous). Stopped at `scratch`'s clean-up.
  */
 export async function bootGuestDisk(
   scratch: Scratch,
   diskPath: string,
-  options: { name?: string; memoryMiB?: number; timeoutMs?: number } = {},
+  options: {
+    name?: string;
+    memoryMiB?: number;
+    timeoutMs?: number;
+    httpForward?: { port: number; guestAddress?: string };
+  } = {},
 ): Promise<BootedGuest> {
   const name = options.name ?? path.basename(diskPath).replace(/\.[^.]*$/, '');
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) throw new Error(`guest name '${name}' must be letters, digits, _ . -`);
@@ -147,6 +160,10 @@ export async function bootGuestDisk(
   fs.rmSync(serialLog, { force: true });
   fs.rmSync(pidFile, { force: true });
   const format = diskPath.endsWith('.qcow2') ? 'qcow2' : 'raw';
+  const fwd = options.httpForward;
+  const nic = fwd
+    ? `user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:${fwd.port}-${fwd.guestAddress ?? '10.0.2.15'}:80`
+    : 'none';
   let pid = 0;
   const isAlive = () => pid > 0 && qemuIsRunning(pid, name);
   const stop = async (): Promise<void> => {
@@ -159,7 +176,7 @@ export async function bootGuestDisk(
   scratch.defer(stop);
   const args = [
     '-name', name, '-accel', 'tcg', '-m', String(options.memoryMiB ?? 256), '-smp', '1',
-    '-display', 'none', '-no-reboot', '-monitor', 'none', '-nic', 'none',
+    '-display', 'none', '-no-reboot', '-monitor', 'none', '-nic', nic,
     '-serial', `file:${serialLog}`,
     '-drive', `file=${path.resolve(diskPath)},format=${format},if=virtio`,
     '-pidfile', pidFile, '-daemonize',
