@@ -4,3 +4,5 @@ export * from './files';
 export * from './mounts';
 export * from './scratch';
 export * from './system';
+export * from './sshHosts';
+export * from './bootableGuest';
