@@ -10,7 +10,7 @@ import { WatchdogGuard } from '../hypervisor/watchdog';
 import { Snapshot, SnapshotProvider } from '../snapshot/provider';
 import { openImageSource } from '../dedupe/imageSource';
 import { backupGuest, DiskInput } from './guestBackup';
-import { forEachLimit } from './forEachLimit';
+import { forEachLimit } from '../concurrency/forEachLimit';
 
 /** A guest to back up, with what it takes: its driver, hooks and a snapshot provider per disk. */
 export interface FleetGuest {

@@ -20,7 +20,7 @@ import { Backend, ObjectInfo, ObjectType } from '../storage/backend';
 import { Repository } from '../repo/repository';
 import { contentName } from '../crypto/chunkId';
 import { CorruptionError, DamageFoundError, StorageError } from '../errors';
-import { forEachLimit } from '../backup/forEachLimit';
+import { forEachLimit } from '../concurrency/forEachLimit';
 import { checkSameIdentity } from './copyTarget';
 import { Selection, indexRecords, packsNeeded, selectRestorePoints } from './selection';
 
