@@ -5,8 +5,8 @@ import { writeFileAtomically } from '../../restore/atomicFile';
 import { withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
 import { ProgressLine } from '../progress';
 import { formatBytes, formatDuration } from '../format';
-import { exportTar } from '../../tarExport/exportTar';
-import { importTar } from '../../tarExport/importTar';
+import { exportTar } from '../../tar/exportTar';
+import { importTar } from '../../tar/importTar';
 import { preferIntactCopies } from '../../repo/packHealth';
 import { InputError, UsageError, describeSystemError } from '../../errors';
 
