@@ -99,7 +99,7 @@ export async function runDemo(dirOption: string | undefined, keep: boolean): Pro
     }
     const latest = await repo.findRestorePoint('latest', 'db01');
     const target = path.join(dir, 'restored');
-    const files = await restoreToDirectory(repo, pool, latest, target, false);
+    const files = await restoreToDirectory(repo, pool, latest, target);
     const image = files[0].path;
     const same = sha256(image) === sha256(path.join(fleet, 'db01.img'));
     const allocated = fs.statSync(image).blocks * 512;

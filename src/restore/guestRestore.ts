@@ -29,16 +29,22 @@ export interface RestoreProgress {
   totalBytes: number;
 }
 
-/** Every disk and the config of `rp` into `dir`, files created with permission bits `mode`. */
+export interface DirectoryRestoreOptions {
+  /** Overwrite existing files that hold other data (without it they stop the restore). */
+  force?: boolean;
+  onProgress?: (p: RestoreProgress) => void;
+  onLeftover?: (f: TemporaryFile) => void;
+  /** Permission bits of the files created. */
+  mode?: number;
+}
+
+/** Every disk and the config of `rp` into `dir`. */
 export async function restoreToDirectory(
   repo: Repository,
   pool: PipelinePool,
   rp: StoredRestorePoint,
   dir: string,
-  force: boolean,
-  onProgress?: (p: RestoreProgress) => void,
-  onLeftover?: (f: TemporaryFile) => void,
-  mode = DEFAULT_OUTPUT_MODE,
+  { force = false, onProgress, onLeftover, mode = DEFAULT_OUTPUT_MODE }: DirectoryRestoreOptions = {},
 ): Promise<RestoredFile[]> {
   // Restore points come from other hosts and from imported tars: a name that leaves DIR is refused before anything is written.
   const unsafe = unsafeFileName(rp);

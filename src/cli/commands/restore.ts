@@ -60,7 +60,7 @@ export function registerRestore(program: Command): void {
             if (!Number.isInteger(n) || n < 0) throw new UsageError(`--disk ${opts.disk}: give a disk number from 0`);
             return [await restoreDiskTo(repo, pool, rp, n, opts.to, { force: Boolean(opts.force), noSparse: !opts.sparse, onProgress, onLeftover, mode })];
           }
-          return restoreToDirectory(repo, pool, rp, opts.to, Boolean(opts.force), onProgress, onLeftover, mode);
+          return restoreToDirectory(repo, pool, rp, opts.to, { force: Boolean(opts.force), onProgress, onLeftover, mode });
         });
         progress.done();
         // Which point, and how old, on every restore: older data must never pass for the newest.
