@@ -21,7 +21,7 @@ import { DiskRecord, RestorePoint } from '../repo/restorePoint';
 import { openImageSource } from '../dedupe/imageSource';
 import { DiskBackup } from '../backup/diskBackup';
 import { PipelinePool } from '../workers/pipelinePool';
-import { InputError, StorageError, UsageError, describeSystemError } from '../errors';
+import { FerryError, InputError, StorageError, UsageError, describeSystemError } from '../errors';
 import { MANIFEST_NAME, SUMS_NAME, parseManifest } from './manifest';
 
 const BLOCK = 64 * 1024;
@@ -80,7 +80,7 @@ async function receiveFile(entry: AsyncIterable<unknown>, temp: string, onBytes:
     fs.ftruncateSync(fd, pos);
     fs.fsyncSync(fd);
   } catch (err) {
-    if (err instanceof Error && 'exitCode' in err) throw err;
+    if (err instanceof FerryError) throw err;
     throw new StorageError(`temporary file ${temp}: ${describeSystemError(err)}; give --tmp-dir on a file system with space`, { cause: err });
   } finally {
     fs.closeSync(fd);
@@ -139,7 +139,7 @@ export async function importTar(
         }
       }
     } catch (err) {
-      if (err instanceof Error && 'exitCode' in err) throw err;
+      if (err instanceof FerryError) throw err;
       throw new InputError(`tar: ${(err as Error).message}; the input is not a complete tar (truncated or not a tar)`, { cause: err });
     }
     if (!manifestBytes) throw new InputError(`tar: no ${MANIFEST_NAME}; this is not a tar made by 'ferry export-tar'`);

@@ -7,7 +7,7 @@ import { Repository } from '../../repo/repository';
 import { withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
 import { ProgressLine } from '../progress';
 import { formatBytes, formatDuration } from '../format';
-import { FerryError, UsageError } from '../../errors';
+import { FleetFailedError, UsageError } from '../../errors';
 import { DEFAULT_CONFIG_PATH, FerryConfig, loadFerryConfig } from '../../config/ferryConfig';
 import { fleetGuests } from '../fleetGuests';
 import { acquireHostRunLock } from '../../backup/hostRunLock';
@@ -31,11 +31,6 @@ interface BackupOptions {
 }
 
 const collect = (v: string, acc: string[]) => [...acc, v];
-
-/** Some guests failed: the summary said which; the exit code says so too. */
-class FleetFailedError extends FerryError {
-  override readonly exitCode = 11;
-}
 
 export function registerBackup(program: Command): void {
   program
