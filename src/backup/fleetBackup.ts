@@ -20,6 +20,14 @@ export interface FleetGuest {
   providerFor(disk: GuestDisk): Promise<SnapshotProvider>;
 }
 
+/** Undo work in progress when the process is stopped; given the reason (the signal's name). */
+export type CleanupHook = (reason: string) => Promise<void>;
+
+/** Where the caller (the CLI, which owns signals) collects cleanup hooks; `add` returns their removal. */
+export interface CleanupRegistry {
+  add(hook: CleanupHook): () => void;
+}
+
 export interface FleetBackupOptions {
   concurrency: number;
   tags: string[];
@@ -30,6 +38,10 @@ export interface FleetBackupOptions {
   listing?: RestorePointListing;
   /** What this host recorded of a restore point (its guest and time), e.g. of a damaged one. */
   about?: (id: string) => { guest: string; time: string } | undefined;
+  /** Gets a hook that resumes every guest held paused or frozen, for when the process is stopped. */
+  cleanup?: CleanupRegistry;
+  /** A rehearsal knob: hold each quiesced guest this long, to prove the watchdog (tests, drills). Never set in production. */
+  holdQuiesceMs?: number;
 }
 
 export interface GuestOutcome {
@@ -73,12 +85,10 @@ export async function backupFleet(
     })?.id;
   const held = new Set<QuiesceHandle>();
   // Ctrl-C or a cron timeout during a quiesce must not leave a guest paused.
-  const onSignal = (signal: NodeJS.Signals) => {
-    opts.log(`${signal}: releasing ${held.size} held guest(s)`);
-    void Promise.allSettled([...held].map((h) => h.release())).then(() => process.exit(signal === 'SIGINT' ? 130 : 143));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const removeCleanup = opts.cleanup?.add(async (reason) => {
+    opts.log(`${reason}: releasing ${held.size} held guest(s)`);
+    await Promise.allSettled([...held].map((h) => h.release()));
+  });
   const outcomes: GuestOutcome[] = [];
   try {
     await forEachLimit(guests, opts.concurrency, async (g) => {
@@ -94,8 +104,7 @@ export async function backupFleet(
         : `${outcome.guest}: FAILED: ${outcome.error}`);
     });
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    removeCleanup?.();
   }
   return outcomes.sort((a, b) => a.guest.localeCompare(b.guest));
 }
@@ -145,8 +154,7 @@ async function backupOne(
       if (!handle.quiesced) watchdog.standDown();
       const t0 = process.hrtime.bigint();
       try {
-        // A rehearsal knob: hold the guest longer, to prove the watchdog (tests, drills). Never set in production.
-        const hold = Number(process.env.FERRY_HOLD_QUIESCE_MS ?? 0);
+        const hold = opts.holdQuiesceMs ?? 0;
         if (hold > 0 && handle.quiesced) await new Promise((r) => setTimeout(r, hold));
         await createAll(false);
       } finally {

@@ -226,9 +226,14 @@ export async function withRepository<T>(
   }
 }
 
+/** Worker threads: FERRY_THREADS if set (tests, small hosts), else one per core. */
+export function workerThreads(): number | undefined {
+  return Number(process.env.FERRY_THREADS) || undefined;
+}
+
 /** Run with a worker pool that is always torn down. */
 export async function withPool<T>(repo: Repository, body: (pool: PipelinePool) => Promise<T>): Promise<T> {
-  const pool = new PipelinePool(repo);
+  const pool = new PipelinePool(repo, workerThreads());
   try {
     return await body(pool);
   } finally {

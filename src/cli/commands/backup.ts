@@ -5,6 +5,7 @@ import { backupGuest, imageBackupRequest, withPreviousDisks } from '../../backup
 import { backupFleet, GuestOutcome } from '../../backup/fleetBackup';
 import { Repository } from '../../repo/repository';
 import { withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
+import { withSignalCleanup } from '../signals';
 import { ProgressLine } from '../progress';
 import { formatBytes, formatDuration } from '../format';
 import { FleetFailedError, UsageError } from '../../errors';
@@ -126,7 +127,7 @@ async function backupAll(ropts: RepoOptions, opts: BackupOptions): Promise<void>
   };
   const concurrency = opts.concurrency ? Number(opts.concurrency) : config?.concurrency ?? 2;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`--concurrency ${opts.concurrency}: give a whole number of at least 1`);
-  const hostLock = acquireHostRunLock();
+  const hostLock = acquireHostRunLock(process.env.FERRY_RUN_DIR ?? '/run/ferry');
   try {
     await backupAllLocked(opts, config, concurrency, repoOptions);
   } finally {
@@ -160,7 +161,13 @@ async function backupAllLocked(
     }
     const runId = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '') + '-' + process.pid.toString(16);
     const outcomes = await withPool(repo, (pool) =>
-      backupFleet(repo, pool, setup.guests, { concurrency, tags: opts.tag, runId, log, listing, about: (id) => seen.about(id) }),
+      withSignalCleanup((cleanup) =>
+        backupFleet(repo, pool, setup.guests, {
+          concurrency, tags: opts.tag, runId, log, listing, about: (id) => seen.about(id), cleanup,
+          // A rehearsal knob (tests, drills): hold each quiesced guest this long. Never set in production.
+          holdQuiesceMs: Number(process.env.FERRY_HOLD_QUIESCE_MS ?? 0),
+        }),
+      ),
     );
     seen.saw(outcomes.flatMap((o) => (o.ok && o.id && o.time ? [{ id: o.id, guest: o.guest, time: o.time }] : [])));
     warnRecordProblems(seen);
