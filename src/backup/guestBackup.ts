@@ -20,6 +20,8 @@ export interface DiskInput {
   base?: IncrementalBase;
   tracking?: { kind: string; token: string };
   fullReadReason?: string;
+  /** Where the disk came from, if not `source.path` (import-tar reads a temporary copy). */
+  sourcePath?: string;
 }
 
 export interface GuestBackupRequest {
@@ -27,6 +29,10 @@ export interface GuestBackupRequest {
   disks: DiskInput[];
   config?: AttachedConfig;
   tags: string[];
+  /** The moment the disks are from, if not now (import-tar keeps the exported restore point's time). */
+  time?: string;
+  /** When the work began, if before this call (import-tar reads the tar first); `stats.durationMs` counts from it. */
+  startedAt?: number;
 }
 
 export interface GuestBackupProgress extends DiskProgress {
@@ -97,7 +103,7 @@ export async function backupGuest(
   req: GuestBackupRequest,
   onProgress?: (p: GuestBackupProgress) => void,
 ): Promise<GuestBackupResult> {
-  const started = Date.now();
+  const started = req.startedAt ?? Date.now();
   // Checked before anything is stored: a restore point names the files `restore --to DIR` writes.
   const unsafe = unsafeFileName(req);
   if (unsafe) throw new InputError(`${req.guest}: ${unsafe}; give the image a plain file name`);
@@ -121,7 +127,8 @@ export async function backupGuest(
         }),
       disk.base,
     );
-    disks.push({ ...result.record, readBytes: result.readBytes, tracking: disk.tracking, fullReadReason: disk.fullReadReason });
+    const sourcePath = disk.sourcePath ?? result.record.sourcePath;
+    disks.push({ ...result.record, sourcePath, readBytes: result.readBytes, tracking: disk.tracking, fullReadReason: disk.fullReadReason });
     doneBefore += disk.source.size;
     readBytes += result.readBytes;
   }
@@ -130,7 +137,7 @@ export async function backupGuest(
     version: 1,
     guest: req.guest,
     hostname: os.hostname(),
-    time: new Date().toISOString(),
+    time: req.time ?? new Date().toISOString(),
     tags: req.tags,
     disks,
     config: req.config,

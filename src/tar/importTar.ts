@@ -16,10 +16,9 @@ import * as path from 'node:path';
 import * as tar from 'tar-stream';
 import type { Readable } from 'node:stream';
 import { Repository } from '../repo/repository';
-import { PackWriter } from '../repo/packWriter';
-import { DiskRecord, RestorePoint } from '../repo/restorePoint';
+import { RestorePoint } from '../repo/restorePoint';
 import { openImageSource } from '../dedupe/imageSource';
-import { DiskBackup } from '../backup/diskBackup';
+import { backupGuest } from '../backup/guestBackup';
 import { PipelinePool } from '../workers/pipelinePool';
 import { FerryError, InputError, StorageError, UsageError, describeSystemError } from '../errors';
 import { MANIFEST_NAME, SUMS_NAME, parseManifest } from './manifest';
@@ -164,33 +163,16 @@ export async function importTar(
 
     const guest = opts.guest ?? manifest.guest;
     if (!guest || /[\x00-\x1f]/.test(guest)) throw new UsageError(`--guest: '${guest}' is not a guest name`);
-    const writer = new PackWriter(repo);
-    const diskBackup = new DiskBackup(repo, pool, writer);
-    const totalBytes = disks.reduce((n, x) => n + x.d.size, 0);
-    const records: DiskRecord[] = [];
-    let done = 0;
-    let imageRead = 0;
-    for (const { d, file } of disks) {
-      const result = await diskBackup.run(openImageSource(file.temp), d.name, (p) =>
-        opts.onProgress?.({ phase: 'backup', doneBytes: done + p.doneBytes, totalBytes }),
-      );
-      records.push({ ...result.record, sourcePath: d.sourcePath || d.file });
-      done += d.size;
-      imageRead += result.readBytes;
-    }
-    await writer.finish();
-    const restorePoint: RestorePoint = {
-      version: 1,
+    // The same path as `ferry backup`, from the temporary copies.
+    return await backupGuest(repo, pool, {
       guest,
-      hostname: os.hostname(),
+      disks: disks.map(({ d, file }) => ({ source: openImageSource(file.temp), name: d.name, sourcePath: d.sourcePath || d.file })),
+      config: config ? { fileName: manifest.config!.file, content: fs.readFileSync(config.temp).toString('base64') } : undefined,
+      tags: [...new Set([...manifest.tags, ...opts.tags, 'imported'])],
       // The moment the disks are from, not the moment they came back: `latest` and retention mean that.
       time: manifest.time,
-      tags: [...new Set([...manifest.tags, ...opts.tags, 'imported'])],
-      disks: records,
-      config: config ? { fileName: manifest.config!.file, content: fs.readFileSync(config.temp).toString('base64') } : undefined,
-      stats: { logicalBytes: totalBytes, readBytes: imageRead, newBlobs: writer.newBlobs, newBytes: writer.newBytes, durationMs: Date.now() - started },
-    };
-    return { id: await repo.saveRestorePoint(restorePoint), restorePoint };
+      startedAt: started,
+    }, (p) => opts.onProgress?.({ phase: 'backup', doneBytes: p.doneBytes, totalBytes: p.totalBytes }));
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
