@@ -113,53 +113,8 @@ export async function importTar(
     throw new UsageError(`--tmp-dir ${tmpBase}: ${describeSystemError(err)}; give a writable directory`);
   }
   try {
-    const files = new Map<string, ReceivedFile>();
-    let manifestBytes: Buffer | undefined;
-    let sums: string | undefined;
-    let readBytes = 0;
-    const extract = tar.extract();
-    input.on('error', (err) => extract.destroy(err));
-    input.pipe(extract as unknown as NodeJS.WritableStream);
-    try {
-      for await (const entry of extract) {
-        const name = path.posix.basename(entry.header.name);
-        if (entry.header.type !== 'file' && entry.header.type !== 'contiguous-file') {
-          entry.resume();
-          continue;
-        }
-        if (name === MANIFEST_NAME) manifestBytes = await readSmall(entry, name);
-        else if (name === SUMS_NAME) sums = (await readSmall(entry, name)).toString('utf8');
-        else if (files.has(name)) throw new InputError(`tar: ${name} appears twice; this is not a ferry export`);
-        else {
-          files.set(name, await receiveFile(entry, path.join(tmp, `file-${files.size}`), (n) => {
-            readBytes += n;
-            opts.onProgress?.({ phase: 'read', doneBytes: readBytes, totalBytes: 0 });
-          }));
-        }
-      }
-    } catch (err) {
-      if (err instanceof FerryError) throw err;
-      throw new InputError(`tar: ${(err as Error).message}; the input is not a complete tar (truncated or not a tar)`, { cause: err });
-    }
-    if (!manifestBytes) throw new InputError(`tar: no ${MANIFEST_NAME}; this is not a tar made by 'ferry export-tar'`);
-    const { manifest, problem } = parseManifest(manifestBytes);
-    if (!manifest) throw new InputError(`tar: ${MANIFEST_NAME}: ${problem}`);
-
-    const expect = (file: string, size: number | undefined, sha256: string): ReceivedFile => {
-      const got = files.get(file);
-      if (!got) throw new InputError(`tar: ${file} is named in ${MANIFEST_NAME} but not in the tar; the tar is incomplete`);
-      if ((size !== undefined && got.size !== size) || got.sha256 !== sha256) {
-        throw new InputError(`tar: ${file} does not match ${MANIFEST_NAME} (sha256 ${got.sha256.slice(0, 16)}, expected ${sha256.slice(0, 16)}); the tar is damaged`);
-      }
-      return got;
-    };
-    // SHA256SUMS is what a person checks with sha256sum -c; hold the tar to it too.
-    for (const line of (sums ?? '').split('\n')) {
-      const m = /^([0-9a-f]{64}) [ *](.+)$/.exec(line);
-      if (m && m[2] !== MANIFEST_NAME) expect(m[2], undefined, m[1]);
-    }
-    const config = manifest.config ? expect(manifest.config.file, manifest.config.size, manifest.config.sha256) : undefined;
-    const disks = manifest.disks.map((d) => ({ d, file: expect(d.file, d.size, d.sha256) }));
+    const received = await receiveTar(input, tmp, opts.onProgress);
+    const { manifest, config, disks } = checkAgainstManifest(received);
 
     const guest = opts.guest ?? manifest.guest;
     if (!guest || /[\x00-\x1f]/.test(guest)) throw new UsageError(`--guest: '${guest}' is not a guest name`);
@@ -176,4 +131,68 @@ export async function importTar(
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** What the tar held: its files (in `tmp`, by name), the manifest's bytes and SHA256SUMS. */
+interface ReceivedTar {
+  files: Map<string, ReceivedFile>;
+  manifestBytes?: Buffer;
+  sums?: string;
+}
+
+/** Phase 1: read the tar once, each file into a sparse temporary file in `tmp`, hashing on the way. */
+async function receiveTar(input: Readable, tmp: string, onProgress: ImportOptions['onProgress']): Promise<ReceivedTar> {
+  const files = new Map<string, ReceivedFile>();
+  let manifestBytes: Buffer | undefined;
+  let sums: string | undefined;
+  let readBytes = 0;
+  const extract = tar.extract();
+  input.on('error', (err) => extract.destroy(err));
+  input.pipe(extract as unknown as NodeJS.WritableStream);
+  try {
+    for await (const entry of extract) {
+      const name = path.posix.basename(entry.header.name);
+      if (entry.header.type !== 'file' && entry.header.type !== 'contiguous-file') {
+        entry.resume();
+        continue;
+      }
+      if (name === MANIFEST_NAME) manifestBytes = await readSmall(entry, name);
+      else if (name === SUMS_NAME) sums = (await readSmall(entry, name)).toString('utf8');
+      else if (files.has(name)) throw new InputError(`tar: ${name} appears twice; this is not a ferry export`);
+      else {
+        files.set(name, await receiveFile(entry, path.join(tmp, `file-${files.size}`), (n) => {
+          readBytes += n;
+          onProgress?.({ phase: 'read', doneBytes: readBytes, totalBytes: 0 });
+        }));
+      }
+    }
+  } catch (err) {
+    if (err instanceof FerryError) throw err;
+    throw new InputError(`tar: ${(err as Error).message}; the input is not a complete tar (truncated or not a tar)`, { cause: err });
+  }
+  return { files, manifestBytes, sums };
+}
+
+/** Phase 2: the manifest parsed, and every file it and SHA256SUMS name present with their size and SHA-256. */
+function checkAgainstManifest({ files, manifestBytes, sums }: ReceivedTar) {
+  if (!manifestBytes) throw new InputError(`tar: no ${MANIFEST_NAME}; this is not a tar made by 'ferry export-tar'`);
+  const { manifest, problem } = parseManifest(manifestBytes);
+  if (!manifest) throw new InputError(`tar: ${MANIFEST_NAME}: ${problem}`);
+
+  const expect = (file: string, size: number | undefined, sha256: string): ReceivedFile => {
+    const got = files.get(file);
+    if (!got) throw new InputError(`tar: ${file} is named in ${MANIFEST_NAME} but not in the tar; the tar is incomplete`);
+    if ((size !== undefined && got.size !== size) || got.sha256 !== sha256) {
+      throw new InputError(`tar: ${file} does not match ${MANIFEST_NAME} (sha256 ${got.sha256.slice(0, 16)}, expected ${sha256.slice(0, 16)}); the tar is damaged`);
+    }
+    return got;
+  };
+  // SHA256SUMS is what a person checks with sha256sum -c; hold the tar to it too.
+  for (const line of (sums ?? '').split('\n')) {
+    const m = /^([0-9a-f]{64}) [ *](.+)$/.exec(line);
+    if (m && m[2] !== MANIFEST_NAME) expect(m[2], undefined, m[1]);
+  }
+  const config = manifest.config ? expect(manifest.config.file, manifest.config.size, manifest.config.sha256) : undefined;
+  const disks = manifest.disks.map((d) => ({ d, file: expect(d.file, d.size, d.sha256) }));
+  return { manifest, config, disks };
 }
