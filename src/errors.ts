@@ -27,12 +27,40 @@ export const EXIT_CODES = {
   terminated: 143,
 } as const;
 
+/**
+ * Bad input given through one parameter of a library call, told in the
+ * library's words ("restore target /x: ..."); the CLI, which knows which flag
+ * fed the parameter, words it with the flag instead (cli/flagNames.ts).
+ */
+export interface Culprit {
+  /** The parameter, in words: 'restore target', 'disk number'. */
+  parameter: string;
+  value: string;
+  /** What is wrong with the value, and what to do. */
+  detail: string;
+  /** A parameter that lets the call go ahead anyway, and what it does then (e.g. force: overwrite it). */
+  override?: { parameter: string; effect: string };
+}
+
+/** The message a culprit makes without the CLI: `restore target /x: ...; force overwrites it`. */
+export function culpritMessage(c: Culprit): string {
+  return `${c.parameter} ${c.value}: ${c.detail}${c.override ? `; ${c.override.parameter} would ${c.override.effect}` : ''}`;
+}
+
 export class FerryError extends Error {
   /** Process exit code the CLI uses for this class of failure. */
   readonly exitCode: number = EXIT_CODES.failure;
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** The input at fault, when the error is about one parameter of the call. */
+  readonly culprit?: Culprit;
+  constructor(message: string, options?: { cause?: unknown; culprit?: Culprit }) {
     super(message, options);
     this.name = new.target.name;
+    if (options?.culprit) this.culprit = options.culprit;
+  }
+
+  /** An error about one input, its message made from the culprit. */
+  static about<E extends FerryError>(this: new (message: string, options?: { cause?: unknown; culprit?: Culprit }) => E, culprit: Culprit, options?: { cause?: unknown }): E {
+    return new this(culpritMessage(culprit), { ...options, culprit });
   }
 }
 

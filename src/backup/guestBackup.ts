@@ -51,7 +51,7 @@ export interface GuestBackupResult {
  * before anything is written, so bad input leaves no trace.
  */
 export function imageBackupRequest(guest: string, images: string[], configPath: string | undefined, tags: string[]): GuestBackupRequest {
-  if (!guest || /[\x00-\x1f]/.test(guest)) throw new UsageError(`--guest: '${guest}' is not a guest name`);
+  if (!guest || /[\x00-\x1f]/.test(guest)) throw UsageError.about({ parameter: 'guest name', value: `'${guest}'`, detail: 'not a guest name' });
   if (images.length === 0) throw new UsageError('backup: no image given; name one or more raw image files or block devices');
   const sources = images.map(openImageSource);
   const names = diskNames(images);
@@ -59,11 +59,11 @@ export function imageBackupRequest(guest: string, images: string[], configPath: 
   if (configPath) {
     try {
       const st = fs.statSync(configPath);
-      if (!st.isFile()) throw new InputError(`--config ${configPath}: not a regular file; give the guest's hypervisor config file`);
+      if (!st.isFile()) throw InputError.about({ parameter: 'guest config', value: configPath, detail: "not a regular file; give the guest's hypervisor config file" });
       config = { fileName: path.basename(configPath), content: fs.readFileSync(configPath).toString('base64') };
     } catch (err) {
       if (err instanceof InputError) throw err;
-      throw new InputError(`--config ${configPath}: ${describeSystemError(err)}; give the guest's hypervisor config file`);
+      throw InputError.about({ parameter: 'guest config', value: configPath, detail: `${describeSystemError(err)}; give the guest's hypervisor config file` });
     }
   }
   return { guest, disks: sources.map((source, i) => ({ source, name: names[i] })), config, tags };

@@ -49,7 +49,7 @@ async function receiveFile(entry: AsyncIterable<unknown>, temp: string, onBytes:
   try {
     fd = fs.openSync(temp, 'wx', 0o600);
   } catch (err) {
-    throw new StorageError(`temporary file ${temp}: ${describeSystemError(err)}; give --tmp-dir on a file system with space`);
+    throw new StorageError(`temporary file ${temp}: ${describeSystemError(err)}; give a temporary directory on a file system with space`);
   }
   const block = Buffer.alloc(BLOCK);
   let filled = 0;
@@ -80,7 +80,7 @@ async function receiveFile(entry: AsyncIterable<unknown>, temp: string, onBytes:
     fs.fsyncSync(fd);
   } catch (err) {
     if (err instanceof FerryError) throw err;
-    throw new StorageError(`temporary file ${temp}: ${describeSystemError(err)}; give --tmp-dir on a file system with space`, { cause: err });
+    throw new StorageError(`temporary file ${temp}: ${describeSystemError(err)}; give a temporary directory on a file system with space`, { cause: err });
   } finally {
     fs.closeSync(fd);
   }
@@ -110,14 +110,14 @@ export async function importTar(
   try {
     tmp = fs.mkdtempSync(path.join(tmpBase, 'ferry-import-'));
   } catch (err) {
-    throw new UsageError(`--tmp-dir ${tmpBase}: ${describeSystemError(err)}; give a writable directory`);
+    throw UsageError.about({ parameter: 'temporary directory', value: tmpBase, detail: `${describeSystemError(err)}; give a writable directory` });
   }
   try {
     const received = await receiveTar(input, tmp, opts.onProgress);
     const { manifest, config, disks } = checkAgainstManifest(received);
 
     const guest = opts.guest ?? manifest.guest;
-    if (!guest || /[\x00-\x1f]/.test(guest)) throw new UsageError(`--guest: '${guest}' is not a guest name`);
+    if (!guest || /[\x00-\x1f]/.test(guest)) throw UsageError.about({ parameter: 'guest name', value: `'${guest}'`, detail: 'not a guest name' });
     // The same path as `ferry backup`, from the temporary copies.
     return await backupGuest(repo, pool, {
       guest,

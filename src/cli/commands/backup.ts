@@ -6,6 +6,7 @@ import { backupFleet, GuestOutcome } from '../../backup/fleetBackup';
 import { Repository } from '../../repo/repository';
 import { withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
 import { withSignalCleanup } from '../signals';
+import { withFlagNames } from '../flagNames';
 import { ProgressLine } from '../progress';
 import { formatBytes, formatDuration } from '../format';
 import { FleetFailedError, UsageError } from '../../errors';
@@ -58,7 +59,9 @@ export function registerBackup(program: Command): void {
       }
       if (opts.guest.length !== 1) throw new UsageError('backup: give --guest NAME (once) and the guest\'s image paths, or use --all');
       // Bad input fails here, before the repository is touched.
-      const request = imageBackupRequest(opts.guest[0], images.map((i) => path.resolve(i)), opts.config, opts.tag);
+      const request = await withFlagNames({ 'guest name': '--guest', 'guest config': '--config' }, () =>
+        imageBackupRequest(opts.guest[0], images.map((i) => path.resolve(i)), opts.config, opts.tag),
+      );
       await withRepository(ropts, 'shared', 'backup', async (repo) => {
         const resumed = await prepareIndex(repo, opts.json);
         const listing = await repo.listAllRestorePoints();
