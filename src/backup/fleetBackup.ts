@@ -11,6 +11,7 @@ import { Snapshot, SnapshotProvider } from '../snapshot/provider';
 import { openImageSource } from '../dedupe/imageSource';
 import { backupGuest, DiskInput, GuestBackupResult } from './guestBackup';
 import { forEachLimit } from '../concurrency/forEachLimit';
+import { InputError } from '../errors';
 
 /** A guest to back up, with what it takes: its driver, hooks and a snapshot provider per disk. */
 export interface FleetGuest {
@@ -121,7 +122,7 @@ async function backupOne(
   opts: FleetBackupOptions,
 ): Promise<GuestOutcome> {
   const disks = g.guest.disks.filter((d) => !d.cdrom);
-  if (disks.length === 0) throw new Error(`guest ${g.guest.name} has no disks to back up`);
+  if (disks.length === 0) throw new InputError(`guest ${g.guest.name} has no disks to back up`);
   const providers = await Promise.all(disks.map((d) => g.providerFor(d)));
   const previousDisk = (d: GuestDisk): DiskRecord | undefined => previous?.disks.find((p) => p.name === fleetDiskName(d));
   const groups = new Map<SnapshotProvider, GuestDisk[]>();
