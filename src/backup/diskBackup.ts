@@ -14,7 +14,7 @@ import { decodeRegionMap } from '../repo/regionMap';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
 import { PatchBases } from '../workers/tasks';
-import { forEachLimit } from './forEachLimit';
+import { forEachLimit } from '../concurrency/forEachLimit';
 
 export interface DiskProgress {
   /** Logical bytes of the disk covered so far. */

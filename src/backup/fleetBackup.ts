@@ -9,8 +9,9 @@ import { GuestDisk, GuestHooks, GuestInfo, HypervisorDriver, QuiesceHandle } fro
 import { WatchdogGuard } from '../hypervisor/watchdog';
 import { Snapshot, SnapshotProvider } from '../snapshot/provider';
 import { openImageSource } from '../dedupe/imageSource';
-import { backupGuest, DiskInput } from './guestBackup';
-import { forEachLimit } from './forEachLimit';
+import { backupGuest, DiskInput, GuestBackupResult } from './guestBackup';
+import { forEachLimit } from '../concurrency/forEachLimit';
+import { InputError } from '../errors';
 
 /** A guest to back up, with what it takes: its driver, hooks and a snapshot provider per disk. */
 export interface FleetGuest {
@@ -18,6 +19,14 @@ export interface FleetGuest {
   guest: GuestInfo;
   hooks?: GuestHooks;
   providerFor(disk: GuestDisk): Promise<SnapshotProvider>;
+}
+
+/** Undo work in progress when the process is stopped; given the reason (the signal's name). */
+export type CleanupHook = (reason: string) => Promise<void>;
+
+/** Where the caller (the CLI, which owns signals) collects cleanup hooks; `add` returns their removal. */
+export interface CleanupRegistry {
+  add(hook: CleanupHook): () => void;
 }
 
 export interface FleetBackupOptions {
@@ -30,6 +39,10 @@ export interface FleetBackupOptions {
   listing?: RestorePointListing;
   /** What this host recorded of a restore point (its guest and time), e.g. of a damaged one. */
   about?: (id: string) => { guest: string; time: string } | undefined;
+  /** Gets a hook that resumes every guest held paused or frozen, for when the process is stopped. */
+  cleanup?: CleanupRegistry;
+  /** A rehearsal knob: hold each quiesced guest this long, to prove the watchdog (tests, drills). Never set in production. */
+  holdQuiesceMs?: number;
 }
 
 export interface GuestOutcome {
@@ -73,12 +86,10 @@ export async function backupFleet(
     })?.id;
   const held = new Set<QuiesceHandle>();
   // Ctrl-C or a cron timeout during a quiesce must not leave a guest paused.
-  const onSignal = (signal: NodeJS.Signals) => {
-    opts.log(`${signal}: releasing ${held.size} held guest(s)`);
-    void Promise.allSettled([...held].map((h) => h.release())).then(() => process.exit(signal === 'SIGINT' ? 130 : 143));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const removeCleanup = opts.cleanup?.add(async (reason) => {
+    opts.log(`${reason}: releasing ${held.size} held guest(s)`);
+    await Promise.allSettled([...held].map((h) => h.release()));
+  });
   const outcomes: GuestOutcome[] = [];
   try {
     await forEachLimit(guests, opts.concurrency, async (g) => {
@@ -94,11 +105,13 @@ export async function backupFleet(
         : `${outcome.guest}: FAILED: ${outcome.error}`);
     });
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    removeCleanup?.();
   }
   return outcomes.sort((a, b) => a.guest.localeCompare(b.guest));
 }
+
+/** The point-in-time copies of one guest's disks, each with the provider that made it. */
+type MadeSnapshot = { provider: SnapshotProvider; snapshot: Snapshot };
 
 async function backupOne(
   repo: Repository,
@@ -109,13 +122,45 @@ async function backupOne(
   opts: FleetBackupOptions,
 ): Promise<GuestOutcome> {
   const disks = g.guest.disks.filter((d) => !d.cdrom);
-  if (disks.length === 0) throw new Error(`guest ${g.guest.name} has no disks to back up`);
+  if (disks.length === 0) throw new InputError(`guest ${g.guest.name} has no disks to back up`);
   const providers = await Promise.all(disks.map((d) => g.providerFor(d)));
   const previousDisk = (d: GuestDisk): DiskRecord | undefined => previous?.disks.find((p) => p.name === fleetDiskName(d));
   const groups = new Map<SnapshotProvider, GuestDisk[]>();
   disks.forEach((d, i) => groups.set(providers[i], [...(groups.get(providers[i]) ?? []), d]));
 
-  const snapshots: { provider: SnapshotProvider; snapshot: Snapshot }[] = [];
+  const snapshots: MadeSnapshot[] = [];
+  try {
+    const pauseMs = await snapshotGuest(g, groups, previousDisk, held, opts, snapshots);
+    const result = await backupSnapshots(repo, pool, g, snapshots, previousDisk, opts);
+    await commitTracking(g, groups, snapshots, opts);
+    const s = result.restorePoint.stats;
+    return {
+      guest: g.guest.name, driver: g.driver.kind, ok: true, id: result.id, time: result.restorePoint.time, pauseMs,
+      logicalBytes: s.logicalBytes, readBytes: s.readBytes, newBytes: s.newBytes,
+      fullReads: result.restorePoint.disks.filter((d) => d.fullReadReason).map((d) => `${d.name}: ${d.fullReadReason}`),
+      snapshotKinds: [...new Set(snapshots.map((s) => s.provider.kind))],
+    };
+  } finally {
+    for (const { provider, snapshot } of snapshots) {
+      await provider.remove(snapshot).catch((err: unknown) => opts.log(`${g.guest.name}: could not remove snapshot ${snapshot.ownedName}: ${(err as Error).message}`));
+    }
+  }
+}
+
+/**
+ * Phase 1: the point-in-time copies, pushed to `snapshots` as they are made
+ * (so that the caller removes them whatever fails). Providers that need the
+ * guest held still run while it is quiesced; the others, and the changed-block
+ * comparisons that can wait, after it is released. Returns the pause in ms.
+ */
+async function snapshotGuest(
+  g: FleetGuest,
+  groups: Map<SnapshotProvider, GuestDisk[]>,
+  previousDisk: (d: GuestDisk) => DiskRecord | undefined,
+  held: Set<QuiesceHandle>,
+  opts: FleetBackupOptions,
+  snapshots: MadeSnapshot[],
+): Promise<number> {
   const deferredChanges: (() => Promise<void>)[] = [];
   const createAll = async (byItself: boolean) => {
     for (const [provider, group] of groups) {
@@ -129,65 +174,66 @@ async function backupOne(
   };
 
   let pauseMs = 0;
-  try {
-    const needsPause = g.guest.state === 'running' && [...groups.keys()].some((p) => !p.pointInTimeByItself);
-    if (needsPause) {
-      // Armed by the driver right before it pauses: a SIGKILL at any moment after the pause finds a watchdog.
-      const watchdog = new WatchdogGuard(opts.watchdogTimeoutMs);
-      let handle: QuiesceHandle;
-      try {
-        handle = await g.driver.quiesce(g.guest, g.hooks, watchdog);
-      } catch (err) {
-        watchdog.releaseNow(); // a pause that timed out may still take effect
-        throw err;
-      }
-      held.add(handle);
-      if (!handle.quiesced) watchdog.standDown();
-      const t0 = process.hrtime.bigint();
-      try {
-        // A rehearsal knob: hold the guest longer, to prove the watchdog (tests, drills). Never set in production.
-        const hold = Number(process.env.FERRY_HOLD_QUIESCE_MS ?? 0);
-        if (hold > 0 && handle.quiesced) await new Promise((r) => setTimeout(r, hold));
-        await createAll(false);
-      } finally {
-        await handle.release();
-        pauseMs = handle.quiesced ? Number((process.hrtime.bigint() - t0) / 1_000_000n) : 0;
-        held.delete(handle);
-        watchdog.standDown();
-      }
-    } else {
-      await createAll(false); // shut off, or paused by someone else: nothing moves
+  const needsPause = g.guest.state === 'running' && [...groups.keys()].some((p) => !p.pointInTimeByItself);
+  if (needsPause) {
+    // Armed by the driver right before it pauses: a SIGKILL at any moment after the pause finds a watchdog.
+    const watchdog = new WatchdogGuard(opts.watchdogTimeoutMs);
+    let handle: QuiesceHandle;
+    try {
+      handle = await g.driver.quiesce(g.guest, g.hooks, watchdog);
+    } catch (err) {
+      watchdog.releaseNow(); // a pause that timed out may still take effect
+      throw err;
     }
-    await createAll(true);
-    for (const find of deferredChanges) await find();
+    held.add(handle);
+    if (!handle.quiesced) watchdog.standDown();
+    const t0 = process.hrtime.bigint();
+    try {
+      const hold = opts.holdQuiesceMs ?? 0;
+      if (hold > 0 && handle.quiesced) await new Promise((r) => setTimeout(r, hold));
+      await createAll(false);
+    } finally {
+      await handle.release();
+      pauseMs = handle.quiesced ? Number((process.hrtime.bigint() - t0) / 1_000_000n) : 0;
+      held.delete(handle);
+      watchdog.standDown();
+    }
+  } else {
+    await createAll(false); // shut off, or paused by someone else: nothing moves
+  }
+  await createAll(true);
+  for (const find of deferredChanges) await find();
+  return pauseMs;
+}
 
-    const inputs: DiskInput[] = snapshots.map(({ snapshot }) => {
-      const prev = previousDisk(snapshot.disk);
-      return {
-        source: openImageSource(snapshot.readPath),
-        name: fleetDiskName(snapshot.disk),
-        base: prev ? { previous: prev, changed: snapshot.changed } : undefined,
-        tracking: snapshot.tracking,
-        fullReadReason: snapshot.changed && !prev ? 'no previous restore point to build on' : snapshot.fullReadReason,
-      };
-    });
-    const config = g.guest.config ? { fileName: g.guest.config.fileName, content: Buffer.from(g.guest.config.text).toString('base64') } : undefined;
-    const result = await backupGuest(repo, pool, { guest: g.guest.name, disks: inputs, config, tags: opts.tags });
-    for (const provider of groups.keys()) {
-      const mine = snapshots.filter((s) => s.provider === provider).map((s) => s.snapshot);
-      // The restore point is safe; a failed commit only costs the next run a full read.
-      await provider.commit?.(mine).catch((err: unknown) => opts.log(`${g.guest.name}: ${provider.kind}: could not keep the tracking baseline: ${(err as Error).message}`));
-    }
-    const s = result.restorePoint.stats;
+/** Phase 2: read the copies through the dedupe pipeline into a restore point, each disk on its previous one. */
+async function backupSnapshots(
+  repo: Repository,
+  pool: PipelinePool,
+  g: FleetGuest,
+  snapshots: MadeSnapshot[],
+  previousDisk: (d: GuestDisk) => DiskRecord | undefined,
+  opts: FleetBackupOptions,
+): Promise<GuestBackupResult> {
+  const inputs: DiskInput[] = snapshots.map(({ snapshot }) => {
+    const prev = previousDisk(snapshot.disk);
     return {
-      guest: g.guest.name, driver: g.driver.kind, ok: true, id: result.id, time: result.restorePoint.time, pauseMs,
-      logicalBytes: s.logicalBytes, readBytes: s.readBytes, newBytes: s.newBytes,
-      fullReads: result.restorePoint.disks.filter((d) => d.fullReadReason).map((d) => `${d.name}: ${d.fullReadReason}`),
-      snapshotKinds: [...new Set(snapshots.map((s) => s.provider.kind))],
+      source: openImageSource(snapshot.readPath),
+      name: fleetDiskName(snapshot.disk),
+      base: prev ? { previous: prev, changed: snapshot.changed } : undefined,
+      tracking: snapshot.tracking,
+      fullReadReason: snapshot.changed && !prev ? 'no previous restore point to build on' : snapshot.fullReadReason,
     };
-  } finally {
-    for (const { provider, snapshot } of snapshots) {
-      await provider.remove(snapshot).catch((err: unknown) => opts.log(`${g.guest.name}: could not remove snapshot ${snapshot.ownedName}: ${(err as Error).message}`));
-    }
+  });
+  const config = g.guest.config ? { fileName: g.guest.config.fileName, content: Buffer.from(g.guest.config.text).toString('base64') } : undefined;
+  return backupGuest(repo, pool, { guest: g.guest.name, disks: inputs, config, tags: opts.tags });
+}
+
+/** Phase 3: each provider keeps its changed-block tracking baseline for the next run. */
+async function commitTracking(g: FleetGuest, groups: Map<SnapshotProvider, GuestDisk[]>, snapshots: MadeSnapshot[], opts: FleetBackupOptions): Promise<void> {
+  for (const provider of groups.keys()) {
+    const mine = snapshots.filter((s) => s.provider === provider).map((s) => s.snapshot);
+    // The restore point is safe; a failed commit only costs the next run a full read.
+    await provider.commit?.(mine).catch((err: unknown) => opts.log(`${g.guest.name}: ${provider.kind}: could not keep the tracking baseline: ${(err as Error).message}`));
   }
 }

@@ -20,6 +20,8 @@ export interface DiskInput {
   base?: IncrementalBase;
   tracking?: { kind: string; token: string };
   fullReadReason?: string;
+  /** Where the disk came from, if not `source.path` (import-tar reads a temporary copy). */
+  sourcePath?: string;
 }
 
 export interface GuestBackupRequest {
@@ -27,6 +29,10 @@ export interface GuestBackupRequest {
   disks: DiskInput[];
   config?: AttachedConfig;
   tags: string[];
+  /** The moment the disks are from, if not now (import-tar keeps the exported restore point's time). */
+  time?: string;
+  /** When the work began, if before this call (import-tar reads the tar first); `stats.durationMs` counts from it. */
+  startedAt?: number;
 }
 
 export interface GuestBackupProgress extends DiskProgress {
@@ -45,7 +51,7 @@ export interface GuestBackupResult {
  * before anything is written, so bad input leaves no trace.
  */
 export function imageBackupRequest(guest: string, images: string[], configPath: string | undefined, tags: string[]): GuestBackupRequest {
-  if (!guest || /[\x00-\x1f]/.test(guest)) throw new UsageError(`--guest: '${guest}' is not a guest name`);
+  if (!guest || /[\x00-\x1f]/.test(guest)) throw UsageError.about({ parameter: 'guest name', value: `'${guest}'`, detail: 'not a guest name' });
   if (images.length === 0) throw new UsageError('backup: no image given; name one or more raw image files or block devices');
   const sources = images.map(openImageSource);
   const names = diskNames(images);
@@ -53,11 +59,11 @@ export function imageBackupRequest(guest: string, images: string[], configPath: 
   if (configPath) {
     try {
       const st = fs.statSync(configPath);
-      if (!st.isFile()) throw new InputError(`--config ${configPath}: not a regular file; give the guest's hypervisor config file`);
+      if (!st.isFile()) throw InputError.about({ parameter: 'guest config', value: configPath, detail: "not a regular file; give the guest's hypervisor config file" });
       config = { fileName: path.basename(configPath), content: fs.readFileSync(configPath).toString('base64') };
     } catch (err) {
       if (err instanceof InputError) throw err;
-      throw new InputError(`--config ${configPath}: ${describeSystemError(err)}; give the guest's hypervisor config file`);
+      throw InputError.about({ parameter: 'guest config', value: configPath, detail: `${describeSystemError(err)}; give the guest's hypervisor config file` });
     }
   }
   return { guest, disks: sources.map((source, i) => ({ source, name: names[i] })), config, tags };
@@ -97,7 +103,7 @@ export async function backupGuest(
   req: GuestBackupRequest,
   onProgress?: (p: GuestBackupProgress) => void,
 ): Promise<GuestBackupResult> {
-  const started = Date.now();
+  const started = req.startedAt ?? Date.now();
   // Checked before anything is stored: a restore point names the files `restore --to DIR` writes.
   const unsafe = unsafeFileName(req);
   if (unsafe) throw new InputError(`${req.guest}: ${unsafe}; give the image a plain file name`);
@@ -121,7 +127,8 @@ export async function backupGuest(
         }),
       disk.base,
     );
-    disks.push({ ...result.record, readBytes: result.readBytes, tracking: disk.tracking, fullReadReason: disk.fullReadReason });
+    const sourcePath = disk.sourcePath ?? result.record.sourcePath;
+    disks.push({ ...result.record, sourcePath, readBytes: result.readBytes, tracking: disk.tracking, fullReadReason: disk.fullReadReason });
     doneBefore += disk.source.size;
     readBytes += result.readBytes;
   }
@@ -130,7 +137,7 @@ export async function backupGuest(
     version: 1,
     guest: req.guest,
     hostname: os.hostname(),
-    time: new Date().toISOString(),
+    time: req.time ?? new Date().toISOString(),
     tags: req.tags,
     disks,
     config: req.config,

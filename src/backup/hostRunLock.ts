@@ -13,7 +13,8 @@ export interface HostRunLock {
   release(): void;
 }
 
-export function acquireHostRunLock(dir = process.env.FERRY_RUN_DIR ?? '/run/ferry'): HostRunLock {
+/** Take the lock file `backup-all.pid` in `dir` (the CLI's run directory, /run/ferry by default). */
+export function acquireHostRunLock(dir: string): HostRunLock {
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'backup-all.pid');
   for (let attempt = 0; attempt < 2; attempt++) {

@@ -29,10 +29,44 @@ export interface CheckReport {
   packsMissingFromIndex: number;
 }
 
+/** What the phases find: each damaged object, and the packs and blobs (by hex id) that restore cannot use. */
+interface Findings {
+  damage: Damage[];
+  damagedPacks: Set<number>;
+  damagedBlobs: Set<string>;
+}
+
 export async function checkRepository(repo: Repository, pool: PipelinePool, readData: boolean, onProgress?: (done: number, total: number) => void): Promise<CheckReport> {
-  const damage: Damage[] = [];
-  const damagedPacks = new Set<number>();
-  const damagedBlobs = new Set<string>();
+  const found: Findings = { damage: [], damagedPacks: new Set<number>(), damagedBlobs: new Set<string>() };
+  const { stored, unindexedBefore, orphanIds, orphanNumbers } = await loadIndex(repo, found.damage);
+  const { blobsVerified, patches } = await checkPacks(repo, pool, readData, stored, found, onProgress);
+  await checkPatches(repo, patches, found);
+  const { affected, restorePoints, neededOrphans } = await findAffectedRestorePoints(repo, found, orphanNumbers);
+  if (neededOrphans.size > 0) {
+    // Restore finds these packs from their headers, so no restore point is lost; but the repository is not as written.
+    found.damage.push({
+      object: 'index',
+      problem:
+        `the index is missing for ${neededOrphans.size} pack(s) that restore points need (an index file was lost); ` +
+        `their blobs were ${readData ? 'verified from the packs themselves' : 'found in the packs\' own headers'}; 'ferry repair' (or the next backup) rebuilds the index`,
+    });
+  }
+  return {
+    packs: repo.packIds.length,
+    blobsVerified,
+    restorePoints,
+    damage: dedupeDamage(found.damage),
+    affected,
+    unindexedPacks: unindexedBefore ?? orphanIds.length,
+    packsMissingFromIndex: neededOrphans.size,
+  };
+}
+
+/**
+ * Phase 1: load the index files (reporting damaged ones) and index the packs
+ * no index names from their own headers, as restore reads them.
+ */
+async function loadIndex(repo: Repository, damage: Damage[]) {
   await repo.loadIndex((name) => damage.push({ object: `index/${name}`, problem: 'index file fails authentication or is malformed' }));
   // The packs a damaged index file named are read from their own headers, as
   // restore does: the restore points they serve are not affected by the loss.
@@ -48,92 +82,125 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
     damage.push({ object: `data/${packId.slice(0, 2)}/${packId}`, problem: 'pack named by no index, and its header is unreadable (truncated or damaged)' });
   }
   const orphanNumbers = new Set(orphanIds.filter((p) => repo.hasPack(p)).map((p) => repo.packNumber(p)));
+  return { stored, unindexedBefore, orphanIds, orphanNumbers };
+}
 
+/** Page patches whose pack verified them, to check that they rebuild their chunk. */
+type PatchToCheck = { id: Buffer; object: string };
+
+/** Phase 2: every pack against the index (and, with readData, every blob's bytes). */
+async function checkPacks(
+  repo: Repository,
+  pool: PipelinePool,
+  readData: boolean,
+  stored: Map<string, number>,
+  found: Findings,
+  onProgress?: (done: number, total: number) => void,
+): Promise<{ blobsVerified: number; patches: PatchToCheck[] }> {
   const byPack: PackEntry[][] = repo.packIds.map(() => []);
   repo.index.forEach((id, loc) => {
     byPack[loc.pack]?.push({ id, typeFlags: loc.typeFlags, offset: loc.offset, storedLength: loc.storedLength, rawLength: loc.rawLength });
   });
 
   let blobsVerified = 0;
-  const patches: { id: Buffer; object: string }[] = [];
+  const patches: PatchToCheck[] = [];
   const totalBytes = [...stored.values()].reduce((a, b) => a + b, 0);
   let doneBytes = 0;
   for (let n = 0; n < repo.packIds.length; n++) {
-    const packId = repo.packIds[n];
-    const object = `data/${packId.slice(0, 2)}/${packId}`;
-    const size = stored.get(packId);
-    const fail = (problem: string) => {
-      damage.push({ object, problem });
-      damagedPacks.add(n);
-    };
-    if (size === undefined) {
-      fail('pack is missing (named by an index)');
-      continue;
-    }
-    let header: PackEntry[] | undefined;
-    let content: Buffer | undefined;
-    let wrongPack = false;
-    if (readData) {
-      content = await repo.backend.read('data', packId);
-      const actual = contentName(content);
-      wrongPack = actual !== packId && stored.has(actual);
-      if (actual !== packId) {
-        damage.push({
-          object,
-          problem: wrongPack
-            ? `wrong pack: the file holds pack ${actual.slice(0, 16)}'s content, not its own (packs renamed or swapped)`
-            : 'pack content does not match its name (bytes changed or truncated)',
-        });
-      }
-      header = content.length >= 4 ? decodePackHeader(repo.keys.dataKeys, content.length, content) : undefined;
-    } else {
-      header = await repo.readPackHeader(packId, size).catch(() => undefined);
-    }
-    if (!header) damage.push({ object, problem: `pack header unreadable (truncated or damaged; ${size} bytes on storage); its blobs are checked where the index places them` });
-    // A blob is damaged only where restore would read it: at the place the index gives (this pack, that offset).
-    const indexedHere = (e: PackEntry) => {
-      const loc = repo.blobLocation(e.id);
-      return loc !== undefined && loc.pack === n && loc.offset === e.offset;
-    };
-    const blobDamaged = (e: PackEntry, problem: string) => {
-      damage.push({ object, problem: `blob ${e.id.toString('hex').slice(0, 16)} ${problem}` });
-      if (indexedHere(e)) damagedBlobs.add(e.id.toString('hex'));
-    };
-    // (A wrong pack's header is another pack's: comparing it says nothing more; its blobs fail below.)
-    if (header && !wrongPack) {
-      const inHeader = new Map(header.map((e) => [e.id.toString('hex'), e]));
-      const misplaced = byPack[n].filter((e) => {
-        const h = inHeader.get(e.id.toString('hex'));
-        return !h || h.offset !== e.offset || h.storedLength !== e.storedLength;
-      });
-      if (misplaced.length > 0 && misplaced.length === byPack[n].length && !readData) {
-        damage.push({ object, problem: `wrong pack: its header lists none of the ${byPack[n].length} blobs the index places in it (the file holds another pack's content)` });
-      }
-      for (const e of misplaced) blobDamaged(e, 'in the index is not where the pack header says');
-    }
-    // What to verify: the index's entries for this pack and, when readable, the header's (a copy the index does not use is still reported).
-    const toVerify = new Map<string, PackEntry>();
-    for (const e of [...byPack[n], ...(header ?? [])]) toVerify.set(`${e.id.toString('hex')}@${e.offset}`, e);
-    const fits = [...toVerify.values()].filter((e) => e.offset + e.storedLength <= size);
-    for (const e of toVerify.values()) if (e.offset + e.storedLength > size) blobDamaged(e, `at offset ${e.offset} lies past the end of the pack (${size} bytes)`);
-    if (content) {
-      const data = new Uint8Array(new ArrayBuffer(content.length));
-      data.set(content);
-      const result = await pool.writeBlobs({
-        data,
-        blobs: fits.map((e) => ({ at: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags, id: e.id, targets: [] })),
-      });
-      blobsVerified += fits.length - result.bad.length;
-      const bad = new Set(result.bad);
-      fits.forEach((e, i) => {
-        if (bad.has(i)) blobDamaged(e, `at offset ${e.offset} fails authentication or its id`);
-        else if (blobType(e.typeFlags) === BlobType.Patch && indexedHere(e)) patches.push({ id: e.id, object });
-      });
+    const size = stored.get(repo.packIds[n]);
+    const verified = await checkPack(repo, pool, readData, stored, found, n, byPack[n], patches);
+    blobsVerified += verified;
+    if (readData && size !== undefined) {
       doneBytes += size;
       onProgress?.(doneBytes, totalBytes);
     }
   }
-  // Page patches authenticate in the pack pass; that they rebuild their chunk needs the base chain.
+  return { blobsVerified, patches };
+}
+
+/** One pack: present, its header, the index's entries against it; with readData, its content. Returns the blobs verified. */
+async function checkPack(
+  repo: Repository,
+  pool: PipelinePool,
+  readData: boolean,
+  stored: Map<string, number>,
+  found: Findings,
+  n: number,
+  indexed: PackEntry[],
+  patches: PatchToCheck[],
+): Promise<number> {
+  const { damage, damagedPacks, damagedBlobs } = found;
+  const packId = repo.packIds[n];
+  const object = `data/${packId.slice(0, 2)}/${packId}`;
+  const size = stored.get(packId);
+  if (size === undefined) {
+    damage.push({ object, problem: 'pack is missing (named by an index)' });
+    damagedPacks.add(n);
+    return 0;
+  }
+  let header: PackEntry[] | undefined;
+  let content: Buffer | undefined;
+  let wrongPack = false;
+  if (readData) {
+    content = await repo.backend.read('data', packId);
+    const actual = contentName(content);
+    wrongPack = actual !== packId && stored.has(actual);
+    if (actual !== packId) {
+      damage.push({
+        object,
+        problem: wrongPack
+          ? `wrong pack: the file holds pack ${actual.slice(0, 16)}'s content, not its own (packs renamed or swapped)`
+          : 'pack content does not match its name (bytes changed or truncated)',
+      });
+    }
+    header = content.length >= 4 ? decodePackHeader(repo.keys.dataKeys, content.length, content) : undefined;
+  } else {
+    header = await repo.readPackHeader(packId, size).catch(() => undefined);
+  }
+  if (!header) damage.push({ object, problem: `pack header unreadable (truncated or damaged; ${size} bytes on storage); its blobs are checked where the index places them` });
+  // A blob is damaged only where restore would read it: at the place the index gives (this pack, that offset).
+  const indexedHere = (e: PackEntry) => {
+    const loc = repo.blobLocation(e.id);
+    return loc !== undefined && loc.pack === n && loc.offset === e.offset;
+  };
+  const blobDamaged = (e: PackEntry, problem: string) => {
+    damage.push({ object, problem: `blob ${e.id.toString('hex').slice(0, 16)} ${problem}` });
+    if (indexedHere(e)) damagedBlobs.add(e.id.toString('hex'));
+  };
+  // (A wrong pack's header is another pack's: comparing it says nothing more; its blobs fail below.)
+  if (header && !wrongPack) {
+    const inHeader = new Map(header.map((e) => [e.id.toString('hex'), e]));
+    const misplaced = indexed.filter((e) => {
+      const h = inHeader.get(e.id.toString('hex'));
+      return !h || h.offset !== e.offset || h.storedLength !== e.storedLength;
+    });
+    if (misplaced.length > 0 && misplaced.length === indexed.length && !readData) {
+      damage.push({ object, problem: `wrong pack: its header lists none of the ${indexed.length} blobs the index places in it (the file holds another pack's content)` });
+    }
+    for (const e of misplaced) blobDamaged(e, 'in the index is not where the pack header says');
+  }
+  // What to verify: the index's entries for this pack and, when readable, the header's (a copy the index does not use is still reported).
+  const toVerify = new Map<string, PackEntry>();
+  for (const e of [...indexed, ...(header ?? [])]) toVerify.set(`${e.id.toString('hex')}@${e.offset}`, e);
+  const fits = [...toVerify.values()].filter((e) => e.offset + e.storedLength <= size);
+  for (const e of toVerify.values()) if (e.offset + e.storedLength > size) blobDamaged(e, `at offset ${e.offset} lies past the end of the pack (${size} bytes)`);
+  if (!content) return 0;
+  const data = new Uint8Array(new ArrayBuffer(content.length));
+  data.set(content);
+  const result = await pool.writeBlobs({
+    data,
+    blobs: fits.map((e) => ({ at: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags, id: e.id, targets: [] })),
+  });
+  const bad = new Set(result.bad);
+  fits.forEach((e, i) => {
+    if (bad.has(i)) blobDamaged(e, `at offset ${e.offset} fails authentication or its id`);
+    else if (blobType(e.typeFlags) === BlobType.Patch && indexedHere(e)) patches.push({ id: e.id, object });
+  });
+  return fits.length - result.bad.length;
+}
+
+/** Phase 3: page patches authenticate in the pack pass; that they rebuild their chunk needs the base chain. */
+async function checkPatches(repo: Repository, patches: PatchToCheck[], { damage, damagedBlobs }: Findings): Promise<void> {
   for (const p of patches) {
     const hex = p.id.toString('hex');
     if (damagedBlobs.has(hex)) continue;
@@ -145,70 +212,71 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
       damagedBlobs.add(hex);
     }
   }
-  const neededOrphans = new Set<number>();
+}
 
+/**
+ * Phase 4: which restore points the damage breaks, and which packs no index
+ * names that they need (`orphanNumbers`: packs indexed from their headers).
+ */
+async function findAffectedRestorePoints(repo: Repository, found: Findings, orphanNumbers: Set<number>) {
+  const neededOrphans = new Set<number>();
   const affected: CheckReport['affected'] = [];
-  const rps = await repo.listRestorePoints((name) => damage.push({ object: `snapshots/${name}`, problem: 'restore point fails authentication' }));
+  const rps = await repo.listRestorePoints((name) => found.damage.push({ object: `snapshots/${name}`, problem: 'restore point fails authentication' }));
   for (const rp of rps) {
     let broken = false;
     for (const disk of rp.disks) {
       for (const mapId of disk.regions) {
         if (!mapId) continue;
-        const id = Buffer.from(mapId, 'hex');
-        const loc = repo.blobLocation(id);
-        if (loc && orphanNumbers.has(loc.pack)) neededOrphans.add(loc.pack);
-        if (!loc || damagedPacks.has(loc.pack) || damagedBlobs.has(mapId)) {
-          if (!loc) damage.push({ object: 'index', problem: `region map ${mapId.slice(0, 16)} of restore point ${rp.id.slice(0, 8)} is in no index` });
-          broken = true;
-          continue;
-        }
-        let entries;
-        try {
-          entries = decodeRegionMap(await repo.readBlob(id), disk.regionSize);
-        } catch (err) {
-          if (!(err instanceof CorruptionError || err instanceof NotFoundError)) throw err;
-          damage.push({ object: `data/${repo.packIds[loc.pack]}`, problem: `region map ${mapId.slice(0, 16)} unreadable: ${(err as Error).message}` });
-          broken = true;
-          continue;
-        }
-        if (!entries) {
-          damage.push({ object: `data/${repo.packIds[loc.pack]}`, problem: `region map ${mapId.slice(0, 16)} is malformed` });
-          broken = true;
-          continue;
-        }
-        for (const e of entries) {
-          const hex = e.id.toString('hex');
-          const cloc = repo.blobLocation(e.id);
-          if (cloc && orphanNumbers.has(cloc.pack)) neededOrphans.add(cloc.pack);
-          if (!cloc) {
-            damage.push({ object: 'index', problem: `chunk ${hex.slice(0, 16)} of restore point ${rp.id.slice(0, 8)} is in no index` });
-            broken = true;
-          } else if (damagedPacks.has(cloc.pack) || damagedBlobs.has(hex)) {
-            broken = true;
-          }
-        }
+        if (!(await regionRestores(repo, found, orphanNumbers, neededOrphans, rp.id, mapId, disk.regionSize))) broken = true;
       }
     }
     if (broken) affected.push({ id: rp.id, guest: rp.guest, time: rp.time });
   }
-  if (neededOrphans.size > 0) {
-    // Restore finds these packs from their headers, so no restore point is lost; but the repository is not as written.
-    damage.push({
-      object: 'index',
-      problem:
-        `the index is missing for ${neededOrphans.size} pack(s) that restore points need (an index file was lost); ` +
-        `their blobs were ${readData ? 'verified from the packs themselves' : 'found in the packs\' own headers'}; 'ferry repair' (or the next backup) rebuilds the index`,
-    });
+  return { affected, restorePoints: rps.length, neededOrphans };
+}
+
+/** Whether a region (its map and every chunk it lists) restores; notes the orphan packs it needs. */
+async function regionRestores(
+  repo: Repository,
+  { damage, damagedPacks, damagedBlobs }: Findings,
+  orphanNumbers: Set<number>,
+  neededOrphans: Set<number>,
+  rpId: string,
+  mapId: string,
+  regionSize: number,
+): Promise<boolean> {
+  const id = Buffer.from(mapId, 'hex');
+  const loc = repo.blobLocation(id);
+  if (loc && orphanNumbers.has(loc.pack)) neededOrphans.add(loc.pack);
+  if (!loc || damagedPacks.has(loc.pack) || damagedBlobs.has(mapId)) {
+    if (!loc) damage.push({ object: 'index', problem: `region map ${mapId.slice(0, 16)} of restore point ${rpId.slice(0, 8)} is in no index` });
+    return false;
   }
-  return {
-    packs: repo.packIds.length,
-    blobsVerified,
-    restorePoints: rps.length,
-    damage: dedupeDamage(damage),
-    affected,
-    unindexedPacks: unindexedBefore ?? orphanIds.length,
-    packsMissingFromIndex: neededOrphans.size,
-  };
+  let entries;
+  try {
+    entries = decodeRegionMap(await repo.readBlob(id), regionSize);
+  } catch (err) {
+    if (!(err instanceof CorruptionError || err instanceof NotFoundError)) throw err;
+    damage.push({ object: `data/${repo.packIds[loc.pack]}`, problem: `region map ${mapId.slice(0, 16)} unreadable: ${(err as Error).message}` });
+    return false;
+  }
+  if (!entries) {
+    damage.push({ object: `data/${repo.packIds[loc.pack]}`, problem: `region map ${mapId.slice(0, 16)} is malformed` });
+    return false;
+  }
+  let restores = true;
+  for (const e of entries) {
+    const hex = e.id.toString('hex');
+    const cloc = repo.blobLocation(e.id);
+    if (cloc && orphanNumbers.has(cloc.pack)) neededOrphans.add(cloc.pack);
+    if (!cloc) {
+      damage.push({ object: 'index', problem: `chunk ${hex.slice(0, 16)} of restore point ${rpId.slice(0, 8)} is in no index` });
+      restores = false;
+    } else if (damagedPacks.has(cloc.pack) || damagedBlobs.has(hex)) {
+      restores = false;
+    }
+  }
+  return restores;
 }
 
 function dedupeDamage(list: Damage[]): Damage[] {

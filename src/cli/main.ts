@@ -1,7 +1,7 @@
 // The `ferry` command line. Every failure ends here as one line on stderr and
 // an exit code from the error's class (see src/errors.ts).
 import { Command, CommanderError } from 'commander';
-import { FerryError } from '../errors';
+import { EXIT_CODES, FerryError } from '../errors';
 import { registerInit } from './commands/init';
 import { registerKey } from './commands/key';
 import { registerBackup } from './commands/backup';
@@ -67,7 +67,7 @@ function reportError(err: unknown): number {
   if (err instanceof CommanderError) {
     // Help and version are "errors" to commander; it already printed them.
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
-    return 2;
+    return EXIT_CODES.usage;
   }
   if (err instanceof FerryError) {
     process.stderr.write(`ferry: ${oneLine(err.message)}\n`);
@@ -77,7 +77,7 @@ function reportError(err: unknown): number {
   const e = err as Error;
   process.stderr.write(`ferry: internal error: ${oneLine(e?.message ?? String(err))} (set FERRY_DEBUG=1 for details)\n`);
   if (process.env.FERRY_DEBUG) process.stderr.write(`${e?.stack}\n`);
-  return 70;
+  return EXIT_CODES.internal;
 }
 
 function oneLine(s: string): string {

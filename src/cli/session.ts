@@ -9,7 +9,7 @@ import type { RetryEvent } from '../storage/retry';
 import { LocalBackend } from '../storage/local';
 import { openBackend, wrapBackend } from '../storage/open';
 import { Repository } from '../repo/repository';
-import { acquireLock, DEFAULT_LOCK_TIMING, LockOptions, LockTiming, loadHostId, newHostId, RepositoryLock } from '../repo/lock';
+import { acquireLock, DEFAULT_LOCK_TIMING, LockMode, LockOptions, LockTiming, loadHostId, newHostId, RepositoryLock } from '../repo/lock';
 import { FencedBackend } from '../storage/fenced';
 import { PipelinePool } from '../workers/pipelinePool';
 import { InputError, UsageError } from '../errors';
@@ -205,19 +205,17 @@ async function openFencedRepository(opts: RepoOptions): Promise<{ repo: Reposito
   }
 }
 
-export type LockMode = 'none' | 'shared' | 'exclusive';
-
 /** Open, lock, run, and clean up whatever happens. */
 export async function withRepository<T>(
   opts: RepoOptions,
-  lockMode: LockMode,
+  lockMode: LockMode | 'none',
   command: string,
   body: (repo: Repository) => Promise<T>,
 ): Promise<T> {
   const { repo, fenced } = await openFencedRepository(opts);
   try {
     if (lockMode === 'none') return await body(repo);
-    const lock = await acquireLock(repo, lockMode === 'exclusive', command, lockOptions((err) => fenced.fence(err)));
+    const lock = await acquireLock(repo, lockMode, command, lockOptions((err) => fenced.fence(err)));
     try {
       return await whileLocked([lock], () => body(repo));
     } finally {
@@ -228,9 +226,14 @@ export async function withRepository<T>(
   }
 }
 
+/** Worker threads: FERRY_THREADS if set (tests, small hosts), else one per core. */
+export function workerThreads(): number | undefined {
+  return Number(process.env.FERRY_THREADS) || undefined;
+}
+
 /** Run with a worker pool that is always torn down. */
 export async function withPool<T>(repo: Repository, body: (pool: PipelinePool) => Promise<T>): Promise<T> {
-  const pool = new PipelinePool(repo);
+  const pool = new PipelinePool(repo, workerThreads());
   try {
     return await body(pool);
   } finally {

@@ -55,7 +55,7 @@ function makeTemplate(file: string): void {
   for (let i = 0; i < 6; i++) writeAt(file, i * 64 * MiB + 1 * MiB, pseudoData(100 + i, 8 * MiB));
 }
 
-export async function runDemo(dirOption: string | undefined, keep: boolean): Promise<void> {
+export async function runDemo(dirOption: string | undefined, keep: boolean, threads?: number): Promise<void> {
   const dir = dirOption ?? fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-demo-'));
   fs.mkdirSync(dir, { recursive: true });
   const say = (s: string) => console.log(s);
@@ -78,7 +78,7 @@ export async function runDemo(dirOption: string | undefined, keep: boolean): Pro
     chunker: parseChunkerSpec(DEFAULT_CHUNKER), packSize: 16 * MiB, compressionLevel: 3, kdf: DEFAULT_KDF, secretKind: 'passphrase',
   });
   say(`created repository ${repoDir} (passphrase: ${DEMO_PASSPHRASE})`);
-  const pool = new PipelinePool(repo);
+  const pool = new PipelinePool(repo, threads);
   try {
     for (const night of [1, 2]) {
       if (night === 2) {
@@ -99,7 +99,7 @@ export async function runDemo(dirOption: string | undefined, keep: boolean): Pro
     }
     const latest = await repo.findRestorePoint('latest', 'db01');
     const target = path.join(dir, 'restored');
-    const files = await restoreToDirectory(repo, pool, latest, target, false);
+    const files = await restoreToDirectory(repo, pool, latest, target);
     const image = files[0].path;
     const same = sha256(image) === sha256(path.join(fleet, 'db01.img'));
     const allocated = fs.statSync(image).blocks * 512;

@@ -286,18 +286,21 @@ async function writeNewLock(scope: LockScope, info: LockInfo): Promise<{ name: s
   return { name, writeStart };
 }
 
-function newLockInfo(hostId: string, exclusive: boolean, command: string): LockInfo {
-  return { host: os.hostname(), hostId, pid: process.pid, time: new Date().toISOString(), exclusive, command };
+function newLockInfo(hostId: string, mode: LockMode, command: string): LockInfo {
+  return { host: os.hostname(), hostId, pid: process.pid, time: new Date().toISOString(), exclusive: mode === 'exclusive', command };
 }
+
+/** Many shared locks may be held at once; an exclusive one excludes every other lock. */
+export type LockMode = 'shared' | 'exclusive';
 
 /**
  * Take a lock. Stale locks are removed on the way. Write first, then look:
  * if two processes race, both see each other and the loser backs off.
  */
-export async function acquireLock(where: Repository | LockScope, exclusive: boolean, command: string, opts: LockOptions): Promise<RepositoryLock> {
+export async function acquireLock(where: Repository | LockScope, mode: LockMode, command: string, opts: LockOptions): Promise<RepositoryLock> {
   const scope = where instanceof Repository ? repositoryScope(where) : where;
   const timing = opts.timing ?? DEFAULT_LOCK_TIMING;
-  const info = newLockInfo(opts.hostId, exclusive, command);
+  const info = newLockInfo(opts.hostId, mode, command);
   const { name, writeStart } = await writeNewLock(scope, info);
   const lock = new RepositoryLock(scope, name, info, timing, opts.onLost, writeStart);
   try {
@@ -316,7 +319,7 @@ export async function acquireLock(where: Repository | LockScope, exclusive: bool
             `give the passphrase (--password-file) so ferry can tell whether it conflicts, or wait for it to go`,
         );
       }
-      if (exclusive || other.info.exclusive) {
+      if (info.exclusive || other.info.exclusive) {
         const o = other.info;
         throw new LockedError(
           `${scope.location} is locked (${o.exclusive ? 'exclusive' : 'shared'}) by '${o.command}', pid ${o.pid} on ${holder(o)} since ${o.time}; ${lockAdvice(o)}`,
@@ -345,7 +348,7 @@ export async function removeLocks(repo: Repository, all: boolean, opts: LockOpti
   const timing = opts.timing ?? DEFAULT_LOCK_TIMING;
   const scope = repositoryScope(repo);
   // A lock of our own, written now, tells the storage's time; it blocks no one (shared) and goes at the end.
-  const probe = await writeNewLock(scope, newLockInfo(opts.hostId, false, 'unlock'));
+  const probe = await writeNewLock(scope, newLockInfo(opts.hostId, 'shared', 'unlock'));
   try {
     const locks = await listLocks(scope);
     const storageNow = locks.find((l) => l.name === probe.name)?.mtime;

@@ -7,7 +7,7 @@ import { Repository } from '../repo/repository';
 import { PipelinePool } from '../workers/pipelinePool';
 import { CorruptionError, StorageError } from '../errors';
 import { complementSpans } from '../dedupe/spans';
-import { forEachLimit } from '../backup/forEachLimit';
+import { forEachLimit } from '../concurrency/forEachLimit';
 import { PlannedBlob, RestorePlan, readRanges, restorePlan } from './restorePlan';
 import { BlobType, blobType } from '../crypto/blobCodec';
 import { DiskRecord } from '../repo/restorePoint';

@@ -15,6 +15,9 @@ import { blockDeviceSize } from '../dedupe/imageSource';
 import { TemporaryFile, removePartialLeftovers } from '../storage/leftovers';
 import { fileHoldsDisk } from './verifyRestored';
 
+/** How errors about the `dir` / `target` parameter name it (Culprit.parameter). */
+export const RESTORE_TARGET = 'restore target';
+
 export interface RestoredFile {
   path: string;
   size: number;
@@ -29,24 +32,30 @@ export interface RestoreProgress {
   totalBytes: number;
 }
 
-/** Every disk and the config of `rp` into `dir`, files created with permission bits `mode`. */
+export interface DirectoryRestoreOptions {
+  /** Overwrite existing files that hold other data (without it they stop the restore). */
+  force?: boolean;
+  onProgress?: (p: RestoreProgress) => void;
+  onLeftover?: (f: TemporaryFile) => void;
+  /** Permission bits of the files created. */
+  mode?: number;
+}
+
+/** Every disk and the config of `rp` into `dir`. */
 export async function restoreToDirectory(
   repo: Repository,
   pool: PipelinePool,
   rp: StoredRestorePoint,
   dir: string,
-  force: boolean,
-  onProgress?: (p: RestoreProgress) => void,
-  onLeftover?: (f: TemporaryFile) => void,
-  mode = DEFAULT_OUTPUT_MODE,
+  { force = false, onProgress, onLeftover, mode = DEFAULT_OUTPUT_MODE }: DirectoryRestoreOptions = {},
 ): Promise<RestoredFile[]> {
   // Restore points come from other hosts and from imported tars: a name that leaves DIR is refused before anything is written.
   const unsafe = unsafeFileName(rp);
-  if (unsafe) throw new InputError(`restore point ${rp.id.slice(0, 8)} of ${rp.guest}: ${unsafe}; refusing to write outside --to ${dir}`);
+  if (unsafe) throw new InputError(`restore point ${rp.id.slice(0, 8)} of ${rp.guest}: ${unsafe}; refusing to write outside ${dir}`);
   const outputs = rp.disks.map((d) => path.join(dir, d.name));
   if (rp.config) outputs.push(path.join(dir, rp.config.fileName));
   if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) {
-    throw new InputError(`--to ${dir}: exists and is not a directory; give a directory to restore into`);
+    throw InputError.about({ parameter: RESTORE_TARGET, value: dir, detail: 'exists and is not a directory; give a directory to restore into' });
   }
   // Resume: without --force, files that already hold exactly what this restore
   // point would write (a re-run after an interrupted restore) are kept; any other existing file stops it.
@@ -58,7 +67,11 @@ export async function restoreToDirectory(
         ? await fileHoldsDisk(repo, disk, p)
         : rp.config !== undefined && fs.statSync(p).isFile() && fs.readFileSync(p).equals(Buffer.from(rp.config.content, 'base64'));
       if (!same) {
-        throw new InputError(`--to ${dir}: ${p} already exists and does not hold this restore point's data; choose another directory or add --force to overwrite`);
+        throw InputError.about({
+          parameter: RESTORE_TARGET, value: dir,
+          detail: `${p} already exists and does not hold this restore point's data; choose another directory`,
+          override: { parameter: 'force', effect: 'overwrite it' },
+        });
       }
       done.add(p);
     }
@@ -67,7 +80,7 @@ export async function restoreToDirectory(
     // A directory ferry creates holds plaintext guest disks: owner-only.
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
-    throw new InputError(`--to ${dir}: cannot create: ${describeSystemError(err)}`);
+    throw InputError.about({ parameter: RESTORE_TARGET, value: dir, detail: `cannot create: ${describeSystemError(err)}` });
   }
   for (const p of outputs) for (const f of removePartialLeftovers(p)) onLeftover?.(f);
   const restored: RestoredFile[] = [];
@@ -116,7 +129,7 @@ export async function restoreDiskTo(
 ): Promise<RestoredFile> {
   const disk = rp.disks[diskNumber];
   if (!disk) {
-    throw new UsageError(`--disk ${diskNumber}: restore point ${rp.id.slice(0, 8)} has ${rp.disks.length} disk(s), numbered from 0`);
+    throw UsageError.about({ parameter: 'disk number', value: String(diskNumber), detail: `restore point ${rp.id.slice(0, 8)} has ${rp.disks.length} disk(s), numbered from 0` });
   }
   let st: fs.Stats | undefined;
   try {
@@ -124,17 +137,20 @@ export async function restoreDiskTo(
   } catch {
     st = undefined;
   }
-  if (st?.isDirectory()) throw new InputError(`--to ${target}: is a directory; with --disk give a block device or file`);
+  if (st?.isDirectory()) throw InputError.about({ parameter: RESTORE_TARGET, value: target, detail: 'is a directory; to restore one disk give a block device or file' });
   if (st?.isBlockDevice()) {
     const size = blockDeviceSize(fs.statSync(target));
     if (size < disk.size) {
-      throw new InputError(`--to ${target}: device holds ${size} bytes but disk ${disk.name} needs ${disk.size}; use a device at least that large`);
+      throw InputError.about({ parameter: RESTORE_TARGET, value: target, detail: `device holds ${size} bytes but disk ${disk.name} needs ${disk.size}; use a device at least that large` });
     }
     if (!opts.force) {
-      throw new InputError(`--to ${target}: block device would be overwritten; add --force to write disk ${disk.name} onto it`);
+      throw InputError.about({
+        parameter: RESTORE_TARGET, value: target, detail: 'block device would be overwritten',
+        override: { parameter: 'force', effect: `write disk ${disk.name} onto it` },
+      });
     }
   } else if (st) {
-    if (!opts.force) throw new InputError(`--to ${target}: already exists; add --force to overwrite it`);
+    if (!opts.force) throw InputError.about({ parameter: RESTORE_TARGET, value: target, detail: 'already exists', override: { parameter: 'force', effect: 'overwrite it' } });
   }
   const progress = (w: number) => opts.onProgress?.({ disk: disk.name, writtenBytes: w, totalBytes: disk.dataBytes });
   if (st?.isBlockDevice()) {

@@ -7,7 +7,7 @@ import { decodeRegionMap } from '../repo/regionMap';
 import { BlobLocation } from '../repo/chunkIndex';
 import { CorruptionError } from '../errors';
 import { Span } from '../dedupe/spans';
-import { forEachLimit } from '../backup/forEachLimit';
+import { forEachLimit } from '../concurrency/forEachLimit';
 
 export interface PlannedBlob {
   id: Buffer;

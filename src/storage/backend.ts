@@ -1,7 +1,7 @@
 // The storage seam. A Backend stores whole, immutable objects by (type, name);
 // the repository above it never sees paths, buckets or HTTP. Cross-cutting
 // behaviour (retries, rate limits, caching) wraps a Backend, never lives in one.
-import { CorruptionError } from '../errors';
+import { CorruptionError, StorageError } from '../errors';
 
 /** Object kinds, and the folder each lives in. */
 export type ObjectType = 'config' | 'keys' | 'data' | 'index' | 'snapshots' | 'locks';
@@ -55,8 +55,11 @@ export interface Backend {
   evict?(type: ObjectType, name: string): Promise<void>;
 }
 
-/** An object the caller expected is not there. */
-export class NotFoundError extends Error {
+/**
+ * An object the caller expected is not there (a storage failure, exit 8, if
+ * it reaches the user; check and repair catch it and name the damage).
+ */
+export class NotFoundError extends StorageError {
   constructor(readonly type: ObjectType, readonly objectName: string, location: string) {
     super(`${location}: ${type}/${objectName} not found`);
     this.name = 'NotFoundError';

@@ -20,7 +20,7 @@ import { Backend, ObjectInfo, ObjectType } from '../storage/backend';
 import { Repository } from '../repo/repository';
 import { contentName } from '../crypto/chunkId';
 import { CorruptionError, DamageFoundError, StorageError } from '../errors';
-import { forEachLimit } from '../backup/forEachLimit';
+import { forEachLimit } from '../concurrency/forEachLimit';
 import { checkSameIdentity } from './copyTarget';
 import { Selection, indexRecords, packsNeeded, selectRestorePoints } from './selection';
 
@@ -87,18 +87,71 @@ function matchesName(type: SyncedType, name: string, bytes: Buffer): boolean {
   return type === 'keys' ? true : contentName(bytes) === name;
 }
 
+/** Counts kept as the run goes. */
+interface Tally {
+  byType: Record<SyncedType, TypeCounts>;
+  /** Objects read back from DST and found equal to their names. */
+  verified: number;
+}
+
+/** Phase 1's result: what to copy, in order. */
+interface SyncPlan {
+  /** SRC's key slots (all of them, copied or not). */
+  srcKeys: Map<string, number>;
+  keys: PlannedCopy[];
+  data: PlannedCopy[];
+  index: PlannedCopy[];
+  snapshots: PlannedCopy[];
+  restorePoints: number;
+  /** Selective sync: after the packs are copied, write DST one index file for them; its name. */
+  writeSelectionIndex?: () => Promise<string | undefined>;
+}
+
+/** Plan a copy unless DST has the object at the same size (a different size is a damaged copy: replace it). */
+type Planner = (type: SyncedType, objects: Iterable<ObjectInfo>) => PlannedCopy[];
+
 export async function syncRepositories(source: Backend, target: Backend, opts: SyncOptions): Promise<SyncSummary> {
   const started = Date.now();
   await checkSameIdentity(source, target);
-  const byType = Object.fromEntries(
-    SYNCED_TYPES.map((t) => [t, { copied: 0, copiedBytes: 0, skipped: 0, skippedBytes: 0 }]),
-  ) as Record<SyncedType, TypeCounts>;
-
-  let verified = 0;
+  const tally: Tally = {
+    byType: Object.fromEntries(
+      SYNCED_TYPES.map((t) => [t, { copied: 0, copiedBytes: 0, skipped: 0, skippedBytes: 0 }]),
+    ) as Record<SyncedType, TypeCounts>,
+    verified: 0,
+  };
   const dstHas = new Map<SyncedType, Map<string, number>>();
   for (const t of SYNCED_TYPES) dstHas.set(t, await listing(target, t));
-  /** Plan a copy unless DST has the object at the same size (a different size is a damaged copy: replace it). */
-  const plan = (type: SyncedType, objects: Iterable<ObjectInfo>): PlannedCopy[] => {
+
+  const planned = await planSync(source, target, opts, copyPlanner(dstHas, tally), tally);
+  const { newIndex, damaged } = await copyPlanned(source, target, planned, opts, tally);
+  const removedKeySlots = await removeKeySlotsGoneFromSource(target, planned.srcKeys, dstHas.get('keys')!);
+
+  if (damaged.length > 0) {
+    throw new DamageFoundError(
+      `${source.location}: ${damaged.length} object(s) do not match their names and were not copied (first: ${damaged[0]}); everything else was copied — run 'ferry check --read-data --repo ${source.location}'`,
+    );
+  }
+  const { byType, verified } = tally;
+  const copied = SYNCED_TYPES.reduce((a, t) => ({ objects: a.objects + byType[t].copied, bytes: a.bytes + byType[t].copiedBytes }), { objects: 0, bytes: 0 });
+  const skipped = SYNCED_TYPES.reduce((a, t) => ({ objects: a.objects + byType[t].skipped, bytes: a.bytes + byType[t].skippedBytes }), { objects: 0, bytes: 0 });
+  const durationMs = Date.now() - started;
+  return {
+    source: source.location,
+    target: target.location,
+    restorePoints: planned.restorePoints,
+    copied,
+    skipped,
+    verified,
+    byType,
+    newIndex,
+    removedKeySlots,
+    durationMs,
+    bytesPerSec: Math.round(copied.bytes / Math.max(durationMs / 1000, 0.001)),
+  };
+}
+
+function copyPlanner(dstHas: Map<SyncedType, Map<string, number>>, { byType }: Tally): Planner {
+  return (type, objects) => {
     const out: PlannedCopy[] = [];
     for (const o of objects) {
       if (dstHas.get(type)!.get(o.name) === o.size) {
@@ -110,61 +163,82 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
     }
     return out;
   };
-  const infos = (m: Map<string, number>, names?: Iterable<string>): ObjectInfo[] =>
-    [...(names ?? m.keys())].map((name) => ({ name, size: m.get(name) ?? 0 }));
+}
 
+const infos = (m: Map<string, number>, names?: Iterable<string>): ObjectInfo[] =>
+  [...(names ?? m.keys())].map((name) => ({ name, size: m.get(name) ?? 0 }));
+
+/** Phase 1: list SRC and plan what DST lacks: everything, or what the selected restore points need. */
+async function planSync(source: Backend, target: Backend, opts: SyncOptions, plan: Planner, tally: Tally): Promise<SyncPlan> {
   // Key slots added to SRC since `init --from` open DST too; slots removed from SRC are removed
   // from DST at the end, once DST holds every slot SRC has (so it never has none).
   const srcKeys = await listing(source, 'keys');
   const keys = plan('keys', infos(srcKeys));
-  let data: PlannedCopy[];
-  let index: PlannedCopy[] = [];
-  let snapshots: PlannedCopy[];
-  let restorePoints: number;
-  let writeSelectionIndex: (() => Promise<string | undefined>) | undefined;
-
   if (!opts.selection) {
     const srcSnapshots = await listing(source, 'snapshots');
-    data = plan('data', infos(await listing(source, 'data')));
-    index = plan('index', infos(await listing(source, 'index')));
-    snapshots = plan('snapshots', infos(srcSnapshots));
-    restorePoints = srcSnapshots.size;
-  } else {
-    const { secret, ...selection } = opts.selection;
-    const srcRepo = await Repository.open(source, secret);
-    // A damaged index file in SRC is not fatal: its packs are found again from their headers.
-    await srcRepo.loadIndex(() => undefined);
-    const srcData = await listing(source, 'data');
-    await srcRepo.indexOrphanPacks(false, srcData);
-    const chosen = selectRestorePoints(await srcRepo.listRestorePoints(), selection, source.location);
-    restorePoints = chosen.length;
-    const needed = await packsNeeded(srcRepo, chosen);
-    for (const p of needed) {
-      if (!srcData.has(p)) {
-        throw new CorruptionError(`${source.location}: pack ${p} is named by the index but missing; run 'ferry check' on the source`, `data/${p}`);
-      }
-    }
-    data = plan('data', infos(srcData, needed));
-    snapshots = plan('snapshots', infos(await listing(source, 'snapshots'), chosen.map((rp) => rp.id)));
-    const dstRepo = await Repository.open(target, secret);
-    await dstRepo.loadIndex(() => undefined);
-    writeSelectionIndex = async () => {
-      // Packs DST has but no DST index names: copied just now, or by an interrupted earlier run.
-      const present = await listing(target, 'data');
-      const unindexed = [...needed].filter((p) => present.has(p) && !dstRepo.hasPack(p));
-      if (unindexed.length === 0) return undefined;
-      const name = await dstRepo.writeIndexFile(indexRecords(srcRepo, unindexed));
-      if (opts.verify) {
-        if (contentName(await target.read('index', name)) !== name) {
-          throw new StorageError(`${target.location}: index/${name} reads back different from what was written; check the target storage and run the sync again`);
-        }
-        verified++;
-      }
-      byType.index.copied++;
-      return name;
-    };
+    const data = plan('data', infos(await listing(source, 'data')));
+    const index = plan('index', infos(await listing(source, 'index')));
+    const snapshots = plan('snapshots', infos(srcSnapshots));
+    return { srcKeys, keys, data, index, snapshots, restorePoints: srcSnapshots.size };
   }
+  return { srcKeys, keys, index: [], ...(await planSelection(source, target, opts.selection, opts.verify, plan, tally)) };
+}
 
+/** Selective sync: the chosen restore points, the packs they need, and one new DST index file for those packs. */
+async function planSelection(
+  source: Backend,
+  target: Backend,
+  { secret, ...selection }: Selection & { secret: Buffer },
+  verify: boolean,
+  plan: Planner,
+  tally: Tally,
+): Promise<Pick<SyncPlan, 'data' | 'snapshots' | 'restorePoints' | 'writeSelectionIndex'>> {
+  const srcRepo = await Repository.open(source, secret);
+  // A damaged index file in SRC is not fatal: its packs are found again from their headers.
+  await srcRepo.loadIndex(() => undefined);
+  const srcData = await listing(source, 'data');
+  await srcRepo.indexOrphanPacks(false, srcData);
+  const chosen = selectRestorePoints(await srcRepo.listRestorePoints(), selection, source.location);
+  const needed = await packsNeeded(srcRepo, chosen);
+  for (const p of needed) {
+    if (!srcData.has(p)) {
+      throw new CorruptionError(`${source.location}: pack ${p} is named by the index but missing; run 'ferry check' on the source`, `data/${p}`);
+    }
+  }
+  const data = plan('data', infos(srcData, needed));
+  const snapshots = plan('snapshots', infos(await listing(source, 'snapshots'), chosen.map((rp) => rp.id)));
+  const dstRepo = await Repository.open(target, secret);
+  await dstRepo.loadIndex(() => undefined);
+  const writeSelectionIndex = async () => {
+    // Packs DST has but no DST index names: copied just now, or by an interrupted earlier run.
+    const present = await listing(target, 'data');
+    const unindexed = [...needed].filter((p) => present.has(p) && !dstRepo.hasPack(p));
+    if (unindexed.length === 0) return undefined;
+    const name = await dstRepo.writeIndexFile(indexRecords(srcRepo, unindexed));
+    if (verify) {
+      if (contentName(await target.read('index', name)) !== name) {
+        throw new StorageError(`${target.location}: index/${name} reads back different from what was written; check the target storage and run the sync again`);
+      }
+      tally.verified++;
+    }
+    tally.byType.index.copied++;
+    return name;
+  };
+  return { data, snapshots, restorePoints: chosen.length, writeSelectionIndex };
+}
+
+/**
+ * Phase 2: copy in the order that keeps DST valid at every moment (key slots,
+ * packs, index files, restore points). Objects that do not match their names
+ * are not copied; their names are returned.
+ */
+async function copyPlanned(
+  source: Backend,
+  target: Backend,
+  { keys, data, index, snapshots, writeSelectionIndex }: SyncPlan,
+  opts: SyncOptions,
+  tally: Tally,
+): Promise<{ newIndex?: string; damaged: string[] }> {
   const all = [...keys, ...data, ...index, ...snapshots];
   const progress: SyncProgress = {
     doneBytes: 0,
@@ -188,10 +262,10 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
             `${target.location}: ${c.type}/${c.name} reads back different from what was written (${back.length} of ${bytes.length} bytes); check the target storage and run the sync again`,
           );
         }
-        verified++;
+        tally.verified++;
       }
-      byType[c.type].copied++;
-      byType[c.type].copiedBytes += bytes.length;
+      tally.byType[c.type].copied++;
+      tally.byType[c.type].copiedBytes += bytes.length;
     }
     progress.doneBytes += c.size || bytes.length;
     progress.doneObjects++;
@@ -209,35 +283,18 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
     await forEachLimit(index, opts.concurrency, copyOne);
   }
   await forEachLimit(snapshots, opts.concurrency, copyOne);
+  return { newIndex, damaged };
+}
 
+/** Phase 3: key slots DST has and SRC no longer has go from DST (only once DST holds all of SRC's). */
+async function removeKeySlotsGoneFromSource(target: Backend, srcKeys: Map<string, number>, dstKeys: Map<string, number>): Promise<string[]> {
   const removedKeySlots: string[] = [];
   if (srcKeys.size > 0) {
-    for (const name of dstHas.get('keys')!.keys()) {
+    for (const name of dstKeys.keys()) {
       if (srcKeys.has(name)) continue;
       await target.remove('keys', name);
       removedKeySlots.push(name);
     }
   }
-
-  if (damaged.length > 0) {
-    throw new DamageFoundError(
-      `${source.location}: ${damaged.length} object(s) do not match their names and were not copied (first: ${damaged[0]}); everything else was copied — run 'ferry check --read-data --repo ${source.location}'`,
-    );
-  }
-  const copied = SYNCED_TYPES.reduce((a, t) => ({ objects: a.objects + byType[t].copied, bytes: a.bytes + byType[t].copiedBytes }), { objects: 0, bytes: 0 });
-  const skipped = SYNCED_TYPES.reduce((a, t) => ({ objects: a.objects + byType[t].skipped, bytes: a.bytes + byType[t].skippedBytes }), { objects: 0, bytes: 0 });
-  const durationMs = Date.now() - started;
-  return {
-    source: source.location,
-    target: target.location,
-    restorePoints,
-    copied,
-    skipped,
-    verified,
-    byType,
-    newIndex,
-    removedKeySlots,
-    durationMs,
-    bytesPerSec: Math.round(copied.bytes / Math.max(durationMs / 1000, 0.001)),
-  };
+  return removedKeySlots;
 }

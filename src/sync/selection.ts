@@ -8,7 +8,7 @@ import { decodeRegionMap } from '../repo/regionMap';
 import { IndexedPack } from '../repo/indexFile';
 import { PackEntry } from '../repo/packFormat';
 import { CorruptionError, UsageError } from '../errors';
-import { forEachLimit } from '../backup/forEachLimit';
+import { forEachLimit } from '../concurrency/forEachLimit';
 
 export interface Selection {
   /** Guests to copy; empty = every guest. */

@@ -12,7 +12,7 @@ export class PipelinePool {
   private readonly pool: Piscina;
   readonly threads: number;
 
-  constructor(repo: Repository, threads = Number(process.env.FERRY_THREADS) || os.availableParallelism()) {
+  constructor(repo: Repository, threads = os.availableParallelism()) {
     this.threads = threads;
     const setup: WorkerSetup = {
       idKey: repo.keys.idKey,

@@ -100,10 +100,10 @@ describe('a backup with changed ranges', () => {
 
     const out = path.join(dir, 'restored');
     const rp = await repo.findRestorePoint(second.id);
-    await restoreToDirectory(repo, pool, rp, out, false);
+    await restoreToDirectory(repo, pool, rp, out);
     expect(sha(path.join(out, 'disk.img'))).toBe(sha(image));
     expect(disk.dataBytes).toBe(
-      (await restoreToDirectory(repo, pool, rp, path.join(dir, 'again'), false))[0].writtenBytes,
+      (await restoreToDirectory(repo, pool, rp, path.join(dir, 'again')))[0].writtenBytes,
     );
   });
 
@@ -122,7 +122,7 @@ describe('a backup with changed ranges', () => {
     });
     expect(second.restorePoint.disks[0].readBytes).toBe(2 * MiB);
     const out = path.join(dir, 'grown-out');
-    await restoreToDirectory(repo, pool, await repo.findRestorePoint(second.id), out, false);
+    await restoreToDirectory(repo, pool, await repo.findRestorePoint(second.id), out);
     expect(sha(path.join(out, 'grown.img'))).toBe(sha(image));
   });
 });

@@ -226,3 +226,16 @@ describe('a ferry killed while it holds a Xen guest paused', () => {
     expect(result.stderr).toContain(`ferry watchdog: ferry exited while the guest was held; ran xl unpause ${NAME}`);
   });
 });
+
+describe('a ferry stopped by SIGTERM or SIGINT while it holds a Xen guest paused', () => {
+  it.each([['SIGTERM', 143], ['SIGINT', 130]] as const)('on %s resumes the guest itself (the CLI runs the fleet backup\'s cleanup hook), then exits %i', async (signal, code) => {
+    const xen = fakeXen(`signal-${signal}`);
+    const running = await startBackup(xen, `signal-${signal}`);
+    await waitUntil(running, () => xen.state() === 'paused', 'xl pause');
+    running.child.kill(signal);
+    const result = await doneAndWatchdogGone(running);
+    expect(result.code, describeResult(result)).toBe(code);
+    expect(xen.state(), xen.calls().join('\n')).toBe('running');
+    expect(result.stderr).toContain(`${signal}: releasing 1 held guest(s)`);
+  });
+});

@@ -81,7 +81,7 @@ function backendContract(label: string, make: () => Promise<Fixture>): void {
       expect(await nameAndSize(be.stat('locks', name))).toEqual({ name, size: 0 });
     });
 
-    it('reports a missing object: NotFoundError on read, undefined on stat, no error on remove', async () => {
+    it('reports a missing object: NotFoundError (a StorageError) on read, undefined on stat, no error on remove', async () => {
       const name = hexName();
       await expect(be.read('index', name)).rejects.toBeInstanceOf(NotFoundError);
       await expect(be.readRange('data', name, 0, 10)).rejects.toBeInstanceOf(NotFoundError);
@@ -91,6 +91,9 @@ function backendContract(label: string, make: () => Promise<Fixture>): void {
       const err = await be.read('keys', name).catch((e: unknown) => e);
       expect(err).toMatchObject({ type: 'keys', objectName: name });
       expect((err as Error).message).toContain(be.location);
+      // If it reaches the user it is one line and exit 8, not an "internal error" (70).
+      expect(err).toBeInstanceOf(StorageError);
+      expect(err).toMatchObject({ exitCode: 8 });
     });
 
     it('reads ranges: start, middle, end, empty; a range past the end is a truncated object (corruption, exit 6), not NotFound', async () => {

@@ -5,9 +5,11 @@ import { backupGuest, imageBackupRequest, withPreviousDisks } from '../../backup
 import { backupFleet, GuestOutcome } from '../../backup/fleetBackup';
 import { Repository } from '../../repo/repository';
 import { withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
+import { withSignalCleanup } from '../signals';
+import { withFlagNames } from '../flagNames';
 import { ProgressLine } from '../progress';
 import { formatBytes, formatDuration } from '../format';
-import { FerryError, UsageError } from '../../errors';
+import { FleetFailedError, UsageError } from '../../errors';
 import { DEFAULT_CONFIG_PATH, FerryConfig, loadFerryConfig } from '../../config/ferryConfig';
 import { fleetGuests } from '../fleetGuests';
 import { acquireHostRunLock } from '../../backup/hostRunLock';
@@ -31,11 +33,6 @@ interface BackupOptions {
 }
 
 const collect = (v: string, acc: string[]) => [...acc, v];
-
-/** Some guests failed: the summary said which; the exit code says so too. */
-class FleetFailedError extends FerryError {
-  override readonly exitCode = 11;
-}
 
 export function registerBackup(program: Command): void {
   program
@@ -62,7 +59,9 @@ export function registerBackup(program: Command): void {
       }
       if (opts.guest.length !== 1) throw new UsageError('backup: give --guest NAME (once) and the guest\'s image paths, or use --all');
       // Bad input fails here, before the repository is touched.
-      const request = imageBackupRequest(opts.guest[0], images.map((i) => path.resolve(i)), opts.config, opts.tag);
+      const request = await withFlagNames({ 'guest name': '--guest', 'guest config': '--config' }, () =>
+        imageBackupRequest(opts.guest[0], images.map((i) => path.resolve(i)), opts.config, opts.tag),
+      );
       await withRepository(ropts, 'shared', 'backup', async (repo) => {
         const resumed = await prepareIndex(repo, opts.json);
         const listing = await repo.listAllRestorePoints();
@@ -131,7 +130,7 @@ async function backupAll(ropts: RepoOptions, opts: BackupOptions): Promise<void>
   };
   const concurrency = opts.concurrency ? Number(opts.concurrency) : config?.concurrency ?? 2;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`--concurrency ${opts.concurrency}: give a whole number of at least 1`);
-  const hostLock = acquireHostRunLock();
+  const hostLock = acquireHostRunLock(process.env.FERRY_RUN_DIR ?? '/run/ferry');
   try {
     await backupAllLocked(opts, config, concurrency, repoOptions);
   } finally {
@@ -165,7 +164,13 @@ async function backupAllLocked(
     }
     const runId = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '') + '-' + process.pid.toString(16);
     const outcomes = await withPool(repo, (pool) =>
-      backupFleet(repo, pool, setup.guests, { concurrency, tags: opts.tag, runId, log, listing, about: (id) => seen.about(id) }),
+      withSignalCleanup((cleanup) =>
+        backupFleet(repo, pool, setup.guests, {
+          concurrency, tags: opts.tag, runId, log, listing, about: (id) => seen.about(id), cleanup,
+          // A rehearsal knob (tests, drills): hold each quiesced guest this long. Never set in production.
+          holdQuiesceMs: Number(process.env.FERRY_HOLD_QUIESCE_MS ?? 0),
+        }),
+      ),
     );
     seen.saw(outcomes.flatMap((o) => (o.ok && o.id && o.time ? [{ id: o.id, guest: o.guest, time: o.time }] : [])));
     warnRecordProblems(seen);

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { runDemo } from '../../demo/demoFleet';
+import { workerThreads } from '../session';
 
 export function registerDemo(program: Command): void {
   program
@@ -8,6 +9,6 @@ export function registerDemo(program: Command): void {
     .option('--dir <dir>', 'work directory (default: a new temporary directory)')
     .option('--keep', 'keep the work directory')
     .action(async (opts: { dir?: string; keep?: boolean }) => {
-      await runDemo(opts.dir, Boolean(opts.keep));
+      await runDemo(opts.dir, Boolean(opts.keep), workerThreads());
     });
 }

@@ -1,12 +1,16 @@
 import { Command } from 'commander';
 import { withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
-import { restoreDiskTo, restoreToDirectory, RestoredFile } from '../../restore/guestRestore';
+import { RESTORE_TARGET, restoreDiskTo, restoreToDirectory, RestoredFile } from '../../restore/guestRestore';
+import { withFlagNames } from '../flagNames';
 import { ProgressLine } from '../progress';
 import { formatBytes } from '../format';
 import { UsageError } from '../../errors';
 import { preferIntactCopies } from '../../repo/packHealth';
 import { TemporaryFile } from '../../storage/leftovers';
 import { reviewListing, seenRestorePoints } from '../restorePointRecord';
+
+/** The flags that feed restoreToDirectory / restoreDiskTo, for their errors. */
+const RESTORE_FLAGS = { [RESTORE_TARGET]: '--to', 'disk number': '--disk', force: '--force' };
 
 interface RestoreOptions {
   guest?: string;
@@ -54,14 +58,14 @@ export function registerRestore(program: Command): void {
         const progress = new ProgressLine(`restore ${rp.guest}`, opts.json);
         const onProgress = (p: { writtenBytes: number; totalBytes: number }) => progress.update(p.writtenBytes, p.totalBytes);
         const onLeftover = (f: TemporaryFile) => console.error(`removed ${f.path} (${formatBytes(f.size)}), left by an interrupted restore`);
-        const files: RestoredFile[] = await withPool(repo, async (pool) => {
+        const files: RestoredFile[] = await withPool(repo, (pool) => withFlagNames(RESTORE_FLAGS, async () => {
           if (opts.disk !== undefined) {
             const n = Number(opts.disk);
             if (!Number.isInteger(n) || n < 0) throw new UsageError(`--disk ${opts.disk}: give a disk number from 0`);
             return [await restoreDiskTo(repo, pool, rp, n, opts.to, { force: Boolean(opts.force), noSparse: !opts.sparse, onProgress, onLeftover, mode })];
           }
-          return restoreToDirectory(repo, pool, rp, opts.to, Boolean(opts.force), onProgress, onLeftover, mode);
-        });
+          return restoreToDirectory(repo, pool, rp, opts.to, { force: Boolean(opts.force), onProgress, onLeftover, mode });
+        }));
         progress.done();
         // Which point, and how old, on every restore: older data must never pass for the newest.
         // (After the work, so that a failed restore still ends in one error line.)

@@ -60,14 +60,14 @@ export function registerSync(program: Command): void {
         // Shared at both ends: sync only adds objects, like a backup; forget, key remove and
         // prune (exclusive) must wait on either end, and two syncs or a backup may run alongside.
         if (secret) {
-          locks.push(await acquireLock(await Repository.open(source, secret), false, 'sync (source)', lock));
-          locks.push(await acquireLock(await Repository.open(fenced, secret), false, 'sync (target)', lock));
+          locks.push(await acquireLock(await Repository.open(source, secret), 'shared', 'sync (source)', lock));
+          locks.push(await acquireLock(await Repository.open(fenced, secret), 'shared', 'sync (target)', lock));
         } else {
           // No key, so plaintext locks that cannot tell a backup's lock from a forget's. At the
           // target, where an unseen forget or prune would delete what is copied, any live lock
           // it cannot read stops it; at the source the worst is a failed read, so it goes on.
-          locks.push(await acquireLock({ backend: source, location: source.location }, false, 'sync (source)', lock));
-          locks.push(await acquireLock({ backend: fenced, location: fenced.location }, false, 'sync (target)', { ...lock, unreadableConflicts: true }));
+          locks.push(await acquireLock({ backend: source, location: source.location }, 'shared', 'sync (source)', lock));
+          locks.push(await acquireLock({ backend: fenced, location: fenced.location }, 'shared', 'sync (target)', { ...lock, unreadableConflicts: true }));
         }
         const progress = new ProgressLine('sync', opts.json);
         const summary = await whileLocked(locks, () =>

@@ -5,8 +5,9 @@ import { writeFileAtomically } from '../../restore/atomicFile';
 import { withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
 import { ProgressLine } from '../progress';
 import { formatBytes, formatDuration } from '../format';
-import { exportTar } from '../../tarExport/exportTar';
-import { importTar } from '../../tarExport/importTar';
+import { exportTar } from '../../tar/exportTar';
+import { importTar } from '../../tar/importTar';
+import { withFlagNames } from '../flagNames';
 import { preferIntactCopies } from '../../repo/packHealth';
 import { InputError, UsageError, describeSystemError } from '../../errors';
 
@@ -91,12 +92,14 @@ export function registerTar(program: Command): void {
         await repo.indexOrphanPacks(true);
         const progress = new ProgressLine('import', opts.json);
         const result = await withPool(repo, (pool) =>
-          importTar(repo, pool, input, {
-            guest: opts.guest,
-            tags: opts.tag,
-            tmpDir: opts.tmpDir,
-            onProgress: (p) => progress.update(p.doneBytes, p.totalBytes || p.doneBytes, p.phase),
-          }),
+          withFlagNames({ 'guest name': '--guest', 'temporary directory': '--tmp-dir' }, () =>
+            importTar(repo, pool, input, {
+              guest: opts.guest,
+              tags: opts.tag,
+              tmpDir: opts.tmpDir,
+              onProgress: (p) => progress.update(p.doneBytes, p.totalBytes || p.doneBytes, p.phase),
+            }),
+          ),
         );
         progress.done();
         const rp = result.restorePoint;

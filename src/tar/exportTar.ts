@@ -129,21 +129,8 @@ export async function exportTar(
 ): Promise<ExportManifest> {
   const names = tarNames(rp);
   const mtime = new Date(rp.time);
-  const hasher = new ChunkHasher(repo.keys.idKey);
   const progress: ExportProgress = { doneBytes: 0, totalBytes: rp.disks.reduce((n, d) => n + d.size, 0) };
-  const pack = tar.pack();
-  const drained = new Promise<void>((resolve, reject) => {
-    pack.on('data', (chunk: unknown) => {
-      if (!out.write(chunk as Buffer)) {
-        pack.pause();
-        out.once('drain', () => pack.resume());
-      }
-    });
-    pack.on('end', () => resolve());
-    pack.on('error', reject);
-    out.on('error', (err: Error) => reject(new StorageError(`writing the tar: ${err.message}`, { cause: err })));
-  });
-  drained.catch(() => undefined);
+  const { pack, drained } = tarInto(out);
 
   const manifest: ExportManifest = {
     format: EXPORT_FORMAT,
@@ -158,63 +145,9 @@ export async function exportTar(
   };
 
   try {
-    if (rp.config && names.config) {
-      const content = Buffer.from(rp.config.content, 'base64');
-      const hash = createHash('sha256');
-      const { sink, finished } = openEntry(pack, names.config, content.length, mtime);
-      await put(sink, content, hash);
-      await endEntry(sink, finished);
-      manifest.config = { file: names.config, size: content.length, sha256: hash.digest('hex') };
-    }
-    for (const [i, disk] of rp.disks.entries()) {
-      const hash = createHash('sha256');
-      const { sink, finished } = openEntry(pack, names.disks[i], disk.size, mtime);
-      let written = 0;
-      const emit = async (data: Buffer): Promise<void> => {
-        await put(sink, data, hash);
-        written += data.length;
-        progress.doneBytes += data.length;
-        onProgress?.(progress);
-      };
-      const fetch = async (piece: Piece): Promise<Buffer[] | number> => {
-        if (piece.kind === 'zeros') return piece.length;
-        const sealed = await repo.backend.readRange('data', piece.packId, piece.start, piece.end - piece.start);
-        return Promise.all(piece.blobs.map(async (b) => {
-          // A page patch is rebuilt from its base chain (and checked against its id) by the repository.
-          const plain = blobType(b.loc.typeFlags) === BlobType.Patch
-            ? await repo.readBlob(b.id)
-            : repo.decodeBlob(b.loc, b.id, sealed.subarray(b.loc.offset - piece.start, b.loc.offset - piece.start + b.loc.storedLength));
-          if (plain.length !== b.length || !hasher.hash(plain).equals(b.id)) {
-            throw new CorruptionError(
-              `${repo.objectPath('data', piece.packId)}: chunk ${b.id.toString('hex').slice(0, 16)} does not match its id (damaged); run 'ferry check --read-data'`,
-              `data/${piece.packId}`,
-            );
-          }
-          return plain;
-        }));
-      };
-      const queue: Promise<Buffer[] | number>[] = [];
-      const writeNext = async (): Promise<void> => {
-        const ready = await queue.shift()!;
-        if (typeof ready === 'number') {
-          for (let left = ready; left > 0; left -= ZEROS.length) await emit(ZEROS.subarray(0, Math.min(left, ZEROS.length)));
-        } else {
-          for (const b of ready) await emit(b);
-        }
-      };
-      for await (const piece of diskPieces(repo, disk)) {
-        const p = fetch(piece);
-        p.catch(() => undefined); // handled when its turn comes in writeNext
-        queue.push(p);
-        if (queue.length > LOOKAHEAD) await writeNext();
-      }
-      while (queue.length > 0) await writeNext();
-      if (written !== disk.size) {
-        throw new CorruptionError(`${repo.location}: restore point ${rp.id.slice(0, 8)} disk ${disk.name}: maps cover ${written} of ${disk.size} bytes`, `snapshots/${rp.id}`);
-      }
-      await endEntry(sink, finished);
-      manifest.disks.push({ file: names.disks[i], name: disk.name, size: disk.size, dataBytes: disk.dataBytes, sourcePath: disk.sourcePath, sha256: hash.digest('hex') });
-    }
+    if (rp.config && names.config) manifest.config = await writeConfigEntry(pack, rp.config.content, names.config, mtime);
+    const disks = new DiskWriter(repo, pack, mtime, progress, onProgress);
+    for (const [i, disk] of rp.disks.entries()) manifest.disks.push(await disks.write(rp, disk, names.disks[i]));
     const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
     pack.entry({ name: MANIFEST_NAME, mode: 0o644, mtime }, manifestBytes);
     const manifestSum = createHash('sha256').update(manifestBytes).digest('hex');
@@ -225,5 +158,103 @@ export async function exportTar(
   } catch (err) {
     pack.destroy();
     throw err;
+  }
+}
+
+/** A tar stream piped into `out` with back-pressure; `drained` settles when the tar's last byte is handed over (or it fails). */
+function tarInto(out: NodeJS.WritableStream): { pack: tar.Pack; drained: Promise<void> } {
+  const pack = tar.pack();
+  const drained = new Promise<void>((resolve, reject) => {
+    pack.on('data', (chunk: unknown) => {
+      if (!out.write(chunk as Buffer)) {
+        pack.pause();
+        out.once('drain', () => pack.resume());
+      }
+    });
+    pack.on('end', () => resolve());
+    pack.on('error', reject);
+    out.on('error', (err: Error) => reject(new StorageError(`writing the tar: ${err.message}`, { cause: err })));
+  });
+  drained.catch(() => undefined);
+  return { pack, drained };
+}
+
+/** The guest's config as a tar entry; its manifest record. */
+async function writeConfigEntry(pack: tar.Pack, contentBase64: string, name: string, mtime: Date): Promise<NonNullable<ExportManifest['config']>> {
+  const content = Buffer.from(contentBase64, 'base64');
+  const hash = createHash('sha256');
+  const { sink, finished } = openEntry(pack, name, content.length, mtime);
+  await put(sink, content, hash);
+  await endEntry(sink, finished);
+  return { file: name, size: content.length, sha256: hash.digest('hex') };
+}
+
+/** Writes disks as raw tar entries: chunks read ahead (LOOKAHEAD ranges), each checked against its id. */
+class DiskWriter {
+  private readonly hasher: ChunkHasher;
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly pack: tar.Pack,
+    private readonly mtime: Date,
+    private readonly progress: ExportProgress,
+    private readonly onProgress?: (p: ExportProgress) => void,
+  ) {
+    this.hasher = new ChunkHasher(repo.keys.idKey);
+  }
+
+  /** One disk as the tar entry `name`; its manifest record. */
+  async write(rp: StoredRestorePoint, disk: DiskRecord, name: string): Promise<ExportManifest['disks'][number]> {
+    const { repo, progress } = this;
+    const hash = createHash('sha256');
+    const { sink, finished } = openEntry(this.pack, name, disk.size, this.mtime);
+    let written = 0;
+    const emit = async (data: Buffer): Promise<void> => {
+      await put(sink, data, hash);
+      written += data.length;
+      progress.doneBytes += data.length;
+      this.onProgress?.(progress);
+    };
+    const queue: Promise<Buffer[] | number>[] = [];
+    const writeNext = async (): Promise<void> => {
+      const ready = await queue.shift()!;
+      if (typeof ready === 'number') {
+        for (let left = ready; left > 0; left -= ZEROS.length) await emit(ZEROS.subarray(0, Math.min(left, ZEROS.length)));
+      } else {
+        for (const b of ready) await emit(b);
+      }
+    };
+    for await (const piece of diskPieces(repo, disk)) {
+      const p = this.fetch(piece);
+      p.catch(() => undefined); // handled when its turn comes in writeNext
+      queue.push(p);
+      if (queue.length > LOOKAHEAD) await writeNext();
+    }
+    while (queue.length > 0) await writeNext();
+    if (written !== disk.size) {
+      throw new CorruptionError(`${repo.location}: restore point ${rp.id.slice(0, 8)} disk ${disk.name}: maps cover ${written} of ${disk.size} bytes`, `snapshots/${rp.id}`);
+    }
+    await endEntry(sink, finished);
+    return { file: name, name: disk.name, size: disk.size, dataBytes: disk.dataBytes, sourcePath: disk.sourcePath, sha256: hash.digest('hex') };
+  }
+
+  /** A piece's bytes: a zero run's length, or its chunks read in one request, decoded and checked. */
+  private async fetch(piece: Piece): Promise<Buffer[] | number> {
+    const { repo, hasher } = this;
+    if (piece.kind === 'zeros') return piece.length;
+    const sealed = await repo.backend.readRange('data', piece.packId, piece.start, piece.end - piece.start);
+    return Promise.all(piece.blobs.map(async (b) => {
+      // A page patch is rebuilt from its base chain (and checked against its id) by the repository.
+      const plain = blobType(b.loc.typeFlags) === BlobType.Patch
+        ? await repo.readBlob(b.id)
+        : repo.decodeBlob(b.loc, b.id, sealed.subarray(b.loc.offset - piece.start, b.loc.offset - piece.start + b.loc.storedLength));
+      if (plain.length !== b.length || !hasher.hash(plain).equals(b.id)) {
+        throw new CorruptionError(
+          `${repo.objectPath('data', piece.packId)}: chunk ${b.id.toString('hex').slice(0, 16)} does not match its id (damaged); run 'ferry check --read-data'`,
+          `data/${piece.packId}`,
+        );
+      }
+      return plain;
+    }));
   }
 }
