@@ -3,7 +3,6 @@
 // and still restores the new image bit-exact.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { LocalBackend } from '../../src/storage/local';
@@ -14,11 +13,12 @@ import { PipelinePool } from '../../src/workers/pipelinePool';
 import { backupGuest, imageBackupRequest } from '../../src/backup/guestBackup';
 import { restoreToDirectory } from '../../src/restore/guestRestore';
 import { Span } from '../../src/dedupe/spans';
+import { useScratch } from '../support/scratch';
 
 const MiB = 1024 * 1024;
 const SIZE = 100 * MiB; // four regions of 32 MiB, the last one short
 
-let dir: string;
+const dir = useScratch('changed-blocks').dir;
 let repo: Repository;
 let pool: PipelinePool;
 
@@ -43,7 +43,6 @@ function writeAt(file: string, offset: number, data: Buffer): void {
 const sha = (f: string) => createHash('sha256').update(fs.readFileSync(f)).digest('hex');
 
 beforeAll(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-cbt-'));
   repo = await Repository.init(new LocalBackend(path.join(dir, 'repo')), Buffer.from('pw'), {
     chunker: parseChunkerSpec('fastcdc:64K'), packSize: 4 * MiB, compressionLevel: 3, kdf: { opslimit: 1, memlimit: 8192 * 1024 }, secretKind: 'passphrase',
   });
@@ -52,7 +51,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await pool?.close();
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 describe('a backup with changed ranges', () => {

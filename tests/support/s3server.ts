@@ -1,14 +1,13 @@
 // A real S3 server for a test file: a throw-away Ceph RGW started by
-// scripts/testbed/ceph-rgw.sh in a temp dir (once per file, ~2 s), a fresh
+// scripts/testbed/ceph-rgw.sh in a scratch dir (once per file, ~2 s), a fresh
 // bucket per test. Call useS3Server() at the top of a describe/file.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll } from 'vitest';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { useScratch } from './scratch';
 
 const run = promisify(execFile);
 const SCRIPT = path.resolve(__dirname, '../../scripts/testbed/ceph-rgw.sh');
@@ -30,8 +29,8 @@ export interface S3TestServer {
   stop(): Promise<void>;
 }
 
-export async function startS3Server(): Promise<S3TestServer> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-rgw-'));
+/** Start a cluster whose files live in `dir` (a fresh directory; `stop()` removes it). */
+export async function startS3Server(dir: string): Promise<S3TestServer> {
   const t0 = performance.now();
   let stdout: string;
   try {
@@ -87,9 +86,10 @@ export async function startS3Server(): Promise<S3TestServer> {
 
 /** Start the server in beforeAll and stop it in afterAll; the getter is valid inside tests. */
 export function useS3Server(): { readonly server: S3TestServer } {
+  const scratch = useScratch('rgw');
   let server: S3TestServer | undefined;
   beforeAll(async () => {
-    server = await startS3Server();
+    server = await startS3Server(scratch.mkdir('cluster'));
   }, 120_000);
   afterAll(async () => {
     await server?.stop();
