@@ -14,6 +14,7 @@ import { backupGuest, imageBackupRequest } from '../../src/backup/guestBackup';
 import { restoreToDirectory } from '../../src/restore/guestRestore';
 import { Span } from '../../src/dedupe/spans';
 import { useScratch } from '../support/scratch';
+import { SeededRandom } from '../support/files';
 
 const MiB = 1024 * 1024;
 const SIZE = 100 * MiB; // four regions of 32 MiB, the last one short
@@ -23,15 +24,7 @@ let repo: Repository;
 let pool: PipelinePool;
 
 function noise(seed: number, length: number): Buffer {
-  const out = Buffer.alloc(length);
-  let x = seed * 2654435761 + 7;
-  for (let i = 0; i + 4 <= length; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out.writeInt32LE(x | 0, i);
-  }
-  return out;
+  return new SeededRandom(seed).fill(Buffer.alloc(length));
 }
 
 function writeAt(file: string, offset: number, data: Buffer): void {

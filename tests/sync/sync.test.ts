@@ -14,7 +14,7 @@ import {
   listFiles,
   overwriteRandomPages,
   parseJson,
-  Rng,
+  SeededRandom,
   sha256File,
   spawnFerry,
   TestRepo,
@@ -147,7 +147,7 @@ describe('local → local', () => {
 describe('killed at random moments', () => {
   it('leaves a valid target each time; a re-run completes it and it restores bit-exact', async () => {
     const dst = await copyTarget(scratch.path('killed'));
-    const rng = new Rng(2024);
+    const rng = new SeededRandom(2024);
     let kills = 0;
     for (let round = 0; round < 4; round++) {
       // A bandwidth cap makes the copy take seconds, so the kill lands mid-copy.
