@@ -107,17 +107,23 @@ describe('init --from', () => {
 });
 
 describe('local → local', () => {
+  // One copy target, synced twice: the tests below read its two summaries and its files.
   let dst: TestRepo;
+  let first: SyncJson;
+  let again: SyncJson;
+
+  beforeAll(async () => {
+    dst = await copyTarget(scratch.path('usb'));
+    first = await syncJson(src.path, dst.path, ['--verify']);
+    again = await syncJson(src.path, dst.path);
+  });
 
   it('copies every object, then nothing on a second run', async () => {
-    dst = await copyTarget(scratch.path('usb'));
-    const first = await syncJson(src.path, dst.path, ['--verify']);
     const srcBackend = openBackend(src.path);
     const packs = await objectNames(srcBackend, 'data');
     expect(first.byType.data.copied).toBe(packs.length);
     expect(first.byType.snapshots.copied).toBe(3);
     expect(first.verified).toBe(first.copied.objects);
-    const again = await syncJson(src.path, dst.path);
     expect(again.copied.objects).toBe(0);
     expect(again.skipped.objects).toBe(first.copied.objects + first.skipped.objects);
   });
