@@ -28,7 +28,8 @@ const s3 = useS3Server();
 // Each test run has its own cache, never the user's ~/.cache.
 process.env.XDG_CACHE_HOME = scratch.path('cache');
 
-repositoryScenarios('a local directory', scratch, { newLocation: async () => scratch.path(`local-${Date.now()}`) });
+let localRepositories = 0;
+repositoryScenarios('a local directory', scratch, { newLocation: async () => scratch.path(`local-${++localRepositories}`) });
 repositoryScenarios('S3 (Ceph RGW)', scratch, { newLocation: async () => s3.server.location(await s3.server.createBucket(), 'ferry') });
 
 describe('S3 specifics', () => {
