@@ -1,10 +1,15 @@
 // The core repository scenarios, written once and run over every backend
 // (a local directory, S3 on a real Ceph RGW): whatever works on one must work
-// the same on the other, through the real CLI.
+// the same on the other, through the real CLI. And a small repository made
+// through the CLI for tests that call a module's functions directly.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openBackend } from '../../src/storage/open';
 import { Backend } from '../../src/storage/backend';
+import { LocalBackend } from '../../src/storage/local';
+import { Repository } from '../../src/repo/repository';
+import { PipelinePool } from '../../src/workers/pipelinePool';
 import { EXIT, TestRepo, expectCleanFailure, expectSuccess, type BackupSummary } from './ferry';
 import { overwriteRandomPages, sha256File, writeRandomishImage } from './files';
 import type { Scratch } from './scratch';
@@ -103,4 +108,49 @@ export function repositoryScenarios(label: string, scratch: Scratch, where: Scen
       }
     });
   });
+}
+
+/** A restore point of a small repository, with a copy of the image it was made from. */
+export interface BackedUpImage {
+  id: string;
+  guest: string;
+  /** The image as it was at backup time (a copy: later nights change the original). */
+  image: string;
+  sha256: string;
+}
+
+/**
+ * A small local repository made through the real CLI, for tests that call a
+ * module's functions directly: guest `web` backed up on two nights (8 pages
+ * changed between, so night 2 shares most chunks with night 1) and guest `db`
+ * once. Restore points are oldest first.
+ */
+export async function smallRepository(scratch: Scratch, name: string): Promise<{ repo: TestRepo; points: BackedUpImage[] }> {
+  const repo = await TestRepo.init(scratch, name);
+  const points: BackedUpImage[] = [];
+  const backUp = async (guest: string, image: string, night: number) => {
+    const { id } = await repo.backup(guest, [image]);
+    const copy = scratch.path(`${name}-${guest}-night${night}.img`);
+    fs.copyFileSync(image, copy);
+    points.push({ id, guest, image: copy, sha256: await sha256File(image) });
+  };
+  const web = scratch.path(`${name}-web.img`);
+  const db = scratch.path(`${name}-db.img`);
+  writeRandomishImage(web, 16 * MiB, 5150);
+  writeRandomishImage(db, 8 * MiB, 5151);
+  await backUp('web', web, 1);
+  await backUp('db', db, 1);
+  overwriteRandomPages(web, 8, 5152);
+  await backUp('web', web, 2);
+  return { repo, points };
+}
+
+/** `testRepo` opened in this process, as the CLI opens it (index loaded), with a worker pool closed at clean-up. */
+export async function openInProcess(scratch: Scratch, testRepo: TestRepo): Promise<{ repo: Repository; pool: PipelinePool }> {
+  const passphrase = fs.readFileSync(testRepo.passwordFile, 'utf8').replace(/\r?\n$/, '');
+  const repo = await Repository.open(new LocalBackend(testRepo.path), Buffer.from(passphrase));
+  await repo.loadIndex();
+  const pool = new PipelinePool(repo, 2);
+  scratch.defer(() => pool.close());
+  return { repo, pool };
 }
