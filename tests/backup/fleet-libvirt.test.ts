@@ -13,8 +13,8 @@ import { useScratch } from '../support/scratch';
 import { mustRun, runCommand } from '../support/system';
 import { ferry, expectSuccess, FAST_KDF } from '../support/ferry';
 import {
-  type DomainSpec, LIBVIRT_URI, buildGuestFiles, copyDisk, defineDomain, expectedFileContent, removeDomain,
-  startDomain, useLibvirtd, virsh, waitForWrites, writtenFiles,
+  type DomainSpec, LIBVIRT_URI, copyDisk, defineDomain, domstate, expectedFileContent, removeDomain, startDomain,
+  startNewDomain, useLibvirtGuestFiles, virsh, waitForWrites, writtenFiles,
 } from '../support/libvirtGuest';
 
 const scratch = useScratch('fleet-libvirt');
@@ -25,8 +25,7 @@ let spec: DomainSpec;
 const timings: Record<string, number> = {};
 
 beforeAll(async () => {
-  await useLibvirtd(scratch);
-  const files = await buildGuestFiles(scratch);
+  const files = await useLibvirtGuestFiles(scratch);
   spec = {
     name: NAME,
     files,
@@ -35,8 +34,7 @@ beforeAll(async () => {
     consoleLog: scratch.path('console.log'),
     mac: '52:54:00:fe:01:01',
   };
-  await defineDomain(scratch, spec);
-  await startDomain(spec);
+  await startNewDomain(scratch, spec);
   repo = scratch.path('repo');
   expectSuccess(await ferry(['init', '--repo', repo, ...FAST_KDF], { env }), 'init');
   await waitForWrites(spec.consoleLog, 0, 5);
@@ -54,10 +52,6 @@ interface GuestOutcomeJson {
   newBytes: number;
   fullReads: string[];
   snapshotKinds: string[];
-}
-
-async function domstate(name = NAME): Promise<string> {
-  return (await virsh('domstate', name)).trim();
 }
 
 /** `ferry backup --all --libvirt` restricted to the test domain, with `domstate` polled all along. */

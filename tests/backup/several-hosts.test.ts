@@ -50,7 +50,7 @@ async function backupAs(host: string, guest: string): Promise<string> {
 let nights: string[][];
 
 beforeAll(async () => {
-  repo = await TestRepo.init(scratch, 'fleet', { dir: s3.server.location(await s3.server.createBucket(), 'fleet') });
+  repo = await TestRepo.init(scratch, 'fleet', { dir: await s3.server.newLocation('fleet') });
   for (const [i, { guest }] of hosts.entries()) {
     if (guest === 'web-clone') continue;
     writeRandomishImage(scratch.path(`${guest}.img`), 24 * MiB, 700 + i);

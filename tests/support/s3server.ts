@@ -26,6 +26,8 @@ export interface S3TestServer {
   createBucket(options?: { objectLock?: boolean }): Promise<string>;
   /** `s3:http://127.0.0.1:PORT/bucket/prefix` through `endpoint` (or another, e.g. a proxy). */
   location(bucket: string, prefix?: string, endpoint?: string): string;
+  /** A repository location in a bucket of its own: `location(await createBucket(), prefix, endpoint)`. */
+  newLocation(prefix?: string, endpoint?: string): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -62,6 +64,12 @@ export async function startS3Server(dir: string): Promise<S3TestServer> {
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
   let n = 0;
+  const createBucket = async (options: { objectLock?: boolean } = {}): Promise<string> => {
+    const bucket = `ferry-test-${++n}-${randomBytes(3).toString('hex')}`;
+    await client.send(new CreateBucketCommand({ Bucket: bucket, ObjectLockEnabledForBucket: options.objectLock || undefined }));
+    return bucket;
+  };
+  const location = (bucket: string, prefix = '', via = endpoint): string => `s3:${via}/${bucket}${prefix ? `/${prefix}` : ''}`;
   return {
     endpoint,
     accessKeyId: env.AWS_ACCESS_KEY_ID,
@@ -69,13 +77,10 @@ export async function startS3Server(dir: string): Promise<S3TestServer> {
     region: env.AWS_REGION,
     client,
     startSeconds,
-    async createBucket(options = {}) {
-      const bucket = `ferry-test-${++n}-${randomBytes(3).toString('hex')}`;
-      await client.send(new CreateBucketCommand({ Bucket: bucket, ObjectLockEnabledForBucket: options.objectLock || undefined }));
-      return bucket;
-    },
-    location(bucket, prefix = '', via = endpoint) {
-      return `s3:${via}/${bucket}${prefix ? `/${prefix}` : ''}`;
+    createBucket,
+    location,
+    async newLocation(prefix = 'ferry', via = endpoint) {
+      return location(await createBucket(), prefix, via);
     },
     async stop() {
       client.destroy();
