@@ -14,6 +14,7 @@ import { PipelinePool } from '../workers/pipelinePool';
 import { backupGuest, imageBackupRequest, withPreviousDisks } from '../backup/guestBackup';
 import { restoreToDirectory } from '../restore/guestRestore';
 import { FerryError } from '../errors';
+import { SeededRandom } from './seededRandom';
 
 const MiB = 1024 * 1024;
 const IMAGE_SIZE = 512 * MiB;
@@ -21,14 +22,7 @@ const DEMO_PASSPHRASE = 'ferry-demo-passphrase';
 
 /** Deterministic bytes: half text-like (compressible), half noise, like a real disk. */
 function pseudoData(seed: number, length: number): Buffer {
-  const out = Buffer.allocUnsafe(length);
-  let x = seed * 2654435761 + 1;
-  for (let i = 0; i < length; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out.writeInt32LE(x | 0, i);
-  }
+  const out = new SeededRandom(seed).fill(Buffer.allocUnsafe(length));
   const words = Buffer.from('Nov 27 01:00:01 host kernel: [ 1.234] ext4 mounted filesystem, ordered data mode\n');
   for (let block = 0; block < length; block += 8192) words.copy(out, block, 0, Math.min(words.length, length - block));
   for (let block = 4096; block < length; block += 8192) out.fill(words, block, Math.min(block + 4096, length));

@@ -3,7 +3,6 @@
 // and still restores the new image bit-exact.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { LocalBackend } from '../../src/storage/local';
@@ -14,24 +13,18 @@ import { PipelinePool } from '../../src/workers/pipelinePool';
 import { backupGuest, imageBackupRequest } from '../../src/backup/guestBackup';
 import { restoreToDirectory } from '../../src/restore/guestRestore';
 import { Span } from '../../src/dedupe/spans';
+import { useScratch } from '../support/scratch';
+import { SeededRandom } from '../support/files';
 
 const MiB = 1024 * 1024;
 const SIZE = 100 * MiB; // four regions of 32 MiB, the last one short
 
-let dir: string;
+const dir = useScratch('changed-blocks').dir;
 let repo: Repository;
 let pool: PipelinePool;
 
 function noise(seed: number, length: number): Buffer {
-  const out = Buffer.alloc(length);
-  let x = seed * 2654435761 + 7;
-  for (let i = 0; i + 4 <= length; i += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out.writeInt32LE(x | 0, i);
-  }
-  return out;
+  return new SeededRandom(seed).fill(Buffer.alloc(length));
 }
 
 function writeAt(file: string, offset: number, data: Buffer): void {
@@ -43,7 +36,6 @@ function writeAt(file: string, offset: number, data: Buffer): void {
 const sha = (f: string) => createHash('sha256').update(fs.readFileSync(f)).digest('hex');
 
 beforeAll(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-cbt-'));
   repo = await Repository.init(new LocalBackend(path.join(dir, 'repo')), Buffer.from('pw'), {
     chunker: parseChunkerSpec('fastcdc:64K'), packSize: 4 * MiB, compressionLevel: 3, kdf: { opslimit: 1, memlimit: 8192 * 1024 }, secretKind: 'passphrase',
   });
@@ -52,7 +44,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await pool?.close();
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 describe('a backup with changed ranges', () => {

@@ -1,6 +1,5 @@
 // ferry.conf: a valid file becomes a typed config with documented defaults;
 // every kind of mistake is one line naming file, line, key and what is expected.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config/configError';
@@ -8,9 +7,11 @@ import {
   DEFAULT_CONCURRENCY, isGuestSelected, loadFerryConfig, parseFerryConfig, settingsForGuest, staticDriverGuests,
 } from '../../src/config/ferryConfig';
 import { matchesGlob } from '../../src/config/glob';
+import { useScratch } from '../support/scratch';
 
 const FILE = '/etc/ferry/ferry.conf';
 const EXAMPLE = path.join(__dirname, '..', '..', 'docs', 'ferry.conf.example');
+const scratch = useScratch('ferry-config');
 
 /** The error a config text gives, as the one line the CLI prints. */
 function errorOf(text: string): string {
@@ -175,7 +176,7 @@ describe('mistakes in ferry.conf', () => {
   });
 
   it('a config file that cannot be read says so and what to do', () => {
-    const missing = path.join(fs.mkdtempSync('/tmp/ferry-conf-'), 'nope.conf');
+    const missing = scratch.path('nope.conf');
     expect(() => loadFerryConfig(missing)).toThrow(`${missing}: cannot read the config file: no such file or directory (ENOENT); give an existing file with --config`);
   });
 });

@@ -10,7 +10,8 @@ import { parseDomainXml } from '../../src/hypervisor/libvirt/domainXml';
 import type { ReleaseCommand } from '../../src/hypervisor/driver';
 import { useScratch } from '../support/scratch';
 import {
-  type DomainSpec, buildGuestFiles, copyDisk, defineDomain, startDomain, useLibvirtd, virsh, waitForWrites, writtenFiles,
+  type DomainSpec, copyDisk, defineDomain, domstate, startDomain, useLibvirtGuestFiles, virsh, waitForWrites,
+  writtenFiles,
 } from '../support/libvirtGuest';
 
 const scratch = useScratch('libvirt-driver');
@@ -21,8 +22,7 @@ let stopped: DomainSpec;
 const driver = new LibvirtDriver({ runner: new ExecFileCommandRunner(), agentTimeoutSeconds: 2 });
 
 beforeAll(async () => {
-  await useLibvirtd(scratch);
-  const files = await buildGuestFiles(scratch);
+  const files = await useLibvirtGuestFiles(scratch);
   running = {
     name: RUNNING,
     files,
@@ -48,10 +48,6 @@ beforeAll(async () => {
   await defineDomain(scratch, stopped);
   await startDomain(running);
 }, 300_000);
-
-async function domstate(name: string): Promise<string> {
-  return (await virsh('domstate', name)).trim();
-}
 
 describe('LibvirtDriver.listGuests (real libvirtd)', () => {
   it('lists the running guest with its disk, vcpus, memory, NIC, and keeps its definition', async () => {

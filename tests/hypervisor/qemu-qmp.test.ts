@@ -4,14 +4,13 @@
 // server that goes away mid-command.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { HypervisorError } from '../../src/errors';
 import { QmpBusyError, QmpClient, QmpCommandError, isOpenInProcess } from '../../src/hypervisor/qemu/qmpClient';
+import { useScratch } from '../support/scratch';
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-qmp-'));
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+const dir = useScratch('qmp').dir;
 let n = 0;
 
 interface Received { execute: string; arguments?: unknown; id: string }

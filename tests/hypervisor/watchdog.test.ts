@@ -1,16 +1,15 @@
 // The quiesce watchdog runs the release command when the process that holds a
 // guest dies (SIGKILL included) or holds it too long, and never after a normal release.
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-watchdog-'));
+import { useScratch } from '../support/scratch';
+
+const dir = useScratch('watchdog').dir;
 const watchdogModule = path.resolve(__dirname, '..', '..', 'dist', 'hypervisor', 'watchdog.js');
 const watchdogMain = path.resolve(__dirname, '..', '..', 'dist', 'hypervisor', 'watchdogMain.js');
-
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** A holder process: arms the watchdog to `touch marker`, then disarms after `holdMs` (or never). */
 function holder(marker: string, holdMs: number | null, timeoutMs = 60_000, argv: string[] = ['touch', marker]) {

@@ -2,10 +2,9 @@
 // qemu-img output recorded from real libvirt 9.0 / QEMU 7.2
 // (tests/fixtures/libvirt/README.md). web01 runs with vda qcow2, vdb and vdc
 // raw and an empty CD-ROM hdc; its UUID is in dumpxml-web01.stdout.
-import { mkdtempSync, readFileSync, existsSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LibvirtBackupProvider } from '../../src/snapshot/libvirtBackup';
 import { decodeTracking, encodeTracking } from '../../src/snapshot/libvirtBackupXml';
 import { qemuImgConvertArgs, qemuImgMapArgs } from '../../src/snapshot/libvirtQemuImg';
@@ -15,12 +14,12 @@ import type { CommandResult, RunOptions } from '../../src/hypervisor/commandRunn
 import type { GuestDisk } from '../../src/hypervisor/driver';
 import { HypervisorError, UsageError } from '../../src/errors';
 import { recordedVirsh } from '../support/libvirtGuest';
+import { useScratch } from '../support/scratch';
 
 const FIXTURES = join(__dirname, '..', 'fixtures', 'libvirt');
 const DIR = '/var/tmp/ferry-libvirt-fixtures';
 const UUID = '1d4e7ed6-eaba-4867-8289-43678b6d98f6';
-const work = mkdtempSync(join(tmpdir(), 'ferry-libvirt-recorded-'));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+const work = useScratch('libvirt-recorded').dir;
 
 const vda: GuestDisk = { device: 'vda', path: `${DIR}/web01-vda.qcow2`, format: 'qcow2', readOnly: false };
 const vdb: GuestDisk = { device: 'vdb', path: `${DIR}/web01-vdb.img`, format: 'raw', readOnly: false };

@@ -13,8 +13,8 @@ import { useScratch } from '../support/scratch';
 import { mustRun, runCommand } from '../support/system';
 import { mountTmpfs } from '../support/mounts';
 import {
-  type DomainSpec, buildGuestFiles, copyDisk, defineDomain, expectedFileContent, fsckReadOnly, readFromExt4,
-  startDomain, useLibvirtd, virsh, waitForWrites, writtenFiles,
+  type DomainSpec, copyDisk, domstate, expectedFileContent, fsckReadOnly, readFromExt4, startNewDomain,
+  useLibvirtGuestFiles, virsh, waitForWrites, writtenFiles,
 } from '../support/libvirtGuest';
 
 const scratch = useScratch('libvirt-backup');
@@ -27,8 +27,7 @@ let vdb: GuestDisk;
 const timings: Record<string, number> = {};
 
 beforeAll(async () => {
-  await useLibvirtd(scratch);
-  const files = await buildGuestFiles(scratch);
+  const files = await useLibvirtGuestFiles(scratch);
   spec = {
     name: NAME,
     files,
@@ -43,8 +42,7 @@ beforeAll(async () => {
   };
   vda = { device: 'vda', path: spec.disks[0]!.path, format: 'qcow2', readOnly: false };
   vdb = { device: 'vdb', path: spec.disks[1]!.path, format: 'raw', readOnly: false };
-  await defineDomain(scratch, spec);
-  await startDomain(spec);
+  await startNewDomain(scratch, spec);
   provider = new LibvirtBackupProvider({ runner: new ExecFileCommandRunner(), workDir });
 }, 300_000);
 
@@ -59,10 +57,6 @@ async function timed<T>(label: string, fn: () => Promise<T>): Promise<T> {
   } finally {
     timings[label] = Date.now() - t0;
   }
-}
-
-async function domstate(): Promise<string> {
-  return (await virsh('domstate', NAME)).trim();
 }
 
 async function checkpoints(): Promise<string[]> {
@@ -160,14 +154,14 @@ describe('LibvirtBackupProvider on a real, writing guest', () => {
     );
     expect(await checkpoints()).toEqual([]);
     expect(fs.readdirSync(tiny)).toEqual([]);
-    expect(await domstate()).toBe('running');
+    expect(await domstate(NAME)).toBe('running');
   });
 
   it('copies both disks live while the guest keeps writing: vda passes fsck and holds every file written before', async () => {
     const before = await waitForWrites(spec.consoleLog, 0, 10);
     r1 = await timed('full r1', () => provider.create([vda, vdb], 'r1'));
     // The guest ran throughout and keeps writing after the copy.
-    expect(await domstate()).toBe('running');
+    expect(await domstate(NAME)).toBe('running');
     await waitForWrites(spec.consoleLog, writtenFiles(spec.consoleLog).length, 3);
 
     expect(r1.map((s) => s.disk.device)).toEqual(['vda', 'vdb']);
@@ -222,7 +216,7 @@ describe('LibvirtBackupProvider on a real, writing guest', () => {
     await waitForWrites(spec.consoleLog, writtenFiles(spec.consoleLog).length, 10);
     const before = writtenFiles(spec.consoleLog);
     r3 = await timed('incremental r3 (live)', () => provider.create([vda], 'r3', [r2[0]!.tracking]));
-    expect(await domstate()).toBe('running');
+    expect(await domstate(NAME)).toBe('running');
     const [a] = r3 as [Snapshot];
     expect(a.changed!.length).toBeGreaterThan(0);
     const rebuilt2 = scratch.path('rebuilt-r2.raw');
@@ -260,6 +254,6 @@ describe('LibvirtBackupProvider on a real, writing guest', () => {
     expect(removed).toContain(`${workDir}/ferry-dead-${NAME}-vda.qcow2`);
     expect(removed).toContain(`${workDir}/ferry-r4-${NAME}-vda.raw`);
     expect(fs.readdirSync(workDir)).toEqual(['admin-notes.txt']);
-    expect(await domstate()).toBe('running');
+    expect(await domstate(NAME)).toBe('running');
   });
 });

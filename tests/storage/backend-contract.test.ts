@@ -3,7 +3,6 @@
 // over S3. A new backend passes this suite before anything uses it.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import {
@@ -20,8 +19,10 @@ import { S3Backend } from '../../src/storage/s3';
 import { CachedBackend } from '../../src/storage/cache';
 import { StorageError } from '../../src/errors';
 import { useS3Server } from '../support/s3server';
+import { useScratch } from '../support/scratch';
 
 const MiB = 1024 * 1024;
+const scratch = useScratch('backend-contract');
 
 /** Names as the repository makes them: hex hashes. */
 function hexName(): string {
@@ -196,7 +197,7 @@ function backendContract(label: string, make: () => Promise<Fixture>): void {
 // --- the backends -----------------------------------------------------------
 
 backendContract('LocalBackend (temp dir)', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-local-'));
+  const dir = fs.mkdtempSync(scratch.path('local-'));
   return { backend: new LocalBackend(dir), cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }) };
 });
 
@@ -212,7 +213,7 @@ describe('on a real S3 server (Ceph RGW)', () => {
 
   backendContract('CachedBackend(S3Backend)', async () => {
     const bucket = await s3.server.createBucket();
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-cache-'));
+    const dir = fs.mkdtempSync(scratch.path('cache-'));
     return {
       backend: new CachedBackend(new S3Backend(s3.server.location(bucket, 'repo'), s3Options), dir),
       cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }),
@@ -295,7 +296,7 @@ describe('on a real S3 server (Ceph RGW)', () => {
   describe('CachedBackend specifics', () => {
     it('serves index/snapshots/keys/config from the cache, not data; a complete list evicts vanished names', async () => {
       const bucket = await s3.server.createBucket();
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-cache-'));
+      const dir = fs.mkdtempSync(scratch.path('cache-'));
       const be = new CachedBackend(new S3Backend(s3.server.location(bucket, 'r')), dir);
       const name = hexName();
       await be.write('index', name, Buffer.from('index bytes'));
@@ -314,12 +315,11 @@ describe('on a real S3 server (Ceph RGW)', () => {
       expect(fs.existsSync(path.join(dir, 'index', name))).toBe(false);
       await expect(be.read('index', name)).rejects.toBeInstanceOf(NotFoundError);
       await be.close();
-      fs.rmSync(dir, { recursive: true, force: true });
     });
 
     it('fills the cache on first read and refuses names that could leave the cache directory', async () => {
       const bucket = await s3.server.createBucket();
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-cache-'));
+      const dir = fs.mkdtempSync(scratch.path('cache-'));
       const inner = new S3Backend(s3.server.location(bucket, 'r'));
       const name = hexName();
       await inner.write('snapshots', name, Buffer.from('snap'));
@@ -330,7 +330,6 @@ describe('on a real S3 server (Ceph RGW)', () => {
       await expect(be.read('snapshots', '../../etc')).rejects.toBeInstanceOf(NotFoundError);
       expect(fs.readdirSync(dir)).toEqual(['snapshots']);
       await be.close();
-      fs.rmSync(dir, { recursive: true, force: true });
     });
   });
 });

@@ -1,19 +1,18 @@
 // RateLimitedBackend caps bandwidth per direction. Timing tests assert lower
 // bounds only: a limit must never be exceeded, however fast the machine.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { LocalBackend } from '../../src/storage/local';
 import { RateLimitedBackend, TokenBucket } from '../../src/storage/ratelimit';
+import { useScratch } from '../support/scratch';
 
 const MiB = 1024 * 1024;
+const scratch = useScratch('ratelimit');
 let dir: string;
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-rate-'));
+  dir = fs.mkdtempSync(scratch.path('rate-'));
 });
-afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();

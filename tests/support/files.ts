@@ -1,6 +1,9 @@
 // File contents: hashes, sparseness, and deterministic test data.
 import { createCipheriv, createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import { SeededRandom } from '../../src/demo/seededRandom';
+
+export { SeededRandom };
 
 const MiB = 1024 * 1024;
 
@@ -26,25 +29,6 @@ export function allocatedBytes(file: string): number {
   return fs.statSync(file).blocks * 512;
 }
 
-/** Deterministic pseudo-random numbers (mulberry32): tests reproduce exactly. */
-export class Rng {
-  private state: number;
-  constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-  /** Uniform in [0, 1). */
-  next(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  /** Integer in [0, n). */
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-}
-
 /** `length` incompressible bytes, the same for the same (seed, stream). AES-CTR runs at GB/s. */
 export function pseudoRandomBytes(seed: number, stream: number, length: number): Buffer {
   const key = createHash('sha256').update(`ferry-test-${seed}`).digest();
@@ -56,7 +40,7 @@ export function pseudoRandomBytes(seed: number, stream: number, length: number):
 
 /** Compressible, text-like bytes (log lines) that differ per block. */
 function textBlock(seed: number, block: number, length: number): Buffer {
-  const rng = new Rng(seed * 7919 + block);
+  const rng = new SeededRandom(seed * 7919 + block);
   const words = ['disk', 'write', 'sector', 'guest', 'backup', 'kernel', 'eth0', 'link', 'up', 'ok', 'error', 'retry'];
   let s = '';
   while (s.length < length) {
@@ -79,7 +63,7 @@ export interface RandomishImageOptions {
 export function writeRandomishImage(file: string, sizeBytes: number, seed: number, opts: RandomishImageOptions = {}): void {
   const holes = opts.holes ?? 0.2;
   const text = opts.text ?? 0.2;
-  const rng = new Rng(seed);
+  const rng = new SeededRandom(seed);
   const fd = fs.openSync(file, 'w');
   try {
     fs.ftruncateSync(fd, sizeBytes);
@@ -100,7 +84,7 @@ export function writeRandomishImage(file: string, sizeBytes: number, seed: numbe
 export function overwriteRandomPages(file: string, count: number, seed: number, pageSize = 4096): number[] {
   const size = fs.statSync(file).size;
   const pages = Math.floor(size / pageSize);
-  const rng = new Rng(seed);
+  const rng = new SeededRandom(seed);
   const offsets: number[] = [];
   const fd = fs.openSync(file, 'r+');
   try {

@@ -134,6 +134,26 @@ export async function removeDomain(name: string): Promise<void> {
   }
 }
 
+/**
+ * The preamble of every test against the real libvirtd: libvirtd running for
+ * this file, and the test guest's kernel, initrd and empty disk built.
+ */
+export async function useLibvirtGuestFiles(scratch: Scratch): Promise<GuestFiles> {
+  await useLibvirtd(scratch);
+  return buildGuestFiles(scratch);
+}
+
+/** Defines the domain (undefined at clean-up) and boots it until the guest says it is ready. */
+export async function startNewDomain(scratch: Scratch, spec: DomainSpec): Promise<void> {
+  await defineDomain(scratch, spec);
+  await startDomain(spec);
+}
+
+/** The domain's state as `virsh domstate` prints it (running, paused, shut off, ...). */
+export async function domstate(name: string): Promise<string> {
+  return (await virsh('domstate', name)).trim();
+}
+
 /** Starts a defined domain and waits for the guest's ready line on its console. */
 export async function startDomain(spec: DomainSpec, timeoutMs = 180_000): Promise<void> {
   await virsh('start', spec.name);

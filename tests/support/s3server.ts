@@ -1,14 +1,13 @@
 // A real S3 server for a test file: a throw-away Ceph RGW started by
-// scripts/testbed/ceph-rgw.sh in a temp dir (once per file, ~2 s), a fresh
+// scripts/testbed/ceph-rgw.sh in a scratch dir (once per file, ~2 s), a fresh
 // bucket per test. Call useS3Server() at the top of a describe/file.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll } from 'vitest';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { useScratch } from './scratch';
 
 const run = promisify(execFile);
 const SCRIPT = path.resolve(__dirname, '../../scripts/testbed/ceph-rgw.sh');
@@ -27,11 +26,13 @@ export interface S3TestServer {
   createBucket(options?: { objectLock?: boolean }): Promise<string>;
   /** `s3:http://127.0.0.1:PORT/bucket/prefix` through `endpoint` (or another, e.g. a proxy). */
   location(bucket: string, prefix?: string, endpoint?: string): string;
+  /** A repository location in a bucket of its own: `location(await createBucket(), prefix, endpoint)`. */
+  newLocation(prefix?: string, endpoint?: string): Promise<string>;
   stop(): Promise<void>;
 }
 
-export async function startS3Server(): Promise<S3TestServer> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferry-rgw-'));
+/** Start a cluster whose files live in `dir` (a fresh directory; `stop()` removes it). */
+export async function startS3Server(dir: string): Promise<S3TestServer> {
   const t0 = performance.now();
   let stdout: string;
   try {
@@ -63,6 +64,12 @@ export async function startS3Server(): Promise<S3TestServer> {
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
   let n = 0;
+  const createBucket = async (options: { objectLock?: boolean } = {}): Promise<string> => {
+    const bucket = `ferry-test-${++n}-${randomBytes(3).toString('hex')}`;
+    await client.send(new CreateBucketCommand({ Bucket: bucket, ObjectLockEnabledForBucket: options.objectLock || undefined }));
+    return bucket;
+  };
+  const location = (bucket: string, prefix = '', via = endpoint): string => `s3:${via}/${bucket}${prefix ? `/${prefix}` : ''}`;
   return {
     endpoint,
     accessKeyId: env.AWS_ACCESS_KEY_ID,
@@ -70,13 +77,10 @@ export async function startS3Server(): Promise<S3TestServer> {
     region: env.AWS_REGION,
     client,
     startSeconds,
-    async createBucket(options = {}) {
-      const bucket = `ferry-test-${++n}-${randomBytes(3).toString('hex')}`;
-      await client.send(new CreateBucketCommand({ Bucket: bucket, ObjectLockEnabledForBucket: options.objectLock || undefined }));
-      return bucket;
-    },
-    location(bucket, prefix = '', via = endpoint) {
-      return `s3:${via}/${bucket}${prefix ? `/${prefix}` : ''}`;
+    createBucket,
+    location,
+    async newLocation(prefix = 'ferry', via = endpoint) {
+      return location(await createBucket(), prefix, via);
     },
     async stop() {
       client.destroy();
@@ -87,9 +91,10 @@ export async function startS3Server(): Promise<S3TestServer> {
 
 /** Start the server in beforeAll and stop it in afterAll; the getter is valid inside tests. */
 export function useS3Server(): { readonly server: S3TestServer } {
+  const scratch = useScratch('rgw');
   let server: S3TestServer | undefined;
   beforeAll(async () => {
-    server = await startS3Server();
+    server = await startS3Server(scratch.mkdir('cluster'));
   }, 120_000);
   afterAll(async () => {
     await server?.stop();

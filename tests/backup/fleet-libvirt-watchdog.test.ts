@@ -14,7 +14,8 @@ import { useScratch } from '../support/scratch';
 import { ferry, spawnFerry, expectSuccess, describeResult, FAST_KDF } from '../support/ferry';
 import { mountLoopFileSystem } from '../support/loopFileSystems';
 import {
-  type DomainSpec, LIBVIRT_URI, buildGuestFiles, copyDisk, defineDomain, startDomain, useLibvirtd, virsh, waitForWrites, writtenFiles,
+  type DomainSpec, LIBVIRT_URI, copyDisk, domstate, startNewDomain, useLibvirtGuestFiles, virsh, waitForWrites,
+  writtenFiles,
 } from '../support/libvirtGuest';
 
 const scratch = useScratch('fleet-libvirt-watchdog');
@@ -24,8 +25,7 @@ let repo: string;
 let spec: DomainSpec;
 
 beforeAll(async () => {
-  await useLibvirtd(scratch);
-  const files = await buildGuestFiles(scratch);
+  const files = await useLibvirtGuestFiles(scratch);
   // A disk on xfs is copied by reflink, which needs the guest suspended around the copy.
   const mount = await mountLoopFileSystem(scratch, 'xfs', { mkfs: ['mkfs.xfs', '-q', '-m', 'reflink=1'], sizeMiB: 600 });
   spec = {
@@ -35,16 +35,11 @@ beforeAll(async () => {
     consoleLog: scratch.path('console.log'),
     mac: '52:54:00:fe:03:01',
   };
-  await defineDomain(scratch, spec);
-  await startDomain(spec);
+  await startNewDomain(scratch, spec);
   repo = scratch.path('repo');
   expectSuccess(await ferry(['init', '--repo', repo, ...FAST_KDF], { env }), 'init');
   await waitForWrites(spec.consoleLog, 0, 2);
 }, 300_000);
-
-async function domstate(): Promise<string> {
-  return (await virsh('domstate', NAME)).trim();
-}
 
 describe('a ferry killed while it holds a libvirt domain suspended', () => {
   it('leaves the domain running again and writing: the watchdog ran virsh resume', async () => {
@@ -58,7 +53,7 @@ describe('a ferry killed while it holds a libvirt domain suspended', () => {
     const deadline = Date.now() + 120_000;
     let exited = false;
     void running.done.then(() => (exited = true));
-    while ((await domstate()) !== 'paused') {
+    while ((await domstate(NAME)) !== 'paused') {
       if (exited || Date.now() > deadline) {
         running.child.kill('SIGKILL');
         throw new Error(`ferry never suspended the domain: ${describeResult(await running.done)}`);
@@ -72,7 +67,7 @@ describe('a ferry killed while it holds a libvirt domain suspended', () => {
     // second or a few on this shared 2-core host. Far below the 120 s the watchdog would keep
     // retrying a failing resume, so a pass means its first attempts worked.
     const resumeDeadline = Date.now() + 60_000;
-    while ((await domstate()) !== 'running') {
+    while ((await domstate(NAME)) !== 'running') {
       if (Date.now() > resumeDeadline) throw new Error('the domain is still not running 60 s after ferry was killed');
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -82,6 +77,6 @@ describe('a ferry killed while it holds a libvirt domain suspended', () => {
     const result = await running.done;
     expect(result.signal, describeResult(result)).toBe('SIGKILL');
     expect(result.stderr).toContain(`ferry watchdog: ferry exited while the guest was held; ran virsh -c ${LIBVIRT_URI} resume ${NAME}\n`);
-    expect(await domstate()).toBe('running');
+    expect(await domstate(NAME)).toBe('running');
   });
 });

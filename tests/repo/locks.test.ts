@@ -192,7 +192,7 @@ describe('when a lock is stale', () => {
 
 describe('on S3, the age is the storage\'s LastModified', () => {
   it('a lock stamped an hour ahead is removed once S3 has not seen it rewritten for the stale age', async () => {
-    const s3repo = await TestRepo.init(scratch, 's3repo', { dir: s3.server.location(await s3.server.createBucket(), 'ferry') });
+    const s3repo = await TestRepo.init(scratch, 's3repo', { dir: await s3.server.newLocation('ferry') });
     const backend = openBackend(s3repo.path);
     const opened = await Repository.open(backend, readSecretFile(s3repo.passwordFile, 'test'));
     const info: LockInfo = { host: 'dom0-b', hostId: 'b'.repeat(32), pid: 1, time: new Date(Date.now() + 60 * MINUTE).toISOString(), exclusive: false, command: 'backup' };

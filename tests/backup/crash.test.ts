@@ -14,7 +14,7 @@ import {
   expectSuccess,
   listFiles,
   parseJson,
-  Rng,
+  SeededRandom,
   sha256File,
   TestRepo,
   useScratch,
@@ -61,7 +61,7 @@ beforeAll(async () => {
 
 describe('backups killed at random moments', () => {
   it(`survive ${KILLS} SIGKILLs spread over a backup's run time, then a backup completes reusing stored data`, async () => {
-    const rng = new Rng(20241127);
+    const rng = new SeededRandom(20241127);
     // Ascending moments from 3% to 97% of a full backup's duration, jittered.
     const moments = Array.from({ length: KILLS }, (_, i) => Math.round(full.ms * (0.03 + (0.94 * (i + rng.next())) / KILLS)));
     let killed = 0;

@@ -10,7 +10,7 @@ import { guestFromConfig } from '../../src/hypervisor/xen/guestConfig';
 import { parseDiskSpec } from '../../src/hypervisor/xen/diskSpec';
 import { parseDomainXml } from '../../src/hypervisor/libvirt/domainXml';
 import { parseManifest } from '../../src/tar/manifest';
-import { FUZZ_RUNS, fixtureTexts, mutated, returnsOrFerryError, tokenSoup } from './fuzzSupport';
+import { FUZZ_RUNS, fixtureTexts, mutated, returnsOrFerryError, tokenSoup } from '../support/fuzz';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 

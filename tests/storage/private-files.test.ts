@@ -69,7 +69,7 @@ describe('files are private whatever the umask', () => {
   });
 
   it('the S3 cache under $XDG_CACHE_HOME/ferry is 0600/0700', async () => {
-    const location = s3.server.location(await s3.server.createBucket(), 'ferry');
+    const location = await s3.server.newLocation('ferry');
     expectSuccess(await ferryUnderOpenUmask(['init', '--repo', location, ...FAST_KDF]));
     expectSuccess(await ferryUnderOpenUmask(['backup', '--repo', location, '--guest', 'web', image]));
     const cache = path.join(cacheHome, 'ferry');

@@ -50,9 +50,9 @@ it('refuses s3:http:// to another host in one line naming --insecure-http, touch
 
 it('allows plain http to this machine by address or by name', async () => {
   const port = new URL(s3.server.endpoint).port;
-  const byName = s3.server.location(await s3.server.createBucket(), 'ferry', `http://localhost:${port}`);
+  const byName = await s3.server.newLocation('ferry', `http://localhost:${port}`);
   expectSuccess(await ferry(['init', '--repo', byName, ...FAST_KDF], { env }));
-  const byAddress = s3.server.location(await s3.server.createBucket(), 'ferry');
+  const byAddress = await s3.server.newLocation('ferry');
   expect(byAddress).toMatch(/^s3:http:\/\/127\./);
   expectSuccess(await ferry(['init', '--repo', byAddress, ...FAST_KDF], { env }));
 });

@@ -62,14 +62,21 @@ describe('init', () => {
 });
 
 describe('backup, list, show, restore', () => {
+  // Its own repository, holding the one backup every test here reads.
+  let repo: TestRepo;
+  let backupStdout: string;
   let pointId: string;
 
-  it('backs up a guest with two disks, a config and tags, printing the new id', async () => {
+  beforeAll(async () => {
+    repo = await TestRepo.init(scratch, 'backup-repo');
     const r = await repo.run(['backup', '--guest', 'web', '--config', guestConfig, '--tag', 'nightly', '--tag', 'before-upgrade', ...disks.map((d) => d.image)]);
-    const stdout = expectSuccess(r);
+    backupStdout = expectSuccess(r);
     pointId = (await repo.list())[0].id;
+  });
+
+  it('backs up a guest with two disks, a config and tags, printing the new id', () => {
     // Only the id, so that scripts can say ID=$(ferry backup ...).
-    expect(stdout.trim()).toBe(pointId);
+    expect(backupStdout.trim()).toBe(pointId);
   });
 
   it('lists it with time, disks, sizes and tags', async () => {
@@ -150,6 +157,8 @@ describe('backup, list, show, restore', () => {
 
 describe('key slots', () => {
   it('adds a passphrase, removes the old one, and never rewrites data', async () => {
+    const repo = await TestRepo.init(scratch, 'keys-repo');
+    await repo.backup('web', [disks[0].image]);
     const before = await dataState(repo.path);
     const keysBefore = parseJson<Array<{ id: string }>>(await repo.run(['key', 'list', '--json']));
     expect(keysBefore).toHaveLength(1);
@@ -174,17 +183,16 @@ describe('key slots', () => {
     expectSuccess(await second.run(['list']));
 
     expect(await dataState(repo.path)).toEqual(before);
-    // Later tests use `repo` with the original passphrase file: point it at the new passphrase.
-    fs.copyFileSync(secondFile, repo.passwordFile);
   });
 });
 
 describe('forget', () => {
   it('--dry-run changes nothing; forget removes only the named restore point', async () => {
+    const repo = await TestRepo.init(scratch, 'forget-repo');
+    const webId = (await repo.backup('web', [disks[0].image])).id;
     const second = await repo.backup('db', [disks[1].image]);
     const before = (await repo.list()).map((p) => p.id);
-    expect(before).toContain(second.id);
-    const webId = before.find((id) => id !== second.id)!;
+    expect(new Set(before)).toEqual(new Set([webId, second.id]));
 
     expectSuccess(await repo.run(['forget', webId, '--dry-run']));
     expect((await repo.list()).map((p) => p.id)).toEqual(before);

@@ -28,8 +28,9 @@ const s3 = useS3Server();
 // Each test run has its own cache, never the user's ~/.cache.
 process.env.XDG_CACHE_HOME = scratch.path('cache');
 
-repositoryScenarios('a local directory', scratch, { newLocation: async () => scratch.path(`local-${Date.now()}`) });
-repositoryScenarios('S3 (Ceph RGW)', scratch, { newLocation: async () => s3.server.location(await s3.server.createBucket(), 'ferry') });
+let localRepositories = 0;
+repositoryScenarios('a local directory', scratch, { newLocation: async () => scratch.path(`local-${++localRepositories}`) });
+repositoryScenarios('S3 (Ceph RGW)', scratch, { newLocation: () => s3.server.newLocation('ferry') });
 
 describe('S3 specifics', () => {
   let proxy: FaultProxy;
@@ -46,7 +47,7 @@ describe('S3 specifics', () => {
 
   /** A repository reached through the fault proxy, so every request is seen. */
   async function proxiedRepo(name: string): Promise<TestRepo> {
-    const location = s3.server.location(await s3.server.createBucket(), 'ferry', proxy.endpoint);
+    const location = await s3.server.newLocation('ferry', proxy.endpoint);
     return TestRepo.init(scratch, name, { dir: location });
   }
 
@@ -116,7 +117,7 @@ describe('S3 specifics', () => {
   });
 
   it('--limit-upload caps the upload rate of a backup', async () => {
-    const repo = await TestRepo.init(scratch, 'limited', { dir: s3.server.location(await s3.server.createBucket(), 'ferry') });
+    const repo = await TestRepo.init(scratch, 'limited', { dir: await s3.server.newLocation('ferry') });
     const small = scratch.path('limited.img');
     writeRandomishImage(small, 8 * MiB, 7, { holes: 0, text: 0 });
     const t0 = performance.now();

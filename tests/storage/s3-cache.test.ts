@@ -36,7 +36,7 @@ function damage(file: string): Buffer {
 
 beforeAll(async () => {
   env.XDG_CACHE_HOME = scratch.path('cache');
-  repo = await TestRepo.init(scratch, 'repo', { dir: s3.server.location(await s3.server.createBucket(), 'ferry') });
+  repo = await TestRepo.init(scratch, 'repo', { dir: await s3.server.newLocation('ferry') });
   image = scratch.path('web.img');
   writeRandomishImage(image, 8 * MiB, 81);
   for (let i = 0; i < 2; i++) {

@@ -5,6 +5,7 @@ import { decodePackHeader, encodePackHeader, PackEntry } from '../../src/repo/pa
 import { decodeIndexFile, encodeIndexFile } from '../../src/repo/indexFile';
 import { ChunkIndex } from '../../src/repo/chunkIndex';
 import { decodeRegionMap, encodeRegionMap } from '../../src/repo/regionMap';
+import { SeededRandom } from '../support/files';
 
 const keys = deriveKeys(newMasterKey());
 
@@ -120,11 +121,5 @@ describe('in-memory chunk index', () => {
 
 /** Cheap distinct pseudo-random ids without a million allocations. */
 function randomFill(buf: Buffer, i: number): void {
-  let x = (i + 1) * 2654435761;
-  for (let k = 0; k < 32; k += 4) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    buf.writeInt32LE(x | 0, k);
-  }
+  new SeededRandom(i + 1).fill(buf);
 }

@@ -41,12 +41,14 @@ async function backupAll(extra: string[] = []): Promise<FleetJson> {
 }
 
 describe('backup --all of a running QEMU guest', () => {
+  // The first backup, watched from outside: the guest's run states while it ran.
+  let first: FleetJson;
   let firstId: string;
   let writtenBefore: string[];
+  const seenStates = new Set<string>();
 
-  it('backs up live: the guest keeps running and writing throughout', async () => {
+  beforeAll(async () => {
     writtenBefore = guest.wroteFiles();
-    const seenStates = new Set<string>();
     let polling = true;
     const poller = (async () => {
       while (polling) {
@@ -54,16 +56,22 @@ describe('backup --all of a running QEMU guest', () => {
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
-    const result = await backupAll();
-    polling = false;
-    await poller;
-    expect(result.failed).toBe(0);
-    const [g] = result.guests;
+    try {
+      first = await backupAll();
+    } finally {
+      polling = false;
+      await poller;
+    }
+    firstId = first.guests[0]?.id;
+  });
+
+  it('backs up live: the guest keeps running and writing throughout', async () => {
+    expect(first.failed).toBe(0);
+    const [g] = first.guests;
     expect(g.guest).toBe('web01');
     expect(g.snapshotKinds).toEqual(['qemu-live']);
     expect(g.pauseMs).toBe(0);
     expect([...seenStates]).toEqual(['running']);
-    firstId = g.id;
     await guest.waitForMoreWrites(2); // still writing after the backup
   });
 

@@ -14,7 +14,7 @@ import {
   listFiles,
   overwriteRandomPages,
   parseJson,
-  Rng,
+  SeededRandom,
   sha256File,
   spawnFerry,
   TestRepo,
@@ -107,17 +107,23 @@ describe('init --from', () => {
 });
 
 describe('local → local', () => {
+  // One copy target, synced twice: the tests below read its two summaries and its files.
   let dst: TestRepo;
+  let first: SyncJson;
+  let again: SyncJson;
+
+  beforeAll(async () => {
+    dst = await copyTarget(scratch.path('usb'));
+    first = await syncJson(src.path, dst.path, ['--verify']);
+    again = await syncJson(src.path, dst.path);
+  });
 
   it('copies every object, then nothing on a second run', async () => {
-    dst = await copyTarget(scratch.path('usb'));
-    const first = await syncJson(src.path, dst.path, ['--verify']);
     const srcBackend = openBackend(src.path);
     const packs = await objectNames(srcBackend, 'data');
     expect(first.byType.data.copied).toBe(packs.length);
     expect(first.byType.snapshots.copied).toBe(3);
     expect(first.verified).toBe(first.copied.objects);
-    const again = await syncJson(src.path, dst.path);
     expect(again.copied.objects).toBe(0);
     expect(again.skipped.objects).toBe(first.copied.objects + first.skipped.objects);
   });
@@ -147,7 +153,7 @@ describe('local → local', () => {
 describe('killed at random moments', () => {
   it('leaves a valid target each time; a re-run completes it and it restores bit-exact', async () => {
     const dst = await copyTarget(scratch.path('killed'));
-    const rng = new Rng(2024);
+    const rng = new SeededRandom(2024);
     let kills = 0;
     for (let round = 0; round < 4; round++) {
       // A bandwidth cap makes the copy take seconds, so the kill lands mid-copy.

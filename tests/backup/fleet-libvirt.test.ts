@@ -13,8 +13,8 @@ import { useScratch } from '../support/scratch';
 import { mustRun, runCommand } from '../support/system';
 import { ferry, expectSuccess, FAST_KDF } from '../support/ferry';
 import {
-  type DomainSpec, LIBVIRT_URI, buildGuestFiles, copyDisk, defineDomain, expectedFileContent, removeDomain,
-  startDomain, useLibvirtd, virsh, waitForWrites, writtenFiles,
+  type DomainSpec, LIBVIRT_URI, copyDisk, defineDomain, domstate, expectedFileContent, removeDomain, startDomain,
+  startNewDomain, useLibvirtGuestFiles, virsh, waitForWrites, writtenFiles,
 } from '../support/libvirtGuest';
 
 const scratch = useScratch('fleet-libvirt');
@@ -25,8 +25,7 @@ let spec: DomainSpec;
 const timings: Record<string, number> = {};
 
 beforeAll(async () => {
-  await useLibvirtd(scratch);
-  const files = await buildGuestFiles(scratch);
+  const files = await useLibvirtGuestFiles(scratch);
   spec = {
     name: NAME,
     files,
@@ -35,8 +34,7 @@ beforeAll(async () => {
     consoleLog: scratch.path('console.log'),
     mac: '52:54:00:fe:01:01',
   };
-  await defineDomain(scratch, spec);
-  await startDomain(spec);
+  await startNewDomain(scratch, spec);
   repo = scratch.path('repo');
   expectSuccess(await ferry(['init', '--repo', repo, ...FAST_KDF], { env }), 'init');
   await waitForWrites(spec.consoleLog, 0, 5);
@@ -54,10 +52,6 @@ interface GuestOutcomeJson {
   newBytes: number;
   fullReads: string[];
   snapshotKinds: string[];
-}
-
-async function domstate(name = NAME): Promise<string> {
-  return (await virsh('domstate', name)).trim();
 }
 
 /** `ferry backup --all --libvirt` restricted to the test domain, with `domstate` polled all along. */
@@ -132,13 +126,26 @@ async function expectCleanExt4Holding(image: string, mustHold: string[]): Promis
 }
 
 describe('backup --all of a running libvirt domain', () => {
+  // The first backup, watched from outside, and its restore: every test here reads them.
+  let first: Awaited<ReturnType<typeof backupAll>>;
+  let writtenBefore: string[];
+  let checkpointsAfterFirst: string[];
+  let workDirAfterFirst: string[];
   let firstId: string;
   let firstRestore: { dir: string; image: string };
 
+  beforeAll(async () => {
+    writtenBefore = writtenFiles(spec.consoleLog);
+    first = await backupAll('backup 1 (full)');
+    console.log(`first backup --all: ${JSON.stringify(first.outcome)}; domstate samples ${first.samples}`);
+    checkpointsAfterFirst = (await virsh('checkpoint-list', NAME, '--name')).split('\n').map((l) => l.trim()).filter(Boolean);
+    workDirAfterFirst = fs.readdirSync(scratch.path('work'));
+    firstId = first.outcome.id;
+    firstRestore = await restore(firstId, 'restore-1');
+  });
+
   it('backs up live through libvirt: no pause, the domain stays running and keeps writing', async () => {
-    const writtenBefore = writtenFiles(spec.consoleLog);
-    const { outcome, states, samples } = await backupAll('backup 1 (full)');
-    console.log(`first backup --all: ${JSON.stringify(outcome)}; domstate samples ${samples}`);
+    const { outcome, states, samples } = first;
     expect(outcome.ok).toBe(true);
     expect(outcome.driver).toBe('libvirt');
     expect(outcome.snapshotKinds).toEqual(['libvirt-backup']);
@@ -147,16 +154,12 @@ describe('backup --all of a running libvirt domain', () => {
     expect(samples, 'domstate polls while ferry ran').toBeGreaterThanOrEqual(2);
     expect(outcome.readBytes).toBeGreaterThan(0);
     expect(outcome.logicalBytes).toBe(256 * 1024 * 1024);
-    firstId = outcome.id;
     // Still writing after the backup, and the checkpoint of this run is the baseline kept.
     await waitForWrites(spec.consoleLog, writtenFiles(spec.consoleLog).length, 3);
-    const checkpoints = (await virsh('checkpoint-list', NAME, '--name')).split('\n').map((l) => l.trim()).filter(Boolean);
-    expect(checkpoints).toHaveLength(1);
-    expect(checkpoints[0]).toMatch(/^ferry-/);
+    expect(checkpointsAfterFirst).toHaveLength(1);
+    expect(checkpointsAfterFirst[0]).toMatch(/^ferry-/);
     // Nothing left in the work directory.
-    expect(fs.readdirSync(scratch.path('work'))).toEqual([]);
-
-    firstRestore = await restore(firstId, 'restore-1');
+    expect(workDirAfterFirst).toEqual([]);
     await expectCleanExt4Holding(firstRestore.image, writtenBefore);
   });
 
