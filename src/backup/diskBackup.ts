@@ -2,7 +2,6 @@
 // storing only chunks the repository lacks, then one region map per region.
 import { Repository } from '../repo/repository';
 import { PackWriter } from '../repo/packWriter';
-import { PENDING_PACK } from '../repo/chunkIndex';
 import { indexHasDroppedBlobs } from '../repo/packHealth';
 import { encodeRegionMap, MapEntry } from '../repo/regionMap';
 import { DiskRecord } from '../repo/restorePoint';
@@ -168,8 +167,7 @@ export class DiskBackup {
     for (let i = 0; i < result.offsets.length; i++) {
       const id = Buffer.from(result.ids.subarray(i * 32, i * 32 + 32));
       fresh.push({ offset: result.offsets[i], length: result.lengths[i], id });
-      if (this.repo.index.has(id)) continue;
-      this.repo.index.set(id, { pack: PENDING_PACK, offset: 0, storedLength: 0, rawLength: result.lengths[i], typeFlags: BlobType.Data });
+      if (!this.repo.claimBlob(id, result.lengths[i], BlobType.Data)) continue;
       await this.writer.add({
         id,
         typeFlags: result.typeFlags[i],
@@ -195,9 +193,8 @@ export class DiskBackup {
     for (let i = 0; i < scan.offsets.length; i++) {
       const id = Buffer.from(scan.ids.subarray(i * 32, i * 32 + 32));
       entries.push({ offset: scan.offsets[i], length: scan.lengths[i], id });
-      if (!this.repo.index.has(id)) {
-        // Claim it now so a parallel region with the same chunk does not store it twice.
-        this.repo.index.set(id, { pack: PENDING_PACK, offset: 0, storedLength: 0, rawLength: scan.lengths[i], typeFlags: BlobType.Data });
+      // Claim it now so a parallel region with the same chunk does not store it twice.
+      if (this.repo.claimBlob(id, scan.lengths[i], BlobType.Data)) {
         fresh.offsets.push(scan.offsets[i]);
         fresh.lengths.push(scan.lengths[i]);
         fresh.ids.push(id);
@@ -260,9 +257,9 @@ export class DiskBackup {
   private async storeMap(entries: MapEntry[]): Promise<string> {
     const plain = encodeRegionMap(entries);
     const id = this.hasher.hash(plain);
-    if (!this.repo.index.has(id)) {
+    if (!this.repo.hasBlob(id)) {
       const blob = this.mapEncoder.encode(BlobType.Map, id, plain);
-      this.repo.index.set(id, { pack: PENDING_PACK, offset: 0, storedLength: 0, rawLength: plain.length, typeFlags: blob.typeFlags });
+      this.repo.claimBlob(id, plain.length, blob.typeFlags);
       await this.writer.add({ id, ...blob });
     }
     return id.toString('hex');

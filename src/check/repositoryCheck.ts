@@ -50,7 +50,7 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
   const orphanNumbers = new Set(orphanIds.filter((p) => repo.hasPack(p)).map((p) => repo.packNumber(p)));
 
   const byPack: PackEntry[][] = repo.packIds.map(() => []);
-  repo.index.forEach((id, loc) => {
+  repo.forEachBlob((id, loc) => {
     byPack[loc.pack]?.push({ id, typeFlags: loc.typeFlags, offset: loc.offset, storedLength: loc.storedLength, rawLength: loc.rawLength });
   });
 

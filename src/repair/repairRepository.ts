@@ -120,7 +120,7 @@ export async function repairRepository(repo: Repository, dryRun: boolean, log: (
       lostBlobs: 0,
     };
     for (const e of entries) {
-      if (repo.index.has(e.id)) continue; // an intact copy exists elsewhere
+      if (repo.hasBlob(e.id)) continue; // an intact copy exists elsewhere
       const sealed = size !== undefined && e.offset + e.storedLength <= size ? await repo.backend.readRange('data', packId, e.offset, e.storedLength) : undefined;
       if (sealed && authenticates(repo, packId, e, sealed)) {
         salvage.push({ packId, entry: e, sealed });

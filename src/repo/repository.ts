@@ -45,7 +45,7 @@ export interface KeySlotInfo {
 }
 
 export class Repository {
-  readonly index = new ChunkIndex();
+  private readonly index = new ChunkIndex();
   /** Pack number (as stored in the index) → pack id. */
   readonly packIds: string[] = [];
   private readonly packNumbers = new Map<string, number>();
@@ -323,6 +323,43 @@ export class Repository {
   }
 
   // ---- blobs ----
+
+  /** Whether the index knows the blob: stored in an indexed pack, or claimed by this run. */
+  hasBlob(id: Buffer): boolean {
+    return this.index.has(id);
+  }
+
+  /**
+   * Claim a blob for storing in this run (restic's SaveBlob decision): true when
+   * the index did not know it, so the caller must now write it; false when it is
+   * stored or already claimed. Claiming at once keeps two parallel regions with
+   * the same chunk from storing it twice; PackWriter records the real location.
+   */
+  claimBlob(id: Buffer, rawLength: number, typeFlags: number): boolean {
+    if (this.index.has(id)) return false;
+    this.index.set(id, { pack: PENDING_PACK, offset: 0, storedLength: 0, rawLength, typeFlags });
+    return true;
+  }
+
+  /** Every indexed (or claimed) blob with its location; `fn` gets a fresh id buffer. */
+  forEachBlob(fn: (id: Buffer, loc: BlobLocation) => void): void {
+    this.index.forEach(fn);
+  }
+
+  /** Point a blob at another indexed copy (packHealth.ts steps around damaged packs). */
+  relocateBlob(id: Buffer, loc: BlobLocation): void {
+    this.index.set(id, loc);
+  }
+
+  /** Take a blob out of the in-memory index, so a backup stores it again. */
+  dropBlob(id: Buffer): void {
+    this.index.delete(id);
+  }
+
+  /** Blobs in the in-memory index and the bytes its table holds (`ferry stats`). */
+  get indexFootprint(): { blobs: number; memoryBytes: number } {
+    return { blobs: this.index.size, memoryBytes: this.index.memoryBytes };
+  }
 
   blobLocation(id: Buffer): BlobLocation | undefined {
     const loc = this.index.get(id);

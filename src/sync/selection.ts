@@ -82,7 +82,7 @@ export function indexRecords(repo: Repository, packIds: Iterable<string>): Index
     wanted.set(n, []);
     ids.set(n, packId);
   }
-  repo.index.forEach((id, loc) => {
+  repo.forEachBlob((id, loc) => {
     wanted.get(loc.pack)?.push({ id, typeFlags: loc.typeFlags, offset: loc.offset, storedLength: loc.storedLength, rawLength: loc.rawLength });
   });
   return [...wanted.entries()].map(([n, entries]) => ({ packId: ids.get(n)!, entries: entries.sort((a, b) => a.offset - b.offset) }));
