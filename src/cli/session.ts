@@ -230,7 +230,7 @@ export async function withRepository<T>(
 
 /** Run with a worker pool that is always torn down. */
 export async function withPool<T>(repo: Repository, body: (pool: PipelinePool) => Promise<T>): Promise<T> {
-  const pool = new PipelinePool(repo);
+  const pool = new PipelinePool(repo.keys, repo.settings);
   try {
     return await body(pool);
   } finally {

@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Piscina } from 'piscina';
-import { Repository } from '../repo/repository';
+import { RepositoryKeys } from '../crypto/keys';
+import { RepositorySettings } from '../repo/configFile';
 import {
   PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansResult, SealSpansTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
   WritePatchedTask,
@@ -22,16 +23,17 @@ export class PipelinePool {
   private readonly pool: Piscina;
   readonly threads: number;
 
-  constructor(repo: Repository, threads = Number(process.env.FERRY_THREADS) || os.availableParallelism()) {
+  /** Workers get only what sealing and opening blobs needs: the keys and the chunker/region/compression settings. */
+  constructor(keys: RepositoryKeys, settings: RepositorySettings, threads = Number(process.env.FERRY_THREADS) || os.availableParallelism()) {
     this.threads = threads;
     const setup: WorkerSetup = {
-      idKey: repo.keys.idKey,
-      dataKey: repo.keys.dataKey,
-      dataKeys: [...repo.keys.dataKeys],
-      gearKey: repo.keys.gearKey,
-      chunker: repo.settings.chunker,
-      regionSize: repo.settings.regionSize,
-      compressionLevel: repo.settings.compressionLevel,
+      idKey: keys.idKey,
+      dataKey: keys.dataKey,
+      dataKeys: [...keys.dataKeys],
+      gearKey: keys.gearKey,
+      chunker: settings.chunker,
+      regionSize: settings.regionSize,
+      compressionLevel: settings.compressionLevel,
     };
     this.pool = new Piscina({
       filename: workerFile(),
