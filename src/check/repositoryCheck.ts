@@ -38,12 +38,12 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
   // restore does: the restore points they serve are not affected by the loss.
   const stored = await repo.listPacks();
   const unindexedBefore = damage.length > 0 ? [...stored.keys()].filter((p) => !repo.hasPack(p)).length : undefined;
-  if (damage.length > 0) await repo.indexOrphanPacks(false, stored);
+  if (damage.length > 0) await repo.indexOrphanPacks({ keep: 'memory-only', packs: stored });
 
   // Packs no index names are checked like the others, from their own headers (as restore reads them);
   // whether restore points need them (a lost index) or not (an interrupted backup) is known below.
   const orphanIds = [...stored.keys()].filter((p) => !repo.hasPack(p));
-  const orphans = await repo.indexOrphanPacks(false, stored);
+  const orphans = await repo.indexOrphanPacks({ keep: 'memory-only', packs: stored });
   for (const packId of orphans.unreadable) {
     damage.push({ object: `data/${packId.slice(0, 2)}/${packId}`, problem: 'pack named by no index, and its header is unreadable (truncated or damaged)' });
   }

@@ -37,6 +37,13 @@ export interface InitOptions {
   secretKind: KeySlot['kind'];
 }
 
+export interface OrphanIndexing {
+  /** Where the orphan packs' index records go: a new index file, or only this process's memory. */
+  keep: 'index-file' | 'memory-only';
+  /** Every pack with its stored size, when the caller has listed them already. */
+  packs?: ReadonlyMap<string, number>;
+}
+
 export interface KeySlotInfo {
   id: string;
   slot: KeySlot;
@@ -286,10 +293,13 @@ export class Repository {
   /**
    * Packs that exist but no index file names: left by an interrupted backup.
    * Read their headers and index them, so the next backup reuses them (resume).
-   * Packs whose header is damaged are returned in `unreadable`. With `persist`
-   * the result is written as a new index file; without, it is only in memory.
+   * Packs whose header is damaged are returned in `unreadable`. With
+   * `keep: 'index-file'` the result is written as a new index file; with
+   * 'memory-only' it lasts as long as this Repository. `packs` is a listing the
+   * caller already has (listPacks), saving another.
    */
-  async indexOrphanPacks(persist: boolean, packs?: ReadonlyMap<string, number>): Promise<{ indexed: number; unreadable: string[] }> {
+  async indexOrphanPacks(opts: OrphanIndexing): Promise<{ indexed: number; unreadable: string[] }> {
+    const { keep, packs } = opts;
     const orphans: IndexedPack[] = [];
     const unreadable: string[] = [];
     for (const [packId, size] of packs ?? (await this.listPacks())) {
@@ -299,7 +309,7 @@ export class Repository {
       else unreadable.push(packId);
     }
     if (orphans.length > 0) {
-      if (persist) await this.writeIndexFile(orphans);
+      if (keep === 'index-file') await this.writeIndexFile(orphans);
       for (const p of orphans) this.addPackEntries(p.packId, p.entries);
     }
     return { indexed: orphans.length, unreadable };

@@ -135,7 +135,7 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
     // A damaged index file in SRC is not fatal: its packs are found again from their headers.
     await srcRepo.loadIndex(() => undefined);
     const srcData = await listing(source, 'data');
-    await srcRepo.indexOrphanPacks(false, srcData);
+    await srcRepo.indexOrphanPacks({ keep: 'memory-only', packs: srcData });
     const chosen = selectRestorePoints(await srcRepo.listRestorePoints(), selection, source.location);
     restorePoints = chosen.length;
     const needed = await packsNeeded(srcRepo, chosen);
