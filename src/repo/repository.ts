@@ -11,7 +11,7 @@ import { sealObject, openObject } from '../crypto/objectCodec';
 import { BlobDecoder, BlobType, blobType } from '../crypto/blobCodec';
 import { ChunkHasher } from '../crypto/chunkId';
 import { MAX_PATCH_DEPTH, applyPatch, decodePatchHeader } from '../dedupe/pagePatch';
-import { ChunkerParams, REGION_SIZE } from '../dedupe/chunkerParams';
+import { ChunkerParams, REGION_SIZE } from './format';
 import { ChunkIndex, BlobLocation, PENDING_PACK } from './chunkIndex';
 import { FORMAT_VERSION, RepositorySettings, decodeConfigBody, encodeConfig, parseConfigHeader } from './configFile';
 import { IndexedPack, decodeIndexFile, encodeIndexFile } from './indexFile';
