@@ -115,7 +115,7 @@ export class DiskBackup {
       if (changedHere.length > 0) {
         const oldMapId = previous.regions[r];
         const oldEntries = oldMapId ? decodeRegionMap(await this.repo.readBlob(Buffer.from(oldMapId, 'hex')), regionSize) : [];
-        if (!oldEntries) throw new CorruptionError(`${this.repo.location}: region map ${oldMapId} of ${name} is malformed; run 'ferry check'`, 'data');
+        if (!oldEntries) throw new CorruptionError(`${this.repo.location}: region map ${oldMapId} of ${name} is malformed; run 'ferry check'`, this.repo.blobObject(Buffer.from(oldMapId!, 'hex')));
         const entries = await this.storeChangedRegion(source.path, regionStart, changedHere, oldEntries, progress);
         regions[r] = entries.length > 0 ? await this.storeMap(entries) : null;
         dataBytes += entries.reduce((n, e) => n + e.length, 0) - oldEntries.reduce((n, e) => n + e.length, 0);

@@ -11,7 +11,7 @@ import { PipelinePool } from '../workers/pipelinePool';
 import { NotFoundError } from '../storage/backend';
 
 export interface Damage {
-  /** Storage object, e.g. `data/ab/ab12…` or `index/…`. */
+  /** Storage object, as CorruptionError.object names it: `data/<pack id>`, `index/<name>`, `snapshots/<id>`, or `index`. */
   object: string;
   problem: string;
 }
@@ -45,7 +45,7 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
   const orphanIds = [...stored.keys()].filter((p) => !repo.hasPack(p));
   const orphans = await repo.indexOrphanPacks({ keep: 'memory-only', packs: stored });
   for (const packId of orphans.unreadable) {
-    damage.push({ object: `data/${packId.slice(0, 2)}/${packId}`, problem: 'pack named by no index, and its header is unreadable (truncated or damaged)' });
+    damage.push({ object: `data/${packId}`, problem: 'pack named by no index, and its header is unreadable (truncated or damaged)' });
   }
   const orphanNumbers = new Set(orphanIds.filter((p) => repo.hasPack(p)).map((p) => repo.packNumber(p)));
 

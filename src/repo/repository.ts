@@ -104,7 +104,7 @@ export class Repository {
   /** The raw `config` object; a clear error when the location holds no repository. */
   static async readConfigBytes(backend: Backend): Promise<Buffer> {
     try {
-      return await backend.read('config', 'config');
+      return await backend.read('config', 'config/config');
     } catch (err) {
       if (err instanceof NotFoundError) {
         throw new RepositoryNotFoundError(`${backend.location}: not a ferry repository (no config); create one with 'ferry init --repo ${backend.location}'`);
@@ -126,7 +126,7 @@ export class Repository {
       // passphrase, a missing repository or damage: drop those copies and ask the repository once more.
       const cacheMayLie = err instanceof WrongPasswordError || err instanceof RepositoryNotFoundError || err instanceof CorruptionError;
       if (!backend.evict || !cacheMayLie) throw err;
-      await backend.evict('config', 'config');
+      await backend.evict('config', 'config/config');
       for await (const info of backend.list('keys')) await backend.evict('keys', info.name);
       return Repository.openOnce(backend, secret, onSkippedSlot);
     }
@@ -165,7 +165,7 @@ export class Repository {
       // Sealed at init, i.e. with the oldest data key: the last of a rotated keyring's.
       const settings = decodeConfigBody(keys.dataKeys, configBytes);
       if (!settings) {
-        throw new CorruptionError(`${backend.location}/config: fails authentication (damaged); restore it from a copy of the repository`, 'config');
+        throw new CorruptionError(`${backend.location}/config: fails authentication (damaged); restore it from a copy of the repository`, 'config/config');
       }
       return new Repository(backend, header.repositoryId, keys, settings, master, id);
     }
@@ -364,6 +364,12 @@ export class Repository {
   /** Take a blob out of the in-memory index, so a backup stores it again. */
   dropBlob(id: Buffer): void {
     this.index.delete(id);
+  }
+
+  /** The stored object holding a blob, as CorruptionError.object names it: its pack, or `index` when no index names it. */
+  blobObject(id: Buffer): string {
+    const loc = this.blobLocation(id);
+    return loc ? `data/${this.packIds[loc.pack]}` : 'index';
   }
 
   /** Blobs in the in-memory index and the bytes its table holds (`ferry stats`). */

@@ -65,7 +65,7 @@ async function* diskPieces(repo: Repository, disk: DiskRecord): AsyncGenerator<P
     }
     const entries = decodeRegionMap(await repo.readBlob(Buffer.from(mapId, 'hex')), disk.regionSize);
     if (!entries) {
-      throw new CorruptionError(`${repo.location}: region map of ${disk.name} at disk offset ${regionStart} is malformed; run 'ferry check'`, 'data');
+      throw new CorruptionError(`${repo.location}: region map of ${disk.name} at disk offset ${regionStart} is malformed; run 'ferry check'`, repo.blobObject(Buffer.from(mapId, 'hex')));
     }
     let pos = 0;
     let open: Extract<Piece, { kind: 'chunks' }> | undefined;
