@@ -114,7 +114,7 @@ export class DiskBackup {
       const changedHere = clipSpans(changed, regionStart, regionStart + regionLength);
       if (changedHere.length > 0) {
         const oldMapId = previous.regions[r];
-        const oldEntries = oldMapId ? decodeRegionMap(await this.repo.readBlob(Buffer.from(oldMapId, 'hex')), regionSize) : [];
+        const oldEntries = oldMapId ? decodeRegionMap(await this.repo.readBlobPlaintext(Buffer.from(oldMapId, 'hex')), regionSize) : [];
         if (!oldEntries) throw new CorruptionError(`${this.repo.location}: region map ${oldMapId} of ${name} is malformed; run 'ferry check'`, this.repo.blobObject(Buffer.from(oldMapId!, 'hex')));
         const entries = await this.storeChangedRegion(source.path, regionStart, changedHere, oldEntries, progress);
         regions[r] = entries.length > 0 ? await this.storeMap(entries) : null;
@@ -145,7 +145,7 @@ export class DiskBackup {
     const kept: MapEntry[] = [];
     for (const e of oldEntries) (overlapsAny({ start: e.offset, end: e.offset + e.length }, changed) ? touched : kept).push(e);
     const dirtySpans = mergeSpans([...changed, ...touched.map((e) => ({ start: e.offset, end: e.offset + e.length }))]);
-    const old = await Promise.all(touched.map((e) => this.repo.readChunk(e.id)));
+    const old = await Promise.all(touched.map((e) => this.repo.readBlobPlaintextAndDepth(e.id)));
     const oldData = new Uint8Array(new ArrayBuffer(old.reduce((n, b) => n + b.data.length, 0)));
     let at = 0;
     for (const b of old) {
@@ -221,7 +221,7 @@ export class DiskBackup {
   private async patchBases(previousMapId: string, fresh: { offsets: number[]; lengths: number[]; ids: Buffer[] }): Promise<PatchBases | undefined> {
     // A previous map lost with a damaged pack offers no bases (see repo/packHealth.ts).
     if (!this.repo.blobLocation(Buffer.from(previousMapId, 'hex'))) return undefined;
-    const entries = decodeRegionMap(await this.repo.readBlob(Buffer.from(previousMapId, 'hex')), this.repo.settings.regionSize);
+    const entries = decodeRegionMap(await this.repo.readBlobPlaintext(Buffer.from(previousMapId, 'hex')), this.repo.settings.regionSize);
     if (!entries) return undefined;
     const of: number[] = [];
     const shifts: number[] = [];
@@ -246,7 +246,7 @@ export class DiskBackup {
       }
     }
     if (chosen.length === 0) return undefined;
-    const old = await Promise.all(chosen.map((e) => this.repo.readChunk(e.id)));
+    const old = await Promise.all(chosen.map((e) => this.repo.readBlobPlaintextAndDepth(e.id)));
     const starts = [0];
     for (const b of old) starts.push(starts[starts.length - 1] + b.data.length);
     const data = new Uint8Array(new ArrayBuffer(starts[starts.length - 1]));

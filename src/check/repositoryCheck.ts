@@ -138,7 +138,7 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
     const hex = p.id.toString('hex');
     if (damagedBlobs.has(hex)) continue;
     try {
-      await repo.readBlob(p.id);
+      await repo.readBlobPlaintext(p.id);
     } catch (err) {
       if (!(err instanceof CorruptionError || err instanceof NotFoundError)) throw err;
       damage.push({ object: p.object, problem: `page patch ${hex.slice(0, 16)} does not rebuild its chunk (its base is damaged or missing)` });
@@ -164,7 +164,7 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, read
         }
         let entries;
         try {
-          entries = decodeRegionMap(await repo.readBlob(id), disk.regionSize);
+          entries = decodeRegionMap(await repo.readBlobPlaintext(id), disk.regionSize);
         } catch (err) {
           if (!(err instanceof CorruptionError || err instanceof NotFoundError)) throw err;
           damage.push({ object: `data/${repo.packIds[loc.pack]}`, problem: `region map ${mapId.slice(0, 16)} unreadable: ${(err as Error).message}` });

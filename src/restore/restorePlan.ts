@@ -37,7 +37,7 @@ export async function restorePlan(repo: Repository, disk: DiskRecord, fromRegion
   const maps: { regionStart: number; mapId: string; bytes: Buffer }[] = [];
   const wanted = disk.regions.slice(fromRegion, toRegion).map((id, i) => [fromRegion + i, id] as const);
   await forEachLimit(wanted, 8, async ([r, mapId]) => {
-    if (mapId) maps.push({ regionStart: r * disk.regionSize, mapId, bytes: await repo.readBlob(Buffer.from(mapId, 'hex')) });
+    if (mapId) maps.push({ regionStart: r * disk.regionSize, mapId, bytes: await repo.readBlobPlaintext(Buffer.from(mapId, 'hex')) });
   });
   maps.sort((a, b) => a.regionStart - b.regionStart);
   const byId = new Map<string, PlannedBlob>();

@@ -58,7 +58,7 @@ export async function packsNeeded(repo: Repository, points: StoredRestorePoint[]
   await forEachLimit(maps, 16, async ({ mapId, regionSize, what }) => {
     const id = Buffer.from(mapId, 'hex');
     locate(id, `the region map of ${what}`);
-    const entries = decodeRegionMap(await repo.readBlob(id), regionSize);
+    const entries = decodeRegionMap(await repo.readBlobPlaintext(id), regionSize);
     if (!entries) throw new CorruptionError(`${repo.location}: the region map of ${what} is malformed; run 'ferry check' on the source`, repo.blobObject(id));
     for (const e of entries) {
       const what2 = `chunk ${e.id.toString('hex').slice(0, 16)} of ${what}`;
