@@ -1,4 +1,5 @@
-// The restore points of a repository (`snapshots/` on storage): sealed,
+// The restore points of a repository (ObjectType 'restorepoints', stored under
+// `snapshots/`: see storage/backend.ts, objectFolder): sealed,
 // padded JSON objects named by the hash of their bytes. Save, load, list,
 // resolve a reference (`latest`, id, prefix), remove.
 import { Backend } from '../storage/backend';
@@ -28,15 +29,15 @@ export class RestorePointStore {
 
   async saveRestorePoint(rp: RestorePoint): Promise<string> {
     // Padded to a size class: the exact size would tell how many regions of the guest hold data.
-    const bytes = sealObject(this.keys.dataKey, 'snapshot', Buffer.from(JSON.stringify(rp)), { pad: true });
+    const bytes = sealObject(this.keys.dataKey, 'restorepoint', Buffer.from(JSON.stringify(rp)), { pad: true });
     const name = contentName(bytes);
-    await this.backend.write('snapshots', name, bytes);
+    await this.backend.write('restorepoints', name, bytes);
     return name;
   }
 
   async loadRestorePointByName(name: string): Promise<StoredRestorePoint> {
-    const plain = await readDecodedObject(this.backend, 'snapshots', name, (bytes) =>
-      contentName(bytes) === name ? openObject(this.keys.dataKeys, 'snapshot', bytes) : undefined,
+    const plain = await readDecodedObject(this.backend, 'restorepoints', name, (bytes) =>
+      contentName(bytes) === name ? openObject(this.keys.dataKeys, 'restorepoint', bytes) : undefined,
     );
     if (!plain) {
       throw new CorruptionError(`${this.backend.location}/snapshots/${name}: restore point is damaged; run 'ferry check'`, `snapshots/${name}`);
@@ -47,7 +48,7 @@ export class RestorePointStore {
   /** Every readable restore point, oldest first; damaged ones go to `onDamaged`. */
   async listRestorePoints(onDamaged?: (name: string, err: CorruptionError) => void): Promise<StoredRestorePoint[]> {
     const out: StoredRestorePoint[] = [];
-    for await (const info of this.backend.list('snapshots')) {
+    for await (const info of this.backend.list('restorepoints')) {
       try {
         out.push(await this.loadRestorePointByName(info.name));
       } catch (err) {
@@ -108,7 +109,7 @@ export class RestorePointStore {
   /** The full name of the restore point an id or unique prefix names, without reading it. */
   async restorePointName(ref: string): Promise<string> {
     const names: string[] = [];
-    for await (const info of this.backend.list('snapshots')) if (info.name.startsWith(ref)) names.push(info.name);
+    for await (const info of this.backend.list('restorepoints')) if (info.name.startsWith(ref)) names.push(info.name);
     if (names.length !== 1 || ref.length < 4) {
       throw new UsageError(`restore point '${ref}': ${names.length === 0 ? 'not found' : 'ambiguous or too short'} in ${this.backend.location}; see 'ferry list'`);
     }
@@ -116,6 +117,6 @@ export class RestorePointStore {
   }
 
   async removeRestorePoint(id: string): Promise<void> {
-    await this.backend.remove('snapshots', id);
+    await this.backend.remove('restorepoints', id);
   }
 }

@@ -24,8 +24,8 @@ import { forEachLimit } from '../backup/forEachLimit';
 import { checkSameIdentity } from './copyTarget';
 import { Selection, indexRecords, packsNeeded, selectRestorePoints } from './selection';
 
-export type SyncedType = 'keys' | 'data' | 'index' | 'snapshots';
-const SYNCED_TYPES: readonly SyncedType[] = ['keys', 'data', 'index', 'snapshots'];
+export type SyncedType = 'keys' | 'data' | 'index' | 'restorepoints';
+const SYNCED_TYPES: readonly SyncedType[] = ['keys', 'data', 'index', 'restorepoints'];
 
 export interface SyncOptions {
   /** Objects copied at once (packs are up to `packSize` each in memory). */
@@ -119,16 +119,16 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
   const keys = plan('keys', infos(srcKeys));
   let data: PlannedCopy[];
   let index: PlannedCopy[] = [];
-  let snapshots: PlannedCopy[];
+  let restorePointCopies: PlannedCopy[];
   let restorePoints: number;
   let writeSelectionIndex: (() => Promise<string | undefined>) | undefined;
 
   if (!opts.selection) {
-    const srcSnapshots = await listing(source, 'snapshots');
+    const srcRestorePoints = await listing(source, 'restorepoints');
     data = plan('data', infos(await listing(source, 'data')));
     index = plan('index', infos(await listing(source, 'index')));
-    snapshots = plan('snapshots', infos(srcSnapshots));
-    restorePoints = srcSnapshots.size;
+    restorePointCopies = plan('restorepoints', infos(srcRestorePoints));
+    restorePoints = srcRestorePoints.size;
   } else {
     const { secret, ...selection } = opts.selection;
     const srcRepo = await Repository.open(source, secret);
@@ -145,7 +145,7 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
       }
     }
     data = plan('data', infos(srcData, needed));
-    snapshots = plan('snapshots', infos(await listing(source, 'snapshots'), chosen.map((rp) => rp.id)));
+    restorePointCopies = plan('restorepoints', infos(await listing(source, 'restorepoints'), chosen.map((rp) => rp.id)));
     const dstRepo = await Repository.open(target, secret);
     await dstRepo.loadIndex(() => undefined);
     writeSelectionIndex = async () => {
@@ -165,7 +165,7 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
     };
   }
 
-  const all = [...keys, ...data, ...index, ...snapshots];
+  const all = [...keys, ...data, ...index, ...restorePointCopies];
   const progress: SyncProgress = {
     doneBytes: 0,
     totalBytes: all.reduce((n, c) => n + c.size, 0),
@@ -208,7 +208,7 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
   } else {
     await forEachLimit(index, opts.concurrency, copyOne);
   }
-  await forEachLimit(snapshots, opts.concurrency, copyOne);
+  await forEachLimit(restorePointCopies, opts.concurrency, copyOne);
 
   const removedKeySlots: string[] = [];
   if (srcKeys.size > 0) {

@@ -18,7 +18,7 @@ export function registerMaintenance(program: Command): void {
         // Resolve every id first: an ambiguous one stops the command before anything is removed. An id
         // that names nothing is skipped with a line, so re-running a forget that was interrupted finishes it.
         const names: string[] = [];
-        for await (const info of repo.backend.list('snapshots')) names.push(info.name);
+        for await (const info of repo.backend.list('restorepoints')) names.push(info.name);
         const ids: string[] = [];
         for (const ref of refs) {
           if (ref !== 'latest' && !names.some((n) => n.startsWith(ref))) {
