@@ -97,7 +97,12 @@ export class CorruptionError extends FerryError {
   override readonly exitCode = EXIT_CODES.corruption;
   constructor(
     message: string,
-    /** Storage object that holds the damage, e.g. `data/ab/ab12…`. */
+    /**
+     * The stored object that holds the damage, named as storage names it:
+     * `<type>/<name>` (`data/<pack id>`, `index/<name>`, `snapshots/<id>`,
+     * `keys/<id>`, `config/config`); just `<type>` when no single object of
+     * that type is to blame (a blob no index file names: `index`).
+     */
     readonly object: string,
     options?: { cause?: unknown },
   ) {

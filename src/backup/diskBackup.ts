@@ -2,7 +2,6 @@
 // storing only chunks the repository lacks, then one region map per region.
 import { Repository } from '../repo/repository';
 import { PackWriter } from '../repo/packWriter';
-import { PENDING_PACK } from '../repo/chunkIndex';
 import { indexHasDroppedBlobs } from '../repo/packHealth';
 import { encodeRegionMap, MapEntry } from '../repo/regionMap';
 import { DiskRecord } from '../repo/restorePoint';
@@ -115,8 +114,8 @@ export class DiskBackup {
       const changedHere = clipSpans(changed, regionStart, regionStart + regionLength);
       if (changedHere.length > 0) {
         const oldMapId = previous.regions[r];
-        const oldEntries = oldMapId ? decodeRegionMap(await this.repo.readBlob(Buffer.from(oldMapId, 'hex')), regionSize) : [];
-        if (!oldEntries) throw new CorruptionError(`${this.repo.location}: region map ${oldMapId} of ${name} is malformed; run 'ferry check'`, 'data');
+        const oldEntries = oldMapId ? decodeRegionMap(await this.repo.readBlobPlaintext(Buffer.from(oldMapId, 'hex')), regionSize) : [];
+        if (!oldEntries) throw new CorruptionError(`${this.repo.location}: region map ${oldMapId} of ${name} is malformed; run 'ferry check'`, this.repo.blobObject(Buffer.from(oldMapId!, 'hex')));
         const entries = await this.storeChangedRegion(source.path, regionStart, changedHere, oldEntries, progress);
         regions[r] = entries.length > 0 ? await this.storeMap(entries) : null;
         dataBytes += entries.reduce((n, e) => n + e.length, 0) - oldEntries.reduce((n, e) => n + e.length, 0);
@@ -146,7 +145,7 @@ export class DiskBackup {
     const kept: MapEntry[] = [];
     for (const e of oldEntries) (overlapsAny({ start: e.offset, end: e.offset + e.length }, changed) ? touched : kept).push(e);
     const dirtySpans = mergeSpans([...changed, ...touched.map((e) => ({ start: e.offset, end: e.offset + e.length }))]);
-    const old = await Promise.all(touched.map((e) => this.repo.readChunk(e.id)));
+    const old = await Promise.all(touched.map((e) => this.repo.readBlobPlaintextAndDepth(e.id)));
     const oldData = new Uint8Array(new ArrayBuffer(old.reduce((n, b) => n + b.data.length, 0)));
     let at = 0;
     for (const b of old) {
@@ -168,8 +167,7 @@ export class DiskBackup {
     for (let i = 0; i < result.offsets.length; i++) {
       const id = Buffer.from(result.ids.subarray(i * 32, i * 32 + 32));
       fresh.push({ offset: result.offsets[i], length: result.lengths[i], id });
-      if (this.repo.index.has(id)) continue;
-      this.repo.index.set(id, { pack: PENDING_PACK, offset: 0, storedLength: 0, rawLength: result.lengths[i], typeFlags: BlobType.Data });
+      if (!this.repo.claimBlob(id, result.lengths[i], BlobType.Data)) continue;
       await this.writer.add({
         id,
         typeFlags: result.typeFlags[i],
@@ -195,9 +193,8 @@ export class DiskBackup {
     for (let i = 0; i < scan.offsets.length; i++) {
       const id = Buffer.from(scan.ids.subarray(i * 32, i * 32 + 32));
       entries.push({ offset: scan.offsets[i], length: scan.lengths[i], id });
-      if (!this.repo.index.has(id)) {
-        // Claim it now so a parallel region with the same chunk does not store it twice.
-        this.repo.index.set(id, { pack: PENDING_PACK, offset: 0, storedLength: 0, rawLength: scan.lengths[i], typeFlags: BlobType.Data });
+      // Claim it now so a parallel region with the same chunk does not store it twice.
+      if (this.repo.claimBlob(id, scan.lengths[i], BlobType.Data)) {
         fresh.offsets.push(scan.offsets[i]);
         fresh.lengths.push(scan.lengths[i]);
         fresh.ids.push(id);
@@ -224,7 +221,7 @@ export class DiskBackup {
   private async patchBases(previousMapId: string, fresh: { offsets: number[]; lengths: number[]; ids: Buffer[] }): Promise<PatchBases | undefined> {
     // A previous map lost with a damaged pack offers no bases (see repo/packHealth.ts).
     if (!this.repo.blobLocation(Buffer.from(previousMapId, 'hex'))) return undefined;
-    const entries = decodeRegionMap(await this.repo.readBlob(Buffer.from(previousMapId, 'hex')), this.repo.settings.regionSize);
+    const entries = decodeRegionMap(await this.repo.readBlobPlaintext(Buffer.from(previousMapId, 'hex')), this.repo.settings.regionSize);
     if (!entries) return undefined;
     const of: number[] = [];
     const shifts: number[] = [];
@@ -249,7 +246,7 @@ export class DiskBackup {
       }
     }
     if (chosen.length === 0) return undefined;
-    const old = await Promise.all(chosen.map((e) => this.repo.readChunk(e.id)));
+    const old = await Promise.all(chosen.map((e) => this.repo.readBlobPlaintextAndDepth(e.id)));
     const starts = [0];
     for (const b of old) starts.push(starts[starts.length - 1] + b.data.length);
     const data = new Uint8Array(new ArrayBuffer(starts[starts.length - 1]));
@@ -260,9 +257,9 @@ export class DiskBackup {
   private async storeMap(entries: MapEntry[]): Promise<string> {
     const plain = encodeRegionMap(entries);
     const id = this.hasher.hash(plain);
-    if (!this.repo.index.has(id)) {
+    if (!this.repo.hasBlob(id)) {
       const blob = this.mapEncoder.encode(BlobType.Map, id, plain);
-      this.repo.index.set(id, { pack: PENDING_PACK, offset: 0, storedLength: 0, rawLength: plain.length, typeFlags: blob.typeFlags });
+      this.repo.claimBlob(id, plain.length, blob.typeFlags);
       await this.writer.add({ id, ...blob });
     }
     return id.toString('hex');

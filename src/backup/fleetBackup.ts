@@ -2,7 +2,8 @@
 // quiesced only while its disks are snapshotted, then read from the
 // snapshots through the dedupe pipeline. Guests run in parallel up to a limit;
 // one guest's failure never stops the others.
-import { Repository, RestorePointListing } from '../repo/repository';
+import { Repository } from '../repo/repository';
+import { RestorePointListing } from '../repo/restorePointStore';
 import { DiskRecord, StoredRestorePoint } from '../repo/restorePoint';
 import { PipelinePool } from '../workers/pipelinePool';
 import { GuestDisk, GuestHooks, GuestInfo, HypervisorDriver, QuiesceHandle } from '../hypervisor/driver';

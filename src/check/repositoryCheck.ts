@@ -11,7 +11,7 @@ import { PipelinePool } from '../workers/pipelinePool';
 import { NotFoundError } from '../storage/backend';
 
 export interface Damage {
-  /** Storage object, e.g. `data/ab/ab12…` or `index/…`. */
+  /** Storage object, as CorruptionError.object names it: `data/<pack id>`, `index/<name>`, `snapshots/<id>`, or `index`. */
   object: string;
   problem: string;
 }
@@ -72,14 +72,14 @@ async function loadIndex(repo: Repository, damage: Damage[]) {
   // restore does: the restore points they serve are not affected by the loss.
   const stored = await repo.listPacks();
   const unindexedBefore = damage.length > 0 ? [...stored.keys()].filter((p) => !repo.hasPack(p)).length : undefined;
-  if (damage.length > 0) await repo.indexOrphanPacks(false, stored);
+  if (damage.length > 0) await repo.indexOrphanPacks({ keep: 'memory-only', packs: stored });
 
   // Packs no index names are checked like the others, from their own headers (as restore reads them);
   // whether restore points need them (a lost index) or not (an interrupted backup) is known below.
   const orphanIds = [...stored.keys()].filter((p) => !repo.hasPack(p));
-  const orphans = await repo.indexOrphanPacks(false, stored);
+  const orphans = await repo.indexOrphanPacks({ keep: 'memory-only', packs: stored });
   for (const packId of orphans.unreadable) {
-    damage.push({ object: `data/${packId.slice(0, 2)}/${packId}`, problem: 'pack named by no index, and its header is unreadable (truncated or damaged)' });
+    damage.push({ object: `data/${packId}`, problem: 'pack named by no index, and its header is unreadable (truncated or damaged)' });
   }
   const orphanNumbers = new Set(orphanIds.filter((p) => repo.hasPack(p)).map((p) => repo.packNumber(p)));
   return { stored, unindexedBefore, orphanIds, orphanNumbers };
@@ -98,7 +98,7 @@ async function checkPacks(
   onProgress?: (done: number, total: number) => void,
 ): Promise<{ blobsVerified: number; patches: PatchToCheck[] }> {
   const byPack: PackEntry[][] = repo.packIds.map(() => []);
-  repo.index.forEach((id, loc) => {
+  repo.forEachBlob((id, loc) => {
     byPack[loc.pack]?.push({ id, typeFlags: loc.typeFlags, offset: loc.offset, storedLength: loc.storedLength, rawLength: loc.rawLength });
   });
 
@@ -205,7 +205,7 @@ async function checkPatches(repo: Repository, patches: PatchToCheck[], { damage,
     const hex = p.id.toString('hex');
     if (damagedBlobs.has(hex)) continue;
     try {
-      await repo.readBlob(p.id);
+      await repo.readBlobPlaintext(p.id);
     } catch (err) {
       if (!(err instanceof CorruptionError || err instanceof NotFoundError)) throw err;
       damage.push({ object: p.object, problem: `page patch ${hex.slice(0, 16)} does not rebuild its chunk (its base is damaged or missing)` });
@@ -254,7 +254,7 @@ async function regionRestores(
   }
   let entries;
   try {
-    entries = decodeRegionMap(await repo.readBlob(id), regionSize);
+    entries = decodeRegionMap(await repo.readBlobPlaintext(id), regionSize);
   } catch (err) {
     if (!(err instanceof CorruptionError || err instanceof NotFoundError)) throw err;
     damage.push({ object: `data/${repo.packIds[loc.pack]}`, problem: `region map ${mapId.slice(0, 16)} unreadable: ${(err as Error).message}` });

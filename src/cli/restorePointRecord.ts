@@ -2,7 +2,8 @@
 // where it lives, and the warnings a command prints from it.
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Repository, RestorePointListing } from '../repo/repository';
+import { Repository } from '../repo/repository';
+import { RestorePointListing } from '../repo/restorePointStore';
 import { SeenRestorePoints } from '../repo/seenRestorePoints';
 
 export interface StateOptions {

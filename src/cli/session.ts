@@ -233,7 +233,7 @@ export function workerThreads(): number | undefined {
 
 /** Run with a worker pool that is always torn down. */
 export async function withPool<T>(repo: Repository, body: (pool: PipelinePool) => Promise<T>): Promise<T> {
-  const pool = new PipelinePool(repo, workerThreads());
+  const pool = new PipelinePool(repo.keys, repo.settings, workerThreads());
   try {
     return await body(pool);
   } finally {

@@ -5,10 +5,11 @@ import { compress, decompress } from 'zstd-napi';
 import { seal, open, SEAL_OVERHEAD } from './aead';
 import { DataKeys, eachDataKey } from './keys';
 
-export type SealedObjectType = 'index' | 'snapshot' | 'lock' | 'config' | 'packheader';
+export type SealedObjectType = 'index' | 'restorepoint' | 'lock' | 'config' | 'packheader';
 
+/** Associated data: `ferry/<type>`; a restore point's is `ferry/snapshot`, as the format has always had it (docs/FORMAT.md). */
 function objectAd(type: SealedObjectType): Buffer {
-  return Buffer.from(`ferry/${type}`);
+  return Buffer.from(`ferry/${type === 'restorepoint' ? 'snapshot' : type}`);
 }
 
 /** RFC 8878 §3.1.2: a frame with this magic (…50 to …5F) is skipped by every zstd decoder. */

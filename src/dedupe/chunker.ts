@@ -2,7 +2,7 @@
 // chunking (a stricter mask before the average size, a looser one after), so
 // chunk sizes cluster around the average. Boundaries depend only on nearby
 // bytes, so an in-place change re-cuts only the chunks around it.
-import { ChunkerParams } from './chunkerParams';
+import { ChunkerParams } from '../repo/format';
 
 /** A mask with `bits` one-bits at the top of a 32-bit word (the gear hash mixes upward). */
 function topBits(bits: number): number {

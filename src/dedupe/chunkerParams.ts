@@ -1,17 +1,7 @@
 // How an image is cut into chunks. Stored in the repository config, so every
 // backup into one repository cuts the same way (and dedupes).
 import { UsageError } from '../errors';
-
-export interface ChunkerParams {
-  kind: 'fastcdc' | 'fixed';
-  /** Target average chunk size (fastcdc) or the block size (fixed). */
-  avgSize: number;
-  minSize: number;
-  maxSize: number;
-}
-
-/** Regions are the unit of parallel work and of region maps; chunks never cross them. */
-export const REGION_SIZE = 32 * 1024 * 1024;
+import { ChunkerParams, REGION_SIZE } from '../repo/format';
 
 /** Chosen by measurement on disk images: see docs/ARCHITECTURE.md, "Chunk size". */
 export const DEFAULT_CHUNKER = 'fastcdc:256K';

@@ -72,7 +72,7 @@ export async function runDemo(dirOption: string | undefined, keep: boolean, thre
     chunker: parseChunkerSpec(DEFAULT_CHUNKER), packSize: 16 * MiB, compressionLevel: 3, kdf: DEFAULT_KDF, secretKind: 'passphrase',
   });
   say(`created repository ${repoDir} (passphrase: ${DEMO_PASSPHRASE})`);
-  const pool = new PipelinePool(repo, threads);
+  const pool = new PipelinePool(repo.keys, repo.settings, threads);
   try {
     for (const night of [1, 2]) {
       if (night === 2) {

@@ -120,7 +120,7 @@ export async function repairRepository(repo: Repository, dryRun: boolean, log: (
       lostBlobs: 0,
     };
     for (const e of entries) {
-      if (repo.index.has(e.id)) continue; // an intact copy exists elsewhere
+      if (repo.hasBlob(e.id)) continue; // an intact copy exists elsewhere
       const sealed = size !== undefined && e.offset + e.storedLength <= size ? await repo.backend.readRange('data', packId, e.offset, e.storedLength) : undefined;
       if (sealed && authenticates(repo, packId, e, sealed)) {
         salvage.push({ packId, entry: e, sealed });
@@ -189,7 +189,7 @@ export async function repairRepository(repo: Repository, dryRun: boolean, log: (
 /** The blob's sealed bytes authenticate as this blob (its type and id are bound into the seal). */
 function authenticates(repo: Repository, packId: string, e: PackEntry, sealed: Buffer): boolean {
   try {
-    repo.decodeBlob({ pack: repo.packNumber(packId), offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags }, e.id, sealed);
+    repo.unsealBlob({ pack: repo.packNumber(packId), offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags }, e.id, sealed);
     return true;
   } catch (err) {
     if (err instanceof CorruptionError) return false;
@@ -253,7 +253,7 @@ async function lostInRestorePoint(repo: Repository, rp: StoredRestorePoint, avai
     for (const [r, mapId] of disk.regions.entries()) {
       if (!mapId) continue;
       const id = Buffer.from(mapId, 'hex');
-      const entries = (await available.has(id)) ? decodeRegionMap(await repo.readBlob(id), disk.regionSize) : undefined;
+      const entries = (await available.has(id)) ? decodeRegionMap(await repo.readBlobPlaintext(id), disk.regionSize) : undefined;
       if (!entries) {
         lost.lostRegionMaps++;
         lost.lostBytes += Math.min(disk.regionSize, disk.size - r * disk.regionSize);

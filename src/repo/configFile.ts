@@ -3,7 +3,7 @@
 // See docs/FORMAT.md, "config".
 import { sealObject, openObject } from '../crypto/objectCodec';
 import type { DataKeys } from '../crypto/keys';
-import { ChunkerParams } from '../dedupe/chunkerParams';
+import { ChunkerParams } from './format';
 
 export const CONFIG_MAGIC = Buffer.from('FERRYREP');
 export const FORMAT_VERSION = 1;

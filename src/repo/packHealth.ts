@@ -64,7 +64,7 @@ export async function avoidDamagedPacks(repo: Repository, damaged: DamagedPack[]
   if (damaged.length === 0) return { lostBlobs: 0, relocatedBlobs: 0 };
   const bad = new Set(damaged.map((d) => repo.packNumber(d.packId)));
   const stranded = new Map<string, Buffer>();
-  repo.index.forEach((id, loc) => {
+  repo.forEachBlob((id, loc) => {
     if (bad.has(loc.pack)) stranded.set(id.toString('hex'), id);
   });
   let relocatedBlobs = 0;
@@ -78,13 +78,13 @@ export async function avoidDamagedPacks(repo: Repository, damaged: DamagedPack[]
       for (const e of p.entries) {
         const key = e.id.toString('hex');
         if (!stranded.delete(key)) continue;
-        repo.index.set(e.id, { pack, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags });
+        repo.relocateBlob(e.id, { pack, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags });
         relocatedBlobs++;
       }
     }
   }
   if (mode === 'drop' && stranded.size > 0) {
-    for (const id of stranded.values()) repo.index.delete(id);
+    for (const id of stranded.values()) repo.dropBlob(id);
     dropped.add(repo);
   }
   return { lostBlobs: stranded.size, relocatedBlobs };

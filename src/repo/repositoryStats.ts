@@ -30,7 +30,7 @@ export async function repositoryStats(repo: Repository): Promise<RepositoryStats
   let uniqueBytes = 0;
   let storedChunkBytes = 0;
   let chunks = 0;
-  repo.index.forEach((_id, loc) => {
+  repo.forEachBlob((_id, loc) => {
     if ((loc.typeFlags & 0x0f) !== BlobType.Data) return;
     chunks++;
     uniqueBytes += loc.rawLength;
@@ -42,6 +42,7 @@ export async function repositoryStats(repo: Repository): Promise<RepositoryStats
     storedBytes += p.size;
     packs++;
   }
+  const footprint = repo.indexFootprint;
   const dataBytes = rps.reduce((n, rp) => n + rp.disks.reduce((m, d) => m + d.dataBytes, 0), 0);
   return {
     restorePoints: rps.length,
@@ -54,8 +55,8 @@ export async function repositoryStats(repo: Repository): Promise<RepositoryStats
     packs,
     dedupeRatio: uniqueBytes > 0 ? dataBytes / uniqueBytes : 1,
     compressionRatio: storedChunkBytes > 0 ? uniqueBytes / storedChunkBytes : 1,
-    indexMemoryBytes: repo.index.memoryBytes,
-    indexBytesPerChunk: repo.index.size > 0 ? repo.index.memoryBytes / repo.index.size : 0,
+    indexMemoryBytes: footprint.memoryBytes,
+    indexBytesPerChunk: footprint.blobs > 0 ? footprint.memoryBytes / footprint.blobs : 0,
     damagedRestorePoints: damaged.map((d) => d.id),
   };
 }

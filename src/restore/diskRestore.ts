@@ -53,7 +53,7 @@ async function restoreBatch(
   for (let i = 0; i < patches.length; i += 16) batches.push(patches.slice(i, i + 16));
   await forEachLimit(batches, pool.threads * 2, async (batch) => {
     const chunks = await Promise.all(batch.map(async (b) => {
-      const chain = await repo.readPatchChain(b.id);
+      const chain = await repo.readPatchesAndSealedRoot(b.id);
       const r = chain.root;
       return {
         root: { sealed: r.sealed, typeFlags: r.loc.typeFlags, rawLength: r.loc.rawLength, id: r.id },

@@ -34,18 +34,18 @@ export interface RestorePlan {
 }
 
 export async function restorePlan(repo: Repository, disk: DiskRecord, fromRegion = 0, toRegion = disk.regions.length): Promise<RestorePlan> {
-  const maps: { regionStart: number; bytes: Buffer }[] = [];
+  const maps: { regionStart: number; mapId: string; bytes: Buffer }[] = [];
   const wanted = disk.regions.slice(fromRegion, toRegion).map((id, i) => [fromRegion + i, id] as const);
   await forEachLimit(wanted, 8, async ([r, mapId]) => {
-    if (mapId) maps.push({ regionStart: r * disk.regionSize, bytes: await repo.readBlob(Buffer.from(mapId, 'hex')) });
+    if (mapId) maps.push({ regionStart: r * disk.regionSize, mapId, bytes: await repo.readBlobPlaintext(Buffer.from(mapId, 'hex')) });
   });
   maps.sort((a, b) => a.regionStart - b.regionStart);
   const byId = new Map<string, PlannedBlob>();
   const dataSpans: Span[] = [];
   let dataBytes = 0;
-  for (const { regionStart, bytes } of maps) {
+  for (const { regionStart, mapId, bytes } of maps) {
     const entries = decodeRegionMap(bytes, disk.regionSize);
-    if (!entries) throw new CorruptionError(`${repo.location}: region map at disk offset ${regionStart} of ${disk.name} is malformed; run 'ferry check'`, 'data');
+    if (!entries) throw new CorruptionError(`${repo.location}: region map at disk offset ${regionStart} of ${disk.name} is malformed; run 'ferry check'`, repo.blobObject(Buffer.from(mapId, 'hex')));
     for (const e of entries) {
       const key = e.id.toString('hex');
       let planned = byId.get(key);

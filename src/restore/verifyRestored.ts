@@ -31,7 +31,7 @@ export async function fileHoldsDisk(repo: Repository, disk: DiskRecord, file: st
         if (n === 0) return false;
         got += n;
       }
-      const entries = mapId ? decodeRegionMap(await repo.readBlob(Buffer.from(mapId, 'hex')), disk.regionSize) : [];
+      const entries = mapId ? decodeRegionMap(await repo.readBlobPlaintext(Buffer.from(mapId, 'hex')), disk.regionSize) : [];
       if (!entries) return false;
       let at = 0;
       for (const e of entries) {

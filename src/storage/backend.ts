@@ -3,10 +3,19 @@
 // behaviour (retries, rate limits, caching) wraps a Backend, never lives in one.
 import { CorruptionError, StorageError } from '../errors';
 
-/** Object kinds, and the folder each lives in. */
-export type ObjectType = 'config' | 'keys' | 'data' | 'index' | 'snapshots' | 'locks';
+/** Object kinds. 'restorepoints' are the repository's restore points (not src/snapshot/'s disk snapshots). */
+export type ObjectType = 'config' | 'keys' | 'data' | 'index' | 'restorepoints' | 'locks';
 
-export const OBJECT_TYPES: readonly ObjectType[] = ['config', 'keys', 'data', 'index', 'snapshots', 'locks'];
+export const OBJECT_TYPES: readonly ObjectType[] = ['config', 'keys', 'data', 'index', 'restorepoints', 'locks'];
+
+/**
+ * The folder (local, cache) or key prefix (S3) a type's objects live under.
+ * Restore points live under `snapshots/`, the name the format has always
+ * used (docs/FORMAT.md); every other type under its own name.
+ */
+export function objectFolder(type: ObjectType): string {
+  return type === 'restorepoints' ? 'snapshots' : type;
+}
 
 export interface ObjectInfo {
   name: string;
@@ -61,7 +70,7 @@ export interface Backend {
  */
 export class NotFoundError extends StorageError {
   constructor(readonly type: ObjectType, readonly objectName: string, location: string) {
-    super(`${location}: ${type}/${objectName} not found`);
+    super(`${location}: ${objectFolder(type)}/${objectName} not found`);
     this.name = 'NotFoundError';
   }
 }
@@ -73,7 +82,7 @@ export class NotFoundError extends StorageError {
  */
 export class TruncatedObjectError extends CorruptionError {
   constructor(readonly type: ObjectType, readonly objectName: string, message: string) {
-    super(message, type === 'data' ? `data/${objectName.slice(0, 2)}/${objectName}` : `${type}/${objectName}`);
+    super(message, `${objectFolder(type)}/${objectName}`);
     this.name = 'TruncatedObjectError';
   }
 }

@@ -1,5 +1,5 @@
 // Keeps local copies of the small objects every command reads (index,
-// snapshots, keys, config), so opening a remote repository does not download
+// restore points, keys, config), so opening a remote repository does not download
 // them again. The bytes are stored as they come from the repository, i.e.
 // already encrypted and authenticated by the layer above: the cache needs no
 // key and a tampered cache file is caught like a tampered remote object.
@@ -15,11 +15,11 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Backend, ObjectInfo, ObjectType } from './backend';
+import { Backend, ObjectInfo, ObjectType, objectFolder } from './backend';
 import { StorageError, describeSystemError } from '../errors';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './local';
 
-const CACHED: ReadonlySet<ObjectType> = new Set<ObjectType>(['config', 'keys', 'index', 'snapshots']);
+const CACHED: ReadonlySet<ObjectType> = new Set<ObjectType>(['config', 'keys', 'index', 'restorepoints']);
 const TEMP_MARK = '.tmp-';
 /** Names are hashes; anything that could step outside the cache directory is refused. */
 const SAFE_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
@@ -39,7 +39,7 @@ export class CachedBackend implements Backend {
 
   private file(type: ObjectType, name: string): string | undefined {
     if (!CACHED.has(type) || !SAFE_NAME.test(name) || name.includes(TEMP_MARK)) return undefined;
-    return type === 'config' ? path.join(this.dir, 'config') : path.join(this.dir, type, name);
+    return type === 'config' ? path.join(this.dir, 'config') : path.join(this.dir, objectFolder(type), name);
   }
 
   async read(type: ObjectType, name: string): Promise<Buffer> {
@@ -115,10 +115,10 @@ export class CachedBackend implements Backend {
   private async cachedNames(type: ObjectType): Promise<string[]> {
     if (type === 'config') return (await fsp.stat(path.join(this.dir, 'config')).catch(() => undefined)) ? ['config'] : [];
     try {
-      return (await fsp.readdir(path.join(this.dir, type))).filter((n) => !n.includes(TEMP_MARK));
+      return (await fsp.readdir(path.join(this.dir, objectFolder(type)))).filter((n) => !n.includes(TEMP_MARK));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw this.fail('reading', path.join(this.dir, type), err);
+      throw this.fail('reading', path.join(this.dir, objectFolder(type)), err);
     }
   }
 

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Backend, NotFoundError, ObjectInfo, ObjectType, TruncatedObjectError } from './backend';
+import { Backend, NotFoundError, ObjectInfo, ObjectType, TruncatedObjectError, objectFolder } from './backend';
 import { StorageError, describeSystemError } from '../errors';
 import type { TemporaryFile } from './leftovers';
 
@@ -20,7 +20,7 @@ export const PRIVATE_DIR_MODE = 0o700;
 function relativePath(type: ObjectType, name: string): string {
   if (type === 'config') return 'config';
   if (type === 'data') return path.join('data', name.slice(0, 2), name);
-  return path.join(type, name);
+  return path.join(objectFolder(type), name);
 }
 
 export class LocalBackend implements Backend {
@@ -110,7 +110,7 @@ export class LocalBackend implements Backend {
       if (st) yield st;
       return;
     }
-    const base = path.join(this.location, type);
+    const base = path.join(this.location, objectFolder(type));
     const dirs = type === 'data' ? await readdirOrEmpty(base).then((d) => d.map((x) => path.join(base, x))) : [base];
     for (const dir of dirs) {
       for (const entry of await readdirOrEmpty(dir)) {
@@ -156,7 +156,7 @@ export class LocalBackend implements Backend {
     const where = path.join(this.location, relativePath(type, name));
     const hint = e?.code !== 'ENOSPC'
       ? ''
-      : type === 'data' || type === 'index' || type === 'snapshots'
+      : type === 'data' || type === 'index' || type === 'restorepoints'
         // A backup's complete packs stay (indexed or found again from their headers): the next backup reuses them.
         ? '; free space on the repository drive and run the backup again: the packs it completed stay and the next backup reuses them (nothing was half-written)'
         : '; free space on the repository drive and run the command again (nothing was half-written)';

@@ -37,7 +37,7 @@ export interface StackOptions {
   retry?: RetryOptions | false;
   /** Bandwidth caps. */
   rateLimit?: RateLimits;
-  /** Local cache directory for index/snapshots/keys/config (remote backends only). */
+  /** Local cache directory for index, restore points (snapshots/), keys, config (remote backends only). */
   cacheDir?: string;
 }
 

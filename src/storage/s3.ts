@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type * as S3Sdk from '@aws-sdk/client-s3';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
-import { Backend, NotFoundError, ObjectInfo, ObjectType, TruncatedObjectError } from './backend';
+import { Backend, NotFoundError, ObjectInfo, ObjectType, TruncatedObjectError, objectFolder } from './backend';
 import { StorageRequestError } from './errors';
 import { StorageError, UsageError } from '../errors';
 
@@ -141,7 +141,7 @@ export function requireSecureTransport(loc: S3Location, allowInsecureHttp: boole
 function relativeKey(type: ObjectType, name: string): string {
   if (type === 'config') return 'config';
   if (type === 'data') return `data/${name.slice(0, 2)}/${name}`;
-  return `${type}/${name}`;
+  return `${objectFolder(type)}/${name}`;
 }
 
 export class S3Backend implements Backend {
@@ -209,7 +209,7 @@ export class S3Backend implements Backend {
   }
 
   private typePrefix(type: ObjectType): string {
-    return this.prefix ? `${this.prefix}/${type}/` : `${type}/`;
+    return this.prefix ? `${this.prefix}/${objectFolder(type)}/` : `${objectFolder(type)}/`;
   }
 
   async read(type: ObjectType, name: string): Promise<Buffer> {
@@ -526,7 +526,7 @@ export class S3Backend implements Backend {
     if (type !== undefined && name !== undefined && doing === 'reading' && (code === 'NoSuchKey' || (status === 404 && code !== 'NoSuchBucket'))) {
       return new NotFoundError(type, name, this.location);
     }
-    const what = type === undefined ? '' : name === undefined ? ` ${type}/` : ` ${relativeKey(type, name)}`;
+    const what = type === undefined ? '' : name === undefined ? ` ${objectFolder(type)}/` : ` ${relativeKey(type, name)}`;
     const where = `${this.location}: ${doing}${what}`;
     const tag = status ? `${status} ${code}` : code;
     let detail: string;

@@ -22,7 +22,7 @@ export async function readIdentity(backend: Backend): Promise<{ repositoryId: Bu
   return { repositoryId: header.repositoryId, configBytes };
 }
 
-const CONTENT_TYPES: readonly ObjectType[] = ['keys', 'data', 'index', 'snapshots'];
+const CONTENT_TYPES: readonly ObjectType[] = ['keys', 'data', 'index', 'restorepoints'];
 
 /** The first object found at `backend`, or undefined if it holds nothing of a repository. */
 async function firstObject(backend: Backend): Promise<string | undefined> {

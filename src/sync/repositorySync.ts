@@ -24,8 +24,8 @@ import { forEachLimit } from '../concurrency/forEachLimit';
 import { checkSameIdentity } from './copyTarget';
 import { Selection, indexRecords, packsNeeded, selectRestorePoints } from './selection';
 
-export type SyncedType = 'keys' | 'data' | 'index' | 'snapshots';
-const SYNCED_TYPES: readonly SyncedType[] = ['keys', 'data', 'index', 'snapshots'];
+export type SyncedType = 'keys' | 'data' | 'index' | 'restorepoints';
+const SYNCED_TYPES: readonly SyncedType[] = ['keys', 'data', 'index', 'restorepoints'];
 
 export interface SyncOptions {
   /** Objects copied at once (packs are up to `packSize` each in memory). */
@@ -101,7 +101,8 @@ interface SyncPlan {
   keys: PlannedCopy[];
   data: PlannedCopy[];
   index: PlannedCopy[];
-  snapshots: PlannedCopy[];
+  restorePointCopies: PlannedCopy[];
+  /** How many restore points the copy covers (all of SRC, or the selection). */
   restorePoints: number;
   /** Selective sync: after the packs are copied, write DST one index file for them; its name. */
   writeSelectionIndex?: () => Promise<string | undefined>;
@@ -175,11 +176,11 @@ async function planSync(source: Backend, target: Backend, opts: SyncOptions, pla
   const srcKeys = await listing(source, 'keys');
   const keys = plan('keys', infos(srcKeys));
   if (!opts.selection) {
-    const srcSnapshots = await listing(source, 'snapshots');
+    const srcRestorePoints = await listing(source, 'restorepoints');
     const data = plan('data', infos(await listing(source, 'data')));
     const index = plan('index', infos(await listing(source, 'index')));
-    const snapshots = plan('snapshots', infos(srcSnapshots));
-    return { srcKeys, keys, data, index, snapshots, restorePoints: srcSnapshots.size };
+    const restorePointCopies = plan('restorepoints', infos(srcRestorePoints));
+    return { srcKeys, keys, data, index, restorePointCopies, restorePoints: srcRestorePoints.size };
   }
   return { srcKeys, keys, index: [], ...(await planSelection(source, target, opts.selection, opts.verify, plan, tally)) };
 }
@@ -192,12 +193,12 @@ async function planSelection(
   verify: boolean,
   plan: Planner,
   tally: Tally,
-): Promise<Pick<SyncPlan, 'data' | 'snapshots' | 'restorePoints' | 'writeSelectionIndex'>> {
+): Promise<Pick<SyncPlan, 'data' | 'restorePointCopies' | 'restorePoints' | 'writeSelectionIndex'>> {
   const srcRepo = await Repository.open(source, secret);
   // A damaged index file in SRC is not fatal: its packs are found again from their headers.
   await srcRepo.loadIndex(() => undefined);
   const srcData = await listing(source, 'data');
-  await srcRepo.indexOrphanPacks(false, srcData);
+  await srcRepo.indexOrphanPacks({ keep: 'memory-only', packs: srcData });
   const chosen = selectRestorePoints(await srcRepo.listRestorePoints(), selection, source.location);
   const needed = await packsNeeded(srcRepo, chosen);
   for (const p of needed) {
@@ -206,7 +207,7 @@ async function planSelection(
     }
   }
   const data = plan('data', infos(srcData, needed));
-  const snapshots = plan('snapshots', infos(await listing(source, 'snapshots'), chosen.map((rp) => rp.id)));
+  const restorePointCopies = plan('restorepoints', infos(await listing(source, 'restorepoints'), chosen.map((rp) => rp.id)));
   const dstRepo = await Repository.open(target, secret);
   await dstRepo.loadIndex(() => undefined);
   const writeSelectionIndex = async () => {
@@ -224,7 +225,7 @@ async function planSelection(
     tally.byType.index.copied++;
     return name;
   };
-  return { data, snapshots, restorePoints: chosen.length, writeSelectionIndex };
+  return { data, restorePointCopies, restorePoints: chosen.length, writeSelectionIndex };
 }
 
 /**
@@ -235,11 +236,11 @@ async function planSelection(
 async function copyPlanned(
   source: Backend,
   target: Backend,
-  { keys, data, index, snapshots, writeSelectionIndex }: SyncPlan,
+  { keys, data, index, restorePointCopies, writeSelectionIndex }: SyncPlan,
   opts: SyncOptions,
   tally: Tally,
 ): Promise<{ newIndex?: string; damaged: string[] }> {
-  const all = [...keys, ...data, ...index, ...snapshots];
+  const all = [...keys, ...data, ...index, ...restorePointCopies];
   const progress: SyncProgress = {
     doneBytes: 0,
     totalBytes: all.reduce((n, c) => n + c.size, 0),
@@ -282,7 +283,7 @@ async function copyPlanned(
   } else {
     await forEachLimit(index, opts.concurrency, copyOne);
   }
-  await forEachLimit(snapshots, opts.concurrency, copyOne);
+  await forEachLimit(restorePointCopies, opts.concurrency, copyOne);
   return { newIndex, damaged };
 }
 

@@ -58,8 +58,8 @@ export async function packsNeeded(repo: Repository, points: StoredRestorePoint[]
   await forEachLimit(maps, 16, async ({ mapId, regionSize, what }) => {
     const id = Buffer.from(mapId, 'hex');
     locate(id, `the region map of ${what}`);
-    const entries = decodeRegionMap(await repo.readBlob(id), regionSize);
-    if (!entries) throw new CorruptionError(`${repo.location}: the region map of ${what} is malformed; run 'ferry check' on the source`, 'data');
+    const entries = decodeRegionMap(await repo.readBlobPlaintext(id), regionSize);
+    if (!entries) throw new CorruptionError(`${repo.location}: the region map of ${what} is malformed; run 'ferry check' on the source`, repo.blobObject(id));
     for (const e of entries) {
       const what2 = `chunk ${e.id.toString('hex').slice(0, 16)} of ${what}`;
       locate(e.id, what2);
@@ -82,7 +82,7 @@ export function indexRecords(repo: Repository, packIds: Iterable<string>): Index
     wanted.set(n, []);
     ids.set(n, packId);
   }
-  repo.index.forEach((id, loc) => {
+  repo.forEachBlob((id, loc) => {
     wanted.get(loc.pack)?.push({ id, typeFlags: loc.typeFlags, offset: loc.offset, storedLength: loc.storedLength, rawLength: loc.rawLength });
   });
   return [...wanted.entries()].map(([n, entries]) => ({ packId: ids.get(n)!, entries: entries.sort((a, b) => a.offset - b.offset) }));

@@ -63,9 +63,9 @@ async function* diskPieces(repo: Repository, disk: DiskRecord): AsyncGenerator<P
       yield { kind: 'zeros', length: regionLength };
       continue;
     }
-    const entries = decodeRegionMap(await repo.readBlob(Buffer.from(mapId, 'hex')), disk.regionSize);
+    const entries = decodeRegionMap(await repo.readBlobPlaintext(Buffer.from(mapId, 'hex')), disk.regionSize);
     if (!entries) {
-      throw new CorruptionError(`${repo.location}: region map of ${disk.name} at disk offset ${regionStart} is malformed; run 'ferry check'`, 'data');
+      throw new CorruptionError(`${repo.location}: region map of ${disk.name} at disk offset ${regionStart} is malformed; run 'ferry check'`, repo.blobObject(Buffer.from(mapId, 'hex')));
     }
     let pos = 0;
     let open: Extract<Piece, { kind: 'chunks' }> | undefined;
@@ -246,8 +246,8 @@ class DiskWriter {
     return Promise.all(piece.blobs.map(async (b) => {
       // A page patch is rebuilt from its base chain (and checked against its id) by the repository.
       const plain = blobType(b.loc.typeFlags) === BlobType.Patch
-        ? await repo.readBlob(b.id)
-        : repo.decodeBlob(b.loc, b.id, sealed.subarray(b.loc.offset - piece.start, b.loc.offset - piece.start + b.loc.storedLength));
+        ? await repo.readBlobPlaintext(b.id)
+        : repo.unsealBlob(b.loc, b.id, sealed.subarray(b.loc.offset - piece.start, b.loc.offset - piece.start + b.loc.storedLength));
       if (plain.length !== b.length || !hasher.hash(plain).equals(b.id)) {
         throw new CorruptionError(
           `${repo.objectPath('data', piece.packId)}: chunk ${b.id.toString('hex').slice(0, 16)} does not match its id (damaged); run 'ferry check --read-data'`,

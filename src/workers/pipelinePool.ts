@@ -2,7 +2,8 @@
 import * as os from 'node:os';
 import { Piscina } from 'piscina';
 import { compiledScript } from '../host/compiledScript';
-import { Repository } from '../repo/repository';
+import { RepositoryKeys } from '../crypto/keys';
+import { RepositorySettings } from '../repo/configFile';
 import {
   PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansResult, SealSpansTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
   WritePatchedTask,
@@ -12,16 +13,17 @@ export class PipelinePool {
   private readonly pool: Piscina;
   readonly threads: number;
 
-  constructor(repo: Repository, threads = os.availableParallelism()) {
+  /** Workers get only what sealing and opening blobs needs: the keys and the chunker/region/compression settings. */
+  constructor(keys: RepositoryKeys, settings: RepositorySettings, threads = os.availableParallelism()) {
     this.threads = threads;
     const setup: WorkerSetup = {
-      idKey: repo.keys.idKey,
-      dataKey: repo.keys.dataKey,
-      dataKeys: [...repo.keys.dataKeys],
-      gearKey: repo.keys.gearKey,
-      chunker: repo.settings.chunker,
-      regionSize: repo.settings.regionSize,
-      compressionLevel: repo.settings.compressionLevel,
+      idKey: keys.idKey,
+      dataKey: keys.dataKey,
+      dataKeys: [...keys.dataKeys],
+      gearKey: keys.gearKey,
+      chunker: settings.chunker,
+      regionSize: settings.regionSize,
+      compressionLevel: settings.compressionLevel,
     };
     this.pool = new Piscina({
       filename: compiledScript('workers/pipelineWorker'),

@@ -1,7 +1,7 @@
 // Messages between the main thread and the pipeline workers. Plain data only:
 // they cross a structured-clone boundary.
 import { Span } from '../dedupe/spans';
-import { ChunkerParams } from '../dedupe/chunkerParams';
+import { ChunkerParams } from '../repo/format';
 
 export interface WorkerSetup {
   idKey: Uint8Array;

@@ -39,7 +39,7 @@ beforeAll(async () => {
   repo = await Repository.init(new LocalBackend(path.join(dir, 'repo')), Buffer.from('pw'), {
     chunker: parseChunkerSpec('fastcdc:64K'), packSize: 4 * MiB, compressionLevel: 3, kdf: { opslimit: 1, memlimit: 8192 * 1024 }, secretKind: 'passphrase',
   });
-  pool = new PipelinePool(repo, 2);
+  pool = new PipelinePool(repo.keys, repo.settings, 2);
 });
 
 afterAll(async () => {

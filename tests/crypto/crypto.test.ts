@@ -5,6 +5,7 @@ import { createKeySlot, openKeySlot, parseKeySlot } from '../../src/crypto/keySl
 import { ChunkHasher } from '../../src/crypto/chunkId';
 import { openObject, paddedObjectSize, sealObject } from '../../src/crypto/objectCodec';
 import { deriveKeys, newMasterKey } from '../../src/crypto/keys';
+import { open } from '../../src/crypto/aead';
 
 const keys = deriveKeys(newMasterKey());
 const fastKdf = { opslimit: 1, memlimit: 8192 * 1024 };
@@ -60,7 +61,13 @@ describe('sealed objects', () => {
   it('cannot be opened as another object type', () => {
     const sealed = sealObject(keys.dataKey, 'index', Buffer.from('payload'));
     expect(openObject(keys.dataKey, 'index', sealed)?.toString()).toBe('payload');
-    expect(openObject(keys.dataKey, 'snapshot', sealed)).toBeUndefined();
+    expect(openObject(keys.dataKey, 'restorepoint', sealed)).toBeUndefined();
+  });
+
+  it("seals restore points with the associated data the format has always used, 'ferry/snapshot'", () => {
+    const sealed = sealObject(keys.dataKey, 'restorepoint', Buffer.from('payload'));
+    expect(open(keys.dataKey, sealed, Buffer.from('ferry/snapshot'))).toBeDefined();
+    expect(open(keys.dataKey, sealed, Buffer.from('ferry/restorepoint'))).toBeUndefined();
   });
 });
 
@@ -91,13 +98,13 @@ describe('padded objects', () => {
 
   it('a padded object is exactly its size class, opens to the payload, and its padding is authenticated', () => {
     for (const payload of [Buffer.from('{}'), randomBytes(4056 - 9 - 8), randomBytes(5000), randomBytes(70_000)]) {
-      const sealed = sealObject(keys.dataKey, 'snapshot', payload, { pad: true });
+      const sealed = sealObject(keys.dataKey, 'restorepoint', payload, { pad: true });
       expect(sealed.length).toBe(paddedObjectSize(sealed.length));
       expect(sealed.length).toBeGreaterThan(payload.length);
-      expect(openObject(keys.dataKey, 'snapshot', sealed)).toEqual(payload);
+      expect(openObject(keys.dataKey, 'restorepoint', sealed)).toEqual(payload);
       const flipped = Buffer.from(sealed);
       flipped[sealed.length - 20] ^= 1; // in the padding's ciphertext
-      expect(openObject(keys.dataKey, 'snapshot', flipped)).toBeUndefined();
+      expect(openObject(keys.dataKey, 'restorepoint', flipped)).toBeUndefined();
     }
   });
 });

@@ -99,7 +99,7 @@ describe('a backup after a pack was torn', () => {
     const tornNumber = repo.packNumber(tornId);
     const inTorn = () => {
       let n = 0;
-      repo.index.forEach((_id, loc) => (n += loc.pack === tornNumber ? 1 : 0));
+      repo.forEachBlob((_id, loc) => (n += loc.pack === tornNumber ? 1 : 0));
       return n;
     };
     expect(inTorn()).toBeGreaterThan(0);

@@ -37,9 +37,9 @@ describe('a blob stored under another blob\'s id (authenticates, wrong content)'
     const [map0, map1] = rp.disks[0].regions.map((m) => Buffer.from(m!, 'hex'));
     const loc0 = r.blobLocation(map0)!;
     // Region 1's map, sealed (correctly) under region 0's map id, in a pack of its own.
-    const forged = new BlobEncoder(r.keys.dataKey, 3).encode(loc0.typeFlags & 0x0f, map0, await r.readBlob(map1));
+    const forged = new BlobEncoder(r.keys.dataKey, 3).encode(loc0.typeFlags & 0x0f, map0, await r.readBlobPlaintext(map1));
     const everything = new Map<number, PackEntry[]>();
-    r.index.forEach((blobId, loc) => {
+    r.forEachBlob((blobId, loc) => {
       if (blobId.equals(map0)) return;
       everything.set(loc.pack, [...(everything.get(loc.pack) ?? []), { id: Buffer.from(blobId), ...loc }]);
     });

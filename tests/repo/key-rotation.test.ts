@@ -87,7 +87,7 @@ describe('key rotate', () => {
     for (const kind of ['snapshots/', 'index/', 'data/']) expect(written.some((f) => f.startsWith(kind)), kind).toBe(true);
     for (const f of written) {
       const bytes = fs.readFileSync(path.join(repo.path, f));
-      if (f.startsWith('snapshots/')) expect(openObject(kept.keys.dataKeys, 'snapshot', bytes), f).toBeUndefined();
+      if (f.startsWith('snapshots/')) expect(openObject(kept.keys.dataKeys, 'restorepoint', bytes), f).toBeUndefined();
       if (f.startsWith('index/')) expect(decodeIndexFile(kept.keys.dataKeys, bytes), f).toBeUndefined();
       if (f.startsWith('data/')) expect(decodePackHeader(kept.keys.dataKeys, bytes.length, bytes), f).toBeUndefined();
     }
@@ -95,7 +95,7 @@ describe('key rotate', () => {
     await expect(kept.loadRestorePointByName(before.id)).resolves.toMatchObject({ guest: 'web' });
     // Even with the new restore point copied next to it, the old slot cannot read it.
     const keptCopy = new LocalBackend(scratch.path('kept-before-rotation'));
-    await keptCopy.write('snapshots', after.id, fs.readFileSync(path.join(repo.path, 'snapshots', after.id)));
+    await keptCopy.write('restorepoints', after.id, fs.readFileSync(path.join(repo.path, 'snapshots', after.id)));
     await expect(kept.loadRestorePointByName(after.id)).rejects.toBeInstanceOf(CorruptionError);
   });
 

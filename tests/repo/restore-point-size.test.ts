@@ -42,7 +42,7 @@ describe('restore point sizes', () => {
     const opened = await Repository.open(new LocalBackend(repo.path), Buffer.from(fs.readFileSync(repo.passwordFile, 'utf8').trim()));
     const plain = async (id: string) => {
       const { id: _id, ...rp } = await opened.loadRestorePointByName(id);
-      return sealObject(opened.keys.dataKey, 'snapshot', Buffer.from(JSON.stringify(rp))).length;
+      return sealObject(opened.keys.dataKey, 'restorepoint', Buffer.from(JSON.stringify(rp))).length;
     };
     expect((await plain(many.id)) - (await plain(few.id))).toBeGreaterThan(39 * 32);
 
@@ -58,10 +58,10 @@ describe('restore point sizes', () => {
     // Rewrite it exactly as the earlier writer did: Seal(Kd, zstd(JSON), "ferry/snapshot"), no padding.
     const opened = await Repository.open(new LocalBackend(repo.path), Buffer.from(fs.readFileSync(repo.passwordFile, 'utf8').trim()));
     const { id: _id, ...rp } = await opened.loadRestorePointByName(padded.id);
-    const unpadded = sealObject(opened.keys.dataKey, 'snapshot', Buffer.from(JSON.stringify(rp)));
+    const unpadded = sealObject(opened.keys.dataKey, 'restorepoint', Buffer.from(JSON.stringify(rp)));
     const oldId = contentName(unpadded);
-    await opened.backend.write('snapshots', oldId, unpadded);
-    await opened.backend.remove('snapshots', padded.id);
+    await opened.backend.write('restorepoints', oldId, unpadded);
+    await opened.backend.remove('restorepoints', padded.id);
     expect(snapshotSize(repo, oldId)).toBeLessThan(4096);
 
     expect((await repo.list()).map((p) => p.id)).toEqual([oldId]);

@@ -63,7 +63,7 @@ function backendContract(label: string, make: () => Promise<Fixture>): void {
 
     it('reads back what was written, for every object type', async () => {
       const written = new Map<ObjectType, { name: string; data: Buffer }>();
-      for (const type of ['config', 'keys', 'data', 'index', 'snapshots', 'locks'] as ObjectType[]) {
+      for (const type of ['config', 'keys', 'data', 'index', 'restorepoints', 'locks'] as ObjectType[]) {
         const name = type === 'config' ? 'config' : hexName();
         const data = randomBytes(1000 + Math.floor(Math.random() * 1000));
         await be.write(type, name, data);
@@ -87,7 +87,7 @@ function backendContract(label: string, make: () => Promise<Fixture>): void {
       await expect(be.read('index', name)).rejects.toBeInstanceOf(NotFoundError);
       await expect(be.readRange('data', name, 0, 10)).rejects.toBeInstanceOf(NotFoundError);
       await expect(be.read('config', 'config')).rejects.toBeInstanceOf(NotFoundError);
-      expect(await be.stat('snapshots', name)).toBeUndefined();
+      expect(await be.stat('restorepoints', name)).toBeUndefined();
       await be.remove('data', name);
       const err = await be.read('keys', name).catch((e: unknown) => e);
       expect(err).toMatchObject({ type: 'keys', objectName: name });
@@ -129,13 +129,13 @@ function backendContract(label: string, make: () => Promise<Fixture>): void {
       expect(await collect(be.list('data'))).toEqual(data.sort((a, b) => a.name.localeCompare(b.name)));
       expect(await collect(be.list('index'))).toEqual(index);
       expect(await collect(be.list('config'))).toEqual([{ name: 'config', size: 3 }]);
-      expect(await collect(be.list('snapshots'))).toEqual([]);
+      expect(await collect(be.list('restorepoints'))).toEqual([]);
     });
 
     it('lists past one page (page size forced small on S3)', async () => {
       const names = Array.from({ length: 40 }, hexName).sort();
-      await Promise.all(names.map((n) => be.write('snapshots', n, Buffer.from(n))));
-      expect((await collect(be.list('snapshots'))).map((x) => x.name)).toEqual(names);
+      await Promise.all(names.map((n) => be.write('restorepoints', n, Buffer.from(n))));
+      expect((await collect(be.list('restorepoints'))).map((x) => x.name)).toEqual(names);
     });
 
     it('removes: the object is gone from read, stat and list; others stay', async () => {
@@ -201,6 +201,20 @@ backendContract('LocalBackend (temp dir)', async () => {
   return { backend: new LocalBackend(dir), cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }) };
 });
 
+describe('LocalBackend specifics', () => {
+  const scratch = useScratch('backend-local');
+  it("keeps restore points under snapshots/, the format's folder name, and every other type under its own", async () => {
+    const dir = scratch.mkdir('layout');
+    const be = new LocalBackend(dir);
+    const name = 'ab' + hexName().slice(2);
+    for (const type of ['data', 'index', 'keys', 'restorepoints', 'locks'] as ObjectType[]) await be.write(type, name, Buffer.from(type));
+    expect(fs.readFileSync(path.join(dir, 'snapshots', name), 'utf8')).toBe('restorepoints');
+    expect(fs.readFileSync(path.join(dir, 'data', 'ab', name), 'utf8')).toBe('data');
+    expect(fs.readdirSync(dir).sort()).toEqual(['data', 'index', 'keys', 'locks', 'snapshots']);
+    expect((await collect(be.list('restorepoints'))).map((x) => x.name)).toEqual([name]);
+  });
+});
+
 describe('on a real S3 server (Ceph RGW)', () => {
   const s3 = useS3Server();
   // A small page size makes every listing in the contract paginate.
@@ -229,7 +243,7 @@ describe('on a real S3 server (Ceph RGW)', () => {
       await be.write('data', name, Buffer.from('d'));
       await be.write('index', name, Buffer.from('i'));
       await be.write('keys', name, Buffer.from('k'));
-      await be.write('snapshots', name, Buffer.from('s'));
+      await be.write('restorepoints', name, Buffer.from('s'));
       await be.write('locks', name, Buffer.from('l'));
       const listed = await s3.server.client.send(new ListObjectsV2Command({ Bucket: bucket }));
       expect((listed.Contents ?? []).map((o) => o.Key).sort()).toEqual([
@@ -322,12 +336,12 @@ describe('on a real S3 server (Ceph RGW)', () => {
       const dir = fs.mkdtempSync(scratch.path('cache-'));
       const inner = new S3Backend(s3.server.location(bucket, 'r'));
       const name = hexName();
-      await inner.write('snapshots', name, Buffer.from('snap'));
+      await inner.write('restorepoints', name, Buffer.from('snap'));
       const be = new CachedBackend(inner, dir);
-      expect((await be.read('snapshots', name)).toString()).toBe('snap');
+      expect((await be.read('restorepoints', name)).toString()).toBe('snap');
       expect(fs.readFileSync(path.join(dir, 'snapshots', name), 'utf8')).toBe('snap');
-      expect((await be.readRange('snapshots', name, 1, 2)).toString()).toBe('na');
-      await expect(be.read('snapshots', '../../etc')).rejects.toBeInstanceOf(NotFoundError);
+      expect((await be.readRange('restorepoints', name, 1, 2)).toString()).toBe('na');
+      await expect(be.read('restorepoints', '../../etc')).rejects.toBeInstanceOf(NotFoundError);
       expect(fs.readdirSync(dir)).toEqual(['snapshots']);
       await be.close();
     });

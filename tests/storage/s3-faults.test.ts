@@ -90,15 +90,15 @@ describe('503 SlowDown', () => {
   it('RetryBackend: 500 on HEAD (stat) and on a listing page in the middle of pagination', async () => {
     const names = Array.from({ length: 9 }, hexName).sort();
     const plain = direct({ listPageSize: 3 });
-    for (const n of names) await plain.write('snapshots', n, Buffer.from(n));
+    for (const n of names) await plain.write('restorepoints', n, Buffer.from(n));
     proxy.reset();
     proxy.inject({ method: 'HEAD', fault: { kind: 'status', status: 500, code: 'InternalError' } });
     // The second page request fails after the first page was already handed out.
     proxy.inject({ method: 'GET', path: /[?&]continuation-token=/, fault: { kind: 'status', status: 503, code: 'SlowDown' } });
     const be = retrying(plain);
-    expect(await be.stat('snapshots', names[0])).toMatchObject({ name: names[0], size: 64 });
+    expect(await be.stat('restorepoints', names[0])).toMatchObject({ name: names[0], size: 64 });
     const listed: ObjectInfo[] = [];
-    for await (const x of be.list('snapshots')) listed.push(x);
+    for await (const x of be.list('restorepoints')) listed.push(x);
     expect(listed.map((x) => x.name)).toEqual(names); // each exactly once, despite the restart
     expect(retries.map((r) => r.operation)).toEqual(['stat', 'list']);
     await be.close();

@@ -63,7 +63,7 @@ describe('S3Backend with objectLockDays', () => {
     const bucket = await s3.server.createBucket({ objectLock: true });
     const be = new S3Backend(s3.server.location(bucket), { objectLockDays: 2, objectLockMode: 'GOVERNANCE' });
     const name = hexName();
-    await be.write('snapshots', name, Buffer.from('s'));
+    await be.write('restorepoints', name, Buffer.from('s'));
     const r = await s3.server.client.send(new GetObjectRetentionCommand({ Bucket: bucket, Key: `snapshots/${name}` }));
     expect(r.Retention?.Mode).toBe('GOVERNANCE');
     await be.close();

@@ -22,13 +22,13 @@ export interface ScenarioBackend {
 }
 
 /** Flip one byte in the middle of a stored object, through the Backend seam (works for any backend). */
-export async function corruptObject(backend: Backend, type: 'data' | 'index' | 'snapshots', name: string): Promise<void> {
+export async function corruptObject(backend: Backend, type: 'data' | 'index' | 'restorepoints', name: string): Promise<void> {
   const bytes = await backend.read(type, name);
   bytes[Math.floor(bytes.length / 2)] ^= 0xff;
   await backend.write(type, name, bytes);
 }
 
-export async function objectNames(backend: Backend, type: 'data' | 'index' | 'snapshots'): Promise<string[]> {
+export async function objectNames(backend: Backend, type: 'data' | 'index' | 'restorepoints'): Promise<string[]> {
   const names: string[] = [];
   for await (const info of backend.list(type)) names.push(info.name);
   return names.sort();
@@ -150,7 +150,7 @@ export async function openInProcess(scratch: Scratch, testRepo: TestRepo): Promi
   const passphrase = fs.readFileSync(testRepo.passwordFile, 'utf8').replace(/\r?\n$/, '');
   const repo = await Repository.open(new LocalBackend(testRepo.path), Buffer.from(passphrase));
   await repo.loadIndex();
-  const pool = new PipelinePool(repo, 2);
+  const pool = new PipelinePool(repo.keys, repo.settings, 2);
   scratch.defer(() => pool.close());
   return { repo, pool };
 }

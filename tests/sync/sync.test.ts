@@ -35,7 +35,7 @@ interface SyncJson {
   copied: { objects: number; bytes: number };
   skipped: { objects: number; bytes: number };
   verified: number;
-  byType: Record<'keys' | 'data' | 'index' | 'snapshots', { copied: number; skipped: number }>;
+  byType: Record<'keys' | 'data' | 'index' | 'restorepoints', { copied: number; skipped: number }>;
 }
 
 interface Point {
@@ -122,7 +122,7 @@ describe('local → local', () => {
     const srcBackend = openBackend(src.path);
     const packs = await objectNames(srcBackend, 'data');
     expect(first.byType.data.copied).toBe(packs.length);
-    expect(first.byType.snapshots.copied).toBe(3);
+    expect(first.byType.restorepoints.copied).toBe(3);
     expect(first.verified).toBe(first.copied.objects);
     expect(again.copied.objects).toBe(0);
     expect(again.skipped.objects).toBe(first.copied.objects + first.skipped.objects);
@@ -191,10 +191,10 @@ describe('selection', () => {
 
     // Adding the other guest later copies only what it adds; a full sync then completes the copy.
     const db = await syncJson(src.path, dst.path, ['--guest', 'db']);
-    expect(db.byType.snapshots.copied).toBe(1);
+    expect(db.byType.restorepoints.copied).toBe(1);
     expect(db.byType.data.skipped).toBe(0);
     const full = await syncJson(src.path, dst.path);
-    expect(full.byType.snapshots.copied).toBe(1);
+    expect(full.byType.restorepoints.copied).toBe(1);
     await dst.expectCheckPasses(true);
     for (const p of points) await expectRestores(dst, p, 'selected-full');
   });
@@ -213,7 +213,7 @@ describe('local → S3 → local', () => {
     const bucket = await s3.server.createBucket();
     const offsite = await copyTarget(s3.server.location(bucket, 'offsite'));
     const up = await syncJson(src.path, offsite.path, ['--verify']);
-    expect(up.byType.snapshots.copied).toBe(3);
+    expect(up.byType.restorepoints.copied).toBe(3);
     expect(up.verified).toBe(up.copied.objects);
     await offsite.expectCheckPasses(true);
     expect((await syncJson(src.path, offsite.path)).copied.objects).toBe(0);

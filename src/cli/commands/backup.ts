@@ -102,7 +102,7 @@ export function registerBackup(program: Command): void {
 async function prepareIndex(repo: Repository, quiet?: boolean): Promise<number> {
   await repo.loadIndex(warnDamagedIndex);
   const packs = await repo.listPacks();
-  const resumed = await repo.indexOrphanPacks(true, packs);
+  const resumed = await repo.indexOrphanPacks({ keep: 'index-file', packs });
   if (resumed.indexed > 0 && !quiet) console.error(`resuming: indexed ${resumed.indexed} pack(s) left by an interrupted backup`);
   const leftovers = await removeTemporaryLeftovers(repo.backend);
   if (leftovers.files > 0 && !quiet) {

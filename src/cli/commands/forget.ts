@@ -160,7 +160,7 @@ async function forgetByIds(repo: Repository, seen: SeenRestorePoints, refs: stri
   // Resolve every id first: an ambiguous one stops the command before anything is removed. An id
   // that names nothing is skipped with a line, so re-running a forget that was interrupted finishes it.
   const names: string[] = [];
-  for await (const info of repo.backend.list('snapshots')) names.push(info.name);
+  for await (const info of repo.backend.list('restorepoints')) names.push(info.name);
   const ids: string[] = [];
   for (const ref of refs) {
     if (ref !== 'latest' && !names.some((n) => n.startsWith(ref))) {

@@ -48,7 +48,7 @@ export function registerRestore(program: Command): void {
         await repo.loadIndex(warnDamagedIndex);
         // Packs a damaged index no longer names are found again from their own headers (in memory only).
         const packs = await repo.listPacks();
-        await repo.indexOrphanPacks(false, packs);
+        await repo.indexOrphanPacks({ keep: 'memory-only', packs });
         await preferIntactCopies(repo, packs);
         // `latest` is only as true as the listing: say when points this host saw are gone.
         // A damaged point is not warned about here: findRestorePoint names it in its error, or knows it is not the newest.

@@ -96,7 +96,7 @@ function describeSummary(s: SyncSummary): string {
   const t = s.byType;
   return (
     `synced ${s.restorePoints} restore point(s) from ${s.source} to ${s.target}: ` +
-    `copied ${s.copied.objects} object(s), ${formatBytes(s.copied.bytes)} (${t.data.copied} packs, ${t.index.copied} index files, ${t.snapshots.copied} restore points, ${t.keys.copied} key slots); ` +
+    `copied ${s.copied.objects} object(s), ${formatBytes(s.copied.bytes)} (${t.data.copied} packs, ${t.index.copied} index files, ${t.restorepoints.copied} restore points, ${t.keys.copied} key slots); ` +
     `skipped ${s.skipped.objects} already there (${formatBytes(s.skipped.bytes)})` +
     `${s.verified ? `; verified ${s.verified}` : ''}` +
     `${s.removedKeySlots.length ? `; removed ${s.removedKeySlots.length} key slot(s) the source no longer has (${s.removedKeySlots.join(', ')})` : ''}` +

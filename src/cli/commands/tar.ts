@@ -41,7 +41,7 @@ export function registerTar(program: Command): void {
       await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'export-tar', async (repo) => {
         await repo.loadIndex(warnDamagedIndex);
         const packs = await repo.listPacks();
-        await repo.indexOrphanPacks(false, packs);
+        await repo.indexOrphanPacks({ keep: 'memory-only', packs });
         await preferIntactCopies(repo, packs);
         const rp = await repo.findRestorePoint(ref, opts.guest);
         const progress = new ProgressLine(`export ${rp.guest}`);
@@ -89,7 +89,7 @@ export function registerTar(program: Command): void {
         // Opened only now: a stream opened before the repository failed to open would report its error to nobody.
         const input: NodeJS.ReadableStream & import('node:stream').Readable = file ? fs.createReadStream(file) : process.stdin;
         await repo.loadIndex(warnDamagedIndex);
-        await repo.indexOrphanPacks(true);
+        await repo.indexOrphanPacks({ keep: 'index-file' });
         const progress = new ProgressLine('import', opts.json);
         const result = await withPool(repo, (pool) =>
           withFlagNames({ 'guest name': '--guest', 'temporary directory': '--tmp-dir' }, () =>

@@ -1,0 +1,154 @@
+// Reading blobs out of packs: by range from the pack the index names, opened
+// (authenticated, decompressed) and checked against the id, with page patches
+// resolved against their base chain. Names say what comes back:
+//   readBlobPlaintext   the chunk or map the id names (patches resolved, id checked)
+//   unsealBlob          a sealed blob the caller already read, opened
+//   readPatchesAndSealedRoot  for restore workers: a patch chain's patches opened, its root still sealed
+import { Backend, NotFoundError } from '../storage/backend';
+import { CorruptionError } from '../errors';
+import { RepositoryKeys } from '../crypto/keys';
+import { BlobDecoder, BlobType, blobType } from '../crypto/blobCodec';
+import { ChunkHasher } from '../crypto/chunkId';
+import { MAX_PATCH_DEPTH, applyPatch, decodePatchHeader } from '../dedupe/pagePatch';
+import { BlobLocation } from './chunkIndex';
+import { PackIndex } from './packIndex';
+import { objectPath } from './storedObject';
+
+export class BlobReader {
+  private readonly decoder: BlobDecoder;
+  private readonly hasher: ChunkHasher;
+
+  constructor(
+    private readonly backend: Backend,
+    keys: RepositoryKeys,
+    private readonly packs: PackIndex,
+  ) {
+    this.decoder = new BlobDecoder(keys.dataKeys);
+    this.hasher = new ChunkHasher(keys.idKey);
+  }
+
+  private get location(): string {
+    return this.backend.location;
+  }
+
+  /** Open (authenticate, decompress) a blob's sealed bytes as stored: a page patch stays a patch. */
+  unsealBlob(loc: BlobLocation, id: Buffer, sealed: Buffer): Buffer {
+    const plain = this.decoder.decode(loc.typeFlags, id, sealed, loc.rawLength);
+    const packId = this.packs.packIds[loc.pack];
+    if (!plain) {
+      throw new CorruptionError(
+        `${this.location}/data/${packId.slice(0, 2)}/${packId}: blob ${id.toString('hex').slice(0, 16)} at offset ${loc.offset} fails authentication (damaged); run 'ferry check --read-data'`,
+        `data/${packId}`,
+      );
+    }
+    return plain;
+  }
+
+  /** The plaintext of the chunk or region map the id names: page patches resolved, checked against the id. */
+  async readBlobPlaintext(id: Buffer): Promise<Buffer> {
+    return (await this.readBlobPlaintextAndDepth(id)).data;
+  }
+
+  /** As readBlobPlaintext, with the blob's patch depth (0 for a whole chunk), which a new patch on top must exceed by one. */
+  async readBlobPlaintextAndDepth(id: Buffer): Promise<{ data: Buffer; depth: number }> {
+    const { loc, sealed } = await this.readSealed(id);
+    let plain: Buffer;
+    try {
+      plain = this.unsealBlob(loc, id, sealed);
+    } catch (err) {
+      throw (await this.wrongPackError(this.packs.packIds[loc.pack], id)) ?? err;
+    }
+    if (blobType(loc.typeFlags) !== BlobType.Patch) {
+      // FORMAT.md: the plaintext must hash to the id (authentication alone does not prove that the
+      // writer stored the right chunk under it). Workers check the chunks they restore; this covers
+      // region maps and the bases a backup or a patch chain reads here.
+      if (!this.hasher.hash(plain).equals(id)) {
+        const packId = this.packs.packIds[loc.pack];
+        throw new CorruptionError(
+          `${objectPath(this.location, 'data', packId)}: blob ${id.toString('hex').slice(0, 16)} at offset ${loc.offset} does not hash to its id (damaged); run 'ferry check --read-data'`,
+          `data/${packId}`,
+        );
+      }
+      return { data: plain, depth: 0 };
+    }
+    const header = decodePatchHeader(plain);
+    const base = header ? await this.readBlobPlaintextAndDepth(header.baseId) : undefined;
+    const data = base ? applyPatch(base.data, plain) : undefined;
+    if (!header || !data || !this.hasher.hash(data).equals(id)) {
+      const packId = this.packs.packIds[loc.pack];
+      throw new CorruptionError(
+        `${this.location}/data/${packId.slice(0, 2)}/${packId}: page patch ${id.toString('hex').slice(0, 16)} does not rebuild its chunk; run 'ferry check --read-data'`,
+        `data/${packId}`,
+      );
+    }
+    return { data, depth: header.depth };
+  }
+
+  /** A blob's sealed bytes, as stored in its pack, and where they lie. */
+  private async readSealed(id: Buffer): Promise<{ loc: BlobLocation; sealed: Buffer }> {
+    const loc = this.packs.blobLocation(id);
+    if (!loc) {
+      throw new CorruptionError(`${this.location}: blob ${id.toString('hex').slice(0, 16)} is not in any index; run 'ferry check'`, 'index');
+    }
+    const packId = this.packs.packIds[loc.pack];
+    const sealed = await this.backend.readRange('data', packId, loc.offset, loc.storedLength).catch(async (err: unknown) => {
+      if (err instanceof NotFoundError) {
+        throw new CorruptionError(`${this.location}: pack ${packId} is missing; run 'ferry check'`, `data/${packId}`);
+      }
+      throw (await this.wrongPackError(packId, id)) ?? err;
+    });
+    return { loc, sealed };
+  }
+
+  /**
+   * After a blob could not be read from a pack: if the pack's own header is
+   * intact but does not list the blob, the file under that name is another
+   * pack (renamed or swapped), which "truncated" or "damaged" would misname.
+   * Only on the failure path: it costs a stat and a header read.
+   */
+  async wrongPackError(packId: string, id: Buffer): Promise<CorruptionError | undefined> {
+    const info = await this.backend.stat('data', packId).catch(() => undefined);
+    const header = info ? await this.packs.readPackHeader(packId, info.size).catch(() => undefined) : undefined;
+    if (!header || header.some((e) => e.id.equals(id))) return undefined;
+    return new CorruptionError(
+      `${objectPath(this.location, 'data', packId)}: wrong pack: the file's own header does not list blob ${id.toString('hex').slice(0, 16)}, so it holds another pack's content (packs renamed or swapped); run 'ferry check --read-data'`,
+      `data/${packId}`,
+    );
+  }
+
+  /** The ids a blob needs to be read: itself and, for a page patch, its base chain down to a whole chunk. */
+  async blobDependencies(id: Buffer): Promise<Buffer[]> {
+    const chain = [id];
+    let loc = this.packs.blobLocation(id);
+    while (loc && blobType(loc.typeFlags) === BlobType.Patch && chain.length <= MAX_PATCH_DEPTH + 1) {
+      const patchId = chain[chain.length - 1];
+      const { loc: stored, sealed } = await this.readSealed(patchId);
+      const header = decodePatchHeader(this.unsealBlob(stored, patchId, sealed));
+      if (!header) break;
+      chain.push(header.baseId);
+      loc = this.packs.blobLocation(header.baseId);
+    }
+    return chain;
+  }
+
+  /**
+   * What rebuilding a page-patched chunk takes, without the expensive part:
+   * the patches' (small) plaintexts, oldest first, and the whole chunk at the
+   * chain's root still sealed, for a worker to decrypt, decompress and patch.
+   */
+  async readPatchesAndSealedRoot(id: Buffer): Promise<{ root: { id: Buffer; loc: BlobLocation; sealed: Buffer }; patches: Buffer[] }> {
+    const patches: Buffer[] = [];
+    let current = id;
+    for (;;) {
+      const { loc, sealed } = await this.readSealed(current);
+      if (blobType(loc.typeFlags) !== BlobType.Patch) return { root: { id: current, loc, sealed }, patches };
+      const plain = this.unsealBlob(loc, current, sealed);
+      const header = decodePatchHeader(plain);
+      if (!header || patches.length > MAX_PATCH_DEPTH) {
+        throw new CorruptionError(`${this.location}: page patch ${current.toString('hex').slice(0, 16)} is malformed; run 'ferry check --read-data'`, `data/${this.packs.packIds[loc.pack]}`);
+      }
+      patches.unshift(plain);
+      current = header.baseId;
+    }
+  }
+}
