@@ -8,22 +8,10 @@
 // chunk, so dedupe and verification are unchanged; chains are capped at
 // MAX_PATCH_DEPTH so a restore never resolves more than that many bases.
 
-export const PAGE = 4096;
-export const MAX_PATCH_DEPTH = 8;
+import { MAX_PATCH_DEPTH, PAGE } from '../repo/pagePatchFormat';
+
 /** Store a patch only when at most this fraction of the pages changed. */
 export const MAX_PATCHED_FRACTION = 0.5;
-
-const HEADER = 32 + 1 + 4 + 4 + 4; // base id | depth | chunk length | shift | page count
-
-export interface PatchHeader {
-  baseId: Buffer;
-  /** 1 for a patch on a full chunk, n+1 for a patch on a depth-n patch. */
-  depth: number;
-  length: number;
-  /** New chunk byte i is base byte shift + i, outside the patched pages. */
-  shift: number;
-  pages: number[];
-}
 
 /**
  * Indexes of the pages of `next` that differ from `base` read from `shift` on;
@@ -44,59 +32,4 @@ export function differingPages(base: Uint8Array, next: Uint8Array, shift = 0): n
 /** Whether a patch with `pages` changed pages is worth storing instead of the chunk. */
 export function worthPatching(pages: number[] | undefined, length: number, baseDepth: number): pages is number[] {
   return pages !== undefined && baseDepth < MAX_PATCH_DEPTH && pages.length > 0 && pages.length * PAGE <= length * MAX_PATCHED_FRACTION;
-}
-
-export function encodePatch(baseId: Uint8Array, baseDepth: number, next: Uint8Array, pages: number[], shift = 0): Buffer {
-  const dataBytes = pages.reduce((n, p) => n + Math.min(PAGE, next.length - p * PAGE), 0);
-  const out = Buffer.allocUnsafe(HEADER + pages.length * 4 + dataBytes);
-  out.set(baseId, 0);
-  out[32] = baseDepth + 1;
-  out.writeUInt32LE(next.length, 33);
-  out.writeUInt32LE(shift, 37);
-  out.writeUInt32LE(pages.length, 41);
-  let at = HEADER;
-  for (const p of pages) {
-    out.writeUInt32LE(p, at);
-    at += 4;
-  }
-  for (const p of pages) {
-    const page = next.subarray(p * PAGE, Math.min(next.length, (p + 1) * PAGE));
-    out.set(page, at);
-    at += page.length;
-  }
-  return out;
-}
-
-/** Undefined when the bytes are not a well-formed patch. */
-export function decodePatchHeader(plain: Buffer): PatchHeader | undefined {
-  if (plain.length < HEADER) return undefined;
-  const length = plain.readUInt32LE(33);
-  const shift = plain.readUInt32LE(37);
-  const count = plain.readUInt32LE(41);
-  if (HEADER + count * 4 > plain.length) return undefined;
-  const pages: number[] = [];
-  for (let i = 0; i < count; i++) pages.push(plain.readUInt32LE(HEADER + i * 4));
-  return { baseId: Buffer.from(plain.subarray(0, 32)), depth: plain[32], length, shift, pages };
-}
-
-/** The new chunk: `base` with the patch's pages laid over it. Undefined if they do not fit. */
-export function applyPatch(base: Buffer, plain: Buffer): Buffer | undefined {
-  const h = decodePatchHeader(plain);
-  if (!h || h.shift >= base.length) return undefined;
-  const out = Buffer.alloc(h.length);
-  const fromBase = Math.min(h.length, base.length - h.shift);
-  base.copy(out, 0, h.shift, h.shift + fromBase);
-  // Every page the base does not reach must come with the patch.
-  const patched = new Set(h.pages);
-  if (fromBase < h.length) {
-    for (let p = Math.floor(fromBase / PAGE); p * PAGE < h.length; p++) if (!patched.has(p)) return undefined;
-  }
-  let at = HEADER + h.pages.length * 4;
-  for (const p of h.pages) {
-    const len = Math.min(PAGE, h.length - p * PAGE);
-    if (len <= 0 || at + len > plain.length) return undefined;
-    plain.copy(out, p * PAGE, at, at + len);
-    at += len;
-  }
-  return at === plain.length ? out : undefined;
 }

@@ -9,7 +9,7 @@ import { CorruptionError } from '../errors';
 import { RepositoryKeys } from '../crypto/keys';
 import { BlobDecoder, BlobType, blobType } from '../crypto/blobCodec';
 import { ChunkHasher } from '../crypto/chunkId';
-import { MAX_PATCH_DEPTH, applyPatch, decodePatchHeader } from '../dedupe/pagePatch';
+import { MAX_PATCH_DEPTH, applyPatch, decodePatchHeader } from './pagePatchFormat';
 import { BlobLocation } from './chunkIndex';
 import { PackIndex } from './packIndex';
 import { objectPath } from './storedObject';

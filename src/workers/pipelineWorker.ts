@@ -9,7 +9,8 @@ import { nonZeroSpans } from '../dedupe/zeroRuns';
 import { complementSpans } from '../dedupe/spans';
 import { ChunkHasher } from '../crypto/chunkId';
 import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
-import { applyPatch, differingPages, encodePatch, worthPatching } from '../dedupe/pagePatch';
+import { differingPages, worthPatching } from '../dedupe/pagePatch';
+import { applyPatch, encodePatch } from '../repo/pagePatchFormat';
 import {
   PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
   WritePatchedTask,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { applyPatch, decodePatchHeader, differingPages, encodePatch, MAX_PATCH_DEPTH, PAGE, worthPatching } from '../../src/dedupe/pagePatch';
+import { differingPages, worthPatching } from '../../src/dedupe/pagePatch';
+import { applyPatch, decodePatchHeader, encodePatch, MAX_PATCH_DEPTH, PAGE } from '../../src/repo/pagePatchFormat';
 
 describe('page patches', () => {
   const base = randomBytes(64 * PAGE + 1000); // a chunk need not end on a page boundary
