@@ -163,9 +163,10 @@ async function snapshotGuest(
   snapshots: MadeSnapshot[],
 ): Promise<number> {
   const deferredChanges: (() => Promise<void>)[] = [];
-  const createAll = async (byItself: boolean) => {
+  /** The copies of the providers that need the guest held ('held'), or of those that make a point in time by themselves. */
+  const createAll = async (which: 'held' | 'by-itself') => {
     for (const [provider, group] of groups) {
-      if (Boolean(provider.pointInTimeByItself) !== byItself) continue;
+      if (Boolean(provider.pointInTimeByItself) !== (which === 'by-itself')) continue;
       const since = group.map((d) => previousDisk(d)?.tracking);
       // Providers that can compare later (btrfs send) do so after the guest is released: shorter pauses.
       const made = await provider.create(group, opts.runId, provider.findChanges ? undefined : since);
@@ -192,7 +193,7 @@ async function snapshotGuest(
     try {
       const hold = opts.holdQuiesceMs ?? 0;
       if (hold > 0 && handle.quiesced) await new Promise((r) => setTimeout(r, hold));
-      await createAll(false);
+      await createAll('held');
     } finally {
       await handle.release();
       pauseMs = handle.quiesced ? Number((process.hrtime.bigint() - t0) / 1_000_000n) : 0;
@@ -200,9 +201,9 @@ async function snapshotGuest(
       watchdog.standDown();
     }
   } else {
-    await createAll(false); // shut off, or paused by someone else: nothing moves
+    await createAll('held'); // shut off, or paused by someone else: nothing moves
   }
-  await createAll(true);
+  await createAll('by-itself');
   for (const find of deferredChanges) await find();
   return pauseMs;
 }

@@ -36,7 +36,11 @@ interface Findings {
   damagedBlobs: Set<string>;
 }
 
-export async function checkRepository(repo: Repository, pool: PipelinePool, readData: boolean, onProgress?: (done: number, total: number) => void): Promise<CheckReport> {
+/** How deep `check` looks: the structure (indexes against pack headers), or also every blob's bytes (`--read-data`). */
+export type CheckDepth = 'structure' | 'read-data';
+
+export async function checkRepository(repo: Repository, pool: PipelinePool, depth: CheckDepth, onProgress?: (done: number, total: number) => void): Promise<CheckReport> {
+  const readData = depth === 'read-data';
   const found: Findings = { damage: [], damagedPacks: new Set<number>(), damagedBlobs: new Set<string>() };
   const { stored, unindexedBefore, orphanIds, orphanNumbers } = await loadIndex(repo, found.damage);
   const { blobsVerified, patches } = await checkPacks(repo, pool, readData, stored, found, onProgress);

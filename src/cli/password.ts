@@ -25,7 +25,8 @@ export function passwordGiven(opts: PasswordOptions): boolean {
   return Boolean(opts.passwordFile || process.env.FERRY_PASSWORD_FILE || process.env.FERRY_PASSWORD !== undefined);
 }
 
-export async function obtainPassword(opts: PasswordOptions, confirm = false): Promise<Buffer> {
+/** The passphrase from --password-file, FERRY_PASSWORD(_FILE) or the terminal; a new one (`ask: 'new'`) is asked twice. */
+export async function obtainPassword(opts: PasswordOptions, ask: 'existing' | 'new' = 'existing'): Promise<Buffer> {
   if (opts.passwordFile) return readSecretFile(opts.passwordFile, '--password-file');
   if (process.env.FERRY_PASSWORD_FILE) return readSecretFile(process.env.FERRY_PASSWORD_FILE, 'FERRY_PASSWORD_FILE');
   if (process.env.FERRY_PASSWORD !== undefined) {
@@ -37,7 +38,7 @@ export async function obtainPassword(opts: PasswordOptions, confirm = false): Pr
   }
   const first = await promptHidden('Repository passphrase: ');
   if (first.length === 0) throw new UsageError('empty passphrase; a repository needs one');
-  if (confirm && !(await promptHidden('Repeat passphrase: ')).equals(first)) {
+  if (ask === 'new' && !(await promptHidden('Repeat passphrase: ')).equals(first)) {
     throw new UsageError('the two passphrases differ; nothing was changed');
   }
   return first;

@@ -343,8 +343,11 @@ export function lockAdvice(o: LockInfo): string {
   return `wait for it to finish; if no ferry runs on ${holder(o)} any more, remove the lock with 'ferry unlock --all' (plain 'ferry unlock' removes only locks of dead processes of this host and locks not refreshed for ${DEFAULT_LOCK_TIMING.staleAfterMs / 60000} minutes)`;
 }
 
-/** Remove stale locks (or all with `all`); returns how many were removed. */
-export async function removeLocks(repo: Repository, all: boolean, opts: LockOptions): Promise<number> {
+/** Which locks `ferry unlock` removes: stale ones (of dead processes, or not refreshed for the stale age), or every one. */
+export type LocksToRemove = 'stale' | 'all';
+
+/** Remove the chosen locks; returns how many were removed. */
+export async function removeLocks(repo: Repository, which: LocksToRemove, opts: LockOptions): Promise<number> {
   const timing = opts.timing ?? DEFAULT_LOCK_TIMING;
   const scope = repositoryScope(repo);
   // A lock of our own, written now, tells the storage's time; it blocks no one (shared) and goes at the end.
@@ -355,7 +358,7 @@ export async function removeLocks(repo: Repository, all: boolean, opts: LockOpti
     let removed = 0;
     for (const l of locks) {
       if (l.name === probe.name) continue;
-      if (all || !l.info || isStale(l, opts.hostId, timing.staleAfterMs, storageNow)) {
+      if (which === 'all' || !l.info || isStale(l, opts.hostId, timing.staleAfterMs, storageNow)) {
         await repo.backend.remove('locks', l.name);
         removed++;
       }

@@ -40,7 +40,7 @@ beforeAll(async () => {
 describe('checkRepository', () => {
   it('a clean repository: every pack and restore point checked, no damage, nothing affected', async () => {
     const { repo, pool } = await openInProcess(scratch, clean);
-    const report = await checkRepository(repo, pool, true);
+    const report = await checkRepository(repo, pool, 'read-data');
     expect(report.damage).toEqual([]);
     expect(report.affected).toEqual([]);
     expect(report.restorePoints).toBe(3);
@@ -52,7 +52,7 @@ describe('checkRepository', () => {
   it('--read-data finds a flipped byte in a pack, names the pack, and calls only its restore point affected', async () => {
     expect(dbPack).toBeDefined();
     const { repo, pool } = await openInProcess(scratch, damaged);
-    const report = await checkRepository(repo, pool, true);
+    const report = await checkRepository(repo, pool, 'read-data');
     expect(report.damage.length).toBeGreaterThan(0);
     expect(report.damage.every((d) => d.object.includes(dbPack)), JSON.stringify(report.damage)).toBe(true);
     expect(report.affected.map((a) => a.id)).toEqual([points[1].id]);

@@ -16,7 +16,7 @@ export function registerCheck(program: Command): void {
       // No local cache: check judges the repository, not what this host kept of it.
       await withRepository({ ...(cmd.optsWithGlobals() as RepoOptions), cache: false }, 'shared', 'check', async (repo) => {
         const progress = new ProgressLine('check', opts.json);
-        const report = await withPool(repo, (pool) => checkRepository(repo, pool, Boolean(opts.readData), (d, t) => progress.update(d, t)));
+        const report = await withPool(repo, (pool) => checkRepository(repo, pool, opts.readData ? 'read-data' : 'structure', (d, t) => progress.update(d, t)));
         progress.done();
         // Not damage: files of writes that were interrupted (or are in progress), reported so they do not stay unseen.
         const leftovers = await countTemporaryFiles(repo.backend);

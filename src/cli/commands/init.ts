@@ -61,7 +61,7 @@ export function registerInit(program: Command): void {
       const kdf = kdfFromOptions(opts);
       const backend = openBackendAt(repoLocation(opts), opts);
       try {
-        const secret = await obtainPassword(opts, true);
+        const secret = await obtainPassword(opts, 'new');
         const repo = await Repository.init(backend, secret, {
           chunker, packSize, compressionLevel: level, kdf, secretKind: 'passphrase',
         });
