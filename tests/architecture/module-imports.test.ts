@@ -27,7 +27,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   hypervisor: ['host'],
   snapshot: ['hypervisor', 'host', 'concurrency'],
   config: ['hypervisor', 'snapshot', 'retention'],
-  retention: ['config'],
+  retention: [],
   backup: ['hypervisor', 'snapshot', 'dedupe', 'crypto', 'repo', 'storage', 'workers', 'host', 'concurrency', 'config'],
   restore: ['repo', 'crypto', 'dedupe', 'storage', 'workers', 'host', 'concurrency'],
   check: ['repo', 'crypto', 'storage', 'workers', 'concurrency'],
