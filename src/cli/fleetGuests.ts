@@ -2,7 +2,8 @@
 // guests to back up: which drivers, which guests (include/exclude, --guest),
 // and for every disk the snapshot provider that copies it.
 import { WatchdogGuard } from '../hypervisor/watchdog';
-import { preparePrivateWorkDirectory } from '../snapshot/workDirectory';
+import { WORK_DIRECTORY, preparePrivateWorkDirectory } from '../snapshot/workDirectory';
+import { withFlagName } from './flagNames';
 import { CommandRunner, ExecFileCommandRunner } from '../hypervisor/commandRunner';
 import { GuestDisk, GuestInfo, HypervisorDriver } from '../hypervisor/driver';
 import { XenDriver } from '../hypervisor/xen/xenDriver';
@@ -53,7 +54,11 @@ export async function fleetGuests(flags: FleetFlags, config: FerryConfig | undef
   if (list.length === 0) {
     throw new UsageError('backup --all: no hypervisor to ask; pass --qmp-socket PATH, --libvirt [URI] or --xen, or configure drivers in /etc/ferry/ferry.conf (--config)');
   }
-  preparePrivateWorkDirectory(flags.workDir);
+  try {
+    preparePrivateWorkDirectory(flags.workDir);
+  } catch (err) {
+    throw withFlagName(err, { [WORK_DIRECTORY]: '--work-dir' });
+  }
   // Copies of guest disks made by ferry's children (qemu-img, cp --reflink) are this user's alone, too.
   process.umask(0o077);
   const generic = defaultSnapshotProviders(runner);

@@ -9,22 +9,26 @@ import { HypervisorError, InputError, describeSystemError } from '../errors';
 
 export const WORK_DIRECTORY_MODE = 0o700;
 
+/** The parameter name errors about the work directory carry (the CLI words it as its flag). */
+export const WORK_DIRECTORY = 'work directory';
+
 export function preparePrivateWorkDirectory(dir: string): void {
+  const refuse = (detail: string, cause?: unknown) => InputError.about({ parameter: WORK_DIRECTORY, value: dir, detail }, { cause });
   try {
     fs.mkdirSync(dir, { recursive: true, mode: WORK_DIRECTORY_MODE });
   } catch (err) {
-    throw new InputError(`cannot create work directory ${dir}: ${describeSystemError(err)}`, { cause: err });
+    throw refuse(`cannot create it: ${describeSystemError(err)}; choose another work directory`, err);
   }
   const st = fs.lstatSync(dir); // lstat: a symlink is judged itself, never followed
   if (st.isSymbolicLink()) {
-    throw new InputError(`work directory ${dir} is a symbolic link: ferry writes copies of guest disks there, so it must be a real directory; remove the link or choose another --work-dir`);
+    throw refuse('is a symbolic link: ferry writes copies of guest disks there, so it must be a real directory; remove the link or choose another work directory');
   }
-  if (!st.isDirectory()) throw new InputError(`work directory ${dir} is not a directory: choose another --work-dir`);
+  if (!st.isDirectory()) throw refuse('is not a directory; choose another work directory');
   const uid = process.getuid?.();
   if (uid !== undefined && st.uid !== uid) {
-    throw new InputError(
-      `work directory ${dir} belongs to uid ${st.uid}, not to this user (uid ${uid}): its owner could read the guest disks copied there; ` +
-        'remove it (another user may have created it first) or choose another --work-dir',
+    throw refuse(
+      `belongs to uid ${st.uid}, not to this user (uid ${uid}): its owner could read the guest disks copied there; ` +
+        'remove it (another user may have created it first) or choose another work directory',
     );
   }
   // Ours but open to others (made by hand, or by an older ferry): close it.

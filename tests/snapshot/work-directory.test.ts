@@ -35,7 +35,7 @@ describe('preparePrivateWorkDirectory', () => {
     fs.chmodSync(dir, 0o777);
     fs.chownSync(dir, NOBODY, NOBODY);
     expect(() => preparePrivateWorkDirectory(dir)).toThrow(InputError);
-    expect(() => preparePrivateWorkDirectory(dir)).toThrow(new RegExp(`^work directory ${dir} belongs to uid ${NOBODY}, not to this user`));
+    expect(() => preparePrivateWorkDirectory(dir)).toThrow(new RegExp(`^work directory ${dir}: belongs to uid ${NOBODY}, not to this user`));
     expect(mode(dir)).toBe(0o777);
   });
 
@@ -50,7 +50,7 @@ describe('preparePrivateWorkDirectory', () => {
   it('refuses a file', () => {
     const file = scratch.path('a-file');
     fs.writeFileSync(file, '');
-    expect(() => preparePrivateWorkDirectory(file)).toThrow(/cannot create work directory|is not a directory/);
+    expect(() => preparePrivateWorkDirectory(file)).toThrow(new RegExp(`^work directory ${file}: (cannot create it|is not a directory)`));
   });
 });
 
@@ -68,7 +68,7 @@ describe('ferry backup --all with a work directory of another user', () => {
     const r = await ferry(['backup', '--all', '--repo', repo, '--config', conf, '--work-dir', work], { env });
     expect(r.code).toBe(7);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(/^ferry: work directory .*others-work belongs to uid 65534/);
+    expect(r.stderr).toMatch(/^ferry: --work-dir \S*others-work: belongs to uid 65534, .* or choose another work directory$/m);
     expect(fs.readdirSync(work)).toEqual([]);
   });
 });
