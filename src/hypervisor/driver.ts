@@ -19,7 +19,12 @@ export interface GuestDisk {
 
 export interface GuestNic {
   mac?: string;
+  /** The host bridge the NIC is plugged into. */
   bridge?: string;
+  /** A libvirt virtual network, where the NIC is on one instead of a bridge. */
+  network?: string;
+  /** The emulated device, as the hypervisor names it: `virtio`, `e1000`, `rtl8139`, … */
+  model?: string;
 }
 
 export type GuestState = 'running' | 'paused' | 'shutoff';

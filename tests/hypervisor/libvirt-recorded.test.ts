@@ -48,7 +48,7 @@ describe('LibvirtDriver.listGuests (recorded libvirt 9.0)', () => {
       { device: 'vdc', path: `${DIR}/web01-vdc.img`, format: 'raw', readOnly: false },
       // hdc, the CD-ROM drive without a medium, holds nothing to back up.
     ]);
-    expect(web!.nics).toEqual([{ mac: '52:54:00:fe:01:01' }]); // user networking: no host bridge
+    expect(web!.nics).toEqual([{ mac: '52:54:00:fe:01:01', model: 'virtio' }]); // user networking: no host bridge
     expect(web!.config).toEqual({ fileName: 'web01.xml', text: readFileSync(join(FIXTURES, 'dumpxml-inactive-web01.stdout'), 'utf8') });
     expect(db).toMatchObject({ name: 'db01', state: 'shutoff', disks: [{ device: 'vda', path: `${DIR}/db01-vda.img`, format: 'raw', readOnly: false }] });
     expect(db!.id).toBeUndefined();
@@ -190,7 +190,7 @@ describe('libvirt XML reading', () => {
       <disk type='network' device='disk'><driver type='raw'/><source protocol='rbd' name='pool/img'><host name='mon1' port='6789'/></source><target dev='vdb'/></disk>
       <disk type='volume' device='disk'><source pool='default' volume='a.qcow2'/><driver type='qcow2'/><target dev='vdc'/></disk>
       <disk type='file' device='cdrom'><source file='/iso/x.iso'/><target dev='sda'/><readonly/></disk>
-      <interface type='bridge'><mac address='52:54:00:00:00:01'/><source bridge='br0'/></interface>
+      <interface type='bridge'><mac address='52:54:00:00:00:01'/><source bridge='br0'/><model type='e1000'/></interface>
       <interface type='network'><mac address='52:54:00:00:00:02'/><source network='default'/></interface>
     </devices></domain>`, 'test');
     expect(d.name).toBe('a&b');
@@ -201,7 +201,7 @@ describe('libvirt XML reading', () => {
       ['vdc', 'volume:default/a.qcow2', 'qcow2', false, false],
       ['sda', '/iso/x.iso', 'raw', true, true],
     ]);
-    expect(d.nics).toEqual([{ mac: '52:54:00:00:00:01', bridge: 'br0' }, { mac: '52:54:00:00:00:02' }]);
+    expect(d.nics).toEqual([{ mac: '52:54:00:00:00:01', bridge: 'br0', model: 'e1000' }, { mac: '52:54:00:00:00:02', network: 'default' }]);
     expect(() => parseDomainXml(`<domain><name>x</name><devices><disk type='file' device='disk'><target dev='vda'/></disk></devices></domain>`, 'test'))
       .toThrow('test: cannot tell where disk vda (type \'file\') is stored');
   });

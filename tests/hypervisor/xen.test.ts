@@ -195,6 +195,7 @@ describe('XenDriver', () => {
       { device: 'hda', path: '/var/lib/xen/images/win01.qcow2', format: 'qcow2', readOnly: false },
       { device: 'hdc', path: '/srv/iso/virtio-win.iso', format: 'raw', readOnly: true, cdrom: true },
     ]);
+    expect(win01.nics).toEqual([{ mac: '00:16:3e:1a:2b:05', bridge: 'xenbr0', model: 'e1000' }]); // an HVM guest's emulated NIC
   });
 
   it('fails with a clear error where xl cannot reach a hypervisor', async () => {

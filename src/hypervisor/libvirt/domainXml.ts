@@ -140,5 +140,7 @@ function parseInterface(i: XmlElement): GuestNic {
   const mac = child(i, 'mac')?.attrs.address;
   // Only a bridge names a host bridge; a libvirt `network` names its bridge in the network's own XML.
   const bridge = i.attrs.type === 'bridge' ? child(i, 'source')?.attrs.bridge : undefined;
-  return { ...(mac ? { mac } : {}), ...(bridge ? { bridge } : {}) };
+  const network = i.attrs.type === 'network' ? child(i, 'source')?.attrs.network : undefined;
+  const model = child(i, 'model')?.attrs.type;
+  return { ...(mac ? { mac } : {}), ...(bridge ? { bridge } : {}), ...(network ? { network } : {}), ...(model ? { model } : {}) };
 }

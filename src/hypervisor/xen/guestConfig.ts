@@ -38,7 +38,8 @@ export function guestFromConfig(config: XlConfig): ConfiguredGuest {
   const nics = configStringList(config, 'vif').map(({ value, line }) => {
     try {
       const vif = parseVifSpec(value);
-      return { ...(vif.mac ? { mac: vif.mac } : {}), ...(vif.bridge ? { bridge: vif.bridge } : {}) };
+      const model = vif.options.model;
+      return { ...(vif.mac ? { mac: vif.mac } : {}), ...(vif.bridge ? { bridge: vif.bridge } : {}), ...(model ? { model } : {}) };
     } catch (err) {
       throw new InputError(`${config.fileName}:${line}: bad vif spec: ${(err as Error).message}`, { cause: err });
     }

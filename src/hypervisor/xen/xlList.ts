@@ -110,7 +110,8 @@ function diskFromLibxl(disk: JsonObject): GuestDisk[] {
 function nicFromLibxl(nic: JsonObject): GuestNic {
   const mac = str(nic.mac);
   const bridge = str(nic.bridge);
-  return { ...(mac ? { mac: mac.toLowerCase() } : {}), ...(bridge ? { bridge } : {}) };
+  const model = str(nic.model);
+  return { ...(mac ? { mac: mac.toLowerCase() } : {}), ...(bridge ? { bridge } : {}), ...(model ? { model } : {}) };
 }
 
 /**
