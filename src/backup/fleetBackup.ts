@@ -11,6 +11,7 @@ import { WatchdogGuard } from '../hypervisor/watchdog';
 import { Snapshot, SnapshotProvider } from '../snapshot/provider';
 import { openImageSource } from '../dedupe/imageSource';
 import { backupGuest, DiskInput, GuestBackupResult } from './guestBackup';
+import { type BootOrder, driverGuestSpec } from './guestSpec';
 import { forEachLimit } from '../concurrency/forEachLimit';
 import { InputError } from '../errors';
 
@@ -20,6 +21,8 @@ export interface FleetGuest {
   guest: GuestInfo;
   hooks?: GuestHooks;
   providerFor(disk: GuestDisk): Promise<SnapshotProvider>;
+  /** Boot group and priority (ferry.conf), recorded in the restore point's spec for site restore. */
+  boot?: BootOrder;
 }
 
 /** Undo work in progress when the process is stopped; given the reason (the signal's name). */
@@ -228,7 +231,13 @@ async function backupSnapshots(
     };
   });
   const config = g.guest.config ? { fileName: g.guest.config.fileName, content: Buffer.from(g.guest.config.text).toString('base64') } : undefined;
-  return backupGuest(repo, pool, { guest: g.guest.name, disks: inputs, config, tags: opts.tags });
+  const spec = driverGuestSpec(
+    g.driver.kind,
+    g.guest,
+    snapshots.map(({ provider, snapshot }) => ({ name: fleetDiskName(snapshot.disk), disk: snapshot.disk, providerKind: provider.kind })),
+    g.boot,
+  );
+  return backupGuest(repo, pool, { guest: g.guest.name, disks: inputs, config, tags: opts.tags, spec });
 }
 
 /** Phase 3: each provider keeps its changed-block tracking baseline for the next run. */

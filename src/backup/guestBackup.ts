@@ -5,7 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Repository } from '../repo/repository';
 import { PackWriter } from '../repo/packWriter';
-import { AttachedConfig, DiskRecord, RestorePoint, StoredRestorePoint } from '../repo/restorePoint';
+import { AttachedConfig, DiskRecord, GuestSpec, RestorePoint, StoredRestorePoint } from '../repo/restorePoint';
+import { imageGuestSpec } from './guestSpec';
 import { ImageSource, openImageSource } from '../dedupe/imageSource';
 import { PipelinePool } from '../workers/pipelinePool';
 import { InputError, UsageError, describeSystemError } from '../errors';
@@ -33,6 +34,8 @@ export interface GuestBackupRequest {
   time?: string;
   /** When the work began, if before this call (import-tar reads the tar first); `stats.durationMs` counts from it. */
   startedAt?: number;
+  /** The machine, for a rebuild; recorded as the restore point's `spec`. */
+  spec?: GuestSpec;
 }
 
 export interface GuestBackupProgress extends DiskProgress {
@@ -66,7 +69,11 @@ export function imageBackupRequest(guest: string, images: string[], configPath: 
       throw InputError.about({ parameter: 'guest config', value: configPath, detail: `${describeSystemError(err)}; give the guest's hypervisor config file` });
     }
   }
-  return { guest, disks: sources.map((source, i) => ({ source, name: names[i] })), config, tags };
+  const spec = imageGuestSpec(
+    images.map((image, i) => ({ name: names[i], path: image })),
+    config && { fileName: config.fileName, text: Buffer.from(config.content, 'base64').toString('utf8') },
+  );
+  return { guest, disks: sources.map((source, i) => ({ source, name: names[i] })), config, tags, spec };
 }
 
 /**
@@ -141,6 +148,7 @@ export async function backupGuest(
     tags: req.tags,
     disks,
     config: req.config,
+    ...(req.spec ? { spec: req.spec } : {}),
     stats: {
       logicalBytes: totalBytes,
       readBytes,

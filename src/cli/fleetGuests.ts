@@ -76,6 +76,7 @@ export async function fleetGuests(flags: FleetFlags, config: FerryConfig | undef
         guest,
         hooks: settings?.hooks,
         providerFor: providerChooser(guest, live, generic, settings?.snapshot),
+        ...(settings ? { boot: { group: settings.bootGroup, priority: settings.bootPriority } } : {}),
       });
     }
   }

@@ -37,6 +37,38 @@ export interface BackupStats {
   durationMs: number;
 }
 
+/** A disk as the guest saw it, for rebuilding the guest elsewhere. */
+export interface GuestSpecDisk {
+  /** The disk's name in this restore point (`DiskRecord.name`). */
+  name: string;
+  /** Device name inside the guest (`xvda`, `vda`, `hda`), where known. */
+  device?: string;
+  /** Its path on the source host: the origin, never a snapshot's path. */
+  origin: string;
+  /** Image format as the hypervisor named it: `raw`, `qcow2`, … */
+  format: string;
+  /** What held it: an LVM logical volume, another block device, or a file. */
+  storage: 'lv' | 'block' | 'file';
+  readOnly: boolean;
+}
+
+/**
+ * What a rebuild on a fresh host needs besides the disks' bytes: the machine
+ * as the hypervisor described it at backup time, and its boot order from
+ * ferry.conf. Absent in restore points made before it existed.
+ */
+export interface GuestSpec {
+  /** The driver that backed the guest up; absent for an image-mode backup whose config ferry could not read. */
+  hypervisor?: 'xen' | 'libvirt' | 'qemu' | 'static';
+  vcpus?: number;
+  memoryMiB?: number;
+  maxMemoryMiB?: number;
+  nics: { mac?: string; bridge?: string; network?: string; model?: string }[];
+  disks: GuestSpecDisk[];
+  bootGroup: number;
+  bootPriority: number;
+}
+
 export interface RestorePoint {
   version: 1;
   guest: string;
@@ -45,6 +77,8 @@ export interface RestorePoint {
   tags: string[];
   disks: DiskRecord[];
   config?: AttachedConfig;
+  /** The machine, for a rebuild (see GuestSpec); absent in older restore points. */
+  spec?: GuestSpec;
   stats: BackupStats;
 }
 

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { withRepository, RepoOptions } from '../session';
 import { formatBytes, table } from '../format';
-import { StoredRestorePoint } from '../../repo/restorePoint';
+import { GuestSpec, StoredRestorePoint } from '../../repo/restorePoint';
 import { reviewListing, seenRestorePoints } from '../restorePointRecord';
 
 function summary(rp: StoredRestorePoint) {
@@ -58,13 +58,36 @@ export function registerList(program: Command): void {
         const rp = await repo.findRestorePoint(ref, opts.guest, { about: (id) => seen.about(id) });
         const disks = rp.disks.map((d, i) => ({ number: i, name: d.name, sourcePath: d.sourcePath, size: d.size, dataBytes: d.dataBytes }));
         if (opts.json) {
-          console.log(JSON.stringify({ ...summary(rp), disks, config: rp.config?.fileName, stats: rp.stats }));
+          console.log(JSON.stringify({ ...summary(rp), disks, config: rp.config?.fileName, spec: rp.spec, stats: rp.stats }));
           return;
         }
         console.log(`restore point ${rp.id}\nguest:  ${rp.guest}\ntime:   ${rp.time}\nhost:   ${rp.hostname}\ntags:   ${rp.tags.join(', ') || '-'}`);
         console.log(`config: ${rp.config?.fileName ?? '-'}`);
         console.log(`stored: ${formatBytes(rp.stats.newBytes)} new of ${formatBytes(rp.stats.logicalBytes)} logical (${formatBytes(rp.stats.readBytes)} read)`);
-        console.log(table([['disk', 'name', 'size', 'data', 'source'], ...disks.map((d) => [String(d.number), d.name, formatBytes(d.size), formatBytes(d.dataBytes), d.sourcePath])]));
+        if (rp.spec) for (const line of specLines(rp.spec)) console.log(line);
+        const specDisk = (name: string) => rp.spec?.disks.find((d) => d.name === name);
+        console.log(
+          table([
+            ['disk', 'name', 'size', 'data', 'device', 'origin', 'format', 'storage', 'read from'],
+            ...disks.map((d) => {
+              const s = specDisk(d.name);
+              return [String(d.number), d.name, formatBytes(d.size), formatBytes(d.dataBytes), s?.device ?? '-', s?.origin ?? '-', s?.format ?? '-', s?.storage ?? '-', d.sourcePath];
+            }),
+          ]),
+        );
       });
     });
+}
+
+/** The machine a restore point describes (`ferry show`), for people. */
+function specLines(spec: GuestSpec): string[] {
+  const memory = spec.memoryMiB === undefined ? 'memory unknown' : `${spec.memoryMiB} MiB${spec.maxMemoryMiB !== undefined && spec.maxMemoryMiB !== spec.memoryMiB ? ` (max ${spec.maxMemoryMiB} MiB)` : ''}`;
+  const lines = [
+    `machine: ${spec.hypervisor ?? 'unknown hypervisor'}, ${spec.vcpus === undefined ? 'vCPUs unknown' : `${spec.vcpus} vCPU(s)`}, ${memory}; boot group ${spec.bootGroup}, priority ${spec.bootPriority}`,
+  ];
+  for (const n of spec.nics) {
+    const where = n.bridge ? `bridge ${n.bridge}` : n.network ? `network ${n.network}` : 'no bridge';
+    lines.push(`nic:     ${n.mac ?? 'no MAC'}, ${where}${n.model ? `, ${n.model}` : ''}`);
+  }
+  return lines;
 }
