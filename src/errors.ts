@@ -20,6 +20,8 @@ export const EXIT_CODES = {
   damageFound: 10,
   /** `backup --all`: some guests failed (the summary names them). */
   someGuestsFailed: 11,
+  /** `site plan` / `site restore`: the fleet does not fit the target hosts (the plan says what, where, by how much). */
+  doesNotFit: 12,
   /** Not a FerryError: a bug, reported as "internal error" (sysexits EX_SOFTWARE). */
   internal: 70,
   /** Stopped by SIGINT / SIGTERM (128 + signal number, as shells report it). */
@@ -133,6 +135,11 @@ export class DamageFoundError extends FerryError {
 /** `backup --all`: some guests failed; the summary said which (exit 11). */
 export class FleetFailedError extends FerryError {
   override readonly exitCode = EXIT_CODES.someGuestsFailed;
+}
+
+/** A site plan cannot place every guest on the target hosts (exit 12). */
+export class DoesNotFitError extends FerryError {
+  override readonly exitCode = EXIT_CODES.doesNotFit;
 }
 
 /** Turn a Node system error into a short phrase: "disk full (ENOSPC)". */

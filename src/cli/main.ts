@@ -13,6 +13,7 @@ import { registerCheck } from './commands/check';
 import { registerStats } from './commands/stats';
 import { registerDemo } from './commands/demo';
 import { registerSync } from './commands/sync';
+import { registerSite } from './commands/site';
 import { registerTar } from './commands/tar';
 import { disableSeekAddon } from '../dedupe/imageSource';
 import { registerRepair } from './commands/repair';
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
   registerDemo(program);
   registerSync(program);
   registerTar(program);
+  registerSite(program);
   registerRepair(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;

@@ -1,0 +1,102 @@
+// `ferry site …`: bring a whole site back on fresh hosts. `site plan` chooses
+// each guest's restore point and places it on the hosts of a hosts.toml,
+// measuring every storage pool on its host (locally, or over ssh).
+import * as fs from 'node:fs';
+import { Command } from 'commander';
+import { withRepository, RepoOptions } from '../session';
+import { formatBytes, table } from '../format';
+import { writeFileAtomically } from '../../restore/atomicFile';
+import { DoesNotFitError, UsageError } from '../../errors';
+import { checkGlobs, matchesGlob } from '../../config/glob';
+import { ExecFileCommandRunner } from '../../hypervisor/commandRunner';
+import { loadSiteHosts, type SiteHosts } from '../../site/hostsFile';
+import type { PoolCapacity } from '../../site/placement';
+import { measurePool } from '../../site/poolCapacity';
+import { hostCommandRunner } from '../../site/sshCommandRunner';
+import { type SitePlan, buildSitePlan, chooseRestorePoints, parsePlanTime } from '../../site/sitePlan';
+
+interface PlanOptions {
+  hosts: string;
+  at?: string;
+  guest: string[];
+  tag: string[];
+  out?: string;
+  json?: boolean;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+export function registerSite(program: Command): void {
+  const site = program.command('site').description('restore a whole site onto fresh hosts (plan first)');
+  site
+    .command('plan')
+    .description("choose each guest's restore point and place it on the target hosts of a hosts file (memory, vCPUs, pool space, pins, anti-affinity)")
+    .requiredOption('--hosts <file>', 'the target hosts and their storage pools (hosts.toml; see README, "Disaster recovery")')
+    .option('--at <time>', "the latest restore point at or before this time: 2026-11-30 (end of that day) or 2026-11-30T02:00, this host's local time unless an offset is given")
+    .option('--guest <pattern>', 'only guests matching this name or pattern (repeatable)', collect, [])
+    .option('--tag <tag>', 'only restore points with this tag (repeatable)', collect, [])
+    .option('--out <file>', 'write the plan (JSON) to this file, for `site restore --plan`')
+    .option('--json', 'print the plan as JSON instead of a table')
+    .action(async (opts: PlanOptions, cmd: Command) => {
+      const at = opts.at === undefined ? undefined : parsePlanTime(opts.at);
+      if (opts.at !== undefined && !at) throw new UsageError(`--at: '${opts.at}' is not a time; use 2026-11-30 or 2026-11-30T02:00`);
+      checkGlobs(opts.guest, '--guest');
+      const hosts = loadSiteHosts(opts.hosts);
+      const ropts = cmd.optsWithGlobals() as RepoOptions;
+      await withRepository(ropts, 'none', 'site plan', async (repo) => {
+        const { points, damaged } = await repo.listAllRestorePoints();
+        for (const d of damaged) console.error(`ferry: warning: restore point ${d.id.slice(0, 8)} cannot be read (${d.problem}); it is left out of the plan`);
+        const chosen = chooseRestorePoints(points, {
+          ...(at ? { at } : {}),
+          guest: (name) => opts.guest.length === 0 || opts.guest.some((p) => matchesGlob(name, p)),
+          tags: opts.tag,
+        });
+        if (chosen.length === 0) {
+          throw new UsageError(`site plan: no restore point in ${repo.location} matches${at ? ` at or before ${at.toISOString()}` : ''}${opts.guest.length ? ` for --guest ${opts.guest.join(', ')}` : ''}${opts.tag.length ? ` with --tag ${opts.tag.join(', ')}` : ''}`);
+        }
+        const plan = buildSitePlan(chosen, hosts, await measurePools(hosts), { repository: repo.location, ...(at ? { at } : {}) });
+        if (opts.out) {
+          await writeFileAtomically(opts.out, async (temp) => fs.writeFileSync(temp, `${JSON.stringify(plan, null, 2)}\n`), 0, 0o644);
+        }
+        if (opts.json) console.log(JSON.stringify(plan));
+        else printPlan(plan);
+        if (plan.unplaced.length > 0) {
+          for (const u of plan.unplaced) console.error(`ferry: ${u.guest} does not fit: ${u.reasons.join('; ')}`);
+          throw new DoesNotFitError(
+            `${plan.unplaced.length} of ${chosen.length} guest(s) do not fit the hosts of ${opts.hosts} (see above); add hosts or pools, or narrow the plan with --guest` +
+              (opts.out ? `; the plan in ${opts.out} lists them as unplaced` : ''),
+          );
+        }
+        if (opts.out) console.error(`plan for ${plan.guests.length} guest(s) written to ${opts.out}`);
+      });
+    });
+}
+
+/** Every pool of every host, measured on its host; hosts in parallel. */
+async function measurePools(site: SiteHosts): Promise<PoolCapacity[]> {
+  const local = new ExecFileCommandRunner();
+  const perHost = await Promise.all(
+    site.hosts.map(async (host) => {
+      const runner = hostCommandRunner(host, local, site.sshConfig);
+      const out: PoolCapacity[] = [];
+      for (const pool of host.pools) out.push(await measurePool(runner, host, pool));
+      return out;
+    }),
+  );
+  return perHost.flat();
+}
+
+function printPlan(plan: SitePlan): void {
+  const rows = plan.guests.map((g) => [
+    g.guest,
+    g.restorePoint.slice(0, 8),
+    g.time.replace(/\.\d+Z$/, 'Z'),
+    g.host,
+    [...new Set(g.disks.map((d) => d.pool))].join(','),
+    `${formatBytes(g.disks.reduce((n, d) => n + d.sizeBytes, 0))} (${formatBytes(g.disks.reduce((n, d) => n + d.dataBytes, 0))} data)`,
+    String(g.bootGroup),
+  ]);
+  console.log(table([['guest', 'restore point', 'time', 'host', 'pool', 'size', 'boot group'], ...rows]));
+  const sparse = plan.pools.filter((p) => p.sparse).map((p) => `${p.host}/${p.pool}`);
+  if (sparse.length > 0) console.log(`(pools ${sparse.join(', ')} hold sparse files or thin volumes: disks there count by their data bytes)`);
+}
