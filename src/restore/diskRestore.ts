@@ -19,6 +19,8 @@ import { BlobToWrite } from '../workers/tasks';
 export interface DiskRestoreOptions {
   zeroFill: boolean;
   onProgress?: (writtenBytes: number) => void;
+  /** Only regions [from, to) of the disk (default: all); their bytes land at their own offsets. */
+  regions?: { from: number; to: number };
 }
 
 export async function restoreDisk(
@@ -29,8 +31,10 @@ export async function restoreDisk(
   opts: DiskRestoreOptions,
 ): Promise<number> {
   let written = 0;
-  for (let from = 0; from < disk.regions.length; from += REGIONS_PER_BATCH) {
-    const plan = await restorePlan(repo, disk, from, Math.min(disk.regions.length, from + REGIONS_PER_BATCH));
+  const first = opts.regions?.from ?? 0;
+  const end = Math.min(disk.regions.length, opts.regions?.to ?? disk.regions.length);
+  for (let from = first; from < end; from += REGIONS_PER_BATCH) {
+    const plan = await restorePlan(repo, disk, from, Math.min(end, from + REGIONS_PER_BATCH));
     written += await restoreBatch(repo, pool, plan, targetPath, { ...opts, onProgress: (w) => opts.onProgress?.(written + w) });
   }
   return written;

@@ -1,0 +1,84 @@
+// Writes byte ranges into one file or block device on a remote host through a
+// single ssh session, with nothing there but sh and coreutils: a small sh loop
+// reads "OFFSET LENGTH\n" then LENGTH bytes, and dd puts them in place
+// (iflag=fullblock reads exactly LENGTH bytes, never the next header). Ranges
+// not written stay holes. The end ("0 0") fsyncs the target and answers "ok".
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { once } from 'node:events';
+import { StorageError } from '../errors';
+import { describeCommand } from '../hypervisor/commandRunner';
+import { childEnvironment } from '../hypervisor/childEnvironment';
+
+const RECEIVER = [
+  'set -eu',
+  'f=$1',
+  // A new file is created sparse at its full size; an existing one (a re-run, a device) is written in place.
+  'if [ "$2" != device ] && [ ! -e "$f" ]; then truncate -s "$2" "$f"; fi',
+  'while read -r off len; do',
+  '  [ "$len" -eq 0 ] && break',
+  '  dd of="$f" bs="$len" count=1 iflag=fullblock oflag=seek_bytes seek="$off" conv=notrunc status=none',
+  'done',
+  'sync "$f"',
+  'echo ok',
+].join('\n');
+
+export class RemoteFileWriter {
+  private failure?: Error;
+  private stderr = '';
+  private stdout = '';
+
+  private constructor(
+    private readonly child: ChildProcessWithoutNullStreams,
+    private readonly where: string,
+  ) {
+    child.stderr.on('data', (d: Buffer) => { this.stderr += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => { this.stdout += d.toString(); });
+    child.stdin.on('error', (err) => { this.failure ??= err; });
+  }
+
+  /**
+   * `sshArgs`: how to reach the host, up to and including `--` (SshCommandRunner.sshArgs()).
+   * `size`: of a new file (created sparse), or 'device' for a block device that exists.
+   */
+  static open(sshArgs: readonly string[], path: string, size: number | 'device', where: string): RemoteFileWriter {
+    const remote = describeCommand('sh', ['-c', RECEIVER, 'ferry-receive', path, String(size)]);
+    const child = spawn('ssh', [...sshArgs, remote], { stdio: 'pipe', env: childEnvironment({ LC_ALL: 'C' }) });
+    return new RemoteFileWriter(child, where);
+  }
+
+  /** Queue `data` for `offset`; resolves when ssh has taken it (backpressure). */
+  async write(offset: number, data: Buffer): Promise<void> {
+    if (data.length === 0) return;
+    this.check();
+    const header = Buffer.from(`${offset} ${data.length}\n`, 'ascii');
+    const more = this.child.stdin.write(header) && this.child.stdin.write(data);
+    if (!more) await Promise.race([once(this.child.stdin, 'drain'), once(this.child, 'exit')]);
+    this.check();
+  }
+
+  /** Ends the stream: the remote end fsyncs and must answer ok. */
+  async close(): Promise<void> {
+    this.check();
+    this.child.stdin.end('0 0\n');
+    const [code] = (await once(this.child, 'exit')) as [number | null];
+    if (code !== 0 || this.stdout.trim() !== 'ok') {
+      throw new StorageError(`writing ${this.where} over ssh failed (exit ${code ?? 'signal'}): ${this.lastLine() || 'no message'}`);
+    }
+  }
+
+  /** Stops the transfer (on a failure elsewhere); what was written stays, for a re-run to verify. */
+  abort(): void {
+    this.child.kill('SIGTERM');
+  }
+
+  private check(): void {
+    if (this.child.exitCode !== null && this.child.exitCode !== 0) {
+      throw new StorageError(`writing ${this.where} over ssh failed (exit ${this.child.exitCode}): ${this.lastLine() || 'no message'}`);
+    }
+    if (this.failure) throw new StorageError(`writing ${this.where} over ssh failed: ${this.lastLine() || this.failure.message}`, { cause: this.failure });
+  }
+
+  private lastLine(): string {
+    return this.stderr.trim().split('\n').pop() ?? '';
+  }
+}
