@@ -18,7 +18,7 @@ export const EXIT_CODES = {
   storage: 8,
   hypervisor: 9,
   damageFound: 10,
-  /** `backup --all`: some guests failed (the summary names them). */
+  /** `backup --all`, `site restore`: some guests failed (the summary names them). */
   someGuestsFailed: 11,
   /** `site plan` / `site restore`: the fleet does not fit the target hosts (the plan says what, where, by how much). */
   doesNotFit: 12,

@@ -9,6 +9,7 @@ import type { RetryEvent } from '../storage/retry';
 import { LocalBackend } from '../storage/local';
 import { openBackend, wrapBackend } from '../storage/open';
 import { Repository } from '../repo/repository';
+import { preferIntactCopies } from '../repo/packHealth';
 import { acquireLock, DEFAULT_LOCK_TIMING, LockMode, LockOptions, LockTiming, loadHostId, newHostId, RepositoryLock } from '../repo/lock';
 import { FencedBackend } from '../storage/fenced';
 import { PipelinePool } from '../workers/pipelinePool';
@@ -249,4 +250,16 @@ function warnSkippedKeySlot(id: string, problem: string): void {
 /** Commands that can work around a damaged index file say so and go on. */
 export function warnDamagedIndex(name: string): void {
   process.stderr.write(`ferry: warning: index/${name} is damaged and ignored; its packs are read from their own headers ('ferry check' reports it)\n`);
+}
+
+/**
+ * The index as every reading command needs it: index files (a damaged one
+ * warned about and skipped), packs no index names found again from their own
+ * headers (in memory only), and intact copies preferred over damaged packs.
+ */
+export async function loadIndexForReading(repo: Repository): Promise<void> {
+  await repo.loadIndex(warnDamagedIndex);
+  const packs = await repo.listPacks();
+  await repo.indexOrphanPacks({ keep: 'memory-only', packs });
+  await preferIntactCopies(repo, packs);
 }

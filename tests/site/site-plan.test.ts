@@ -69,7 +69,7 @@ describe('ferry site plan', () => {
   it('says what does not fit where and by how much, and exits 12', async () => {
     const hosts = hostsFile('small', [{ name: 'new01', memory: '2G', cpus: 8 }, { name: 'new02', memory: '3G', cpus: 8 }]);
     const r = await repo.run(['site', 'plan', '--hosts', hosts]);
-    expect(r.code).toBe(12);
+    expect(r.code).toBe(EXIT.doesNotFit);
     expect(r.stderr).toMatch(/^ferry: db01 does not fit: new01: memory 4\.0 GiB needed, 2\.0 GiB left \(short by 2\.0 GiB\); new02: memory 4\.0 GiB needed, 3\.0 GiB left \(short by 1\.0 GiB\)$/m);
     expect(r.stderr).toMatch(/^ferry: 1 of 3 guest\(s\) do not fit the hosts of /m);
   });

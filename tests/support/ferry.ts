@@ -20,6 +20,8 @@ export const EXIT = {
   badInput: 7,
   storage: 8,
   damageFound: 10,
+  someGuestsFailed: 11,
+  doesNotFit: 12,
 } as const;
 
 /** Small Argon2id cost so each command opens the repository in milliseconds. */

@@ -1,11 +1,10 @@
 import { Command } from 'commander';
-import { withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
+import { loadIndexForReading, withPool, withRepository, RepoOptions } from '../session';
 import { RESTORE_TARGET, restoreDiskTo, restoreToDirectory, RestoredFile } from '../../restore/guestRestore';
 import { withFlagNames } from '../flagNames';
 import { ProgressLine } from '../progress';
 import { formatBytes } from '../format';
 import { UsageError } from '../../errors';
-import { preferIntactCopies } from '../../repo/packHealth';
 import { TemporaryFile } from '../../storage/leftovers';
 import { reviewListing, seenRestorePoints } from '../restorePointRecord';
 
@@ -45,11 +44,7 @@ export function registerRestore(program: Command): void {
       const mode = opts.mode === undefined ? undefined : parseFileMode(opts.mode);
       const ropts = cmd.optsWithGlobals() as RepoOptions;
       await withRepository(ropts, 'shared', 'restore', async (repo) => {
-        await repo.loadIndex(warnDamagedIndex);
-        // Packs a damaged index no longer names are found again from their own headers (in memory only).
-        const packs = await repo.listPacks();
-        await repo.indexOrphanPacks({ keep: 'memory-only', packs });
-        await preferIntactCopies(repo, packs);
+        await loadIndexForReading(repo);
         // `latest` is only as true as the listing: say when points this host saw are gone.
         // A damaged point is not warned about here: findRestorePoint names it in its error, or knows it is not the newest.
         const listing = ref === 'latest' ? await repo.listAllRestorePoints() : undefined;

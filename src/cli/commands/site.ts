@@ -3,17 +3,19 @@
 // measuring every storage pool on its host (locally, or over ssh).
 import * as fs from 'node:fs';
 import { Command } from 'commander';
-import { withRepository, RepoOptions } from '../session';
+import * as os from 'node:os';
+import { loadIndexForReading, withPool, withRepository, RepoOptions } from '../session';
 import { formatBytes, table } from '../format';
 import { writeFileAtomically } from '../../restore/atomicFile';
-import { DoesNotFitError, UsageError } from '../../errors';
+import { DoesNotFitError, FleetFailedError, InputError, UsageError, describeSystemError } from '../../errors';
 import { checkGlobs, matchesGlob } from '../../config/glob';
 import { ExecFileCommandRunner } from '../../hypervisor/commandRunner';
 import { loadSiteHosts, type SiteHosts } from '../../site/hostsFile';
 import type { PoolCapacity } from '../../site/placement';
 import { measurePool } from '../../site/poolCapacity';
 import { hostCommandRunner } from '../../site/sshCommandRunner';
-import { type SitePlan, buildSitePlan, chooseRestorePoints, parsePlanTime } from '../../site/sitePlan';
+import { SITE_PLAN_FORMAT, SITE_PLAN_VERSION, type SitePlan, buildSitePlan, chooseRestorePoints, parsePlanTime } from '../../site/sitePlan';
+import { type GuestRestoreReport, restoreSite } from '../../site/siteRestore';
 
 interface PlanOptions {
   hosts: string;
@@ -70,6 +72,72 @@ export function registerSite(program: Command): void {
         if (opts.out) console.error(`plan for ${plan.guests.length} guest(s) written to ${opts.out}`);
       });
     });
+  registerSiteRestore(site);
+}
+
+interface RestoreOptions {
+  plan: string;
+  hosts?: string;
+  dryRun?: boolean;
+  force?: boolean;
+  json?: boolean;
+}
+
+function registerSiteRestore(site: Command): void {
+  site
+    .command('restore')
+    .description("write every planned guest's disks onto its target host's pool (hosts in parallel, every chunk verified); starting the guests is not built yet")
+    .requiredOption('--plan <file>', 'the plan `site plan --out` wrote')
+    .option('--hosts <file>', 'the hosts file (default: the one the plan names)')
+    .option('--dry-run', 'print what would be created, written and run, and do nothing')
+    .option('--force', 'overwrite disks that exist on the targets (default: that guest fails)')
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: RestoreOptions, cmd: Command) => {
+      const plan = readPlan(opts.plan);
+      if (plan.unplaced.length > 0) {
+        throw new DoesNotFitError(`${opts.plan}: ${plan.unplaced.length} guest(s) of the plan are unplaced (${plan.unplaced.map((u) => u.guest).join(', ')}); plan again with more room`);
+      }
+      const hosts = loadSiteHosts(opts.hosts ?? plan.hostsFile);
+      const ropts = cmd.optsWithGlobals() as RepoOptions;
+      await withRepository(ropts, 'shared', 'site restore', async (repo) => {
+        await loadIndexForReading(repo);
+        const reports = await withPool(repo, (pool) =>
+          restoreSite(repo, pool, plan, hosts, {
+            dryRun: Boolean(opts.dryRun),
+            existing: opts.force ? 'overwrite' : 'refuse',
+            local: new ExecFileCommandRunner(),
+            scratchDir: os.tmpdir(),
+            log: (line) => (opts.dryRun ? console.log(line) : console.error(line)),
+          }),
+        );
+        if (opts.json) console.log(JSON.stringify(reports));
+        else if (!opts.dryRun) printReport(reports);
+        const bad = reports.filter((r) => !r.ok);
+        if (bad.length > 0) throw new FleetFailedError(`${bad.length} of ${reports.length} guest(s) were not restored: ${bad.map((r) => r.guest).join(', ')} (see above)`);
+      });
+    });
+}
+
+function readPlan(file: string): SitePlan {
+  let plan: Partial<SitePlan>;
+  try {
+    plan = JSON.parse(fs.readFileSync(file, 'utf8')) as Partial<SitePlan>;
+  } catch (err) {
+    throw new InputError(`${file}: cannot read the plan (${err instanceof SyntaxError ? `not JSON: ${err.message}` : describeSystemError(err)}); write one with 'ferry site plan --out'`, { cause: err });
+  }
+  if (plan.format !== SITE_PLAN_FORMAT || plan.version !== SITE_PLAN_VERSION || !Array.isArray(plan.guests) || !Array.isArray(plan.unplaced) || typeof plan.hostsFile !== 'string') {
+    throw new InputError(`${file}: not a ferry site plan of version ${SITE_PLAN_VERSION}; write one with 'ferry site plan --out'`);
+  }
+  return plan as SitePlan;
+}
+
+function printReport(reports: GuestRestoreReport[]): void {
+  console.log(
+    table([
+      ['guest', 'host', 'restore point', 'result', 'written', 'time'],
+      ...reports.map((r) => [r.guest, r.host, r.restorePoint.slice(0, 8), r.ok ? 'restored (not started)' : `FAILED: ${r.error}`, formatBytes(r.writtenBytes), `${(r.durationMs / 1000).toFixed(1)} s`]),
+    ]),
+  );
 }
 
 /** Every pool of every host, measured on its host; hosts in parallel. */

@@ -2,13 +2,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { writeFileAtomically } from '../../restore/atomicFile';
-import { withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
+import { loadIndexForReading, withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
 import { ProgressLine } from '../progress';
 import { formatBytes, formatDuration } from '../format';
 import { exportTar } from '../../tar/exportTar';
 import { importTar } from '../../tar/importTar';
 import { withFlagNames } from '../flagNames';
-import { preferIntactCopies } from '../../repo/packHealth';
 import { InputError, UsageError, describeSystemError } from '../../errors';
 
 interface ExportOptions {
@@ -39,10 +38,7 @@ export function registerTar(program: Command): void {
         throw new InputError(`--output ${opts.output}: already exists; choose another name or add --force`);
       }
       await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'export-tar', async (repo) => {
-        await repo.loadIndex(warnDamagedIndex);
-        const packs = await repo.listPacks();
-        await repo.indexOrphanPacks({ keep: 'memory-only', packs });
-        await preferIntactCopies(repo, packs);
+        await loadIndexForReading(repo);
         const rp = await repo.findRestorePoint(ref, opts.guest);
         const progress = new ProgressLine(`export ${rp.guest}`);
         const onProgress = (p: { doneBytes: number; totalBytes: number }) => progress.update(p.doneBytes, p.totalBytes);

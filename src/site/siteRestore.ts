@@ -1,0 +1,291 @@
+// `ferry site restore`, the data phase: every planned guest's disks written
+// onto its target host's pool, hosts in parallel, every chunk verified on the
+// way (restore/). A disk is written under a partial name and renamed when
+// complete and fsynced, so nothing half-written carries a final name. A guest
+// that fails (its restore point gone or damaged, its target taken, its host
+// unreachable) is reported with its reason; the others go on.
+//
+// Targets: a dir pool gets <path>/<guest>/<disk name>, a sparse file; an lvm
+// pool gets the logical volume <vg>/<guest>-<disk stem> (thin in a thin pool),
+// created with lvcreate, zero regions written on a thick one (its blocks are
+// not zeroed). A remote host is written through one ssh session per disk
+// (RemoteFileWriter); its data is restored here in batches of a few regions
+// into a local scratch file first, so the workers verify and decompress as for
+// any restore, and local space stays bounded.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Repository } from '../repo/repository';
+import type { DiskRecord, StoredRestorePoint } from '../repo/restorePoint';
+import type { PipelinePool } from '../workers/pipelinePool';
+import { restoreDisk } from '../restore/diskRestore';
+import { restorePlan } from '../restore/restorePlan';
+import { FerryError, InputError, describeSystemError } from '../errors';
+import { type CommandRunner, describeCommand, runChecked } from '../hypervisor/commandRunner';
+import type { HostDefinition, PoolDefinition, SiteHosts } from './hostsFile';
+import type { PlannedDisk, PlannedGuest, SitePlan } from './sitePlan';
+import { RemoteFileWriter } from './remoteFileWriter';
+import { SshCommandRunner, hostCommandRunner } from './sshCommandRunner';
+
+/** Regions restored locally per round trip to a remote host: 4 × 32 MiB of scratch at most. */
+const REMOTE_BATCH_REGIONS = 4;
+/** Largest piece handed to the remote writer at once. */
+const REMOTE_PIECE = 8 * 1024 * 1024;
+export const PARTIAL_SUFFIX = '.ferry-partial';
+
+export interface SiteRestoreOptions {
+  /** Print what would be created, written and run, and do nothing. */
+  dryRun: boolean;
+  /** What to do with a target that exists: refuse (the guest fails), or overwrite it. */
+  existing: 'refuse' | 'overwrite';
+  /** This machine's runner (commands here, and ssh to the others). */
+  local: CommandRunner;
+  /** A directory on this machine for the batches bound for remote hosts. */
+  scratchDir: string;
+  log: (line: string) => void;
+}
+
+export interface RestoredDisk {
+  name: string;
+  target: string;
+  writtenBytes: number;
+}
+
+export interface GuestRestoreReport {
+  guest: string;
+  host: string;
+  restorePoint: string;
+  ok: boolean;
+  error?: string;
+  disks: RestoredDisk[];
+  writtenBytes: number;
+  durationMs: number;
+}
+
+export interface DiskTarget {
+  /** Where the disk ends up: a file path, or /dev/VG/LV. */
+  path: string;
+  kind: 'file' | 'thick-lv' | 'thin-lv';
+  pool: PoolDefinition;
+}
+
+/** Where a planned disk goes in its pool. */
+export function diskTarget(guest: string, disk: PlannedDisk, pool: PoolDefinition): DiskTarget {
+  if (pool.type === 'dir') return { path: path.posix.join(pool.path, guest, disk.name), kind: 'file', pool };
+  const stem = disk.name.replace(/\.(img|raw|qcow2)$/, '').replace(/[^A-Za-z0-9+_.-]/g, '_');
+  return { path: `/dev/${pool.volumeGroup}/${guest}-${stem}`, kind: pool.thinPool ? 'thin-lv' : 'thick-lv', pool };
+}
+
+export async function restoreSite(
+  repo: Repository,
+  workers: PipelinePool,
+  plan: SitePlan,
+  site: SiteHosts,
+  opts: SiteRestoreOptions,
+): Promise<GuestRestoreReport[]> {
+  const points = new Map<string, StoredRestorePoint>();
+  const { points: all } = await repo.listAllRestorePoints();
+  for (const rp of all) points.set(rp.id, rp);
+  const byHost = new Map<string, PlannedGuest[]>();
+  for (const g of plan.guests) byHost.set(g.host, [...(byHost.get(g.host) ?? []), g]);
+  const reports = await Promise.all(
+    [...byHost].map(async ([hostName, guests]) => {
+      const host = site.hosts.find((h) => h.name === hostName);
+      const out: GuestRestoreReport[] = [];
+      for (const g of guests) {
+        if (!host) {
+          out.push(failed(g, `host ${hostName} of the plan is not in ${site.file}; plan again for these hosts`));
+          continue;
+        }
+        out.push(await restoreGuest(repo, workers, g, points.get(g.restorePoint), host, site, opts));
+      }
+      return out;
+    }),
+  );
+  const flat = reports.flat();
+  // In plan order (boot groups), whatever order the hosts finished in.
+  return plan.guests.map((g) => flat.find((r) => r.guest === g.guest)!);
+}
+
+async function restoreGuest(
+  repo: Repository,
+  workers: PipelinePool,
+  g: PlannedGuest,
+  rp: StoredRestorePoint | undefined,
+  host: HostDefinition,
+  site: SiteHosts,
+  opts: SiteRestoreOptions,
+): Promise<GuestRestoreReport> {
+  const started = Date.now();
+  if (!rp) return failed(g, `restore point ${g.restorePoint.slice(0, 8)} is not in ${repo.location} (forgotten since the plan?); plan again`);
+  const runner = hostCommandRunner(host, opts.local, site.sshConfig);
+  const disks: RestoredDisk[] = [];
+  try {
+    for (const planned of g.disks) {
+      const record = rp.disks.find((d) => d.name === planned.name);
+      if (!record) throw new InputError(`restore point ${rp.id.slice(0, 8)} has no disk ${planned.name}; plan again`);
+      const pool = host.pools.find((p) => p.name === planned.pool);
+      if (!pool) throw new InputError(`host ${host.name} has no pool ${planned.pool} in ${site.file}; plan again`);
+      const target = diskTarget(g.guest, planned, pool);
+      if (opts.dryRun) {
+        describeDiskRestore(g, host, target, record, opts.log);
+        disks.push({ name: planned.name, target: target.path, writtenBytes: 0 });
+        continue;
+      }
+      await prepareTarget(runner, host, target, record, opts.existing);
+      const writtenBytes = host.address.kind === 'local'
+        ? await writeLocally(repo, workers, record, target)
+        : await writeRemotely(repo, workers, record, target, new SshCommandRunner(host.address, opts.local, site.sshConfig), host, opts.scratchDir);
+      await finishTarget(runner, target);
+      opts.log(`${host.name}: ${g.guest} ${planned.name} → ${target.path} (${writtenBytes} bytes written)`);
+      disks.push({ name: planned.name, target: target.path, writtenBytes });
+    }
+  } catch (err) {
+    if (!(err instanceof FerryError)) throw err;
+    return { ...failed(g, err.message), disks, durationMs: Date.now() - started };
+  }
+  const writtenBytes = disks.reduce((n, d) => n + d.writtenBytes, 0);
+  return { guest: g.guest, host: g.host, restorePoint: g.restorePoint, ok: true, disks, writtenBytes, durationMs: Date.now() - started };
+}
+
+function failed(g: PlannedGuest, error: string): GuestRestoreReport {
+  return { guest: g.guest, host: g.host, restorePoint: g.restorePoint, ok: false, error, disks: [], writtenBytes: 0, durationMs: 0 };
+}
+
+/** The partial name a disk is written under until it is complete. */
+function partialPath(target: DiskTarget): string {
+  return target.kind === 'file' ? `${target.path}${PARTIAL_SUFFIX}` : `${target.path}-ferry-partial`;
+}
+
+function lvName(p: string): string {
+  return p.split('/').pop()!;
+}
+
+/** What a dry run prints for one disk: the storage, the write, the rename. */
+function describeDiskRestore(g: PlannedGuest, host: HostDefinition, target: DiskTarget, record: DiskRecord, log: (line: string) => void): void {
+  const on = `${host.name}:`;
+  const partial = partialPath(target);
+  if (target.kind === 'file') {
+    log(`${on} ${describeCommand('mkdir', ['-p', '--', path.posix.dirname(target.path)])}`);
+    log(`${on} create ${partial} (sparse, ${record.size} bytes) and write ${record.dataBytes} data bytes of ${g.guest}/${record.name} from restore point ${g.restorePoint.slice(0, 8)}, each chunk verified`);
+    log(`${on} fsync, ${describeCommand('mv', ['--', partial, target.path])}`);
+  } else {
+    log(`${on} ${describeCommand('lvcreate', lvcreateArgs(target, record.size, lvName(partial)))}`);
+    log(`${on} write ${target.kind === 'thick-lv' ? `${record.size} bytes (zeros too: a new thick volume is not zeroed)` : `${record.dataBytes} data bytes`} of ${g.guest}/${record.name} into /dev/${target.pool.type === 'lvm' ? target.pool.volumeGroup : ''}/${lvName(partial)}, each chunk verified`);
+    log(`${on} ${describeCommand('lvrename', [target.pool.type === 'lvm' ? target.pool.volumeGroup : '', lvName(partial), lvName(target.path)])}`);
+  }
+}
+
+function lvcreateArgs(target: DiskTarget, size: number, name: string): string[] {
+  if (target.pool.type !== 'lvm') throw new Error('lvcreateArgs: not an lvm pool');
+  // lvm sizes are in 512-byte units at least: round up (the disk's bytes all fit; restore writes only `size`).
+  const bytes = `${Math.ceil(size / 512) * 512}b`;
+  return target.pool.thinPool
+    ? ['-q', '-V', bytes, '-T', `${target.pool.volumeGroup}/${target.pool.thinPool}`, '-n', name]
+    : ['-q', '-Wy', '-Zn', '-L', bytes, '-n', name, target.pool.volumeGroup];
+}
+
+/** The target must not exist (unless overwriting); a partial one of an earlier run is replaced. */
+async function prepareTarget(runner: CommandRunner, host: HostDefinition, target: DiskTarget, record: DiskRecord, existing: SiteRestoreOptions['existing']): Promise<void> {
+  const partial = partialPath(target);
+  const exists = (await runner.run('test', ['-e', target.path])).code === 0;
+  if (exists && existing === 'refuse') {
+    throw new InputError(`${host.name}:${target.path} already exists; remove it, or restore with --force to overwrite it`);
+  }
+  if (target.kind === 'file') {
+    await runChecked(runner, 'mkdir', ['-p', '--', path.posix.dirname(target.path)]);
+    await runChecked(runner, 'rm', ['-f', '--', partial]);
+    return;
+  }
+  if (target.pool.type !== 'lvm') return;
+  if ((await runner.run('test', ['-e', partial])).code === 0) await runChecked(runner, 'lvremove', ['-q', '-f', `${target.pool.volumeGroup}/${lvName(partial)}`]);
+  await runChecked(runner, 'lvcreate', lvcreateArgs(target, record.size, lvName(partial)));
+}
+
+/** Complete: fsynced by the writer; now under its final name (a file replaces any old one atomically). */
+async function finishTarget(runner: CommandRunner, target: DiskTarget): Promise<void> {
+  const partial = partialPath(target);
+  if (target.kind === 'file') {
+    await runChecked(runner, 'mv', ['-f', '--', partial, target.path]);
+    await runChecked(runner, 'sync', [path.posix.dirname(target.path)]);
+    return;
+  }
+  if (target.pool.type !== 'lvm') return;
+  if ((await runner.run('test', ['-e', target.path])).code === 0) await runChecked(runner, 'lvremove', ['-q', '-f', `${target.pool.volumeGroup}/${lvName(target.path)}`]);
+  await runChecked(runner, 'lvrename', [target.pool.volumeGroup, lvName(partial), lvName(target.path)]);
+}
+
+async function writeLocally(repo: Repository, workers: PipelinePool, record: DiskRecord, target: DiskTarget): Promise<number> {
+  const partial = partialPath(target);
+  if (target.kind === 'file') {
+    try {
+      const fd = fs.openSync(partial, 'wx', 0o600);
+      try {
+        fs.ftruncateSync(fd, record.size);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch (err) {
+      throw new InputError(`cannot create ${partial}: ${describeSystemError(err)}`, { cause: err });
+    }
+  }
+  const written = await restoreDisk(repo, workers, record, partial, { zeroFill: target.kind === 'thick-lv' });
+  const fd = fs.openSync(partial, 'r+');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return written;
+}
+
+async function writeRemotely(
+  repo: Repository,
+  workers: PipelinePool,
+  record: DiskRecord,
+  target: DiskTarget,
+  ssh: SshCommandRunner,
+  host: HostDefinition,
+  scratchDir: string,
+): Promise<number> {
+  const partial = partialPath(target);
+  const writer = RemoteFileWriter.open(ssh.sshArgs(), partial, target.kind === 'file' ? record.size : 'device', `${host.name}:${partial}`);
+  const scratch = path.join(scratchDir, `site-restore-${process.pid}-${host.name}-${path.basename(partial)}`);
+  let written = 0;
+  try {
+    for (let from = 0; from < record.regions.length; from += REMOTE_BATCH_REGIONS) {
+      const to = Math.min(record.regions.length, from + REMOTE_BATCH_REGIONS);
+      // A fresh sparse scratch file per batch: the last batch's blocks are freed with it.
+      fs.rmSync(scratch, { force: true });
+      const fd = fs.openSync(scratch, 'wx', 0o600);
+      try {
+        fs.ftruncateSync(fd, record.size);
+      } finally {
+        fs.closeSync(fd);
+      }
+      await restoreDisk(repo, workers, record, scratch, { zeroFill: false, regions: { from, to } });
+      const plan = await restorePlan(repo, record, from, to);
+      // A thick volume is not zeroed: its zero ranges are written too.
+      const spans = target.kind === 'thick-lv' ? [{ start: plan.start, end: plan.end }] : plan.dataSpans;
+      const rfd = fs.openSync(scratch, 'r');
+      try {
+        for (const s of spans) {
+          for (let at = s.start; at < s.end; at += REMOTE_PIECE) {
+            const piece = Buffer.allocUnsafe(Math.min(REMOTE_PIECE, s.end - at));
+            fs.readSync(rfd, piece, 0, piece.length, at);
+            await writer.write(at, piece);
+            written += piece.length;
+          }
+        }
+      } finally {
+        fs.closeSync(rfd);
+      }
+    }
+    await writer.close();
+  } catch (err) {
+    writer.abort();
+    throw err;
+  } finally {
+    fs.rmSync(scratch, { force: true });
+  }
+  return written;
+}
