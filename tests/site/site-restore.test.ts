@@ -91,6 +91,21 @@ describe('ferry site restore', () => {
     expect(await sha256File(restored)).toBe(originals[victim.guest]!.sha);
   });
 
+  it('--dry-run names the logical volume an lvm pool gets: thick with zeros written, thin with data only', async () => {
+    const plan = await planTo(scratch.path('for-lvm.json'));
+    const lvmHosts = scratch.path('lvm-hosts.toml');
+    fs.writeFileSync(lvmHosts, ['new01', 'new02', 'here'].map((n, i) => `[[host]]\nname = "${n}"\nhypervisor = "xen"\nmemory = "3G"\ncpus = 4\n[[host.pool]]\nname = "images"\ntype = "lvm"\nvolume_group = "vg${i}"\n${i === 1 ? 'thin_pool = "pool0"\n' : ''}`).join('\n'));
+    const out = expectSuccess(await repo.run(['site', 'restore', '--plan', scratch.path('for-lvm.json'), '--hosts', lvmHosts, '--dry-run']));
+    for (const g of plan.guests) {
+      const i = ['new01', 'new02', 'here'].indexOf(g.host);
+      const size = Math.ceil(g.disks[0]!.sizeBytes / 512) * 512;
+      const create = i === 1 ? `lvcreate -q -V ${size}b -T vg1/pool0 -n ${g.guest}-${g.guest}-ferry-partial` : `lvcreate -q -Wy -Zn -L ${size}b -n ${g.guest}-${g.guest}-ferry-partial vg${i}`;
+      expect(out).toContain(`${g.host}: ${create}`);
+      expect(out).toContain(`${g.host}: lvrename vg${i} ${g.guest}-${g.guest}-ferry-partial ${g.guest}-${g.guest}`);
+      expect(out).toMatch(new RegExp(`${g.host}: write ${i === 1 ? '\\d+ data bytes' : `${g.disks[0]!.sizeBytes} bytes \\(zeros too`}`));
+    }
+  });
+
   it('refuses a file that is not a plan, in one line', async () => {
     const bogus = scratch.path('bogus.json');
     fs.writeFileSync(bogus, '{"format":"something-else"}');
