@@ -81,6 +81,7 @@ interface RestoreOptions {
   dryRun?: boolean;
   force?: boolean;
   json?: boolean;
+  tmpDir?: string;
 }
 
 function registerSiteRestore(site: Command): void {
@@ -92,6 +93,7 @@ function registerSiteRestore(site: Command): void {
     .option('--dry-run', 'print what would be created, written and run, and do nothing')
     .option('--force', 'overwrite disks that exist on the targets (default: that guest fails)')
     .option('--json', 'print the report as JSON')
+    .option('--tmp-dir <dir>', 'where disks bound for ssh hosts are staged, a few regions (128 MiB) at a time (default: TMPDIR or /tmp)')
     .action(async (opts: RestoreOptions, cmd: Command) => {
       const plan = readPlan(opts.plan);
       if (plan.unplaced.length > 0) {
@@ -106,7 +108,7 @@ function registerSiteRestore(site: Command): void {
             dryRun: Boolean(opts.dryRun),
             existing: opts.force ? 'overwrite' : 'refuse',
             local: new ExecFileCommandRunner(),
-            scratchDir: os.tmpdir(),
+            scratchDir: opts.tmpDir ?? os.tmpdir(),
             log: (line) => (opts.dryRun ? console.log(line) : console.error(line)),
           }),
         );
