@@ -16,6 +16,8 @@ const RECEIVER = [
   'if [ "$2" != device ] && [ ! -e "$f" ]; then truncate -s "$2" "$f"; fi',
   'while read -r off len; do',
   '  [ "$len" -eq 0 ] && break',
+  // A length of -1 asks for an fsync now (a checkpoint the caller may record as durable).
+  '  if [ "$len" -lt 0 ]; then sync "$f"; echo synced; continue; fi',
   '  dd of="$f" bs="$len" count=1 iflag=fullblock oflag=seek_bytes seek="$off" conv=notrunc status=none',
   'done',
   'sync "$f"',
@@ -56,12 +58,30 @@ export class RemoteFileWriter {
     this.check();
   }
 
+  /** Everything written so far is on the remote disk (fsynced) when this resolves. */
+  async sync(): Promise<void> {
+    this.check();
+    const before = this.count('synced');
+    this.child.stdin.write('0 -1\n');
+    while (this.count('synced') === before) {
+      await Promise.race([once(this.child.stdout, 'data'), once(this.child, 'exit')]);
+      this.check();
+      if (this.child.exitCode !== null && this.count('synced') === before) {
+        throw new StorageError(`writing ${this.where} over ssh failed: the remote end stopped before the fsync (${this.lastLine() || 'no message'})`);
+      }
+    }
+  }
+
+  private count(word: string): number {
+    return this.stdout.split('\n').filter((l) => l === word).length;
+  }
+
   /** Ends the stream: the remote end fsyncs and must answer ok. */
   async close(): Promise<void> {
     this.check();
     this.child.stdin.end('0 0\n');
     const [code] = (await once(this.child, 'exit')) as [number | null];
-    if (code !== 0 || this.stdout.trim() !== 'ok') {
+    if (code !== 0 || this.stdout.trim().split('\n').pop() !== 'ok') {
       throw new StorageError(`writing ${this.where} over ssh failed (exit ${code ?? 'signal'}): ${this.lastLine() || 'no message'}`);
     }
   }

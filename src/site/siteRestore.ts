@@ -24,10 +24,13 @@ import { type CommandRunner, describeCommand, runChecked } from '../hypervisor/c
 import type { HostDefinition, PoolDefinition, SiteHosts } from './hostsFile';
 import type { PlannedDisk, PlannedGuest, SitePlan } from './sitePlan';
 import { RemoteFileWriter } from './remoteFileWriter';
+import { RestoreJournal } from './restoreJournal';
 import { SshCommandRunner, hostCommandRunner } from './sshCommandRunner';
 
-/** Regions restored locally per round trip to a remote host: 4 × 32 MiB of scratch at most. */
+/** Regions restored locally per round trip to a remote host: 4 × 32 MiB of scratch at most; a checkpoint after each. */
 const REMOTE_BATCH_REGIONS = 4;
+/** Regions written to a local target between checkpoints (2 GiB of disk). */
+const LOCAL_BATCH_REGIONS = 64;
 /** Largest piece handed to the remote writer at once. */
 const REMOTE_PIECE = 8 * 1024 * 1024;
 export const PARTIAL_SUFFIX = '.ferry-partial';
@@ -41,6 +44,8 @@ export interface SiteRestoreOptions {
   local: CommandRunner;
   /** A directory on this machine for the batches bound for remote hosts. */
   scratchDir: string;
+  /** Where this machine records how far each disk got, so a re-run continues (RestoreJournal). */
+  journalDir: string;
   log: (line: string) => void;
 }
 
@@ -48,6 +53,10 @@ export interface RestoredDisk {
   name: string;
   target: string;
   writtenBytes: number;
+  /** Restored completely by an earlier run of this plan: not written again. */
+  alreadyRestored?: boolean;
+  /** Continued after this many regions an interrupted run had written and fsynced. */
+  resumedAfterRegions?: number;
 }
 
 export interface GuestRestoreReport {
@@ -131,13 +140,7 @@ async function restoreGuest(
         disks.push({ name: planned.name, target: target.path, writtenBytes: 0 });
         continue;
       }
-      await prepareTarget(runner, host, target, record, opts.existing);
-      const writtenBytes = host.address.kind === 'local'
-        ? await writeLocally(repo, workers, record, target)
-        : await writeRemotely(repo, workers, record, target, new SshCommandRunner(host.address, opts.local, site.sshConfig), host, opts.scratchDir);
-      await finishTarget(runner, target);
-      opts.log(`${host.name}: ${g.guest} ${planned.name} → ${target.path} (${writtenBytes} bytes written)`);
-      disks.push({ name: planned.name, target: target.path, writtenBytes });
+      disks.push(await restoreDiskOnHost(repo, workers, g, rp, record, host, site, target, runner, opts));
     }
   } catch (err) {
     if (!(err instanceof FerryError)) throw err;
@@ -145,6 +148,56 @@ async function restoreGuest(
   }
   const writtenBytes = disks.reduce((n, d) => n + d.writtenBytes, 0);
   return { guest: g.guest, host: g.host, restorePoint: g.restorePoint, ok: true, disks, writtenBytes, durationMs: Date.now() - started };
+}
+
+/** One disk: fresh, continued after the journal's regions, or left alone when an earlier run completed it. */
+async function restoreDiskOnHost(
+  repo: Repository,
+  workers: PipelinePool,
+  g: PlannedGuest,
+  rp: StoredRestorePoint,
+  record: DiskRecord,
+  host: HostDefinition,
+  site: SiteHosts,
+  target: DiskTarget,
+  runner: CommandRunner,
+  opts: SiteRestoreOptions,
+): Promise<RestoredDisk> {
+  const journal = new RestoreJournal(opts.journalDir);
+  const done = journal.read(host.name, target.path, rp.id, record.name);
+  const exists = async (p: string) => (await runner.run('test', ['-e', p])).code === 0;
+  if (done?.complete && opts.existing === 'refuse' && (await exists(target.path)) && (await targetStamp(runner, target)) === done.stamp) {
+    opts.log(`${host.name}: ${g.guest} ${record.name} was restored to ${target.path} by an earlier run of this plan; left as it is`);
+    return { name: record.name, target: target.path, writtenBytes: 0, alreadyRestored: true };
+  }
+  let resumeFrom = 0;
+  if (done && !done.complete && done.size === record.size && (await exists(partialPath(target)))) {
+    if (opts.existing === 'refuse' && (await exists(target.path))) {
+      throw new InputError(`${host.name}:${target.path} already exists; remove it, or restore with --force to overwrite it`);
+    }
+    resumeFrom = Math.min(done.regionsDone, record.regions.length);
+    opts.log(`${host.name}: ${g.guest} ${record.name}: continuing after ${resumeFrom} of ${record.regions.length} regions an interrupted run wrote`);
+  } else {
+    await prepareTarget(runner, host, target, record, opts.existing);
+  }
+  const checkpoint = (regionsDone: number) =>
+    journal.write(host.name, target.path, { restorePoint: rp.id, disk: record.name, size: record.size, regionsDone, complete: false });
+  checkpoint(resumeFrom);
+  const writtenBytes = host.address.kind === 'local'
+    ? await writeLocally(repo, workers, record, target, resumeFrom, checkpoint)
+    : await writeRemotely(repo, workers, record, target, new SshCommandRunner(host.address, opts.local, site.sshConfig), host, opts.scratchDir, resumeFrom, checkpoint);
+  await finishTarget(runner, target);
+  const stamp = await targetStamp(runner, target);
+  journal.write(host.name, target.path, { restorePoint: rp.id, disk: record.name, size: record.size, regionsDone: record.regions.length, complete: true, ...(stamp ? { stamp } : {}) });
+  opts.log(`${host.name}: ${g.guest} ${record.name} → ${target.path} (${writtenBytes} bytes written)`);
+  return { name: record.name, target: target.path, writtenBytes, ...(resumeFrom > 0 ? { resumedAfterRegions: resumeFrom } : {}) };
+}
+
+/** A file target's size and mtime, to know it again; undefined for a volume (lvm keeps no such time). */
+async function targetStamp(runner: CommandRunner, target: DiskTarget): Promise<string | undefined> {
+  if (target.kind !== 'file') return undefined;
+  const r = await runner.run('stat', ['-c', '%s %Y', '--', target.path]);
+  return r.code === 0 ? r.stdout.trim() : undefined;
 }
 
 function failed(g: PlannedGuest, error: string): GuestRestoreReport {
@@ -214,9 +267,16 @@ async function finishTarget(runner: CommandRunner, target: DiskTarget): Promise<
   await runChecked(runner, 'lvrename', [target.pool.volumeGroup, lvName(partial), lvName(target.path)]);
 }
 
-async function writeLocally(repo: Repository, workers: PipelinePool, record: DiskRecord, target: DiskTarget): Promise<number> {
+async function writeLocally(
+  repo: Repository,
+  workers: PipelinePool,
+  record: DiskRecord,
+  target: DiskTarget,
+  resumeFrom: number,
+  checkpoint: (regionsDone: number) => void,
+): Promise<number> {
   const partial = partialPath(target);
-  if (target.kind === 'file') {
+  if (target.kind === 'file' && resumeFrom === 0) {
     try {
       const fd = fs.openSync(partial, 'wx', 0o600);
       try {
@@ -228,12 +288,17 @@ async function writeLocally(repo: Repository, workers: PipelinePool, record: Dis
       throw new InputError(`cannot create ${partial}: ${describeSystemError(err)}`, { cause: err });
     }
   }
-  const written = await restoreDisk(repo, workers, record, partial, { zeroFill: target.kind === 'thick-lv' });
-  const fd = fs.openSync(partial, 'r+');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
+  let written = 0;
+  for (let from = resumeFrom; from < record.regions.length; from += LOCAL_BATCH_REGIONS) {
+    const to = Math.min(record.regions.length, from + LOCAL_BATCH_REGIONS);
+    written += await restoreDisk(repo, workers, record, partial, { zeroFill: target.kind === 'thick-lv', regions: { from, to } });
+    const fd = fs.openSync(partial, 'r+');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    checkpoint(to);
   }
   return written;
 }
@@ -246,13 +311,15 @@ async function writeRemotely(
   ssh: SshCommandRunner,
   host: HostDefinition,
   scratchDir: string,
+  resumeFrom: number,
+  checkpoint: (regionsDone: number) => void,
 ): Promise<number> {
   const partial = partialPath(target);
   const writer = RemoteFileWriter.open(ssh.sshArgs(), partial, target.kind === 'file' ? record.size : 'device', `${host.name}:${partial}`);
   const scratch = path.join(scratchDir, `site-restore-${process.pid}-${host.name}-${path.basename(partial)}`);
   let written = 0;
   try {
-    for (let from = 0; from < record.regions.length; from += REMOTE_BATCH_REGIONS) {
+    for (let from = resumeFrom; from < record.regions.length; from += REMOTE_BATCH_REGIONS) {
       const to = Math.min(record.regions.length, from + REMOTE_BATCH_REGIONS);
       // A fresh sparse scratch file per batch: the last batch's blocks are freed with it.
       fs.rmSync(scratch, { force: true });
@@ -279,6 +346,8 @@ async function writeRemotely(
       } finally {
         fs.closeSync(rfd);
       }
+      await writer.sync();
+      checkpoint(to);
     }
     await writer.close();
   } catch (err) {

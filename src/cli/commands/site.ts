@@ -4,6 +4,8 @@
 import * as fs from 'node:fs';
 import { Command } from 'commander';
 import * as os from 'node:os';
+import * as path from 'node:path';
+import { stateDir } from '../restorePointRecord';
 import { loadIndexForReading, withPool, withRepository, RepoOptions } from '../session';
 import { formatBytes, table } from '../format';
 import { writeFileAtomically } from '../../restore/atomicFile';
@@ -109,6 +111,7 @@ function registerSiteRestore(site: Command): void {
             existing: opts.force ? 'overwrite' : 'refuse',
             local: new ExecFileCommandRunner(),
             scratchDir: opts.tmpDir ?? os.tmpdir(),
+            journalDir: path.join(stateDir(ropts), 'site-restore'),
             log: (line) => (opts.dryRun ? console.log(line) : console.error(line)),
           }),
         );
@@ -137,7 +140,7 @@ function printReport(reports: GuestRestoreReport[]): void {
   console.log(
     table([
       ['guest', 'host', 'restore point', 'result', 'written', 'time'],
-      ...reports.map((r) => [r.guest, r.host, r.restorePoint.slice(0, 8), r.ok ? 'restored (not started)' : `FAILED: ${r.error}`, formatBytes(r.writtenBytes), `${(r.durationMs / 1000).toFixed(1)} s`]),
+      ...reports.map((r) => [r.guest, r.host, r.restorePoint.slice(0, 8), r.ok ? (r.disks.every((d) => d.alreadyRestored) ? 'already restored (not started)' : 'restored (not started)') : `FAILED: ${r.error}`, formatBytes(r.writtenBytes), `${(r.durationMs / 1000).toFixed(1)} s`]),
     ]),
   );
 }
