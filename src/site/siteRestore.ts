@@ -25,6 +25,7 @@ import type { HostDefinition, PoolDefinition, SiteHosts } from './hostsFile';
 import type { PlannedDisk, PlannedGuest, SitePlan } from './sitePlan';
 import { RemoteFileWriter } from './remoteFileWriter';
 import { RestoreJournal } from './restoreJournal';
+import { processAlive } from '../host/processAlive';
 import { SshCommandRunner, hostCommandRunner } from './sshCommandRunner';
 
 /** Regions restored locally per round trip to a remote host: 4 × 32 MiB of scratch at most; a checkpoint after each. */
@@ -193,6 +194,22 @@ async function restoreDiskOnHost(
   return { name: record.name, target: target.path, writtenBytes, ...(resumeFrom > 0 ? { resumedAfterRegions: resumeFrom } : {}) };
 }
 
+const SCRATCH_PREFIX = 'site-restore-';
+
+/** Batches a killed run left in the scratch directory (their pid is in the name and gone). */
+function removeDeadRunsScratch(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (err) {
+    throw new InputError(`cannot read the temporary directory ${dir}: ${describeSystemError(err)}; give another temporary directory`, { cause: err });
+  }
+  for (const name of names) {
+    const pid = new RegExp(`^${SCRATCH_PREFIX}(\\d+)-`).exec(name)?.[1];
+    if (pid && Number(pid) !== process.pid && !processAlive(Number(pid))) fs.rmSync(path.join(dir, name), { force: true });
+  }
+}
+
 /** A file target's size and mtime, to know it again; undefined for a volume (lvm keeps no such time). */
 async function targetStamp(runner: CommandRunner, target: DiskTarget): Promise<string | undefined> {
   if (target.kind !== 'file') return undefined;
@@ -315,8 +332,9 @@ async function writeRemotely(
   checkpoint: (regionsDone: number) => void,
 ): Promise<number> {
   const partial = partialPath(target);
+  removeDeadRunsScratch(scratchDir);
   const writer = RemoteFileWriter.open(ssh.sshArgs(), partial, target.kind === 'file' ? record.size : 'device', `${host.name}:${partial}`);
-  const scratch = path.join(scratchDir, `site-restore-${process.pid}-${host.name}-${path.basename(partial)}`);
+  const scratch = path.join(scratchDir, `${SCRATCH_PREFIX}${process.pid}-${host.name}-${path.basename(partial)}`);
   let written = 0;
   try {
     for (let from = resumeFrom; from < record.regions.length; from += REMOTE_BATCH_REGIONS) {
