@@ -194,7 +194,8 @@ function interfaceEdits(text: string, nic: Element, index: number, guest: string
       edits.push(setAttribute(nic, 'type', 'bridge'));
       const attr = source.attrs.get('network')!;
       edits.push({ start: attr.start, end: attr.end, text: `bridge='${escapeXml(place.name)}'` });
-      for (const a of ['portgroup', 'portid', 'bridge']) if (source.attrs.has(a) && a !== 'bridge') edits.push(removeAttribute(text, source.attrs.get(a)!));
+      // A network's port group or port means nothing on a bridge.
+      for (const a of ['portgroup', 'portid']) if (source.attrs.has(a)) edits.push(removeAttribute(text, source.attrs.get(a)!));
     } else if (place.name !== network) {
       edits.push(setAttribute(source, 'network', place.name));
     }

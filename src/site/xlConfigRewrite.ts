@@ -54,7 +54,7 @@ export function rewriteXlConfig(text: string, fileName: string, spec: GuestSpec,
       throw new InputError(`${at}: disk ${parsed.vdev} (${parsed.target}) is in the config but in no disk of the restore point; restore from a restore point that holds it, or remove it from the config`);
     }
     attached.add(disk.name);
-    edits.push({ ...item.body, text: quoteBody(rewriteDiskSpec(item.value, parsed, diskTarget(options, disk, at), at), item.quote) });
+    edits.push({ ...item.body, text: quoteBody(rewriteDiskSpec(item.value, parsed, diskTarget(options, disk, at), at), item.quote, at) });
   }
   for (const d of spec.disks) {
     if (!attached.has(d.name)) notes.push(`${where}: disk ${d.name} (${d.origin}) is restored, but the config attaches no disk ${d.device ?? 'at that path'}`);
@@ -66,13 +66,13 @@ export function rewriteXlConfig(text: string, fileName: string, spec: GuestSpec,
   const taken = new Set<string>();
   vifs.forEach((item, index) => {
     const rewritten = rewriteVifSpec(item.value, options, guest, index, taken, `${where}:${item.line}`, notes);
-    if (rewritten !== item.value) edits.push({ ...item.body, text: quoteBody(rewritten, item.quote) });
+    if (rewritten !== item.value) edits.push({ ...item.body, text: quoteBody(rewritten, item.quote, `${where}:${item.line}`) });
   });
 
   if (options.name !== undefined) {
     const names = liveItems(statements, 'name');
     if (names.length !== 1) throw new InputError(`${where}: the config has no single name = "..." setting to rename`);
-    edits.push({ ...names[0]!.body, text: quoteBody(options.name, names[0]!.quote) });
+    edits.push({ ...names[0]!.body, text: quoteBody(options.name, names[0]!.quote, `${where}:${names[0]!.line}`) });
   }
   if (options.uuid === 'drop') {
     for (const s of statements.filter((st) => st.key === 'uuid')) edits.push(removal(text, s));
@@ -319,9 +319,9 @@ function removal(text: string, s: Statement): Edit {
   return { start: s.span.start, end: s.span.end + after, text: '' };
 }
 
-function quoteBody(value: string, quote: string): string {
+function quoteBody(value: string, quote: string, at = 'xl cfg'): string {
   if (value.includes(quote) || value.includes('\\') || value.includes('\n')) {
-    throw new InputError(`cannot write ${JSON.stringify(value)} into an xl string quoted with ${quote}`);
+    throw new InputError(`${at}: cannot write ${JSON.stringify(value)} into an xl string quoted with ${quote}; choose a path or name without quotes or backslashes`);
   }
   return value;
 }

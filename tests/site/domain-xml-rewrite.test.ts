@@ -111,6 +111,20 @@ describe('rewriting a recorded libvirt domain XML for a new host', () => {
     expect(nic({ 'network:default': 'br-prod' })).toEqual([{ mac: '52:54:00:fe:01:02', bridge: 'br-prod', model: 'virtio' }]);
   });
 
+  it('turns a storage-pool volume disk into a file or block disk at the new place', () => {
+    const xml = recorded('dumpxml-db01').replace("<disk type='file' device='disk'>", "<disk type='volume' device='disk'>").replace("<source file='/var/tmp/ferry-libvirt-fixtures/db01-vda.img'/>", "<source pool='default' volume='db01-vda.img' mode='host'/>");
+    const spec = { ...specOf(recorded('dumpxml-db01')) };
+    spec.disks = [{ ...spec.disks[0]!, origin: 'volume:default/db01-vda.img' }];
+    const out = rewriteDomainXml(xml, 'db01.xml', spec, { disks: new Map([['vda.img', lv('/dev/vg1/db01')]]) });
+    expect(out.text).toContain("    <disk type='block' device='disk'>\n      <driver name='qemu' type='raw'/>\n      <source dev='/dev/vg1/db01'/>\n");
+  });
+
+  it('drops a port group when a network becomes a bridge', () => {
+    const xml = withInterface(recorded('dumpxml-db01'), "    <interface type='network'>\n      <source network='default' portgroup='web'/>\n    </interface>\n");
+    const out = rewriteDomainXml(xml, 'db01.xml', specOf(xml), { disks: new Map([['vda.img', file('/srv/db01.img')]]), bridges: { 'network:default': 'br-web' } });
+    expect(out.text).toContain("    <interface type='bridge'>\n      <source bridge='br-web'/>\n    </interface>\n");
+  });
+
   it('makes new MACs in QEMU\'s 52:54:00 range when asked, the same for the same seed', () => {
     const xml = recorded('dumpxml-web01');
     const mac = (seed: string) => parseDomainXml(rewriteDomainXml(xml, 'w', specOf(xml), { disks: web01Targets, macs: { kind: 'new', seed } }).text, 'r').nics[0]!.mac;

@@ -209,6 +209,13 @@ describe('refusing what cannot be rewritten, with one line naming file and line'
     expect(refusal(() => rewriteXlConfig(text, 'web01.cfg', spec, { disks: new Map([['xvda.img', lv('vg1/web01')]]) }))).toMatch(/^web01\.cfg:12: new path "vg1\/web01" of disk xvda\.img must be absolute/);
   });
 
+  it('a new path the cfg\'s quotes cannot hold', () => {
+    const text = fleetCfg('web01');
+    expect(refusal(() => rewriteXlConfig(text, 'web01.cfg', specOf(text, 'web01.cfg'), { disks: new Map([['xvda.img', file("/srv/it's.img")]]) }))).toBe(
+      'web01.cfg:12: cannot write "file:/srv/it\'s.img,xvda,w" into an xl string quoted with \'; choose a path or name without quotes or backslashes',
+    );
+  });
+
   it('qcow2 storage for a disk that insists on backendtype=phy', () => {
     const text = "name = \"p\"\ndisk = [ '/dev/vg0/x,raw,xvdi,rw,backendtype=phy,discard' ]\n";
     expect(refusal(() => rewriteXlConfig(text, 'p.cfg', specOf(text, 'p.cfg'), { disks: new Map([['xvdi.img', qcow2('/srv/p.qcow2')]]) }))).toMatch(
