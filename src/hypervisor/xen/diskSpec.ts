@@ -49,6 +49,16 @@ const SCRIPT_PREFIX = /^(iscsi|e?nbd|drbd):/;
 const IGNORED_PREFIX = /^(tapdisk|tap2?|aio|ioemu|file|phy):/;
 const UNKNOWN_PREFIX = /^[a-z][a-z0-9]*:(?=[^a-z0-9]|$)/;
 
+/** The deprecated prefix (`phy:`, `tap:`, `qcow2:` …) `rest` starts with, as xl would take it; for tools that edit a spec in place. */
+export function deprecatedDiskPrefix(rest: string): string | undefined {
+  return (FORMAT_PREFIX.exec(rest) ?? SCRIPT_PREFIX.exec(rest) ?? IGNORED_PREFIX.exec(rest))?.[0];
+}
+
+/** Whether a comma-separated word of a spec is a flag (`cdrom`, `discard` …) rather than a positional parameter. */
+export function isDiskSpecFlag(token: string): boolean {
+  return token === 'cdrom' || Object.hasOwn(FLAGS, token);
+}
+
 export function parseDiskSpec(spec: string): XlDiskSpec {
   let target: string | undefined;
   let format: string | undefined;
