@@ -34,7 +34,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   repair: ['repo', 'crypto', 'storage', 'concurrency'],
   sync: ['repo', 'crypto', 'storage', 'host', 'concurrency'],
   tar: ['backup', 'restore', 'repo', 'crypto', 'dedupe', 'storage', 'workers', 'concurrency'],
-  site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'concurrency', 'host'],
+  site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'workers', 'concurrency', 'host'],
   demo: ['backup', 'restore', 'repo', 'storage', 'crypto', 'dedupe', 'workers', 'hypervisor', 'snapshot', 'concurrency', 'host'],
   cli: ['*'],
 };
