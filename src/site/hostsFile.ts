@@ -12,6 +12,10 @@
 //   cpus        integer; required
 //   cpu_overcommit  number ≥ 1; 1: guests' vCPUs may add up to cpus × this
 //   bridges     { old = "new" }; bridges not named are kept
+//   accel       "kvm" | "tcg"; "kvm". qemu hosts: how the launchers site restore writes run guests
+//               (an existing /dev/kvm is no proof that KVM works: say "tcg" where it does not)
+//   config_dir  string   absolute; where restored guests' configs go: xen /etc/xen, libvirt
+//               /etc/ferry/site/libvirt, qemu /etc/ferry/site/qemu (QMP sockets, serial logs in its run/)
 //   [[host.pool]]            at least one per host
 //     name      string   unique within the host
 //     type      "lvm" | "dir"
@@ -40,6 +44,10 @@ export interface HostDefinition {
   memoryBytes: number;
   cpus: number;
   cpuOvercommit: number;
+  /** Where restored guests' configs are written on this host (absolute). */
+  configDir: string;
+  /** qemu hosts: the accelerator the launchers use. */
+  accel: 'kvm' | 'tcg';
   /** Old bridge name → new one. */
   bridges: Record<string, string>;
   pools: PoolDefinition[];
@@ -62,7 +70,8 @@ export interface SiteHosts {
 }
 
 const TOP_KEYS = ['ssh_config', 'host', 'guest'];
-const HOST_KEYS = ['name', 'address', 'hypervisor', 'memory', 'cpus', 'cpu_overcommit', 'bridges', 'pool'];
+const HOST_KEYS = ['name', 'address', 'hypervisor', 'memory', 'cpus', 'cpu_overcommit', 'bridges', 'config_dir', 'accel', 'pool'];
+const DEFAULT_CONFIG_DIRS: Record<HostHypervisor, string> = { xen: '/etc/xen', libvirt: '/etc/ferry/site/libvirt', qemu: '/etc/ferry/site/qemu' };
 const POOL_KEYS = ['name', 'type', 'volume_group', 'thin_pool', 'path'];
 const RULE_KEYS = ['pin', 'anti_affinity'];
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -107,8 +116,11 @@ class HostsChecker extends TomlChecker {
       cpus: this.integer(t.cpus, [...at, 'cpus'], 1, 100_000),
       cpuOvercommit: t.cpu_overcommit === undefined ? 1 : this.ratio(t.cpu_overcommit, [...at, 'cpu_overcommit']),
       bridges: t.bridges === undefined ? {} : this.bridges(t.bridges, [...at, 'bridges']),
+      configDir: '',
+      accel: t.accel === undefined ? 'kvm' : this.oneOf(t.accel, [...at, 'accel'], ['kvm', 'tcg'] as const),
       pools: [],
     };
+    host.configDir = t.config_dir === undefined ? DEFAULT_CONFIG_DIRS[host.hypervisor] : this.absolutePath(t.config_dir, [...at, 'config_dir']);
     if (!Array.isArray(t.pool) || t.pool.length === 0) this.fail([...at, 'pool'], `expected [[host.pool]] tables, got ${describeValue(t.pool)}`);
     host.pools = (t.pool as unknown[]).map((p, i) => this.pool(p, [...at, 'pool', i]));
     host.pools.forEach((p, i) => {
@@ -133,9 +145,7 @@ class HostsChecker extends TomlChecker {
       return pool;
     }
     if (t.path === undefined) this.fail(at, 'missing key path: the directory on that host to create disk files in');
-    const dir = this.string(t.path, [...at, 'path']);
-    if (!dir.startsWith('/')) this.fail([...at, 'path'], `expected an absolute path on the target host, got ${JSON.stringify(dir)}`);
-    return { name, type, path: dir };
+    return { name, type, path: this.absolutePath(t.path, [...at, 'path']) };
   }
 
   private rules(value: unknown, hostNames: ReadonlySet<string>): PlacementRule[] {
@@ -157,6 +167,12 @@ class HostsChecker extends TomlChecker {
     });
     const byLine = (a: PlacementRule, b: PlacementRule) => a.line - b.line;
     return [...rules.filter((r) => !isLiteralGlob(r.pattern)).sort(byLine), ...rules.filter((r) => isLiteralGlob(r.pattern)).sort(byLine)];
+  }
+
+  private absolutePath(value: unknown, at: KeyPath): string {
+    const dir = this.string(value, at);
+    if (!dir.startsWith('/')) this.fail(at, `expected an absolute path on the target host, got ${JSON.stringify(dir)}`);
+    return dir.replace(/\/+$/, '') || '/';
   }
 
   private name(value: unknown, at: KeyPath): string {

@@ -26,6 +26,9 @@ import type { PlannedDisk, PlannedGuest, SitePlan } from './sitePlan';
 import { RemoteFileWriter } from './remoteFileWriter';
 import { RestoreJournal } from './restoreJournal';
 import { processAlive } from '../host/processAlive';
+import { type ConfigFile, guestConfigFiles } from './guestConfigFiles';
+import type { DiskTarget, MacPolicy } from './guestRewrite';
+import type { GuestSpec } from '../repo/restorePoint';
 import { SshCommandRunner, hostCommandRunner } from './sshCommandRunner';
 
 /** Regions restored locally per round trip to a remote host: 4 × 32 MiB of scratch at most; a checkpoint after each. */
@@ -47,6 +50,8 @@ export interface SiteRestoreOptions {
   scratchDir: string;
   /** Where this machine records how far each disk got, so a re-run continues (RestoreJournal). */
   journalDir: string;
+  /** MAC addresses in the rewritten configs: as backed up, or fresh ones. */
+  macs: MacPolicy;
   log: (line: string) => void;
 }
 
@@ -67,19 +72,23 @@ export interface GuestRestoreReport {
   ok: boolean;
   error?: string;
   disks: RestoredDisk[];
+  /** The guest's config files written on its host (the new config first, then the original kept beside it). */
+  configFiles: string[];
+  /** What the config rewrite changed beyond paths and bridges, one line each. */
+  notes: string[];
   writtenBytes: number;
   durationMs: number;
 }
 
-export interface DiskTarget {
+export interface PoolVolume {
   /** Where the disk ends up: a file path, or /dev/VG/LV. */
   path: string;
   kind: 'file' | 'thick-lv' | 'thin-lv';
   pool: PoolDefinition;
 }
 
-/** Where a planned disk goes in its pool. */
-export function diskTarget(guest: string, disk: PlannedDisk, pool: PoolDefinition): DiskTarget {
+/** Where a planned disk lands in its pool: a file, or a logical volume. */
+export function poolVolume(guest: string, disk: PlannedDisk, pool: PoolDefinition): PoolVolume {
   if (pool.type === 'dir') return { path: path.posix.join(pool.path, guest, disk.name), kind: 'file', pool };
   const stem = disk.name.replace(/\.(img|raw|qcow2)$/, '').replace(/[^A-Za-z0-9+_.-]/g, '_');
   return { path: `/dev/${pool.volumeGroup}/${guest}-${stem}`, kind: pool.thinPool ? 'thin-lv' : 'thick-lv', pool };
@@ -129,13 +138,16 @@ async function restoreGuest(
   if (!rp) return failed(g, `restore point ${g.restorePoint.slice(0, 8)} is not in ${repo.location} (forgotten since the plan?); plan again`);
   const runner = hostCommandRunner(host, opts.local, site.sshConfig);
   const disks: RestoredDisk[] = [];
+  const volumes = new Map<string, PoolVolume>();
+  let config: { files: string[]; notes: string[] } = { files: [], notes: [] };
   try {
     for (const planned of g.disks) {
       const record = rp.disks.find((d) => d.name === planned.name);
       if (!record) throw new InputError(`restore point ${rp.id.slice(0, 8)} has no disk ${planned.name}; plan again`);
       const pool = host.pools.find((p) => p.name === planned.pool);
       if (!pool) throw new InputError(`host ${host.name} has no pool ${planned.pool} in ${site.file}; plan again`);
-      const target = diskTarget(g.guest, planned, pool);
+      const target = poolVolume(g.guest, planned, pool);
+      volumes.set(planned.name, target);
       if (opts.dryRun) {
         describeDiskRestore(g, host, target, record, opts.log);
         disks.push({ name: planned.name, target: target.path, writtenBytes: 0 });
@@ -143,12 +155,16 @@ async function restoreGuest(
       }
       disks.push(await restoreDiskOnHost(repo, workers, g, rp, record, host, site, target, runner, opts));
     }
+    config = await writeGuestConfig(g, rp, host, site, runner, volumes, opts);
   } catch (err) {
     if (!(err instanceof FerryError)) throw err;
     return { ...failed(g, err.message), disks, durationMs: Date.now() - started };
   }
   const writtenBytes = disks.reduce((n, d) => n + d.writtenBytes, 0);
-  return { guest: g.guest, host: g.host, restorePoint: g.restorePoint, ok: true, disks, writtenBytes, durationMs: Date.now() - started };
+  return {
+    guest: g.guest, host: g.host, restorePoint: g.restorePoint, ok: true, disks,
+    configFiles: config.files, notes: config.notes, writtenBytes, durationMs: Date.now() - started,
+  };
 }
 
 /** One disk: fresh, continued after the journal's regions, or left alone when an earlier run completed it. */
@@ -160,7 +176,7 @@ async function restoreDiskOnHost(
   record: DiskRecord,
   host: HostDefinition,
   site: SiteHosts,
-  target: DiskTarget,
+  target: PoolVolume,
   runner: CommandRunner,
   opts: SiteRestoreOptions,
 ): Promise<RestoredDisk> {
@@ -211,18 +227,98 @@ function removeDeadRunsScratch(dir: string): void {
 }
 
 /** A file target's size and mtime, to know it again; undefined for a volume (lvm keeps no such time). */
-async function targetStamp(runner: CommandRunner, target: DiskTarget): Promise<string | undefined> {
+async function targetStamp(runner: CommandRunner, target: PoolVolume): Promise<string | undefined> {
   if (target.kind !== 'file') return undefined;
   const r = await runner.run('stat', ['-c', '%s %Y', '--', target.path]);
   return r.code === 0 ? r.stdout.trim() : undefined;
 }
 
 function failed(g: PlannedGuest, error: string): GuestRestoreReport {
-  return { guest: g.guest, host: g.host, restorePoint: g.restorePoint, ok: false, error, disks: [], writtenBytes: 0, durationMs: 0 };
+  return { guest: g.guest, host: g.host, restorePoint: g.restorePoint, ok: false, error, disks: [], configFiles: [], notes: [], writtenBytes: 0, durationMs: 0 };
+}
+
+/** A restore point made before guest specs: what its disk records say. */
+function specOf(rp: StoredRestorePoint): GuestSpec {
+  return rp.spec ?? {
+    nics: [],
+    disks: rp.disks.map((d) => ({ name: d.name, origin: d.sourcePath, format: 'raw', storage: d.sourcePath.startsWith('/dev/') ? 'block' : 'file', readOnly: false })),
+    bootGroup: 0,
+    bootPriority: 0,
+  };
+}
+
+/**
+ * The guest's config for its new host (guestConfigFiles: rewritten, or made
+ * from the spec), written into the host's config directory under a partial
+ * name and renamed; an existing config there is refused unless overwriting.
+ */
+async function writeGuestConfig(
+  g: PlannedGuest,
+  rp: StoredRestorePoint,
+  host: HostDefinition,
+  site: SiteHosts,
+  runner: CommandRunner,
+  volumes: ReadonlyMap<string, PoolVolume>,
+  opts: SiteRestoreOptions,
+): Promise<{ files: string[]; notes: string[] }> {
+  // Disks come back as raw bytes, whatever image format held them before.
+  const disks = new Map<string, DiskTarget>([...volumes].map(([name, v]) => [name, { path: v.path, format: 'raw', storage: v.kind === 'file' ? 'file' : 'block' }]));
+  const runDir = path.posix.join(host.configDir, 'run');
+  const { files, notes } = guestConfigFiles({
+    guest: g.guest,
+    hypervisor: host.hypervisor,
+    spec: specOf(rp),
+    ...(rp.config ? { original: rp.config } : {}),
+    dir: host.configDir,
+    disks,
+    bridges: host.bridges,
+    macs: opts.macs,
+    ...(host.hypervisor === 'qemu' ? { qemu: { runDir, accel: host.accel } } : {}),
+  });
+  if (opts.dryRun) {
+    for (const f of files) opts.log(`${host.name}: write ${f.path} (${f.content.length} bytes, mode ${f.mode.toString(8)})`);
+    return { files: files.map((f) => f.path), notes };
+  }
+  const [main] = files;
+  if (main && (await runner.run('test', ['-e', main.path])).code === 0) {
+    // Written by an earlier run of this plan: the same bytes again, nothing to do.
+    const there = await runner.run('cat', ['--', main.path]);
+    if (there.code === 0 && there.stdout === main.content.toString('utf8')) return { files: files.map((f) => f.path), notes };
+    if (opts.existing === 'refuse') throw new InputError(`${host.name}:${main.path} already exists; remove it, or restore with --force to overwrite it`);
+  }
+  await runChecked(runner, 'mkdir', ['-p', '--', host.configDir, ...(host.hypervisor === 'qemu' ? [runDir] : [])]);
+  for (const f of files) await writeConfigFile(runner, host, site, f, opts);
+  for (const note of notes) opts.log(`${host.name}: ${note}`);
+  return { files: files.map((f) => f.path), notes };
+}
+
+async function writeConfigFile(runner: CommandRunner, host: HostDefinition, site: SiteHosts, file: ConfigFile, opts: SiteRestoreOptions): Promise<void> {
+  const partial = `${file.path}${PARTIAL_SUFFIX}`;
+  if (host.address.kind === 'local') {
+    fs.writeFileSync(partial, file.content, { mode: file.mode });
+    const fd = fs.openSync(partial, 'r+');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } else {
+    await runChecked(runner, 'rm', ['-f', '--', partial]);
+    const w = RemoteFileWriter.open(new SshCommandRunner(host.address, opts.local, site.sshConfig).sshArgs(), partial, file.content.length, `${host.name}:${partial}`);
+    try {
+      await w.write(0, file.content);
+      await w.close();
+    } catch (err) {
+      w.abort();
+      throw err;
+    }
+  }
+  await runChecked(runner, 'chmod', [file.mode.toString(8), '--', partial]);
+  await runChecked(runner, 'mv', ['-f', '--', partial, file.path]);
 }
 
 /** The partial name a disk is written under until it is complete. */
-function partialPath(target: DiskTarget): string {
+function partialPath(target: PoolVolume): string {
   return target.kind === 'file' ? `${target.path}${PARTIAL_SUFFIX}` : `${target.path}-ferry-partial`;
 }
 
@@ -231,7 +327,7 @@ function lvName(p: string): string {
 }
 
 /** What a dry run prints for one disk: the storage, the write, the rename. */
-function describeDiskRestore(g: PlannedGuest, host: HostDefinition, target: DiskTarget, record: DiskRecord, log: (line: string) => void): void {
+function describeDiskRestore(g: PlannedGuest, host: HostDefinition, target: PoolVolume, record: DiskRecord, log: (line: string) => void): void {
   const on = `${host.name}:`;
   const partial = partialPath(target);
   if (target.kind === 'file') {
@@ -245,7 +341,7 @@ function describeDiskRestore(g: PlannedGuest, host: HostDefinition, target: Disk
   }
 }
 
-function lvcreateArgs(target: DiskTarget, size: number, name: string): string[] {
+function lvcreateArgs(target: PoolVolume, size: number, name: string): string[] {
   if (target.pool.type !== 'lvm') throw new Error('lvcreateArgs: not an lvm pool');
   // lvm sizes are in 512-byte units at least: round up (the disk's bytes all fit; restore writes only `size`).
   const bytes = `${Math.ceil(size / 512) * 512}b`;
@@ -255,7 +351,7 @@ function lvcreateArgs(target: DiskTarget, size: number, name: string): string[] 
 }
 
 /** The target must not exist (unless overwriting); a partial one of an earlier run is replaced. */
-async function prepareTarget(runner: CommandRunner, host: HostDefinition, target: DiskTarget, record: DiskRecord, existing: SiteRestoreOptions['existing']): Promise<void> {
+async function prepareTarget(runner: CommandRunner, host: HostDefinition, target: PoolVolume, record: DiskRecord, existing: SiteRestoreOptions['existing']): Promise<void> {
   const partial = partialPath(target);
   const exists = (await runner.run('test', ['-e', target.path])).code === 0;
   if (exists && existing === 'refuse') {
@@ -272,7 +368,7 @@ async function prepareTarget(runner: CommandRunner, host: HostDefinition, target
 }
 
 /** Complete: fsynced by the writer; now under its final name (a file replaces any old one atomically). */
-async function finishTarget(runner: CommandRunner, target: DiskTarget): Promise<void> {
+async function finishTarget(runner: CommandRunner, target: PoolVolume): Promise<void> {
   const partial = partialPath(target);
   if (target.kind === 'file') {
     await runChecked(runner, 'mv', ['-f', '--', partial, target.path]);
@@ -288,7 +384,7 @@ async function writeLocally(
   repo: Repository,
   workers: PipelinePool,
   record: DiskRecord,
-  target: DiskTarget,
+  target: PoolVolume,
   resumeFrom: number,
   checkpoint: (regionsDone: number) => void,
 ): Promise<number> {
@@ -324,7 +420,7 @@ async function writeRemotely(
   repo: Repository,
   workers: PipelinePool,
   record: DiskRecord,
-  target: DiskTarget,
+  target: PoolVolume,
   ssh: SshCommandRunner,
   host: HostDefinition,
   scratchDir: string,

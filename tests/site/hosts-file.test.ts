@@ -24,6 +24,7 @@ hypervisor = "libvirt"
 memory = 68719476736
 cpus = 16
 cpu_overcommit = 4
+config_dir = "/srv/libvirt-xml/"
 [[host.pool]]
 name = "images"
 type = "dir"
@@ -52,11 +53,11 @@ describe('hosts.toml', () => {
     expect(site.hosts).toEqual([
       {
         name: 'new01', address: { kind: 'local' }, hypervisor: 'xen', memoryBytes: 256 * 1024 ** 3, cpus: 48, cpuOvercommit: 1,
-        bridges: { xenbr0: 'br-prod' }, pools: [{ name: 'vg0', type: 'lvm', volumeGroup: 'vg0', thinPool: 'thin0' }],
+        bridges: { xenbr0: 'br-prod' }, configDir: '/etc/xen', accel: 'kvm', pools: [{ name: 'vg0', type: 'lvm', volumeGroup: 'vg0', thinPool: 'thin0' }],
       },
       {
         name: 'new02', address: { kind: 'ssh', destination: 'root@192.0.2.10', port: 2222 }, hypervisor: 'libvirt', memoryBytes: 64 * 1024 ** 3,
-        cpus: 16, cpuOvercommit: 4, bridges: {}, pools: [{ name: 'images', type: 'dir', path: '/var/lib/ferry-images' }],
+        cpus: 16, cpuOvercommit: 4, bridges: {}, configDir: '/srv/libvirt-xml', accel: 'kvm', pools: [{ name: 'images', type: 'dir', path: '/var/lib/ferry-images' }],
       },
     ]);
     expect(site.sshConfig).toBe('/etc/ferry/ssh/config');
@@ -66,7 +67,7 @@ describe('hosts.toml', () => {
   it('names the file, line and key of a mistake, and says what is expected', () => {
     expect(problem(GOOD.replace('memory = "256G"', 'memory = "lots"'))).toBe(`/etc/ferry/hosts.toml:7: key 'host[0].memory': expected a size such as "256G" or "1.5T", got a string "lots"`);
     expect(problem(GOOD.replace('hypervisor = "xen"', 'hypervisor = "vmware"'))).toMatch(/^\/etc\/ferry\/hosts\.toml:6: key 'host\[0\]\.hypervisor': expected one of "xen", "libvirt", "qemu"/);
-    expect(problem(GOOD.replace('pin = "new01"', 'pin = "new09"'))).toMatch(/:32: key 'guest\.db01\.pin': expected the name of a \[\[host\]\] \(new01, new02\), got "new09"/);
+    expect(problem(GOOD.replace('pin = "new01"', 'pin = "new09"'))).toMatch(/:33: key 'guest\.db01\.pin': expected the name of a \[\[host\]\] \(new01, new02\), got "new09"/);
     expect(problem(GOOD.replace('name = "new02"', 'name = "new01"'))).toMatch(/key 'host\[1\]\.name': expected a name not used by another \[\[host\]\]/);
     expect(problem(GOOD.replace('address = "local"', 'address = "sftp://x"'))).toMatch(/expected "local" or "ssh:\/\/\[user@\]host\[:port\]"/);
     expect(problem(GOOD.replace('address = "local"', 'address = "ssh://-oProxyCommand=x"'))).toMatch(/expected a host name|expected "local"/);

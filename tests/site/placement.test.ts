@@ -5,7 +5,7 @@ import { type GuestToPlace, type PoolCapacity, placeGuests } from '../../src/sit
 const G = 1024 ** 3;
 
 function host(name: string, memoryGiB: number, cpus: number, hypervisor: HostDefinition['hypervisor'] = 'xen'): HostDefinition {
-  return { name, address: { kind: 'local' }, hypervisor, memoryBytes: memoryGiB * G, cpus, cpuOvercommit: 1, bridges: {}, pools: [] };
+  return { name, address: { kind: 'local' }, hypervisor, memoryBytes: memoryGiB * G, cpus, cpuOvercommit: 1, bridges: {}, configDir: '/etc/xen', accel: 'kvm', pools: [] };
 }
 function pool(hostName: string, name: string, freeGiB: number, sparse = false): PoolCapacity {
   return { host: hostName, pool: name, freeBytes: freeGiB * G, sparse };

@@ -7,7 +7,7 @@ import { measurePool } from '../../src/site/poolCapacity';
 import { useScratch } from '../support';
 
 const scratch = useScratch('pool-capacity');
-const host: HostDefinition = { name: 'new01', address: { kind: 'local' }, hypervisor: 'qemu', memoryBytes: 1 << 30, cpus: 2, cpuOvercommit: 1, bridges: {}, pools: [] };
+const host: HostDefinition = { name: 'new01', address: { kind: 'local' }, hypervisor: 'qemu', memoryBytes: 1 << 30, cpus: 2, cpuOvercommit: 1, bridges: {}, configDir: '/etc/xen', accel: 'kvm', pools: [] };
 
 describe('measuring a dir pool', () => {
   it('reports the free bytes of the file system holding the directory, counted as sparse', async () => {

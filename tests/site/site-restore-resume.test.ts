@@ -25,7 +25,7 @@ beforeAll(async () => {
   await repo.backup('big01', [image]);
   const host = hosts.host('new01');
   const hostsToml = scratch.path('hosts.toml');
-  fs.writeFileSync(hostsToml, `ssh_config = "${hosts.configFile}"\n[[host]]\nname = "new01"\naddress = "${host.url}"\nhypervisor = "qemu"\nmemory = "4G"\ncpus = 2\n[[host.pool]]\nname = "images"\ntype = "dir"\npath = "${host.pool}"\n`);
+  fs.writeFileSync(hostsToml, `ssh_config = "${hosts.configFile}"\n[[host]]\nname = "new01"\naddress = "${host.url}"\nhypervisor = "qemu"\naccel = "tcg"\nmemory = "4G"\ncpus = 2\nconfig_dir = "${path.join(host.root, 'etc', 'ferry')}"\n[[host.pool]]\nname = "images"\ntype = "dir"\npath = "${host.pool}"\n`);
   planFile = scratch.path('plan.json');
   expectSuccess(await repo.run(['site', 'plan', '--hosts', hostsToml, '--out', planFile]));
 });

@@ -16,9 +16,10 @@ let hosts: SshHostSet;
 let hostsToml: string;
 const originals: Record<string, { image: string; sha: string }> = {};
 const localPool = scratch.mkdir('local-pool');
+const localConfigs = scratch.path('local-etc-xen');
 
 function cfg(name: string, memoryMiB: number, image: string): string {
-  return `name = "${name}"\nmemory = ${memoryMiB}\nvcpus = 1\ndisk = [ 'file:${image},xvda,w' ]\n`;
+  return `# ${name}, as the old host ran it\nname = "${name}"\nmemory = ${memoryMiB}\nvcpus = 1\nvif = [ 'mac=00:16:3e:00:00:01,bridge=xenbr0' ]\ndisk = [ 'file:${image},xvda,w' ]\n`;
 }
 
 beforeAll(async () => {
@@ -36,8 +37,8 @@ beforeAll(async () => {
   hostsToml = scratch.path('hosts.toml');
   fs.writeFileSync(hostsToml, [
     `ssh_config = "${hosts.configFile}"`,
-    ...['new01', 'new02'].map((n) => `[[host]]\nname = "${n}"\naddress = "${h(n).url}"\nhypervisor = "xen"\nmemory = "3G"\ncpus = 4\n[[host.pool]]\nname = "images"\ntype = "dir"\npath = "${h(n).pool}"\n`),
-    `[[host]]\nname = "here"\naddress = "local"\nhypervisor = "xen"\nmemory = "1G"\ncpus = 2\n[[host.pool]]\nname = "images"\ntype = "dir"\npath = "${localPool}"\n`,
+    ...['new01', 'new02'].map((n) => `[[host]]\nname = "${n}"\naddress = "${h(n).url}"\nhypervisor = "xen"\nmemory = "3G"\ncpus = 4\nconfig_dir = "${configDirOf(n)}"\nbridges = { xenbr0 = "br-new" }\n[[host.pool]]\nname = "images"\ntype = "dir"\npath = "${h(n).pool}"\n`),
+    `[[host]]\nname = "here"\naddress = "local"\nhypervisor = "xen"\nmemory = "1G"\ncpus = 2\nconfig_dir = "${localConfigs}"\n[[host.pool]]\nname = "images"\ntype = "dir"\npath = "${localPool}"\n`,
     '[guest."app01"]\npin = "here"\n',
   ].join('\n'));
 });
@@ -45,6 +46,10 @@ beforeAll(async () => {
 async function planTo(file: string): Promise<SitePlan> {
   expectSuccess(await repo.run(['site', 'plan', '--hosts', hostsToml, '--out', file]));
   return JSON.parse(fs.readFileSync(file, 'utf8')) as SitePlan;
+}
+
+function configDirOf(host: string): string {
+  return host === 'here' ? localConfigs : path.join(hosts.host(host).root, 'etc', 'xen');
 }
 
 function poolOf(host: string): string {
@@ -60,6 +65,8 @@ describe('ferry site restore', () => {
       expect(out).toMatch(new RegExp(`${g.host}: create \\S+/${g.guest}/${g.guest}\\.img\\.ferry-partial \\(sparse, \\d+ bytes\\) and write \\d+ data bytes of ${g.guest}/${g.guest}\\.img`));
     }
     for (const h of ['new01', 'new02', 'here']) expect(fs.readdirSync(poolOf(h))).toEqual([]);
+    for (const g of plan.guests) expect(out).toContain(`${g.host}: write ${path.join(configDirOf(g.host), `${g.guest}.cfg`)} (`);
+    for (const h of ['new01', 'new02', 'here']) expect(fs.existsSync(configDirOf(h))).toBe(false);
   });
 
   it('writes every disk onto its planned host, bit-exact and sparse, and reports each guest', async () => {
@@ -73,6 +80,14 @@ describe('ferry site restore', () => {
       expect(allocatedBytes(restored)).toBeLessThanOrEqual(allocatedBytes(originals[g.guest]!.image) + MiB);
       expect(fs.readdirSync(path.dirname(restored))).toEqual([`${g.guest}.img`]); // no partial file left
       expect(report.find((r) => r.guest === g.guest)!.writtenBytes).toBeGreaterThan(0);
+      // Its xl cfg, rewritten for the new host: the new disk path and bridge, everything else as it was; the original beside it.
+      const conf = path.join(configDirOf(g.host), `${g.guest}.cfg`);
+      const text = fs.readFileSync(conf, 'utf8');
+      expect(text).toContain(`# ${g.guest}, as the old host ran it`);
+      expect(text).toMatch(new RegExp(`disk = \\[ '[^']*${restored.replace(/[.]/g, '\\.')},xvda,w' \\]`));
+      expect(text).toMatch(g.host === 'here' ? /bridge=xenbr0/ : /bridge=br-new/);
+      expect(text).toContain('mac=00:16:3e:00:00:01');
+      expect(fs.readFileSync(`${path.join(configDirOf(g.host), `${g.guest}.cfg`)}.ferry-orig`, 'utf8')).toBe(fs.readFileSync(scratch.path(`${g.guest}.cfg`), 'utf8'));
     }
   });
 
@@ -81,7 +96,11 @@ describe('ferry site restore', () => {
     const victim = plan.guests.find((g) => g.host !== 'here')!;
     const restored = path.join(poolOf(victim.host), victim.guest, `${victim.guest}.img`);
     fs.writeFileSync(restored, 'an admin put this here');
-    for (const g of plan.guests) if (g.guest !== victim.guest) fs.rmSync(path.join(poolOf(g.host), g.guest), { recursive: true });
+    for (const g of plan.guests) {
+      if (g.guest === victim.guest) continue;
+      fs.rmSync(path.join(poolOf(g.host), g.guest), { recursive: true });
+      fs.rmSync(path.join(configDirOf(g.host), `${g.guest}.cfg`));
+    }
     const r = await repo.run(['site', 'restore', '--plan', scratch.path('again.json')]);
     expect(r.code).toBe(EXIT.someGuestsFailed);
     expect(r.stdout).toMatch(new RegExp(`^${victim.guest} +${victim.host} +\\w{8} +FAILED: ${victim.host}:${restored.replace(/[.]/g, '\\.')} already exists; remove it, or restore with --force`, 'm'));

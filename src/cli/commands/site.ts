@@ -84,6 +84,7 @@ interface RestoreOptions {
   force?: boolean;
   json?: boolean;
   tmpDir?: string;
+  newMacs?: boolean;
 }
 
 function registerSiteRestore(site: Command): void {
@@ -93,7 +94,8 @@ function registerSiteRestore(site: Command): void {
     .requiredOption('--plan <file>', 'the plan `site plan --out` wrote')
     .option('--hosts <file>', 'the hosts file (default: the one the plan names)')
     .option('--dry-run', 'print what would be created, written and run, and do nothing')
-    .option('--force', 'overwrite disks that exist on the targets (default: that guest fails)')
+    .option('--force', 'overwrite disks and configs that exist on the targets (default: that guest fails)')
+    .option('--new-macs', "give every NIC a new MAC address (the same ones on every run of this plan); default: keep the guests' own")
     .option('--json', 'print the report as JSON')
     .option('--tmp-dir <dir>', 'where disks bound for ssh hosts are staged, a few regions (128 MiB) at a time (default: TMPDIR or /tmp)')
     .action(async (opts: RestoreOptions, cmd: Command) => {
@@ -112,6 +114,7 @@ function registerSiteRestore(site: Command): void {
             local: new ExecFileCommandRunner(),
             scratchDir: opts.tmpDir ?? os.tmpdir(),
             journalDir: path.join(stateDir(ropts), 'site-restore'),
+            macs: opts.newMacs ? { kind: 'new', seed: plan.created } : { kind: 'keep' },
             log: (line) => (opts.dryRun ? console.log(line) : console.error(line)),
           }),
         );
@@ -139,8 +142,12 @@ function readPlan(file: string): SitePlan {
 function printReport(reports: GuestRestoreReport[]): void {
   console.log(
     table([
-      ['guest', 'host', 'restore point', 'result', 'written', 'time'],
-      ...reports.map((r) => [r.guest, r.host, r.restorePoint.slice(0, 8), r.ok ? (r.disks.every((d) => d.alreadyRestored) ? 'already restored (not started)' : 'restored (not started)') : `FAILED: ${r.error}`, formatBytes(r.writtenBytes), `${(r.durationMs / 1000).toFixed(1)} s`]),
+      ['guest', 'host', 'restore point', 'result', 'written', 'time', 'config'],
+      ...reports.map((r) => [
+        r.guest, r.host, r.restorePoint.slice(0, 8),
+        r.ok ? (r.disks.every((d) => d.alreadyRestored) ? 'already restored (not started)' : 'restored (not started)') : `FAILED: ${r.error}`,
+        formatBytes(r.writtenBytes), `${(r.durationMs / 1000).toFixed(1)} s`, r.configFiles[0] ?? '-',
+      ]),
     ]),
   );
 }
