@@ -16,6 +16,7 @@ import { registerSync } from './commands/sync';
 import { registerTar } from './commands/tar';
 import { disableSeekAddon } from '../dedupe/imageSource';
 import { registerRepair } from './commands/repair';
+import { registerPrune } from './commands/prune';
 
 export function buildProgram(): Command {
   const program = new Command('ferry')
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerCheck(program);
   registerStats(program);
   registerForget(program);
+  registerPrune(program);
   registerMaintenance(program);
   registerDemo(program);
   registerSync(program);

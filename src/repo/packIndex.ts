@@ -81,6 +81,13 @@ export class PackIndex {
     }
   }
 
+  /** One index file's pack records, or undefined when it is damaged (prune reads them one by one). */
+  async readIndexFile(name: string): Promise<IndexedPack[] | undefined> {
+    return readDecodedObject(this.backend, 'index', name, (bytes) =>
+      contentName(bytes) === name ? decodeIndexFile(this.keys.dataKeys, bytes) : undefined,
+    );
+  }
+
   async writeIndexFile(packs: IndexedPack[]): Promise<string> {
     const bytes = encodeIndexFile(this.keys.dataKey, packs);
     const name = contentName(bytes);
