@@ -8,7 +8,8 @@
 //   → deletion of the dropped packs.
 // Not built: rule 7 (rewriting a patch chain into a whole chunk; bases simply
 // stay live) and Object Lock (a locked pack's deletion fails like any other).
-import { CorruptionError } from '../errors';
+import { CorruptionError, FerryError } from '../errors';
+import { decodePatchHeader } from '../repo/pagePatchFormat';
 import { IndexedPack } from '../repo/indexFile';
 import { PackEntry } from '../repo/packFormat';
 import { PackWriter } from '../repo/packWriter';
@@ -43,6 +44,8 @@ export interface PruneReport {
   indexFilesAfter: number;
   /** Unindexed packs whose header cannot be read: left alone ('ferry repair' salvages them). */
   unreadablePacks: string[];
+  /** Bases named only by dead patches in packs that stay, and stored nowhere already before this prune. */
+  missingDeadBases: number;
   durationMs: number;
 }
 
@@ -104,7 +107,8 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
 
   step('finding live blobs');
   const live = await findLiveBlobs(repo, listing.points);
-  const plan = planPrune(packs, live, { repackBelow: opts.repackBelow });
+  step('following page patches of kept copies');
+  const plan = await planPrune(packs, live, { repackBelow: opts.repackBelow, readBase: (pack, entry) => readPatchBase(repo, pack, entry) });
   if (plan.missing.length > 0) {
     throw new CorruptionError(
       `${repo.location}: ${plan.missing.length} blob(s) restore points need are in no pack (first ${plan.missing[0].slice(0, 16)}); prune deletes nothing: run 'ferry check'`,
@@ -135,6 +139,7 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
     indexFilesBefore: indexNames.length,
     indexFilesAfter: indexNames.length,
     unreadablePacks,
+    missingDeadBases: plan.missingDeadBases.length,
     durationMs: 0,
   };
 
@@ -184,6 +189,24 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   report.indexFilesAfter = newIndexNames.size;
   report.durationMs = Date.now() - started;
   return report;
+}
+
+/** The base a stored page patch names: this copy's body, read from its pack (a small ranged read) and authenticated. */
+async function readPatchBase(repo: Repository, pack: PackContents, entry: PackEntry): Promise<Buffer> {
+  const what = `page patch ${entry.id.toString('hex').slice(0, 16)} in pack ${pack.packId.slice(0, 16)}`;
+  let header: ReturnType<typeof decodePatchHeader>;
+  try {
+    const sealed = await repo.backend.readRange('data', pack.packId, entry.offset, entry.storedLength);
+    const loc = { pack: repo.packNumber(pack.packId), offset: entry.offset, storedLength: entry.storedLength, rawLength: entry.rawLength, typeFlags: entry.typeFlags };
+    header = decodePatchHeader(repo.unsealBlob(loc, entry.id, sealed));
+  } catch (err) {
+    if (!(err instanceof FerryError)) throw err;
+    throw new CorruptionError(`${repo.location}: ${what} cannot be read (${err.message}); prune deletes nothing: run 'ferry check --read-data'`, `data/${pack.packId}`);
+  }
+  if (!header) {
+    throw new CorruptionError(`${repo.location}: ${what} is malformed, so its base is unknown; prune deletes nothing: run 'ferry check --read-data'`, `data/${pack.packId}`);
+  }
+  return header.baseId;
 }
 
 /** Packs grouped so that each index file's payload stays within the limit (a single huge pack gets a file of its own). */

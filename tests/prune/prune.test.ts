@@ -158,6 +158,25 @@ describe('ferry prune', () => {
     await repo.expectCheckPasses(true);
   });
 
+  it('keeps the base of a dead page patch that stays stored in a pack kept whole (check --read-data rebuilds every indexed patch)', async () => {
+    const repo = await TestRepo.init(scratch, 'dead-patch');
+    const image = scratch.path('dead-patch.img');
+    writeRandomishImage(image, 8 * MiB, 51, { holes: 0, text: 0 });
+    const night1 = await backUp(repo, 'g', image);
+    // Night 2: 8 pages in the first MiB (stored as patches on night 1's chunks) and 4 new MiB (whole chunks).
+    for (let i = 0; i < 8; i++) overwriteRange(image, i * 32 * 4096, i * 32 * 4096 + 4096, 52 + i);
+    overwriteRange(image, 4 * MiB, 8 * MiB, 60);
+    const night2 = await backUp(repo, 'g', image);
+    // Night 3: the first MiB replaced whole, so night 2's patches are dead but sit in a pack that stays (its 4 MiB are live).
+    overwriteRange(image, 0, MiB, 61);
+    const night3 = await backUp(repo, 'g', image);
+    expectSuccess(await repo.run(['forget', night1.id, night2.id]));
+    const report = await prune(repo);
+    expect(report.packsRepacked + report.packsDeleted).toBeGreaterThanOrEqual(1);
+    await repo.expectCheckPasses(true);
+    await expectRestoresExactly(repo, [night3]);
+  });
+
   it('--dry-run reports what it would free and writes and deletes nothing', async () => {
     const { repo, b } = await twoGuests('dry-run');
     expectSuccess(await repo.run(['forget', b.id]));

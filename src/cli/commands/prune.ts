@@ -31,6 +31,9 @@ export function registerPrune(program: Command): void {
         for (const id of r.unreadablePacks) {
           process.stderr.write(`ferry: warning: pack ${id} is in no index and its header cannot be read; prune left it alone ('ferry repair' salvages it)\n`);
         }
+        if (r.missingDeadBases > 0) {
+          process.stderr.write(`ferry: warning: ${r.missingDeadBases} page patch base(s) were already missing, named only by patches no restore point needs; 'ferry check' reports them\n`);
+        }
         if (opts.json) {
           console.log(JSON.stringify(r));
           return;
