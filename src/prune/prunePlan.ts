@@ -48,6 +48,15 @@ type Need = 'restore-point' | 'stored-patch';
 
 export async function planPrune(packs: readonly PackContents[], live: LiveBlobs, opts: PlanOptions): Promise<PrunePlan> {
   const byName = [...packs].sort((a, b) => (a.packId < b.packId ? -1 : a.packId > b.packId ? 1 : 0));
+  // A live blob stored twice counts for the first pack in name order only, so that of two
+  // copies of the same blobs (an interrupted prune's new pack beside its source) one goes.
+  const owner = new Map<string, PackContents>();
+  for (const pack of byName) {
+    for (const e of pack.entries) {
+      const hex = e.id.toString('hex');
+      if (live.has(hex) && !owner.has(hex)) owner.set(hex, pack);
+    }
+  }
   const whole: PackContents[] = [];
   const others: PackContents[] = [];
   for (const pack of byName) {
@@ -59,7 +68,7 @@ export async function planPrune(packs: readonly PackContents[], live: LiveBlobs,
       if (seen.has(hex)) continue;
       seen.add(hex);
       blobBytes += e.storedLength;
-      if (live.has(hex)) liveBytes += e.storedLength;
+      if (owner.get(hex) === pack) liveBytes += e.storedLength;
     }
     // The share is of the blobs' bytes, not the file's, so a pack that is all live counts 1 whatever its header takes.
     if (liveBytes > 0 && liveBytes >= opts.repackBelow * blobBytes) whole.push(pack);
