@@ -24,6 +24,12 @@ export interface PruneOptions {
   mode: 'dry-run' | 'prune';
   /** Called before each step, for a progress line. */
   onStep?: (step: string) => void;
+  /**
+   * Confirms the exclusive lock right before the first deletion of each kind
+   * (RepositoryLock.verify); throws to stop. A prune suspended past the stale
+   * age may have lost its lock to a backup that now needs what it would delete.
+   */
+  confirmLock?: () => Promise<void>;
 }
 
 export interface PruneReport {
@@ -175,10 +181,12 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
 
   // 3. Every older index file: the new ones already name every live blob.
   step('removing old index files');
+  await opts.confirmLock?.();
   for (const name of indexNames) if (!newIndexNames.has(name)) await repo.backend.remove('index', name);
 
   // 4. The dropped packs: no index names them any more.
   step('removing packs');
+  await opts.confirmLock?.();
   for (const pack of dropped) await repo.backend.remove('data', pack.packId);
 
   const newPackBytes = writer.newBytes;

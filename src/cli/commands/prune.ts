@@ -26,8 +26,8 @@ export function registerPrune(program: Command): void {
       if (!(repackBelow >= 0 && repackBelow <= 1)) {
         throw new UsageError(`--repack-below: '${opts.repackBelow}' must be a fraction from 0 to 1, e.g. 0.5`);
       }
-      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'exclusive', 'prune', async (repo) => {
-        const r = await pruneRepository(repo, { repackBelow, mode: opts.dryRun ? 'dry-run' : 'prune' });
+      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'exclusive', 'prune', async (repo, lock) => {
+        const r = await pruneRepository(repo, { repackBelow, mode: opts.dryRun ? 'dry-run' : 'prune', confirmLock: () => lock!.verify() });
         for (const id of r.unreadablePacks) {
           process.stderr.write(`ferry: warning: pack ${id} is in no index and its header cannot be read; prune left it alone ('ferry repair' salvages it)\n`);
         }
