@@ -153,7 +153,10 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
     const copiedBytes = sum(plan.repack.flatMap((r) => r.copy.map((e) => e.storedLength)));
     report.packBytesAfter = packBytesBefore - sum(dropped.map((p) => p.size)) + copiedBytes;
     report.bytesFreed = packBytesBefore - report.packBytesAfter;
-    report.packsAfter = sizes.size - dropped.length + (copiedBytes > 0 ? Math.ceil(copiedBytes / repo.settings.packSize) : 0);
+    report.packsWritten = copiedBytes > 0 ? Math.ceil(copiedBytes / repo.settings.packSize) : 0;
+    report.packsAfter = sizes.size - dropped.length + report.packsWritten;
+    const copied = plan.repack.flatMap((r) => r.copy);
+    report.indexFilesAfter = indexGroups([...plan.keep.map((p) => ({ packId: p.packId, entries: [...p.entries] })), { packId: '', entries: copied }]).length;
     report.durationMs = Date.now() - started;
     return report;
   }

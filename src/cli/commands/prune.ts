@@ -38,12 +38,12 @@ export function registerPrune(program: Command): void {
           console.log(JSON.stringify(r));
           return;
         }
-        const would = r.dryRun ? 'would free' : 'freed';
-        console.log(`restore points kept: ${r.restorePointsKept} (${r.liveBlobs} live blobs)`);
-        console.log(`${would}:${' '.repeat(Math.max(1, 19 - would.length))}${r.blobsFreed} blobs, ${formatBytes(r.bytesFreed)} (packs ${formatBytes(r.packBytesBefore)} → ${formatBytes(r.packBytesAfter)})`);
-        console.log(`packs:               ${r.packsDeleted} ${r.dryRun ? 'to delete' : 'deleted'} (${r.packsRepacked} of them repacked), ${r.packsWritten} written; ${r.packsBefore} → ${r.packsAfter}`);
-        console.log(`index files:         ${r.indexFilesBefore} → ${r.indexFilesAfter}`);
-        console.log(`time:                ${(r.durationMs / 1000).toFixed(1)} s${r.dryRun ? ' (dry run: nothing written or deleted)' : ''}`);
+        const line = (label: string, text: string) => console.log(`${`${label}:`.padEnd(21)}${text}`);
+        line('restore points kept', `${r.restorePointsKept} (${r.liveBlobs} live blobs)`);
+        line(r.dryRun ? 'would free' : 'freed', `${r.blobsFreed} blobs, ${formatBytes(r.bytesFreed)} (packs ${formatBytes(r.packBytesBefore)} → ${formatBytes(r.packBytesAfter)})`);
+        line('packs', `${r.packsDeleted} ${r.dryRun ? 'to delete' : 'deleted'} (${r.packsRepacked} of them repacked), ${r.packsWritten} ${r.dryRun ? 'to write' : 'written'}; ${r.packsBefore} → ${r.packsAfter}`);
+        line('index files', `${r.indexFilesBefore} → ${r.indexFilesAfter}`);
+        line('time', `${(r.durationMs / 1000).toFixed(1)} s${r.dryRun ? ' (dry run: nothing written or deleted)' : ''}`);
       });
     });
 }
