@@ -47,6 +47,8 @@ export interface FleetBackupOptions {
   cleanup?: CleanupRegistry;
   /** A rehearsal knob: hold each quiesced guest this long, to prove the watchdog (tests, drills). Never set in production. */
   holdQuiesceMs?: number;
+  /** Passed to each guest's backup: GuestBackupRequest.confirmLock. */
+  confirmLock?: () => Promise<void>;
 }
 
 export interface GuestOutcome {
@@ -237,7 +239,7 @@ async function backupSnapshots(
     snapshots.map(({ provider, snapshot }) => ({ name: fleetDiskName(snapshot.disk), disk: snapshot.disk, providerKind: provider.kind })),
     g.boot,
   );
-  return backupGuest(repo, pool, { guest: g.guest.name, disks: inputs, config, tags: opts.tags, spec });
+  return backupGuest(repo, pool, { guest: g.guest.name, disks: inputs, config, tags: opts.tags, spec, confirmLock: opts.confirmLock });
 }
 
 /** Phase 3: each provider keeps its changed-block tracking baseline for the next run. */

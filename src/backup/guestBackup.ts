@@ -36,6 +36,11 @@ export interface GuestBackupRequest {
   startedAt?: number;
   /** The machine, for a rebuild; recorded as the restore point's `spec`. */
   spec?: GuestSpec;
+  /**
+   * Confirms the repository lock right before the restore point is written
+   * (FORMAT.md, garbage-collection rule 3: RepositoryLock.verifyFresh); throws to stop.
+   */
+  confirmLock?: () => Promise<void>;
 }
 
 export interface GuestBackupProgress extends DiskProgress {
@@ -157,6 +162,7 @@ export async function backupGuest(
       durationMs: Date.now() - started,
     },
   };
+  await req.confirmLock?.();
   const id = await repo.saveRestorePoint(restorePoint);
   return { id, restorePoint };
 }

@@ -17,6 +17,7 @@ import { registerSite } from './commands/site';
 import { registerTar } from './commands/tar';
 import { disableSeekAddon } from '../dedupe/imageSource';
 import { registerRepair } from './commands/repair';
+import { registerPrune } from './commands/prune';
 
 export function buildProgram(): Command {
   const program = new Command('ferry')
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerCheck(program);
   registerStats(program);
   registerForget(program);
+  registerPrune(program);
   registerMaintenance(program);
   registerDemo(program);
   registerSync(program);

@@ -211,14 +211,14 @@ export async function withRepository<T>(
   opts: RepoOptions,
   lockMode: LockMode | 'none',
   command: string,
-  body: (repo: Repository) => Promise<T>,
+  body: (repo: Repository, lock: RepositoryLock | undefined) => Promise<T>,
 ): Promise<T> {
   const { repo, fenced } = await openFencedRepository(opts);
   try {
-    if (lockMode === 'none') return await body(repo);
+    if (lockMode === 'none') return await body(repo, undefined);
     const lock = await acquireLock(repo, lockMode, command, lockOptions((err) => fenced.fence(err)));
     try {
-      return await whileLocked([lock], () => body(repo));
+      return await whileLocked([lock], () => body(repo, lock));
     } finally {
       await lock.release();
     }

@@ -204,6 +204,24 @@ export class RepositoryLock {
     if (this.lost) throw this.lost;
   }
 
+  /**
+   * verify() with the stricter bound of FORMAT.md's garbage-collection rule 3,
+   * for a backup right before it writes a restore point naming blobs it did not
+   * store itself: refreshed less than half the stale age ago by this process's
+   * monotonic clock, so at least that long separates this check from the
+   * earliest moment a prune can judge the lock stale and take the exclusive one.
+   */
+  async verifyFresh(): Promise<void> {
+    const since = monotonicNow() - this.lastWriteStart;
+    if (!this.lost && since >= this.timing.staleAfterMs / 2) {
+      this.lose(
+        `it was last refreshed ${seconds(since)} ago, more than half the stale age of ${seconds(this.timing.staleAfterMs)} ` +
+          `(the process was suspended or starved), so a prune could remove what this restore point would name; nothing was written for it`,
+      );
+    }
+    await this.verify();
+  }
+
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;

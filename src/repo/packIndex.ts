@@ -81,6 +81,13 @@ export class PackIndex {
     }
   }
 
+  /** One index file's pack records, or undefined when it is damaged (prune reads them one by one). */
+  async readIndexFile(name: string): Promise<IndexedPack[] | undefined> {
+    return readDecodedObject(this.backend, 'index', name, (bytes) =>
+      contentName(bytes) === name ? decodeIndexFile(this.keys.dataKeys, bytes) : undefined,
+    );
+  }
+
   async writeIndexFile(packs: IndexedPack[]): Promise<string> {
     const bytes = encodeIndexFile(this.keys.dataKey, packs);
     const name = contentName(bytes);
@@ -109,7 +116,9 @@ export class PackIndex {
     }
     if (orphans.length > 0) {
       if (keep === 'index-file') await this.writeIndexFile(orphans);
-      for (const p of orphans) this.addPackEntries(p.packId, p.entries);
+      // Index files come first: an unindexed copy (an interrupted prune's new pack) only fills gaps,
+      // so restore points keep reading the copies their index names and check does not call the orphans needed.
+      for (const p of orphans) this.addPackEntries(p.packId, p.entries.filter((e) => !this.blobLocation(e.id)));
     }
     return { indexed: orphans.length, unreadable };
   }

@@ -15,6 +15,13 @@ export interface BlobForPack {
   sealed: Uint8Array;
 }
 
+/**
+ * Who writes the index files naming the new packs: the writer (every
+ * `indexEvery` packs and at the end), or its caller, from `writtenPacks`
+ * (prune merges them with the packs it keeps).
+ */
+export type PackIndexing = 'index-files' | 'by-caller';
+
 export class PackWriter {
   private parts: Uint8Array[] = [];
   private entries: PackEntry[] = [];
@@ -24,8 +31,14 @@ export class PackWriter {
   newBlobs = 0;
   newBytes = 0;
   packsWritten = 0;
+  /** With 'by-caller': every pack written, with its entries. */
+  readonly writtenPacks: IndexedPack[] = [];
 
-  constructor(private readonly repo: Repository, private readonly indexEvery = 8) {}
+  constructor(
+    private readonly repo: Repository,
+    private readonly indexEvery = 8,
+    private readonly indexing: PackIndexing = 'index-files',
+  ) {}
 
   /** Queue a blob; resolves once it is buffered (or its pack written, when that was due). */
   add(blob: BlobForPack): Promise<void> {
@@ -58,7 +71,9 @@ export class PackWriter {
     const packId = contentName(pack);
     await this.repo.backend.write('data', packId, pack);
     this.repo.addPackEntries(packId, entries);
-    this.unindexed.push({ packId, entries });
+    // Kept only for a caller that indexes them: a backup's would grow with every blob it stores.
+    if (this.indexing === 'by-caller') this.writtenPacks.push({ packId, entries });
+    else this.unindexed.push({ packId, entries });
     this.packsWritten++;
     this.newBytes += pack.length;
     if (this.unindexed.length >= this.indexEvery) await this.writeIndex();

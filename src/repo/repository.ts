@@ -179,6 +179,11 @@ export class Repository {
     return this.packs.loadIndex(onDamaged);
   }
 
+  /** One index file's pack records without loading them; undefined when it is damaged. */
+  readIndexFile(name: string): Promise<IndexedPack[] | undefined> {
+    return this.packs.readIndexFile(name);
+  }
+
   writeIndexFile(packs: IndexedPack[]): Promise<string> {
     return this.packs.writeIndexFile(packs);
   }

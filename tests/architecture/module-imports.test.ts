@@ -32,6 +32,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   restore: ['repo', 'crypto', 'dedupe', 'storage', 'workers', 'host', 'concurrency'],
   check: ['repo', 'crypto', 'storage', 'workers', 'concurrency'],
   repair: ['repo', 'crypto', 'storage', 'concurrency'],
+  prune: ['repo', 'crypto', 'storage'],
   sync: ['repo', 'crypto', 'storage', 'host', 'concurrency'],
   tar: ['backup', 'restore', 'repo', 'crypto', 'dedupe', 'storage', 'workers', 'concurrency'],
   site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'workers', 'concurrency', 'host'],

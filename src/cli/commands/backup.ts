@@ -62,12 +62,13 @@ export function registerBackup(program: Command): void {
       const request = await withFlagNames({ 'guest name': '--guest', 'guest config': '--config' }, () =>
         imageBackupRequest(opts.guest[0], images.map((i) => path.resolve(i)), opts.config, opts.tag),
       );
-      await withRepository(ropts, 'shared', 'backup', async (repo) => {
+      await withRepository(ropts, 'shared', 'backup', async (repo, lock) => {
         const resumed = await prepareIndex(repo, opts.json);
         const listing = await repo.listAllRestorePoints();
         const seen = reviewListing(repo, ropts, listing);
         const progress = new ProgressLine(`backup ${request.guest}`, opts.json);
-        const withBases = await withPreviousDisks(repo, request, listing.points);
+        // GC rule 3 (FORMAT.md): the lock is fresh right before the restore point names deduplicated blobs.
+        const withBases = { ...(await withPreviousDisks(repo, request, listing.points)), confirmLock: () => lock!.verifyFresh() };
         const result = await withPool(repo, (pool) =>
           backupGuest(repo, pool, withBases, (p) => progress.update(p.doneBytes, p.totalBytes, `new ${formatBytes(p.newBytes)}`)),
         );
@@ -151,7 +152,7 @@ async function backupAllLocked(
   const log = (line: string) => {
     if (!opts.json) console.error(line);
   };
-  const outcomes: GuestOutcome[] = await withRepository(repoOptions, 'shared', 'backup --all', async (repo) => {
+  const outcomes: GuestOutcome[] = await withRepository(repoOptions, 'shared', 'backup --all', async (repo, lock) => {
     await prepareIndex(repo, opts.json);
     const listing = await repo.listAllRestorePoints();
     const seen = reviewListing(repo, repoOptions, listing);
@@ -169,6 +170,7 @@ async function backupAllLocked(
           concurrency, tags: opts.tag, runId, log, listing, about: (id) => seen.about(id), cleanup,
           // A rehearsal knob (tests, drills): hold each quiesced guest this long. Never set in production.
           holdQuiesceMs: Number(process.env.FERRY_HOLD_QUIESCE_MS ?? 0),
+          confirmLock: () => lock!.verifyFresh(),
         }),
       ),
     );

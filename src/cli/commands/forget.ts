@@ -1,6 +1,6 @@
 // `ferry forget`: remove restore points by id, or by a retention policy
-// (--keep-* options, or [retention] in ferry.conf). Their data stays until a
-// prune (not built yet). Damaged restore points (unreadable, so of unknown age) are never
+// (--keep-* options, or [retention] in ferry.conf). Their data stays until
+// 'ferry prune'. Damaged restore points (unreadable, so of unknown age) are never
 // removed by a policy; forget them by id.
 import * as fs from 'node:fs';
 import { Command } from 'commander';
@@ -38,7 +38,7 @@ export function registerForget(program: Command): void {
     .command('forget [id...]')
     .description(
       'remove restore points by id, or those a retention policy does not keep (per guest and source host; ' +
-        "hours, days, weeks (ISO, Monday first), months and years in this host's local time zone, TZ). Their data stays in the repository: prune, which frees it, is not built yet",
+        "hours, days, weeks (ISO, Monday first), months and years in this host's local time zone, TZ). Their data stays in the repository until 'ferry prune'",
     )
     .option('--keep-last <n>', 'keep the newest N points')
     .option('--keep-hourly <n>', 'keep the newest point of each of the last N hours that have one')

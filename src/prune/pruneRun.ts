@@ -1,0 +1,244 @@
+// `prune`: remove what no restore point needs, by the garbage-collection rules
+// of docs/FORMAT.md. The caller holds the exclusive lock (rule 3). Writes go
+// in rule 8's order, so a prune killed at any moment leaves a valid repository
+// that the next prune finishes:
+//   new packs (live blobs of repacked packs, sealed bytes copied unchanged)
+//   → new index files naming every kept pack and every new pack (merged)
+//   → deletion of every index file that was there before
+//   → deletion of the dropped packs.
+// Not built: rule 7 (rewriting a patch chain into a whole chunk; bases simply
+// stay live) and Object Lock (a locked pack's deletion fails like any other).
+import { CorruptionError, FerryError } from '../errors';
+import { decodePatchHeader } from '../repo/pagePatchFormat';
+import { IndexedPack } from '../repo/indexFile';
+import { PackEntry } from '../repo/packFormat';
+import { PackWriter } from '../repo/packWriter';
+import { Repository } from '../repo/repository';
+import { findLiveBlobs } from './liveBlobs';
+import { PackContents, planPrune } from './prunePlan';
+
+export interface PruneOptions {
+  /** Repack packs whose live share is below this (0..1). */
+  repackBelow: number;
+  /** 'dry-run' computes and reports, and writes and deletes nothing. */
+  mode: 'dry-run' | 'prune';
+  /** Called before each step, for a progress line. */
+  onStep?: (step: string) => void;
+  /**
+   * Confirms the exclusive lock right before the first deletion of each kind
+   * (RepositoryLock.verify); throws to stop. A prune suspended past the stale
+   * age may have lost its lock to a backup that now needs what it would delete.
+   */
+  confirmLock?: () => Promise<void>;
+}
+
+export interface PruneReport {
+  dryRun: boolean;
+  restorePointsKept: number;
+  liveBlobs: number;
+  blobsFreed: number;
+  /** Pack bytes before minus after (new packs counted). */
+  bytesFreed: number;
+  packBytesBefore: number;
+  packBytesAfter: number;
+  packsBefore: number;
+  packsAfter: number;
+  packsDeleted: number;
+  packsRepacked: number;
+  packsWritten: number;
+  indexFilesBefore: number;
+  indexFilesAfter: number;
+  /** Unindexed packs whose header cannot be read: left alone ('ferry repair' salvages them). */
+  unreadablePacks: string[];
+  /** Bases named only by dead patches in packs that stay, and stored nowhere already before this prune. */
+  missingDeadBases: number;
+  durationMs: number;
+}
+
+/** Index payload per file (FORMAT.md rule 8): merged, but not one huge object. */
+const INDEX_PAYLOAD_LIMIT = 8 * 1024 * 1024;
+const INDEX_PACK_RECORD = 32 + 4;
+const INDEX_ENTRY = 45;
+
+export async function pruneRepository(repo: Repository, opts: PruneOptions): Promise<PruneReport> {
+  const started = Date.now();
+  const step = opts.onStep ?? (() => undefined);
+
+  step('reading restore points');
+  const listing = await repo.listAllRestorePoints();
+  if (listing.damaged.length > 0) {
+    const d = listing.damaged[0];
+    throw new CorruptionError(
+      `${repo.location}: restore point ${d.id} cannot be read (${d.problem}), so what it needs is unknown; prune deletes nothing: forget it by id or run 'ferry repair' first`,
+      `snapshots/${d.id}`,
+    );
+  }
+
+  step('reading index files');
+  const indexNames: string[] = [];
+  for await (const info of repo.backend.list('index')) indexNames.push(info.name);
+  const entriesByPack = new Map<string, Map<string, PackEntry>>();
+  const addEntries = (packId: string, entries: readonly PackEntry[]) => {
+    let m = entriesByPack.get(packId);
+    if (!m) entriesByPack.set(packId, (m = new Map()));
+    for (const e of entries) m.set(e.id.toString('hex'), e);
+  };
+  for (const name of indexNames) {
+    const packs = await repo.readIndexFile(name);
+    if (!packs) {
+      throw new CorruptionError(
+        `${repo.location}/index/${name}: index file is damaged; prune deletes nothing: run 'ferry repair' first`,
+        `index/${name}`,
+      );
+    }
+    for (const p of packs) addEntries(p.packId, p.entries);
+  }
+
+  step('listing packs');
+  const sizes = await repo.listPacks();
+  const unreadablePacks: string[] = [];
+  const packs: PackContents[] = [];
+  for (const [packId, size] of sizes) {
+    let entries: readonly PackEntry[] | undefined = entriesByPack.has(packId) ? [...entriesByPack.get(packId)!.values()] : undefined;
+    // Rule 4: an unindexed pack (a dead writer's, or an earlier prune's) counts by its own header.
+    entries ??= await repo.readPackHeader(packId, size);
+    if (!entries) {
+      unreadablePacks.push(packId);
+      continue;
+    }
+    packs.push({ packId, size, entries });
+    // Index entries of packs that are not there are left out: a live blob only they name is missing (rule 2).
+    repo.addPackEntries(packId, [...entries]);
+  }
+
+  step('finding live blobs');
+  const live = await findLiveBlobs(repo, listing.points);
+  step('following page patches of kept copies');
+  const plan = await planPrune(packs, live, { repackBelow: opts.repackBelow, readBase: (pack, entry) => readPatchBase(repo, pack, entry) });
+  if (plan.missing.length > 0) {
+    throw new CorruptionError(
+      `${repo.location}: ${plan.missing.length} blob(s) restore points need are in no pack (first ${plan.missing[0].slice(0, 16)}); prune deletes nothing: run 'ferry check'`,
+      'index',
+    );
+  }
+
+  const packBytesBefore = sum(packs.map((p) => p.size)) + sum(unreadablePacks.map((id) => sizes.get(id) ?? 0));
+  const storedBefore = new Set<string>();
+  for (const p of packs) for (const e of p.entries) storedBefore.add(e.id.toString('hex'));
+  const storedAfter = new Set<string>();
+  for (const p of plan.keep) for (const e of p.entries) storedAfter.add(e.id.toString('hex'));
+  for (const r of plan.repack) for (const e of r.copy) storedAfter.add(e.id.toString('hex'));
+  const dropped = [...plan.remove, ...plan.repack.map((r) => r.pack)];
+  const report: PruneReport = {
+    dryRun: opts.mode === 'dry-run',
+    restorePointsKept: listing.points.length,
+    liveBlobs: live.size,
+    blobsFreed: storedBefore.size - storedAfter.size,
+    bytesFreed: 0,
+    packBytesBefore,
+    packBytesAfter: 0,
+    packsBefore: sizes.size,
+    packsAfter: 0,
+    packsDeleted: dropped.length,
+    packsRepacked: plan.repack.length,
+    packsWritten: 0,
+    indexFilesBefore: indexNames.length,
+    indexFilesAfter: indexNames.length,
+    unreadablePacks,
+    missingDeadBases: plan.missingDeadBases.length,
+    durationMs: 0,
+  };
+
+  if (opts.mode === 'dry-run') {
+    const copiedBytes = sum(plan.repack.flatMap((r) => r.copy.map((e) => e.storedLength)));
+    report.packBytesAfter = packBytesBefore - sum(dropped.map((p) => p.size)) + copiedBytes;
+    report.bytesFreed = packBytesBefore - report.packBytesAfter;
+    report.packsWritten = copiedBytes > 0 ? Math.ceil(copiedBytes / repo.settings.packSize) : 0;
+    report.packsAfter = sizes.size - dropped.length + report.packsWritten;
+    const copied = plan.repack.flatMap((r) => r.copy);
+    report.indexFilesAfter = indexGroups([...plan.keep.map((p) => ({ packId: p.packId, entries: [...p.entries] })), { packId: '', entries: copied }]).length;
+    report.durationMs = Date.now() - started;
+    return report;
+  }
+
+  // 1. New packs: each repacked pack is read once, its live blobs authenticated
+  // (damage is never copied over a good original's deletion) and their sealed bytes copied.
+  step('repacking');
+  const writer = new PackWriter(repo, 8, 'by-caller');
+  for (const { pack, copy } of plan.repack) {
+    const bytes = await repo.backend.read('data', pack.packId);
+    const packNumber = repo.packNumber(pack.packId);
+    for (const e of copy) {
+      const sealed = bytes.subarray(e.offset, e.offset + e.storedLength);
+      repo.unsealBlob({ pack: packNumber, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags }, e.id, sealed);
+      await writer.add({ id: e.id, typeFlags: e.typeFlags, rawLength: e.rawLength, sealed });
+    }
+  }
+  await writer.finish();
+
+  // 2. New index files, merged: every kept pack (all its entries, so the index agrees with its header) and every new pack.
+  step('writing index files');
+  const indexed: IndexedPack[] = [...plan.keep.map((p) => ({ packId: p.packId, entries: [...p.entries] })), ...writer.writtenPacks];
+  const newIndexNames = new Set<string>();
+  for (const group of indexGroups(indexed)) newIndexNames.add(await repo.writeIndexFile(group));
+
+  // 3. Every older index file: the new ones already name every live blob.
+  step('removing old index files');
+  await opts.confirmLock?.();
+  for (const name of indexNames) if (!newIndexNames.has(name)) await repo.backend.remove('index', name);
+
+  // 4. The dropped packs: no index names them any more.
+  step('removing packs');
+  await opts.confirmLock?.();
+  for (const pack of dropped) await repo.backend.remove('data', pack.packId);
+
+  const newPackBytes = writer.newBytes;
+  report.packsWritten = writer.writtenPacks.length;
+  report.packBytesAfter = packBytesBefore - sum(dropped.map((p) => p.size)) + newPackBytes;
+  report.bytesFreed = packBytesBefore - report.packBytesAfter;
+  report.packsAfter = sizes.size - dropped.length + writer.writtenPacks.length;
+  report.indexFilesAfter = newIndexNames.size;
+  report.durationMs = Date.now() - started;
+  return report;
+}
+
+/** The base a stored page patch names: this copy's body, read from its pack (a small ranged read) and authenticated. */
+async function readPatchBase(repo: Repository, pack: PackContents, entry: PackEntry): Promise<Buffer> {
+  const what = `page patch ${entry.id.toString('hex').slice(0, 16)} in pack ${pack.packId.slice(0, 16)}`;
+  let header: ReturnType<typeof decodePatchHeader>;
+  try {
+    const sealed = await repo.backend.readRange('data', pack.packId, entry.offset, entry.storedLength);
+    const loc = { pack: repo.packNumber(pack.packId), offset: entry.offset, storedLength: entry.storedLength, rawLength: entry.rawLength, typeFlags: entry.typeFlags };
+    header = decodePatchHeader(repo.unsealBlob(loc, entry.id, sealed));
+  } catch (err) {
+    if (!(err instanceof FerryError)) throw err;
+    throw new CorruptionError(`${repo.location}: ${what} cannot be read (${err.message}); prune deletes nothing: run 'ferry check --read-data'`, `data/${pack.packId}`);
+  }
+  if (!header) {
+    throw new CorruptionError(`${repo.location}: ${what} is malformed, so its base is unknown; prune deletes nothing: run 'ferry check --read-data'`, `data/${pack.packId}`);
+  }
+  return header.baseId;
+}
+
+/** Packs grouped so that each index file's payload stays within the limit (a single huge pack gets a file of its own). */
+function indexGroups(packs: IndexedPack[]): IndexedPack[][] {
+  const groups: IndexedPack[][] = [];
+  let current: IndexedPack[] = [];
+  let bytes = 8;
+  for (const p of packs) {
+    const size = INDEX_PACK_RECORD + INDEX_ENTRY * p.entries.length;
+    if (current.length > 0 && bytes + size > INDEX_PAYLOAD_LIMIT) {
+      groups.push(current);
+      current = [];
+      bytes = 8;
+    }
+    current.push(p);
+    bytes += size;
+  }
+  if (current.length > 0) groups.push(current);
+  return groups;
+}
+
+function sum(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0);
+}

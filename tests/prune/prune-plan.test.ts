@@ -1,0 +1,76 @@
+// The pack decisions of prune (FORMAT.md, garbage-collection rules 5 and 6),
+// on packs described by their entries alone.
+import { describe, expect, it } from 'vitest';
+import { planPrune, type PackContents } from '../../src/prune/prunePlan';
+import type { PackEntry } from '../../src/repo/packFormat';
+
+const CHUNK = 0x00;
+const PATCH = 0x02;
+
+const id = (name: string) => Buffer.alloc(32, name);
+const hex = (name: string) => id(name).toString('hex');
+
+/** A pack of blobs given as [name, stored length, type]. */
+function pack(packId: string, blobs: Array<[string, number, number?]>): PackContents {
+  let offset = 0;
+  const entries: PackEntry[] = blobs.map(([name, storedLength, typeFlags]) => {
+    const e = { id: id(name), typeFlags: typeFlags ?? CHUNK, offset, storedLength, rawLength: storedLength };
+    offset += storedLength;
+    return e;
+  });
+  return { packId, size: offset + 100, entries };
+}
+
+const noPatches = async (): Promise<Buffer> => {
+  throw new Error('no patch should be read');
+};
+const names = (packs: PackContents[]) => packs.map((p) => p.packId);
+
+describe('planPrune', () => {
+  it('keeps a pack at or above the threshold, repacks one below it, deletes one without live blobs', async () => {
+    const packs = [pack('aa', [['a', 60], ['b', 40]]), pack('bb', [['c', 30], ['d', 70]]), pack('cc', [['e', 100]])];
+    const plan = await planPrune(packs, new Set([hex('a'), hex('c')]), { repackBelow: 0.5, readBase: noPatches });
+    expect(names(plan.keep)).toEqual(['aa']);
+    expect(plan.repack.map((r) => [r.pack.packId, r.copy.map((e) => e.id.toString('hex'))])).toEqual([['bb', [hex('c')]]]);
+    expect(names(plan.remove)).toEqual(['cc']);
+    expect(plan.missing).toEqual([]);
+  });
+
+  it('keeps one copy of a duplicated blob: in a pack that stays whole, else the first in name order', async () => {
+    const packs = [pack('aa', [['x', 10], ['dead', 90]]), pack('bb', [['x', 10], ['y', 10]]), pack('cc', [['x', 10], ['dead2', 90]])];
+    const plan = await planPrune(packs, new Set([hex('x'), hex('y')]), { repackBelow: 0.5, readBase: noPatches });
+    expect(names(plan.keep)).toEqual(['bb']);
+    expect(plan.repack).toEqual([]);
+    expect(names(plan.remove)).toEqual(['aa', 'cc']);
+
+    const none = await planPrune([pack('aa', [['x', 10], ['dead', 90]]), pack('cc', [['x', 10], ['dead2', 90]])], new Set([hex('x')]), { repackBelow: 0.5, readBase: noPatches });
+    expect(none.repack.map((r) => r.pack.packId)).toEqual(['aa']);
+    expect(names(none.remove)).toEqual(['cc']);
+  });
+
+  it('of two packs holding the same live blobs (an interrupted prune), one goes', async () => {
+    const plan = await planPrune([pack('aa', [['x', 10], ['y', 10]]), pack('bb', [['x', 10], ['y', 10]])], new Set([hex('x'), hex('y')]), { repackBelow: 0.5, readBase: noPatches });
+    expect(names(plan.keep)).toEqual(['aa']);
+    expect(names(plan.remove)).toEqual(['bb']);
+  });
+
+  it('every patch that stays stored keeps its base, read from that copy, also a dead patch in a kept pack', async () => {
+    // Pack aa stays whole (live 'big'); its dead patch 'p' names base 'b', which is in dropped pack cc.
+    const packs = [pack('aa', [['big', 100], ['p', 5, PATCH]]), pack('cc', [['b', 50], ['junk', 500]])];
+    const asked: string[] = [];
+    const readBase = async (p: PackContents, e: PackEntry): Promise<Buffer> => {
+      asked.push(`${p.packId}:${e.id.toString('hex').slice(0, 2)}`);
+      return id('b');
+    };
+    const plan = await planPrune(packs, new Set([hex('big')]), { repackBelow: 0.5, readBase });
+    expect(asked).toEqual([`aa:${hex('p').slice(0, 2)}`]);
+    expect(plan.repack.map((r) => [r.pack.packId, r.copy.map((e) => e.id.toString('hex'))])).toEqual([['cc', [hex('b')]]]);
+  });
+
+  it('names live blobs no pack holds, and bases only dead patches need apart', async () => {
+    const packs = [pack('aa', [['big', 100], ['p', 5, PATCH]])];
+    const plan = await planPrune(packs, new Set([hex('big'), hex('gone')]), { repackBelow: 0.5, readBase: async () => id('lost') });
+    expect(plan.missing).toEqual([hex('gone')]);
+    expect(plan.missingDeadBases).toEqual([hex('lost')]);
+  });
+});
