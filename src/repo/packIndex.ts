@@ -5,6 +5,7 @@
 import { Backend } from '../storage/backend';
 import { CorruptionError } from '../errors';
 import { contentName } from '../crypto/chunkId';
+import { BlobType, blobType } from '../crypto/blobCodec';
 import { RepositoryKeys } from '../crypto/keys';
 import { ChunkIndex, BlobLocation, PENDING_PACK } from './chunkIndex';
 import { IndexedPack, decodeIndexFile, encodeIndexFile } from './indexFile';
@@ -113,6 +114,12 @@ export class PackIndex {
       const entries = await this.readPackHeader(packId, size);
       if (entries) orphans.push({ packId, entries });
       else unreadable.push(packId);
+    }
+    if (keep === 'index-file') {
+      // A backup takes an orphan pack's page patches out: their base may be in a pack an interrupted prune
+      // already deleted (FORMAT.md, rule 8), and deduplicating against such a patch would name a chunk that
+      // cannot be rebuilt. A patch left out is only stored again; whole chunks and maps stand on their own.
+      for (const p of orphans) p.entries = p.entries.filter((e) => blobType(e.typeFlags) !== BlobType.Patch);
     }
     if (orphans.length > 0) {
       if (keep === 'index-file') await this.writeIndexFile(orphans);
