@@ -69,6 +69,25 @@ export interface GuestOutcome {
   snapshotKinds: string[];
 }
 
+/**
+ * What a stop signal must undo: the guests this run holds, and the holds
+ * still being taken (a signal between the pause command and its handle is
+ * answered by the watchdog the driver armed first, asked to release now).
+ */
+class HeldGuests {
+  readonly handles = new Set<QuiesceHandle>();
+  readonly quiescing = new Set<WatchdogGuard>();
+
+  get size(): number {
+    return this.handles.size + this.quiescing.size;
+  }
+
+  async releaseAll(): Promise<void> {
+    for (const guard of this.quiescing) guard.releaseNow();
+    await Promise.allSettled([...this.handles].map((h) => h.release()));
+  }
+}
+
 /** Restore file name of a guest disk: its device name, which is stable across runs. */
 export function fleetDiskName(disk: GuestDisk): string {
   return `${disk.device.replace(/[^A-Za-z0-9._-]/g, '_')}.img`;
@@ -90,11 +109,11 @@ export async function backupFleet(
       const known = opts.about?.(d.id);
       return !known || (known.guest === guest && known.time > (latest.get(guest)?.time ?? ''));
     })?.id;
-  const held = new Set<QuiesceHandle>();
+  const held = new HeldGuests();
   // Ctrl-C or a cron timeout during a quiesce must not leave a guest paused.
   const removeCleanup = opts.cleanup?.add(async (reason) => {
     opts.log(`${reason}: releasing ${held.size} held guest(s)`);
-    await Promise.allSettled([...held].map((h) => h.release()));
+    await held.releaseAll();
   });
   const outcomes: GuestOutcome[] = [];
   try {
@@ -124,7 +143,7 @@ async function backupOne(
   pool: PipelinePool,
   g: FleetGuest,
   previous: StoredRestorePoint | undefined,
-  held: Set<QuiesceHandle>,
+  held: HeldGuests,
   opts: FleetBackupOptions,
 ): Promise<GuestOutcome> {
   const disks = g.guest.disks.filter((d) => !d.cdrom);
@@ -163,7 +182,7 @@ async function snapshotGuest(
   g: FleetGuest,
   groups: Map<SnapshotProvider, GuestDisk[]>,
   previousDisk: (d: GuestDisk) => DiskRecord | undefined,
-  held: Set<QuiesceHandle>,
+  held: HeldGuests,
   opts: FleetBackupOptions,
   snapshots: MadeSnapshot[],
 ): Promise<number> {
@@ -186,13 +205,16 @@ async function snapshotGuest(
     // Armed by the driver right before it pauses: a SIGKILL at any moment after the pause finds a watchdog.
     const watchdog = new WatchdogGuard(opts.watchdogTimeoutMs);
     let handle: QuiesceHandle;
+    held.quiescing.add(watchdog);
     try {
       handle = await g.driver.quiesce(g.guest, g.hooks, watchdog);
     } catch (err) {
       watchdog.releaseNow(); // a pause that timed out may still take effect
       throw err;
+    } finally {
+      held.quiescing.delete(watchdog);
     }
-    held.add(handle);
+    held.handles.add(handle);
     if (!handle.quiesced) watchdog.standDown();
     const t0 = process.hrtime.bigint();
     try {
@@ -202,7 +224,7 @@ async function snapshotGuest(
     } finally {
       await handle.release();
       pauseMs = handle.quiesced ? Number((process.hrtime.bigint() - t0) / 1_000_000n) : 0;
-      held.delete(handle);
+      held.handles.delete(handle);
       watchdog.standDown();
     }
   } else {
