@@ -60,7 +60,7 @@ describe('LibvirtDriver.listGuests (real libvirtd)', () => {
     expect(g!.memoryMiB).toBe(160);
     expect(g!.maxMemoryMiB).toBe(160);
     expect(g!.disks).toEqual([{ device: 'vda', path: running.disks[0]!.path, format: 'raw', readOnly: false }]);
-    expect(g!.nics).toEqual([{ mac: '52:54:00:fe:00:0a' }]);
+    expect(g!.nics).toEqual([{ mac: '52:54:00:fe:00:0a', model: 'virtio' }]);
     expect(g!.config!.fileName).toBe(`${RUNNING}.xml`);
     // The persistent definition, as `virsh define` would take it back: no run-time domain id.
     const kept = parseDomainXml(g!.config!.text, 'kept config');
