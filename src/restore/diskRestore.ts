@@ -35,12 +35,13 @@ export async function restoreDisk(
   const end = Math.min(disk.regions.length, opts.regions?.to ?? disk.regions.length);
   for (let from = first; from < end; from += REGIONS_PER_BATCH) {
     const plan = await restorePlan(repo, disk, from, Math.min(end, from + REGIONS_PER_BATCH));
-    written += await restoreBatch(repo, pool, plan, targetPath, { ...opts, onProgress: (w) => opts.onProgress?.(written + w) });
+    written += await restorePlanned(repo, pool, plan, targetPath, { ...opts, onProgress: (w) => opts.onProgress?.(written + w) });
   }
   return written;
 }
 
-async function restoreBatch(
+/** Writes what `plan` (restorePlan.ts) covers into `targetPath`, for a caller that needs the plan itself too. */
+export async function restorePlanned(
   repo: Repository,
   pool: PipelinePool,
   plan: RestorePlan,

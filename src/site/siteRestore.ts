@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import type { Repository } from '../repo/repository';
 import type { DiskRecord, StoredRestorePoint } from '../repo/restorePoint';
 import type { PipelinePool } from '../workers/pipelinePool';
-import { restoreDisk } from '../restore/diskRestore';
+import { restoreDisk, restorePlanned } from '../restore/diskRestore';
 import { restorePlan } from '../restore/restorePlan';
 import { FerryError, InputError, describeSystemError } from '../errors';
 import { type CommandRunner, describeCommand, runChecked } from '../hypervisor/commandRunner';
@@ -443,8 +443,9 @@ async function writeRemotely(
       } finally {
         fs.closeSync(fd);
       }
-      await restoreDisk(repo, workers, record, scratch, { zeroFill: false, regions: { from, to } });
+      // One plan serves both the restore and the ranges to send: the region maps are read once.
       const plan = await restorePlan(repo, record, from, to);
+      await restorePlanned(repo, workers, plan, scratch, { zeroFill: false });
       // A thick volume is not zeroed: its zero ranges are written too.
       const spans = target.kind === 'thick-lv' ? [{ start: plan.start, end: plan.end }] : plan.dataSpans;
       const rfd = fs.openSync(scratch, 'r');
