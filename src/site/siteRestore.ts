@@ -182,7 +182,7 @@ async function restoreDiskOnHost(
 ): Promise<RestoredDisk> {
   const journal = new RestoreJournal(opts.journalDir);
   const done = journal.read(host.name, target.path, rp.id, record.name);
-  const exists = async (p: string) => (await runner.run('test', ['-e', p])).code === 0;
+  const exists = (p: string) => existsOn(runner, p);
   if (done?.complete && opts.existing === 'refuse' && (await exists(target.path)) && (await targetStamp(runner, target)) === done.stamp) {
     opts.log(`${host.name}: ${g.guest} ${record.name} was restored to ${target.path} by an earlier run of this plan; left as it is`);
     return { name: record.name, target: target.path, writtenBytes: 0, alreadyRestored: true };
@@ -223,6 +223,30 @@ function removeDeadRunsScratch(dir: string): void {
   for (const name of names) {
     const pid = new RegExp(`^${SCRATCH_PREFIX}(\\d+)-`).exec(name)?.[1];
     if (pid && Number(pid) !== process.pid && !processAlive(Number(pid))) fs.rmSync(path.join(dir, name), { force: true });
+  }
+}
+
+/** Whether `p` exists on the host `runner` reaches. */
+async function existsOn(runner: CommandRunner, p: string): Promise<boolean> {
+  return (await runner.run('test', ['-e', p])).code === 0;
+}
+
+/** A new file of `size` bytes, all hole (owner-only: it will hold guest data). */
+function createSparseFile(file: string, size: number): void {
+  const fd = fs.openSync(file, 'wx', 0o600);
+  try {
+    fs.ftruncateSync(fd, size);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function fsyncFile(file: string): void {
+  const fd = fs.openSync(file, 'r+');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
@@ -280,7 +304,7 @@ async function writeGuestConfig(
     return { files: files.map((f) => f.path), notes };
   }
   const [main] = files;
-  if (main && (await runner.run('test', ['-e', main.path])).code === 0) {
+  if (main && (await existsOn(runner, main.path))) {
     // Written by an earlier run of this plan: the same bytes again, nothing to do.
     const there = await runner.run('cat', ['--', main.path]);
     if (there.code === 0 && there.stdout === main.content.toString('utf8')) return { files: files.map((f) => f.path), notes };
@@ -296,12 +320,7 @@ async function writeConfigFile(runner: CommandRunner, host: HostDefinition, site
   const partial = `${file.path}${PARTIAL_SUFFIX}`;
   if (host.address.kind === 'local') {
     fs.writeFileSync(partial, file.content, { mode: file.mode });
-    const fd = fs.openSync(partial, 'r+');
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
+    fsyncFile(partial);
   } else {
     await runChecked(runner, 'rm', ['-f', '--', partial]);
     const w = RemoteFileWriter.open(new SshCommandRunner(host.address, opts.local, site.sshConfig).sshArgs(), partial, file.content.length, `${host.name}:${partial}`);
@@ -353,7 +372,7 @@ function lvcreateArgs(target: PoolVolume, size: number, name: string): string[] 
 /** The target must not exist (unless overwriting); a partial one of an earlier run is replaced. */
 async function prepareTarget(runner: CommandRunner, host: HostDefinition, target: PoolVolume, record: DiskRecord, existing: SiteRestoreOptions['existing']): Promise<void> {
   const partial = partialPath(target);
-  const exists = (await runner.run('test', ['-e', target.path])).code === 0;
+  const exists = await existsOn(runner, target.path);
   if (exists && existing === 'refuse') {
     throw new InputError(`${host.name}:${target.path} already exists; remove it, or restore with --force to overwrite it`);
   }
@@ -363,7 +382,7 @@ async function prepareTarget(runner: CommandRunner, host: HostDefinition, target
     return;
   }
   if (target.pool.type !== 'lvm') return;
-  if ((await runner.run('test', ['-e', partial])).code === 0) await runChecked(runner, 'lvremove', ['-q', '-f', `${target.pool.volumeGroup}/${lvName(partial)}`]);
+  if (await existsOn(runner, partial)) await runChecked(runner, 'lvremove', ['-q', '-f', `${target.pool.volumeGroup}/${lvName(partial)}`]);
   await runChecked(runner, 'lvcreate', lvcreateArgs(target, record.size, lvName(partial)));
 }
 
@@ -376,7 +395,7 @@ async function finishTarget(runner: CommandRunner, target: PoolVolume): Promise<
     return;
   }
   if (target.pool.type !== 'lvm') return;
-  if ((await runner.run('test', ['-e', target.path])).code === 0) await runChecked(runner, 'lvremove', ['-q', '-f', `${target.pool.volumeGroup}/${lvName(target.path)}`]);
+  if (await existsOn(runner, target.path)) await runChecked(runner, 'lvremove', ['-q', '-f', `${target.pool.volumeGroup}/${lvName(target.path)}`]);
   await runChecked(runner, 'lvrename', [target.pool.volumeGroup, lvName(partial), lvName(target.path)]);
 }
 
@@ -391,12 +410,7 @@ async function writeLocally(
   const partial = partialPath(target);
   if (target.kind === 'file' && resumeFrom === 0) {
     try {
-      const fd = fs.openSync(partial, 'wx', 0o600);
-      try {
-        fs.ftruncateSync(fd, record.size);
-      } finally {
-        fs.closeSync(fd);
-      }
+      createSparseFile(partial, record.size);
     } catch (err) {
       throw new InputError(`cannot create ${partial}: ${describeSystemError(err)}`, { cause: err });
     }
@@ -405,12 +419,7 @@ async function writeLocally(
   for (let from = resumeFrom; from < record.regions.length; from += LOCAL_BATCH_REGIONS) {
     const to = Math.min(record.regions.length, from + LOCAL_BATCH_REGIONS);
     written += await restoreDisk(repo, workers, record, partial, { zeroFill: target.kind === 'thick-lv', regions: { from, to } });
-    const fd = fs.openSync(partial, 'r+');
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
+    fsyncFile(partial);
     checkpoint(to);
   }
   return written;
@@ -437,12 +446,7 @@ async function writeRemotely(
       const to = Math.min(record.regions.length, from + REMOTE_BATCH_REGIONS);
       // A fresh sparse scratch file per batch: the last batch's blocks are freed with it.
       fs.rmSync(scratch, { force: true });
-      const fd = fs.openSync(scratch, 'wx', 0o600);
-      try {
-        fs.ftruncateSync(fd, record.size);
-      } finally {
-        fs.closeSync(fd);
-      }
+      createSparseFile(scratch, record.size);
       // One plan serves both the restore and the ranges to send: the region maps are read once.
       const plan = await restorePlan(repo, record, from, to);
       await restorePlanned(repo, workers, plan, scratch, { zeroFill: false });
