@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { Command } from 'commander';
+import { repeatable } from '../options';
 import { backupGuest, imageBackupRequest, withPreviousDisks } from '../../backup/guestBackup';
 import { backupFleet, GuestOutcome } from '../../backup/fleetBackup';
 import { Repository } from '../../repo/repository';
@@ -32,21 +33,20 @@ interface BackupOptions {
   workDir: string;
 }
 
-const collect = (v: string, acc: string[]) => [...acc, v];
 
 export function registerBackup(program: Command): void {
   program
     .command('backup')
     .description('back up one guest\'s disk images (IMAGE...), or every guest of the hypervisors (--all)')
     .argument('[image...]', 'raw image files or block devices of the guest (without --all)')
-    .option('--guest <name>', 'guest name; with --all, a glob pattern selecting guests (repeatable)', collect, [] as string[])
+    .option('--guest <name>', 'guest name; with --all, a glob pattern selecting guests (repeatable)', repeatable, [] as string[])
     .option('--config <file>', "the guest's hypervisor config to keep (image mode); with --all, ferry's config file (default /etc/ferry/ferry.conf)")
-    .option('--tag <tag>', 'tag the restore point (repeatable)', collect, [] as string[])
+    .option('--tag <tag>', 'tag the restore point (repeatable)', repeatable, [] as string[])
     .option('--all', 'back up every guest the hypervisor drivers list')
-    .option('--qmp-socket <path>', 'with --all: a QEMU guest\'s QMP socket (repeatable)', collect, [] as string[])
+    .option('--qmp-socket <path>', 'with --all: a QEMU guest\'s QMP socket (repeatable)', repeatable, [] as string[])
     .option('--libvirt [uri]', 'with --all: guests of libvirtd (default qemu:///system)')
     .option('--xen', 'with --all: guests of the Xen xl toolstack')
-    .option('--exclude <pattern>', 'with --all: skip guests matching this glob (repeatable)', collect, [] as string[])
+    .option('--exclude <pattern>', 'with --all: skip guests matching this glob (repeatable)', repeatable, [] as string[])
     .option('--concurrency <n>', 'with --all: guests backed up at once')
     .option('--work-dir <dir>', 'with --all: where hypervisor backup jobs write their point-in-time copies', process.env.FERRY_WORK_DIR ?? '/var/tmp/ferry')
     .option('--json', 'print the result as JSON')

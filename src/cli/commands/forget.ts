@@ -4,6 +4,7 @@
 // removed by a policy; forget them by id.
 import * as fs from 'node:fs';
 import { Command } from 'commander';
+import { repeatable } from '../options';
 import { withRepository, RepoOptions } from '../session';
 import { table } from '../format';
 import { Repository } from '../../repo/repository';
@@ -31,7 +32,6 @@ interface ForgetOptions {
   config?: string;
 }
 
-const collect = (value: string, previous: string[]) => [...previous, value];
 
 export function registerForget(program: Command): void {
   program
@@ -47,10 +47,10 @@ export function registerForget(program: Command): void {
     .option('--keep-monthly <n>', 'keep the newest point of each of the last N months that have one')
     .option('--keep-yearly <n>', 'keep the newest point of each of the last N years that have one')
     .option('--keep-within <duration>', "keep points younger than this (e.g. 14d, 2w, 6m, 1y), back from the guest's newest point")
-    .option('--keep-tag <tag>', 'keep points with this tag (repeatable)', collect, [])
-    .option('--guest <pattern>', 'only guests matching this name or pattern (repeatable)', collect, [])
-    .option('--host <name>', 'only points backed up on this host (repeatable)', collect, [])
-    .option('--tag <tag>', 'only points with this tag (repeatable)', collect, [])
+    .option('--keep-tag <tag>', 'keep points with this tag (repeatable)', repeatable, [])
+    .option('--guest <pattern>', 'only guests matching this name or pattern (repeatable)', repeatable, [])
+    .option('--host <name>', 'only points backed up on this host (repeatable)', repeatable, [])
+    .option('--tag <tag>', 'only points with this tag (repeatable)', repeatable, [])
     .option('--config <file>', `ferry's config file: its [retention] policy applies when no --keep-* option is given (default ${DEFAULT_CONFIG_PATH} if it exists)`)
     .option('--dry-run', 'only say what would be kept and removed, and why')
     .action(async (refs: string[], opts: ForgetOptions, cmd: Command) => {

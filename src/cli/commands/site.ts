@@ -3,6 +3,7 @@
 // measuring every storage pool on its host (locally, or over ssh).
 import * as fs from 'node:fs';
 import { Command } from 'commander';
+import { repeatable } from '../options';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { stateDir } from '../restorePointRecord';
@@ -28,7 +29,6 @@ interface PlanOptions {
   json?: boolean;
 }
 
-const collect = (value: string, previous: string[]) => [...previous, value];
 
 export function registerSite(program: Command): void {
   const site = program.command('site').description('restore a whole site onto fresh hosts (plan first)');
@@ -37,8 +37,8 @@ export function registerSite(program: Command): void {
     .description("choose each guest's restore point and place it on the target hosts of a hosts file (memory, vCPUs, pool space, pins, anti-affinity)")
     .requiredOption('--hosts <file>', 'the target hosts and their storage pools (hosts.toml; see README, "Disaster recovery")')
     .option('--at <time>', "the latest restore point at or before this time: 2026-11-30 (end of that day) or 2026-11-30T02:00, this host's local time unless an offset is given")
-    .option('--guest <pattern>', 'only guests matching this name or pattern (repeatable)', collect, [])
-    .option('--tag <tag>', 'only restore points with this tag (repeatable)', collect, [])
+    .option('--guest <pattern>', 'only guests matching this name or pattern (repeatable)', repeatable, [])
+    .option('--tag <tag>', 'only restore points with this tag (repeatable)', repeatable, [])
     .option('--out <file>', 'write the plan (JSON) to this file, for `site restore --plan`')
     .option('--json', 'print the plan as JSON instead of a table')
     .action(async (opts: PlanOptions, cmd: Command) => {

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { repeatable } from '../options';
 import { lockOptions, openBackendAt, RepoOptions, s3Concurrency, whileLocked } from '../session';
 import { obtainPassword, passwordGiven } from '../password';
 import { ProgressLine } from '../progress';
@@ -22,7 +23,7 @@ export function registerSync(program: Command): void {
   program
     .command('sync <source> <target>')
     .description('copy to TARGET (made with init --from SOURCE) the objects of SOURCE it lacks, byte for byte: packs, then indexes, then restore points')
-    .option('--guest <name>', 'only restore points of this guest (repeatable; needs the passphrase)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--guest <name>', 'only restore points of this guest (repeatable; needs the passphrase)', repeatable, [] as string[])
     .option('--latest <n>', 'only the newest N restore points of each guest (needs the passphrase)')
     .option('--verify', 'read every copied object back from TARGET and check it against its name')
     .option('--json', 'print the summary as JSON')

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
+import { repeatable } from '../options';
 import { writeFileAtomically } from '../../restore/atomicFile';
 import { loadIndexForReading, withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
 import { ProgressLine } from '../progress';
@@ -68,7 +69,7 @@ export function registerTar(program: Command): void {
     .command('import-tar [file]')
     .description('read a tar made by export-tar (from FILE or stdin) into the repository as a new restore point')
     .option('--guest <name>', "store it under this guest name instead of the export's")
-    .option('--tag <tag>', 'tag the restore point (repeatable); it is always tagged imported', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--tag <tag>', 'tag the restore point (repeatable); it is always tagged imported', repeatable, [] as string[])
     .option('--tmp-dir <dir>', 'where the disks are unpacked as sparse temporary files (default $TMPDIR or /tmp)')
     .option('--json', 'print the result as JSON')
     .action(async (file: string | undefined, opts: ImportOptions, cmd: Command) => {
