@@ -30,6 +30,11 @@ export interface PruneOptions {
    * age may have lost its lock to a backup that now needs what it would delete.
    */
   confirmLock?: () => Promise<void>;
+  /**
+   * Restore point ids to count as already removed: a `forget --prune --dry-run`
+   * reports what prune would free once they are gone.
+   */
+  forgotten?: ReadonlySet<string>;
 }
 
 export interface PruneReport {
@@ -65,7 +70,9 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   const step = opts.onStep ?? (() => undefined);
 
   step('reading restore points');
-  const listing = await repo.listAllRestorePoints();
+  const listed = await repo.listAllRestorePoints();
+  const forgotten = opts.forgotten ?? new Set<string>();
+  const listing = { points: listed.points.filter((p) => !forgotten.has(p.id)), damaged: listed.damaged.filter((d) => !forgotten.has(d.id)) };
   if (listing.damaged.length > 0) {
     const d = listing.damaged[0];
     throw new CorruptionError(

@@ -1,7 +1,8 @@
 // `ferry forget`: remove restore points by id, or by a retention policy
 // (--keep-* options, or [retention] in ferry.conf). Their data stays until
 // 'ferry prune'. Damaged restore points (unreadable, so of unknown age) are never
-// removed by a policy; forget them by id.
+// removed by a policy; forget them by id. With --prune, prune runs right
+// after, under the same exclusive lock, and the report has both parts.
 import * as fs from 'node:fs';
 import { Command } from 'commander';
 import { repeatable } from '../options';
@@ -15,6 +16,8 @@ import { checkGlobs, matchesGlob } from '../../config/glob';
 import { type ForgetGroup, planForget } from '../../retention/forgetPlan';
 import { type RetentionPolicy, isEmptyPolicy, parseRetentionDuration } from '../../retention/retentionPolicy';
 import { seenRestorePoints, warnRecordProblems } from '../restorePointRecord';
+import { addPruneFlags, describePrune, pruneSettings, runPrune, type PruneFlags } from './prune';
+import type { PruneReport } from '../../prune/pruneRun';
 
 interface ForgetOptions {
   dryRun?: boolean;
@@ -30,11 +33,28 @@ interface ForgetOptions {
   host: string[];
   tag: string[];
   config?: string;
+  prune?: boolean;
+  repackBelow?: string;
+  json?: boolean;
 }
+
+/** What a forget did (or would do, with --dry-run): `--json` prints it. */
+interface ForgetReport {
+  dryRun: boolean;
+  /** Full ids of the restore points removed. */
+  removed: string[];
+  /** Restore points a policy kept (ids given: not counted). */
+  kept?: number;
+  groups?: ForgetGroup[];
+  prune?: PruneReport;
+}
+
+/** Where forget's human report goes: stdout, or nowhere under --json. */
+type Say = (line: string) => void;
 
 
 export function registerForget(program: Command): void {
-  program
+  const command = program
     .command('forget [id...]')
     .description(
       'remove restore points by id, or those a retention policy does not keep (per guest and source host; ' +
@@ -53,16 +73,35 @@ export function registerForget(program: Command): void {
     .option('--tag <tag>', 'only points with this tag (repeatable)', repeatable, [])
     .option('--config <file>', `ferry's config file: its [retention] policy applies when no --keep-* option is given (default ${DEFAULT_CONFIG_PATH} if it exists)`)
     .option('--dry-run', 'only say what would be kept and removed, and why')
+    .option('--prune', "then run 'ferry prune' under the same lock (with --dry-run: what it would free once these points are gone)");
+  addPruneFlags(command, 'forget --prune')
+    .option('--json', 'print the report (and with --prune the prune report) as JSON')
     .action(async (refs: string[], opts: ForgetOptions, cmd: Command) => {
       const ropts = cmd.optsWithGlobals() as RepoOptions;
       const policyFor = policyFromOptions(refs, opts);
-      await withRepository(ropts, 'exclusive', 'forget', async (repo) => {
+      const prune = pruneFlagsOf(opts);
+      const say: Say = opts.json ? () => undefined : (line) => console.log(line);
+      await withRepository(ropts, 'exclusive', prune ? 'forget --prune' : 'forget', async (repo, lock) => {
         const seen = seenRestorePoints(repo, ropts);
-        if (policyFor) await forgetByPolicy(repo, seen, policyFor, opts);
-        else await forgetByIds(repo, seen, refs, Boolean(opts.dryRun));
+        const report = policyFor ? await forgetByPolicy(repo, seen, policyFor, opts, say) : await forgetByIds(repo, seen, refs, Boolean(opts.dryRun), say);
         warnRecordProblems(seen);
+        if (prune) {
+          report.prune = await runPrune(repo, lock, prune, { mode: opts.dryRun ? 'dry-run' : 'prune', forgotten: new Set(report.removed) });
+          say(`prune${opts.dryRun ? ' (dry run)' : ''}:`);
+          for (const l of describePrune(report.prune)) say(`  ${l}`);
+        }
+        if (opts.json) console.log(JSON.stringify(report));
       });
     });
+}
+
+/** The prune settings of `forget --prune`; prune's options without --prune are a mistake worth a line. */
+function pruneFlagsOf(opts: ForgetOptions): ReturnType<typeof pruneSettings> | undefined {
+  const flags: PruneFlags = { repackBelow: opts.repackBelow };
+  if (opts.prune) return pruneSettings(flags);
+  const given = Object.entries({ '--repack-below': flags.repackBelow }).filter(([, v]) => v !== undefined).map(([k]) => k);
+  if (given.length > 0) throw new UsageError(`forget: ${given.join(', ')} only applies with --prune`);
+  return undefined;
 }
 
 /** The policy per guest, or undefined when ids were given. Refuses ids and a policy together, and neither. */
@@ -116,7 +155,13 @@ function commandLinePolicy(opts: ForgetOptions): RetentionPolicy | undefined {
   return policy;
 }
 
-async function forgetByPolicy(repo: Repository, seen: SeenRestorePoints, policyFor: (guest: string) => RetentionPolicy | undefined, opts: ForgetOptions): Promise<void> {
+async function forgetByPolicy(
+  repo: Repository,
+  seen: SeenRestorePoints,
+  policyFor: (guest: string) => RetentionPolicy | undefined,
+  opts: ForgetOptions,
+  say: Say,
+): Promise<ForgetReport> {
   const { points, damaged } = await repo.listAllRestorePoints();
   for (const d of damaged) console.error(`ferry: warning: restore point ${d.id.slice(0, 8)} cannot be read (${d.problem}); a policy never removes it: forget it by id`);
   const selected = (guest: string) => opts.guest.length === 0 || opts.guest.some((g) => matchesGlob(guest, g));
@@ -133,7 +178,7 @@ async function forgetByPolicy(repo: Repository, seen: SeenRestorePoints, policyF
   for (const guest of unmanaged) console.error(`ferry: ${guest}: the config's retention policy keeps nothing for this guest; its restore points are left as they are`);
   const managed = points.filter((p) => policies.has(p.guest));
   const groups = planForget(managed, (guest) => policies.get(guest)!, { guest: selected, hosts: opts.host, tags: opts.tag });
-  printPlan(groups, Boolean(opts.dryRun));
+  printPlan(groups, Boolean(opts.dryRun), say);
   const doomed = groups.flatMap((g) => g.decisions.filter((d) => !d.keep).map((d) => d.id));
   if (!opts.dryRun) {
     // Off this host's record first: a `list` running meanwhile must not take the removal for a loss.
@@ -141,13 +186,14 @@ async function forgetByPolicy(repo: Repository, seen: SeenRestorePoints, policyF
     for (const id of doomed) await repo.removeRestorePoint(id);
   }
   const keptCount = groups.reduce((n, g) => n + g.decisions.filter((d) => d.keep).length, 0);
-  console.log(`${opts.dryRun ? 'would remove' : 'removed'} ${doomed.length} restore point(s), kept ${keptCount}, in ${groups.length} group(s)`);
+  say(`${opts.dryRun ? 'would remove' : 'removed'} ${doomed.length} restore point(s), kept ${keptCount}, in ${groups.length} group(s)`);
+  return { dryRun: Boolean(opts.dryRun), removed: doomed, kept: keptCount, groups };
 }
 
-function printPlan(groups: ForgetGroup[], dryRun: boolean): void {
+function printPlan(groups: ForgetGroup[], dryRun: boolean, say: Say): void {
   for (const g of groups) {
-    console.log(`${g.guest} (from ${g.hostname || 'unknown host'}):`);
-    console.log(
+    say(`${g.guest} (from ${g.hostname || 'unknown host'}):`);
+    say(
       table(
         g.decisions.map((d) => ['  ' + (d.keep ? 'keep' : dryRun ? 'would remove' : 'remove'), d.id.slice(0, 8), d.time.replace(/\.\d+Z$/, 'Z'), d.reasons.join(', ')]),
       ),
@@ -155,7 +201,7 @@ function printPlan(groups: ForgetGroup[], dryRun: boolean): void {
   }
 }
 
-async function forgetByIds(repo: Repository, seen: SeenRestorePoints, refs: string[], dryRun: boolean): Promise<void> {
+async function forgetByIds(repo: Repository, seen: SeenRestorePoints, refs: string[], dryRun: boolean, say: Say): Promise<ForgetReport> {
   if (refs.length === 0) throw new UsageError('forget: give restore point ids or a policy');
   // Resolve every id first: an ambiguous one stops the command before anything is removed. An id
   // that names nothing is skipped with a line, so re-running a forget that was interrupted finishes it.
@@ -164,26 +210,27 @@ async function forgetByIds(repo: Repository, seen: SeenRestorePoints, refs: stri
   const ids: string[] = [];
   for (const ref of refs) {
     if (ref !== 'latest' && !names.some((n) => n.startsWith(ref))) {
-      forgetGone(repo, seen, ref, dryRun);
+      forgetGone(repo, seen, ref, dryRun, say);
       continue;
     }
     ids.push(ref === 'latest' ? (await repo.findRestorePoint('latest')).id : await repo.restorePointName(ref));
   }
-  for (const id of ids) await forgetOne(repo, seen, id, dryRun);
+  for (const id of ids) await forgetOne(repo, seen, id, dryRun, say);
+  return { dryRun, removed: ids };
 }
 
 /** An id the repository no longer has: forgetting it acknowledges the loss if this host still expects it, else it is skipped. */
-function forgetGone(repo: Repository, seen: SeenRestorePoints, ref: string, dryRun: boolean): void {
+function forgetGone(repo: Repository, seen: SeenRestorePoints, ref: string, dryRun: boolean, say: Say): void {
   const expected = ref.length >= 4 ? seen.vanished([]).filter((p) => p.id.startsWith(ref)) : [];
   if (expected.length !== 1) {
     console.error(`skipped ${ref}: no such restore point (already removed?)`);
     return;
   }
   if (!dryRun) seen.forgot([expected[0].id]);
-  console.log(`restore point ${expected[0].id.slice(0, 8)} (${expected[0].guest}, ${expected[0].time}) was already gone from ${repo.location}; this host ${dryRun ? 'would no longer expect' : 'no longer expects'} it`);
+  say(`restore point ${expected[0].id.slice(0, 8)} (${expected[0].guest}, ${expected[0].time}) was already gone from ${repo.location}; this host ${dryRun ? 'would no longer expect' : 'no longer expects'} it`);
 }
 
-async function forgetOne(repo: Repository, seen: SeenRestorePoints, id: string, dryRun: boolean): Promise<void> {
+async function forgetOne(repo: Repository, seen: SeenRestorePoints, id: string, dryRun: boolean, say: Say): Promise<void> {
   const would = dryRun ? 'would remove' : 'removed';
   // Off this host's record first: a `list` running meanwhile must not take the removal for a loss.
   const describe = await repo.loadRestorePointByName(id).then(
@@ -198,5 +245,5 @@ async function forgetOne(repo: Repository, seen: SeenRestorePoints, id: string, 
     seen.forgot([id]);
     await repo.removeRestorePoint(id);
   }
-  console.log(`${would} restore point ${id.slice(0, 8)} ${describe}`);
+  say(`${would} restore point ${id.slice(0, 8)} ${describe}`);
 }
