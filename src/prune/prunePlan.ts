@@ -26,8 +26,10 @@ export interface Repack {
 }
 
 export interface PrunePlan {
-  /** Packs that stay as they are (only their patches' bodies are read). */
+  /** Packs that stay as they are (only their patches' bodies are read); `deferred` ones included. */
   keep: PackContents[];
+  /** Packs that would be repacked but stay whole this run, over the repack budget: a later run repacks them. */
+  deferred: PackContents[];
   repack: Repack[];
   /** Packs holding no blob whose kept copy they are. */
   remove: PackContents[];
@@ -42,11 +44,55 @@ export interface PlanOptions {
   repackBelow: number;
   /** The base id a stored page patch (this copy, in this pack) names; throws when its body cannot be read. */
   readBase: (pack: PackContents, entry: PackEntry) => Promise<Buffer>;
+  /**
+   * At most this many bytes of packs (their stored size) are repacked; the
+   * packs with the lowest live share go first, the rest stay whole this run.
+   */
+  maxRepackBytes?: number;
 }
 
 type Need = 'restore-point' | 'stored-patch';
 
+/**
+ * The plan. With a repack budget, the packs over it are kept whole and the
+ * plan is made again: a pack kept whole keeps its dead patches, whose bases
+ * may then need copying out of packs that were to go, so it repeats until
+ * what is repacked fits (the set of packs kept whole only grows).
+ */
 export async function planPrune(packs: readonly PackContents[], live: LiveBlobs, opts: PlanOptions): Promise<PrunePlan> {
+  const deferred = new Set<PackContents>();
+  for (;;) {
+    const plan = await planOnce(packs, live, opts, deferred);
+    if (opts.maxRepackBytes === undefined) return plan;
+    const over = overBudget(plan.repack, opts.maxRepackBytes);
+    if (over.length === 0) return { ...plan, deferred: plan.keep.filter((p) => deferred.has(p)) };
+    for (const r of over) deferred.add(r.pack);
+  }
+}
+
+/** The repacks that do not fit the budget when the packs with the lowest live share go first. */
+function overBudget(repack: readonly Repack[], maxBytes: number): Repack[] {
+  const share = (r: Repack) => sum(r.copy.map((e) => e.storedLength)) / Math.max(1, sum(r.pack.entries.map((e) => e.storedLength)));
+  const order = [...repack].sort((a, b) => share(a) - share(b) || (a.pack.packId < b.pack.packId ? -1 : 1));
+  let used = 0;
+  let full = false;
+  const over: Repack[] = [];
+  for (const r of order) {
+    // In order only: a smaller pack with more live data does not jump the queue.
+    if (!full && used + r.pack.size <= maxBytes) used += r.pack.size;
+    else {
+      full = true;
+      over.push(r);
+    }
+  }
+  return over;
+}
+
+function sum(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0);
+}
+
+async function planOnce(packs: readonly PackContents[], live: LiveBlobs, opts: PlanOptions, keepWhole: ReadonlySet<PackContents>): Promise<PrunePlan> {
   const byName = [...packs].sort((a, b) => (a.packId < b.packId ? -1 : a.packId > b.packId ? 1 : 0));
   // A live blob stored twice counts for the first pack in name order only, so that of two
   // copies of the same blobs (an interrupted prune's new pack beside its source) one goes.
@@ -71,7 +117,7 @@ export async function planPrune(packs: readonly PackContents[], live: LiveBlobs,
       if (owner.get(hex) === pack) liveBytes += e.storedLength;
     }
     // The share is of the blobs' bytes, not the file's, so a pack that is all live counts 1 whatever its header takes.
-    if (liveBytes > 0 && liveBytes >= opts.repackBelow * blobBytes) whole.push(pack);
+    if (keepWhole.has(pack) || (liveBytes > 0 && liveBytes >= opts.repackBelow * blobBytes)) whole.push(pack);
     else others.push(pack);
   }
 
@@ -122,5 +168,5 @@ export async function planPrune(packs: readonly PackContents[], live: LiveBlobs,
     if (copy) repack.push({ pack, copy: [...copy].sort((a, b) => a.offset - b.offset) });
     else remove.push(pack);
   }
-  return { keep: whole, repack, remove, missing: [...missing], missingDeadBases: [...missingDeadBases] };
+  return { keep: whole, deferred: [], repack, remove, missing: [...missing], missingDeadBases: [...missingDeadBases] };
 }

@@ -20,6 +20,8 @@ import { PackContents, planPrune } from './prunePlan';
 export interface PruneOptions {
   /** Repack packs whose live share is below this (0..1). */
   repackBelow: number;
+  /** Repack at most this many bytes of packs in this run (lowest live share first); the rest waits for a later run. */
+  maxRepackBytes?: number;
   /** 'dry-run' computes and reports, and writes and deletes nothing. */
   mode: 'dry-run' | 'prune';
   /** Called before each step, for a progress line. */
@@ -51,6 +53,11 @@ export interface PruneReport {
   packsDeleted: number;
   packsRepacked: number;
   packsWritten: number;
+  /** Stored bytes of the packs repacked (read and rewritten). */
+  bytesRepacked: number;
+  /** Packs that need a repack but stay whole this run, over the repack budget; a later prune repacks them. */
+  packsRepackDeferred: number;
+  bytesRepackDeferred: number;
   indexFilesBefore: number;
   indexFilesAfter: number;
   /** Unindexed packs whose header cannot be read: left alone ('ferry repair' salvages them). */
@@ -121,7 +128,15 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   step('finding live blobs');
   const live = await findLiveBlobs(repo, listing.points);
   step('following page patches of kept copies');
-  const plan = await planPrune(packs, live, { repackBelow: opts.repackBelow, readBase: (pack, entry) => readPatchBase(repo, pack, entry) });
+  // A budget plans more than once: each patch's body is read once.
+  const bases = new Map<string, Promise<Buffer>>();
+  const readBase = (pack: PackContents, entry: PackEntry): Promise<Buffer> => {
+    const key = `${pack.packId}:${entry.offset}`;
+    let base = bases.get(key);
+    if (!base) bases.set(key, (base = readPatchBase(repo, pack, entry)));
+    return base;
+  };
+  const plan = await planPrune(packs, live, { repackBelow: opts.repackBelow, maxRepackBytes: opts.maxRepackBytes, readBase });
   if (plan.missing.length > 0) {
     throw new CorruptionError(
       `${repo.location}: ${plan.missing.length} blob(s) restore points need are in no pack (first ${plan.missing[0].slice(0, 16)}); prune deletes nothing: run 'ferry check'`,
@@ -149,6 +164,9 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
     packsDeleted: dropped.length,
     packsRepacked: plan.repack.length,
     packsWritten: 0,
+    bytesRepacked: sum(plan.repack.map((r) => r.pack.size)),
+    packsRepackDeferred: plan.deferred.length,
+    bytesRepackDeferred: sum(plan.deferred.map((p) => p.size)),
     indexFilesBefore: indexNames.length,
     indexFilesAfter: indexNames.length,
     unreadablePacks,

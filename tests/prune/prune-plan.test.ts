@@ -67,6 +67,42 @@ describe('planPrune', () => {
     expect(plan.repack.map((r) => [r.pack.packId, r.copy.map((e) => e.id.toString('hex'))])).toEqual([['cc', [hex('b')]]]);
   });
 
+  it('with a repack budget, repacks the packs with the lowest live share first and keeps the rest whole for a later run', async () => {
+    // Live shares: aa 40%, bb 10%, cc 30%, dd 20%; each pack file is 200 bytes. ee has nothing live: deleted whatever the budget.
+    const packs = [
+      pack('aa', [['a', 40], ['a-', 60]]), pack('bb', [['b', 10], ['b-', 90]]), pack('cc', [['c', 30], ['c-', 70]]),
+      pack('dd', [['d', 20], ['d-', 80]]), pack('ee', [['e-', 100]]),
+    ];
+    const live = new Set(['a', 'b', 'c', 'd'].map(hex));
+    const plan = await planPrune(packs, live, { repackBelow: 0.5, readBase: noPatches, maxRepackBytes: 450 });
+    expect(plan.repack.map((r) => r.pack.packId)).toEqual(['bb', 'dd']);
+    expect(names(plan.deferred)).toEqual(['aa', 'cc']);
+    expect(names(plan.keep)).toEqual(['aa', 'cc']);
+    expect(names(plan.remove)).toEqual(['ee']);
+    // In order only: a budget that cannot take the lowest share's pack repacks nothing.
+    const tight = await planPrune(packs, live, { repackBelow: 0.5, readBase: noPatches, maxRepackBytes: 199 });
+    expect(tight.repack).toEqual([]);
+    expect(names(tight.deferred)).toEqual(['aa', 'bb', 'cc', 'dd']);
+    expect(names(tight.remove)).toEqual(['ee']);
+    const unbounded = await planPrune(packs, live, { repackBelow: 0.5, readBase: noPatches });
+    expect(unbounded.repack.map((r) => r.pack.packId)).toEqual(['aa', 'bb', 'cc', 'dd']);
+    expect(unbounded.deferred).toEqual([]);
+  });
+
+  it('a pack kept whole over the budget keeps the base of its dead patch, and what that costs still fits the budget', async () => {
+    // aa (live 10%) keeps its dead patch 'p' when it is deferred; p's base 'b' is in cc, which was to be deleted.
+    const packs = [pack('aa', [['a', 10], ['p', 5, PATCH], ['a-', 85]]), pack('bb', [['x', 5], ['x-', 95]]), pack('cc', [['b', 50], ['junk', 50]])];
+    const readBase = async () => id('b');
+    const unbounded = await planPrune(packs, new Set([hex('a'), hex('x')]), { repackBelow: 0.5, readBase });
+    expect(unbounded.repack.map((r) => r.pack.packId)).toEqual(['aa', 'bb']);
+    expect(names(unbounded.remove)).toEqual(['cc']);
+    // Room for one pack: bb (5%) goes first; aa stays whole, so cc must be repacked for 'b' — over the budget, so cc stays whole too.
+    const plan = await planPrune(packs, new Set([hex('a'), hex('x')]), { repackBelow: 0.5, readBase, maxRepackBytes: 200 });
+    expect(plan.repack.map((r) => r.pack.packId)).toEqual(['bb']);
+    expect(names(plan.deferred)).toEqual(['aa', 'cc']);
+    expect(plan.remove).toEqual([]);
+  });
+
   it('names live blobs no pack holds, and bases only dead patches need apart', async () => {
     const packs = [pack('aa', [['big', 100], ['p', 5, PATCH]])];
     const plan = await planPrune(packs, new Set([hex('big'), hex('gone')]), { repackBelow: 0.5, readBase: async () => id('lost') });

@@ -35,6 +35,7 @@ interface ForgetOptions {
   config?: string;
   prune?: boolean;
   repackBelow?: string;
+  maxRepack?: string;
   json?: boolean;
 }
 
@@ -97,9 +98,9 @@ export function registerForget(program: Command): void {
 
 /** The prune settings of `forget --prune`; prune's options without --prune are a mistake worth a line. */
 function pruneFlagsOf(opts: ForgetOptions): ReturnType<typeof pruneSettings> | undefined {
-  const flags: PruneFlags = { repackBelow: opts.repackBelow };
+  const flags: PruneFlags = { repackBelow: opts.repackBelow, maxRepack: opts.maxRepack };
   if (opts.prune) return pruneSettings(flags);
-  const given = Object.entries({ '--repack-below': flags.repackBelow }).filter(([, v]) => v !== undefined).map(([k]) => k);
+  const given = Object.entries({ '--repack-below': flags.repackBelow, '--max-repack': flags.maxRepack }).filter(([, v]) => v !== undefined).map(([k]) => k);
   if (given.length > 0) throw new UsageError(`forget: ${given.join(', ')} only applies with --prune`);
   return undefined;
 }

@@ -11,6 +11,7 @@ import type { Repository } from '../../repo/repository';
 /** The options prune and `forget --prune` share, as commander gives them. */
 export interface PruneFlags {
   repackBelow?: string;
+  maxRepack?: string;
 }
 
 interface PruneCommandOptions extends PruneFlags {
@@ -21,24 +22,38 @@ interface PruneCommandOptions extends PruneFlags {
 /** Adds prune's settings to `command`: `prune` itself, or `forget`, where they apply with --prune. */
 export function addPruneFlags(command: Command, who: 'prune' | 'forget --prune'): Command {
   const only = who === 'prune' ? '' : 'with --prune: ';
-  return command.option('--repack-below <fraction>', `${only}repack packs whose live share is below this (0 to 1; default 0.5)`);
+  return command
+    .option('--repack-below <fraction>', `${only}repack packs whose live share is below this (0 to 1; default 0.5)`)
+    .option('--max-repack <size>', `${only}rewrite at most this many bytes of packs in this run (e.g. 500M, 2G), lowest live share first; a later prune does the rest`);
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
+
+/** `500M`, `2G`, `1.5T`, `4096` → bytes (K, M, G, T are powers of 1024). */
+function parseSize(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim());
+  const bytes = m ? Math.floor(Number(m[1]) * SIZE_UNITS[m[2].toUpperCase()]) : NaN;
+  if (!(bytes >= 0)) throw new UsageError(`${flag}: '${text}' is not a size; use bytes with K, M, G or T, e.g. 2G`);
+  return bytes;
 }
 
 /** The prune settings the flags ask for (bad values are usage errors). */
-export function pruneSettings(flags: PruneFlags): Pick<PruneOptions, 'repackBelow'> {
+export function pruneSettings(flags: PruneFlags): PruneSettings {
   const text = flags.repackBelow ?? '0.5';
   const repackBelow = Number(text);
   if (!(repackBelow >= 0 && repackBelow <= 1)) {
     throw new UsageError(`--repack-below: '${text}' must be a fraction from 0 to 1, e.g. 0.5`);
   }
-  return { repackBelow };
+  return { repackBelow, maxRepackBytes: flags.maxRepack === undefined ? undefined : parseSize(flags.maxRepack, '--max-repack') };
 }
+
+export type PruneSettings = Pick<PruneOptions, 'repackBelow' | 'maxRepackBytes'>;
 
 /** Prune under `lock` (held exclusive by the caller), with prune's warnings on stderr. */
 export async function runPrune(
   repo: Repository,
   lock: RepositoryLock | undefined,
-  settings: Pick<PruneOptions, 'repackBelow'>,
+  settings: PruneSettings,
   extra: Pick<PruneOptions, 'mode' | 'forgotten'>,
 ): Promise<PruneReport> {
   const r = await pruneRepository(repo, { ...settings, ...extra, confirmLock: () => lock!.verify() });
@@ -58,6 +73,9 @@ export function describePrune(r: PruneReport): string[] {
     line('restore points kept', `${r.restorePointsKept} (${r.liveBlobs} live blobs)`),
     line(r.dryRun ? 'would free' : 'freed', `${r.blobsFreed} blobs, ${formatBytes(r.bytesFreed)} (packs ${formatBytes(r.packBytesBefore)} → ${formatBytes(r.packBytesAfter)})`),
     line('packs', `${r.packsDeleted} ${r.dryRun ? 'to delete' : 'deleted'} (${r.packsRepacked} of them repacked), ${r.packsWritten} ${r.dryRun ? 'to write' : 'written'}; ${r.packsBefore} → ${r.packsAfter}`),
+    ...(r.packsRepackDeferred > 0
+      ? [line('left for later', `${r.packsRepackDeferred} pack(s), ${formatBytes(r.bytesRepackDeferred)}, over --max-repack (${formatBytes(r.bytesRepacked)} repacked${r.dryRun ? ' in this run' : ''}): the next prune repacks them`)]
+      : []),
     line('index files', `${r.indexFilesBefore} → ${r.indexFilesAfter}`),
     line('time', `${(r.durationMs / 1000).toFixed(1)} s${r.dryRun ? ' (dry run: nothing written or deleted)' : ''}`),
   ];
