@@ -32,6 +32,7 @@ export function buildProgram(): Command {
     .option('--state-dir <dir>', "this host's record of the restore points it has seen, to notice any that vanish (env FERRY_STATE_DIR; default ~/.local/state/ferry)")
     .option('--object-lock-days <n>', 'S3 (init, backup, sync): write objects with Object Lock retention of N days')
     .option('--insecure-http', 'allow s3:http:// to another host (unencrypted, unauthenticated transport); loopback is always allowed')
+    .option('--wait-lock <duration>', 'wait up to this long (e.g. 60s, 10m) for a conflicting repository lock to go, instead of failing at once (exit 5)')
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });

@@ -10,15 +10,19 @@ import { LocalBackend } from '../storage/local';
 import { openBackend, wrapBackend } from '../storage/open';
 import { Repository } from '../repo/repository';
 import { preferIntactCopies } from '../repo/packHealth';
-import { acquireLock, DEFAULT_LOCK_TIMING, LockMode, LockOptions, LockTiming, loadHostId, newHostId, RepositoryLock } from '../repo/lock';
+import { DEFAULT_LOCK_TIMING, LockMode, LockOptions, LockTiming, loadHostId, newHostId, RepositoryLock } from '../repo/lock';
 import { FencedBackend } from '../storage/fenced';
 import { PipelinePool } from '../workers/pipelinePool';
 import { InputError, UsageError } from '../errors';
 import { obtainPassword, PasswordOptions } from './password';
 import type { StateOptions } from './restorePointRecord';
+import { acquireLockWaiting } from '../repo/lockWait';
+import { lockWaitFromOptions } from './lockWaitOption';
 
 export interface RepoOptions extends PasswordOptions, StorageOptions, StateOptions {
   repo?: string;
+  /** `--wait-lock 60s`: wait this long for a conflicting lock to go (src/cli/lockWaitOption.ts). */
+  waitLock?: string;
 }
 
 /** Global options that shape how a repository location is reached (see src/cli/main.ts). */
@@ -213,10 +217,11 @@ export async function withRepository<T>(
   command: string,
   body: (repo: Repository, lock: RepositoryLock | undefined) => Promise<T>,
 ): Promise<T> {
+  const wait = lockWaitFromOptions(opts); // a bad --wait-lock is refused before anything is opened
   const { repo, fenced } = await openFencedRepository(opts);
   try {
     if (lockMode === 'none') return await body(repo, undefined);
-    const lock = await acquireLock(repo, lockMode, command, lockOptions((err) => fenced.fence(err)));
+    const lock = await acquireLockWaiting(repo, lockMode, command, lockOptions((err) => fenced.fence(err)), wait);
     try {
       return await whileLocked([lock], () => body(repo, lock));
     } finally {

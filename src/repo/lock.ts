@@ -332,16 +332,15 @@ export async function acquireLock(where: Repository | LockScope, mode: LockMode,
       }
       if (!other.info) {
         if (!opts.unreadableConflicts) continue; // another repository's, or damaged: it goes stale
-        throw new LockedError(
-          `${scope.location} holds a lock this ${command} cannot read without the passphrase (locks/${other.name}), and it is not stale; ` +
-            `give the passphrase (--password-file) so ferry can tell whether it conflicts, or wait for it to go`,
+        throw new LockConflictError(
+          scope.location,
+          `holds a lock this ${command} cannot read without the passphrase (locks/${other.name}), and it is not stale`,
+          'give the passphrase (--password-file) so ferry can tell whether it conflicts, or wait for it to go',
         );
       }
       if (info.exclusive || other.info.exclusive) {
         const o = other.info;
-        throw new LockedError(
-          `${scope.location} is locked (${o.exclusive ? 'exclusive' : 'shared'}) by '${o.command}', pid ${o.pid} on ${holder(o)} since ${o.time}; ${lockAdvice(o)}`,
-        );
+        throw new LockConflictError(scope.location, `is locked (${o.exclusive ? 'exclusive' : 'shared'}) by '${o.command}', pid ${o.pid} on ${holder(o)} since ${o.time}`, lockAdvice(o));
       }
     }
   } catch (err) {
@@ -349,6 +348,22 @@ export async function acquireLock(where: Repository | LockScope, mode: LockMode,
     throw err;
   }
   return lock;
+}
+
+/**
+ * A live lock of another process conflicts with the one asked for (exit 5, as
+ * locked). Its parts let a caller that waited say who still holds it.
+ */
+export class LockConflictError extends LockedError {
+  constructor(
+    readonly location: string,
+    /** Who holds it, as a predicate of the location: "is locked (exclusive) by 'prune', pid 12 on host since ...". */
+    readonly holder: string,
+    /** What to do about it. */
+    readonly advice: string,
+  ) {
+    super(`${location} ${holder}; ${advice}`);
+  }
 }
 
 /**

@@ -8,7 +8,9 @@ import { syncRepositories, SyncSummary } from '../../sync/repositorySync';
 import { UsageError } from '../../errors';
 import { FencedBackend } from '../../storage/fenced';
 import { Repository } from '../../repo/repository';
-import { acquireLock, RepositoryLock } from '../../repo/lock';
+import type { RepositoryLock } from '../../repo/lock';
+import { acquireLockWaiting } from '../../repo/lockWait';
+import { lockWaitFromOptions } from '../lockWaitOption';
 import { checkSameIdentity } from '../../sync/copyTarget';
 import { LEFTOVER_AGE_MS, removeTemporaryLeftovers } from '../../storage/leftovers';
 
@@ -54,6 +56,7 @@ export function registerSync(program: Command): void {
         if (leftovers.files > 0 && !opts.json) {
           console.error(`${fenced.location}: removed ${leftovers.files} leftover temporary file(s) (${formatBytes(leftovers.bytes)}) of interrupted writes, not modified for ${LEFTOVER_AGE_MS / 60000} minutes`);
         }
+        const wait = lockWaitFromOptions(global);
         const lock = lockOptions((err) => {
           source.fence(err);
           fenced.fence(err);
@@ -61,14 +64,14 @@ export function registerSync(program: Command): void {
         // Shared at both ends: sync only adds objects, like a backup; forget, key remove and
         // prune (exclusive) must wait on either end, and two syncs or a backup may run alongside.
         if (secret) {
-          locks.push(await acquireLock(await Repository.open(source, secret), 'shared', 'sync (source)', lock));
-          locks.push(await acquireLock(await Repository.open(fenced, secret), 'shared', 'sync (target)', lock));
+          locks.push(await acquireLockWaiting(await Repository.open(source, secret), 'shared', 'sync (source)', lock, wait));
+          locks.push(await acquireLockWaiting(await Repository.open(fenced, secret), 'shared', 'sync (target)', lock, wait));
         } else {
           // No key, so plaintext locks that cannot tell a backup's lock from a forget's. At the
           // target, where an unseen forget or prune would delete what is copied, any live lock
           // it cannot read stops it; at the source the worst is a failed read, so it goes on.
-          locks.push(await acquireLock({ backend: source, location: source.location }, 'shared', 'sync (source)', lock));
-          locks.push(await acquireLock({ backend: fenced, location: fenced.location }, 'shared', 'sync (target)', { ...lock, unreadableConflicts: true }));
+          locks.push(await acquireLockWaiting({ backend: source, location: source.location }, 'shared', 'sync (source)', lock, wait));
+          locks.push(await acquireLockWaiting({ backend: fenced, location: fenced.location }, 'shared', 'sync (target)', { ...lock, unreadableConflicts: true }, wait));
         }
         const progress = new ProgressLine('sync', opts.json);
         const summary = await whileLocked(locks, () =>
