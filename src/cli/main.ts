@@ -18,6 +18,7 @@ import { registerTar } from './commands/tar';
 import { disableSeekAddon } from '../dedupe/imageSource';
 import { registerRepair } from './commands/repair';
 import { registerPrune } from './commands/prune';
+import { registerSchedule } from './commands/schedule';
 
 export function buildProgram(): Command {
   const program = new Command('ferry')
@@ -51,6 +52,7 @@ export function buildProgram(): Command {
   registerTar(program);
   registerSite(program);
   registerRepair(program);
+  registerSchedule(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }
