@@ -37,6 +37,7 @@ export function registerSync(program: Command): void {
         if (!Number.isInteger(latest) || latest < 1) throw new UsageError(`--latest ${opts.latest}: give a whole number of restore points, at least 1`);
       }
       const selective = opts.guest.length > 0 || latest !== undefined;
+      const wait = lockWaitFromOptions(global); // a bad --wait-lock is refused before anything is touched
       // A full sync copies sealed objects by name and needs no key; a selection must read region maps.
       // With the passphrase, locks are sealed as everywhere else; without it they are plaintext (lock.ts).
       const secret = selective || passwordGiven(global) ? await obtainPassword(global) : undefined;
@@ -56,7 +57,6 @@ export function registerSync(program: Command): void {
         if (leftovers.files > 0 && !opts.json) {
           console.error(`${fenced.location}: removed ${leftovers.files} leftover temporary file(s) (${formatBytes(leftovers.bytes)}) of interrupted writes, not modified for ${LEFTOVER_AGE_MS / 60000} minutes`);
         }
-        const wait = lockWaitFromOptions(global);
         const lock = lockOptions((err) => {
           source.fence(err);
           fenced.fence(err);
