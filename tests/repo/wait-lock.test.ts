@@ -2,11 +2,17 @@
 // to go instead of failing at once, and after the wait fails with exit 5 naming
 // the holder and how long it waited. Here a backup meets a prune's exclusive
 // lock; the prune is stopped (SIGSTOP) while it holds it, so the test decides
-// when it ends, not the machine's speed.
+// when it ends, not the machine's speed. sync, which locks both ends itself,
+// waits for another host's lock the test removes.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { EXIT, TestRepo, expectCleanFailure, expectSuccess, listFiles, useScratch, writeRandomishImage, type RunningFerry } from '../support';
+import { EXIT, TestRepo, expectCleanFailure, expectSuccess, ferry, listFiles, spawnFerry, useScratch, writeRandomishImage, type RunningFerry } from '../support';
+import { LocalBackend } from '../../src/storage/local';
+import { Repository } from '../../src/repo/repository';
+import { sealObject } from '../../src/crypto/objectCodec';
+import { readSecretFile } from '../../src/cli/password';
+import type { LockInfo } from '../../src/repo/lock';
 
 const MiB = 1024 * 1024;
 const scratch = useScratch('wait-lock');
@@ -52,6 +58,15 @@ async function heldPrune(repo: TestRepo): Promise<RunningFerry> {
   expect(exited, 'prune finished before its lock was seen').toBe(false);
   expect(locksOf(repo)).toHaveLength(1);
   return prune;
+}
+
+/** A lock as another host's ferry writes it, sealed with the repository's data key; returns its file. */
+async function plantLock(keys: TestRepo, dir: string, info: LockInfo): Promise<string> {
+  const opened = await Repository.open(new LocalBackend(dir), readSecretFile(keys.passwordFile, 'test'));
+  const file = path.join(dir, 'locks', 'e'.repeat(32));
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, sealObject(opened.keys.dataKey, 'lock', Buffer.from(JSON.stringify(info))));
+  return file;
 }
 
 function stderrOf(run: RunningFerry): () => string {
@@ -100,6 +115,25 @@ describe('--wait-lock', () => {
     }
     expectSuccess(await prune.done, 'prune');
     await repo.expectCheckPasses(false);
+  });
+
+  it("sync waits too: for another host's prune at the target, and copies once that lock is gone", async () => {
+    const source = await fixture.copyTo(scratch.path(`copy-${++copies}`));
+    const target = scratch.path(`target-${copies}`);
+    const env = { FERRY_PASSWORD_FILE: source.passwordFile };
+    expectSuccess(await ferry(['init', '--from', source.path, '--repo', target], { env }));
+    const planted = await plantLock(source, target, { host: 'dom0-b', hostId: 'b'.repeat(32), pid: 4242, time: new Date().toISOString(), exclusive: true, command: 'prune' });
+    const sync = spawnFerry(['sync', source.path, target, '--wait-lock', '60s'], { env });
+    const stderr = stderrOf(sync);
+    let exited = false;
+    void sync.done.then(() => (exited = true));
+    await until(() => exited || /waiting up to/.test(stderr()), 'the sync to start waiting');
+    expect(stderr()).toMatch(new RegExp(`^ferry: ${target} is locked \\(exclusive\\) by 'prune', pid 4242 on dom0-b since .*; waiting up to 1 min 0 s`, 'm'));
+    fs.rmSync(planted);
+    const result = await sync.done;
+    expectSuccess(result, 'sync');
+    expect(result.stderr).toMatch(/^ferry: got the lock after waiting/m);
+    expect(fs.readdirSync(path.join(target, 'snapshots')).sort()).toEqual(fs.readdirSync(path.join(source.path, 'snapshots')).sort());
   });
 
   it('refuses a duration it cannot read, on any command', async () => {
