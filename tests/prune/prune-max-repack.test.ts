@@ -1,13 +1,17 @@
 // `ferry prune --max-repack SIZE`: one run rewrites at most SIZE of packs, the
-// rest is reported and left whole, and the next run continues where it stopped.
-// (Which packs go first, lowest live share, is in prune-plan.test.ts.)
+// rest is reported and left whole, and the next run continues where it stopped;
+// the packs with the lowest live share go first (also in prune-plan.test.ts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { EXIT, FAST_KDF, TestRepo, expectCleanFailure, expectSuccess, ferry, parseJson, pseudoRandomBytes, sha256File, useScratch, writeRandomishImage } from '../support';
+import { EXIT, TestRepo, expectCleanFailure, expectSuccess, listFiles, parseJson, pseudoRandomBytes, sha256File, useScratch } from '../support';
 
 const MiB = 1024 * 1024;
 const scratch = useScratch('prune-max-repack');
+
+function packNames(repo: TestRepo): string[] {
+  return listFiles(path.join(repo.path, 'data')).map((f) => path.basename(f));
+}
 
 interface PruneReport {
   packsRepacked: number;
@@ -18,52 +22,64 @@ interface PruneReport {
 }
 
 describe('ferry prune --max-repack', () => {
-  it('rewrites at most the budget per run, reports what is left, and a second run continues', async () => {
-    // 1 MiB packs, so 8 MiB of data make several packs that each keep about a quarter live.
-    const dir = scratch.path('repo');
-    const repo = new TestRepo(dir, scratch.path('repo.password'));
-    fs.writeFileSync(repo.passwordFile, 'max repack\n', { mode: 0o600 });
-    expectSuccess(await ferry(['init', '--repo', dir, '--password-file', repo.passwordFile, '--pack-size', '1M', ...FAST_KDF]));
-    const image = scratch.path('g.img');
-    writeRandomishImage(image, 8 * MiB, 7, { holes: 0, text: 0 });
-    const first = await repo.backup('g', [image]);
-    const fd = fs.openSync(image, 'r+');
-    for (let k = 0; k < 8; k++) fs.writeSync(fd, pseudoRandomBytes(8, k, 768 * 1024), 0, 768 * 1024, k * MiB);
-    fs.closeSync(fd);
-    const second = await repo.backup('g', [image]);
-    const sha256 = await sha256File(image);
-    expectSuccess(await repo.run(['forget', first.id]));
+  it('rewrites at most the budget per run, lowest live share first, reports what is left, and the next runs continue', async () => {
+    // Guest g<i>'s image is A<i> | B<i> (9 MiB, incompressible), stored in a pack of its own; guest
+    // keep's image holds every A<i> (3, 5, 7 MiB). With the g<i> points forgotten, g<i>'s pack keeps
+    // A<i> live but for the chunks at its two ends (under 2 MiB: chunks are at most 1 MiB, and the
+    // chunker's key is random per repository), so the live shares are below 0.9 and in the order of i.
+    const repo = await TestRepo.init(scratch, 'repo');
+    const packsOf = new Map<number, string[]>();
+    const forgotten: string[] = [];
+    const parts: Buffer[] = [];
+    for (let i = 1; i <= 3; i++) {
+      const a = pseudoRandomBytes(70, i, (2 * i + 1) * MiB);
+      const b = pseudoRandomBytes(71, i, 9 * MiB - a.length);
+      parts.push(a);
+      const image = scratch.path(`g${i}.img`);
+      fs.writeFileSync(image, Buffer.concat([a, b]));
+      const before = new Set(packNames(repo));
+      forgotten.push((await repo.backup(`g${i}`, [image])).id);
+      packsOf.set(i, packNames(repo).filter((p) => !before.has(p)));
+    }
+    const keepImage = scratch.path('keep.img');
+    fs.writeFileSync(keepImage, Buffer.concat(parts));
+    const keep = await repo.backup('keep', [keepImage]);
+    const sha256 = await sha256File(keepImage);
+    expectSuccess(await repo.run(['forget', ...forgotten]));
+    const prune = async (extra: string[]) => parseJson<PruneReport>(await repo.run(['prune', '--repack-below', '0.9', '--json', ...extra]));
 
-    const budget = 3 * MiB;
-    const unbounded = parseJson<PruneReport>(await repo.run(['prune', '--dry-run', '--json']));
-    expect(unbounded.bytesRepacked, 'the scenario needs more repacking than one budget').toBeGreaterThan(budget);
+    const unbounded = await prune(['--dry-run']);
+    expect(unbounded.packsRepacked).toBe(3);
     expect(unbounded.packsRepackDeferred).toBe(0);
+    const text = expectSuccess(await repo.run(['prune', '--dry-run', '--repack-below', '0.9', '--max-repack', '10M']));
+    expect(text).toMatch(/^left for later: +2 pack\(s\), .* over --max-repack .*: the next prune repacks them$/m);
 
-    const text = expectSuccess(await repo.run(['prune', '--dry-run', '--max-repack', '3M']));
-    expect(text).toMatch(/^left for later: +\d+ pack\(s\), .* over --max-repack .*: the next prune repacks them$/m);
-
-    const run1 = parseJson<PruneReport>(await repo.run(['prune', '--max-repack', '3M', '--json']));
-    expect(run1.packsRepacked).toBeGreaterThan(0);
+    // Room for one ~9 MiB pack a run: g1's first (the lowest live share), then g2's, then g3's.
+    const budget = 10 * MiB;
+    const run1 = await prune(['--max-repack', '10M']);
+    expect([run1.packsRepacked, run1.packsRepackDeferred]).toEqual([1, 2]);
     expect(run1.bytesRepacked).toBeLessThanOrEqual(budget);
-    expect(run1.packsRepackDeferred).toBeGreaterThan(0);
     expect(run1.bytesRepacked + run1.bytesRepackDeferred).toBe(unbounded.bytesRepacked);
+    const expectRepacked = (done: number[], waiting: number[]) => {
+      const now = packNames(repo);
+      for (const i of done) for (const p of packsOf.get(i)!) expect(now, `g${i}'s pack is repacked`).not.toContain(p);
+      for (const i of waiting) for (const p of packsOf.get(i)!) expect(now, `g${i}'s pack waits`).toContain(p);
+    };
+    expectRepacked([1], [2, 3]);
     await repo.expectCheckPasses(true);
 
-    // The next runs take up what was left, within the budget each time, until nothing is.
-    let left = run1;
-    for (let run = 2; left.packsRepackDeferred > 0; run++) {
-      expect(run, 'prune --max-repack should finish within a few runs').toBeLessThanOrEqual(6);
-      const next = parseJson<PruneReport>(await repo.run(['prune', '--max-repack', '3M', '--json']));
-      expect(next.packsRepacked).toBeGreaterThan(0);
-      expect(next.bytesRepacked).toBeLessThanOrEqual(budget);
-      expect(next.packsRepackDeferred).toBeLessThan(left.packsRepackDeferred);
-      left = next;
-    }
-    expect(parseJson<PruneReport>(await repo.run(['prune', '--dry-run', '--json'])).bytesRepacked).toBe(0);
+    // The next runs continue where it stopped.
+    const run2 = await prune(['--max-repack', '10M']);
+    expect([run2.packsRepacked, run2.packsRepackDeferred]).toEqual([1, 1]);
+    expect(run2.bytesRepacked).toBeLessThanOrEqual(budget);
+    expectRepacked([1, 2], [3]);
+    const run3 = await prune(['--max-repack', '10M']);
+    expect([run3.packsRepacked, run3.packsRepackDeferred]).toEqual([1, 0]);
+    expect((await prune(['--dry-run'])).bytesRepacked).toBe(0);
     await repo.expectCheckPasses(true);
     const out = scratch.path('restored');
-    expectSuccess(await repo.run(['restore', second.id, '--to', out]));
-    expect(await sha256File(path.join(out, 'g.img'))).toBe(sha256);
+    expectSuccess(await repo.run(['restore', keep.id, '--to', out]));
+    expect(await sha256File(path.join(out, 'keep.img'))).toBe(sha256);
   });
 
   it('refuses a size it cannot read', async () => {
