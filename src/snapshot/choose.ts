@@ -49,7 +49,8 @@ export function defaultSnapshotProviders(runner: CommandRunner): SnapshotProvide
 /** What the two in-place modes would cost this guest, for the error that names them. */
 function inPlaceAdvice(guest: GuestInfo): string {
   const bytes = guest.disks.filter((d) => !d.cdrom).reduce((sum, d) => sum + sizeOf(d.path), 0);
-  const read = bytes > 0 ? ` (${(bytes / 2 ** 30).toFixed(1)} GiB to read)` : '';
+  const size = bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.ceil(bytes / 2 ** 20)} MiB`;
+  const read = bytes > 0 ? ` (${size} to read)` : '';
   return `or set [guest."${guest.name}"] snapshot = "pause" in ferry.conf (the guest stays paused while all its disks are read${read}: ` +
     'no service meanwhile, crash-consistent) or snapshot = "shutdown" (clean shutdown, read, start again with its config: ' +
     'down for a shutdown, the read and a boot, consistent)';
