@@ -57,6 +57,12 @@ describe('a valid ferry.conf', () => {
     });
   });
 
+  it('docs/ferry.conf.example documents snapshot = "pause" and "shutdown"', () => {
+    const config = loadFerryConfig(EXAMPLE);
+    expect(settingsForGuest(config, 'files01')).toMatchObject({ quiesce: 'pause', snapshot: 'pause' });
+    expect(settingsForGuest(config, 'oldweb3')).toMatchObject({ snapshot: 'shutdown' });
+  });
+
   it('an empty file means the documented defaults', () => {
     const config = parseFerryConfig('', FILE);
     expect(config).toEqual({ file: FILE, concurrency: DEFAULT_CONCURRENCY, include: ['*'], exclude: [], staticGuests: [], guestRules: [] });
