@@ -19,6 +19,7 @@ import { RecordedCommandRunner, recordedOutput, type RecordedReply } from '../su
 import type { CommandResult, RunOptions } from '../../src/hypervisor/commandRunner';
 import { XenDriver } from '../../src/hypervisor/xen/xenDriver';
 import { chooseSnapshotProviders, defaultSnapshotProviders } from '../../src/snapshot/choose';
+import { NoSnapshotProvider } from '../../src/snapshot/none';
 import { backupFleet, type FleetGuest, type GuestOutcome } from '../../src/backup/fleetBackup';
 import type { Repository } from '../../src/repo/repository';
 import type { PipelinePool } from '../../src/workers/pipelinePool';
@@ -208,5 +209,42 @@ describe('snapshot = "shutdown" for a running Xen guest on a plain file', () => 
     // And then by the watchdog, from outside.
     for (let i = 0; i < 200 && !fs.existsSync(watchdogCalls); i++) await new Promise((r) => setTimeout(r, 50));
     expect(fs.readFileSync(watchdogCalls, 'utf8')).toBe(`create ${g.cfg}\n`);
+  }, 60_000);
+});
+
+describe('quiesce = from ferry.conf reaches the Xen driver in a fleet backup', () => {
+  // The fleet holds a running guest around create() of any provider that does
+  // not fix the point in time itself; `none` stands in for lvm/btrfs/reflink
+  // here (no such storage on this machine), the quiesce path is the same.
+  async function withQuiesce(label: string, how: 'pause' | 'none' | 'fsfreeze', replies: RecordedReply[]) {
+    const g = web01(label);
+    const runner = new RecordedCommandRunner([...g.listing, ...replies]);
+    const driver = new XenDriver({ runner, configDir: g.configDir });
+    const [guest] = await driver.listGuests();
+    const none = new NoSnapshotProvider();
+    const [outcome] = await backupFleet(repo, pool, [{ driver, guest: guest!, quiesce: how, providerFor: async () => none }], {
+      concurrency: 1, tags: [], runId: `q-${how}`, log: () => undefined,
+    });
+    return { outcome: outcome!, lines: runner.commandLines() };
+  }
+
+  it('quiesce = "pause": xl pause and xl unpause around the snapshot', async () => {
+    const { outcome, lines } = await withQuiesce('q-pause', 'pause', [{ cmd: 'xl', args: ['pause', 'web01'] }, { cmd: 'xl', args: ['unpause', 'web01'] }]);
+    expect(outcome.ok, outcome.error).toBe(true);
+    expect(lines).toEqual(['xl list', 'xl list -l', 'xl list web01', 'xl pause web01', 'xl unpause web01']);
+  }, 60_000);
+
+  it('quiesce = "none": no xl command holds the guest, and no pause is reported', async () => {
+    const { outcome, lines } = await withQuiesce('q-none', 'none', []);
+    expect(outcome.ok, outcome.error).toBe(true);
+    expect(outcome.pauseMs).toBe(0);
+    expect(lines).toEqual(['xl list', 'xl list -l']);
+  }, 60_000);
+
+  it('quiesce = "fsfreeze": the guest\'s backup fails with the driver\'s one line, nothing held', async () => {
+    const { outcome, lines } = await withQuiesce('q-fsfreeze', 'fsfreeze', []);
+    expect(outcome.ok).toBe(false);
+    expect(outcome.error).toMatch(/^quiesce = "fsfreeze" for Xen guest web01: xl has no guest agent channel/);
+    expect(lines).toEqual(['xl list', 'xl list -l']);
   }, 60_000);
 });
