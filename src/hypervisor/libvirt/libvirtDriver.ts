@@ -203,7 +203,7 @@ export class LibvirtDriver implements HypervisorDriver {
       if (state === 'shut off') break;
       if (Date.now() > deadline) {
         throw new HypervisorError(
-          `guest ${guest.name} did not shut down within ${Math.round(this.shutdownTimeoutMs / 1000)} s of virsh shutdown (still ${state}); ` +
+          `guest ${guest.name} did not shut down within ${this.shutdownTimeoutMs / 1000} s of virsh shutdown (still ${state}); ` +
             'its disks were not read; make it react to the ACPI power button (acpid, systemd-logind) or its guest agent, or use snapshot = "pause"',
         );
       }
