@@ -6,14 +6,14 @@ import { Repository } from '../repo/repository';
 import { RestorePointListing } from '../repo/restorePointStore';
 import { DiskRecord, StoredRestorePoint } from '../repo/restorePoint';
 import { PipelinePool } from '../workers/pipelinePool';
-import { GuestDisk, GuestHooks, GuestInfo, HypervisorDriver, QuiesceHandle } from '../hypervisor/driver';
-import { WatchdogGuard } from '../hypervisor/watchdog';
-import { Snapshot, SnapshotProvider } from '../snapshot/provider';
+import { GuestDisk, GuestHooks, GuestInfo, HypervisorDriver, QuiesceHandle, QuiesceMethod, ShutdownHandle } from '../hypervisor/driver';
+import { NO_WATCHDOG_TIME_LIMIT, WatchdogGuard } from '../hypervisor/watchdog';
+import { InPlaceHold, Snapshot, SnapshotProvider } from '../snapshot/provider';
 import { openImageSource } from '../dedupe/imageSource';
-import { backupGuest, DiskInput, GuestBackupResult } from './guestBackup';
+import { backupGuest, DiskInput, GuestBackupResult, GuestHoldStats } from './guestBackup';
 import { type BootOrder, driverGuestSpec } from './guestSpec';
 import { forEachLimit } from '../concurrency/forEachLimit';
-import { InputError } from '../errors';
+import { HypervisorError, InputError, UsageError } from '../errors';
 
 /** A guest to back up, with what it takes: its driver, hooks and a snapshot provider per disk. */
 export interface FleetGuest {
@@ -23,6 +23,8 @@ export interface FleetGuest {
   providerFor(disk: GuestDisk): Promise<SnapshotProvider>;
   /** Boot group and priority (ferry.conf), recorded in the restore point's spec for site restore. */
   boot?: BootOrder;
+  /** ferry.conf `quiesce =`: how the driver holds the guest; undefined: the driver's default. */
+  quiesce?: QuiesceMethod;
 }
 
 /** Undo work in progress when the process is stopped; given the reason (the signal's name). */
@@ -61,6 +63,8 @@ export interface GuestOutcome {
   error?: string;
   /** How long the guest was paused or frozen, in ms (0 when it was not). */
   pauseMs: number;
+  /** How long the guest was shut down for its backup (snapshot = "shutdown"), in ms; 0 otherwise. */
+  downMs: number;
   logicalBytes: number;
   readBytes: number;
   newBytes: number;
@@ -122,11 +126,11 @@ export async function backupFleet(
       if (damagedId) opts.log(`${g.guest.name}: restore point ${damagedId.slice(0, 8)} is damaged and may be its newest: reading its disks in full`);
       const outcome = await backupOne(repo, pool, g, damagedId ? undefined : latest.get(g.guest.name), held, opts).catch((err: unknown): GuestOutcome => ({
         guest: g.guest.name, driver: g.driver.kind, ok: false, error: (err as Error).message,
-        pauseMs: 0, logicalBytes: 0, readBytes: 0, newBytes: 0, fullReads: [], snapshotKinds: [],
+        pauseMs: 0, downMs: 0, logicalBytes: 0, readBytes: 0, newBytes: 0, fullReads: [], snapshotKinds: [],
       }));
       outcomes.push(outcome);
       opts.log(outcome.ok
-        ? `${outcome.guest}: restore point ${outcome.id?.slice(0, 8)}, paused ${outcome.pauseMs} ms, read ${outcome.readBytes} of ${outcome.logicalBytes} bytes, ${outcome.newBytes} new`
+        ? `${outcome.guest}: restore point ${outcome.id?.slice(0, 8)}, paused ${outcome.pauseMs} ms${outcome.downMs ? `, shut down ${outcome.downMs} ms` : ''}, read ${outcome.readBytes} of ${outcome.logicalBytes} bytes, ${outcome.newBytes} new`
         : `${outcome.guest}: FAILED: ${outcome.error}`);
     });
   } finally {
@@ -155,12 +159,24 @@ async function backupOne(
 
   const snapshots: MadeSnapshot[] = [];
   try {
-    const pauseMs = await snapshotGuest(g, groups, previousDisk, held, opts, snapshots);
-    const result = await backupSnapshots(repo, pool, g, snapshots, previousDisk, opts);
+    const inPlace = inPlaceHold(g, groups);
+    let result: GuestBackupResult;
+    if (inPlace && g.guest.state !== 'shutoff') {
+      const [provider] = [...groups.keys()];
+      const readInPlace = async (afterRead: () => Promise<GuestHoldStats>) => {
+        for (const s of await provider!.create(disks, opts.runId)) snapshots.push({ provider: provider!, snapshot: s });
+        return backupSnapshots(repo, pool, g, snapshots, previousDisk, opts, afterRead);
+      };
+      result = inPlace === 'paused' ? await whilePaused(g, held, opts, readInPlace) : await whileShutDown(g, held, opts, readInPlace);
+    } else {
+      const pauseMs = await snapshotGuest(g, groups, previousDisk, held, opts, snapshots);
+      result = await backupSnapshots(repo, pool, g, snapshots, previousDisk, opts, async () => ({ pauseMs }));
+    }
     await commitTracking(g, groups, snapshots, opts);
     const s = result.restorePoint.stats;
     return {
-      guest: g.guest.name, driver: g.driver.kind, ok: true, id: result.id, time: result.restorePoint.time, pauseMs,
+      guest: g.guest.name, driver: g.driver.kind, ok: true, id: result.id, time: result.restorePoint.time,
+      pauseMs: s.pauseMs ?? 0, downMs: s.downMs ?? 0,
       logicalBytes: s.logicalBytes, readBytes: s.readBytes, newBytes: s.newBytes,
       fullReads: result.restorePoint.disks.filter((d) => d.fullReadReason).map((d) => `${d.name}: ${d.fullReadReason}`),
       snapshotKinds: [...new Set(snapshots.map((s) => s.provider.kind))],
@@ -170,6 +186,153 @@ async function backupOne(
       await provider.remove(snapshot).catch((err: unknown) => opts.log(`${g.guest.name}: could not remove snapshot ${snapshot.ownedName}: ${(err as Error).message}`));
     }
   }
+}
+
+/** `pause` or `shutdown` when the guest's disks are read in place (every disk then is: the setting is per guest). */
+function inPlaceHold(g: FleetGuest, groups: Map<SnapshotProvider, GuestDisk[]>): InPlaceHold | undefined {
+  const holds = [...groups.keys()].map((p) => p.readsInPlace);
+  const hold = holds.find((h) => h !== undefined);
+  if (hold && holds.some((h) => h !== hold)) {
+    throw new UsageError(`guest ${g.guest.name}: some disks would be read in place with the guest held and others copied; give every disk of it the same snapshot setting`);
+  }
+  return hold;
+}
+
+/** Arms a watchdog, asks the driver to hold the guest; the handle is tracked for stop signals until released. */
+async function quiesceGuarded(
+  g: FleetGuest,
+  held: HeldGuests,
+  watchdog: WatchdogGuard,
+  how: QuiesceMethod | undefined,
+): Promise<QuiesceHandle> {
+  let handle: QuiesceHandle;
+  held.quiescing.add(watchdog);
+  try {
+    // Armed by the driver right before it pauses: a SIGKILL at any moment after the pause finds a watchdog.
+    handle = await g.driver.quiesce(g.guest, g.hooks, watchdog, how ? { how } : {});
+  } catch (err) {
+    watchdog.releaseNow(); // a pause that timed out may still take effect
+    throw err;
+  } finally {
+    held.quiescing.delete(watchdog);
+  }
+  held.handles.add(handle);
+  if (!handle.quiesced) watchdog.standDown();
+  return handle;
+}
+
+/**
+ * snapshot = "pause": the guest stays paused from before its disks are
+ * opened until the last byte is read (the watchdog has no time limit: it
+ * resumes the guest only if ferry dies or is stopped), then is resumed
+ * before the restore point is written.
+ */
+async function whilePaused(
+  g: FleetGuest,
+  held: HeldGuests,
+  opts: FleetBackupOptions,
+  read: (afterRead: () => Promise<GuestHoldStats>) => Promise<GuestBackupResult>,
+): Promise<GuestBackupResult> {
+  if (g.quiesce && g.quiesce !== 'pause') {
+    throw new UsageError(
+      `guest ${g.guest.name}: snapshot = "pause" reads its disks while it is paused, but quiesce = "${g.quiesce}" would not pause it; ` +
+        'set quiesce = "pause" for this guest or remove the quiesce key',
+    );
+  }
+  const watchdog = new WatchdogGuard(NO_WATCHDOG_TIME_LIMIT);
+  const handle = await quiesceGuarded(g, held, watchdog, 'pause');
+  const t0 = process.hrtime.bigint();
+  let pauseMs: number | undefined;
+  const resume = async (): Promise<GuestHoldStats> => {
+    await handle.release();
+    pauseMs ??= handle.quiesced ? Number((process.hrtime.bigint() - t0) / 1_000_000n) : 0;
+    held.handles.delete(handle);
+    watchdog.standDown();
+    return { pauseMs };
+  };
+  try {
+    await rehearsalHold(opts, handle.quiesced);
+    return await read(resume);
+  } finally {
+    await resume();
+  }
+}
+
+/**
+ * snapshot = "shutdown": a clean shutdown through the driver, the disks read
+ * while the guest is off, then the guest started again with its config before
+ * the restore point is written. It is started again whatever failed in
+ * between; a start that fails twice fails the guest's backup with a message
+ * that says so, and leaves the watchdog retrying it.
+ */
+async function whileShutDown(
+  g: FleetGuest,
+  held: HeldGuests,
+  opts: FleetBackupOptions,
+  read: (afterRead: () => Promise<GuestHoldStats>) => Promise<GuestBackupResult>,
+): Promise<GuestBackupResult> {
+  const name = g.guest.name;
+  if (!g.driver.shutDown) throw new UsageError(`guest ${name}: snapshot = "shutdown" ${SHUTDOWN_UNSUPPORTED[g.driver.kind] ?? `is not supported by the ${g.driver.kind} driver`}; use snapshot = "pause"`);
+  if (g.guest.state !== 'running') throw new HypervisorError(`guest ${name} is ${g.guest.state}: snapshot = "shutdown" needs it running; resume it or use snapshot = "pause"`);
+  const watchdog = new WatchdogGuard(NO_WATCHDOG_TIME_LIMIT);
+  held.quiescing.add(watchdog);
+  let handle: ShutdownHandle;
+  try {
+    handle = await g.driver.shutDown(g.guest, watchdog);
+  } catch (err) {
+    watchdog.releaseNow(); // a shutdown that failed part way may still take effect: the watchdog starts it (or finds it running)
+    throw err;
+  } finally {
+    held.quiescing.delete(watchdog);
+  }
+  const t0 = process.hrtime.bigint();
+  // A stop signal starts the guest again too.
+  const asHeld: QuiesceHandle = { guest: name, quiesced: true, releaseArgv: handle.startArgv, release: () => handle.start() };
+  held.handles.add(asHeld);
+  let downMs: number | undefined;
+  let startError: unknown;
+  const start = async (): Promise<GuestHoldStats> => {
+    await handle.start().catch((err: unknown) => {
+      startError = err;
+      throw err;
+    });
+    downMs ??= Number((process.hrtime.bigint() - t0) / 1_000_000n);
+    held.handles.delete(asHeld);
+    watchdog.standDown();
+    return { downMs };
+  };
+  let readError: unknown;
+  try {
+    await rehearsalHold(opts, true);
+    return await read(start);
+  } catch (err) {
+    if (err !== startError) readError = err; // a failed start after the read is reported below, once
+    throw err;
+  } finally {
+    try {
+      await start();
+    } catch (err) {
+      watchdog.releaseNow(); // keeps trying from outside, for 2 minutes
+      opts.log(`${name}: NOT STARTED AGAIN after its shutdown for the backup: ${(err as Error).message}`);
+      // eslint-disable-next-line no-unsafe-finally -- a guest left off must be the error the admin reads
+      throw new HypervisorError(
+        `guest ${name} was shut down for its backup and could not be started again: ${(err as Error).message}; ` +
+          `start it by hand: ${handle.startArgv.join(' ')}${readError ? ` (the backup failed first: ${(readError as Error).message})` : ''}`,
+      );
+    }
+  }
+}
+
+/** Why a driver has no shutDown, for snapshot = "shutdown". */
+const SHUTDOWN_UNSUPPORTED: Record<string, string> = {
+  qemu: 'is not supported for QEMU guests reached by QMP: QEMU exits when its guest shuts down, and ferry has no config to start it again with (only the command line of a process it did not start)',
+  static: 'is not supported for guests described by hand: ferry has no way to shut them down or start them',
+};
+
+/** The rehearsal knob: keep a held guest held this long (tests, drills). */
+async function rehearsalHold(opts: FleetBackupOptions, held: boolean): Promise<void> {
+  const hold = opts.holdQuiesceMs ?? 0;
+  if (hold > 0 && held) await new Promise((r) => setTimeout(r, hold));
 }
 
 /**
@@ -202,24 +365,11 @@ async function snapshotGuest(
   let pauseMs = 0;
   const needsPause = g.guest.state === 'running' && [...groups.keys()].some((p) => !p.pointInTimeByItself);
   if (needsPause) {
-    // Armed by the driver right before it pauses: a SIGKILL at any moment after the pause finds a watchdog.
     const watchdog = new WatchdogGuard(opts.watchdogTimeoutMs);
-    let handle: QuiesceHandle;
-    held.quiescing.add(watchdog);
-    try {
-      handle = await g.driver.quiesce(g.guest, g.hooks, watchdog);
-    } catch (err) {
-      watchdog.releaseNow(); // a pause that timed out may still take effect
-      throw err;
-    } finally {
-      held.quiescing.delete(watchdog);
-    }
-    held.handles.add(handle);
-    if (!handle.quiesced) watchdog.standDown();
+    const handle = await quiesceGuarded(g, held, watchdog, g.quiesce);
     const t0 = process.hrtime.bigint();
     try {
-      const hold = opts.holdQuiesceMs ?? 0;
-      if (hold > 0 && handle.quiesced) await new Promise((r) => setTimeout(r, hold));
+      await rehearsalHold(opts, handle.quiesced);
       await createAll('held');
     } finally {
       await handle.release();
@@ -243,6 +393,7 @@ async function backupSnapshots(
   snapshots: MadeSnapshot[],
   previousDisk: (d: GuestDisk) => DiskRecord | undefined,
   opts: FleetBackupOptions,
+  afterRead: () => Promise<GuestHoldStats>,
 ): Promise<GuestBackupResult> {
   const inputs: DiskInput[] = snapshots.map(({ snapshot }) => {
     const prev = previousDisk(snapshot.disk);
@@ -261,7 +412,7 @@ async function backupSnapshots(
     snapshots.map(({ provider, snapshot }) => ({ name: fleetDiskName(snapshot.disk), disk: snapshot.disk, providerKind: provider.kind })),
     g.boot,
   );
-  return backupGuest(repo, pool, { guest: g.guest.name, disks: inputs, config, tags: opts.tags, spec, confirmLock: opts.confirmLock });
+  return backupGuest(repo, pool, { guest: g.guest.name, disks: inputs, config, tags: opts.tags, spec, confirmLock: opts.confirmLock, afterRead });
 }
 
 /** Phase 3: each provider keeps its changed-block tracking baseline for the next run. */

@@ -41,6 +41,18 @@ export interface GuestBackupRequest {
    * (FORMAT.md, garbage-collection rule 3: RepositoryLock.verifyFresh); throws to stop.
    */
   confirmLock?: () => Promise<void>;
+  /**
+   * Called once every disk is read, before the restore point is written: lets
+   * go of a guest held for the read (snapshot = "pause" / "shutdown") and says
+   * how long it was held, recorded in the restore point's stats.
+   */
+  afterRead?: () => Promise<GuestHoldStats>;
+}
+
+/** How long the guest was kept from running for this restore point, in ms (absent: not at all). */
+export interface GuestHoldStats {
+  pauseMs?: number;
+  downMs?: number;
 }
 
 export interface GuestBackupProgress extends DiskProgress {
@@ -145,6 +157,7 @@ export async function backupGuest(
     readBytes += result.readBytes;
   }
   await writer.finish();
+  const held = (await req.afterRead?.()) ?? {};
   const restorePoint: RestorePoint = {
     version: 1,
     guest: req.guest,
@@ -160,6 +173,8 @@ export async function backupGuest(
       newBlobs: writer.newBlobs,
       newBytes: writer.newBytes,
       durationMs: Date.now() - started,
+      ...(held.pauseMs !== undefined ? { pauseMs: held.pauseMs } : {}),
+      ...(held.downMs !== undefined ? { downMs: held.downMs } : {}),
     },
   };
   await req.confirmLock?.();

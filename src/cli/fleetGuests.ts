@@ -75,6 +75,7 @@ export async function fleetGuests(flags: FleetFlags, config: FerryConfig | undef
         driver,
         guest,
         hooks: settings?.hooks,
+        ...(settings?.quiesce ? { quiesce: settings.quiesce } : {}),
         providerFor: providerChooser(guest, live, generic, settings?.snapshot),
         ...(settings ? { boot: { group: settings.bootGroup, priority: settings.bootPriority } } : {}),
       });

@@ -25,6 +25,8 @@
 //                  and qemu use fsfreeze when a guest agent answers)
 //     pre_hook, post_hook   [string] argv run around the quiesce, `{name}` replaced; default none
 //     snapshot     "lvm" | "btrfs" | "reflink" | "qemu-live" | "libvirt-backup" | "none"; default: automatic
+//                  | "pause" (disks read in place, the guest paused throughout) | "shutdown" (read while
+//                  shut down, then started again with its config); never chosen automatically
 //     boot_group   integer ≥ 0; 0. Site restore boots group 0 first, then 1, …
 //     boot_priority integer; 0. Lower boots first within a group
 //     keep_*       as in [retention]; a guest's own keys replace those of [retention] (0 turns a rule off)

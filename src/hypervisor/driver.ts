@@ -102,6 +102,27 @@ export type LiveCopyAccess =
   | { readonly via: 'qmp'; readonly sockets: readonly string[] }
   | { readonly via: 'libvirt'; readonly runner: CommandRunner; readonly uri: string; readonly virsh: string };
 
+/** How to hold a guest still (ferry.conf `quiesce =`); undefined lets the driver choose. */
+export type QuiesceMethod = 'pause' | 'fsfreeze' | 'none';
+
+export interface QuiesceOptions {
+  /**
+   * `pause`: stop the vCPUs (xl pause, virsh suspend, QMP stop), never a freeze.
+   * `fsfreeze`: freeze the guest's file systems through its agent; fails when no agent answers.
+   * `none`: hold nothing (hooks still run). Undefined: the driver's default.
+   */
+  how?: QuiesceMethod;
+}
+
+/** A guest shut down cleanly for a backup that reads its disks in place. */
+export interface ShutdownHandle {
+  readonly guest: string;
+  /** argv that starts it again with its config (e.g. `['xl', 'create', '/etc/xen/web01.cfg']`), also run by the watchdog. */
+  readonly startArgv: readonly string[];
+  /** Starts the guest again. Idempotent after a success; after a failure the next call tries again. */
+  start(): Promise<void>;
+}
+
 export interface HypervisorDriver {
   /** Short name used in logs and config, e.g. `xen`. */
   readonly kind: string;
@@ -111,7 +132,13 @@ export interface HypervisorDriver {
    * Hold the guest still (pause, fsfreeze, ...) until the handle is released.
    * `guard.holding` is called before every command that may hold the guest.
    */
-  quiesce(guest: GuestInfo, hooks?: GuestHooks, guard?: HoldGuard): Promise<QuiesceHandle>;
+  quiesce(guest: GuestInfo, hooks?: GuestHooks, guard?: HoldGuard, options?: QuiesceOptions): Promise<QuiesceHandle>;
+  /**
+   * Shuts a running guest down cleanly and waits until it is off; the handle
+   * starts it again with its config. `guard.holding` gets the start command
+   * before the shutdown begins. Absent when the driver cannot start a guest again.
+   */
+  shutDown?(guest: GuestInfo, guard?: HoldGuard): Promise<ShutdownHandle>;
   /** How this hypervisor copies its running guests' disks itself, or undefined when it cannot. */
   liveCopy(): LiveCopyAccess | undefined;
 }

@@ -5,6 +5,8 @@ import { childEnvironment } from './childEnvironment';
 import { compiledScript } from '../host/compiledScript';
 
 export const DEFAULT_WATCHDOG_TIMEOUT_MS = 120_000;
+/** A hold that lasts as long as a read of the guest's disks (snapshot = "pause" or "shutdown"): released only when ferry goes or asks. */
+export const NO_WATCHDOG_TIME_LIMIT = 0;
 
 export interface ArmedWatchdog {
   /** The guest was released normally: stand the watchdog down. */

@@ -2,7 +2,7 @@
 // guest: if the ferry process dies (even by SIGKILL) before saying "released",
 // asks for "release-now", or the hold outlasts its time limit, run the release
 // command so the guest never stays paused or frozen.
-// Usage: node watchdogMain.js TIMEOUT_MS [--already-released REGEX] -- ARGV...
+// Usage: node watchdogMain.js TIMEOUT_MS [--already-released REGEX] -- ARGV...  (TIMEOUT_MS 0: no limit)
 import { execFileSync } from 'node:child_process';
 
 const sep = process.argv.indexOf('--');
@@ -72,6 +72,7 @@ process.stdin.on('data', (d: string) => {
 // The parent's end of the pipe closes when it exits for any reason, SIGKILL included.
 process.stdin.on('end', () => release('ferry exited while the guest was held'));
 process.stdin.on('error', () => release('lost contact with ferry while the guest was held'));
-setTimeout(() => release(`guest held longer than ${timeoutMs} ms`), timeoutMs).unref();
+// 0: no time limit (a guest held for a backup that reads its disks in place: as long as the read takes).
+if (timeoutMs > 0) setTimeout(() => release(`guest held longer than ${timeoutMs} ms`), timeoutMs).unref();
 // Keep the process alive while stdin is open.
 process.stdin.resume();

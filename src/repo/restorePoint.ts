@@ -35,6 +35,10 @@ export interface BackupStats {
   /** Bytes newly written to packs for this restore point (after compression and encryption). */
   newBytes: number;
   durationMs: number;
+  /** How long the guest was paused or frozen for this restore point (fleet backups; absent in older points and image mode). */
+  pauseMs?: number;
+  /** How long the guest was shut down for it (snapshot = "shutdown"). */
+  downMs?: number;
 }
 
 /** A disk as the guest saw it, for rebuilding the guest elsewhere. */

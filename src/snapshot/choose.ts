@@ -3,7 +3,9 @@
 // place) only when the guest is shut off. A per-guest `snapshot = "<kind>"`
 // setting overrides the order. Shut-off guests still prefer a real snapshot
 // when one is possible: btrfs then tracks changes, and a guest started during
-// the backup cannot tear the image.
+// the backup cannot tear the image. `pause` and `shutdown` (read the disks in
+// place with the guest held) are never chosen automatically: when nothing
+// else can copy a running guest's disk, the error names them and their cost.
 import { HypervisorError, UsageError } from '../errors';
 import type { CommandRunner } from '../hypervisor/commandRunner';
 import type { GuestDisk, GuestInfo } from '../hypervisor/driver';
@@ -12,9 +14,11 @@ import { LvmSnapshotProvider } from './lvm';
 import { NoSnapshotProvider } from './none';
 import type { SnapshotProvider } from './provider';
 import { ReflinkSnapshotProvider } from './reflink';
+import { InPlaceReadProvider } from './inPlace';
+import * as fs from 'node:fs';
 
 /** Every provider kind a config file may name; qemu-live and libvirt-backup come with their drivers. */
-export const SNAPSHOT_KINDS = ['lvm', 'btrfs', 'reflink', 'qemu-live', 'libvirt-backup', 'none'] as const;
+export const SNAPSHOT_KINDS = ['lvm', 'btrfs', 'reflink', 'qemu-live', 'libvirt-backup', 'none', 'pause', 'shutdown'] as const;
 export type SnapshotKind = (typeof SNAPSHOT_KINDS)[number];
 
 /** The disks of one guest that one provider snapshots together. */
@@ -30,14 +34,34 @@ export class NoSnapshotProviderError extends HypervisorError {
   }
 }
 
-/** lvm, btrfs, reflink, none: the automatic order. */
+/** lvm, btrfs, reflink, none: the automatic order; then pause and shutdown, only ever chosen by name. */
 export function defaultSnapshotProviders(runner: CommandRunner): SnapshotProvider[] {
   return [
     new LvmSnapshotProvider({ runner }),
     new BtrfsSnapshotProvider({ runner }),
     new ReflinkSnapshotProvider(),
     new NoSnapshotProvider(),
+    new InPlaceReadProvider('paused'),
+    new InPlaceReadProvider('shut down'),
   ];
+}
+
+/** What the two in-place modes would cost this guest, for the error that names them. */
+function inPlaceAdvice(guest: GuestInfo): string {
+  const bytes = guest.disks.filter((d) => !d.cdrom).reduce((sum, d) => sum + sizeOf(d.path), 0);
+  const size = bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.ceil(bytes / 2 ** 20)} MiB`;
+  const read = bytes > 0 ? ` (${size} to read)` : '';
+  return `or set [guest."${guest.name}"] snapshot = "pause" in ferry.conf (the guest stays paused while all its disks are read${read}: ` +
+    'no service meanwhile, crash-consistent) or snapshot = "shutdown" (clean shutdown, read, start again with its config: ' +
+    'down for a shutdown, the read and a boot, consistent)';
+}
+
+function sizeOf(path: string): number {
+  try {
+    return fs.statSync(path).size;
+  } catch {
+    return 0; // the advice only loses its size figure
+  }
 }
 
 /**
@@ -67,7 +91,7 @@ export async function chooseSnapshotProviders(
     if (provider.kind === 'none' && live) {
       throw new UsageError(
         `snapshot = "none" for guest ${guest.name}, but the guest is ${guest.state}: its disks would be read while it writes to them; ` +
-          'shut it down before the backup or choose a snapshot provider (lvm, btrfs, reflink)',
+          'choose a snapshot provider (lvm, btrfs, reflink), or snapshot = "pause" or "shutdown" to read it with the guest held',
       );
     }
     for (const disk of guest.disks) {
@@ -87,6 +111,7 @@ export async function chooseSnapshotProviders(
     let chosen: SnapshotProvider | undefined;
     for (const provider of providers) {
       if (provider.kind === 'none' && live) continue;
+      if (provider.readsInPlace) continue; // costs the guest its service: only by name
       const why = await refusal(provider, disk);
       if (why === undefined) {
         chosen = provider;
@@ -97,7 +122,7 @@ export async function chooseSnapshotProviders(
     if (!chosen) {
       throw new NoSnapshotProviderError(guest.name, disk,
         `guest ${guest.name} is ${guest.state} and no snapshot provider can take a point-in-time copy of disk ${disk.device} (${disk.path}); ` +
-          `tried ${tried.join(', ') || 'nothing'}; put the disk on LVM, btrfs or xfs with reflink=1, or shut the guest down before the backup`);
+          `tried ${tried.join(', ') || 'nothing'}; put the disk on LVM, btrfs or xfs with reflink=1, shut the guest down before the backup, ${inPlaceAdvice(guest)}`);
     }
     add(chosen, disk);
   }

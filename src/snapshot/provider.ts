@@ -53,6 +53,9 @@ export interface ChangeTracking {
   token: string;
 }
 
+/** How a guest is kept from writing while its disks are read in place. */
+export type InPlaceHold = 'paused' | 'shut down';
+
 export interface SnapshotProvider {
   /** Short name used in logs and config, e.g. `lvm`. */
   readonly kind: string;
@@ -62,6 +65,12 @@ export interface SnapshotProvider {
    * the backup then does not pause the guest around create().
    */
   readonly pointInTimeByItself?: boolean;
+  /**
+   * Set for `pause` and `shutdown`: no copy is made, the disks are read in
+   * place while the guest stays paused, or shut down, for the whole read.
+   * The backup holds the guest that way around create() and the read.
+   */
+  readonly readsInPlace?: InPlaceHold;
   /** Whether this provider can snapshot the disk (e.g. its path is an LVM volume). */
   canHandle(disk: GuestDisk): Promise<boolean>;
   /**

@@ -57,6 +57,12 @@ describe('a valid ferry.conf', () => {
     });
   });
 
+  it('docs/ferry.conf.example documents snapshot = "pause" and "shutdown"', () => {
+    const config = loadFerryConfig(EXAMPLE);
+    expect(settingsForGuest(config, 'files01')).toMatchObject({ quiesce: 'pause', snapshot: 'pause' });
+    expect(settingsForGuest(config, 'oldweb3')).toMatchObject({ snapshot: 'shutdown' });
+  });
+
   it('an empty file means the documented defaults', () => {
     const config = parseFerryConfig('', FILE);
     expect(config).toEqual({ file: FILE, concurrency: DEFAULT_CONCURRENCY, include: ['*'], exclude: [], staticGuests: [], guestRules: [] });
@@ -125,7 +131,7 @@ describe('mistakes in ferry.conf', () => {
 
   it('a bad value lists the allowed values', () => {
     expect(errorOf('[guest."web*"]\nquiesce = "freeze"\n')).toBe(`${FILE}:2: key 'guest."web*".quiesce': expected one of "pause", "fsfreeze", "none", got "freeze"`);
-    expect(errorOf('[guest."db01"]\nsnapshot = "zfs"\n')).toMatch(`${FILE}:2: key 'guest.db01.snapshot': expected one of "lvm", "btrfs", "reflink", "qemu-live", "libvirt-backup", "none", got "zfs"`);
+    expect(errorOf('[guest."db01"]\nsnapshot = "zfs"\n')).toMatch(`${FILE}:2: key 'guest.db01.snapshot': expected one of "lvm", "btrfs", "reflink", "qemu-live", "libvirt-backup", "none", "pause", "shutdown", got "zfs"`);
     expect(errorOf('concurrency = 0\n')).toBe(`${FILE}:1: key 'concurrency': expected an integer from 1 to 256, got 0`);
     expect(errorOf('[guest."*"]\nboot_group = -1\n')).toBe(`${FILE}:2: key 'guest."*".boot_group': expected an integer from 0 to 1000000, got -1`);
     expect(errorOf('exclude = ["web[0-9"]\n')).toBe(`${FILE}:1: key 'exclude': expected guest name patterns, but "web[0-9": '[' without a closing ']'`);

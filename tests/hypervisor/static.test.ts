@@ -146,7 +146,9 @@ describe('choosing snapshot providers for a guest', () => {
     await expect(attempt).rejects.toThrow(
       'guest web01 is running and no snapshot provider can take a point-in-time copy of disk xvdb (/srv/ext4/b.img); ' +
         'tried lvm (cannot run lvs: no such file or directory (ENOENT)), btrfs, reflink; ' +
-        'put the disk on LVM, btrfs or xfs with reflink=1, or shut the guest down before the backup',
+        'put the disk on LVM, btrfs or xfs with reflink=1, shut the guest down before the backup, or set [guest."web01"] snapshot = "pause" in ferry.conf ' +
+        '(the guest stays paused while all its disks are read: no service meanwhile, crash-consistent) or snapshot = "shutdown" ' +
+        '(clean shutdown, read, start again with its config: down for a shutdown, the read and a boot, consistent)',
     );
   });
 

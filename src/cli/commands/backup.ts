@@ -184,7 +184,7 @@ async function backupAllLocked(
   } else {
     for (const o of outcomes) {
       console.log(o.ok
-        ? `ok     ${o.guest} (${o.driver}, ${o.snapshotKinds.join('+')}): ${o.id?.slice(0, 8)}, paused ${o.pauseMs} ms, read ${formatBytes(o.readBytes)} of ${formatBytes(o.logicalBytes)}, ${formatBytes(o.newBytes)} new${o.fullReads.length ? `; full read: ${o.fullReads.join('; ')}` : ''}`
+        ? `ok     ${o.guest} (${o.driver}, ${o.snapshotKinds.join('+')}): ${o.id?.slice(0, 8)}, paused ${o.pauseMs} ms${o.downMs ? `, shut down ${o.downMs} ms` : ''}, read ${formatBytes(o.readBytes)} of ${formatBytes(o.logicalBytes)}, ${formatBytes(o.newBytes)} new${o.fullReads.length ? `; full read: ${o.fullReads.join('; ')}` : ''}`
         : `FAILED ${o.guest} (${o.driver}): ${o.error}`);
     }
   }

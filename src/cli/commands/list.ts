@@ -64,6 +64,9 @@ export function registerList(program: Command): void {
         console.log(`restore point ${rp.id}\nguest:  ${rp.guest}\ntime:   ${rp.time}\nhost:   ${rp.hostname}\ntags:   ${rp.tags.join(', ') || '-'}`);
         console.log(`config: ${rp.config?.fileName ?? '-'}`);
         console.log(`stored: ${formatBytes(rp.stats.newBytes)} new of ${formatBytes(rp.stats.logicalBytes)} logical (${formatBytes(rp.stats.readBytes)} read)`);
+        if (rp.stats.pauseMs !== undefined || rp.stats.downMs !== undefined) {
+          console.log(`guest:  paused ${rp.stats.pauseMs ?? 0} ms${rp.stats.downMs !== undefined ? `, shut down ${rp.stats.downMs} ms` : ''} for this backup`);
+        }
         if (rp.spec) for (const line of specLines(rp.spec)) console.log(line);
         const specDisk = (name: string) => rp.spec?.disks.find((d) => d.name === name);
         console.log(

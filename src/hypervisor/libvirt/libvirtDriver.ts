@@ -11,13 +11,13 @@
 // when the freeze fails, `suspend` (crash-consistent). Release undoes
 // whichever was done.
 import { HypervisorError } from '../../errors';
-import type { GuestHooks, GuestInfo, GuestState, HoldGuard, HypervisorDriver, LiveCopyAccess, QuiesceHandle } from '../driver';
+import type { GuestHooks, GuestInfo, GuestState, HoldGuard, HypervisorDriver, LiveCopyAccess, QuiesceHandle, QuiesceOptions, ShutdownHandle } from '../driver';
 
 /** virsh resume of a guest that runs: someone (the watchdog, an admin) resumed it, or it was never suspended. */
 const ALREADY_RUNNING = /domain is already running/;
 import type { CommandRunner } from '../commandRunner';
 import { runGuestHook } from '../hooks';
-import { nothingToRelease, onceSuccessful } from '../quiesce';
+import { hooksOnly, nothingToRelease, onceSuccessful } from '../quiesce';
 import { parseDomainXml } from './domainXml';
 import { DEFAULT_LIBVIRT_URI, Virsh, VirshError, isNoSuchDomain, parseDomState, parseNameList } from './virsh';
 
@@ -31,7 +31,14 @@ export interface LibvirtDriverOptions {
   useGuestAgent?: boolean;
   /** How long the agent may take to answer guest-ping, in seconds. Default 5. */
   agentTimeoutSeconds?: number;
+  /** How long a guest may take to shut down for a backup (snapshot = "shutdown"), in ms. Default 5 minutes. */
+  shutdownTimeoutMs?: number;
+  /** How often its state is asked while it shuts down, in ms. Default 1000. */
+  shutdownPollMs?: number;
 }
+
+/** virsh start of a domain that runs: the watchdog (or an admin) started it already. */
+const ALREADY_ACTIVE = /Domain is already active|domain is already running/;
 
 /** How a libvirt guest was held still. */
 export type LibvirtQuiesceMode = 'fsfreeze' | 'suspend' | 'none';
@@ -45,8 +52,12 @@ export class LibvirtDriver implements HypervisorDriver {
   readonly virsh: Virsh;
   private readonly useGuestAgent: boolean;
   private readonly agentTimeoutSeconds: number;
+  private readonly shutdownTimeoutMs: number;
+  private readonly shutdownPollMs: number;
 
   constructor(options: LibvirtDriverOptions) {
+    this.shutdownTimeoutMs = options.shutdownTimeoutMs ?? 300_000;
+    this.shutdownPollMs = options.shutdownPollMs ?? 1000;
     this.virsh = new Virsh(options.runner, options.uri ?? DEFAULT_LIBVIRT_URI, options.virsh ?? 'virsh');
     this.useGuestAgent = options.useGuestAgent ?? true;
     this.agentTimeoutSeconds = options.agentTimeoutSeconds ?? 5;
@@ -104,16 +115,18 @@ export class LibvirtDriver implements HypervisorDriver {
     };
   }
 
-  async quiesce(guest: GuestInfo, hooks: GuestHooks = {}, guard?: HoldGuard): Promise<LibvirtQuiesceHandle> {
+  async quiesce(guest: GuestInfo, hooks: GuestHooks = {}, guard?: HoldGuard, options: QuiesceOptions = {}): Promise<LibvirtQuiesceHandle> {
     if (guest.state === 'shutoff') return { ...nothingToRelease(guest.name), mode: 'none' };
     // Ask again right now: a guest someone else paused must stay paused after the backup.
     const now = toGuestState(parseDomState((await this.virsh.checked(['domstate', guest.name])).stdout, `virsh domstate ${guest.name}`));
     if (now !== 'running') return { ...nothingToRelease(guest.name), mode: 'none' };
+    if (options.how === 'none') return { ...(await hooksOnly(this.virsh.runner, guest.name, hooks)), mode: 'none' };
 
     if (hooks.pre) await runGuestHook(this.virsh.runner, hooks.pre, guest.name, 'pre');
 
     let mode: LibvirtQuiesceMode = 'suspend';
-    if (this.useGuestAgent && (await this.agentAnswers(guest.name))) {
+    const tryFreeze = options.how === 'fsfreeze' || (options.how === undefined && this.useGuestAgent);
+    if (tryFreeze && (await this.agentAnswers(guest.name))) {
       guard?.holding({ argv: this.virsh.argv(['domfsthaw', guest.name]) }); // thawing what is not frozen succeeds
       const frozen = await this.virsh.run(['domfsfreeze', guest.name]);
       if (frozen.code === 0) {
@@ -121,7 +134,17 @@ export class LibvirtDriver implements HypervisorDriver {
       } else {
         // A freeze that failed part way may have frozen some file systems: thaw before suspending.
         await this.virsh.run(['domfsthaw', guest.name]).catch(() => undefined);
+        if (options.how === 'fsfreeze') {
+          await this.postHookAfterFailedHold(guest.name, hooks);
+          throw new HypervisorError(`quiesce = "fsfreeze" for guest ${guest.name}: ${this.virsh.failure(['domfsfreeze', guest.name], frozen).message}; fix the guest agent or use quiesce = "pause"`);
+        }
       }
+    } else if (options.how === 'fsfreeze') {
+      await this.postHookAfterFailedHold(guest.name, hooks);
+      throw new HypervisorError(
+        `quiesce = "fsfreeze" for guest ${guest.name}: its QEMU guest agent does not answer (virsh qemu-agent-command guest-ping); ` +
+          'install and start qemu-guest-agent in the guest with a guest agent channel, or use quiesce = "pause"',
+      );
     }
     if (mode === 'suspend') {
       guard?.holding({ argv: this.virsh.argv(['resume', guest.name]), alreadyReleased: ALREADY_RUNNING });
@@ -149,6 +172,52 @@ export class LibvirtDriver implements HypervisorDriver {
           postHookStarted = true;
           await runGuestHook(this.virsh.runner, hooks.post, guest.name, 'post');
         }
+      }),
+    };
+  }
+
+  /** The pre hook ran but no hold followed: its post hook must still run. */
+  private async postHookAfterFailedHold(guest: string, hooks: GuestHooks): Promise<void> {
+    if (hooks.post) await runGuestHook(this.virsh.runner, hooks.post, guest, 'post');
+  }
+
+  /**
+   * `virsh shutdown` (ACPI power button or agent, as libvirt chooses), then
+   * `domstate` every second until the domain is shut off; the handle runs
+   * `virsh start`. Refused before anything happens for a transient domain
+   * (libvirt forgets it when it stops) or one not running.
+   */
+  async shutDown(guest: GuestInfo, guard?: HoldGuard): Promise<ShutdownHandle> {
+    const info = (await this.virsh.checked(['dominfo', guest.name])).stdout;
+    if (!/^Persistent:\s+yes$/m.test(info)) {
+      throw new HypervisorError(`guest ${guest.name} is a transient libvirt domain: once shut down it could not be started again; define it (virsh define) or use snapshot = "pause"`);
+    }
+    const now = toGuestState(parseDomState((await this.virsh.checked(['domstate', guest.name])).stdout, `virsh domstate ${guest.name}`));
+    if (now !== 'running') throw new HypervisorError(`guest ${guest.name} is ${now}: it cannot shut down for its backup; resume it or use snapshot = "pause"`);
+    const startArgs = ['start', guest.name];
+    guard?.holding({ argv: this.virsh.argv(startArgs), alreadyReleased: ALREADY_ACTIVE });
+    await this.virsh.checked(['shutdown', guest.name]);
+    const deadline = Date.now() + this.shutdownTimeoutMs;
+    for (;;) {
+      const state = parseDomState((await this.virsh.checked(['domstate', guest.name])).stdout, `virsh domstate ${guest.name}`);
+      if (state === 'shut off') break;
+      if (Date.now() > deadline) {
+        throw new HypervisorError(
+          `guest ${guest.name} did not shut down within ${this.shutdownTimeoutMs / 1000} s of virsh shutdown (still ${state}); ` +
+            'its disks were not read; make it react to the ACPI power button (acpid, systemd-logind) or its guest agent, or use snapshot = "pause"',
+        );
+      }
+      await new Promise((r) => setTimeout(r, this.shutdownPollMs));
+    }
+    return {
+      guest: guest.name,
+      startArgv: this.virsh.argv(startArgs),
+      start: onceSuccessful(async () => {
+        const result = await this.virsh.run(startArgs);
+        if (result.code === 0) return;
+        const err = this.virsh.failure(startArgs, result);
+        if (ALREADY_ACTIVE.test(err.reason)) return; // the watchdog or an admin started it
+        throw err;
       }),
     };
   }

@@ -16,9 +16,9 @@ import { basename, join, resolve } from 'node:path';
 import { HypervisorError } from '../../errors';
 import { compiledScript } from '../../host/compiledScript';
 import { type CommandRunner, ExecFileCommandRunner } from '../commandRunner';
-import type { GuestHooks, GuestInfo, GuestNic, GuestState, HoldGuard, HypervisorDriver, LiveCopyAccess, QuiesceHandle } from '../driver';
+import type { GuestHooks, GuestInfo, GuestNic, GuestState, HoldGuard, HypervisorDriver, LiveCopyAccess, QuiesceHandle, QuiesceOptions } from '../driver';
 import { runGuestHook } from '../hooks';
-import { nothingToRelease, onceSuccessful } from '../quiesce';
+import { hooksOnly, nothingToRelease, onceSuccessful } from '../quiesce';
 import { queryDisks } from './qmpBlock';
 import { QgaClient } from './qgaClient';
 import { QmpClient, type QmpConnectOptions } from './qmpClient';
@@ -91,22 +91,32 @@ export class QemuDriver implements HypervisorDriver {
     return guests;
   }
 
-  async quiesce(guest: GuestInfo, hooks: GuestHooks = {}, guard?: HoldGuard): Promise<QemuQuiesceHandle> {
+  async quiesce(guest: GuestInfo, hooks: GuestHooks = {}, guard?: HoldGuard, options: QuiesceOptions = {}): Promise<QemuQuiesceHandle> {
     const socket = this.socketOf(guest);
     // Ask again right now: a guest someone else paused must stay paused after the backup.
     const status = await QmpClient.with(socket, (c) => c.execute<QmpStatus>('query-status'), this.qmpOptions);
     if (!status.running) return { ...nothingToRelease(guest.name), mode: 'none' };
+    if (options.how === 'none') return { ...(await hooksOnly(this.runner, guest.name, hooks)), mode: 'none' };
 
     if (hooks.pre) await runGuestHook(this.runner, hooks.pre, guest.name, 'pre');
 
     // Known from listGuests; otherwise read the command line now (a /proc scan, before the pause starts).
-    const agent = !this.useGuestAgent ? undefined
+    const wantAgent = options.how === 'fsfreeze' || (options.how === undefined && this.useGuestAgent);
+    const agent = !wantAgent ? undefined
       : this.agentSockets.has(socket) ? this.agentSockets.get(socket) : agentSocketIn((await findQemuArgv(socket)) ?? []);
     let mode: QemuQuiesceMode = 'pause';
     // Thaw of unfrozen file systems and `cont` of a running guest succeed: the
     // watchdog may safely run either before the hold took effect.
     if (agent) guard?.holding({ argv: agentReleaseArgv(agent) });
     if (agent && (await this.freeze(agent))) mode = 'fsfreeze';
+    if (options.how === 'fsfreeze' && mode !== 'fsfreeze') {
+      if (hooks.post) await runGuestHook(this.runner, hooks.post, guest.name, 'post');
+      throw new HypervisorError(
+        agent
+          ? `quiesce = "fsfreeze" for guest ${guest.name}: its guest agent (${agent}) did not answer or could not freeze; fix qemu-guest-agent in the guest or use quiesce = "pause"`
+          : `quiesce = "fsfreeze" for guest ${guest.name}: its QEMU command line has no guest agent channel (a virtserialport named org.qemu.guest_agent.0 on a unix socket chardev); add one or use quiesce = "pause"`,
+      );
+    }
     if (mode === 'pause') {
       guard?.holding({ argv: qmpReleaseArgv(socket) });
       // Short connections only: QEMU serves one QMP client at a time, and the

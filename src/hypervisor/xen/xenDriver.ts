@@ -4,11 +4,11 @@
 // files in /etc/xen. Quiesce is `xl pause` / `xl unpause`.
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HypervisorError, InputError, describeSystemError } from '../../errors';
-import type { GuestHooks, GuestInfo, HoldGuard, HypervisorDriver, LiveCopyAccess, QuiesceHandle } from '../driver';
+import { HypervisorError, InputError, UsageError, describeSystemError } from '../../errors';
+import type { GuestHooks, GuestInfo, HoldGuard, HypervisorDriver, LiveCopyAccess, QuiesceHandle, QuiesceOptions, ShutdownHandle } from '../driver';
 import { type CommandRunner, runChecked } from '../commandRunner';
 import { runGuestHook } from '../hooks';
-import { nothingToRelease, onceSuccessful } from '../quiesce';
+import { hooksOnly, nothingToRelease, onceSuccessful } from '../quiesce';
 import { type ConfiguredGuest, guestFromConfig } from './guestConfig';
 import { parseXlConfig } from './xlConfig';
 import { parseXlList, parseXlListLong } from './xlList';
@@ -71,15 +71,22 @@ export class XenDriver implements HypervisorDriver {
             disks: live.disks,
             ...(fromFile?.config ? { config: fromFile.config } : {}),
           }
-        : fromFile!;
+        : withoutPath(fromFile!);
       guests.push({ ...base, id: domain.domid, state: domain.paused ? 'paused' : 'running' });
     }
-    for (const guest of configured.values()) guests.push({ ...guest, state: 'shutoff' });
+    for (const guest of configured.values()) guests.push({ ...withoutPath(guest), state: 'shutoff' });
     return guests;
   }
 
-  async quiesce(guest: GuestInfo, hooks: GuestHooks = {}, guard?: HoldGuard): Promise<QuiesceHandle> {
+  async quiesce(guest: GuestInfo, hooks: GuestHooks = {}, guard?: HoldGuard, options: QuiesceOptions = {}): Promise<QuiesceHandle> {
     if (guest.state === 'shutoff') return nothingToRelease(guest.name);
+    if (options.how === 'fsfreeze') {
+      throw new UsageError(
+        `quiesce = "fsfreeze" for Xen guest ${guest.name}: xl has no guest agent channel to freeze file systems; ` +
+          'use quiesce = "pause", or pre_hook/post_hook such as ["ssh", "{name}", "fsfreeze", "-f", "/"]',
+      );
+    }
+    if (options.how === 'none') return hooksOnly(this.runner, guest.name, hooks);
     // Ask again right now: a guest someone else paused must stay paused after the backup.
     const [current] = parseXlList((await runChecked(this.runner, this.xl, ['list', guest.name])).stdout);
     if (!current) throw new HypervisorError(`xl list ${guest.name} printed no domain`);
@@ -105,8 +112,37 @@ export class XenDriver implements HypervisorDriver {
     };
   }
 
-  /** Guests defined by `<configDir>/*.cfg`, by name. A missing directory means none. */
-  private async readConfigFiles(): Promise<Map<string, ConfiguredGuest>> {
+  /**
+   * `xl shutdown -w NAME` (a clean shutdown through the PV control interface,
+   * waiting until the domain has shut down); the handle runs `xl create CFG`
+   * with the guest's config file in the config directory. Refused before
+   * anything happens when no config file defines the guest (it could not be
+   * started again) or the guest is paused (it could not shut down).
+   */
+  async shutDown(guest: GuestInfo, guard?: HoldGuard): Promise<ShutdownHandle> {
+    const cfg = (await this.readConfigFiles()).get(guest.name)?.path;
+    if (!cfg) {
+      throw new HypervisorError(
+        `guest ${guest.name}: no config file in ${this.configDir} defines it, so after a shutdown ferry could not start it again; ` +
+          'put its cfg there (or set [xen] config_dir), or use snapshot = "pause"',
+      );
+    }
+    const [current] = parseXlList((await runChecked(this.runner, this.xl, ['list', guest.name])).stdout);
+    if (!current) throw new HypervisorError(`xl list ${guest.name} printed no domain`);
+    if (current.paused) throw new HypervisorError(`guest ${guest.name} is paused: it cannot shut down for its backup; unpause it or use snapshot = "pause"`);
+    const startArgv = [this.xl, 'create', cfg];
+    // Armed before the shutdown: a ferry killed from here on leaves the watchdog to start the guest (it retries while the domain still exists).
+    guard?.holding({ argv: startArgv });
+    await runChecked(this.runner, this.xl, ['shutdown', '-w', guest.name]);
+    return {
+      guest: guest.name,
+      startArgv,
+      start: onceSuccessful(async () => { await runChecked(this.runner, this.xl, ['create', cfg]); }),
+    };
+  }
+
+  /** Guests defined by `<configDir>/*.cfg`, by name, with the file's path. A missing directory means none. */
+  private async readConfigFiles(): Promise<Map<string, ConfiguredGuest & { path: string }>> {
     let files: string[];
     try {
       files = (await readdir(this.configDir)).filter((f) => f.endsWith('.cfg')).sort();
@@ -114,7 +150,7 @@ export class XenDriver implements HypervisorDriver {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
       throw new InputError(`cannot read ${this.configDir}: ${describeSystemError(err)}`, { cause: err });
     }
-    const byName = new Map<string, ConfiguredGuest>();
+    const byName = new Map<string, ConfiguredGuest & { path: string }>();
     const fileOf = new Map<string, string>();
     for (const file of files) {
       const path = join(this.configDir, file);
@@ -122,8 +158,13 @@ export class XenDriver implements HypervisorDriver {
       const earlier = fileOf.get(guest.name);
       if (earlier) throw new InputError(`${path}: guest name ${guest.name} is already defined in ${earlier}`);
       fileOf.set(guest.name, path);
-      byName.set(guest.name, guest);
+      byName.set(guest.name, { ...guest, path });
     }
     return byName;
   }
+}
+
+function withoutPath(guest: ConfiguredGuest & { path: string }): ConfiguredGuest {
+  const { path: _path, ...rest } = guest;
+  return rest;
 }

@@ -1,0 +1,46 @@
+// `snapshot = "pause"` and `snapshot = "shutdown"`: for a running guest whose
+// disks no provider can copy at a point in time (a plain file on ext4), the
+// backup reads the disks themselves while the guest cannot write to them:
+// paused for the whole read, or shut down cleanly and started again after
+// it. Holding and restarting the guest is the backup's job (fleetBackup.ts);
+// these providers only hand over the disks' own paths. Never chosen
+// automatically: each costs the guest its service for the length of the read.
+import * as fs from 'node:fs';
+import { HypervisorError, describeSystemError } from '../errors';
+import type { GuestDisk } from '../hypervisor/driver';
+import type { InPlaceHold, Snapshot, SnapshotProvider } from './provider';
+
+export class InPlaceReadProvider implements SnapshotProvider {
+  readonly kind: 'pause' | 'shutdown';
+  readonly readsInPlace: InPlaceHold;
+
+  constructor(hold: InPlaceHold) {
+    this.readsInPlace = hold;
+    this.kind = hold === 'paused' ? 'pause' : 'shutdown';
+  }
+
+  /** Any disk that exists can be read in place. */
+  async canHandle(disk: GuestDisk): Promise<boolean> {
+    return fs.existsSync(disk.path);
+  }
+
+  async create(disks: GuestDisk[]): Promise<Snapshot[]> {
+    return disks.map((disk) => {
+      try {
+        fs.accessSync(disk.path, fs.constants.R_OK);
+      } catch (err) {
+        throw new HypervisorError(`disk ${disk.device} (${disk.path}) cannot be read: ${describeSystemError(err)}`);
+      }
+      // `<kind>:` marks that nothing was created: there is nothing to remove.
+      return { disk, readPath: disk.path, ownedName: `${this.kind}:${disk.path}` };
+    });
+  }
+
+  async remove(): Promise<void> {
+    // Nothing was created.
+  }
+
+  async removeLeftovers(): Promise<string[]> {
+    return [];
+  }
+}
