@@ -18,6 +18,7 @@ import { registerTar } from './commands/tar';
 import { disableSeekAddon } from '../dedupe/imageSource';
 import { registerRepair } from './commands/repair';
 import { registerPrune } from './commands/prune';
+import { registerNightly } from './commands/nightly';
 
 export function buildProgram(): Command {
   const program = new Command('ferry')
@@ -50,6 +51,7 @@ export function buildProgram(): Command {
   registerTar(program);
   registerSite(program);
   registerRepair(program);
+  registerNightly(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }
