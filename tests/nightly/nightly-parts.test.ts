@@ -288,3 +288,14 @@ describe('notifications', () => {
     expect(await runNotifyCommand(['/no/such/mailer'], 'x')).toMatchObject({ ok: false, error: expect.stringMatching(/ENOENT/) });
   });
 });
+
+describe('docs/ferry.conf.example', () => {
+  it('its [nightly] table parses into what it documents', () => {
+    const file = path.join(__dirname, '..', '..', 'docs', 'ferry.conf.example');
+    expect(parseNightlyConfig(fs.readFileSync(file, 'utf8'), file)).toMatchObject({
+      present: true, maxAgeMs: 26 * H, pruneOn: 'sunday', checkReadDataPercent: 5,
+      offsite: ['/mnt/usb/ferry', 's3:https://rgw.example.net:7480/backups/ferry'], textfile: '/var/lib/node_exporter/ferry.prom',
+      notifyCommand: ['mail', '-s', 'ferry nightly', 'root'], notifyOn: 'failure', tags: ['nightly'],
+    });
+  });
+});
