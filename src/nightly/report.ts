@@ -93,7 +93,10 @@ export function formatHumanReport(r: NightlyReport): string {
   const lines: string[] = [];
   const c = r.coverage;
   const count = (s: CoverageEntry['state']) => c.guests.filter((g) => g.state === s).length;
-  lines.push(`ferry nightly on ${r.host}: ${r.ok ? 'OK' : `${r.problems.length} PROBLEM(S)`} (${clock(r.startedAt)} to ${clock(r.finishedAt)}, ${age(r.durationMs)})`);
+  const nothingDone = r.steps.length === 0 && !r.ok;
+  const verdict = r.ok ? 'OK' : nothingDone ? 'NOTHING DONE' : `${r.problems.length} PROBLEM(S)`;
+  lines.push(`ferry nightly on ${r.host}: ${verdict} (${clock(r.startedAt)} to ${clock(r.finishedAt)}, ${age(r.durationMs)})`);
+  if (nothingDone) return [...lines, ...r.problems.map((p) => `  - ${p}`)].join('\n') + '\n';
   const known = c.guests.filter((g) => g.state !== 'gone').length;
   lines.push(
     `coverage: ${c.hypervisorsListed ? `${known} guest(s) known` : 'hypervisors not listed'}, ${count('ok')} with a restore point within ${age(c.maxAgeMs)}` +
@@ -153,4 +156,22 @@ export function bytes(n: number): string {
     u++;
   }
   return u === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[u]}`;
+}
+
+/** The report of a night where nothing could be done (exit 2): the same shape, empty, with the one problem. */
+export function nothingDoneReport(repository: string, host: string, startedAt: Date, finishedAt: Date, problem: string, maxAgeMs: number): NightlyReport {
+  return {
+    version: 1,
+    host,
+    repository,
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    durationMs: finishedAt.getTime() - startedAt.getTime(),
+    ok: false,
+    problems: [problem],
+    coverage: { hypervisorsListed: false, maxAgeMs, guests: [] },
+    guests: [],
+    steps: [],
+    repositories: [],
+  };
 }

@@ -212,11 +212,18 @@ describe('ferry nightly with nothing to do', () => {
     expect(fs.readdirSync(`${repo}/snapshots`).length).toBe(before);
   });
 
-  it('no repository: exit 2 with one line', async () => {
+  it('no repository: exit 2 with one line, and the webhook and the textfile hear of it', async () => {
     const file = scratch.path('norepo.conf');
-    fs.writeFileSync(file, '[nightly]\nmax_age = "26h"\n');
+    const prom = scratch.path('norepo.prom');
+    fs.writeFileSync(file, `[nightly]\nnotify_webhook = ${JSON.stringify(hook.url)}\ntextfile = ${JSON.stringify(prom)}\n`);
+    const posted = hook.bodies.length;
     const r = await ferry(['nightly', '--config', file], { env });
     expect(r.code).toBe(EXIT.usage);
     expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^ferry: .*norepo\.conf: no repository; set repository = /)]);
+    expect(r.stdout).toMatch(/^ferry nightly on .*: NOTHING DONE \(/);
+    expect(hook.bodies).toHaveLength(posted + 1);
+    expect(JSON.parse(hook.bodies[posted])).toMatchObject({ ok: false, steps: [], problems: [expect.stringMatching(/no repository/)] });
+    const success = parsePrometheusTextFormat(fs.readFileSync(prom, 'utf8')).find((f) => f.name === 'ferry_nightly_success');
+    expect(success?.metrics.map((m) => m.value)).toEqual(['0']);
   });
 });

@@ -114,7 +114,7 @@ describe('the human report', () => {
   it('counts the guests that are fine instead of listing them when there are many', () => {
     const known = Array.from({ length: 60 }, (_, i) => ({ name: `vm${String(i).padStart(2, '0')}`, driver: 'xen', selected: true }));
     const points = known.filter((_, i) => i !== 7).map((k, i) => ({ id: String(i).padStart(64, '0'), guest: k.name, time: at(2) }));
-    const r = { ...sampleReport(), coverage: computeCoverage(known, points, NOW, 26 * H), guests: [], steps: [] };
+    const r = { ...sampleReport(), coverage: computeCoverage(known, points, NOW, 26 * H), guests: [], steps: [{ step: 'backup' as const, status: 'ok' as const, summary: '59 of 60', durationMs: 1 }] };
     r.problems = problemsOf(r.coverage, [], []);
     const text = formatHumanReport(r);
     expect(text).toContain('coverage: 60 guest(s) known, 59 with a restore point within 26 h, 1 with NONE');
@@ -297,5 +297,49 @@ describe('docs/ferry.conf.example', () => {
       offsite: ['/mnt/usb/ferry', 's3:https://rgw.example.net:7480/backups/ferry'], textfile: '/var/lib/node_exporter/ferry.prom',
       notifyCommand: ['mail', '-s', 'ferry nightly', 'root'], notifyOn: 'failure', tags: ['nightly'],
     });
+  });
+});
+
+describe('the order of the steps', () => {
+  it('a backup step that fails as a whole stops nothing after it; coverage then judges the repository alone', async () => {
+    const { runNightly } = await import('../../src/nightly/nightlyRun');
+    const done: string[] = [];
+    const step = (name: string) => async () => {
+      done.push(name);
+      return { summary: `${name} done` };
+    };
+    let saved: object | undefined;
+    const report = await runNightly(
+      { ...parseNightlyConfig('', 'f.conf'), pruneOn: 'daily', offsite: ['/mnt/ferry-test-absent/ferry', 's3:http://127.0.0.1:1/b/p'] },
+      '/srv/ferry',
+      {
+        backup: async () => {
+          done.push('backup');
+          throw new Error('QMP socket /run/qemu/web01.qmp: connection refused');
+        },
+        forget: step('forget'),
+        prune: step('prune'),
+        check: async (percent) => {
+          done.push(`check ${percent}%`);
+          return { summary: 'no damage' };
+        },
+        sync: async (target) => {
+          done.push(`sync ${target}`);
+          return { summary: 'copied' };
+        },
+        offsiteSkipReason,
+        restorePoints: async () => [{ id: 'a'.repeat(64), guest: 'web01', time: at(2) }],
+        size: async () => ({ bytes: 10, packs: 1 }),
+        times: { read: () => ({}), write: (t) => (saved = t) },
+        log: () => undefined,
+      },
+      () => NOW,
+    );
+    expect(done).toEqual(['backup', 'forget', 'prune', 'check 5%', 'sync s3:http://127.0.0.1:1/b/p']);
+    expect(report.steps.map((s) => [s.step, s.status])).toEqual([['backup', 'failed'], ['forget', 'ok'], ['prune', 'ok'], ['check', 'ok'], ['sync', 'skipped'], ['sync', 'ok']]);
+    expect(report.problems).toEqual(['backup: QMP socket /run/qemu/web01.qmp: connection refused']);
+    expect(report.coverage).toMatchObject({ hypervisorsListed: false, guests: [{ guest: 'web01', state: 'ok' }] });
+    expect(saved).toEqual({ lastPrune: NOW.toISOString(), lastCheck: NOW.toISOString() });
+    expect(report.repositories.map((r) => [r.role, r.sizeBytes])).toEqual([['primary', 10], ['offsite', undefined], ['offsite', 10]]);
   });
 });

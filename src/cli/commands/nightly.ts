@@ -2,6 +2,7 @@
 // steps and writes the report; this file does each step's work with the
 // repository (locks, passphrase, state directory, signals), as the commands
 // backup --all, forget, prune, check and sync do.
+import * as os from 'node:os';
 import { Command } from 'commander';
 import { withPool, withRepository, RepoOptions, lockOptions, openBackendAt, openRepository, whileLocked } from '../session';
 import { obtainPassword } from '../password';
@@ -28,7 +29,7 @@ import { NightlyConfig, parseNightlyConfig } from '../../nightly/nightlyConfig';
 import { NightlySteps, StepDone, runNightly } from '../../nightly/nightlyRun';
 import { NightlyRecord } from '../../nightly/nightlyRecord';
 import { offsiteSkipReason } from '../../nightly/offsite';
-import { GuestReport, NotificationResult, bytes, formatHumanReport } from '../../nightly/report';
+import { GuestReport, NightlyReport, NotificationResult, bytes, formatHumanReport, nothingDoneReport } from '../../nightly/report';
 import { renderPromTextfile, writeTextfileAtomically } from '../../nightly/promTextfile';
 import { postWebhook, runNotifyCommand } from '../../nightly/notify';
 
@@ -59,39 +60,52 @@ export function registerNightly(program: Command): void {
         passwordFile: global.passwordFile ?? config.passwordFile,
       };
       const location = repoOptions.repo;
-      if (!location) throw new NightlyNotRunError(`${opts.config}: no repository; set repository = "…" in it, or pass --repo`);
-      await nothingDoneUnless(async () => (await openRepository(repoOptions)).backend.close());
-      const hostLock = await nothingDoneUnless(async () => acquireHostRunLock(process.env.FERRY_RUN_DIR ?? '/run/ferry'));
-      let report;
+      const startedAt = new Date();
+      let report: NightlyReport;
       try {
-        report = await runNightly(nightly, location, nightlySteps(repoOptions, location, config, nightly, Boolean(opts.verbose)));
-      } finally {
-        hostLock.release();
-      }
-      if (nightly.textfile) {
+        if (!location) throw new NightlyNotRunError(`${opts.config}: no repository; set repository = "…" in it, or pass --repo`);
+        await nothingDoneUnless(async () => (await openRepository(repoOptions)).backend.close());
+        const hostLock = await nothingDoneUnless(async () => acquireHostRunLock(process.env.FERRY_RUN_DIR ?? '/run/ferry'));
         try {
-          writeTextfileAtomically(nightly.textfile, renderPromTextfile(report));
-        } catch (err) {
-          report.problems.push(`textfile: ${(err as Error).message}`);
-          report.ok = false;
+          report = await runNightly(nightly, location, nightlySteps(repoOptions, location, config, nightly, Boolean(opts.verbose)));
+        } finally {
+          hostLock.release();
         }
+      } catch (err) {
+        if (!(err instanceof NightlyNotRunError)) throw err;
+        // The webhook and the textfile hear of it too: cron's mail may be the only other witness.
+        await publish(nothingDoneReport(location ?? '', os.hostname(), startedAt, new Date(), err.message, nightly.maxAgeMs), nightly, opts);
+        throw err;
       }
-      const notifications: NotificationResult[] = [];
-      if (nightly.notifyOn === 'always' || !report.ok) {
-        if (nightly.notifyWebhook) notifications.push(await postWebhook(nightly.notifyWebhook, JSON.stringify(report), webhookTiming()));
-        if (nightly.notifyCommand) notifications.push(await runNotifyCommand(nightly.notifyCommand, formatHumanReport(report)));
-      }
-      report.notifications = notifications;
-      if (opts.json) {
-        console.log(JSON.stringify(report));
-      } else {
-        let text = formatHumanReport(report);
-        for (const n of notifications) text += `notify ${n.kind} ${n.target}: ${n.ok ? `sent${n.attempts > 1 ? ` (attempt ${n.attempts})` : ''}` : `FAILED: ${n.error}`}\n`;
-        process.stdout.write(text);
-      }
-      for (const n of notifications.filter((x) => !x.ok)) process.stderr.write(`ferry: warning: notify ${n.kind} ${n.target} failed: ${n.error}\n`);
+      await publish(report, nightly, opts);
       if (!report.ok) throw new NightlyFailedError(`nightly: ${report.problems.length} problem(s); first: ${report.problems[0]}`);
     });
+}
+
+/** The report to the textfile, the notifications (as notify_on says), then stdout. */
+async function publish(report: NightlyReport, nightly: NightlyConfig, opts: NightlyOptions): Promise<void> {
+  if (nightly.textfile) {
+    try {
+      writeTextfileAtomically(nightly.textfile, renderPromTextfile(report));
+    } catch (err) {
+      report.problems.push(`textfile: ${(err as Error).message}`);
+      report.ok = false;
+    }
+  }
+  const notifications: NotificationResult[] = [];
+  if (nightly.notifyOn === 'always' || !report.ok) {
+    if (nightly.notifyWebhook) notifications.push(await postWebhook(nightly.notifyWebhook, JSON.stringify(report), webhookTiming()));
+    if (nightly.notifyCommand) notifications.push(await runNotifyCommand(nightly.notifyCommand, formatHumanReport(report)));
+  }
+  report.notifications = notifications;
+  if (opts.json) {
+    console.log(JSON.stringify(report));
+  } else {
+    let text = formatHumanReport(report);
+    for (const n of notifications) text += `notify ${n.kind} ${n.target}: ${n.ok ? `sent${n.attempts > 1 ? ` (attempt ${n.attempts})` : ''}` : `FAILED: ${n.error}`}\n`;
+    process.stdout.write(text);
+  }
+  for (const n of notifications.filter((x) => !x.ok)) process.stderr.write(`ferry: warning: notify ${n.kind} ${n.target} failed: ${n.error}\n`);
 }
 
 /**
