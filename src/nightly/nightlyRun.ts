@@ -90,7 +90,7 @@ export async function runNightly(config: NightlyConfig, repository: string, step
   try {
     points = await steps.restorePoints();
   } catch (err) {
-    reports.push({ step: 'check', status: 'failed', reason: `listing restore points for the coverage: ${(err as Error).message}`, durationMs: 0 });
+    reports.push({ step: 'coverage', status: 'failed', reason: `listing the restore points: ${(err as Error).message}`, durationMs: 0 });
   }
   const coverage = computeCoverage(known, points, clock(), config.maxAgeMs);
   const repositories: RepositoryReport[] = [];

@@ -3,7 +3,8 @@
 // cron mails). Problems come first in both: they are what the reader is for.
 import { type Coverage, type CoverageEntry, FAILING_STATES } from './coverage';
 
-export type StepName = 'backup' | 'forget' | 'prune' | 'check' | 'sync';
+/** The steps in their order; `coverage` appears only when listing the restore points for it failed. */
+export type StepName = 'backup' | 'forget' | 'prune' | 'check' | 'sync' | 'coverage';
 
 export interface StepReport {
   step: StepName;
