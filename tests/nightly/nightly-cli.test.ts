@@ -199,6 +199,29 @@ describe('ferry nightly', () => {
   });
 });
 
+describe('ferry nightly notifying on success', () => {
+  it('notify_on = "always": the command gets the summary; a dead webhook is reported and changes neither the work nor the exit code', async () => {
+    const mail = scratch.path('mail-always.txt');
+    const file = conf('always.conf', [
+      'prune_on = "never"',
+      'check_read_data = "0%"',
+      'notify_on = "always"',
+      'notify_webhook = "http://127.0.0.1:1/dead"',
+      `notify_command = ["sh", "-c", ${JSON.stringify(`cat > ${mail}`)}]`,
+    ], ['lab*', 'broken*']);
+    const r = await ferry(['nightly', '--config', file], { env: { ...env, FERRY_RUN_DIR: scratch.mkdir('run3') }, timeoutMs: 600_000 });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^prune: skipped: prune_on = "never"$/m);
+    expect(r.stdout).toMatch(/^check: no damage in \d+ pack\(s\), 3 restore point\(s\) \(/m);
+    expect(r.stdout).toMatch(/^notify webhook http:\/\/127\.0\.0\.1:1\/dead: FAILED: .*\(after 4 attempts\)$/m);
+    expect(r.stdout).toMatch(/^notify command sh -c cat > .*: sent$/m);
+    expect(r.stderr).toMatch(/^ferry: warning: notify webhook http:\/\/127\.0\.0\.1:1\/dead failed: /m);
+    const mailed = fs.readFileSync(mail, 'utf8');
+    expect(mailed).toMatch(/^ferry nightly on .*: OK \(/);
+    expect(mailed).toContain('coverage: 4 guest(s) known, 2 with a restore point within 26 h');
+  });
+});
+
 describe('ferry nightly with nothing to do', () => {
   it('a bad [nightly] key: exit 2, one line naming file, line and key, and nothing touched', async () => {
     const file = scratch.path('typo.conf');
