@@ -7,8 +7,9 @@
  */
 export const EXIT_CODES = {
   ok: 0,
-  /** A FerryError without a more specific class. */
+  /** A FerryError without a more specific class; `nightly`: a step or guest failed (the report says which). */
   failure: 1,
+  /** Also `nightly`: nothing could be done (bad [nightly] config, no repository). */
   usage: 2,
   notARepository: 3,
   wrongPassword: 4,
@@ -140,6 +141,14 @@ export class FleetFailedError extends FerryError {
 /** A site plan cannot place every guest on the target hosts (exit 12). */
 export class DoesNotFitError extends FerryError {
   override readonly exitCode = EXIT_CODES.doesNotFit;
+}
+
+/** `ferry nightly`: some step or guest failed; the report said which (exit 1). */
+export class NightlyFailedError extends FerryError {}
+
+/** `ferry nightly`: nothing could be done (bad config, no repository) (exit 2). */
+export class NightlyNotRunError extends FerryError {
+  override readonly exitCode = EXIT_CODES.usage;
 }
 
 /** Turn a Node system error into a short phrase: "disk full (ENOSPC)". */

@@ -71,6 +71,8 @@ export interface GuestOutcome {
   /** Disks read in full although tracking was asked for, with the reason. */
   fullReads: string[];
   snapshotKinds: string[];
+  /** Wall time of this guest's backup (snapshot, read, commit), in ms. */
+  durationMs: number;
 }
 
 /**
@@ -124,10 +126,12 @@ export async function backupFleet(
     await forEachLimit(guests, opts.concurrency, async (g) => {
       const damagedId = newestMayBeDamaged(g.guest.name);
       if (damagedId) opts.log(`${g.guest.name}: restore point ${damagedId.slice(0, 8)} is damaged and may be its newest: reading its disks in full`);
+      const started = Date.now();
       const outcome = await backupOne(repo, pool, g, damagedId ? undefined : latest.get(g.guest.name), held, opts).catch((err: unknown): GuestOutcome => ({
         guest: g.guest.name, driver: g.driver.kind, ok: false, error: (err as Error).message,
-        pauseMs: 0, downMs: 0, logicalBytes: 0, readBytes: 0, newBytes: 0, fullReads: [], snapshotKinds: [],
+        pauseMs: 0, downMs: 0, logicalBytes: 0, readBytes: 0, newBytes: 0, fullReads: [], snapshotKinds: [], durationMs: 0,
       }));
+      outcome.durationMs = Date.now() - started;
       outcomes.push(outcome);
       opts.log(outcome.ok
         ? `${outcome.guest}: restore point ${outcome.id?.slice(0, 8)}, paused ${outcome.pauseMs} ms${outcome.downMs ? `, shut down ${outcome.downMs} ms` : ''}, read ${outcome.readBytes} of ${outcome.logicalBytes} bytes, ${outcome.newBytes} new`
@@ -180,6 +184,7 @@ async function backupOne(
       logicalBytes: s.logicalBytes, readBytes: s.readBytes, newBytes: s.newBytes,
       fullReads: result.restorePoint.disks.filter((d) => d.fullReadReason).map((d) => `${d.name}: ${d.fullReadReason}`),
       snapshotKinds: [...new Set(snapshots.map((s) => s.provider.kind))],
+      durationMs: 0, // set by the caller, which times the whole guest
     };
   } finally {
     for (const { provider, snapshot } of snapshots) {

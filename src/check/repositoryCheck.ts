@@ -9,6 +9,7 @@ import { BlobType, blobType } from '../crypto/blobCodec';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
 import { NotFoundError } from '../storage/backend';
+import { ReadDataSubset, packInSubset } from './readDataSubset';
 
 export interface Damage {
   /** Storage object, as CorruptionError.object names it: `data/<pack id>`, `index/<name>`, `snapshots/<id>`, or `index`. */
@@ -27,6 +28,8 @@ export interface CheckReport {
   unindexedPacks: number;
   /** Of those, packs that restore points need: an index file is missing (their blobs are checked from their own headers). */
   packsMissingFromIndex: number;
+  /** Packs whose every byte was read (all with read-data, the subset's with readDataSubset, none otherwise). */
+  packsRead: number;
 }
 
 /** What the phases find: each damaged object, and the packs and blobs (by hex id) that restore cannot use. */
@@ -36,14 +39,18 @@ interface Findings {
   damagedBlobs: Set<string>;
 }
 
-/** How deep `check` looks: the structure (indexes against pack headers), or also every blob's bytes (`--read-data`). */
-export type CheckDepth = 'structure' | 'read-data';
+/**
+ * How deep `check` looks: the structure (indexes against pack headers), or also every blob's bytes (`--read-data`),
+ * or those of a subset of the packs (`--read-data-subset`; the others get the structure check).
+ */
+export type CheckDepth = 'structure' | 'read-data' | { readDataSubset: ReadDataSubset };
 
 export async function checkRepository(repo: Repository, pool: PipelinePool, depth: CheckDepth, onProgress?: (done: number, total: number) => void): Promise<CheckReport> {
   const readData = depth === 'read-data';
+  const readsPack = (packId: string) => readData || (typeof depth === 'object' && packInSubset(packId, depth.readDataSubset));
   const found: Findings = { damage: [], damagedPacks: new Set<number>(), damagedBlobs: new Set<string>() };
   const { stored, unindexedBefore, orphanIds, orphanNumbers } = await loadIndex(repo, found.damage);
-  const { blobsVerified, patches } = await checkPacks(repo, pool, readData, stored, found, onProgress);
+  const { blobsVerified, patches, packsRead } = await checkPacks(repo, pool, readsPack, stored, found, onProgress);
   await checkPatches(repo, patches, found);
   const { affected, restorePoints, neededOrphans } = await findAffectedRestorePoints(repo, found, orphanNumbers);
   if (neededOrphans.size > 0) {
@@ -63,6 +70,7 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, dept
     affected,
     unindexedPacks: unindexedBefore ?? orphanIds.length,
     packsMissingFromIndex: neededOrphans.size,
+    packsRead,
   };
 }
 
@@ -96,30 +104,33 @@ type PatchToCheck = { id: Buffer; object: string };
 async function checkPacks(
   repo: Repository,
   pool: PipelinePool,
-  readData: boolean,
+  readsPack: (packId: string) => boolean,
   stored: Map<string, number>,
   found: Findings,
   onProgress?: (done: number, total: number) => void,
-): Promise<{ blobsVerified: number; patches: PatchToCheck[] }> {
+): Promise<{ blobsVerified: number; patches: PatchToCheck[]; packsRead: number }> {
   const byPack: PackEntry[][] = repo.packIds.map(() => []);
   repo.forEachBlob((id, loc) => {
     byPack[loc.pack]?.push({ id, typeFlags: loc.typeFlags, offset: loc.offset, storedLength: loc.storedLength, rawLength: loc.rawLength });
   });
 
   let blobsVerified = 0;
+  let packsRead = 0;
   const patches: PatchToCheck[] = [];
-  const totalBytes = [...stored.values()].reduce((a, b) => a + b, 0);
+  const totalBytes = repo.packIds.reduce((sum, p) => sum + (readsPack(p) ? stored.get(p) ?? 0 : 0), 0);
   let doneBytes = 0;
   for (let n = 0; n < repo.packIds.length; n++) {
     const size = stored.get(repo.packIds[n]);
+    const readData = readsPack(repo.packIds[n]);
     const verified = await checkPack(repo, pool, readData, stored, found, n, byPack[n], patches);
     blobsVerified += verified;
     if (readData && size !== undefined) {
+      packsRead++;
       doneBytes += size;
       onProgress?.(doneBytes, totalBytes);
     }
   }
-  return { blobsVerified, patches };
+  return { blobsVerified, patches, packsRead };
 }
 
 /** One pack: present, its header, the index's entries against it; with readData, its content. Returns the blobs verified. */

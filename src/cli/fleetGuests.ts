@@ -31,6 +31,8 @@ export interface FleetSetup {
   guests: FleetGuest[];
   /** Every provider in use, for the leftover sweep before the run. */
   providers: SnapshotProvider[];
+  /** Every guest the drivers listed, selected or not (nightly's coverage). */
+  known: { name: string; driver: string; selected: boolean }[];
 }
 
 /** Drivers named by flags; without any, those of the config file. */
@@ -64,12 +66,14 @@ export async function fleetGuests(flags: FleetFlags, config: FerryConfig | undef
   const generic = defaultSnapshotProviders(runner);
   const providers = new Set<SnapshotProvider>(generic);
   const guests: FleetGuest[] = [];
+  const known: FleetSetup['known'] = [];
   for (const driver of list) {
     // Live copies by the hypervisor itself, for the guests that hypervisor runs.
     const live = liveSnapshotProvider(driver, { workDir: flags.workDir, holdGuard: () => new WatchdogGuard() });
     if (live) providers.add(live);
     for (const guest of await driver.listGuests()) {
-      if (!selected(guest, flags, config)) continue;
+      known.push({ name: guest.name, driver: driver.kind, selected: selected(guest, flags, config) });
+      if (!known[known.length - 1].selected) continue;
       const settings = config ? settingsForGuest(config, guest.name) : undefined;
       guests.push({
         driver,
@@ -82,7 +86,7 @@ export async function fleetGuests(flags: FleetFlags, config: FerryConfig | undef
     }
   }
   if (guests.length === 0) throw new UsageError('backup --all: no guest matched; check --guest/--exclude patterns and include/exclude in the config');
-  return { guests, providers: [...providers] };
+  return { guests, providers: [...providers], known };
 }
 
 function selected(guest: GuestInfo, flags: FleetFlags, config: FerryConfig | undefined): boolean {

@@ -19,6 +19,7 @@ import { disableSeekAddon } from '../dedupe/imageSource';
 import { registerRepair } from './commands/repair';
 import { registerPrune } from './commands/prune';
 import { registerSchedule } from './commands/schedule';
+import { registerNightly } from './commands/nightly';
 
 export function buildProgram(): Command {
   const program = new Command('ferry')
@@ -53,6 +54,7 @@ export function buildProgram(): Command {
   registerSite(program);
   registerRepair(program);
   registerSchedule(program);
+  registerNightly(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
 }

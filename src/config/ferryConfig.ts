@@ -34,6 +34,7 @@
 //     keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly   integer ≥ 0
 //     keep_within  string   a duration such as "14d", "2w", "6m", "1y" (back from a guest's newest point)
 //     keep_tags    [string] points with one of these tags are kept
+//   [nightly]               `ferry nightly`: read by src/nightly/nightlyConfig.ts (keys listed there)
 //   When several [guest."…"] tables match a guest, patterns apply first in
 //   file order (a later one overrides an earlier one's keys), then a table
 //   naming the guest exactly overrides them all.
@@ -103,7 +104,9 @@ export interface FerryConfig {
 }
 
 
-const TOP_KEYS = ['repository', 'password_file', 'concurrency', 'include', 'exclude', 'xen', 'libvirt', 'qemu', 'static', 'guest', 'retention'];
+const TOP_KEYS = ['repository', 'password_file', 'concurrency', 'include', 'exclude', 'xen', 'libvirt', 'qemu', 'static', 'guest', 'retention',
+  // [nightly] is checked by src/nightly/nightlyConfig.ts (config/ does not import nightly/).
+  'nightly'];
 const RETENTION_KEYS = ['keep_last', 'keep_hourly', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly', 'keep_within', 'keep_tags'];
 const RULE_KEYS = ['quiesce', 'pre_hook', 'post_hook', 'snapshot', 'boot_group', 'boot_priority', ...RETENTION_KEYS];
 const STATIC_GUEST_KEYS = ['name', 'disks', 'config', 'pre_hook', 'post_hook'];

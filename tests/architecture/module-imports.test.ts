@@ -36,6 +36,8 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   sync: ['repo', 'crypto', 'storage', 'host', 'concurrency'],
   tar: ['backup', 'restore', 'repo', 'crypto', 'dedupe', 'storage', 'workers', 'concurrency'],
   site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'workers', 'concurrency', 'host'],
+  // The nightly job's parts: [nightly] read with config's checker, the check's subset spec, hooks' secret-free environment.
+  nightly: ['config', 'check', 'hypervisor'],
   demo: ['backup', 'restore', 'repo', 'storage', 'crypto', 'dedupe', 'workers', 'hypervisor', 'snapshot', 'concurrency', 'host'],
   schedule: [],
   cli: ['*'],

@@ -100,7 +100,7 @@ export function registerBackup(program: Command): void {
 }
 
 /** Load the index; index packs an interrupted backup left (resume). Returns how many. */
-async function prepareIndex(repo: Repository, quiet?: boolean): Promise<number> {
+export async function prepareIndex(repo: Repository, quiet?: boolean): Promise<number> {
   await repo.loadIndex(warnDamagedIndex);
   const packs = await repo.listPacks();
   const resumed = await repo.indexOrphanPacks({ keep: 'index-file', packs });

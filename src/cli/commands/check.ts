@@ -1,7 +1,9 @@
 import { Command } from 'commander';
 import { withPool, withRepository, RepoOptions } from '../session';
-import { checkRepository } from '../../check/repositoryCheck';
-import { DamageFoundError } from '../../errors';
+import { CheckDepth, checkRepository } from '../../check/repositoryCheck';
+import { DamageFoundError, UsageError } from '../../errors';
+import { ReadDataCursor, badSubsetSpec, parseSubsetSpec, subsetForRun } from '../../check/readDataSubset';
+import { stateDir } from '../restorePointRecord';
 import { ProgressLine } from '../progress';
 import { formatBytes } from '../format';
 import { LEFTOVER_AGE_MS, countTemporaryFiles } from '../../storage/leftovers';
@@ -11,17 +13,31 @@ export function registerCheck(program: Command): void {
     .command('check')
     .description('check the repository structure; --read-data also decrypts and verifies every byte')
     .option('--read-data', 'read, decrypt and verify every blob')
+    .option(
+      '--read-data-subset <subset>',
+      'read only some packs: P% rotates (pack bucket = first 32 bits of its id mod ceil(100/P); each run reads the bucket after the last run\'s, ' +
+        'kept per repository in the state directory under check-cursor/, so every pack is read within ceil(100/P) runs); n/t reads bucket n of t',
+    )
     .option('--json', 'print JSON')
-    .action(async (opts: { readData?: boolean; json?: boolean }, cmd: Command) => {
+    .action(async (opts: { readData?: boolean; readDataSubset?: string; json?: boolean }, cmd: Command) => {
+      const global = cmd.optsWithGlobals() as RepoOptions;
+      if (opts.readData && opts.readDataSubset !== undefined) throw new UsageError('check: give --read-data or --read-data-subset, not both');
+      const spec = opts.readDataSubset === undefined ? undefined : parseSubsetSpec(opts.readDataSubset);
+      if (opts.readDataSubset !== undefined && !spec) throw badSubsetSpec('--read-data-subset', opts.readDataSubset);
       // No local cache: check judges the repository, not what this host kept of it.
-      await withRepository({ ...(cmd.optsWithGlobals() as RepoOptions), cache: false }, 'shared', 'check', async (repo) => {
+      await withRepository({ ...global, cache: false }, 'shared', 'check', async (repo) => {
         const progress = new ProgressLine('check', opts.json);
-        const report = await withPool(repo, (pool) => checkRepository(repo, pool, opts.readData ? 'read-data' : 'structure', (d, t) => progress.update(d, t)));
+        const cursor = ReadDataCursor.at(stateDir(global), repo.repositoryId);
+        const subset = spec ? subsetForRun(spec, cursor) : undefined;
+        const depth: CheckDepth = subset ? { readDataSubset: subset } : opts.readData ? 'read-data' : 'structure';
+        const report = await withPool(repo, (pool) => checkRepository(repo, pool, depth, (d, t) => progress.update(d, t)));
         progress.done();
+        // Only a finished check moves the rotation on: an interrupted one reads the same bucket again.
+        if (subset && spec?.kind === 'rotating') cursor.advance(subset);
         // Not damage: files of writes that were interrupted (or are in progress), reported so they do not stay unseen.
         const leftovers = await countTemporaryFiles(repo.backend);
         if (opts.json) {
-          console.log(JSON.stringify({ ...report, leftovers }));
+          console.log(JSON.stringify({ ...report, leftovers, ...(subset ? { readDataSubset: { bucket: subset.bucket + 1, of: subset.of } } : {}) }));
         } else {
           if (leftovers.files > 0) {
             console.log(
@@ -32,7 +48,8 @@ export function registerCheck(program: Command): void {
           for (const d of report.damage) console.log(`damaged: ${d.object}: ${d.problem}`);
           for (const a of report.affected) console.log(`affected restore point: ${a.id.slice(0, 8)} ${a.guest} ${a.time}`);
           console.log(
-            `checked ${report.packs} packs, ${report.restorePoints} restore points${opts.readData ? `, ${report.blobsVerified} blobs verified` : ''}` +
+            `checked ${report.packs} packs, ${report.restorePoints} restore points${opts.readData || subset ? `, ${report.blobsVerified} blobs verified` : ''}` +
+              `${subset ? `, read ${report.packsRead} pack(s) of subset ${subset.bucket + 1}/${subset.of}` : ''}` +
               `${report.unindexedPacks > report.packsMissingFromIndex ? `, ${report.unindexedPacks - report.packsMissingFromIndex} unindexed pack(s) from an interrupted backup (the next backup indexes them)` : ''}`,
           );
         }

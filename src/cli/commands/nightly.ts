@@ -1,0 +1,295 @@
+// `ferry nightly`: the one cron line. src/nightly/ decides the order of the
+// steps and writes the report; this file does each step's work with the
+// repository (locks, passphrase, state directory, signals), as the commands
+// backup --all, forget, prune, check and sync do.
+import * as os from 'node:os';
+import { Command } from 'commander';
+import { withPool, withRepository, RepoOptions, lockOptions, openBackendAt, openRepository, whileLocked } from '../session';
+import { obtainPassword } from '../password';
+import { withSignalCleanup } from '../signals';
+import { fleetGuests } from '../fleetGuests';
+import { prepareIndex } from './backup';
+import { reviewListing, seenRestorePoints, stateDir, warnRecordProblems } from '../restorePointRecord';
+import { DamageFoundError, FerryError, NightlyFailedError, NightlyNotRunError } from '../../errors';
+import { DEFAULT_CONFIG_PATH, FerryConfig, parseFerryConfig, settingsForGuest } from '../../config/ferryConfig';
+import { readTomlFile } from '../../config/tomlChecker';
+import { acquireHostRunLock } from '../../backup/hostRunLock';
+import { backupFleet } from '../../backup/fleetBackup';
+import { planForget } from '../../retention/forgetPlan';
+import { type RetentionPolicy, isEmptyPolicy } from '../../retention/retentionPolicy';
+import { pruneRepository } from '../../prune/pruneRun';
+import { checkRepository } from '../../check/repositoryCheck';
+import { ReadDataCursor } from '../../check/readDataSubset';
+import { syncRepositories } from '../../sync/repositorySync';
+import { checkSameIdentity } from '../../sync/copyTarget';
+import { FencedBackend } from '../../storage/fenced';
+import { Repository } from '../../repo/repository';
+import { acquireLock, RepositoryLock } from '../../repo/lock';
+import { NightlyConfig, parseNightlyConfig } from '../../nightly/nightlyConfig';
+import { NightlySteps, StepDone, runNightly } from '../../nightly/nightlyRun';
+import { NightlyRecord } from '../../nightly/nightlyRecord';
+import { offsiteSkipReason } from '../../nightly/offsite';
+import { GuestReport, NightlyReport, NotificationResult, bytes, formatHumanReport, nothingDoneReport } from '../../nightly/report';
+import { renderPromTextfile, writeTextfileAtomically } from '../../nightly/promTextfile';
+import { postWebhook, runNotifyCommand } from '../../nightly/notify';
+
+interface NightlyOptions {
+  config: string;
+  json?: boolean;
+  verbose?: boolean;
+}
+
+export function registerNightly(program: Command): void {
+  program
+    .command('nightly')
+    .description(
+      'the nightly job from [nightly] in ferry.conf: back up every selected guest, forget by [retention], prune on prune_on\'s weekday, ' +
+        'check reading a rotating check_read_data share of the packs (every pack within ceil(100/P) nights; cursor in the state directory, check-cursor/), ' +
+        'sync to each offsite target (a USB path not mounted is skipped), then report: coverage first, on stdout, textfile, notify_webhook, notify_command. ' +
+        'Exit 0: all done; 1: something failed (the report says what); 2: nothing could be done (bad config, no repository)',
+    )
+    .option('--config <file>', "ferry's config file", DEFAULT_CONFIG_PATH)
+    .option('--json', 'print the report as JSON (shape: README, "The nightly job")')
+    .option('--verbose', 'also log each step and guest on stderr as it happens')
+    .action(async (opts: NightlyOptions, cmd: Command) => {
+      const global = cmd.optsWithGlobals() as RepoOptions;
+      const { config, nightly } = readConfig(opts.config);
+      const repoOptions: RepoOptions = {
+        ...global,
+        repo: global.repo ?? process.env.FERRY_REPO ?? config.repository,
+        passwordFile: global.passwordFile ?? config.passwordFile,
+      };
+      const location = repoOptions.repo;
+      const startedAt = new Date();
+      let report: NightlyReport;
+      try {
+        if (!location) throw new NightlyNotRunError(`${opts.config}: no repository; set repository = "…" in it, or pass --repo`);
+        await nothingDoneUnless(async () => (await openRepository(repoOptions)).backend.close());
+        const hostLock = await nothingDoneUnless(async () => acquireHostRunLock(process.env.FERRY_RUN_DIR ?? '/run/ferry'));
+        try {
+          report = await runNightly(nightly, location, nightlySteps(repoOptions, location, config, nightly, Boolean(opts.verbose)));
+        } finally {
+          hostLock.release();
+        }
+      } catch (err) {
+        if (!(err instanceof NightlyNotRunError)) throw err;
+        // The webhook and the textfile hear of it too: cron's mail may be the only other witness.
+        await publish(nothingDoneReport(location ?? '', os.hostname(), startedAt, new Date(), err.message, nightly.maxAgeMs), nightly, opts);
+        throw err;
+      }
+      await publish(report, nightly, opts);
+      if (!report.ok) throw new NightlyFailedError(`nightly: ${report.problems.length} problem(s); first: ${report.problems[0]}`);
+    });
+}
+
+/** The report to the textfile, the notifications (as notify_on says), then stdout. */
+async function publish(report: NightlyReport, nightly: NightlyConfig, opts: NightlyOptions): Promise<void> {
+  if (nightly.textfile) {
+    try {
+      writeTextfileAtomically(nightly.textfile, renderPromTextfile(report));
+    } catch (err) {
+      report.problems.push(`textfile: ${(err as Error).message}`);
+      report.ok = false;
+    }
+  }
+  const notifications: NotificationResult[] = [];
+  if (nightly.notifyOn === 'always' || !report.ok) {
+    if (nightly.notifyWebhook) notifications.push(await postWebhook(nightly.notifyWebhook, JSON.stringify(report), webhookTiming()));
+    if (nightly.notifyCommand) notifications.push(await runNotifyCommand(nightly.notifyCommand, formatHumanReport(report)));
+  }
+  report.notifications = notifications;
+  if (opts.json) {
+    console.log(JSON.stringify(report));
+  } else {
+    let text = formatHumanReport(report);
+    for (const n of notifications) text += `notify ${n.kind} ${n.target}: ${n.ok ? `sent${n.attempts > 1 ? ` (attempt ${n.attempts})` : ''}` : `FAILED: ${n.error}`}\n`;
+    process.stdout.write(text);
+  }
+  for (const n of notifications.filter((x) => !x.ok)) process.stderr.write(`ferry: warning: notify ${n.kind} ${n.target} failed: ${n.error}\n`);
+}
+
+/**
+ * The webhook's retry timing: FERRY_TEST_WEBHOOK_DELAY_MS exists for the test
+ * suite only (milliseconds instead of 2 s, 4 s, 8 s); not documented.
+ */
+function webhookTiming(): { firstDelayMs?: number } {
+  const text = process.env.FERRY_TEST_WEBHOOK_DELAY_MS;
+  return text !== undefined && /^\d+$/.test(text) ? { firstDelayMs: Number(text) } : {};
+}
+
+/** ferry.conf with its [nightly] table; any mistake means nothing could be done (exit 2), in one line. */
+function readConfig(file: string): { config: FerryConfig; nightly: NightlyConfig } {
+  return nothingDoneUnlessSync(() => {
+    const text = readTomlFile(file, 'config file', 'give an existing file with --config');
+    return { config: parseFerryConfig(text, file), nightly: parseNightlyConfig(text, file) };
+  });
+}
+
+function notRun(err: unknown): unknown {
+  return err instanceof FerryError && !(err instanceof NightlyNotRunError) ? new NightlyNotRunError(`nothing done: ${err.message}`, { cause: err }) : err;
+}
+
+function nothingDoneUnlessSync<T>(body: () => T): T {
+  try {
+    return body();
+  } catch (err) {
+    throw notRun(err);
+  }
+}
+
+async function nothingDoneUnless<T>(body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (err) {
+    throw notRun(err);
+  }
+}
+
+function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig, nightly: NightlyConfig, verbose: boolean): NightlySteps {
+  const log = (line: string) => {
+    if (verbose) process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+  };
+  return {
+    log: (line) => process.stderr.write(`ferry: ${line}\n`),
+    times: NightlyRecord.at(stateDir(ropts), location),
+    offsiteSkipReason,
+
+    async backup(onKnown) {
+      const setup = await fleetGuests({ qmpSocket: [], guest: [], exclude: [], workDir: nightly.workDir }, config);
+      onKnown(setup.known);
+      const outcomes = await withRepository(ropts, 'shared', 'nightly (backup)', async (repo, lock) => {
+        await prepareIndex(repo, !verbose);
+        const listing = await repo.listAllRestorePoints();
+        const seen = reviewListing(repo, ropts, listing);
+        for (const provider of setup.providers) {
+          const removed = await provider.removeLeftovers().catch((err: unknown) => {
+            log(`${provider.kind}: could not look for leftovers: ${(err as Error).message}`);
+            return [] as string[];
+          });
+          if (removed.length > 0) log(`${provider.kind}: removed ${removed.length} leftover(s) of an earlier run: ${removed.join(', ')}`);
+        }
+        const runId = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '') + '-' + process.pid.toString(16);
+        const outcomes = await withPool(repo, (pool) =>
+          withSignalCleanup((cleanup) =>
+            backupFleet(repo, pool, setup.guests, {
+              concurrency: config.concurrency, tags: nightly.tags, runId, log, listing, about: (id) => seen.about(id), cleanup,
+              confirmLock: () => lock!.verifyFresh(),
+            }),
+          ),
+        );
+        seen.saw(outcomes.flatMap((o) => (o.ok && o.id && o.time ? [{ id: o.id, guest: o.guest, time: o.time }] : [])));
+        warnRecordProblems(seen);
+        return outcomes;
+      });
+      const guests: GuestReport[] = outcomes.map((o) => ({
+        guest: o.guest, driver: o.driver, ok: o.ok, ...(o.id ? { id: o.id, time: o.time } : {}), ...(o.error ? { error: o.error } : {}),
+        durationMs: o.durationMs, pauseMs: o.pauseMs, logicalBytes: o.logicalBytes, readBytes: o.readBytes, storedBytes: o.newBytes,
+      }));
+      return { guests };
+    },
+
+    async forget() {
+      const policyFor = (guest: string): RetentionPolicy | undefined => settingsForGuest(config, guest).retention;
+      if (!config.retention && !config.guestRules.some((r) => r.settings.retention)) return undefined;
+      return withRepository(ropts, 'exclusive', 'nightly (forget)', async (repo): Promise<StepDone> => {
+        const seen = seenRestorePoints(repo, ropts);
+        const { points } = await repo.listAllRestorePoints();
+        // A guest whose policy keeps nothing is left alone, never emptied (as `forget` does).
+        const policies = new Map<string, RetentionPolicy>();
+        for (const { guest } of points) {
+          const policy = policies.has(guest) ? undefined : policyFor(guest);
+          if (policy && !isEmptyPolicy(policy)) policies.set(guest, policy);
+        }
+        const groups = planForget(points.filter((p) => policies.has(p.guest)), (guest) => policies.get(guest)!);
+        const doomed = groups.flatMap((g) => g.decisions.filter((d) => !d.keep).map((d) => d.id));
+        const kept = groups.reduce((n, g) => n + g.decisions.filter((d) => d.keep).length, 0);
+        seen.forgot(doomed);
+        for (const id of doomed) await repo.removeRestorePoint(id);
+        warnRecordProblems(seen);
+        return { summary: `removed ${doomed.length} restore point(s), kept ${kept}, in ${groups.length} group(s)`, figures: { removed: doomed.length, kept } };
+      });
+    },
+
+    prune() {
+      return withRepository(ropts, 'exclusive', 'nightly (prune)', async (repo, lock): Promise<StepDone> => {
+        const r = await pruneRepository(repo, { repackBelow: 0.5, mode: 'prune', confirmLock: () => lock!.verify() });
+        return {
+          summary: `freed ${r.blobsFreed} blob(s), ${bytes(r.bytesFreed)}; packs ${r.packsBefore} → ${r.packsAfter} (${r.packsRepacked} repacked)`,
+          figures: { bytesFreed: r.bytesFreed, blobsFreed: r.blobsFreed, packsDeleted: r.packsDeleted, packsRepacked: r.packsRepacked },
+        };
+      });
+    },
+
+    check(percent) {
+      // No local cache: check judges the repository, not what this host kept of it.
+      return withRepository({ ...ropts, cache: false }, 'shared', 'nightly (check)', async (repo): Promise<StepDone> => {
+        const cursor = ReadDataCursor.at(stateDir(ropts), repo.repositoryId);
+        const subset = percent > 0 ? cursor.next(Math.ceil(100 / percent)) : undefined;
+        const report = await withPool(repo, (pool) => checkRepository(repo, pool, subset ? { readDataSubset: subset } : 'structure'));
+        if (subset) cursor.advance(subset);
+        if (report.damage.length > 0) {
+          throw new DamageFoundError(
+            `${report.damage.length} damaged object(s), ${report.affected.length} restore point(s) affected; first: ${report.damage[0].object}: ${report.damage[0].problem}; run 'ferry check --read-data'`,
+          );
+        }
+        const read = subset ? `, read ${report.packsRead} pack(s) in full (subset ${subset.bucket + 1}/${subset.of})` : '';
+        return {
+          summary: `no damage in ${report.packs} pack(s), ${report.restorePoints} restore point(s)${read}`,
+          figures: { packs: report.packs, packsRead: report.packsRead, blobsVerified: report.blobsVerified, ...(subset ? { subset: subset.bucket + 1, subsets: subset.of } : {}) },
+        };
+      });
+    },
+
+    async sync(target) {
+      const secret = await obtainPassword(ropts);
+      const source = new FencedBackend(openBackendAt(location, { ...ropts, objectLockDays: undefined }));
+      const locks: RepositoryLock[] = [];
+      let dst: FencedBackend | undefined;
+      try {
+        dst = new FencedBackend(openBackendAt(target, { ...ropts, cache: false }));
+        const fenced = dst;
+        await checkSameIdentity(source, fenced);
+        const lock = lockOptions((err) => {
+          source.fence(err);
+          fenced.fence(err);
+        });
+        // Shared at both ends, as `ferry sync`: it only adds objects.
+        locks.push(await acquireLock(await Repository.open(source, secret), 'shared', 'nightly (sync source)', lock));
+        locks.push(await acquireLock(await Repository.open(fenced, secret), 'shared', 'nightly (sync target)', lock));
+        const s = await whileLocked(locks, () => syncRepositories(source, fenced, { concurrency: 4, verify: false }));
+        return {
+          summary: `copied ${s.copied.objects} object(s), ${bytes(s.copied.bytes)}; ${s.skipped.objects} already there; ${s.restorePoints} restore point(s)`,
+          figures: { copiedObjects: s.copied.objects, copiedBytes: s.copied.bytes, restorePoints: s.restorePoints },
+        };
+      } finally {
+        try {
+          for (const l of locks) await l.release();
+        } finally {
+          await source.close();
+          await dst?.close();
+        }
+      }
+    },
+
+    restorePoints() {
+      return withRepository(ropts, 'none', 'nightly (coverage)', async (repo) =>
+        (await repo.listAllRestorePoints()).points.map((p) => ({ id: p.id, guest: p.guest, time: p.time })),
+      );
+    },
+
+    async size(at) {
+      const backend = openBackendAt(at, { ...ropts, cache: false });
+      try {
+        let total = 0;
+        let packs = 0;
+        for await (const info of backend.list('data')) {
+          total += info.size;
+          packs++;
+        }
+        return { bytes: total, packs };
+      } finally {
+        await backend.close();
+      }
+    },
+  };
+}
