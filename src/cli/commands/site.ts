@@ -19,6 +19,8 @@ import { measurePool } from '../../site/poolCapacity';
 import { hostCommandRunner } from '../../site/sshCommandRunner';
 import { SITE_PLAN_FORMAT, SITE_PLAN_VERSION, type SitePlan, buildSitePlan, chooseRestorePoints, parsePlanTime } from '../../site/sitePlan';
 import { type GuestRestoreReport, restoreSite } from '../../site/siteRestore';
+import { DEFAULT_CONFIG_PATH, type FerryConfig, loadFerryConfig, settingsForGuest } from '../../config/ferryConfig';
+import { type GuestHealthSetting, healthSettingFor, healthWaiter } from '../../site/siteHealth';
 
 interface PlanOptions {
   hosts: string;
@@ -87,6 +89,7 @@ interface RestoreOptions {
   newMacs?: boolean;
   /** false with --no-start. */
   start: boolean;
+  config?: string;
 }
 
 function registerSiteRestore(site: Command): void {
@@ -99,6 +102,7 @@ function registerSiteRestore(site: Command): void {
     .option('--force', 'overwrite disks and configs that exist on the targets (default: that guest fails)')
     .option('--new-macs', "give every NIC a new MAC address (the same ones on every run of this plan); default: keep the guests' own")
     .option('--no-start', 'stop after the disks and configs: start no guest')
+    .option('--config <file>', `ferry.conf whose [guest."PATTERN"] health checks apply where the hosts file sets none (default ${DEFAULT_CONFIG_PATH} if it exists)`)
     .option('--json', 'print the report as JSON')
     .option('--tmp-dir <dir>', 'where disks bound for ssh hosts are staged, a few regions (128 MiB) at a time (default: TMPDIR or /tmp)')
     .action(async (opts: RestoreOptions, cmd: Command) => {
@@ -108,17 +112,23 @@ function registerSiteRestore(site: Command): void {
       }
       const hosts = loadSiteHosts(opts.hosts ?? plan.hostsFile);
       const ropts = cmd.optsWithGlobals() as RepoOptions;
+      const config = opts.config ? loadFerryConfig(opts.config) : fs.existsSync(DEFAULT_CONFIG_PATH) ? loadFerryConfig(DEFAULT_CONFIG_PATH) : undefined;
+      const local = new ExecFileCommandRunner();
       await withRepository(ropts, 'shared', 'site restore', async (repo) => {
         await loadIndexForReading(repo);
         const reports = await withPool(repo, (pool) =>
           restoreSite(repo, pool, plan, hosts, {
             dryRun: Boolean(opts.dryRun),
             existing: opts.force ? 'overwrite' : 'refuse',
-            local: new ExecFileCommandRunner(),
+            local,
             scratchDir: opts.tmpDir ?? os.tmpdir(),
             journalDir: path.join(stateDir(ropts), 'site-restore'),
             macs: opts.newMacs ? { kind: 'new', seed: plan.created } : { kind: 'keep' },
             start: opts.start ? 'boot-groups' : 'no-start',
+            healthCheck: (g, host) => {
+              const setting = healthSettingFor(hosts, g.guest, config && ((name) => configHealth(config, name)));
+              return setting && healthWaiter(setting, host, g.guest, local, hosts.sshConfig);
+            },
             log: (line) => (opts.dryRun ? console.log(line) : console.error(`${new Date().toISOString()} ${line}`)),
           }),
         );
@@ -128,6 +138,12 @@ function registerSiteRestore(site: Command): void {
         if (bad.length > 0) throw new FleetFailedError(`${bad.length} of ${reports.length} guest(s) were not restored or did not come up: ${bad.map((r) => r.guest).join(', ')} (see above)`);
       });
     });
+}
+
+/** ferry.conf's health check for a guest, if it sets one. */
+function configHealth(config: FerryConfig, guest: string): GuestHealthSetting | undefined {
+  const s = settingsForGuest(config, guest);
+  return s.health ? { check: s.health, ...(s.healthTimeoutMs !== undefined ? { timeoutMs: s.healthTimeoutMs } : {}) } : undefined;
 }
 
 function readPlan(file: string): SitePlan {
