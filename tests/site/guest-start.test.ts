@@ -8,6 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { guestPresence, qemuProcessesOf, startCommands } from '../../src/site/guestStart';
 import { parseSiteHosts } from '../../src/site/hostsFile';
 import { type RestoredGuest, bootSite } from '../../src/site/siteBoot';
+import { healthSettingFor, healthWaiter } from '../../src/site/siteHealth';
+import { ExecFileCommandRunner } from '../../src/hypervisor/commandRunner';
 import type { PlannedGuest, SitePlan } from '../../src/site/sitePlan';
 import { RecordedCommandRunner, recordedOutput } from '../support/recordedRunner';
 import { useScratch } from '../support';
@@ -149,5 +151,40 @@ describe('bootSite on a Xen host (xl at the command boundary)', () => {
       '(wait until boot group 1 runs and passes its health checks)',
     ]);
     expect(boots.get('web01')!.start.result).toBe('not started');
+  });
+});
+
+describe('health checks of started guests', () => {
+  it('come from the hosts file\'s [guest] rules (a later or exact rule overriding), else from ferry.conf', () => {
+    const rules = parseSiteHosts(
+      '[[host]]\nname = "dom0"\nhypervisor = "xen"\nmemory = "64G"\ncpus = 16\n[[host.pool]]\nname = "vg0"\ntype = "lvm"\nvolume_group = "vg0"\n' +
+        '[guest."web01"]\nhealth_timeout = "90s"\n[guest."web*"]\nhealth = { tcp = "10.0.0.21:443" }\n',
+      'hosts.toml',
+    );
+    const fromConf = (g: string) => (g === 'db01' ? { check: { kind: 'serial' as const, pattern: 'login:' } } : undefined);
+    expect(healthSettingFor(rules, 'web01', fromConf)).toEqual({ check: { kind: 'tcp', host: '10.0.0.21', port: 443 }, timeoutMs: 90_000 });
+    expect(healthSettingFor(rules, 'web02', fromConf)).toEqual({ check: { kind: 'tcp', host: '10.0.0.21', port: 443 } });
+    expect(healthSettingFor(rules, 'db01', fromConf)).toEqual({ check: { kind: 'serial', pattern: 'login:' } });
+    expect(healthSettingFor(rules, 'app01', fromConf)).toBeUndefined();
+  });
+
+  it('a guest whose health check fails is named with the reason, and later groups are not started', async () => {
+    const runner = new RecordedCommandRunner([
+      { cmd: 'xl', args: ['list'], ...xenOut('xl-list-dom0-only') },
+      { cmd: 'xl', args: ['create', '/etc/xen/db01.cfg'], ...xenOut('xl-create-db01') },
+      { cmd: 'xl', args: ['list'], ...xenOut('xl-list') },
+    ]);
+    const lines: string[] = [];
+    const check = { check: { kind: 'command' as const, argv: ['sh', '-c', 'echo "no server on port 5432" >&2; exit 2'] }, timeoutMs: 1500 };
+    const boots = await bootSite(planOf([planned('db01', 0), planned('app01', 1)]), restoredOk('db01', 'app01'), site, {
+      ...bootOptions(runner, lines),
+      healthCheck: (g, h) => (g.guest === 'db01' ? healthWaiter(check, h, g.guest, new ExecFileCommandRunner()) : undefined),
+    });
+    expect(runner.commandLines()).toEqual(['xl list', 'xl create /etc/xen/db01.cfg', 'xl list']);
+    expect(boots.get('db01')).toMatchObject({ start: { result: 'started' }, health: { result: 'failed', check: 'command sh -c echo "no server on port 5432" >&2; exit 2' } });
+    expect(boots.get('db01')!.health.reason).toMatch(/^command sh -c .* did not pass within 2 s: sh -c .* exited with 2: no server on port 5432$/);
+    expect(boots.get('app01')!.start).toMatchObject({ result: 'skipped' });
+    expect(boots.get('app01')!.start.reason).toMatch(/^boot group 0 did not come up \(db01: command sh -c .* did not pass within 2 s: .*\); later groups were not started$/);
+    expect(lines).toContain('boot group 0: 1 of 1 guest(s) failed (db01); later boot groups are not started');
   });
 });
