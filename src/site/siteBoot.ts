@@ -152,15 +152,15 @@ export async function bootSite(
         continue;
       }
       const config = r.configFiles[0];
-      if (opts.dryRun) {
-        for (const c of startCommands(host, g.guest, config ?? '?')) opts.log(`${host.name}: ${describeCommand(c.cmd, c.args)}   (boot group ${groupNumber})`);
-        out.set(g.guest, { start: { result: 'not started', reason: 'dry run' }, health: { result: 'not checked' } });
-        continue;
-      }
       if (r.alreadyRunning === 'this-plan') {
         opts.log(`${host.name}: ${g.guest} runs already, started by an earlier run of this plan`);
         out.set(g.guest, { start: { result: 'already running', reason: 'started by an earlier run of this plan' }, health: { result: 'not checked' } });
-        started.push({ g, host });
+        if (!opts.dryRun) started.push({ g, host });
+        continue;
+      }
+      if (opts.dryRun) {
+        for (const c of startCommands(host, g.guest, config ?? '?')) opts.log(`${host.name}: ${describeCommand(c.cmd, c.args)}   (boot group ${groupNumber})`);
+        out.set(g.guest, { start: { result: 'not started', reason: 'dry run' }, health: { result: 'not checked' } });
         continue;
       }
       out.set(g.guest, await startOne(g, host, config, journal, plan, opts));

@@ -154,6 +154,31 @@ describe('bootSite on a Xen host (xl at the command boundary)', () => {
   });
 });
 
+describe('bootSite when a re-run finds guests it started', () => {
+  it('counts them as started and checks them again, and a dry run says they run instead of printing their start', async () => {
+    const restored = restoredOk('app01');
+    restored.set('db01', { guest: 'db01', ok: true, configFiles: [], alreadyRunning: 'this-plan' });
+    const lines: string[] = [];
+    const dry = await bootSite(planOf([planned('db01', 0), planned('app01', 1)]), restored, site, { ...bootOptions(new RecordedCommandRunner(), lines), dryRun: true });
+    expect(lines).toEqual([
+      'dom0: db01 runs already, started by an earlier run of this plan',
+      'dom0: xl create /etc/xen/app01.cfg   (boot group 1)',
+      '(wait until boot group 1 runs and passes its health checks)',
+    ]);
+    expect(dry.get('db01')!.start.result).toBe('already running');
+    const runner = new RecordedCommandRunner([
+      { cmd: 'xl', args: ['list'], ...xenOut('xl-list') }, // db01 runs: group 0 is up
+      { cmd: 'xl', args: ['list'], ...xenOut('xl-list') }, // app01 does not run yet
+      { cmd: 'xl', args: ['create', '/etc/xen/app01.cfg'], stderr: 'Parsing config from /etc/xen/app01.cfg\n' },
+      { cmd: 'xl', args: ['list'], stdout: `${xenOut('xl-list').stdout}app01                                        9   512     1     -b----       0.4\n` },
+    ]);
+    const boots = await bootSite(planOf([planned('db01', 0), planned('app01', 1)]), restored, site, bootOptions(runner, []));
+    expect(runner.commandLines()).toEqual(['xl list', 'xl list', 'xl create /etc/xen/app01.cfg', 'xl list']);
+    expect(boots.get('db01')).toMatchObject({ start: { result: 'already running' }, health: { result: 'running' } });
+    expect(boots.get('app01')).toMatchObject({ start: { result: 'started' }, health: { result: 'running' } });
+  });
+});
+
 describe('health checks of started guests', () => {
   it('come from the hosts file\'s [guest] rules (a later or exact rule overriding), else from ferry.conf', () => {
     const rules = parseSiteHosts(
