@@ -154,6 +154,28 @@ describe('bootSite on a Xen host (xl at the command boundary)', () => {
   });
 });
 
+describe('bootSite on a libvirt host (virsh at the command boundary)', () => {
+  it('defines the rewritten domain XML, starts it, and waits until domstate says running', async () => {
+    const virsh = (...args: string[]) => ['-c', 'qemu:///system', ...args];
+    const runner = new RecordedCommandRunner([
+      { cmd: 'virsh', args: virsh('domstate', 'web01'), stdout: '\n', stderr: "error: failed to get domain 'web01'\n", code: 1 }, // as domstate-nosuch
+      // What virsh 9.0 prints on success (tools/virsh-domain.c); only the exit status is read.
+      { cmd: 'virsh', args: virsh('define', '/etc/ferry/site/libvirt/web01.xml'), stdout: "Domain 'web01' defined from /etc/ferry/site/libvirt/web01.xml\n\n" },
+      { cmd: 'virsh', args: virsh('start', 'web01'), stdout: "Domain 'web01' started\n\n" },
+      { cmd: 'virsh', args: virsh('domstate', 'web01'), ...libvirtOut('domstate-web01') },
+    ]);
+    const restored = new Map<string, RestoredGuest>([['web01', { guest: 'web01', ok: true, configFiles: ['/etc/ferry/site/libvirt/web01.xml'] }]]);
+    const boots = await bootSite(planOf([{ ...planned('web01', 0), host: 'kvm1', hypervisor: 'libvirt' }]), restored, site, bootOptions(runner, []));
+    expect(runner.commandLines()).toEqual([
+      'virsh -c qemu:///system domstate web01',
+      'virsh -c qemu:///system define /etc/ferry/site/libvirt/web01.xml',
+      'virsh -c qemu:///system start web01',
+      'virsh -c qemu:///system domstate web01',
+    ]);
+    expect(boots.get('web01')).toMatchObject({ start: { result: 'started' }, health: { result: 'running' } });
+  });
+});
+
 describe('bootSite when a re-run finds guests it started', () => {
   it('counts them as started and checks them again, and a dry run says they run instead of printing their start', async () => {
     const restored = restoredOk('app01');
