@@ -99,7 +99,7 @@ function registerSiteRestore(site: Command): void {
     .requiredOption('--plan <file>', 'the plan `site plan --out` wrote')
     .option('--hosts <file>', 'the hosts file (default: the one the plan names)')
     .option('--dry-run', 'print what would be created, written and run, and do nothing')
-    .option('--force', 'overwrite disks and configs that exist on the targets (default: that guest fails)')
+    .option('--force', 'overwrite disks and configs that exist on the targets (default: that guest fails); a guest that runs on its target is never touched')
     .option('--new-macs', "give every NIC a new MAC address (the same ones on every run of this plan); default: keep the guests' own")
     .option('--no-start', 'stop after the disks and configs: start no guest')
     .option('--config <file>', `ferry.conf whose [guest."PATTERN"] health checks apply where the hosts file sets none (default ${DEFAULT_CONFIG_PATH} if it exists)`)
