@@ -30,6 +30,9 @@
 //     boot_group   integer ≥ 0; 0. Site restore boots group 0 first, then 1, …
 //     boot_priority integer; 0. Lower boots first within a group
 //     keep_*       as in [retention]; a guest's own keys replace those of [retention] (0 turns a rule off)
+//     health       { tcp = "HOST:PORT" } | { serial = "text" or "/regex/" } | { command = [argv] }; none.
+//                  What proves the guest up after a site restore or a drill (src/health)
+//     health_timeout  string  "90s", "5m", "1h"; 5m. How long the health check is retried
 //   [retention]             the policy `ferry forget` applies when given no --keep-* option
 //     keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly   integer ≥ 0
 //     keep_within  string   a duration such as "14d", "2w", "6m", "1y" (back from a guest's newest point)
@@ -43,6 +46,7 @@ import type { GuestHooks } from '../hypervisor/driver';
 import type { StaticDiskDefinition, StaticGuestDefinition } from '../hypervisor/static/staticDriver';
 import { SNAPSHOT_KINDS, type SnapshotKind } from '../snapshot/choose';
 import { type RetentionPolicy, parseRetentionDuration } from '../retention/retentionPolicy';
+import type { HealthCheck } from '../health/healthCheck';
 import { globProblem, isLiteralGlob, matchesGlob } from './glob';
 import { type KeyPath, type Table, TomlChecker, describeValue, parseTomlDocument, readTomlFile } from './tomlChecker';
 
@@ -64,6 +68,8 @@ export interface GuestRuleSettings {
   bootGroup?: number;
   bootPriority?: number;
   retention?: RetentionPolicy;
+  health?: HealthCheck;
+  healthTimeoutMs?: number;
 }
 
 export interface GuestRule {
@@ -84,6 +90,10 @@ export interface GuestSettings {
   bootPriority: number;
   /** [retention] with the guest's own keep_* keys on top; undefined when neither sets any. */
   retention?: RetentionPolicy;
+  /** What proves the guest up after a restore; undefined: none set. */
+  health?: HealthCheck;
+  /** How long to retry `health`; undefined: not set (callers use DEFAULT_HEALTH_TIMEOUT_MS). */
+  healthTimeoutMs?: number;
 }
 
 export interface FerryConfig {
@@ -108,7 +118,7 @@ const TOP_KEYS = ['repository', 'password_file', 'concurrency', 'include', 'excl
   // [nightly] is checked by src/nightly/nightlyConfig.ts (config/ does not import nightly/).
   'nightly'];
 const RETENTION_KEYS = ['keep_last', 'keep_hourly', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly', 'keep_within', 'keep_tags'];
-const RULE_KEYS = ['quiesce', 'pre_hook', 'post_hook', 'snapshot', 'boot_group', 'boot_priority', ...RETENTION_KEYS];
+const RULE_KEYS = ['quiesce', 'pre_hook', 'post_hook', 'snapshot', 'boot_group', 'boot_priority', ...RETENTION_KEYS, 'health', 'health_timeout'];
 const STATIC_GUEST_KEYS = ['name', 'disks', 'config', 'pre_hook', 'post_hook'];
 
 /** Reads and checks a config file. */
@@ -142,6 +152,8 @@ export function settingsForGuest(config: FerryConfig, name: string): GuestSettin
   if (merged.quiesce) settings.quiesce = merged.quiesce;
   if (merged.snapshot) settings.snapshot = merged.snapshot;
   if (retention) settings.retention = retention;
+  if (merged.health) settings.health = merged.health;
+  if (merged.healthTimeoutMs !== undefined) settings.healthTimeoutMs = merged.healthTimeoutMs;
   return settings;
 }
 
@@ -260,6 +272,8 @@ class Checker extends TomlChecker {
       if (t.boot_group !== undefined) settings.bootGroup = this.integer(t.boot_group, [...at, 'boot_group'], 0, 1_000_000);
       if (t.boot_priority !== undefined) settings.bootPriority = this.integer(t.boot_priority, [...at, 'boot_priority'], -1_000_000, 1_000_000);
       if (RETENTION_KEYS.some((k) => t[k] !== undefined)) settings.retention = this.retention(t, at);
+      if (t.health !== undefined) settings.health = this.healthCheck(t.health, [...at, 'health']);
+      if (t.health_timeout !== undefined) settings.healthTimeoutMs = this.healthTimeout(t.health_timeout, [...at, 'health_timeout']);
       const hooks = this.hooks(t, at);
       if (hooks?.pre) settings.preHook = [...hooks.pre];
       if (hooks?.post) settings.postHook = [...hooks.post];

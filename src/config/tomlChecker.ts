@@ -7,6 +7,7 @@ import { parse, TomlError } from 'smol-toml';
 import { describeSystemError } from '../errors';
 import { ConfigError } from './configError';
 import { globProblem } from './glob';
+import { HEALTH_KINDS, type HealthCheck, parseHealthTimeout, parseTcpTarget, serialPatternProblem } from '../health/healthCheck';
 import { type KeyPath, TomlLines, formatKeyPath } from './tomlLines';
 
 export type { KeyPath } from './tomlLines';
@@ -112,6 +113,39 @@ export class TomlChecker {
   /** A plain path is resolved like any path; `s3:…` and other scheme locations are kept. */
   protected location(loc: string): string {
     return /^[a-z][a-z0-9+.-]*:/i.test(loc) ? loc : this.path(loc);
+  }
+
+  // ---- health checks of guest rules (ferry.conf and hosts.toml write them alike) ----
+
+  /** `{ tcp = "HOST:PORT" }`, `{ serial = "text" | "/regex/" }` or `{ command = [argv] }`. */
+  protected healthCheck(value: unknown, at: KeyPath): HealthCheck {
+    const what = 'one of { tcp = "HOST:PORT" }, { serial = "login:" } or { command = ["pg_isready", "-h", "db01"] }';
+    const t = this.table(value, at, what);
+    this.onlyKeys(t, at, HEALTH_KINDS);
+    const keys = Object.keys(t);
+    if (keys.length !== 1) this.fail(at, `expected ${what}: exactly one of them, got ${keys.length === 0 ? 'an empty table' : keys.join(' and ')}`);
+    if (t.tcp !== undefined) {
+      const target = parseTcpTarget(this.string(t.tcp, [...at, 'tcp']));
+      if ('problem' in target) this.fail([...at, 'tcp'], target.problem);
+      return { kind: 'tcp', ...target };
+    }
+    if (t.serial !== undefined) {
+      const pattern = this.string(t.serial, [...at, 'serial']);
+      const problem = serialPatternProblem(pattern);
+      if (problem) this.fail([...at, 'serial'], problem);
+      return { kind: 'serial', pattern };
+    }
+    const argv = this.stringList(t.command, [...at, 'command'], { nonEmpty: true, argv: true });
+    if (argv[0] === '') this.fail([...at, 'command'], 'expected a command as the first element, got an empty string');
+    return { kind: 'command', argv: [...argv] };
+  }
+
+  /** `"90s"`, `"5m"`, `"1h"` → milliseconds. */
+  protected healthTimeout(value: unknown, at: KeyPath): number {
+    const text = this.string(value, at);
+    const ms = parseHealthTimeout(text);
+    if (ms === undefined) this.fail(at, `expected a duration above zero and at most a day, such as "90s", "5m" or "1h", got ${JSON.stringify(text)}`);
+    return ms;
   }
 
   protected fail(at: KeyPath, detail: string): never {

@@ -25,7 +25,9 @@
 //   [guest."PATTERN"]        placement rules for guests whose name matches
 //     pin            string   the host's name: the guest goes there or nowhere
 //     anti_affinity  string   a group name: no two guests of one group on one host
+//     health, health_timeout   as in ferry.conf's [guest."PATTERN"] (src/health)
 import { globProblem, isLiteralGlob } from '../config/glob';
+import type { HealthCheck } from '../health/healthCheck';
 import { type KeyPath, type Table, TomlChecker, describeValue, parseTomlDocument, readTomlFile } from '../config/tomlChecker';
 
 export const HOST_HYPERVISORS = ['xen', 'libvirt', 'qemu'] as const;
@@ -59,6 +61,8 @@ export interface PlacementRule {
   line: number;
   pin?: string;
   antiAffinity?: string;
+  health?: HealthCheck;
+  healthTimeoutMs?: number;
 }
 
 export interface SiteHosts {
@@ -73,7 +77,7 @@ const TOP_KEYS = ['ssh_config', 'host', 'guest'];
 const HOST_KEYS = ['name', 'address', 'hypervisor', 'memory', 'cpus', 'cpu_overcommit', 'bridges', 'config_dir', 'accel', 'pool'];
 const DEFAULT_CONFIG_DIRS: Record<HostHypervisor, string> = { xen: '/etc/xen', libvirt: '/etc/ferry/site/libvirt', qemu: '/etc/ferry/site/qemu' };
 const POOL_KEYS = ['name', 'type', 'volume_group', 'thin_pool', 'path'];
-const RULE_KEYS = ['pin', 'anti_affinity'];
+const RULE_KEYS = ['pin', 'anti_affinity', 'health', 'health_timeout'];
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 export function loadSiteHosts(file: string): SiteHosts {
@@ -163,6 +167,8 @@ class HostsChecker extends TomlChecker {
         rule.pin = pin;
       }
       if (t.anti_affinity !== undefined) rule.antiAffinity = this.name(t.anti_affinity, [...at, 'anti_affinity']);
+      if (t.health !== undefined) rule.health = this.healthCheck(t.health, [...at, 'health']);
+      if (t.health_timeout !== undefined) rule.healthTimeoutMs = this.healthTimeout(t.health_timeout, [...at, 'health_timeout']);
       return rule;
     });
     const byLine = (a: PlacementRule, b: PlacementRule) => a.line - b.line;

@@ -30,6 +30,8 @@ import { type ConfigFile, guestConfigFiles } from './guestConfigFiles';
 import type { DiskTarget, MacPolicy } from './guestRewrite';
 import type { GuestSpec } from '../repo/restorePoint';
 import { SshCommandRunner, hostCommandRunner } from './sshCommandRunner';
+import { type GuestBoot, type HealthWaiter, type RestoredGuest, StartJournal, bootSite } from './siteBoot';
+import { guestPresence } from './guestStart';
 
 /** Regions restored locally per round trip to a remote host: 4 × 32 MiB of scratch at most; a checkpoint after each. */
 const REMOTE_BATCH_REGIONS = 4;
@@ -52,6 +54,12 @@ export interface SiteRestoreOptions {
   journalDir: string;
   /** MAC addresses in the rewritten configs: as backed up, or fresh ones. */
   macs: MacPolicy;
+  /** After the data and configs: start the guests boot group by boot group (siteBoot.ts), or stop there. */
+  start: 'boot-groups' | 'no-start';
+  /** How long a started guest may take to show as running (default 60 s). */
+  runningTimeoutMs?: number;
+  /** A guest's health check, if it has one (default: none, running is enough). */
+  healthCheck?: (guest: PlannedGuest, host: HostDefinition) => HealthWaiter | undefined;
   log: (line: string) => void;
 }
 
@@ -78,6 +86,12 @@ export interface GuestRestoreReport {
   notes: string[];
   writtenBytes: number;
   durationMs: number;
+  bootGroup: number;
+  /** It ran on its target before this run: started by an earlier run of this plan, or not by ferry (then nothing was touched). */
+  alreadyRunning?: 'this-plan' | 'elsewhere';
+  /** How its start and health check went (absent with --no-start). */
+  start?: GuestBoot['start'];
+  health?: GuestBoot['health'];
 }
 
 export interface PoolVolume {
@@ -115,19 +129,30 @@ export async function restoreSite(
           out.push(failed(g, `host ${hostName} of the plan is not in ${site.file}; plan again for these hosts`));
           continue;
         }
-        out.push(await restoreGuest(repo, workers, g, points.get(g.restorePoint), host, site, opts));
+        out.push(await restoreGuest(repo, workers, plan, g, points.get(g.restorePoint), host, site, opts));
       }
       return out;
     }),
   );
   const flat = reports.flat();
   // In plan order (boot groups), whatever order the hosts finished in.
-  return plan.guests.map((g) => flat.find((r) => r.guest === g.guest)!);
+  const ordered = plan.guests.map((g) => flat.find((r) => r.guest === g.guest)!);
+  if (opts.start === 'no-start') return ordered;
+  const boots = await bootSite(plan, new Map<string, RestoredGuest>(ordered.map((r) => [r.guest, r])), site, {
+    dryRun: opts.dryRun,
+    runnerFor: (host) => hostCommandRunner(host, opts.local, site.sshConfig),
+    journalDir: opts.journalDir,
+    runningTimeoutMs: opts.runningTimeoutMs ?? 60_000,
+    ...(opts.healthCheck ? { healthCheck: opts.healthCheck } : {}),
+    log: opts.log,
+  });
+  return ordered.map((r) => ({ ...r, ...boots.get(r.guest) }));
 }
 
 async function restoreGuest(
   repo: Repository,
   workers: PipelinePool,
+  plan: SitePlan,
   g: PlannedGuest,
   rp: StoredRestorePoint | undefined,
   host: HostDefinition,
@@ -137,6 +162,24 @@ async function restoreGuest(
   const started = Date.now();
   if (!rp) return failed(g, `restore point ${g.restorePoint.slice(0, 8)} is not in ${repo.location} (forgotten since the plan?); plan again`);
   const runner = hostCommandRunner(host, opts.local, site.sshConfig);
+  // Before anything is written: a guest of this name that runs there is never touched.
+  try {
+    const presence = await guestPresence(runner, host, g.guest);
+    if (presence.runs) {
+      if (new StartJournal(opts.journalDir).startedBy(host.name, g.guest, plan.created, g.restorePoint)) {
+        opts.log(`${host.name}: ${g.guest} already runs there, started by an earlier run of this plan; its disks and config are left as they are`);
+        return {
+          guest: g.guest, host: g.host, restorePoint: g.restorePoint, ok: true, disks: [], configFiles: [], notes: [],
+          writtenBytes: 0, durationMs: Date.now() - started, bootGroup: g.bootGroup, alreadyRunning: 'this-plan',
+        };
+      }
+      opts.log(`${host.name}: guest ${g.guest} already runs on host ${host.name} (${presence.how}); not touched`);
+      return { ...failed(g, `guest ${g.guest} already runs on host ${host.name} (${presence.how}); not touched: stop it there, or leave it out of the plan (site plan --guest), and run again`), alreadyRunning: 'elsewhere' };
+    }
+  } catch (err) {
+    if (!(err instanceof FerryError)) throw err;
+    return failed(g, `cannot tell whether ${g.guest} runs on host ${host.name}, so nothing was written for it: ${err.message}`);
+  }
   const disks: RestoredDisk[] = [];
   const volumes = new Map<string, PoolVolume>();
   let config: { files: string[]; notes: string[] } = { files: [], notes: [] };
@@ -163,7 +206,7 @@ async function restoreGuest(
   const writtenBytes = disks.reduce((n, d) => n + d.writtenBytes, 0);
   return {
     guest: g.guest, host: g.host, restorePoint: g.restorePoint, ok: true, disks,
-    configFiles: config.files, notes: config.notes, writtenBytes, durationMs: Date.now() - started,
+    configFiles: config.files, notes: config.notes, writtenBytes, durationMs: Date.now() - started, bootGroup: g.bootGroup,
   };
 }
 
@@ -180,6 +223,7 @@ async function restoreDiskOnHost(
   runner: CommandRunner,
   opts: SiteRestoreOptions,
 ): Promise<RestoredDisk> {
+  const began = Date.now();
   const journal = new RestoreJournal(opts.journalDir);
   const done = journal.read(host.name, target.path, rp.id, record.name);
   const exists = (p: string) => existsOn(runner, p);
@@ -206,7 +250,8 @@ async function restoreDiskOnHost(
   await finishTarget(runner, target);
   const stamp = await targetStamp(runner, target);
   journal.write(host.name, target.path, { restorePoint: rp.id, disk: record.name, size: record.size, regionsDone: record.regions.length, complete: true, ...(stamp ? { stamp } : {}) });
-  opts.log(`${host.name}: ${g.guest} ${record.name} → ${target.path} (${writtenBytes} bytes written)`);
+  const seconds = Math.max(0.001, (Date.now() - began) / 1000);
+  opts.log(`${host.name}: ${g.guest} ${record.name} → ${target.path} (${writtenBytes} bytes written in ${seconds.toFixed(1)} s, ${(writtenBytes / seconds / 1e6).toFixed(1)} MB/s)`);
   return { name: record.name, target: target.path, writtenBytes, ...(resumeFrom > 0 ? { resumedAfterRegions: resumeFrom } : {}) };
 }
 
@@ -258,7 +303,7 @@ async function targetStamp(runner: CommandRunner, target: PoolVolume): Promise<s
 }
 
 function failed(g: PlannedGuest, error: string): GuestRestoreReport {
-  return { guest: g.guest, host: g.host, restorePoint: g.restorePoint, ok: false, error, disks: [], configFiles: [], notes: [], writtenBytes: 0, durationMs: 0 };
+  return { guest: g.guest, host: g.host, restorePoint: g.restorePoint, ok: false, error, disks: [], configFiles: [], notes: [], writtenBytes: 0, durationMs: 0, bootGroup: g.bootGroup };
 }
 
 /** A restore point made before guest specs: what its disk records say. */

@@ -26,7 +26,9 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   workers: ['repo', 'crypto', 'dedupe', 'host'],
   hypervisor: ['host'],
   snapshot: ['hypervisor', 'host', 'concurrency'],
-  config: ['hypervisor', 'snapshot', 'retention'],
+  config: ['hypervisor', 'snapshot', 'retention', 'health'],
+  // Health checks of restored guests: its commands run with the child environment of hypervisor/.
+  health: ['hypervisor'],
   retention: [],
   backup: ['hypervisor', 'snapshot', 'dedupe', 'crypto', 'repo', 'storage', 'workers', 'host', 'concurrency', 'config'],
   restore: ['repo', 'crypto', 'dedupe', 'storage', 'workers', 'host', 'concurrency'],
@@ -35,7 +37,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   prune: ['repo', 'crypto', 'storage'],
   sync: ['repo', 'crypto', 'storage', 'host', 'concurrency'],
   tar: ['backup', 'restore', 'repo', 'crypto', 'dedupe', 'storage', 'workers', 'concurrency'],
-  site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'workers', 'concurrency', 'host'],
+  site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'workers', 'concurrency', 'host', 'health'],
   // The nightly job's parts: [nightly] read with config's checker, the check's subset spec, hooks' secret-free environment.
   nightly: ['config', 'check', 'hypervisor'],
   demo: ['backup', 'restore', 'repo', 'storage', 'crypto', 'dedupe', 'workers', 'hypervisor', 'snapshot', 'concurrency', 'host'],

@@ -38,7 +38,7 @@ const target = () => path.join(hosts.host('new01').pool, 'big01', 'big01.img');
  * as the next run on a real site would find the host after them.
  */
 async function killAfter(ms: number, extra: string[] = ['--force']): Promise<void> {
-  const run = repo.spawn(['site', 'restore', '--plan', planFile, ...extra]);
+  const run = repo.spawn(['site', 'restore', '--no-start', '--plan', planFile, ...extra]);
   await new Promise((r) => setTimeout(r, ms));
   run.child.kill('SIGKILL');
   await run.done;
@@ -71,7 +71,7 @@ describe('site restore, killed and run again', () => {
       if (fs.existsSync(target())) expect(await sha256File(target()), `after a kill at ${ms} ms`).toBe(sha);
     }
     fs.rmSync(target(), { force: true });
-    const report = parseJson<Report[]>(await repo.run(['site', 'restore', '--plan', planFile, '--json']));
+    const report = parseJson<Report[]>(await repo.run(['site', 'restore', '--no-start', '--plan', planFile, '--json']));
     expect(report[0]!.ok).toBe(true);
     expect(await sha256File(target())).toBe(sha);
     expect(fs.readdirSync(path.dirname(target()))).toEqual(['big01.img']);
@@ -79,10 +79,10 @@ describe('site restore, killed and run again', () => {
 
   it('continues after the regions a killed run wrote and fsynced, writing only the rest', async () => {
     fs.rmSync(path.dirname(target()), { recursive: true, force: true });
-    const full = parseJson<Report[]>(await repo.run(['site', 'restore', '--plan', planFile, '--json']))[0]!;
+    const full = parseJson<Report[]>(await repo.run(['site', 'restore', '--no-start', '--plan', planFile, '--json']))[0]!;
     fs.rmSync(path.dirname(target()), { recursive: true, force: true });
     // Kill once the journal says a batch is durable on the host.
-    const run = repo.spawn(['site', 'restore', '--plan', planFile]);
+    const run = repo.spawn(['site', 'restore', '--no-start', '--plan', planFile]);
     const journalDir = path.join(runDir(), 'ferry-state', 'site-restore'); // FERRY_STATE_DIR of every ferry the tests run
     const durable = () => fs.existsSync(journalDir) && fs.readdirSync(journalDir).some((f) => {
       try {
@@ -98,13 +98,13 @@ describe('site restore, killed and run again', () => {
     await run.done;
     await sshSessionsGone();
     expect(fs.existsSync(target())).toBe(false);
-    const resumed = parseJson<Report[]>(await repo.run(['site', 'restore', '--plan', planFile, '--json']))[0]!;
+    const resumed = parseJson<Report[]>(await repo.run(['site', 'restore', '--no-start', '--plan', planFile, '--json']))[0]!;
     expect(resumed.ok).toBe(true);
     expect(resumed.disks[0]!.resumedAfterRegions).toBeGreaterThanOrEqual(4);
     expect(resumed.writtenBytes).toBeLessThan(full.writtenBytes);
     expect(await sha256File(target())).toBe(sha);
     // Run once more: the disk is complete and unchanged, so nothing is written.
-    const again = parseJson<Report[]>(await repo.run(['site', 'restore', '--plan', planFile, '--json']))[0]!;
+    const again = parseJson<Report[]>(await repo.run(['site', 'restore', '--no-start', '--plan', planFile, '--json']))[0]!;
     expect(again.disks[0]).toMatchObject({ alreadyRestored: true, writtenBytes: 0 });
   });
 });

@@ -72,7 +72,7 @@ describe('ferry site restore', () => {
   it('writes every disk onto its planned host, bit-exact and sparse, and reports each guest', async () => {
     const plan = await planTo(scratch.path('plan.json'));
     expect(new Set(plan.guests.map((g) => g.host))).toEqual(new Set(['new01', 'new02', 'here']));
-    const report = parseJson<Array<{ guest: string; host: string; ok: boolean; writtenBytes: number }>>(await repo.run(['site', 'restore', '--plan', scratch.path('plan.json'), '--json']));
+    const report = parseJson<Array<{ guest: string; host: string; ok: boolean; writtenBytes: number }>>(await repo.run(['site', 'restore', '--no-start', '--plan', scratch.path('plan.json'), '--json']));
     expect(report.map((r) => [r.guest, r.ok])).toEqual(plan.guests.map((g) => [g.guest, true]));
     for (const g of plan.guests) {
       const restored = path.join(poolOf(g.host), g.guest, `${g.guest}.img`);
@@ -101,12 +101,12 @@ describe('ferry site restore', () => {
       fs.rmSync(path.join(poolOf(g.host), g.guest), { recursive: true });
       fs.rmSync(path.join(configDirOf(g.host), `${g.guest}.cfg`));
     }
-    const r = await repo.run(['site', 'restore', '--plan', scratch.path('again.json')]);
+    const r = await repo.run(['site', 'restore', '--no-start', '--plan', scratch.path('again.json')]);
     expect(r.code).toBe(EXIT.someGuestsFailed);
     expect(r.stdout).toMatch(new RegExp(`^${victim.guest} +${victim.host} +\\w{8} +FAILED: ${victim.host}:${restored.replace(/[.]/g, '\\.')} already exists; remove it, or restore with --force`, 'm'));
     expect(fs.readFileSync(restored, 'utf8')).toBe('an admin put this here');
     for (const g of plan.guests) if (g.guest !== victim.guest) expect(await sha256File(path.join(poolOf(g.host), g.guest, `${g.guest}.img`))).toBe(originals[g.guest]!.sha);
-    expectSuccess(await repo.run(['site', 'restore', '--plan', scratch.path('again.json'), '--force']));
+    expectSuccess(await repo.run(['site', 'restore', '--no-start', '--plan', scratch.path('again.json'), '--force']));
     expect(await sha256File(restored)).toBe(originals[victim.guest]!.sha);
   });
 

@@ -188,3 +188,56 @@ export async function bootGuestDisk(
   const identity = await waitForGuestIdentity(serialLog, { timeoutMs: options.timeoutMs, isAlive });
   return { name, serialLog, pid, identity, isAlive, stop };
 }
+
+export interface ConsoleEvent {
+  /** The console log it appeared in. */
+  log: string;
+  /** `created` when the log first existed, else the line. */
+  line: string;
+  /** Which poll round saw it first: rounds are ordered, so a smaller round means seen earlier. */
+  round: number;
+  time: Date;
+}
+
+/**
+ * Records when each console log appears and when each of its lines first
+ * shows, polling every `intervalMs` (default 50). Each round reads the logs
+ * in the reverse of the order given, so when something in a later log is
+ * caused by a line of an earlier one (a guest started once another is up),
+ * that line is never recorded in a later round than its effect.
+ */
+export function watchConsoles(logs: string[], intervalMs = 50): { events: ConsoleEvent[]; stop(): ConsoleEvent[] } {
+  const events: ConsoleEvent[] = [];
+  const seen = new Map<string, Set<string>>(logs.map((l) => [l, new Set<string>()]));
+  let round = 0;
+  const poll = () => {
+    round++;
+    for (const log of [...logs].reverse()) {
+      let text: string;
+      try {
+        text = fs.readFileSync(log, 'utf8');
+      } catch {
+        continue;
+      }
+      const lines = seen.get(log)!;
+      const record = (line: string) => {
+        if (lines.has(line)) return;
+        lines.add(line);
+        events.push({ log, line, round, time: new Date() });
+      };
+      record('created');
+      // Only complete lines: a line still being written shows next round.
+      for (const line of text.split('\n').slice(0, -1)) record(line.replace(/\r$/, ''));
+    }
+  };
+  const timer = setInterval(poll, intervalMs);
+  poll();
+  return {
+    events,
+    stop() {
+      clearInterval(timer);
+      poll();
+      return events;
+    },
+  };
+}

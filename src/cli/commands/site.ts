@@ -19,6 +19,8 @@ import { measurePool } from '../../site/poolCapacity';
 import { hostCommandRunner } from '../../site/sshCommandRunner';
 import { SITE_PLAN_FORMAT, SITE_PLAN_VERSION, type SitePlan, buildSitePlan, chooseRestorePoints, parsePlanTime } from '../../site/sitePlan';
 import { type GuestRestoreReport, restoreSite } from '../../site/siteRestore';
+import { DEFAULT_CONFIG_PATH, type FerryConfig, loadFerryConfig, settingsForGuest } from '../../config/ferryConfig';
+import { type GuestHealthSetting, healthSettingFor, healthWaiter } from '../../site/siteHealth';
 
 interface PlanOptions {
   hosts: string;
@@ -85,17 +87,22 @@ interface RestoreOptions {
   json?: boolean;
   tmpDir?: string;
   newMacs?: boolean;
+  /** false with --no-start. */
+  start: boolean;
+  config?: string;
 }
 
 function registerSiteRestore(site: Command): void {
   site
     .command('restore')
-    .description("write every planned guest's disks onto its target host's pool (hosts in parallel, every chunk verified); starting the guests is not built yet")
+    .description("write every planned guest's disks and config onto its target host (hosts in parallel, every chunk verified), then start the guests boot group by boot group, each group running before the next starts")
     .requiredOption('--plan <file>', 'the plan `site plan --out` wrote')
     .option('--hosts <file>', 'the hosts file (default: the one the plan names)')
     .option('--dry-run', 'print what would be created, written and run, and do nothing')
-    .option('--force', 'overwrite disks and configs that exist on the targets (default: that guest fails)')
+    .option('--force', 'overwrite disks and configs that exist on the targets (default: that guest fails); a guest that runs on its target is never touched')
     .option('--new-macs', "give every NIC a new MAC address (the same ones on every run of this plan); default: keep the guests' own")
+    .option('--no-start', 'stop after the disks and configs: start no guest')
+    .option('--config <file>', `ferry.conf whose [guest."PATTERN"] health checks apply where the hosts file sets none (default ${DEFAULT_CONFIG_PATH} if it exists)`)
     .option('--json', 'print the report as JSON')
     .option('--tmp-dir <dir>', 'where disks bound for ssh hosts are staged, a few regions (128 MiB) at a time (default: TMPDIR or /tmp)')
     .action(async (opts: RestoreOptions, cmd: Command) => {
@@ -105,25 +112,38 @@ function registerSiteRestore(site: Command): void {
       }
       const hosts = loadSiteHosts(opts.hosts ?? plan.hostsFile);
       const ropts = cmd.optsWithGlobals() as RepoOptions;
+      const config = opts.config ? loadFerryConfig(opts.config) : fs.existsSync(DEFAULT_CONFIG_PATH) ? loadFerryConfig(DEFAULT_CONFIG_PATH) : undefined;
+      const local = new ExecFileCommandRunner();
       await withRepository(ropts, 'shared', 'site restore', async (repo) => {
         await loadIndexForReading(repo);
         const reports = await withPool(repo, (pool) =>
           restoreSite(repo, pool, plan, hosts, {
             dryRun: Boolean(opts.dryRun),
             existing: opts.force ? 'overwrite' : 'refuse',
-            local: new ExecFileCommandRunner(),
+            local,
             scratchDir: opts.tmpDir ?? os.tmpdir(),
             journalDir: path.join(stateDir(ropts), 'site-restore'),
             macs: opts.newMacs ? { kind: 'new', seed: plan.created } : { kind: 'keep' },
-            log: (line) => (opts.dryRun ? console.log(line) : console.error(line)),
+            start: opts.start ? 'boot-groups' : 'no-start',
+            healthCheck: (g, host) => {
+              const setting = healthSettingFor(hosts, g.guest, config && ((name) => configHealth(config, name)));
+              return setting && healthWaiter(setting, host, g.guest, local, hosts.sshConfig);
+            },
+            log: (line) => (opts.dryRun ? console.log(line) : console.error(`${new Date().toISOString()} ${line}`)),
           }),
         );
         if (opts.json) console.log(JSON.stringify(reports));
         else if (!opts.dryRun) printReport(reports);
-        const bad = reports.filter((r) => !r.ok);
-        if (bad.length > 0) throw new FleetFailedError(`${bad.length} of ${reports.length} guest(s) were not restored: ${bad.map((r) => r.guest).join(', ')} (see above)`);
+        const bad = reports.filter((r) => !r.ok || r.start?.result === 'failed' || r.start?.result === 'skipped' || r.health?.result === 'failed');
+        if (bad.length > 0) throw new FleetFailedError(`${bad.length} of ${reports.length} guest(s) were not restored or did not come up: ${bad.map((r) => r.guest).join(', ')} (see above)`);
       });
     });
+}
+
+/** ferry.conf's health check for a guest, if it sets one. */
+function configHealth(config: FerryConfig, guest: string): GuestHealthSetting | undefined {
+  const s = settingsForGuest(config, guest);
+  return s.health ? { check: s.health, ...(s.healthTimeoutMs !== undefined ? { timeoutMs: s.healthTimeoutMs } : {}) } : undefined;
 }
 
 function readPlan(file: string): SitePlan {
@@ -142,11 +162,14 @@ function readPlan(file: string): SitePlan {
 function printReport(reports: GuestRestoreReport[]): void {
   console.log(
     table([
-      ['guest', 'host', 'restore point', 'result', 'written', 'time', 'config'],
+      ['guest', 'host', 'restore point', 'result', 'written', 'time', 'group', 'start', 'health', 'config'],
       ...reports.map((r) => [
         r.guest, r.host, r.restorePoint.slice(0, 8),
-        r.ok ? (r.disks.every((d) => d.alreadyRestored) ? 'already restored (not started)' : 'restored (not started)') : `FAILED: ${r.error}`,
-        formatBytes(r.writtenBytes), `${(r.durationMs / 1000).toFixed(1)} s`, r.configFiles[0] ?? '-',
+        r.ok ? (r.alreadyRunning === 'this-plan' ? 'runs already' : r.disks.every((d) => d.alreadyRestored) ? 'already restored' : 'restored') : `FAILED: ${r.error}`,
+        formatBytes(r.writtenBytes), `${(r.durationMs / 1000).toFixed(1)} s`, String(r.bootGroup),
+        r.start ? `${r.start.result}${r.start.reason && r.ok ? ` (${r.start.reason})` : ''}` : 'not started (--no-start)',
+        r.health ? `${r.health.result}${r.health.check ? ` (${r.health.check})` : ''}${r.health.reason ? `: ${r.health.reason}` : ''}` : '-',
+        r.configFiles[0] ?? '-',
       ]),
     ]),
   );
