@@ -81,6 +81,12 @@ export interface ReleaseCommand {
    * the hold took effect, so releasing a guest that is not held must count as done.
    */
   readonly alreadyReleased?: RegExp;
+  /**
+   * Run (repeatedly) before the release until its output (stdout and stderr)
+   * matches: a guest shut down for its backup must be off before it can be
+   * started again, and its shutdown may outlast ferry or ferry's patience.
+   */
+  readonly waitUntil?: { readonly argv: readonly string[]; readonly output: RegExp };
 }
 
 /**

@@ -16,10 +16,13 @@ export interface ArmedWatchdog {
   readonly pid: number | undefined;
 }
 
-/** The watchdog's command line: TIMEOUT_MS [--already-released REGEX] -- ARGV... */
+/** The watchdog's command line: TIMEOUT_MS [--already-released REGEX] [--wait-until JSON] -- ARGV... */
 function watchdogArgs(release: ReleaseCommand, timeoutMs: number): string[] {
   const done = release.alreadyReleased ? ['--already-released', release.alreadyReleased.source] : [];
-  return [compiledScript('hypervisor/watchdogMain'), String(timeoutMs), ...done, '--', ...release.argv];
+  const waitUntil = release.waitUntil
+    ? ['--wait-until', JSON.stringify({ argv: release.waitUntil.argv, output: release.waitUntil.output.source })]
+    : [];
+  return [compiledScript('hypervisor/watchdogMain'), String(timeoutMs), ...done, ...waitUntil, '--', ...release.argv];
 }
 
 /**

@@ -2,8 +2,9 @@
 // guest: if the ferry process dies (even by SIGKILL) before saying "released",
 // asks for "release-now", or the hold outlasts its time limit, run the release
 // command so the guest never stays paused or frozen.
-// Usage: node watchdogMain.js TIMEOUT_MS [--already-released REGEX] -- ARGV...  (TIMEOUT_MS 0: no limit)
-import { execFileSync } from 'node:child_process';
+// Usage: node watchdogMain.js TIMEOUT_MS [--already-released REGEX] [--wait-until JSON] -- ARGV...  (TIMEOUT_MS 0: no limit)
+// JSON: {"argv": [...], "output": "REGEX"}: before releasing, run argv until its output matches (a guest shut down must be off before it starts again).
+import { spawnSync, execFileSync } from 'node:child_process';
 
 const sep = process.argv.indexOf('--');
 const timeoutMs = Number(process.argv[2]);
@@ -11,6 +12,8 @@ const options = process.argv.slice(3, sep);
 const doneAt = options.indexOf('--already-released');
 /** A failing release whose stderr matches reached its goal: the guest was not held (ferry died before the pause). */
 const alreadyReleased = doneAt >= 0 ? new RegExp(options[doneAt + 1] ?? '(?!)') : undefined;
+const waitAt = options.indexOf('--wait-until');
+const waitUntil = waitAt >= 0 ? (JSON.parse(options[waitAt + 1] ?? '{}') as { argv: string[]; output: string }) : undefined;
 const releaseArgv = process.argv.slice(sep + 1);
 let settled = false;
 let input = '';
@@ -29,9 +32,33 @@ function stderrOf(err: unknown): string {
   return stderr === undefined ? '' : stderr.toString();
 }
 
+/** How long a shutdown may go on before the guest is started again (a guest installing updates may take many minutes). */
+const WAIT_UNTIL_MS = 30 * 60_000;
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Polls the wait-until command; false when its output never matched in WAIT_UNTIL_MS (the guest never went off: nothing to start). */
+function waitUntilReady(): boolean {
+  if (!waitUntil) return true;
+  const pattern = new RegExp(waitUntil.output);
+  const until = Date.now() + WAIT_UNTIL_MS;
+  for (;;) {
+    const r = spawnSync(waitUntil.argv[0], waitUntil.argv.slice(1), { encoding: 'utf8', timeout: 60_000 });
+    if (pattern.test(`${r.stdout ?? ''}${r.stderr ?? ''}`)) return true;
+    if (Date.now() > until) return false;
+    sleepSync(2000);
+  }
+}
+
 function release(why: string): void {
   if (settled) return;
   settled = true;
+  if (!waitUntilReady()) {
+    process.stderr.write(`ferry watchdog: ${why}; ${waitUntil?.argv.join(' ')} never said the guest was off within ${WAIT_UNTIL_MS / 60_000} min: not starting it\n`);
+    process.exit(0);
+  }
   const until = Date.now() + RETRY_FOR_MS;
   let notHeldSince: number | undefined;
   for (let attempt = 1; ; attempt++) {
@@ -53,7 +80,7 @@ function release(why: string): void {
         process.stderr.write(`ferry watchdog: ${why}; ${releaseArgv.join(' ')} failed ${attempt} times, last: ${(err as Error).message}\n`);
         break;
       }
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, notHeldSince === undefined ? 200 : 1000); // sleep, synchronously
+      sleepSync(notHeldSince === undefined ? 200 : 1000);
     }
   }
   process.exit(0);

@@ -52,6 +52,9 @@ function fakeXen(label: string): FakeXen {
   fs.writeFileSync(path.join(dir, 'list.off'), [list[0], dom0].join('\n') + '\n');
   fs.writeFileSync(path.join(dir, 'list-web01.running'), [list[0], withState(web01, '-b----')].join('\n') + '\n');
   fs.writeFileSync(path.join(dir, 'list-web01.paused'), [list[0], withState(web01, '--p---')].join('\n') + '\n');
+  // Shutting down: still listed as running until the test says it is off.
+  fs.writeFileSync(path.join(dir, 'list.stopping'), [list[0], dom0, withState(web01, '-b----')].join('\n') + '\n');
+  fs.writeFileSync(path.join(dir, 'list-web01.stopping'), [list[0], withState(web01, '-b----')].join('\n') + '\n');
   const details = (JSON.parse(fs.readFileSync(path.join(FIXTURES, 'xl-list-l.stdout'), 'utf8')) as { config: { c_info: { name: string }; disks: unknown[] } }[])
     .filter((d) => d.config.c_info.name === 'web01');
   details[0]!.config.disks = [{ pdev_path: disk, vdev: 'xvda', format: 'raw', readwrite: 1 }];
@@ -68,10 +71,21 @@ state=$(cat "$dir/state")
 case "$*" in
   "list") cat "$dir/list.$state" ;;
   "list -l") cat "$dir/list-l" ;;
-  "list web01") cat "$dir/list-web01.$state" ;;
+  "list web01")
+    # xl_utils.c find_domain's message for a name that no domain has.
+    if [ "$state" = off ]; then echo "web01 is an invalid domain identifier (rc=-6)" >&2; exit 1; fi
+    cat "$dir/list-web01.$state" ;;
   "pause web01") echo paused > "$dir/state" ;;
   "unpause web01") echo running > "$dir/state" ;;
-  "shutdown -w web01") echo off > "$dir/state"; cat "$dir/shutdown.stderr" >&2 ;;
+  "shutdown -w web01")
+    if [ -e "$dir/slow-shutdown" ]; then
+      # A slow guest: shutting down until the test writes "off".
+      echo stopping > "$dir/state"
+      while [ "$(cat "$dir/state")" = stopping ]; do sleep 0.2; done
+    else
+      echo off > "$dir/state"
+    fi
+    cat "$dir/shutdown.stderr" >&2 ;;
   "create "${q(cfg)})
     if [ "$state" != off ]; then echo "fake xl: web01 exists" >&2; exit 1; fi
     echo running > "$dir/state"; cat "$dir/create.stderr" >&2 ;;
@@ -181,7 +195,28 @@ describe('a ferry killed by SIGKILL while it holds a Xen guest for an in-place r
     const result = await running.done;
     expect(result.signal, describeResult(result)).toBe('SIGKILL');
     expect(xen.state()).toBe('running');
-    expect(xen.calls().slice(-2)).toEqual(['shutdown -w web01', `create ${xen.cfg}`]);
+    expect(xen.calls().slice(-3)).toEqual(['shutdown -w web01', 'list web01', `create ${xen.cfg}`]);
     expect(result.stderr).toContain(`ferry watchdog: ferry exited while the guest was held; ran xl create ${xen.cfg}\n`);
   }, 90_000);
+
+  it('snapshot = "shutdown" of a guest still shutting down: the watchdog waits until the domain is gone, then starts it', async () => {
+    const xen = fakeXen('kill-slow-shutdown');
+    fs.writeFileSync(path.join(xen.dir, 'slow-shutdown'), '');
+    const running = spawnFerry(backupArgs(xen, xen.conf('snapshot = "shutdown"\n')), { env: xenEnv(xen, { FERRY_HOLD_QUIESCE_MS: '60000' }) });
+    await waitUntil(running, () => xen.state() === 'stopping', 'xl shutdown -w');
+    running.child.kill('SIGKILL');
+    // The watchdog must not start a guest that is still there: it asks xl list until the domain is gone.
+    const asked = Date.now() + 30_000;
+    while (!xen.calls().slice(xen.calls().indexOf('shutdown -w web01')).includes('list web01')) {
+      if (Date.now() > asked) throw new Error(`the watchdog never asked xl list web01: ${xen.calls().join(', ')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(xen.calls().filter((c) => c.startsWith('create'))).toEqual([]);
+    fs.writeFileSync(path.join(xen.dir, 'state'), 'off\n');
+    const result = await running.done;
+    expect(result.signal, describeResult(result)).toBe('SIGKILL');
+    expect(xen.state()).toBe('running');
+    expect(xen.calls().at(-1)).toBe(`create ${xen.cfg}`);
+    expect(result.stderr).toContain(`ferry watchdog: ferry exited while the guest was held; ran xl create ${xen.cfg}\n`);
+  }, 120_000);
 });

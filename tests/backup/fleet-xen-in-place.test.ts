@@ -190,7 +190,8 @@ describe('snapshot = "shutdown" for a running Xen guest on a plain file', () => 
     // The watchdog runs the start command itself (a real process): a stand-in xl that records the call.
     const watchdogXl = path.join(g.dir, 'xl');
     const watchdogCalls = path.join(g.dir, 'watchdog-calls');
-    fs.writeFileSync(watchdogXl, `#!/bin/sh\necho "$*" >> '${watchdogCalls}'\n`, { mode: 0o755 });
+    // It first asks `xl list web01` until the domain is gone (xl_utils.c find_domain's message), then creates it.
+    fs.writeFileSync(watchdogXl, `#!/bin/sh\necho "$*" >> '${watchdogCalls}'\n[ "$1" = list ] && { echo "web01 is an invalid domain identifier (rc=-6)" >&2; exit 1; }\nexit 0\n`, { mode: 0o755 });
     const replies = [...g.listing, { cmd: watchdogXl, args: ['shutdown', '-w', 'web01'], ...recordedOutput(FIXTURES, 'xl-shutdown-w-web01') }]
       .map((r) => ({ ...r, cmd: watchdogXl }));
     const runner = new RecordedCommandRunner([
@@ -207,8 +208,9 @@ describe('snapshot = "shutdown" for a running Xen guest on a plain file', () => 
     // Tried twice by ferry: once after the read, once more in the cleanup.
     expect(runner.commandLines().filter((l) => l === `${watchdogXl} create ${g.cfg}`)).toHaveLength(2);
     // And then by the watchdog, from outside.
-    for (let i = 0; i < 200 && !fs.existsSync(watchdogCalls); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(fs.readFileSync(watchdogCalls, 'utf8')).toBe(`create ${g.cfg}\n`);
+    const watchdogSaid = () => (fs.existsSync(watchdogCalls) ? fs.readFileSync(watchdogCalls, 'utf8') : '');
+    for (let i = 0; i < 400 && !watchdogSaid().includes('create'); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(watchdogSaid()).toBe(`list web01\ncreate ${g.cfg}\n`);
   }, 60_000);
 });
 

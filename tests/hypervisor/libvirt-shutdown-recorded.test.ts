@@ -74,7 +74,12 @@ describe('LibvirtDriver shutdown for snapshot = "shutdown" (recorded libvirt 9.0
     const driver = new LibvirtDriver({ runner, shutdownPollMs: 1 });
     const handle = await driver.shutDown(web01, { holding: (release) => told.push({ release, before: lines(runner) }) });
     expect(told.map((t) => [t.release.argv, t.before])).toEqual([[['virsh', '-c', 'qemu:///system', 'start', 'web01'], ['dominfo web01', 'domstate web01']]]);
-    expect(told[0]!.release.alreadyReleased!.test(recordedVirsh(['start', 'web01'], 'start-web01-active').stderr!)).toBe(true);
+    // The watchdog starts the guest only once libvirt says it is shut off; "already active" is no answer while it shuts down.
+    const wait = told[0]!.release.waitUntil!;
+    expect(wait.argv).toEqual(['virsh', '-c', 'qemu:///system', 'domstate', 'web01']);
+    expect(wait.output.test(recordedVirsh(['domstate', 'web01'], 'shutdown-domstate-web01-off').stdout!)).toBe(true);
+    expect(wait.output.test(recordedVirsh(['domstate', 'web01'], 'shutdown-domstate-web01-ignored').stdout!)).toBe(false);
+    expect(told[0]!.release.alreadyReleased).toBeUndefined();
     await handle.start();
     await handle.start();
     expect(lines(runner)).toEqual(['dominfo web01', 'domstate web01', 'shutdown web01', 'domstate web01', 'domstate web01', 'start web01']);

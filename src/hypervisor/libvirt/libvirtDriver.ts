@@ -195,7 +195,9 @@ export class LibvirtDriver implements HypervisorDriver {
     const now = toGuestState(parseDomState((await this.virsh.checked(['domstate', guest.name])).stdout, `virsh domstate ${guest.name}`));
     if (now !== 'running') throw new HypervisorError(`guest ${guest.name} is ${now}: it cannot shut down for its backup; resume it or use snapshot = "pause"`);
     const startArgs = ['start', guest.name];
-    guard?.holding({ argv: this.virsh.argv(startArgs), alreadyReleased: ALREADY_ACTIVE });
+    // No "already active counts as released" here: a guest still shutting down is active too. The
+    // watchdog waits until libvirt says shut off (up to 30 min), then starts it.
+    guard?.holding({ argv: this.virsh.argv(startArgs), waitUntil: { argv: this.virsh.argv(['domstate', guest.name]), output: /^shut off/m } });
     await this.virsh.checked(['shutdown', guest.name]);
     const deadline = Date.now() + this.shutdownTimeoutMs;
     for (;;) {

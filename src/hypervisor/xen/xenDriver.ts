@@ -132,7 +132,9 @@ export class XenDriver implements HypervisorDriver {
     if (current.paused) throw new HypervisorError(`guest ${guest.name} is paused: it cannot shut down for its backup; unpause it or use snapshot = "pause"`);
     const startArgv = [this.xl, 'create', cfg];
     // Armed before the shutdown: a ferry killed from here on leaves the watchdog to start the guest (it retries while the domain still exists).
-    guard?.holding({ argv: startArgv });
+    // The watchdog waits until the domain is gone (xl destroys it a moment after the shutdown, or
+    // much later for a slow guest), then creates it again.
+    guard?.holding({ argv: startArgv, waitUntil: { argv: [this.xl, 'list', guest.name], output: /invalid domain identifier/ } });
     await runChecked(this.runner, this.xl, ['shutdown', '-w', guest.name]);
     return {
       guest: guest.name,
