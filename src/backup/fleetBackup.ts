@@ -259,7 +259,11 @@ async function whilePaused(
     await rehearsalHold(opts, handle.quiesced);
     return await read(resume);
   } finally {
-    await resume();
+    await resume().catch((err: unknown) => {
+      // The watchdog has no time limit in this mode: a resume that failed must not wait for ferry's exit.
+      watchdog.releaseNow();
+      throw err;
+    });
   }
 }
 

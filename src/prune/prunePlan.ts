@@ -78,8 +78,9 @@ function overBudget(repack: readonly Repack[], maxBytes: number): Repack[] {
   let full = false;
   const over: Repack[] = [];
   for (const r of order) {
-    // In order only: a smaller pack with more live data does not jump the queue.
-    if (!full && used + r.pack.size <= maxBytes) used += r.pack.size;
+    // In order only: a smaller pack with more live data does not jump the queue. The first one is
+    // always taken, even if larger than the budget: every run makes progress.
+    if (!full && (used === 0 || used + r.pack.size <= maxBytes)) used += r.pack.size;
     else {
       full = true;
       over.push(r);

@@ -89,6 +89,9 @@ export function scheduleFiles(kind: SchedulerKind, s: ScheduleSettings): Schedul
       'Nice=10',
       'IOSchedulingClass=idle',
       'CPUSchedulingPolicy=batch',
+      // A stop or the end of the run must not kill ferry's quiesce watchdogs with it: one may still
+      // be resuming or starting a guest that ferry held.
+      'KillMode=process',
       '',
     ].join('\n');
     const timer = [

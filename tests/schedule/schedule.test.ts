@@ -38,7 +38,7 @@ describe('ferry schedule on a systemd host', () => {
     expect(out).toMatch(/runs every day at 03:15$/m);
 
     const service = read(root, 'etc/systemd/system/ferry-nightly.service');
-    for (const line of ['Type=oneshot', `ExecStart=${NIGHTLY}`, 'Nice=10', 'IOSchedulingClass=idle', 'CPUSchedulingPolicy=batch']) {
+    for (const line of ['Type=oneshot', `ExecStart=${NIGHTLY}`, 'Nice=10', 'IOSchedulingClass=idle', 'CPUSchedulingPolicy=batch', 'KillMode=process']) {
       expect(service.split('\n'), line).toContain(line);
     }
     const timer = read(root, 'etc/systemd/system/ferry-nightly.timer');
