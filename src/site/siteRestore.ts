@@ -30,6 +30,7 @@ import { type ConfigFile, guestConfigFiles } from './guestConfigFiles';
 import type { DiskTarget, MacPolicy } from './guestRewrite';
 import type { GuestSpec } from '../repo/restorePoint';
 import { SshCommandRunner, hostCommandRunner } from './sshCommandRunner';
+import { takeTargetAsSeed, writeSeededLocally, writeSeededRemotely } from './seededRestore';
 
 /** Regions restored locally per round trip to a remote host: 4 × 32 MiB of scratch at most; a checkpoint after each. */
 const REMOTE_BATCH_REGIONS = 4;
@@ -42,8 +43,8 @@ export const PARTIAL_SUFFIX = '.ferry-partial';
 export interface SiteRestoreOptions {
   /** Print what would be created, written and run, and do nothing. */
   dryRun: boolean;
-  /** What to do with a target that exists: refuse (the guest fails), or overwrite it. */
-  existing: 'refuse' | 'overwrite';
+  /** What to do with a target that exists: refuse (the guest fails), overwrite it, or write only what differs from it (seededRestore). */
+  existing: 'refuse' | 'overwrite' | 'seed';
   /** This machine's runner (commands here, and ssh to the others). */
   local: CommandRunner;
   /** A directory on this machine for the batches bound for remote hosts. */
@@ -63,6 +64,8 @@ export interface RestoredDisk {
   alreadyRestored?: boolean;
   /** Continued after this many regions an interrupted run had written and fsynced. */
   resumedAfterRegions?: number;
+  /** Restored onto an older copy (--seed): bytes of it read and compared; only the differing ones were written. */
+  comparedBytes?: number;
 }
 
 export interface GuestRestoreReport {
@@ -183,31 +186,44 @@ async function restoreDiskOnHost(
   const journal = new RestoreJournal(opts.journalDir);
   const done = journal.read(host.name, target.path, rp.id, record.name);
   const exists = (p: string) => existsOn(runner, p);
-  if (done?.complete && opts.existing === 'refuse' && (await exists(target.path)) && (await targetStamp(runner, target)) === done.stamp) {
+  if (done?.complete && opts.existing !== 'overwrite' && (await exists(target.path)) && (await targetStamp(runner, target)) === done.stamp) {
     opts.log(`${host.name}: ${g.guest} ${record.name} was restored to ${target.path} by an earlier run of this plan; left as it is`);
     return { name: record.name, target: target.path, writtenBytes: 0, alreadyRestored: true };
   }
   let resumeFrom = 0;
+  let seeded = false;
   if (done && !done.complete && done.size === record.size && (await exists(partialPath(target)))) {
     if (opts.existing === 'refuse' && (await exists(target.path))) {
       throw new InputError(`${host.name}:${target.path} already exists; remove it, or restore with --force to overwrite it`);
     }
     resumeFrom = Math.min(done.regionsDone, record.regions.length);
+    seeded = opts.existing === 'seed';
     opts.log(`${host.name}: ${g.guest} ${record.name}: continuing after ${resumeFrom} of ${record.regions.length} regions an interrupted run wrote`);
+  } else if (opts.existing === 'seed' && (await exists(target.path))) {
+    await takeTargetAsSeed(runner, target, partialPath(target), record.size);
+    seeded = true;
   } else {
     await prepareTarget(runner, host, target, record, opts.existing);
   }
   const checkpoint = (regionsDone: number) =>
     journal.write(host.name, target.path, { restorePoint: rp.id, disk: record.name, size: record.size, regionsDone, complete: false });
   checkpoint(resumeFrom);
-  const writtenBytes = host.address.kind === 'local'
+  const seededWrite = !seeded ? undefined : host.address.kind === 'local'
+    ? await writeSeededLocally(repo, workers, record, partialPath(target), resumeFrom, checkpoint)
+    : await writeSeededRemotely(repo, workers, record, partialPath(target), `${host.name}:${partialPath(target)}`, new SshCommandRunner(host.address, opts.local, site.sshConfig).sshArgs(),
+      path.join(opts.scratchDir, `${SCRATCH_PREFIX}${process.pid}-${host.name}-${path.basename(partialPath(target))}`), resumeFrom, checkpoint);
+  const writtenBytes = seededWrite ? seededWrite.writtenBytes : host.address.kind === 'local'
     ? await writeLocally(repo, workers, record, target, resumeFrom, checkpoint)
     : await writeRemotely(repo, workers, record, target, new SshCommandRunner(host.address, opts.local, site.sshConfig), host, opts.scratchDir, resumeFrom, checkpoint);
   await finishTarget(runner, target);
   const stamp = await targetStamp(runner, target);
   journal.write(host.name, target.path, { restorePoint: rp.id, disk: record.name, size: record.size, regionsDone: record.regions.length, complete: true, ...(stamp ? { stamp } : {}) });
-  opts.log(`${host.name}: ${g.guest} ${record.name} → ${target.path} (${writtenBytes} bytes written)`);
-  return { name: record.name, target: target.path, writtenBytes, ...(resumeFrom > 0 ? { resumedAfterRegions: resumeFrom } : {}) };
+  opts.log(`${host.name}: ${g.guest} ${record.name} → ${target.path} (${writtenBytes} bytes written${seededWrite ? `, ${seededWrite.comparedBytes} compared with the older copy there` : ''})`);
+  return {
+    name: record.name, target: target.path, writtenBytes,
+    ...(resumeFrom > 0 ? { resumedAfterRegions: resumeFrom } : {}),
+    ...(seededWrite ? { comparedBytes: seededWrite.comparedBytes } : {}),
+  };
 }
 
 const SCRATCH_PREFIX = 'site-restore-';

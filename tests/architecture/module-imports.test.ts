@@ -35,7 +35,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   prune: ['repo', 'crypto', 'storage'],
   sync: ['repo', 'crypto', 'storage', 'host', 'concurrency'],
   tar: ['backup', 'restore', 'repo', 'crypto', 'dedupe', 'storage', 'workers', 'concurrency'],
-  site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'workers', 'concurrency', 'host'],
+  site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'workers', 'concurrency', 'host', 'crypto', 'dedupe'],
   demo: ['backup', 'restore', 'repo', 'storage', 'crypto', 'dedupe', 'workers', 'hypervisor', 'snapshot', 'concurrency', 'host'],
   schedule: [],
   cli: ['*'],

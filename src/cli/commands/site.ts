@@ -82,6 +82,7 @@ interface RestoreOptions {
   hosts?: string;
   dryRun?: boolean;
   force?: boolean;
+  seed?: boolean;
   json?: boolean;
   tmpDir?: string;
   newMacs?: boolean;
@@ -95,10 +96,12 @@ function registerSiteRestore(site: Command): void {
     .option('--hosts <file>', 'the hosts file (default: the one the plan names)')
     .option('--dry-run', 'print what would be created, written and run, and do nothing')
     .option('--force', 'overwrite disks and configs that exist on the targets (default: that guest fails)')
+    .option('--seed', 'use a disk that exists on a target as a seed (an older copy of it): compare it chunk by chunk, write only what differs')
     .option('--new-macs', "give every NIC a new MAC address (the same ones on every run of this plan); default: keep the guests' own")
     .option('--json', 'print the report as JSON')
     .option('--tmp-dir <dir>', 'where disks bound for ssh hosts are staged, a few regions (128 MiB) at a time (default: TMPDIR or /tmp)')
     .action(async (opts: RestoreOptions, cmd: Command) => {
+      if (opts.seed && opts.force) throw new UsageError('--seed and --force: choose one (--seed keeps and updates what is there, --force overwrites it)');
       const plan = readPlan(opts.plan);
       if (plan.unplaced.length > 0) {
         throw new DoesNotFitError(`${opts.plan}: ${plan.unplaced.length} guest(s) of the plan are unplaced (${plan.unplaced.map((u) => u.guest).join(', ')}); plan again with more room`);
@@ -110,7 +113,7 @@ function registerSiteRestore(site: Command): void {
         const reports = await withPool(repo, (pool) =>
           restoreSite(repo, pool, plan, hosts, {
             dryRun: Boolean(opts.dryRun),
-            existing: opts.force ? 'overwrite' : 'refuse',
+            existing: opts.seed ? 'seed' : opts.force ? 'overwrite' : 'refuse',
             local: new ExecFileCommandRunner(),
             scratchDir: opts.tmpDir ?? os.tmpdir(),
             journalDir: path.join(stateDir(ropts), 'site-restore'),
