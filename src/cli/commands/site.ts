@@ -11,13 +11,10 @@ import { loadIndexForReading, withPool, withRepository, RepoOptions } from '../s
 import { formatBytes, table } from '../format';
 import { writeFileAtomically } from '../../restore/atomicFile';
 import { DoesNotFitError, FleetFailedError, InputError, UsageError, describeSystemError } from '../../errors';
-import { checkGlobs, matchesGlob } from '../../config/glob';
 import { ExecFileCommandRunner } from '../../hypervisor/commandRunner';
-import { loadSiteHosts, type SiteHosts } from '../../site/hostsFile';
-import type { PoolCapacity } from '../../site/placement';
-import { measurePool } from '../../site/poolCapacity';
-import { hostCommandRunner } from '../../site/sshCommandRunner';
-import { SITE_PLAN_FORMAT, SITE_PLAN_VERSION, type SitePlan, buildSitePlan, chooseRestorePoints, parsePlanTime } from '../../site/sitePlan';
+import { loadSiteHosts } from '../../site/hostsFile';
+import { SITE_PLAN_FORMAT, SITE_PLAN_VERSION, type SitePlan } from '../../site/sitePlan';
+import { checkPlanSelection, planForRestore, planSite } from './sitePlanning';
 import { type GuestRestoreReport, restoreSite } from '../../site/siteRestore';
 
 interface PlanOptions {
@@ -42,23 +39,11 @@ export function registerSite(program: Command): void {
     .option('--out <file>', 'write the plan (JSON) to this file, for `site restore --plan`')
     .option('--json', 'print the plan as JSON instead of a table')
     .action(async (opts: PlanOptions, cmd: Command) => {
-      const at = opts.at === undefined ? undefined : parsePlanTime(opts.at);
-      if (opts.at !== undefined && !at) throw new UsageError(`--at: '${opts.at}' is not a time; use 2026-11-30 or 2026-11-30T02:00`);
-      checkGlobs(opts.guest, '--guest');
+      checkPlanSelection(opts);
       const hosts = loadSiteHosts(opts.hosts);
       const ropts = cmd.optsWithGlobals() as RepoOptions;
       await withRepository(ropts, 'none', 'site plan', async (repo) => {
-        const { points, damaged } = await repo.listAllRestorePoints();
-        for (const d of damaged) console.error(`ferry: warning: restore point ${d.id.slice(0, 8)} cannot be read (${d.problem}); it is left out of the plan`);
-        const chosen = chooseRestorePoints(points, {
-          ...(at ? { at } : {}),
-          guest: (name) => opts.guest.length === 0 || opts.guest.some((p) => matchesGlob(name, p)),
-          tags: opts.tag,
-        });
-        if (chosen.length === 0) {
-          throw new UsageError(`site plan: no restore point in ${repo.location} matches${at ? ` at or before ${at.toISOString()}` : ''}${opts.guest.length ? ` for --guest ${opts.guest.join(', ')}` : ''}${opts.tag.length ? ` with --tag ${opts.tag.join(', ')}` : ''}`);
-        }
-        const plan = buildSitePlan(chosen, hosts, await measurePools(hosts), { repository: repo.location, ...(at ? { at } : {}) });
+        const { plan, chosen } = await planSite(repo, hosts, opts);
         if (opts.out) {
           await writeFileAtomically(opts.out, async (temp) => fs.writeFileSync(temp, `${JSON.stringify(plan, null, 2)}\n`), 0, 0o644);
         }
@@ -67,7 +52,7 @@ export function registerSite(program: Command): void {
         if (plan.unplaced.length > 0) {
           for (const u of plan.unplaced) console.error(`ferry: ${u.guest} does not fit: ${u.reasons.join('; ')}`);
           throw new DoesNotFitError(
-            `${plan.unplaced.length} of ${chosen.length} guest(s) do not fit the hosts of ${opts.hosts} (see above); add hosts or pools, or narrow the plan with --guest` +
+            `${plan.unplaced.length} of ${chosen} guest(s) do not fit the hosts of ${opts.hosts} (see above); add hosts or pools, or narrow the plan with --guest` +
               (opts.out ? `; the plan in ${opts.out} lists them as unplaced` : ''),
           );
         }
@@ -78,7 +63,11 @@ export function registerSite(program: Command): void {
 }
 
 interface RestoreOptions {
-  plan: string;
+  plan?: string;
+  /** Plan now (no --plan): as for `site plan`. */
+  at?: string;
+  guest: string[];
+  tag: string[];
   hosts?: string;
   dryRun?: boolean;
   force?: boolean;
@@ -92,8 +81,11 @@ function registerSiteRestore(site: Command): void {
   site
     .command('restore')
     .description("write every planned guest's disks onto its target host's pool (hosts in parallel, every chunk verified); starting the guests is not built yet")
-    .requiredOption('--plan <file>', 'the plan `site plan --out` wrote')
-    .option('--hosts <file>', 'the hosts file (default: the one the plan names)')
+    .option('--plan <file>', 'the plan `site plan --out` wrote')
+    .option('--hosts <file>', 'the hosts file (default: the one the plan names); without --plan: plan for these hosts now and restore in one go')
+    .option('--at <time>', 'without --plan: as for `site plan`')
+    .option('--guest <pattern>', 'without --plan: as for `site plan` (repeatable)', repeatable, [])
+    .option('--tag <tag>', 'without --plan: as for `site plan` (repeatable)', repeatable, [])
     .option('--dry-run', 'print what would be created, written and run, and do nothing')
     .option('--force', 'overwrite disks and configs that exist on the targets (default: that guest fails)')
     .option('--seed', 'use a disk that exists on a target as a seed (an older copy of it): compare it chunk by chunk, write only what differs')
@@ -102,13 +94,14 @@ function registerSiteRestore(site: Command): void {
     .option('--tmp-dir <dir>', 'where disks bound for ssh hosts are staged, a few regions (128 MiB) at a time (default: TMPDIR or /tmp)')
     .action(async (opts: RestoreOptions, cmd: Command) => {
       if (opts.seed && opts.force) throw new UsageError('--seed and --force: choose one (--seed keeps and updates what is there, --force overwrites it)');
-      const plan = readPlan(opts.plan);
-      if (plan.unplaced.length > 0) {
-        throw new DoesNotFitError(`${opts.plan}: ${plan.unplaced.length} guest(s) of the plan are unplaced (${plan.unplaced.map((u) => u.guest).join(', ')}); plan again with more room`);
+      const planned = restoreSource(opts);
+      if (planned && planned.unplaced.length > 0) {
+        throw new DoesNotFitError(`${opts.plan}: ${planned.unplaced.length} guest(s) of the plan are unplaced (${planned.unplaced.map((u) => u.guest).join(', ')}); plan again with more room`);
       }
-      const hosts = loadSiteHosts(opts.hosts ?? plan.hostsFile);
+      const hosts = loadSiteHosts(opts.hosts ?? planned!.hostsFile);
       const ropts = cmd.optsWithGlobals() as RepoOptions;
       await withRepository(ropts, 'shared', 'site restore', async (repo) => {
+        const plan = planned ?? (await planForRestore(repo, hosts, opts, path.join(stateDir(ropts), 'site-restore', 'plans'), (line) => console.error(line)));
         await loadIndexForReading(repo);
         const reports = await withPool(repo, (pool) =>
           restoreSite(repo, pool, plan, hosts, {
@@ -127,6 +120,19 @@ function registerSiteRestore(site: Command): void {
         if (bad.length > 0) throw new FleetFailedError(`${bad.length} of ${reports.length} guest(s) were not restored: ${bad.map((r) => r.guest).join(', ')} (see above)`);
       });
     });
+}
+
+/** The plan file given, or undefined to plan now (--hosts with the plan options). */
+function restoreSource(opts: RestoreOptions): SitePlan | undefined {
+  if (opts.plan === undefined) {
+    if (opts.hosts === undefined) throw new UsageError("site restore: give --plan FILE (from 'site plan --out'), or --hosts FILE to plan and restore in one go");
+    checkPlanSelection(opts);
+    return undefined;
+  }
+  if (opts.at !== undefined || opts.guest.length > 0 || opts.tag.length > 0) {
+    throw new UsageError(`site restore: --at, --guest and --tag choose what to plan, and ${opts.plan} is planned already; give them to 'site plan', or leave out --plan`);
+  }
+  return readPlan(opts.plan);
 }
 
 function readPlan(file: string): SitePlan {
@@ -153,20 +159,6 @@ function printReport(reports: GuestRestoreReport[]): void {
       ]),
     ]),
   );
-}
-
-/** Every pool of every host, measured on its host; hosts in parallel. */
-async function measurePools(site: SiteHosts): Promise<PoolCapacity[]> {
-  const local = new ExecFileCommandRunner();
-  const perHost = await Promise.all(
-    site.hosts.map(async (host) => {
-      const runner = hostCommandRunner(host, local, site.sshConfig);
-      const out: PoolCapacity[] = [];
-      for (const pool of host.pools) out.push(await measurePool(runner, host, pool));
-      return out;
-    }),
-  );
-  return perHost.flat();
 }
 
 function printPlan(plan: SitePlan): void {
