@@ -30,6 +30,7 @@ import { type ConfigFile, guestConfigFiles } from './guestConfigFiles';
 import type { DiskTarget, MacPolicy } from './guestRewrite';
 import type { GuestSpec } from '../repo/restorePoint';
 import { SshCommandRunner, hostCommandRunner } from './sshCommandRunner';
+import { restoredFormat } from './restoredFormat';
 import { takeTargetAsSeed, writeSeededLocally, writeSeededRemotely } from './seededRestore';
 
 /** Regions restored locally per round trip to a remote host: 4 × 32 MiB of scratch at most; a checkpoint after each. */
@@ -301,13 +302,18 @@ async function writeGuestConfig(
   volumes: ReadonlyMap<string, PoolVolume>,
   opts: SiteRestoreOptions,
 ): Promise<{ files: string[]; notes: string[] }> {
-  // Disks come back as raw bytes, whatever image format held them before.
-  const disks = new Map<string, DiskTarget>([...volumes].map(([name, v]) => [name, { path: v.path, format: 'raw', storage: v.kind === 'file' ? 'file' : 'block' }]));
+  // Disks come back raw, unless a qcow2 image file was what was backed up (restoredFormat).
+  const spec = specOf(rp);
+  const disks = new Map<string, DiskTarget>();
+  for (const [name, v] of volumes) {
+    const format = opts.dryRun ? 'raw' : await restoredFormat(runner, v.path, spec.disks.find((d) => d.name === name)?.format);
+    disks.set(name, { path: v.path, format, storage: v.kind === 'file' ? 'file' : 'block' });
+  }
   const runDir = path.posix.join(host.configDir, 'run');
   const { files, notes } = guestConfigFiles({
     guest: g.guest,
     hypervisor: host.hypervisor,
-    spec: specOf(rp),
+    spec,
     ...(rp.config ? { original: rp.config } : {}),
     dir: host.configDir,
     disks,

@@ -1,0 +1,51 @@
+// A guest whose disk was a qcow2 file comes back as a qcow2 file: a qcow2
+// backed up as its image file (image mode) is restored as that image, and the
+// rewritten domain XML says qcow2 again (not raw, which would hand the guest
+// the qcow2 container as its disk).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { TestRepo, parseJson, sha256File, useScratch, writeRandomishImage } from '../support';
+import { mustRun } from '../support/system';
+
+const scratch = useScratch('site-restore-qcow2');
+const MiB = 1024 * 1024;
+let repo: TestRepo;
+let hostsToml: string;
+const pool = scratch.mkdir('pool');
+const etc = scratch.path('etc');
+let raw: string;
+let qcow2: string;
+
+function domainXml(image: string, format: string): string {
+  return `<domain type='kvm'>\n  <name>qc01</name>\n  <memory unit='MiB'>256</memory>\n  <vcpu>1</vcpu>\n  <os><type arch='x86_64'>hvm</type></os>\n  <devices>\n    <disk type='file' device='disk'>\n      <driver name='qemu' type='${format}'/>\n      <source file='${image}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>\n  </devices>\n</domain>\n`;
+}
+
+beforeAll(async () => {
+  repo = await TestRepo.init(scratch, 'repo');
+  raw = scratch.path('qc01-data.raw');
+  writeRandomishImage(raw, 16 * MiB, 91);
+  qcow2 = scratch.path('qc01.qcow2');
+  await mustRun('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
+  const conf = scratch.path('qc01.xml');
+  fs.writeFileSync(conf, domainXml(qcow2, 'qcow2'));
+  await repo.backup('qc01', [qcow2], ['--config', conf]);
+  hostsToml = scratch.path('hosts.toml');
+  fs.writeFileSync(hostsToml, `[[host]]\nname = "here"\naddress = "local"\nhypervisor = "libvirt"\nmemory = "2G"\ncpus = 2\nconfig_dir = "${etc}"\n[[host.pool]]\nname = "images"\ntype = "dir"\npath = "${pool}"\n`);
+});
+
+describe('site restore of a qcow2 disk', () => {
+  it('restores the qcow2 image as qcow2, and the domain XML names it with driver type qcow2', async () => {
+    const report = parseJson<Array<{ guest: string; ok: boolean; error?: string; disks: Array<{ target: string }> }>>(await repo.run(['site', 'restore', '--hosts', hostsToml, '--json']));
+    expect(report[0]!.ok, report[0]!.error).toBe(true);
+    const target = report[0]!.disks[0]!.target;
+    expect(path.dirname(path.dirname(target))).toBe(pool);
+    expect(await sha256File(target)).toBe(await sha256File(qcow2));
+    const info = JSON.parse(await mustRun('qemu-img', ['info', '--output=json', target])) as { format: string };
+    expect(info.format).toBe('qcow2');
+    // What the guest sees is what it saw.
+    await mustRun('qemu-img', ['compare', '-q', '-f', 'qcow2', '-F', 'raw', target, raw]);
+    const xml = fs.readFileSync(path.join(etc, 'qc01.xml'), 'utf8');
+    expect(xml).toContain(`<driver name='qemu' type='qcow2'/>\n      <source file='${target}'/>`);
+  });
+});
