@@ -30,7 +30,7 @@ import { type ConfigFile, guestConfigFiles } from './guestConfigFiles';
 import type { DiskTarget, MacPolicy } from './guestRewrite';
 import type { GuestSpec } from '../repo/restorePoint';
 import { SshCommandRunner, hostCommandRunner } from './sshCommandRunner';
-import { restoredFormat } from './restoredFormat';
+import { convertToQcow2IfWanted, qcow2ConvertArgs, restoredFormat } from './restoredFormat';
 import { takeTargetAsSeed, writeSeededLocally, writeSeededRemotely } from './seededRestore';
 
 /** Regions restored locally per round trip to a remote host: 4 × 32 MiB of scratch at most; a checkpoint after each. */
@@ -154,6 +154,9 @@ async function restoreGuest(
       volumes.set(planned.name, target);
       if (opts.dryRun) {
         describeDiskRestore(g, host, target, record, opts.log);
+        if (target.kind === 'file' && specOf(rp).disks.find((d) => d.name === record.name)?.format === 'qcow2') {
+          opts.log(`${host.name}: before that mv, unless the restored bytes are a qcow2 image already: ${describeCommand('qemu-img', qcow2ConvertArgs(partialPath(target)))}, and that replaces the partial file`);
+        }
         disks.push({ name: planned.name, target: target.path, writtenBytes: 0 });
         continue;
       }
@@ -216,6 +219,7 @@ async function restoreDiskOnHost(
   const writtenBytes = seededWrite ? seededWrite.writtenBytes : host.address.kind === 'local'
     ? await writeLocally(repo, workers, record, target, resumeFrom, checkpoint)
     : await writeRemotely(repo, workers, record, target, new SshCommandRunner(host.address, opts.local, site.sshConfig), host, opts.scratchDir, resumeFrom, checkpoint);
+  if (target.kind === 'file') await convertToQcow2IfWanted(runner, partialPath(target), specOf(rp).disks.find((d) => d.name === record.name)?.format);
   await finishTarget(runner, target);
   const stamp = await targetStamp(runner, target);
   journal.write(host.name, target.path, { restorePoint: rp.id, disk: record.name, size: record.size, regionsDone: record.regions.length, complete: true, ...(stamp ? { stamp } : {}) });
