@@ -75,6 +75,7 @@ function chunkPlacements(plan: RestorePlan): Array<{ start: number; end: number;
 export async function compareWithSeed(hasher: ChunkHasher, plan: RestorePlan, seed: SeedReader): Promise<SeedComparison> {
   const placements = chunkPlacements(plan);
   const differ = new Map<PlannedBlob, number[]>();
+  const differingStarts = new Set<number>();
   let comparedBytes = 0;
   // Read runs of whole chunks, up to PIECE bytes (a bigger chunk alone).
   for (let i = 0; i < placements.length; ) {
@@ -86,7 +87,10 @@ export async function compareWithSeed(hasher: ChunkHasher, plan: RestorePlan, se
     for (let k = i; k < j; k++) {
       const c = placements[k]!;
       if (!hasher.hash(bytes.subarray(c.start - from, c.end - from)).equals(c.blob.id)) {
-        differ.set(c.blob, [...(differ.get(c.blob) ?? []), c.start]);
+        const targets = differ.get(c.blob);
+        if (targets) targets.push(c.start);
+        else differ.set(c.blob, [c.start]);
+        differingStarts.add(c.start);
       }
     }
     i = j;
@@ -102,7 +106,7 @@ export async function compareWithSeed(hasher: ChunkHasher, plan: RestorePlan, se
   const packs = plan.packs
     .map((p) => ({ packId: p.packId, blobs: p.blobs.filter((b) => differ.has(b)).map((b) => ({ ...b, targets: differ.get(b)! })) }))
     .filter((p) => p.blobs.length > 0);
-  const dataSpans = placements.filter((c) => differ.get(c.blob)?.includes(c.start)).map((c) => ({ start: c.start, end: c.end }));
+  const dataSpans = placements.filter((c) => differingStarts.has(c.start)).map((c) => ({ start: c.start, end: c.end }));
   const dataBytes = dataSpans.reduce((n, s) => n + s.end - s.start, 0);
   return { differing: { ...plan, packs, dataSpans, dataBytes }, zeroSpans, comparedBytes };
 }
