@@ -32,6 +32,8 @@ import type { GuestSpec } from '../repo/restorePoint';
 import { SshCommandRunner, hostCommandRunner } from './sshCommandRunner';
 import { type GuestBoot, type HealthWaiter, type RestoredGuest, StartJournal, bootSite } from './siteBoot';
 import { guestPresence } from './guestStart';
+import { convertToQcow2IfWanted, qcow2ConvertArgs, restoredFormat } from './restoredFormat';
+import { takeTargetAsSeed, writeSeededLocally, writeSeededRemotely } from './seededRestore';
 
 /** Regions restored locally per round trip to a remote host: 4 × 32 MiB of scratch at most; a checkpoint after each. */
 const REMOTE_BATCH_REGIONS = 4;
@@ -44,8 +46,8 @@ export const PARTIAL_SUFFIX = '.ferry-partial';
 export interface SiteRestoreOptions {
   /** Print what would be created, written and run, and do nothing. */
   dryRun: boolean;
-  /** What to do with a target that exists: refuse (the guest fails), or overwrite it. */
-  existing: 'refuse' | 'overwrite';
+  /** What to do with a target that exists: refuse (the guest fails), overwrite it, or write only what differs from it (seededRestore). */
+  existing: 'refuse' | 'overwrite' | 'seed';
   /** This machine's runner (commands here, and ssh to the others). */
   local: CommandRunner;
   /** A directory on this machine for the batches bound for remote hosts. */
@@ -71,6 +73,8 @@ export interface RestoredDisk {
   alreadyRestored?: boolean;
   /** Continued after this many regions an interrupted run had written and fsynced. */
   resumedAfterRegions?: number;
+  /** Restored onto an older copy (--seed): bytes of it read and compared; only the differing ones were written. */
+  comparedBytes?: number;
 }
 
 export interface GuestRestoreReport {
@@ -193,6 +197,9 @@ async function restoreGuest(
       volumes.set(planned.name, target);
       if (opts.dryRun) {
         describeDiskRestore(g, host, target, record, opts.log);
+        if (target.kind === 'file' && specOf(rp).disks.find((d) => d.name === record.name)?.format === 'qcow2') {
+          opts.log(`${host.name}: before that mv, unless the restored bytes are a qcow2 image already: ${describeCommand('qemu-img', qcow2ConvertArgs(partialPath(target)))}, and that replaces the partial file`);
+        }
         disks.push({ name: planned.name, target: target.path, writtenBytes: 0 });
         continue;
       }
@@ -227,32 +234,46 @@ async function restoreDiskOnHost(
   const journal = new RestoreJournal(opts.journalDir);
   const done = journal.read(host.name, target.path, rp.id, record.name);
   const exists = (p: string) => existsOn(runner, p);
-  if (done?.complete && opts.existing === 'refuse' && (await exists(target.path)) && (await targetStamp(runner, target)) === done.stamp) {
+  if (done?.complete && opts.existing !== 'overwrite' && (await exists(target.path)) && (await targetStamp(runner, target)) === done.stamp) {
     opts.log(`${host.name}: ${g.guest} ${record.name} was restored to ${target.path} by an earlier run of this plan; left as it is`);
     return { name: record.name, target: target.path, writtenBytes: 0, alreadyRestored: true };
   }
   let resumeFrom = 0;
+  let seeded = false;
   if (done && !done.complete && done.size === record.size && (await exists(partialPath(target)))) {
     if (opts.existing === 'refuse' && (await exists(target.path))) {
       throw new InputError(`${host.name}:${target.path} already exists; remove it, or restore with --force to overwrite it`);
     }
     resumeFrom = Math.min(done.regionsDone, record.regions.length);
+    seeded = opts.existing === 'seed';
     opts.log(`${host.name}: ${g.guest} ${record.name}: continuing after ${resumeFrom} of ${record.regions.length} regions an interrupted run wrote`);
+  } else if (opts.existing === 'seed' && (await exists(target.path))) {
+    await takeTargetAsSeed(runner, target, partialPath(target), record.size);
+    seeded = true;
   } else {
     await prepareTarget(runner, host, target, record, opts.existing);
   }
   const checkpoint = (regionsDone: number) =>
     journal.write(host.name, target.path, { restorePoint: rp.id, disk: record.name, size: record.size, regionsDone, complete: false });
   checkpoint(resumeFrom);
-  const writtenBytes = host.address.kind === 'local'
+  const seededWrite = !seeded ? undefined : host.address.kind === 'local'
+    ? await writeSeededLocally(repo, workers, record, partialPath(target), resumeFrom, checkpoint)
+    : await writeSeededRemotely(repo, workers, record, partialPath(target), `${host.name}:${partialPath(target)}`, new SshCommandRunner(host.address, opts.local, site.sshConfig).sshArgs(),
+      path.join(opts.scratchDir, `${SCRATCH_PREFIX}${process.pid}-${host.name}-${path.basename(partialPath(target))}`), resumeFrom, checkpoint);
+  const writtenBytes = seededWrite ? seededWrite.writtenBytes : host.address.kind === 'local'
     ? await writeLocally(repo, workers, record, target, resumeFrom, checkpoint)
     : await writeRemotely(repo, workers, record, target, new SshCommandRunner(host.address, opts.local, site.sshConfig), host, opts.scratchDir, resumeFrom, checkpoint);
+  if (target.kind === 'file') await convertToQcow2IfWanted(runner, partialPath(target), specOf(rp).disks.find((d) => d.name === record.name)?.format);
   await finishTarget(runner, target);
   const stamp = await targetStamp(runner, target);
   journal.write(host.name, target.path, { restorePoint: rp.id, disk: record.name, size: record.size, regionsDone: record.regions.length, complete: true, ...(stamp ? { stamp } : {}) });
   const seconds = Math.max(0.001, (Date.now() - began) / 1000);
-  opts.log(`${host.name}: ${g.guest} ${record.name} → ${target.path} (${writtenBytes} bytes written in ${seconds.toFixed(1)} s, ${(writtenBytes / seconds / 1e6).toFixed(1)} MB/s)`);
-  return { name: record.name, target: target.path, writtenBytes, ...(resumeFrom > 0 ? { resumedAfterRegions: resumeFrom } : {}) };
+  opts.log(`${host.name}: ${g.guest} ${record.name} → ${target.path} (${writtenBytes} bytes written${seededWrite ? `, ${seededWrite.comparedBytes} compared with the older copy there` : ''} in ${seconds.toFixed(1)} s, ${(writtenBytes / seconds / 1e6).toFixed(1)} MB/s)`);
+  return {
+    name: record.name, target: target.path, writtenBytes,
+    ...(resumeFrom > 0 ? { resumedAfterRegions: resumeFrom } : {}),
+    ...(seededWrite ? { comparedBytes: seededWrite.comparedBytes } : {}),
+  };
 }
 
 const SCRATCH_PREFIX = 'site-restore-';
@@ -330,13 +351,18 @@ async function writeGuestConfig(
   volumes: ReadonlyMap<string, PoolVolume>,
   opts: SiteRestoreOptions,
 ): Promise<{ files: string[]; notes: string[] }> {
-  // Disks come back as raw bytes, whatever image format held them before.
-  const disks = new Map<string, DiskTarget>([...volumes].map(([name, v]) => [name, { path: v.path, format: 'raw', storage: v.kind === 'file' ? 'file' : 'block' }]));
+  // Disks come back raw, unless a qcow2 image file was what was backed up (restoredFormat).
+  const spec = specOf(rp);
+  const disks = new Map<string, DiskTarget>();
+  for (const [name, v] of volumes) {
+    const format = opts.dryRun ? 'raw' : await restoredFormat(runner, v.path, spec.disks.find((d) => d.name === name)?.format);
+    disks.set(name, { path: v.path, format, storage: v.kind === 'file' ? 'file' : 'block' });
+  }
   const runDir = path.posix.join(host.configDir, 'run');
   const { files, notes } = guestConfigFiles({
     guest: g.guest,
     hypervisor: host.hypervisor,
-    spec: specOf(rp),
+    spec,
     ...(rp.config ? { original: rp.config } : {}),
     dir: host.configDir,
     disks,

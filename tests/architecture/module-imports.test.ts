@@ -37,7 +37,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   prune: ['repo', 'crypto', 'storage'],
   sync: ['repo', 'crypto', 'storage', 'host', 'concurrency'],
   tar: ['backup', 'restore', 'repo', 'crypto', 'dedupe', 'storage', 'workers', 'concurrency'],
-  site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'workers', 'concurrency', 'host', 'health'],
+  site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'workers', 'concurrency', 'host', 'health', 'crypto', 'dedupe'],
   // The nightly job's parts: [nightly] read with config's checker, the check's subset spec, hooks' secret-free environment.
   nightly: ['config', 'check', 'hypervisor'],
   demo: ['backup', 'restore', 'repo', 'storage', 'crypto', 'dedupe', 'workers', 'hypervisor', 'snapshot', 'concurrency', 'host'],

@@ -11,13 +11,10 @@ import { loadIndexForReading, withPool, withRepository, RepoOptions } from '../s
 import { formatBytes, table } from '../format';
 import { writeFileAtomically } from '../../restore/atomicFile';
 import { DoesNotFitError, FleetFailedError, InputError, UsageError, describeSystemError } from '../../errors';
-import { checkGlobs, matchesGlob } from '../../config/glob';
 import { ExecFileCommandRunner } from '../../hypervisor/commandRunner';
-import { loadSiteHosts, type SiteHosts } from '../../site/hostsFile';
-import type { PoolCapacity } from '../../site/placement';
-import { measurePool } from '../../site/poolCapacity';
-import { hostCommandRunner } from '../../site/sshCommandRunner';
-import { SITE_PLAN_FORMAT, SITE_PLAN_VERSION, type SitePlan, buildSitePlan, chooseRestorePoints, parsePlanTime } from '../../site/sitePlan';
+import { loadSiteHosts } from '../../site/hostsFile';
+import { SITE_PLAN_FORMAT, SITE_PLAN_VERSION, type SitePlan } from '../../site/sitePlan';
+import { checkPlanSelection, planForRestore, planSite } from './sitePlanning';
 import { type GuestRestoreReport, restoreSite } from '../../site/siteRestore';
 import { DEFAULT_CONFIG_PATH, type FerryConfig, loadFerryConfig, settingsForGuest } from '../../config/ferryConfig';
 import { type GuestHealthSetting, healthSettingFor, healthWaiter } from '../../site/siteHealth';
@@ -44,23 +41,11 @@ export function registerSite(program: Command): void {
     .option('--out <file>', 'write the plan (JSON) to this file, for `site restore --plan`')
     .option('--json', 'print the plan as JSON instead of a table')
     .action(async (opts: PlanOptions, cmd: Command) => {
-      const at = opts.at === undefined ? undefined : parsePlanTime(opts.at);
-      if (opts.at !== undefined && !at) throw new UsageError(`--at: '${opts.at}' is not a time; use 2026-11-30 or 2026-11-30T02:00`);
-      checkGlobs(opts.guest, '--guest');
+      checkPlanSelection(opts);
       const hosts = loadSiteHosts(opts.hosts);
       const ropts = cmd.optsWithGlobals() as RepoOptions;
       await withRepository(ropts, 'none', 'site plan', async (repo) => {
-        const { points, damaged } = await repo.listAllRestorePoints();
-        for (const d of damaged) console.error(`ferry: warning: restore point ${d.id.slice(0, 8)} cannot be read (${d.problem}); it is left out of the plan`);
-        const chosen = chooseRestorePoints(points, {
-          ...(at ? { at } : {}),
-          guest: (name) => opts.guest.length === 0 || opts.guest.some((p) => matchesGlob(name, p)),
-          tags: opts.tag,
-        });
-        if (chosen.length === 0) {
-          throw new UsageError(`site plan: no restore point in ${repo.location} matches${at ? ` at or before ${at.toISOString()}` : ''}${opts.guest.length ? ` for --guest ${opts.guest.join(', ')}` : ''}${opts.tag.length ? ` with --tag ${opts.tag.join(', ')}` : ''}`);
-        }
-        const plan = buildSitePlan(chosen, hosts, await measurePools(hosts), { repository: repo.location, ...(at ? { at } : {}) });
+        const { plan, chosen } = await planSite(repo, hosts, opts);
         if (opts.out) {
           await writeFileAtomically(opts.out, async (temp) => fs.writeFileSync(temp, `${JSON.stringify(plan, null, 2)}\n`), 0, 0o644);
         }
@@ -69,7 +54,7 @@ export function registerSite(program: Command): void {
         if (plan.unplaced.length > 0) {
           for (const u of plan.unplaced) console.error(`ferry: ${u.guest} does not fit: ${u.reasons.join('; ')}`);
           throw new DoesNotFitError(
-            `${plan.unplaced.length} of ${chosen.length} guest(s) do not fit the hosts of ${opts.hosts} (see above); add hosts or pools, or narrow the plan with --guest` +
+            `${plan.unplaced.length} of ${chosen} guest(s) do not fit the hosts of ${opts.hosts} (see above); add hosts or pools, or narrow the plan with --guest` +
               (opts.out ? `; the plan in ${opts.out} lists them as unplaced` : ''),
           );
         }
@@ -80,10 +65,15 @@ export function registerSite(program: Command): void {
 }
 
 interface RestoreOptions {
-  plan: string;
+  plan?: string;
+  /** Plan now (no --plan): as for `site plan`. */
+  at?: string;
+  guest: string[];
+  tag: string[];
   hosts?: string;
   dryRun?: boolean;
   force?: boolean;
+  seed?: boolean;
   json?: boolean;
   tmpDir?: string;
   newMacs?: boolean;
@@ -96,30 +86,36 @@ function registerSiteRestore(site: Command): void {
   site
     .command('restore')
     .description("write every planned guest's disks and config onto its target host (hosts in parallel, every chunk verified), then start the guests boot group by boot group, each group running before the next starts")
-    .requiredOption('--plan <file>', 'the plan `site plan --out` wrote')
-    .option('--hosts <file>', 'the hosts file (default: the one the plan names)')
+    .option('--plan <file>', 'the plan `site plan --out` wrote')
+    .option('--hosts <file>', 'the hosts file (default: the one the plan names); without --plan: plan for these hosts now and restore in one go')
+    .option('--at <time>', 'without --plan: as for `site plan`')
+    .option('--guest <pattern>', 'without --plan: as for `site plan` (repeatable)', repeatable, [])
+    .option('--tag <tag>', 'without --plan: as for `site plan` (repeatable)', repeatable, [])
     .option('--dry-run', 'print what would be created, written and run, and do nothing')
     .option('--force', 'overwrite disks and configs that exist on the targets (default: that guest fails); a guest that runs on its target is never touched')
+    .option('--seed', 'use a disk that exists on a target as a seed (an older copy of it): compare it chunk by chunk, write only what differs')
     .option('--new-macs', "give every NIC a new MAC address (the same ones on every run of this plan); default: keep the guests' own")
     .option('--no-start', 'stop after the disks and configs: start no guest')
     .option('--config <file>', `ferry.conf whose [guest."PATTERN"] health checks apply where the hosts file sets none (default ${DEFAULT_CONFIG_PATH} if it exists)`)
     .option('--json', 'print the report as JSON')
     .option('--tmp-dir <dir>', 'where disks bound for ssh hosts are staged, a few regions (128 MiB) at a time (default: TMPDIR or /tmp)')
     .action(async (opts: RestoreOptions, cmd: Command) => {
-      const plan = readPlan(opts.plan);
-      if (plan.unplaced.length > 0) {
-        throw new DoesNotFitError(`${opts.plan}: ${plan.unplaced.length} guest(s) of the plan are unplaced (${plan.unplaced.map((u) => u.guest).join(', ')}); plan again with more room`);
+      if (opts.seed && opts.force) throw new UsageError('--seed and --force: choose one (--seed keeps and updates what is there, --force overwrites it)');
+      const planned = restoreSource(opts);
+      if (planned && planned.unplaced.length > 0) {
+        throw new DoesNotFitError(`${opts.plan}: ${planned.unplaced.length} guest(s) of the plan are unplaced (${planned.unplaced.map((u) => u.guest).join(', ')}); plan again with more room`);
       }
-      const hosts = loadSiteHosts(opts.hosts ?? plan.hostsFile);
+      const hosts = loadSiteHosts(opts.hosts ?? planned!.hostsFile);
       const ropts = cmd.optsWithGlobals() as RepoOptions;
       const config = opts.config ? loadFerryConfig(opts.config) : fs.existsSync(DEFAULT_CONFIG_PATH) ? loadFerryConfig(DEFAULT_CONFIG_PATH) : undefined;
       const local = new ExecFileCommandRunner();
       await withRepository(ropts, 'shared', 'site restore', async (repo) => {
+        const plan = planned ?? (await planForRestore(repo, hosts, opts, path.join(stateDir(ropts), 'site-restore', 'plans'), (line) => console.error(line)));
         await loadIndexForReading(repo);
         const reports = await withPool(repo, (pool) =>
           restoreSite(repo, pool, plan, hosts, {
             dryRun: Boolean(opts.dryRun),
-            existing: opts.force ? 'overwrite' : 'refuse',
+            existing: opts.seed ? 'seed' : opts.force ? 'overwrite' : 'refuse',
             local,
             scratchDir: opts.tmpDir ?? os.tmpdir(),
             journalDir: path.join(stateDir(ropts), 'site-restore'),
@@ -144,6 +140,19 @@ function registerSiteRestore(site: Command): void {
 function configHealth(config: FerryConfig, guest: string): GuestHealthSetting | undefined {
   const s = settingsForGuest(config, guest);
   return s.health ? { check: s.health, ...(s.healthTimeoutMs !== undefined ? { timeoutMs: s.healthTimeoutMs } : {}) } : undefined;
+}
+
+/** The plan file given, or undefined to plan now (--hosts with the plan options). */
+function restoreSource(opts: RestoreOptions): SitePlan | undefined {
+  if (opts.plan === undefined) {
+    if (opts.hosts === undefined) throw new UsageError("site restore: give --plan FILE (from 'site plan --out'), or --hosts FILE to plan and restore in one go");
+    checkPlanSelection(opts);
+    return undefined;
+  }
+  if (opts.at !== undefined || opts.guest.length > 0 || opts.tag.length > 0) {
+    throw new UsageError(`site restore: --at, --guest and --tag choose what to plan, and ${opts.plan} is planned already; give them to 'site plan', or leave out --plan`);
+  }
+  return readPlan(opts.plan);
 }
 
 function readPlan(file: string): SitePlan {
@@ -173,20 +182,6 @@ function printReport(reports: GuestRestoreReport[]): void {
       ]),
     ]),
   );
-}
-
-/** Every pool of every host, measured on its host; hosts in parallel. */
-async function measurePools(site: SiteHosts): Promise<PoolCapacity[]> {
-  const local = new ExecFileCommandRunner();
-  const perHost = await Promise.all(
-    site.hosts.map(async (host) => {
-      const runner = hostCommandRunner(host, local, site.sshConfig);
-      const out: PoolCapacity[] = [];
-      for (const pool of host.pools) out.push(await measurePool(runner, host, pool));
-      return out;
-    }),
-  );
-  return perHost.flat();
 }
 
 function printPlan(plan: SitePlan): void {
