@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { InputError, UsageError } from '../errors';
+import { UsageError } from '../errors';
 
 export interface ReadDataSubset {
   /** 0-based bucket read this run. */
@@ -58,7 +58,8 @@ export class ReadDataCursor {
   next(of: number): ReadDataSubset {
     let saved: { of?: unknown; next?: unknown } = {};
     try {
-      saved = JSON.parse(fs.readFileSync(this.file, 'utf8')) as typeof saved;
+      const parsed: unknown = JSON.parse(fs.readFileSync(this.file, 'utf8'));
+      if (parsed && typeof parsed === 'object') saved = parsed as typeof saved;
     } catch {
       // No cursor yet, or a torn one: start the rotation over.
     }
@@ -66,15 +67,25 @@ export class ReadDataCursor {
     return { bucket: next, of };
   }
 
-  /** After a check that read `done`: the next run reads the bucket after it. Atomic (temp file, rename). */
-  advance(done: ReadDataSubset): void {
+  /**
+   * Moves the rotation past `done`. Returns a warning instead of throwing when
+   * the cursor cannot be written: what the check found matters more than
+   * where the next one starts (it reads the same subset again).
+   */
+  advance(done: ReadDataSubset): string | undefined {
+    const tmp = `${this.file}.tmp-${randomBytes(4).toString('hex')}`;
     try {
       fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
-      const tmp = `${this.file}.tmp-${randomBytes(4).toString('hex')}`;
       fs.writeFileSync(tmp, JSON.stringify({ of: done.of, next: (done.bucket + 1) % done.of }) + '\n', { mode: 0o600 });
       fs.renameSync(tmp, this.file);
+      return undefined;
     } catch (err) {
-      throw new InputError(`check cursor ${this.file}: cannot be written (${(err as Error).message}); the next run reads the same subset again`, { cause: err });
+      try {
+        fs.rmSync(tmp, { force: true });
+      } catch {
+        // Its directory could not be made: there is no temp file to remove.
+      }
+      return `check cursor ${this.file}: cannot be written (${(err as Error).message}); the next run reads the same subset again`;
     }
   }
 }

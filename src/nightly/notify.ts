@@ -28,7 +28,7 @@ export async function postWebhook(url: string, body: string, opts: WebhookOption
         signal: AbortSignal.timeout(opts.timeoutMs ?? 15_000),
       });
       await res.arrayBuffer().catch(() => undefined); // drain, so the connection is released
-      if (res.ok) return { kind: 'webhook', target: url, ok: true, attempts: attempt };
+      if (res.ok) return { kind: 'webhook', target: webhookName(url), ok: true, attempts: attempt };
       error = `HTTP ${res.status} ${res.statusText}`.trim();
     } catch (err) {
       const e = err as Error & { cause?: Error };
@@ -39,7 +39,17 @@ export async function postWebhook(url: string, body: string, opts: WebhookOption
       delay *= 2;
     }
   }
-  return { kind: 'webhook', target: url, ok: false, attempts, error: `${error} (after ${attempts} attempts)` };
+  return { kind: 'webhook', target: webhookName(url), ok: false, attempts, error: `${error} (after ${attempts} attempts)` };
+}
+
+/** A webhook's URL as reports show it: scheme and host only, since tokens often live in the path or query. */
+export function webhookName(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}/…`;
+  } catch {
+    return 'the webhook';
+  }
 }
 
 /** Run `argv` with `text` on its stdin, without ferry's secrets in its environment. */

@@ -33,7 +33,8 @@ export function registerCheck(program: Command): void {
         const report = await withPool(repo, (pool) => checkRepository(repo, pool, depth, (d, t) => progress.update(d, t)));
         progress.done();
         // Only a finished check moves the rotation on: an interrupted one reads the same bucket again.
-        if (subset && spec?.kind === 'rotating') cursor.advance(subset);
+        const cursorWarning = subset && spec?.kind === 'rotating' ? cursor.advance(subset) : undefined;
+        if (cursorWarning) console.error(`ferry: warning: ${cursorWarning}`);
         // Not damage: files of writes that were interrupted (or are in progress), reported so they do not stay unseen.
         const leftovers = await countTemporaryFiles(repo.backend);
         if (opts.json) {

@@ -226,7 +226,8 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
         const cursor = ReadDataCursor.at(stateDir(ropts), repo.repositoryId);
         const subset = percent > 0 ? cursor.next(Math.ceil(100 / percent)) : undefined;
         const report = await withPool(repo, (pool) => checkRepository(repo, pool, subset ? { readDataSubset: subset } : 'structure'));
-        if (subset) cursor.advance(subset);
+        const cursorWarning = subset ? cursor.advance(subset) : undefined;
+        if (cursorWarning) console.error(`ferry: warning: ${cursorWarning}`);
         if (report.damage.length > 0) {
           throw new DamageFoundError(
             `${report.damage.length} damaged object(s), ${report.affected.length} restore point(s) affected; first: ${report.damage[0].object}: ${report.damage[0].problem}; run 'ferry check --read-data'`,
