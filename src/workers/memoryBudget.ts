@@ -20,9 +20,9 @@ export const MIN_MEMORY_BUDGET = 96 * MiB;
  */
 const PROCESS_BYTES = 80 * MiB;
 /** A worker isolate with its modules and codec contexts, before its buffers. */
-const WORKER_BYTES = 14 * MiB;
+const WORKER_BYTES = 16 * MiB;
 /** The repository's own pack size (16 MiB by default) is written as is from this budget up. */
-const FULL_PACKS_FROM = 128 * MiB;
+const FULL_PACKS_FROM = 160 * MiB;
 
 export interface PipelineSizing {
   /** Worker threads. */
@@ -53,8 +53,8 @@ export interface SizingRequest {
 
 /**
  * Sizes for a budget: as many workers as cores while each gets buffers of at
- * least 2 MiB (up to 8 MiB), then fewer workers, down to one worker with
- * 2 MiB buffers and 8 MiB packs at MIN_MEMORY_BUDGET.
+ * least 2 MiB (up to 4 MiB), then fewer workers, down to one worker with
+ * 2 MiB buffers at MIN_MEMORY_BUDGET; packs are cut at 8 MiB below 160 MiB.
  */
 export function pipelineSizing(req: SizingRequest): PipelineSizing {
   const budget = Math.max(MIN_MEMORY_BUDGET, req.budgetBytes ?? DEFAULT_MEMORY_BUDGET);
@@ -66,7 +66,7 @@ export function pipelineSizing(req: SizingRequest): PipelineSizing {
   const perWorker = (buffer: number) => WORKER_BYTES + 4 * buffer;
   let threads = Math.max(1, req.threads ?? req.cores);
   while (threads > 1 && threads * perWorker(2 * MiB) > spare) threads--;
-  const buffer = clamp(floorMiB((spare / threads - WORKER_BYTES) / 4), 2 * MiB, 8 * MiB);
+  const buffer = clamp(floorMiB((spare / threads - WORKER_BYTES) / 4), 2 * MiB, 4 * MiB);
   return {
     threads,
     windowBytes: buffer,

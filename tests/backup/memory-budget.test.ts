@@ -1,6 +1,6 @@
 // Peak memory (issue 11) follows the memory budget, not the image: a 4 GiB
-// image with 256 MiB of data backs up and restores within the default 160 MiB
-// and within a smaller --memory budget. The peak is the kernel's high-water
+// image with 256 MiB of data backs up, restores, checks and syncs within the
+// default 160 MiB, and within a smaller --memory budget. The peak is the kernel's high-water
 // mark of the whole process (workers included), read as ferry exits.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -91,6 +91,22 @@ describe('peak memory of a 4 GiB image with 256 MiB of data', () => {
     expectSuccess(restore.result);
     expect(restore.peakRssBytes / MiB).toBeLessThanOrEqual(128);
     expectSameData(path.join(out, 'disk.img'));
+  });
+
+  it('check --read-data stays under 160 MiB by default', async () => {
+    const { result, peakRssBytes } = await ferryPeakRss(scratch, ['check', '--repo', backedUp.repo, '--read-data'], { env });
+    expectSuccess(result);
+    expect(peakRssBytes / MiB).toBeLessThanOrEqual(160);
+  });
+
+  it('sync stays under 160 MiB by default and under 96 MiB with --memory 96M', async () => {
+    for (const [budget, limit] of [[undefined, 160], ['96M', 96]] as const) {
+      const copy = scratch.path(`copy-${limit}`);
+      expectSuccess(await ferry(['init', '--repo', copy, '--from', backedUp.repo], { env }));
+      const { result, peakRssBytes } = await ferryPeakRss(scratch, ['sync', backedUp.repo, copy, ...(budget ? ['--memory', budget] : [])], { env });
+      expectSuccess(result);
+      expect(peakRssBytes / MiB, `sync, budget ${budget ?? 'default'}`).toBeLessThanOrEqual(limit);
+    }
   });
 
   it('refuses a budget below 96M or that is not a size, before touching the repository', async () => {

@@ -63,10 +63,10 @@ afterAll(async () => {
 });
 
 describe('scanning a region through a read window', () => {
-  it('cuts, hashes and skips zero runs exactly as over the whole region, with 2 MiB and 4 MiB windows', async () => {
+  it('cuts, hashes and skips zero runs exactly as over the whole region, with 2 MiB and 3 MiB windows', async () => {
     const chunker = new Chunker(repo.settings.chunker, gearTable(repo.keys.gearKey));
     const hasher = new ChunkHasher(repo.keys.idKey);
-    for (const [budget, window] of [[96 * MiB, 2 * MiB], [160 * MiB, 4 * MiB]]) {
+    for (const [budget, window] of [[96 * MiB, 2 * MiB], [160 * MiB, 3 * MiB]]) {
       const pool = new PipelinePool(repo.keys, repo.settings, 2, budget);
       pools.push(pool);
       expect(pool.sizing.windowBytes).toBe(window);
