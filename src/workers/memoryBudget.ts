@@ -25,8 +25,13 @@ const WORKER_BYTES = 16 * MiB;
 const FULL_PACKS_FROM = 160 * MiB;
 
 export interface PipelineSizing {
-  /** Worker threads. */
+  /** Worker threads (with 'main-thread': tasks one at a time, as if one worker). */
   threads: number;
+  /**
+   * Where tasks run: worker threads, or, when the budget cannot hold a worker
+   * isolate (~16 MiB) beside the smallest buffers, the main thread itself.
+   */
+  placement: 'worker-threads' | 'main-thread';
   /** Each worker's read window: what it holds of a region at once (at least twice the largest chunk). */
   windowBytes: number;
   /** Plaintext bytes a worker compresses and seals per task: its sealed output is held until packed. */
@@ -54,7 +59,8 @@ export interface SizingRequest {
 /**
  * Sizes for a budget: as many workers as cores while each gets buffers of at
  * least 2 MiB (up to 4 MiB), then fewer workers, down to one worker with
- * 2 MiB buffers at MIN_MEMORY_BUDGET; packs are cut at 8 MiB below 160 MiB.
+ * 2 MiB buffers, then no worker isolate (tasks on the main thread) at
+ * MIN_MEMORY_BUDGET; packs are cut at 8 MiB below 160 MiB.
  */
 export function pipelineSizing(req: SizingRequest): PipelineSizing {
   const budget = Math.max(MIN_MEMORY_BUDGET, req.budgetBytes ?? DEFAULT_MEMORY_BUDGET);
@@ -67,8 +73,11 @@ export function pipelineSizing(req: SizingRequest): PipelineSizing {
   let threads = Math.max(1, req.threads ?? req.cores);
   while (threads > 1 && threads * perWorker(2 * MiB) > spare) threads--;
   const buffer = clamp(floorMiB((spare / threads - WORKER_BYTES) / 4), 2 * MiB, 4 * MiB);
+  // One worker with its smallest buffers does not fit: run the tasks on the main thread.
+  const placement = spare < perWorker(2 * MiB) ? 'main-thread' : 'worker-threads';
   return {
     threads,
+    placement,
     windowBytes: buffer,
     sealBatchBytes: buffer,
     readRangeBytes: buffer,

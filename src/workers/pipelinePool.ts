@@ -11,6 +11,7 @@ import {
   WritePatchedTask,
 } from './tasks';
 import { PipelineSizing, pipelineSizing } from './memoryBudget';
+import { TaskName, WorkerState, runInProcess, workerState } from './pipelineWorker';
 
 /** Room in a sealed-output buffer beyond its batch's plaintext: seal overhead and patch headers of its blobs. */
 const SEAL_OUTPUT_SLACK = 256 * 1024;
@@ -19,7 +20,11 @@ const SEAL_OUTPUT_SLACK = 256 * 1024;
 const YOUNG_GENERATION_MIB = 6;
 
 export class PipelinePool {
-  private readonly pool: Piscina;
+  private readonly pool?: Piscina;
+  /** With placement 'main-thread': the tasks' state, on this thread. */
+  private readonly inProcess?: WorkerState;
+  /** In-process tasks run one after the other, as on one worker. */
+  private inProcessQueue: Promise<unknown> = Promise.resolve();
   readonly threads: number;
   readonly sizing: PipelineSizing;
 
@@ -42,6 +47,10 @@ export class PipelinePool {
       windowBytes: this.sizing.windowBytes,
       sealOutputBytes: this.sizing.sealBatchBytes + SEAL_OUTPUT_SLACK,
     };
+    if (this.sizing.placement === 'main-thread') {
+      this.inProcess = workerState(setup);
+      return;
+    }
     this.pool = new Piscina({
       filename: compiledScript('workers/pipelineWorker'),
       workerData: setup,
@@ -55,32 +64,40 @@ export class PipelinePool {
   }
 
   scanRegion(task: ScanRegionTask): Promise<ScanRegionResult> {
-    return this.pool.run(task, { name: 'scanRegion' }) as Promise<ScanRegionResult>;
+    return this.run('scanRegion', task) as Promise<ScanRegionResult>;
   }
 
   /** `task.bases.data` and `task.recycled` are transferred to the worker. */
   packChunks(task: PackChunksTask): Promise<SealedBlobs> {
     const transfer = [task.bases?.data.buffer, task.recycled?.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
-    return this.pool.run(task, { name: 'packChunks', transferList: transfer }) as Promise<SealedBlobs>;
+    return this.run('packChunks', task, transfer) as Promise<SealedBlobs>;
   }
 
   /** `task.oldData` is transferred to the worker. */
   sealSpans(task: SealSpansTask): Promise<SealSpansResult> {
     const transfer = task.oldData ? [task.oldData.buffer as ArrayBuffer] : undefined;
-    return this.pool.run(task, { name: 'sealSpans', transferList: transfer }) as Promise<SealSpansResult>;
+    return this.run('sealSpans', task, transfer) as Promise<SealSpansResult>;
   }
 
   /** `task.data` is transferred to the worker and unusable here afterwards. */
   writeBlobs(task: WriteBlobsTask): Promise<WriteBlobsResult> {
     const transfer = task.data.byteOffset === 0 && task.data.byteLength === task.data.buffer.byteLength ? [task.data.buffer as ArrayBuffer] : undefined;
-    return this.pool.run(task, { name: 'writeBlobs', transferList: transfer }) as Promise<WriteBlobsResult>;
+    return this.run('writeBlobs', task, transfer) as Promise<WriteBlobsResult>;
   }
 
   writePatched(task: WritePatchedTask): Promise<WriteBlobsResult> {
-    return this.pool.run(task, { name: 'writePatched' }) as Promise<WriteBlobsResult>;
+    return this.run('writePatched', task) as Promise<WriteBlobsResult>;
+  }
+
+  private run(name: TaskName, task: object, transferList?: ArrayBuffer[]): Promise<unknown> {
+    if (this.pool) return this.pool.run(task, { name, transferList });
+    const state = this.inProcess!;
+    const result = this.inProcessQueue.then(() => runInProcess(state, name, task));
+    this.inProcessQueue = result.catch(() => undefined);
+    return result;
   }
 
   async close(): Promise<void> {
-    await this.pool.destroy();
+    await this.pool?.destroy();
   }
 }

@@ -18,15 +18,33 @@ import {
   WritePatchedTask,
 } from './tasks';
 
-const setup = workerData as WorkerSetup;
-const hasher = new ChunkHasher(Buffer.from(setup.idKey));
-const chunker = new Chunker(setup.chunker, gearTable(Buffer.from(setup.gearKey)));
-const encoder = new BlobEncoder(Buffer.from(setup.dataKey), setup.compressionLevel);
-const decoder = new BlobDecoder(setup.dataKeys.map((k) => Buffer.from(k)));
-/** The read window: scans go through it, and packChunks reads one chunk at a time into it. */
-const window = Buffer.alloc(Math.max(setup.windowBytes, 2 * chunker.maxBytes));
-/** A whole region, only for changed-block tracking's sealSpans (it lays old chunks out at their region offsets). */
-let wholeRegion: Buffer | undefined;
+/** What a worker keeps across tasks: codecs and its buffers, made from the pool's setup. */
+export interface WorkerState {
+  setup: WorkerSetup;
+  hasher: ChunkHasher;
+  chunker: Chunker;
+  encoder: BlobEncoder;
+  decoder: BlobDecoder;
+  /** The read window: scans go through it, and packChunks reads one chunk at a time into it. */
+  window: Buffer;
+  /** A whole region, only for changed-block tracking's sealSpans (it lays old chunks out at their region offsets). */
+  wholeRegion?: Buffer;
+}
+
+export function workerState(setup: WorkerSetup): WorkerState {
+  const chunker = new Chunker(setup.chunker, gearTable(Buffer.from(setup.gearKey)));
+  return {
+    setup,
+    hasher: new ChunkHasher(Buffer.from(setup.idKey)),
+    chunker,
+    encoder: new BlobEncoder(Buffer.from(setup.dataKey), setup.compressionLevel),
+    decoder: new BlobDecoder(setup.dataKeys.map((k) => Buffer.from(k))),
+    window: Buffer.alloc(Math.max(setup.windowBytes, 2 * chunker.maxBytes)),
+  };
+}
+
+/** This thread's state: a worker's from its workerData; on the main thread, the in-process pool's, set per call. */
+let state: WorkerState = workerData ? workerState(workerData as WorkerSetup) : (undefined as unknown as WorkerState);
 
 function readFully(fd: number, buf: Buffer, at: number, length: number, position: number): void {
   let done = 0;
@@ -52,14 +70,14 @@ class RegionWindow {
 
   /** Region bytes [start, end), read into the window unless it holds them; end - start ≤ the window's size. */
   view(start: number, end: number): Buffer {
-    if (start < this.from || end > this.to) this.fill(start, Math.min(this.task.regionLength, start + window.length));
-    return window.subarray(start - this.from, end - this.from);
+    if (start < this.from || end > this.to) this.fill(start, Math.min(this.task.regionLength, start + state.window.length));
+    return state.window.subarray(start - this.from, end - this.from);
   }
 
   private fill(from: number, to: number): void {
     const extents = clipSpans(this.task.dataExtents, from, to);
-    for (const h of complementSpans(extents, to - from)) window.fill(0, h.start, h.end);
-    for (const e of extents) readFully(this.fd, window, e.start, e.end - e.start, this.task.regionStart + from + e.start);
+    for (const h of complementSpans(extents, to - from)) state.window.fill(0, h.start, h.end);
+    for (const e of extents) readFully(this.fd, state.window, e.start, e.end - e.start, this.task.regionStart + from + e.start);
     this.from = from;
     this.to = to;
   }
@@ -76,11 +94,11 @@ export function scanRegion(task: ScanRegionTask): ScanRegionResult {
     const spans = nonZeroSpansOf((start, end) => bytes.view(start, end), task.regionLength, complementSpans(task.dataExtents, task.regionLength));
     for (const span of spans) {
       for (let at = span.start; at < span.end; ) {
-        const decided = bytes.view(at, Math.min(span.end, at + chunker.maxBytes));
-        const len = chunker.nextLength(decided, 0, decided.length, task.regionStart + at);
+        const decided = bytes.view(at, Math.min(span.end, at + state.chunker.maxBytes));
+        const len = state.chunker.nextLength(decided, 0, decided.length, task.regionStart + at);
         offsets.push(at);
         lengths.push(len);
-        ids.push(hasher.hash(decided.subarray(0, len)));
+        ids.push(state.hasher.hash(decided.subarray(0, len)));
         at += len;
       }
     }
@@ -114,7 +132,7 @@ class SealedCollector {
     const need = plainBytes + maxBlobs * BLOB_SLACK;
     this.data = recycled && recycled.buffer.byteLength >= need
       ? new Uint8Array(recycled.buffer)
-      : new Uint8Array(new ArrayBuffer(need <= setup.sealOutputBytes ? setup.sealOutputBytes : need));
+      : new Uint8Array(new ArrayBuffer(need <= state.setup.sealOutputBytes ? state.setup.sealOutputBytes : need));
   }
 
   /** Seal a chunk, as a page patch against `base` when few pages changed. */
@@ -122,8 +140,8 @@ class SealedCollector {
     const pages = base ? differingPages(base.data, plain, base.shift) : undefined;
     const out = this.data.subarray(this.total);
     const blob = base && worthPatching(pages, plain.length, base.depth)
-      ? encoder.encodeInto(BlobType.Patch, id, encodePatch(base.id, base.depth, plain, pages, base.shift), out)
-      : encoder.encodeInto(BlobType.Data, id, plain, out);
+      ? state.encoder.encodeInto(BlobType.Patch, id, encodePatch(base.id, base.depth, plain, pages, base.shift), out)
+      : state.encoder.encodeInto(BlobType.Data, id, plain, out);
     this.meta.starts.push(this.total);
     this.meta.typeFlags.push(blob.typeFlags);
     this.meta.rawLengths.push(blob.rawLength);
@@ -146,11 +164,11 @@ export function packChunks(task: PackChunksTask): unknown {
   try {
     for (let i = 0; i < task.offsets.length; i++) {
       const len = task.lengths[i];
-      readFully(fd, window, 0, len, task.regionStart + task.offsets[i]);
-      const plain = window.subarray(0, len);
+      readFully(fd, state.window, 0, len, task.regionStart + task.offsets[i]);
+      const plain = state.window.subarray(0, len);
       const id = Buffer.from(task.ids.subarray(i * 32, i * 32 + 32));
       // The bytes were hashed moments ago; if they differ now the image is being written to.
-      if (!hasher.hash(plain).equals(id)) {
+      if (!state.hasher.hash(plain).equals(id)) {
         throw new Error(
           `${task.path} changed while it was being read (at byte ${task.regionStart + task.offsets[i]}); back up a snapshot or a paused guest`,
         );
@@ -168,8 +186,8 @@ export function packChunks(task: PackChunksTask): unknown {
 }
 
 export function sealSpans(task: SealSpansTask): unknown {
-  wholeRegion ??= Buffer.alloc(setup.regionSize);
-  const region = wholeRegion;
+  state.wholeRegion ??= Buffer.alloc(state.setup.regionSize);
+  const region = state.wholeRegion;
   for (const s of task.dirtySpans) region.fill(0, s.start, s.end);
   // Old chunks in place, as page-patch bases for the new chunks that start inside them.
   const old: { start: number; end: number; id: Uint8Array; depth: number; data: Uint8Array }[] = [];
@@ -202,9 +220,9 @@ export function sealSpans(task: SealSpansTask): unknown {
     const view = region.subarray(dirty.start, dirty.end);
     for (const span of nonZeroSpans(view, view.length, [])) {
       let at = dirty.start + span.start;
-      for (const len of chunker.cut(region, at, dirty.start + span.end, task.regionStart + at)) {
+      for (const len of state.chunker.cut(region, at, dirty.start + span.end, task.regionStart + at)) {
         const plain = region.subarray(at, at + len);
-        const id = hasher.hash(plain);
+        const id = state.hasher.hash(plain);
         offsets.push(at);
         lengths.push(len);
         ids.push(id);
@@ -223,10 +241,10 @@ export function writeBlobs(task: WriteBlobsTask): unknown {
   try {
     const data = Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength);
     task.blobs.forEach((b, i) => {
-      const plain = decoder.decodeScratch(b.typeFlags, b.id, data.subarray(b.at, b.at + b.storedLength), b.rawLength);
+      const plain = state.decoder.decodeScratch(b.typeFlags, b.id, data.subarray(b.at, b.at + b.storedLength), b.rawLength);
       // A page patch authenticates here; only the main thread, which can fetch its base, can check its id.
       if (plain && blobType(b.typeFlags) === BlobType.Patch && b.targets.length === 0) return;
-      if (!plain || blobType(b.typeFlags) === BlobType.Patch || !hasher.hash(plain).equals(b.id)) {
+      if (!plain || blobType(b.typeFlags) === BlobType.Patch || !state.hasher.hash(plain).equals(b.id)) {
         result.bad.push(i);
         return;
       }
@@ -257,9 +275,9 @@ export function writePatched(task: WritePatchedTask): WriteBlobsResult {
   const fd = fs.openSync(task.targetPath, 'r+');
   try {
     task.chunks.forEach((c, i) => {
-      let data = decoder.decode(c.root.typeFlags, c.root.id, c.root.sealed, c.root.rawLength);
+      let data = state.decoder.decode(c.root.typeFlags, c.root.id, c.root.sealed, c.root.rawLength);
       for (const p of c.patches) data = data && applyPatch(data, Buffer.from(p.buffer, p.byteOffset, p.byteLength));
-      if (!data || !hasher.hash(data).equals(c.id)) {
+      if (!data || !state.hasher.hash(data).equals(c.id)) {
         result.bad.push(i);
         return;
       }
@@ -278,4 +296,18 @@ export function writePatched(task: WritePatchedTask): WriteBlobsResult {
     fs.closeSync(fd);
   }
   return result;
+}
+
+/** The pool's task names and what runs them. */
+const TASKS = { scanRegion, packChunks, sealSpans, writeBlobs, writePatched };
+export type TaskName = keyof typeof TASKS;
+
+/**
+ * Run a task on this thread with `on`'s state (the in-process pool at the
+ * smallest memory budget: no worker isolate). Moved results are unwrapped.
+ */
+export function runInProcess(on: WorkerState, name: TaskName, task: unknown): unknown {
+  state = on;
+  const out = (TASKS[name] as (t: unknown) => unknown)(task);
+  return out !== null && typeof out === 'object' && valueSymbol in out ? (out as Record<symbol, unknown>)[valueSymbol] : out;
 }
