@@ -40,6 +40,8 @@ export interface IncrementalBase {
 export class DiskBackup {
   private readonly mapEncoder: BlobEncoder;
   private readonly hasher: ChunkHasher;
+  /** Sealed-output buffers whose blobs are packed, for the next batches to seal into (at most one per batch in flight). */
+  private readonly spareOutputs: Uint8Array[] = [];
 
   constructor(
     private readonly repo: Repository,
@@ -189,7 +191,7 @@ export class DiskBackup {
     const scan = await this.pool.scanRegion({ path, regionStart, regionLength, dataExtents });
     progress.readBytes += scan.readBytes;
     const entries: MapEntry[] = [];
-    const fresh = { offsets: [] as number[], lengths: [] as number[], ids: [] as Buffer[] };
+    const fresh: FreshChunks = { offsets: [], lengths: [], ids: [] };
     for (let i = 0; i < scan.offsets.length; i++) {
       const id = Buffer.from(scan.ids.subarray(i * 32, i * 32 + 32));
       entries.push({ offset: scan.offsets[i], length: scan.lengths[i], id });
@@ -200,29 +202,35 @@ export class DiskBackup {
         fresh.ids.push(id);
       }
     }
-    if (fresh.ids.length > 0) {
-      const bases = previousMapId ? await this.patchBases(previousMapId, fresh) : undefined;
+    // Sealed in batches of a bounded size: a batch's sealed output is held here until the pack writer copies it.
+    const previousEntries = fresh.ids.length > 0 && previousMapId ? await this.previousMapEntries(previousMapId) : undefined;
+    for (const batch of sealBatches(fresh, this.pool.sizing.sealBatchBytes)) {
+      const bases = previousEntries ? await this.patchBases(previousEntries, batch) : undefined;
       const sealed = await this.pool.packChunks({
-        path, regionStart, offsets: fresh.offsets, lengths: fresh.lengths, ids: Buffer.concat(fresh.ids), bases,
+        path, regionStart, offsets: batch.offsets, lengths: batch.lengths, ids: Buffer.concat(batch.ids), bases, recycled: this.spareOutputs.pop(),
       });
-      for (let i = 0; i < fresh.ids.length; i++) {
+      for (let i = 0; i < batch.ids.length; i++) {
         await this.writer.add({
-          id: fresh.ids[i],
+          id: batch.ids[i],
           typeFlags: sealed.typeFlags[i],
           rawLength: sealed.rawLengths[i],
           sealed: sealed.data.subarray(sealed.starts[i], sealed.starts[i + 1]),
         });
       }
+      // Every blob is copied into the pack buffer by now (add resolves after the copy).
+      if (this.spareOutputs.length < this.regionsInFlight) this.spareOutputs.push(sealed.data);
     }
     return entries;
   }
 
-  /** The previous chunks covering the first byte of each new chunk: the bases page patches are made against. */
-  private async patchBases(previousMapId: string, fresh: { offsets: number[]; lengths: number[]; ids: Buffer[] }): Promise<PatchBases | undefined> {
-    // A previous map lost with a damaged pack offers no bases (see repo/packHealth.ts).
+  /** The previous region map's entries, if it can still be read: a map lost with a damaged pack offers no bases (see repo/packHealth.ts). */
+  private async previousMapEntries(previousMapId: string): Promise<MapEntry[] | undefined> {
     if (!this.repo.blobLocation(Buffer.from(previousMapId, 'hex'))) return undefined;
-    const entries = decodeRegionMap(await this.repo.readBlobPlaintext(Buffer.from(previousMapId, 'hex')), this.repo.settings.regionSize);
-    if (!entries) return undefined;
+    return decodeRegionMap(await this.repo.readBlobPlaintext(Buffer.from(previousMapId, 'hex')), this.repo.settings.regionSize);
+  }
+
+  /** The previous chunks covering the first byte of each new chunk: the bases page patches are made against. */
+  private async patchBases(entries: MapEntry[], fresh: FreshChunks): Promise<PatchBases | undefined> {
     const of: number[] = [];
     const shifts: number[] = [];
     const chosen: MapEntry[] = [];
@@ -263,6 +271,24 @@ export class DiskBackup {
       await this.writer.add({ id, ...blob });
     }
     return id.toString('hex');
+  }
+}
+
+/** Chunks of a region the repository lacks, ascending by offset. */
+interface FreshChunks {
+  offsets: number[];
+  lengths: number[];
+  ids: Buffer[];
+}
+
+/** `fresh` cut into runs of at most `maxBytes` of plaintext (a longer chunk is a batch of its own). */
+function* sealBatches(fresh: FreshChunks, maxBytes: number): Generator<FreshChunks> {
+  for (let from = 0; from < fresh.ids.length; ) {
+    let to = from + 1;
+    let bytes = fresh.lengths[from];
+    while (to < fresh.ids.length && bytes + fresh.lengths[to] <= maxBytes) bytes += fresh.lengths[to++];
+    yield { offsets: fresh.offsets.slice(from, to), lengths: fresh.lengths.slice(from, to), ids: fresh.ids.slice(from, to) };
+    from = to;
   }
 }
 

@@ -131,7 +131,7 @@ export async function backupGuest(
   // Checked before anything is stored: a restore point names the files `restore --to DIR` writes.
   const unsafe = unsafeFileName(req);
   if (unsafe) throw new InputError(`${req.guest}: ${unsafe}; give the image a plain file name`);
-  const writer = new PackWriter(repo);
+  const writer = new PackWriter(repo, undefined, undefined, pool.sizing.packBytes);
   const diskBackup = new DiskBackup(repo, pool, writer);
   const totalBytes = req.disks.reduce((n, d) => n + d.source.size, 0);
   const disks: DiskRecord[] = [];

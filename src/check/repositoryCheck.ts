@@ -119,10 +119,11 @@ async function checkPacks(
   const patches: PatchToCheck[] = [];
   const totalBytes = repo.packIds.reduce((sum, p) => sum + (readsPack(p) ? stored.get(p) ?? 0 : 0), 0);
   let doneBytes = 0;
+  const readBuffer: ReadBuffer = {};
   for (let n = 0; n < repo.packIds.length; n++) {
     const size = stored.get(repo.packIds[n]);
     const readData = readsPack(repo.packIds[n]);
-    const verified = await checkPack(repo, pool, readData, stored, found, n, byPack[n], patches);
+    const verified = await checkPack(repo, pool, readData, stored, found, n, byPack[n], patches, readBuffer);
     blobsVerified += verified;
     if (readData && size !== undefined) {
       packsRead++;
@@ -131,6 +132,11 @@ async function checkPacks(
     }
   }
   return { blobsVerified, patches, packsRead };
+}
+
+/** The buffer packs are read into, one after the other: it goes to a worker and comes back, so no pack-sized buffer is allocated per pack. */
+interface ReadBuffer {
+  buffer?: Uint8Array;
 }
 
 /** One pack: present, its header, the index's entries against it; with readData, its content. Returns the blobs verified. */
@@ -143,6 +149,7 @@ async function checkPack(
   n: number,
   indexed: PackEntry[],
   patches: PatchToCheck[],
+  readBuffer: ReadBuffer,
 ): Promise<number> {
   const { damage, damagedPacks, damagedBlobs } = found;
   const packId = repo.packIds[n];
@@ -155,9 +162,13 @@ async function checkPack(
   }
   let header: PackEntry[] | undefined;
   let content: Buffer | undefined;
+  let into: Uint8Array | undefined;
   let wrongPack = false;
   if (readData) {
-    content = await repo.backend.read('data', packId);
+    // Room for a little more than this pack, so the next (about as large) fits too.
+    into = readBuffer.buffer && readBuffer.buffer.length >= size ? readBuffer.buffer : new Uint8Array(size + 2 * 1024 * 1024);
+    readBuffer.buffer = undefined;
+    content = await repo.backend.readRange('data', packId, 0, size, into);
     const actual = contentName(content);
     wrongPack = actual !== packId && stored.has(actual);
     if (actual !== packId) {
@@ -200,12 +211,13 @@ async function checkPack(
   const fits = [...toVerify.values()].filter((e) => e.offset + e.storedLength <= size);
   for (const e of toVerify.values()) if (e.offset + e.storedLength > size) blobDamaged(e, `at offset ${e.offset} lies past the end of the pack (${size} bytes)`);
   if (!content) return 0;
-  const data = new Uint8Array(new ArrayBuffer(content.length));
-  data.set(content);
+  // The whole read buffer goes to a worker without a copy (the pack lies in its first `size` bytes) and comes back.
+  const data = into && content.buffer === into.buffer ? into : Uint8Array.from(content);
   const result = await pool.writeBlobs({
     data,
     blobs: fits.map((e) => ({ at: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags, id: e.id, targets: [] })),
   });
+  readBuffer.buffer = result.returned;
   const bad = new Set(result.bad);
   fits.forEach((e, i) => {
     if (bad.has(i)) blobDamaged(e, `at offset ${e.offset} fails authentication or its id`);

@@ -18,6 +18,7 @@ import { obtainPassword, PasswordOptions } from './password';
 import type { StateOptions } from './restorePointRecord';
 import { acquireLockWaiting } from '../repo/lockWait';
 import { lockWaitFromOptions } from './lockWaitOption';
+import { parseMemoryLimit } from '../config/ferryConfig';
 
 export interface RepoOptions extends PasswordOptions, StorageOptions, StateOptions {
   repo?: string;
@@ -237,9 +238,29 @@ export function workerThreads(): number | undefined {
   return Number(process.env.FERRY_THREADS) || undefined;
 }
 
-/** Run with a worker pool that is always torn down. */
+/** The memory budget of this run (`--memory`, or ferry.conf's memory_limit where a command reads it); undefined: the default. */
+let memoryBudget: number | undefined;
+
+/** `--memory SIZE`, set for the whole run before a command's action (main.ts). */
+export function useMemoryOption(opts: { memory?: string }): void {
+  if (opts.memory === undefined) return;
+  memoryBudget = parseMemoryLimit(opts.memory);
+  if (memoryBudget === undefined) throw new UsageError(`--memory: '${opts.memory}' is not a memory size of at least 96M; use K, M or G, e.g. 160M`);
+}
+
+/** ferry.conf's memory_limit, unless --memory was given. */
+export function useConfiguredMemoryLimit(bytes: number | undefined): void {
+  memoryBudget ??= bytes;
+}
+
+/** The run's memory budget in bytes, or undefined for the default (workers/memoryBudget.ts). */
+export function memoryBudgetBytes(): number | undefined {
+  return memoryBudget;
+}
+
+/** Run with a worker pool that is always torn down, sized by the memory budget. */
 export async function withPool<T>(repo: Repository, body: (pool: PipelinePool) => Promise<T>): Promise<T> {
-  const pool = new PipelinePool(repo.keys, repo.settings, workerThreads());
+  const pool = new PipelinePool(repo.keys, repo.settings, workerThreads(), memoryBudget);
   try {
     return await body(pool);
   } finally {

@@ -7,6 +7,7 @@
 //   repository     string   repository location (path, s3:…); none: --repo / FERRY_REPO
 //   password_file  string   none: --password-file / FERRY_PASSWORD(_FILE) / prompt
 //   concurrency    integer  2; guests backed up at once (1…256)
+//   memory_limit   string   "160M"; peak memory of backup --all (K, M, G; at least 96M); --memory wins
 //   include        [glob]   ["*"]; guest names to back up with --all
 //   exclude        [glob]   []; wins over include
 //   [xen]                   present = the xl driver is used
@@ -111,12 +112,25 @@ export interface FerryConfig {
   /** In the order they apply (see the comment at the top). */
   guestRules: GuestRule[];
   retention?: RetentionPolicy;
+  /** `memory_limit`, bytes: the memory budget of the data path (workers/memoryBudget.ts). */
+  memoryLimit?: number;
 }
 
 
-const TOP_KEYS = ['repository', 'password_file', 'concurrency', 'include', 'exclude', 'xen', 'libvirt', 'qemu', 'static', 'guest', 'retention',
+const TOP_KEYS = ['repository', 'password_file', 'concurrency', 'include', 'exclude', 'xen', 'libvirt', 'qemu', 'static', 'guest', 'retention', 'memory_limit',
   // [nightly] is checked by src/nightly/nightlyConfig.ts (config/ does not import nightly/).
   'nightly'];
+
+/** The smallest memory budget ferry can keep (one worker, smallest buffers); workers/memoryBudget.ts. */
+export const MIN_MEMORY_LIMIT = 96 * 1024 * 1024;
+const MEMORY_UNITS: Record<string, number> = { K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
+
+/** `160M`, `1G`, `98304K` → bytes; undefined when not a size of at least MIN_MEMORY_LIMIT. */
+export function parseMemoryLimit(text: string): number | undefined {
+  const m = /^(\d+)\s*([KMG])(?:i?B)?$/i.exec(text.trim());
+  const bytes = m ? Number(m[1]) * MEMORY_UNITS[m[2].toUpperCase()] : NaN;
+  return bytes >= MIN_MEMORY_LIMIT ? bytes : undefined;
+}
 const RETENTION_KEYS = ['keep_last', 'keep_hourly', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly', 'keep_within', 'keep_tags'];
 const RULE_KEYS = ['quiesce', 'pre_hook', 'post_hook', 'snapshot', 'boot_group', 'boot_priority', ...RETENTION_KEYS, 'health', 'health_timeout'];
 const STATIC_GUEST_KEYS = ['name', 'disks', 'config', 'pre_hook', 'post_hook'];
@@ -186,6 +200,10 @@ class Checker extends TomlChecker {
     if (doc.repository !== undefined) config.repository = this.location(this.string(doc.repository, ['repository']));
     if (doc.password_file !== undefined) config.passwordFile = this.path(this.string(doc.password_file, ['password_file']));
     if (doc.concurrency !== undefined) config.concurrency = this.integer(doc.concurrency, ['concurrency'], 1, 256);
+    if (doc.memory_limit !== undefined) {
+      const text = this.string(doc.memory_limit, ['memory_limit']);
+      config.memoryLimit = parseMemoryLimit(text) ?? this.fail(['memory_limit'], `'${text}' is not a memory size of at least 96M; use K, M or G, e.g. "160M"`);
+    }
     if (doc.include !== undefined) config.include = this.patterns(doc.include, ['include']);
     if (doc.exclude !== undefined) config.exclude = this.patterns(doc.exclude, ['exclude']);
 

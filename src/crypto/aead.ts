@@ -37,6 +37,17 @@ export function open(key: Buffer, sealed: Uint8Array, ad: Uint8Array | null): Bu
   return out;
 }
 
+/** `open` into `out` (exactly sealed.length - 40 bytes); false when authentication fails. */
+export function openInto(key: Buffer, sealed: Uint8Array, ad: Uint8Array | null, out: Uint8Array): boolean {
+  if (sealed.length < SEAL_OVERHEAD || out.length !== sealed.length - SEAL_OVERHEAD) return false;
+  try {
+    sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(out, null, sealed.subarray(NONCE_BYTES), ad, sealed.subarray(0, NONCE_BYTES), key);
+  } catch {
+    return false;
+  }
+  return true;
+}
+
 export function randomBytes(n: number): Buffer {
   const b = Buffer.allocUnsafe(n);
   sodium.randombytes_buf(b);

@@ -13,7 +13,9 @@ export class ChunkHasher {
   }
 }
 
-/** Unkeyed BLAKE3 of a whole stored object: its storage name. */
-export function contentName(data: Buffer): string {
-  return new Blake3Hasher().update(data).digest('hex');
+/** Unkeyed BLAKE3 of a whole stored object (one Buffer, or its parts in order): its storage name. */
+export function contentName(data: Buffer | readonly Buffer[]): string {
+  const hasher = new Blake3Hasher();
+  for (const part of Buffer.isBuffer(data) ? [data] : data) hasher.update(part);
+  return hasher.digest('hex');
 }

@@ -45,6 +45,22 @@ export class Chunker {
     return lengths;
   }
 
+  /**
+   * The length of the chunk starting at `data[start]`, the bytes up to `end`
+   * being the rest of the span. The same as `cut`'s next length as long as
+   * `data` holds the span up to `start + maxBytes` (or its end): a caller can
+   * cut through a window of the span.
+   */
+  nextLength(data: Uint8Array, start: number, end: number, absoluteStart: number): number {
+    if (this.params.kind === 'fixed') return Math.min(end - start, this.params.avgSize - (absoluteStart % this.params.avgSize));
+    return this.nextCut(data, start, end);
+  }
+
+  /** The most bytes past a chunk's start that decide its length. */
+  get maxBytes(): number {
+    return Math.max(this.params.maxSize, this.params.avgSize);
+  }
+
   private nextCut(data: Uint8Array, start: number, end: number): number {
     const { minSize, avgSize, maxSize } = this.params;
     const remaining = end - start;

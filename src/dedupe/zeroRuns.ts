@@ -16,6 +16,15 @@ import { Span } from './spans';
  * are aligned to `data[0]` (regions start on 4 KiB boundaries of the image).
  */
 export function nonZeroSpans(data: Buffer, length: number, knownZero: Span[]): Span[] {
+  return nonZeroSpansOf((start, end) => data.subarray(start, end), length, knownZero);
+}
+
+/**
+ * `nonZeroSpans` of bytes handed over block by block: `bytes(start, end)`
+ * returns [start, end) (at most 4 KiB, asked for in ascending order), so a
+ * region can be scanned through a small window instead of held whole.
+ */
+export function nonZeroSpansOf(bytes: (start: number, end: number) => Uint8Array, length: number, knownZero: Span[]): Span[] {
   const out: Span[] = [];
   let runStart = -1; // start of the current candidate zero run, or -1
   let dataStart = 0; // start of the current non-zero span
@@ -37,7 +46,8 @@ export function nonZeroSpans(data: Buffer, length: number, knownZero: Span[]): S
       continue;
     }
     const blockEnd = Math.min(length, pos + ZERO_BLOCK);
-    const isZero = blockEnd - pos === ZERO_BLOCK ? ZEROS.equals(data.subarray(pos, blockEnd)) : isAllZero(data, pos, blockEnd);
+    const block = bytes(pos, blockEnd);
+    const isZero = block.length === ZERO_BLOCK ? ZEROS.equals(block) : isAllZero(block);
     if (isZero) {
       if (runStart < 0) runStart = pos;
     } else if (runStart >= 0) {
@@ -57,7 +67,7 @@ export function nonZeroSpans(data: Buffer, length: number, knownZero: Span[]): S
   return out;
 }
 
-function isAllZero(data: Buffer, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) if (data[i] !== 0) return false;
+function isAllZero(data: Uint8Array): boolean {
+  for (let i = 0; i < data.length; i++) if (data[i] !== 0) return false;
   return true;
 }

@@ -52,7 +52,9 @@ export async function restorePlanned(
   // Page patches need their base chain, which only the main thread can fetch; everything else goes to the workers.
   const isPatch = (b: PlannedBlob) => blobType(b.loc.typeFlags) === BlobType.Patch;
   const patches = plan.packs.flatMap((p) => p.blobs.filter(isPatch));
-  const jobs = plan.packs.flatMap((p) => readRanges(p.blobs.filter((b) => !isPatch(b))).map((r) => ({ packId: p.packId, ...r })));
+  // Reads of a bounded size, a bounded number in flight (the memory budget's, see workers/memoryBudget.ts).
+  const { readRangeBytes, readsInFlight } = pool.sizing;
+  const jobs = plan.packs.flatMap((p) => readRanges(p.blobs.filter((b) => !isPatch(b)), undefined, readRangeBytes).map((r) => ({ packId: p.packId, ...r })));
   // Main thread: fetch each chain and decrypt its small patches; workers: the root's decompression, patching, checking, writing.
   const batches: PlannedBlob[][] = [];
   for (let i = 0; i < patches.length; i += 16) batches.push(patches.slice(i, i + 16));
@@ -79,12 +81,18 @@ export async function restorePlanned(
     written += result.writtenBytes;
     opts.onProgress?.(written);
   });
-  await forEachLimit(jobs, pool.threads * 2, async (job) => {
-    const data = await repo.backend.readRange('data', job.packId, job.start, job.end - job.start).catch(async (err: unknown) => {
+  // Read buffers go to a worker and come back with its result: at most one per read in flight, none fresh per read.
+  const spareReadBuffers: Uint8Array[] = [];
+  await forEachLimit(jobs, readsInFlight, async (job) => {
+    const length = job.end - job.start;
+    const into = length <= readRangeBytes ? spareReadBuffers.pop() ?? new Uint8Array(readRangeBytes) : undefined;
+    const data = await repo.backend.readRange('data', job.packId, job.start, length, into).catch(async (err: unknown) => {
       throw (await repo.wrongPackError(job.packId, job.blobs[0].id)) ?? err;
     });
-    // Hand the bytes to a worker without a copy when this Buffer owns its memory (large reads do).
-    const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : Uint8Array.from(data);
+    // Hand the bytes to a worker without a copy: the whole recycled buffer (the blobs lie in its first `length`
+    // bytes), or a Buffer that owns its memory (large reads do).
+    const recycled = into && data.buffer === into.buffer ? into : undefined;
+    const owned = recycled ?? (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : Uint8Array.from(data));
     const blobs: BlobToWrite[] = job.blobs.map((b) => ({
       at: b.loc.offset - job.start,
       storedLength: b.loc.storedLength,
@@ -94,6 +102,7 @@ export async function restorePlanned(
       targets: b.targets,
     }));
     const result = await pool.writeBlobs({ targetPath, data: owned, blobs });
+    if (recycled && result.returned?.length === readRangeBytes) spareReadBuffers.push(result.returned);
     if (result.bad.length > 0) {
       const b = job.blobs[result.bad[0]];
       const wrong = await repo.wrongPackError(job.packId, b.id);

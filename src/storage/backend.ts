@@ -28,6 +28,42 @@ export interface ObjectInfo {
   mtime?: number;
 }
 
+/**
+ * An object's bytes for a write: one Buffer, or its parts in order. Parts are
+ * written as they are (a pack's blobs and its header), never joined into one
+ * more pack-sized copy first, except where a storage API needs one body.
+ */
+export type ObjectBytes = Buffer | readonly Uint8Array[];
+
+/** The parts of `bytes`, in order. */
+export function objectParts(bytes: ObjectBytes): readonly Uint8Array[] {
+  return Buffer.isBuffer(bytes) ? [bytes] : bytes;
+}
+
+/** Total length of `bytes`. */
+export function objectLength(bytes: ObjectBytes): number {
+  return objectParts(bytes).reduce((n, p) => n + p.length, 0);
+}
+
+/** `bytes` as one Buffer: the Buffer itself, or its parts joined (a copy). */
+export function joinedObject(bytes: ObjectBytes): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.concat(bytes);
+}
+
+/** The first `length` bytes of `into`, as a Buffer to read into. */
+export function readTarget(into: Uint8Array, length: number): Buffer {
+  if (into.length < length) throw new RangeError(`a read of ${length} bytes does not fit in ${into.length}`);
+  return Buffer.from(into.buffer, into.byteOffset, length);
+}
+
+/** `bytes` in `into` when given (copied to its start; a view of it returned), else `bytes` itself. */
+export function placedInto(bytes: Uint8Array, into: Uint8Array | undefined): Buffer {
+  if (!into) return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const target = readTarget(into, bytes.length);
+  target.set(bytes);
+  return target;
+}
+
 export interface Backend {
   /** Human-readable location, for messages: `/mnt/usb/ferry`, `s3:host/bucket/prefix`. */
   readonly location: string;
@@ -35,14 +71,19 @@ export interface Backend {
   /** Read a whole object. Throws NotFoundError if absent. */
   read(type: ObjectType, name: string): Promise<Buffer>;
 
-  /** Read `length` bytes at `offset`. Throws NotFoundError if absent, StorageError if short. */
-  readRange(type: ObjectType, name: string, offset: number, length: number): Promise<Buffer>;
+  /**
+   * Read `length` bytes at `offset`. Throws NotFoundError if absent, StorageError if short.
+   * With `into` (at least `length` bytes) the bytes land at its start and a view of it is
+   * returned: a caller that recycles its read buffers allocates none per read.
+   */
+  readRange(type: ObjectType, name: string, offset: number, length: number, into?: Uint8Array): Promise<Buffer>;
 
   /**
    * Store an object atomically: after a crash it is either absent or complete.
-   * Durable when the promise resolves (fsync / S3 PUT acknowledged).
+   * Durable when the promise resolves (fsync / S3 PUT acknowledged). The
+   * caller may reuse `data`'s memory once the promise settles, not before.
    */
-  write(type: ObjectType, name: string, data: Buffer): Promise<void>;
+  write(type: ObjectType, name: string, data: ObjectBytes): Promise<void>;
 
   /** Size of an object, or undefined if absent. */
   stat(type: ObjectType, name: string): Promise<ObjectInfo | undefined>;

@@ -15,7 +15,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Backend, ObjectInfo, ObjectType, objectFolder } from './backend';
+import { Backend, ObjectBytes, ObjectInfo, ObjectType, objectFolder, objectParts, placedInto } from './backend';
 import { StorageError, describeSystemError } from '../errors';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './local';
 
@@ -53,15 +53,15 @@ export class CachedBackend implements Backend {
     return data;
   }
 
-  async readRange(type: ObjectType, name: string, offset: number, length: number): Promise<Buffer> {
+  async readRange(type: ObjectType, name: string, offset: number, length: number, into?: Uint8Array): Promise<Buffer> {
     const file = this.file(type, name);
     const cached = file ? await readIfExists(file) : undefined;
     // A short cached copy falls through to the inner backend, which reports the short object itself.
-    if (cached && offset + length <= cached.length) return Buffer.from(cached.subarray(offset, offset + length));
-    return this.inner.readRange(type, name, offset, length);
+    if (cached && offset + length <= cached.length) return into ? placedInto(cached.subarray(offset, offset + length), into) : Buffer.from(cached.subarray(offset, offset + length));
+    return this.inner.readRange(type, name, offset, length, into);
   }
 
-  async write(type: ObjectType, name: string, data: Buffer): Promise<void> {
+  async write(type: ObjectType, name: string, data: ObjectBytes): Promise<void> {
     await this.inner.write(type, name, data);
     const file = this.file(type, name);
     // Write-through: what this host wrote it will read back (a backup writes index, then reads it next night).
@@ -128,12 +128,12 @@ export class CachedBackend implements Backend {
    * may lose entries, which only costs a download. A failure to cache (cache
    * disk full) is not a failure of the operation: the repository has the object.
    */
-  private async store(file: string, data: Buffer): Promise<void> {
+  private async store(file: string, data: ObjectBytes): Promise<void> {
     const temp = `${file}${TEMP_MARK}${randomBytes(6).toString('hex')}`;
     try {
       // Owner-only like the repository itself: the cache holds key slots and the index.
       await fsp.mkdir(path.dirname(file), { recursive: true, mode: PRIVATE_DIR_MODE });
-      await fsp.writeFile(temp, data, { flag: 'wx', mode: PRIVATE_FILE_MODE });
+      await fsp.writeFile(temp, objectParts(data), { flag: 'wx', mode: PRIVATE_FILE_MODE });
       await fsp.rename(temp, file);
     } catch {
       await fsp.rm(temp, { force: true }).catch(() => undefined);

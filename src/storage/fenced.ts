@@ -2,7 +2,7 @@
 // A command whose repository lock was lost must not write another byte (the
 // lock may be someone else's now), and should stop at its next storage access
 // instead of running on; the command's own cleanup still runs.
-import { Backend, ObjectInfo, ObjectType } from './backend';
+import { Backend, ObjectBytes, ObjectInfo, ObjectType } from './backend';
 import { holdsTemporaryFiles, TemporaryFile } from './leftovers';
 
 export class FencedBackend implements Backend {
@@ -45,12 +45,12 @@ export class FencedBackend implements Backend {
     return this.inner.read(type, name);
   }
 
-  async readRange(type: ObjectType, name: string, offset: number, length: number): Promise<Buffer> {
+  async readRange(type: ObjectType, name: string, offset: number, length: number, into?: Uint8Array): Promise<Buffer> {
     this.check();
-    return this.inner.readRange(type, name, offset, length);
+    return this.inner.readRange(type, name, offset, length, into);
   }
 
-  async write(type: ObjectType, name: string, data: Buffer): Promise<void> {
+  async write(type: ObjectType, name: string, data: ObjectBytes): Promise<void> {
     this.check();
     return this.inner.write(type, name, data);
   }

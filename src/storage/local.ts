@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Backend, NotFoundError, ObjectInfo, ObjectType, TruncatedObjectError, objectFolder } from './backend';
+import { Backend, NotFoundError, ObjectBytes, ObjectInfo, ObjectType, TruncatedObjectError, objectFolder, objectParts, readTarget } from './backend';
 import { StorageError, describeSystemError } from '../errors';
 import type { TemporaryFile } from './leftovers';
 
@@ -42,11 +42,11 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async readRange(type: ObjectType, name: string, offset: number, length: number): Promise<Buffer> {
+  async readRange(type: ObjectType, name: string, offset: number, length: number, into?: Uint8Array): Promise<Buffer> {
     let fh: fsp.FileHandle | undefined;
     try {
       fh = await fsp.open(this.full(type, name), 'r');
-      const buf = Buffer.allocUnsafe(length);
+      const buf = into ? readTarget(into, length) : Buffer.allocUnsafe(length);
       let done = 0;
       while (done < length) {
         const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
@@ -69,7 +69,7 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async write(type: ObjectType, name: string, data: Buffer): Promise<void> {
+  async write(type: ObjectType, name: string, data: ObjectBytes): Promise<void> {
     const target = this.full(type, name);
     const dir = path.dirname(target);
     const temp = `${target}${TEMP_MARK}${randomBytes(6).toString('hex')}`;
@@ -77,10 +77,13 @@ export class LocalBackend implements Backend {
       await fsp.mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
       const fh = await fsp.open(temp, 'wx', PRIVATE_FILE_MODE);
       try {
-        let done = 0;
-        while (done < data.length) {
-          const { bytesWritten } = await fh.write(data, done, data.length - done);
-          done += bytesWritten;
+        // Part by part, straight from the caller's buffers (a pack's blobs, then its header).
+        for (const part of objectParts(data)) {
+          let done = 0;
+          while (done < part.length) {
+            const { bytesWritten } = await fh.write(part, done, part.length - done);
+            done += bytesWritten;
+          }
         }
         await fh.sync();
       } finally {

@@ -3,7 +3,7 @@
 // objects, so an object is paid for as a unit: a write waits until the bucket
 // can cover it (then goes at line speed), a read pays after it arrived. Over a
 // backup of many packs the average rate is the limit; one object may burst.
-import { Backend, ObjectInfo, ObjectType } from './backend';
+import { Backend, ObjectBytes, ObjectInfo, ObjectType, objectLength } from './backend';
 
 export interface RateLimits {
   /** Bytes per second written to the inner backend; undefined = unlimited. */
@@ -55,13 +55,13 @@ export class RateLimitedBackend implements Backend {
     return data;
   }
 
-  async readRange(type: ObjectType, name: string, offset: number, length: number): Promise<Buffer> {
+  async readRange(type: ObjectType, name: string, offset: number, length: number, into?: Uint8Array): Promise<Buffer> {
     await this.down?.take(length);
-    return this.inner.readRange(type, name, offset, length);
+    return this.inner.readRange(type, name, offset, length, into);
   }
 
-  async write(type: ObjectType, name: string, data: Buffer): Promise<void> {
-    await this.up?.take(data.length);
+  async write(type: ObjectType, name: string, data: ObjectBytes): Promise<void> {
+    await this.up?.take(objectLength(data));
     return this.inner.write(type, name, data);
   }
 

@@ -3,7 +3,7 @@
 // of times, and says so through a logger. Permanent failures (wrong
 // credentials, missing bucket, NotFound) go straight through: retrying them
 // only turns one clear error into a storm of identical requests.
-import { Backend, NotFoundError, ObjectInfo, ObjectType } from './backend';
+import { Backend, NotFoundError, ObjectBytes, ObjectInfo, ObjectType } from './backend';
 import { StorageRequestError, isTransientError } from './errors';
 
 export interface RetryEvent {
@@ -51,11 +51,11 @@ export class RetryBackend implements Backend {
     return this.retry('read', type, name, () => this.inner.read(type, name));
   }
 
-  readRange(type: ObjectType, name: string, offset: number, length: number): Promise<Buffer> {
-    return this.retry('readRange', type, name, () => this.inner.readRange(type, name, offset, length));
+  readRange(type: ObjectType, name: string, offset: number, length: number, into?: Uint8Array): Promise<Buffer> {
+    return this.retry('readRange', type, name, () => this.inner.readRange(type, name, offset, length, into));
   }
 
-  write(type: ObjectType, name: string, data: Buffer): Promise<void> {
+  write(type: ObjectType, name: string, data: ObjectBytes): Promise<void> {
     // Safe to repeat: a write replaces the whole object, and a failed one left nothing behind.
     return this.retry('write', type, name, () => this.inner.write(type, name, data));
   }

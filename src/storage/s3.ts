@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type * as S3Sdk from '@aws-sdk/client-s3';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
-import { Backend, NotFoundError, ObjectInfo, ObjectType, TruncatedObjectError, objectFolder } from './backend';
+import { Backend, NotFoundError, ObjectBytes, ObjectInfo, ObjectType, TruncatedObjectError, joinedObject, objectFolder, placedInto } from './backend';
 import { StorageRequestError } from './errors';
 import { StorageError, UsageError } from '../errors';
 
@@ -221,7 +221,12 @@ export class S3Backend implements Backend {
     }
   }
 
-  async readRange(type: ObjectType, name: string, offset: number, length: number): Promise<Buffer> {
+  async readRange(type: ObjectType, name: string, offset: number, length: number, into?: Uint8Array): Promise<Buffer> {
+    // The SDK hands over its own buffers: copied into `into` when the caller recycles one.
+    return placedInto(await this.readRangeOwn(type, name, offset, length), into);
+  }
+
+  private async readRangeOwn(type: ObjectType, name: string, offset: number, length: number): Promise<Buffer> {
     if (length === 0) {
       // An empty Range is invalid HTTP; answer the existence question the caller implicitly asks.
       if (!(await this.stat(type, name))) throw new NotFoundError(type, name, this.location);
@@ -256,7 +261,9 @@ export class S3Backend implements Backend {
     }
   }
 
-  async write(type: ObjectType, name: string, data: Buffer): Promise<void> {
+  async write(type: ObjectType, name: string, bytes: ObjectBytes): Promise<void> {
+    // One body for the PUT (and its MD5) or the parts of a multipart upload: a network write, not the local pack path.
+    const data = joinedObject(bytes);
     try {
       if (data.length > this.threshold) {
         await this.writeMultipart(type, name, data);

@@ -16,7 +16,7 @@
 // Key slots mirror SRC's: a slot removed from SRC (`ferry key remove`) is
 // removed from DST after everything is copied, so a passphrase shut out of
 // the source does not keep opening its copies.
-import { Backend, ObjectInfo, ObjectType } from '../storage/backend';
+import { Backend, ObjectInfo, ObjectType, TruncatedObjectError } from '../storage/backend';
 import { Repository } from '../repo/repository';
 import { contentName } from '../crypto/chunkId';
 import { CorruptionError, DamageFoundError, StorageError } from '../errors';
@@ -249,8 +249,33 @@ async function copyPlanned(
   };
   const damaged: string[] = [];
 
+  // Objects are read into buffers that the next copies reuse (one per copy in flight): no fresh
+  // pack-sized buffer per pack. An object of unknown size (0 listed) is read whole.
+  const spareBuffers: Uint8Array[] = [];
+  const readObject = async (c: PlannedCopy): Promise<{ bytes: Buffer; buffer?: Uint8Array }> => {
+    if (c.size === 0) return { bytes: await source.read(c.type, c.name) };
+    let buffer = spareBuffers.pop();
+    if (!buffer || buffer.length < c.size) buffer = new Uint8Array(c.size + (c.type === 'data' ? 2 * 1024 * 1024 : 0));
+    try {
+      return { bytes: await source.readRange(c.type, c.name, 0, c.size, buffer), buffer };
+    } catch (err) {
+      // Shorter than listed: read what is there, which then fails its name like any damaged object.
+      if (!(err instanceof TruncatedObjectError)) throw err;
+      spareBuffers.push(buffer);
+      return { bytes: await source.read(c.type, c.name) };
+    }
+  };
+
   const copyOne = async (c: PlannedCopy): Promise<void> => {
-    const bytes = await source.read(c.type, c.name);
+    const { bytes, buffer } = await readObject(c);
+    try {
+      await copyRead(c, bytes);
+    } finally {
+      if (buffer) spareBuffers.push(buffer);
+    }
+  };
+
+  const copyRead = async (c: PlannedCopy, bytes: Buffer): Promise<void> => {
     if (!matchesName(c.type, c.name, bytes)) {
       // Never spread damage: DST keeps lacking the object, and the summary says which.
       damaged.push(`${c.type}/${c.name}`);

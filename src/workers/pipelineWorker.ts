@@ -1,12 +1,14 @@
 // Worker-thread side of the backup and restore pipelines. Each worker holds its
-// own zstd contexts and one region-sized read buffer, reused across tasks (a
-// fresh Buffer per chunk would cut read throughput by ~4x).
+// own zstd contexts, scratch buffers for compressing and opening blobs, and one
+// read window (WorkerSetup.windowBytes, a few MiB, not a whole region), reused
+// across tasks: a fresh Buffer per chunk would cut read throughput by ~4x, and
+// fresh pages cost page faults and memory.
 import * as fs from 'node:fs';
 import { workerData, move, transferableSymbol, valueSymbol } from 'piscina';
 import { Chunker } from '../dedupe/chunker';
 import { gearTable } from '../dedupe/gearTable';
-import { nonZeroSpans } from '../dedupe/zeroRuns';
-import { complementSpans } from '../dedupe/spans';
+import { nonZeroSpans, nonZeroSpansOf } from '../dedupe/zeroRuns';
+import { clipSpans, complementSpans } from '../dedupe/spans';
 import { ChunkHasher } from '../crypto/chunkId';
 import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
 import { differingPages, worthPatching } from '../dedupe/pagePatch';
@@ -16,12 +18,33 @@ import {
   WritePatchedTask,
 } from './tasks';
 
-const setup = workerData as WorkerSetup;
-const hasher = new ChunkHasher(Buffer.from(setup.idKey));
-const chunker = new Chunker(setup.chunker, gearTable(Buffer.from(setup.gearKey)));
-const encoder = new BlobEncoder(Buffer.from(setup.dataKey), setup.compressionLevel);
-const decoder = new BlobDecoder(setup.dataKeys.map((k) => Buffer.from(k)));
-const region = Buffer.alloc(setup.regionSize);
+/** What a worker keeps across tasks: codecs and its buffers, made from the pool's setup. */
+export interface WorkerState {
+  setup: WorkerSetup;
+  hasher: ChunkHasher;
+  chunker: Chunker;
+  encoder: BlobEncoder;
+  decoder: BlobDecoder;
+  /** The read window: scans go through it, and packChunks reads one chunk at a time into it. */
+  window: Buffer;
+  /** A whole region, only for changed-block tracking's sealSpans (it lays old chunks out at their region offsets). */
+  wholeRegion?: Buffer;
+}
+
+export function workerState(setup: WorkerSetup): WorkerState {
+  const chunker = new Chunker(setup.chunker, gearTable(Buffer.from(setup.gearKey)));
+  return {
+    setup,
+    hasher: new ChunkHasher(Buffer.from(setup.idKey)),
+    chunker,
+    encoder: new BlobEncoder(Buffer.from(setup.dataKey), setup.compressionLevel),
+    decoder: new BlobDecoder(setup.dataKeys.map((k) => Buffer.from(k))),
+    window: Buffer.alloc(Math.max(setup.windowBytes, 2 * chunker.maxBytes)),
+  };
+}
+
+/** This thread's state: a worker's from its workerData; on the main thread, the in-process pool's, set per call. */
+let state: WorkerState = workerData ? workerState(workerData as WorkerSetup) : (undefined as unknown as WorkerState);
 
 function readFully(fd: number, buf: Buffer, at: number, length: number, position: number): void {
   let done = 0;
@@ -32,34 +55,58 @@ function readFully(fd: number, buf: Buffer, at: number, length: number, position
   }
 }
 
+/**
+ * A region's bytes as a scan sees them (its data extents read from the image,
+ * zeros in its holes), held a window at a time.
+ */
+class RegionWindow {
+  private from = 0;
+  private to = 0;
+
+  constructor(
+    private readonly fd: number,
+    private readonly task: ScanRegionTask,
+  ) {}
+
+  /** Region bytes [start, end), read into the window unless it holds them; end - start ≤ the window's size. */
+  view(start: number, end: number): Buffer {
+    if (start < this.from || end > this.to) this.fill(start, Math.min(this.task.regionLength, start + state.window.length));
+    return state.window.subarray(start - this.from, end - this.from);
+  }
+
+  private fill(from: number, to: number): void {
+    const extents = clipSpans(this.task.dataExtents, from, to);
+    for (const h of complementSpans(extents, to - from)) state.window.fill(0, h.start, h.end);
+    for (const e of extents) readFully(this.fd, state.window, e.start, e.end - e.start, this.task.regionStart + from + e.start);
+    this.from = from;
+    this.to = to;
+  }
+}
+
 export function scanRegion(task: ScanRegionTask): ScanRegionResult {
   const fd = fs.openSync(task.path, 'r');
-  let readBytes = 0;
+  const offsets: number[] = [];
+  const lengths: number[] = [];
+  const ids: Buffer[] = [];
   try {
-    for (const e of task.dataExtents) {
-      readFully(fd, region, e.start, e.end - e.start, task.regionStart + e.start);
-      readBytes += e.end - e.start;
+    const bytes = new RegionWindow(fd, task);
+    // Pass 1 finds the zero runs, pass 2 cuts and hashes the spans between them, each through the window.
+    const spans = nonZeroSpansOf((start, end) => bytes.view(start, end), task.regionLength, complementSpans(task.dataExtents, task.regionLength));
+    for (const span of spans) {
+      for (let at = span.start; at < span.end; ) {
+        const decided = bytes.view(at, Math.min(span.end, at + state.chunker.maxBytes));
+        const len = state.chunker.nextLength(decided, 0, decided.length, task.regionStart + at);
+        offsets.push(at);
+        lengths.push(len);
+        ids.push(state.hasher.hash(decided.subarray(0, len)));
+        at += len;
+      }
     }
   } finally {
     fs.closeSync(fd);
   }
-  const holes = complementSpans(task.dataExtents, task.regionLength);
-  for (const h of holes) region.fill(0, h.start, h.end);
-  const offsets: number[] = [];
-  const lengths: number[] = [];
-  for (const span of nonZeroSpans(region, task.regionLength, holes)) {
-    let at = span.start;
-    for (const len of chunker.cut(region, span.start, span.end, task.regionStart + span.start)) {
-      offsets.push(at);
-      lengths.push(len);
-      at += len;
-    }
-  }
-  const ids = new Uint8Array(offsets.length * 32);
-  for (let i = 0; i < offsets.length; i++) {
-    ids.set(hasher.hash(region.subarray(offsets[i], offsets[i] + lengths[i])), i * 32);
-  }
-  return { offsets, lengths, ids, readBytes };
+  const readBytes = task.dataExtents.reduce((n, e) => n + e.end - e.start, 0);
+  return { offsets, lengths, ids: Buffer.concat(ids), readBytes };
 }
 
 /** An old chunk a new chunk may be stored against: new byte i is old byte shift + i. */
@@ -81,8 +128,11 @@ class SealedCollector {
   private readonly data: Uint8Array;
   readonly meta: Omit<SealedBlobs, 'data'> = { typeFlags: [], rawLengths: [], starts: [] };
 
-  constructor(plainBytes: number, maxBlobs: number) {
-    this.data = new Uint8Array(new ArrayBuffer(plainBytes + maxBlobs * BLOB_SLACK));
+  constructor(plainBytes: number, maxBlobs: number, recycled?: Uint8Array) {
+    const need = plainBytes + maxBlobs * BLOB_SLACK;
+    this.data = recycled && recycled.buffer.byteLength >= need
+      ? new Uint8Array(recycled.buffer)
+      : new Uint8Array(new ArrayBuffer(need <= state.setup.sealOutputBytes ? state.setup.sealOutputBytes : need));
   }
 
   /** Seal a chunk, as a page patch against `base` when few pages changed. */
@@ -90,8 +140,8 @@ class SealedCollector {
     const pages = base ? differingPages(base.data, plain, base.shift) : undefined;
     const out = this.data.subarray(this.total);
     const blob = base && worthPatching(pages, plain.length, base.depth)
-      ? encoder.encodeInto(BlobType.Patch, id, encodePatch(base.id, base.depth, plain, pages, base.shift), out)
-      : encoder.encodeInto(BlobType.Data, id, plain, out);
+      ? state.encoder.encodeInto(BlobType.Patch, id, encodePatch(base.id, base.depth, plain, pages, base.shift), out)
+      : state.encoder.encodeInto(BlobType.Data, id, plain, out);
     this.meta.starts.push(this.total);
     this.meta.typeFlags.push(blob.typeFlags);
     this.meta.rawLengths.push(blob.rawLength);
@@ -110,15 +160,15 @@ const BLOB_SLACK = 256;
 
 export function packChunks(task: PackChunksTask): unknown {
   const fd = fs.openSync(task.path, 'r');
-  const sealed = new SealedCollector(task.lengths.reduce((n, l) => n + l, 0), task.lengths.length);
+  const sealed = new SealedCollector(task.lengths.reduce((n, l) => n + l, 0), task.lengths.length, task.recycled);
   try {
     for (let i = 0; i < task.offsets.length; i++) {
       const len = task.lengths[i];
-      readFully(fd, region, 0, len, task.regionStart + task.offsets[i]);
-      const plain = region.subarray(0, len);
+      readFully(fd, state.window, 0, len, task.regionStart + task.offsets[i]);
+      const plain = state.window.subarray(0, len);
       const id = Buffer.from(task.ids.subarray(i * 32, i * 32 + 32));
       // The bytes were hashed moments ago; if they differ now the image is being written to.
-      if (!hasher.hash(plain).equals(id)) {
+      if (!state.hasher.hash(plain).equals(id)) {
         throw new Error(
           `${task.path} changed while it was being read (at byte ${task.regionStart + task.offsets[i]}); back up a snapshot or a paused guest`,
         );
@@ -136,6 +186,8 @@ export function packChunks(task: PackChunksTask): unknown {
 }
 
 export function sealSpans(task: SealSpansTask): unknown {
+  state.wholeRegion ??= Buffer.alloc(state.setup.regionSize);
+  const region = state.wholeRegion;
   for (const s of task.dirtySpans) region.fill(0, s.start, s.end);
   // Old chunks in place, as page-patch bases for the new chunks that start inside them.
   const old: { start: number; end: number; id: Uint8Array; depth: number; data: Uint8Array }[] = [];
@@ -168,9 +220,9 @@ export function sealSpans(task: SealSpansTask): unknown {
     const view = region.subarray(dirty.start, dirty.end);
     for (const span of nonZeroSpans(view, view.length, [])) {
       let at = dirty.start + span.start;
-      for (const len of chunker.cut(region, at, dirty.start + span.end, task.regionStart + at)) {
+      for (const len of state.chunker.cut(region, at, dirty.start + span.end, task.regionStart + at)) {
         const plain = region.subarray(at, at + len);
-        const id = hasher.hash(plain);
+        const id = state.hasher.hash(plain);
         offsets.push(at);
         lengths.push(len);
         ids.push(id);
@@ -183,16 +235,16 @@ export function sealSpans(task: SealSpansTask): unknown {
   return sealed.result({ offsets, lengths, ids: Buffer.concat(ids), readBytes });
 }
 
-export function writeBlobs(task: WriteBlobsTask): WriteBlobsResult {
+export function writeBlobs(task: WriteBlobsTask): unknown {
   const result: WriteBlobsResult = { bad: [], writtenBytes: 0 };
   const fd = task.targetPath ? fs.openSync(task.targetPath, 'r+') : undefined;
   try {
     const data = Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength);
     task.blobs.forEach((b, i) => {
-      const plain = decoder.decode(b.typeFlags, b.id, data.subarray(b.at, b.at + b.storedLength), b.rawLength);
+      const plain = state.decoder.decodeScratch(b.typeFlags, b.id, data.subarray(b.at, b.at + b.storedLength), b.rawLength);
       // A page patch authenticates here; only the main thread, which can fetch its base, can check its id.
       if (plain && blobType(b.typeFlags) === BlobType.Patch && b.targets.length === 0) return;
-      if (!plain || blobType(b.typeFlags) === BlobType.Patch || !hasher.hash(plain).equals(b.id)) {
+      if (!plain || blobType(b.typeFlags) === BlobType.Patch || !state.hasher.hash(plain).equals(b.id)) {
         result.bad.push(i);
         return;
       }
@@ -212,7 +264,9 @@ export function writeBlobs(task: WriteBlobsTask): WriteBlobsResult {
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
   }
-  return result;
+  // The buffer goes back (a move, not a copy) for the caller's next read: no fresh read buffer per task.
+  const returned: WriteBlobsResult = { ...result, returned: task.data };
+  return move({ [transferableSymbol]: [task.data.buffer], [valueSymbol]: returned } as unknown as ArrayBuffer);
 }
 
 /** Rebuild page-patched chunks (decrypt and decompress the root, lay the patches over it), check and write them. */
@@ -221,9 +275,9 @@ export function writePatched(task: WritePatchedTask): WriteBlobsResult {
   const fd = fs.openSync(task.targetPath, 'r+');
   try {
     task.chunks.forEach((c, i) => {
-      let data = decoder.decode(c.root.typeFlags, c.root.id, c.root.sealed, c.root.rawLength);
+      let data = state.decoder.decode(c.root.typeFlags, c.root.id, c.root.sealed, c.root.rawLength);
       for (const p of c.patches) data = data && applyPatch(data, Buffer.from(p.buffer, p.byteOffset, p.byteLength));
-      if (!data || !hasher.hash(data).equals(c.id)) {
+      if (!data || !state.hasher.hash(data).equals(c.id)) {
         result.bad.push(i);
         return;
       }
@@ -242,4 +296,18 @@ export function writePatched(task: WritePatchedTask): WriteBlobsResult {
     fs.closeSync(fd);
   }
   return result;
+}
+
+/** The pool's task names and what runs them. */
+const TASKS = { scanRegion, packChunks, sealSpans, writeBlobs, writePatched };
+export type TaskName = keyof typeof TASKS;
+
+/**
+ * Run a task on this thread with `on`'s state (the in-process pool at the
+ * smallest memory budget: no worker isolate). Moved results are unwrapped.
+ */
+export function runInProcess(on: WorkerState, name: TaskName, task: unknown): unknown {
+  state = on;
+  const out = (TASKS[name] as (t: unknown) => unknown)(task);
+  return out !== null && typeof out === 'object' && valueSymbol in out ? (out as Record<symbol, unknown>)[valueSymbol] : out;
 }

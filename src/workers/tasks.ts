@@ -12,6 +12,10 @@ export interface WorkerSetup {
   chunker: ChunkerParams;
   regionSize: number;
   compressionLevel: number;
+  /** Size of each worker's read window (at least twice the largest chunk): what a worker holds of a region at once. */
+  windowBytes: number;
+  /** Size of a fresh sealed-output buffer when a task's worst case fits in it (so it can be recycled for the next task). */
+  sealOutputBytes: number;
 }
 
 /** Read one region of an image, find its non-zero spans, cut and hash chunks. */
@@ -44,6 +48,12 @@ export interface PackChunksTask {
   lengths: number[];
   ids: Uint8Array;
   bases?: PatchBases;
+  /**
+   * A buffer from an earlier task to seal into, if large enough: transferred
+   * to the worker and back as the result's `data`, so steady-state backups
+   * allocate no fresh output buffers (fresh pages cost faults and memory).
+   */
+  recycled?: Uint8Array;
 }
 
 /** Earlier chunks that new chunks may be stored as page patches against. */
@@ -94,6 +104,8 @@ export interface WriteBlobsResult {
   writtenBytes: number;
   /** A write error (e.g. ENOSPC) with its errno code. */
   writeError?: { code?: string; message: string };
+  /** writeBlobs: the task's `data`, transferred back when it was transferred in, for the caller to read into again. */
+  returned?: Uint8Array;
 }
 
 /**

@@ -117,7 +117,7 @@ describe('mistakes in ferry.conf', () => {
 
   it('an unknown key names its line and the keys that are allowed, with a suggestion', () => {
     expect(errorOf('concurrency = 2\n\nconcurency = 3\n')).toBe(
-      `${FILE}:3: key 'concurency': unknown key; expected one of repository, password_file, concurrency, include, exclude, xen, libvirt, qemu, static, guest, retention, nightly (did you mean 'concurrency'?)`,
+      `${FILE}:3: key 'concurency': unknown key; expected one of repository, password_file, concurrency, include, exclude, xen, libvirt, qemu, static, guest, retention, memory_limit, nightly (did you mean 'concurrency'?)`,
     );
     expect(errorOf('[libvirt]\n# the daemon\nurl = "qemu:///system"\n')).toBe(`${FILE}:3: key 'libvirt.url': unknown key; expected one of uri (did you mean 'uri'?)`);
   });

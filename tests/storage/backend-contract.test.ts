@@ -75,6 +75,29 @@ function backendContract(label: string, make: () => Promise<Fixture>): void {
       }
     });
 
+    it('writes an object given as parts (a pack\'s blobs, then its header) as their bytes in order', async () => {
+      for (const type of ['data', 'index'] as ObjectType[]) {
+        const name = hexName();
+        const whole = randomBytes(3 * MiB + 17);
+        const parts = [whole.subarray(0, 1), whole.subarray(1, 1), whole.subarray(1, 2 * MiB), new Uint8Array(whole.subarray(2 * MiB))];
+        await be.write(type, name, parts);
+        expect((await be.read(type, name)).equals(whole), `${type}/${name}`).toBe(true);
+        expect(await nameAndSize(be.stat(type, name))).toEqual({ name, size: whole.length });
+      }
+    });
+
+    it('reads a range into the caller\'s buffer when given one, and returns a view of it', async () => {
+      const name = hexName();
+      const whole = randomBytes(2 * MiB);
+      await be.write('data', name, whole);
+      const into = new Uint8Array(MiB + 100);
+      const got = await be.readRange('data', name, 12345, MiB, into);
+      expect(got.buffer).toBe(into.buffer);
+      expect(got.byteOffset).toBe(0);
+      expect(got.equals(whole.subarray(12345, 12345 + MiB))).toBe(true);
+      await expect(be.readRange('data', name, 2 * MiB - 10, 20, new Uint8Array(20))).rejects.toBeInstanceOf(TruncatedObjectError);
+    });
+
     it('stores an empty object', async () => {
       const name = hexName();
       await be.write('locks', name, Buffer.alloc(0));

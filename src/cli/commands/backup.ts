@@ -5,7 +5,7 @@ import { repeatable } from '../options';
 import { backupGuest, imageBackupRequest, withPreviousDisks } from '../../backup/guestBackup';
 import { backupFleet, GuestOutcome } from '../../backup/fleetBackup';
 import { Repository } from '../../repo/repository';
-import { withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
+import { useConfiguredMemoryLimit, withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
 import { withSignalCleanup } from '../signals';
 import { withFlagNames } from '../flagNames';
 import { ProgressLine } from '../progress';
@@ -129,6 +129,7 @@ async function backupAll(ropts: RepoOptions, opts: BackupOptions): Promise<void>
     repo: ropts.repo ?? process.env.FERRY_REPO ?? config?.repository,
     passwordFile: ropts.passwordFile ?? config?.passwordFile,
   };
+  useConfiguredMemoryLimit(config?.memoryLimit);
   const concurrency = opts.concurrency ? Number(opts.concurrency) : config?.concurrency ?? 2;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`--concurrency ${opts.concurrency}: give a whole number of at least 1`);
   const hostLock = acquireHostRunLock(process.env.FERRY_RUN_DIR ?? '/run/ferry');

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { repeatable } from '../options';
-import { lockOptions, openBackendAt, RepoOptions, s3Concurrency, whileLocked } from '../session';
+import { lockOptions, memoryBudgetBytes, openBackendAt, RepoOptions, s3Concurrency, whileLocked } from '../session';
+import { syncCopiesInFlight } from '../../workers/memoryBudget';
 import { obtainPassword, passwordGiven } from '../password';
 import { ProgressLine } from '../progress';
 import { formatBytes, formatDuration } from '../format';
@@ -41,7 +42,7 @@ export function registerSync(program: Command): void {
       // A full sync copies sealed objects by name and needs no key; a selection must read region maps.
       // With the passphrase, locks are sealed as everywhere else; without it they are plaintext (lock.ts).
       const secret = selective || passwordGiven(global) ? await obtainPassword(global) : undefined;
-      const concurrency = global.s3Concurrency === undefined ? 4 : s3Concurrency(global);
+      const concurrency = global.s3Concurrency === undefined ? syncCopiesInFlight(memoryBudgetBytes()) : s3Concurrency(global);
       // Object Lock is for what this run writes (the target); the target's cache would
       // only answer --verify's read-backs from local disk, so it is not used.
       // Fenced: losing either lock stops the copy at its next storage access.
