@@ -38,11 +38,26 @@ answers() {
   timeout 20 virsh -c "$URI" list --name >/dev/null 2>&1
 }
 
+# Debian's udev rule makes /dev/kvm root:kvm 0660, and the qemu user
+# (libvirt-qemu) is in group kvm. Without udev (the test machines), the node
+# stays root:root 0600: libvirtd's capability probe then finds KVM enabled
+# while the qemu user cannot open /dev/kvm, so libvirtd declares its QEMU
+# capability cache outdated at every lookup and probes QEMU again (~4 s each,
+# 30+ s for one `virsh define`, more for a `virsh start`). Give /dev/kvm the
+# ownership udev would. The test domains are type='qemu' (TCG) and never use KVM.
+kvm_like_udev() {
+  [[ -c /dev/kvm ]] && getent group kvm >/dev/null || return 0
+  [[ $(stat -c %G /dev/kvm) == kvm ]] && return 0
+  chgrp kvm /dev/kvm && chmod g+rw /dev/kvm \
+    || echo "libvirtd.sh: could not give /dev/kvm to group kvm; every virsh call will re-probe QEMU (slow)" >&2
+}
+
 start() {
   local dir=$1
   for bin in virsh libvirtd virtlogd timeout; do
     command -v "$bin" >/dev/null || die "$bin not found: run bash scripts/install-test-deps.sh (libvirt-daemon-system, libvirt-clients)"
   done
+  kvm_like_udev
   mkdir -p "$dir" "$LOG_DIR"
   dir=$(cd "$dir" && pwd)
 

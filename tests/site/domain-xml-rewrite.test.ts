@@ -218,6 +218,11 @@ describe('with the real libvirtd', () => {
     expect(defined.uuid).not.toBe(parseDomainXml(xml, 'r').uuid);
   });
 
+  // Kept as a boot, not just `virsh define` + dumpxml: define checks only that libvirt parses the XML. Whether
+  // QEMU starts with those devices and the firmware boots from the disk as generateDomainXml attaches it (bus,
+  // target, driver format, boot order) shows only in a boot; qemu-launch.test.ts and site-restore-boot.test.ts
+  // boot the plain-QEMU launcher (src/site/qemuLaunch.ts), never a generated domain XML. It costs one TCG boot
+  // (~10 s); the minute it took before was libvirtd re-probing QEMU on every call (scripts/testbed/libvirtd.sh).
   it('boots a real guest from a generated domain XML: it prints its identity on the serial log', async () => {
     const disk = await buildBootableGuest(scratch.path('gen-boot.raw'), 'gen-boot');
     const serialLog = scratch.path('gen-boot.serial');

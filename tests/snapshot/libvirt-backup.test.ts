@@ -175,7 +175,7 @@ describe('LibvirtBackupProvider on a real, writing guest', () => {
     // Sparse: an empty 256 MiB disk must not become 256 MiB of allocated zeros.
     expect(fs.statSync(b.readPath).blocks * 512).toBeLessThan(64 * 1024 * 1024);
 
-    const fsck = await fsckReadOnly(a.readPath);
+    const fsck = await fsckReadOnly(a.readPath, scratch.path('fsck.raw'));
     expect(fsck.code, fsck.output).toBe(0);
     await expectFilesIn(a.readPath, before);
     expect(await checkpoints()).toEqual(['ferry-r1']);
@@ -222,7 +222,7 @@ describe('LibvirtBackupProvider on a real, writing guest', () => {
     const rebuilt2 = scratch.path('rebuilt-r2.raw');
     const rebuilt3 = scratch.path('rebuilt-r3.raw');
     rebuild(rebuilt2, a, rebuilt3);
-    const fsck = await fsckReadOnly(rebuilt3);
+    const fsck = await fsckReadOnly(rebuilt3, scratch.path('fsck.raw'));
     expect(fsck.code, fsck.output).toBe(0);
     await expectFilesIn(rebuilt3, before);
     expect(await checkpoints()).toEqual(['ferry-r2', 'ferry-r3']);
@@ -238,7 +238,7 @@ describe('LibvirtBackupProvider on a real, writing guest', () => {
     expect(a!.changed).toBeUndefined();
     expect(a!.fullReadReason).toMatch(/checkpoint ferry-r3 of the last backup no longer exists on domain/);
     expect(a!.tracking?.token).toContain('"checkpoint":"ferry-r4"');
-    const fsck = await fsckReadOnly(a!.readPath);
+    const fsck = await fsckReadOnly(a!.readPath, scratch.path('fsck.raw'));
     expect(fsck.code, fsck.output).toBe(0);
     await expectFilesIn(a!.readPath, before);
   });
