@@ -33,7 +33,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   check: ['repo', 'crypto', 'storage', 'workers', 'concurrency'],
   repair: ['repo', 'crypto', 'storage', 'concurrency'],
   prune: ['repo', 'crypto', 'storage'],
-  sync: ['repo', 'crypto', 'storage', 'host', 'concurrency'],
+  sync: ['repo', 'crypto', 'storage', 'host', 'concurrency', 'prune'],
   tar: ['backup', 'restore', 'repo', 'crypto', 'dedupe', 'storage', 'workers', 'concurrency'],
   site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'workers', 'concurrency', 'host'],
   demo: ['backup', 'restore', 'repo', 'storage', 'crypto', 'dedupe', 'workers', 'hypervisor', 'snapshot', 'concurrency', 'host'],
