@@ -19,11 +19,12 @@
 import { Backend, ObjectInfo, ObjectType } from '../storage/backend';
 import { Repository } from '../repo/repository';
 import { contentName } from '../crypto/chunkId';
-import { CorruptionError, DamageFoundError, StorageError, UsageError } from '../errors';
+import { CorruptionError, DamageFoundError, DoesNotFitError, StorageError, UsageError } from '../errors';
 import { forEachLimit } from '../concurrency/forEachLimit';
-import { checkSameIdentity } from './copyTarget';
+import { checkSameIdentity, readIdentity } from './copyTarget';
 import { Selection, blobsNeeded, indexRecords, selectRestorePoints } from './selection';
 import { checkMirrorSource, mirrorTarget, MirrorOptions, MirrorSummary } from './mirror';
+import { SyncRecord, targetContents, writeSyncRecord } from './syncRecord';
 
 export type SyncedType = 'keys' | 'data' | 'index' | 'restorepoints';
 const SYNCED_TYPES: readonly SyncedType[] = ['keys', 'data', 'index', 'restorepoints'];
@@ -37,6 +38,10 @@ export interface SyncOptions {
   selection?: Selection & { secret: Buffer };
   /** Also remove from DST what SRC no longer has, then prune DST (mirror.ts); not with a selection. */
   mirror?: MirrorOptions;
+  /** Free bytes at the target, when known (a local file system): a copy that needs more stops before copying. */
+  targetFreeBytes?: () => Promise<number>;
+  /** Write the target a sync record at the end (syncRecord.ts): the host running the sync. */
+  record?: { host: string };
   onProgress?: (p: SyncProgress) => void;
 }
 
@@ -70,6 +75,8 @@ export interface SyncSummary {
   removedKeySlots: string[];
   /** With `mirror`: the restore points removed from DST and the prune that followed. */
   mirror?: MirrorSummary;
+  /** The sync record written to the target, if asked for. */
+  record?: SyncRecord;
   durationMs: number;
   /** Copied bytes per second of the whole run. */
   bytesPerSec: number;
@@ -135,6 +142,7 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
 
   const planned = await planSync(source, target, opts, copyPlanner(dstHas, tally), tally);
   if (opts.mirror) checkMirrorSource(source, target, planned.restorePoints, opts.mirror);
+  if (opts.targetFreeBytes) checkFits(target, planned, await opts.targetFreeBytes());
   const { newIndex, damaged } = await copyPlanned(source, target, planned, opts, tally);
   const removedKeySlots = await removeKeySlotsGoneFromSource(target, planned.srcKeys, dstHas.get('keys')!);
 
@@ -145,6 +153,19 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
   }
   // Only after a complete, undamaged copy: DST then holds every restore point SRC listed.
   const mirror = opts.mirror ? await mirrorTarget(target, planned.sourceRestorePoints!, opts.mirror) : undefined;
+  let record: SyncRecord | undefined;
+  if (opts.record) {
+    const { repositoryId } = await readIdentity(target);
+    record = {
+      time: new Date().toISOString(),
+      source: source.location,
+      host: opts.record.host,
+      repositoryId: repositoryId.toString('hex'),
+      mirror: Boolean(opts.mirror),
+      ...(await targetContents(target)),
+    };
+    await writeSyncRecord(target, record);
+  }
   const { byType, verified } = tally;
   const copied = SYNCED_TYPES.reduce((a, t) => ({ objects: a.objects + byType[t].copied, bytes: a.bytes + byType[t].copiedBytes }), { objects: 0, bytes: 0 });
   const skipped = SYNCED_TYPES.reduce((a, t) => ({ objects: a.objects + byType[t].skipped, bytes: a.bytes + byType[t].skippedBytes }), { objects: 0, bytes: 0 });
@@ -160,9 +181,25 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
     newIndex,
     removedKeySlots,
     mirror,
+    record,
     durationMs,
     bytesPerSec: Math.round(copied.bytes / Math.max(durationMs / 1000, 0.001)),
   };
+}
+
+/** A file system allocates whole blocks: each object is counted rounded up to 4 KiB, plus one block for its directory entry. */
+const BLOCK = 4096;
+
+/** Stop before copying when the objects to copy need more than the target has free (one line, nothing copied). */
+function checkFits(target: Backend, { keys, data, index, restorePointCopies }: SyncPlan, freeBytes: number): void {
+  const all = [...keys, ...data, ...index, ...restorePointCopies];
+  const needed = all.reduce((n, c) => n + Math.ceil(c.size / BLOCK) * BLOCK + BLOCK, 0);
+  if (needed <= freeBytes) return;
+  const packBytes = data.reduce((n, c) => n + c.size, 0);
+  const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+  throw new DoesNotFitError(
+    `${target.location}: the sync does not fit: it needs about ${mib(needed)} for ${all.length} missing object(s) (${data.length} packs, ${mib(packBytes)}) and ${mib(freeBytes)} is free; nothing was copied — free space there, use a larger drive, or forget and prune at the source first`,
+  );
 }
 
 function copyPlanner(dstHas: Map<SyncedType, Map<string, number>>, { byType }: Tally): Planner {

@@ -1,3 +1,4 @@
+import * as os from 'node:os';
 import { Command } from 'commander';
 import { repeatable } from '../options';
 import { lockOptions, openBackendAt, RepoOptions, s3Concurrency, whileLocked } from '../session';
@@ -11,6 +12,7 @@ import { Repository } from '../../repo/repository';
 import { acquireLock, RepositoryLock } from '../../repo/lock';
 import { checkSameIdentity } from '../../sync/copyTarget';
 import { LEFTOVER_AGE_MS, removeTemporaryLeftovers } from '../../storage/leftovers';
+import { localFreeBytes } from '../../sync/freeSpace';
 
 interface SyncCliOptions {
   guest: string[];
@@ -88,6 +90,9 @@ export function registerSync(program: Command): void {
               opts.mirror && secret
                 ? { secret, emptySource: opts.allowEmpty ? 'allow' : 'refuse', repackBelow: 0.5, confirmLock: () => targetLock.verify() }
                 : undefined,
+            // A local target (a USB drive) says before copying when the missing objects do not fit.
+            targetFreeBytes: targetLocation.startsWith('s3:') ? undefined : () => localFreeBytes(targetLocation),
+            record: { host: os.hostname() },
             onProgress: (p) => progress.update(p.doneBytes, p.totalBytes, `${p.doneObjects}/${p.totalObjects} objects`),
           }),
         );
