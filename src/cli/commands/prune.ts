@@ -16,7 +16,7 @@ export function registerPrune(program: Command): void {
     .command('prune')
     .description(
       'delete data no restore point needs, repack packs that are mostly garbage and merge the index files, under the exclusive lock ' +
-        '(rules: docs/FORMAT.md, "Garbage collection rules"; patch chains are not rewritten and S3 Object Lock is not handled yet)',
+        '(rules: docs/FORMAT.md, "Garbage collection rules"; patch chains are not rewritten; objects under S3 Object Lock are reported and left for a later run: give --object-lock-days on such a bucket)',
     )
     .option('--dry-run', 'only say what would be freed; write and delete nothing')
     .option('--repack-below <fraction>', 'repack packs whose live share is below this (0 to 1)', '0.5')
@@ -43,6 +43,10 @@ export function registerPrune(program: Command): void {
         line(r.dryRun ? 'would free' : 'freed', `${r.blobsFreed} blobs, ${formatBytes(r.bytesFreed)} (packs ${formatBytes(r.packBytesBefore)} → ${formatBytes(r.packBytesAfter)})`);
         line('packs', `${r.packsDeleted} ${r.dryRun ? 'to delete' : 'deleted'} (${r.packsRepacked} of them repacked), ${r.packsWritten} ${r.dryRun ? 'to write' : 'written'}; ${r.packsBefore} → ${r.packsAfter}`);
         line('index files', `${r.indexFilesBefore} → ${r.indexFilesAfter}`);
+        const left = r.lockedPacks.length + r.packsHeldByLockedIndex.length + r.lockedIndexFiles.length;
+        if (left > 0) {
+          line('left for later', `${r.lockedPacks.length} pack(s) and ${r.lockedIndexFiles.length} index file(s) under S3 Object Lock, ${r.packsHeldByLockedIndex.length} pack(s) a locked index file names; a prune after their retention deletes them`);
+        }
         line('time', `${(r.durationMs / 1000).toFixed(1)} s${r.dryRun ? ' (dry run: nothing written or deleted)' : ''}`);
       });
     });
