@@ -14,6 +14,7 @@ import { registerCheck } from './commands/check';
 import { registerStats } from './commands/stats';
 import { registerDemo } from './commands/demo';
 import { registerSync } from './commands/sync';
+import { registerDrives } from './commands/drives';
 import { registerSite } from './commands/site';
 import { registerTar } from './commands/tar';
 import { disableSeekAddon } from '../dedupe/imageSource';
@@ -53,6 +54,7 @@ export function buildProgram(): Command {
   registerMaintenance(program);
   registerDemo(program);
   registerSync(program);
+  registerDrives(program);
   registerTar(program);
   registerSite(program);
   registerRepair(program);

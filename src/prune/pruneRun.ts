@@ -6,9 +6,14 @@
 //   → new index files naming every kept pack and every new pack (merged)
 //   → deletion of every index file that was there before
 //   → deletion of the dropped packs.
+// Object Lock (rule 6): an old index file or a pack whose retention has not
+// passed is left where it is and reported; a pack a left index file names is
+// not deleted either (that index file would name a missing pack), and a left
+// pack is merely unindexed, which rule 4 allows. A later run deletes them.
 // Not built: rule 7 (rewriting a patch chain into a whole chunk; bases simply
-// stay live) and Object Lock (a locked pack's deletion fails like any other).
+// stay live).
 import { CorruptionError, FerryError } from '../errors';
+import { ObjectLockedError } from '../storage/errors';
 import { decodePatchHeader } from '../repo/pagePatchFormat';
 import { IndexedPack } from '../repo/indexFile';
 import { PackEntry } from '../repo/packFormat';
@@ -64,6 +69,12 @@ export interface PruneReport {
   unreadablePacks: string[];
   /** Bases named only by dead patches in packs that stay, and stored nowhere already before this prune. */
   missingDeadBases: number;
+  /** S3 Object Lock: old index files whose retention has not passed, left for a later run. */
+  lockedIndexFiles: string[];
+  /** S3 Object Lock: packs to drop whose retention has not passed, left (unindexed) for a later run. */
+  lockedPacks: string[];
+  /** Packs to drop that a locked index file still names: left for a later run too. */
+  packsHeldByLockedIndex: string[];
   durationMs: number;
 }
 
@@ -91,6 +102,7 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   step('reading index files');
   const indexNames: string[] = [];
   for await (const info of repo.backend.list('index')) indexNames.push(info.name);
+  const packsOfIndex = new Map<string, string[]>();
   const entriesByPack = new Map<string, Map<string, PackEntry>>();
   const addEntries = (packId: string, entries: readonly PackEntry[]) => {
     let m = entriesByPack.get(packId);
@@ -106,6 +118,7 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
       );
     }
     for (const p of packs) addEntries(p.packId, p.entries);
+    packsOfIndex.set(name, packs.map((p) => p.packId));
   }
 
   step('listing packs');
@@ -171,6 +184,9 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
     indexFilesAfter: indexNames.length,
     unreadablePacks,
     missingDeadBases: plan.missingDeadBases.length,
+    lockedIndexFiles: [],
+    lockedPacks: [],
+    packsHeldByLockedIndex: [],
     durationMs: 0,
   };
 
@@ -210,21 +226,44 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   // 3. Every older index file: the new ones already name every live blob.
   step('removing old index files');
   await opts.confirmLock?.();
-  for (const name of indexNames) if (!newIndexNames.has(name)) await repo.backend.remove('index', name);
+  const heldByIndex = new Set<string>();
+  for (const name of indexNames) {
+    if (newIndexNames.has(name)) continue;
+    if (await removeUnlessLocked(repo, 'index', name)) continue;
+    report.lockedIndexFiles.push(name);
+    for (const packId of packsOfIndex.get(name) ?? []) heldByIndex.add(packId);
+  }
 
-  // 4. The dropped packs: no index names them any more.
+  // 4. The dropped packs: no index names them any more (but a locked one left in step 3).
   step('removing packs');
   await opts.confirmLock?.();
-  for (const pack of dropped) await repo.backend.remove('data', pack.packId);
+  const deleted: PackContents[] = [];
+  for (const pack of dropped) {
+    if (heldByIndex.has(pack.packId)) report.packsHeldByLockedIndex.push(pack.packId);
+    else if (await removeUnlessLocked(repo, 'data', pack.packId)) deleted.push(pack);
+    else report.lockedPacks.push(pack.packId);
+  }
 
   const newPackBytes = writer.newBytes;
+  report.packsDeleted = deleted.length;
   report.packsWritten = writer.writtenPacks.length;
-  report.packBytesAfter = packBytesBefore - sum(dropped.map((p) => p.size)) + newPackBytes;
+  report.packBytesAfter = packBytesBefore - sum(deleted.map((p) => p.size)) + newPackBytes;
   report.bytesFreed = packBytesBefore - report.packBytesAfter;
-  report.packsAfter = sizes.size - dropped.length + writer.writtenPacks.length;
-  report.indexFilesAfter = newIndexNames.size;
+  report.packsAfter = sizes.size - deleted.length + writer.writtenPacks.length;
+  report.indexFilesAfter = newIndexNames.size + report.lockedIndexFiles.length;
   report.durationMs = Date.now() - started;
   return report;
+}
+
+/** Remove an object; false if S3 Object Lock still protects it (the run goes on, rule 6). */
+async function removeUnlessLocked(repo: Repository, type: 'index' | 'data', name: string): Promise<boolean> {
+  try {
+    await repo.backend.remove(type, name);
+    return true;
+  } catch (err) {
+    if (err instanceof ObjectLockedError) return false;
+    throw err;
+  }
 }
 
 /** The base a stored page patch names: this copy's body, read from its pack (a small ranged read) and authenticated. */

@@ -3,10 +3,10 @@
 // behaviour (retries, rate limits, caching) wraps a Backend, never lives in one.
 import { CorruptionError, StorageError } from '../errors';
 
-/** Object kinds. 'restorepoints' are the repository's restore points (not src/snapshot/'s disk snapshots). */
-export type ObjectType = 'config' | 'keys' | 'data' | 'index' | 'restorepoints' | 'locks';
+/** Object kinds. 'restorepoints' are the repository's restore points (not src/snapshot/'s disk snapshots); 'syncs' the sync record (src/sync/syncRecord.ts). */
+export type ObjectType = 'config' | 'keys' | 'data' | 'index' | 'restorepoints' | 'locks' | 'syncs';
 
-export const OBJECT_TYPES: readonly ObjectType[] = ['config', 'keys', 'data', 'index', 'restorepoints', 'locks'];
+export const OBJECT_TYPES: readonly ObjectType[] = ['config', 'keys', 'data', 'index', 'restorepoints', 'locks', 'syncs'];
 
 /**
  * The folder (local, cache) or key prefix (S3) a type's objects live under.

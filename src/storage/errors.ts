@@ -44,3 +44,14 @@ export function isTransientError(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   return typeof code === 'string' && TRANSIENT_CODES.has(code);
 }
+
+/**
+ * A removal the storage refuses because the object's S3 Object Lock retention
+ * has not passed yet: not a failure of the store, and not transient within a
+ * run. Prune leaves such an object for a later run (docs/FORMAT.md rule 6).
+ */
+export class ObjectLockedError extends StorageRequestError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 403, 'AccessDenied', options);
+  }
+}

@@ -20,7 +20,7 @@ import type { Readable } from 'node:stream';
 import type * as S3Sdk from '@aws-sdk/client-s3';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { Backend, NotFoundError, ObjectBytes, ObjectInfo, ObjectType, TruncatedObjectError, joinedObject, objectFolder, placedInto } from './backend';
-import { StorageRequestError } from './errors';
+import { ObjectLockedError, StorageRequestError } from './errors';
 import { StorageError, UsageError } from '../errors';
 
 let loadedSdk: typeof S3Sdk | undefined;
@@ -517,10 +517,8 @@ export class S3Backend implements Backend {
     } catch {
       // The date is a courtesy; the refusal is the message.
     }
-    return new StorageRequestError(
+    return new ObjectLockedError(
       `${this.location}: removing ${relativeKey(type, name)}: object is protected by Object Lock${until} (403 AccessDenied): it can be removed only after its retention has passed`,
-      403,
-      'AccessDenied',
       { cause: err },
     );
   }

@@ -19,10 +19,12 @@
 import { Backend, ObjectInfo, ObjectType, TruncatedObjectError } from '../storage/backend';
 import { Repository } from '../repo/repository';
 import { contentName } from '../crypto/chunkId';
-import { CorruptionError, DamageFoundError, StorageError } from '../errors';
+import { CorruptionError, DamageFoundError, DoesNotFitError, StorageError, UsageError } from '../errors';
 import { forEachLimit } from '../concurrency/forEachLimit';
-import { checkSameIdentity } from './copyTarget';
-import { Selection, indexRecords, packsNeeded, selectRestorePoints } from './selection';
+import { checkSameIdentity, readIdentity } from './copyTarget';
+import { Selection, blobsNeeded, indexRecords, selectRestorePoints } from './selection';
+import { checkMirrorSource, mirrorTarget, MirrorOptions, MirrorSummary } from './mirror';
+import { SyncRecord, targetContents, writeSyncRecord } from './syncRecord';
 
 export type SyncedType = 'keys' | 'data' | 'index' | 'restorepoints';
 const SYNCED_TYPES: readonly SyncedType[] = ['keys', 'data', 'index', 'restorepoints'];
@@ -34,6 +36,12 @@ export interface SyncOptions {
   verify: boolean;
   /** Copy only these restore points and what they need; opens SRC and DST with `secret`. */
   selection?: Selection & { secret: Buffer };
+  /** Also remove from DST what SRC no longer has, then prune DST (mirror.ts); not with a selection. */
+  mirror?: MirrorOptions;
+  /** Free bytes at the target, when known (a local file system): a copy that needs more stops before copying. */
+  targetFreeBytes?: () => Promise<number>;
+  /** Write the target a sync record at the end (syncRecord.ts): the host running the sync. */
+  record?: { host: string };
   onProgress?: (p: SyncProgress) => void;
 }
 
@@ -65,6 +73,10 @@ export interface SyncSummary {
   newIndex?: string;
   /** Key slots DST had and SRC no longer has, removed from DST after the copy. */
   removedKeySlots: string[];
+  /** With `mirror`: the restore points removed from DST and the prune that followed. */
+  mirror?: MirrorSummary;
+  /** The sync record written to the target, if asked for. */
+  record?: SyncRecord;
   durationMs: number;
   /** Copied bytes per second of the whole run. */
   bytesPerSec: number;
@@ -104,6 +116,8 @@ interface SyncPlan {
   restorePointCopies: PlannedCopy[];
   /** How many restore points the copy covers (all of SRC, or the selection). */
   restorePoints: number;
+  /** Full sync: the names of every restore point SRC listed. */
+  sourceRestorePoints?: Set<string>;
   /** Selective sync: after the packs are copied, write DST one index file for them; its name. */
   writeSelectionIndex?: () => Promise<string | undefined>;
 }
@@ -113,6 +127,9 @@ type Planner = (type: SyncedType, objects: Iterable<ObjectInfo>) => PlannedCopy[
 
 export async function syncRepositories(source: Backend, target: Backend, opts: SyncOptions): Promise<SyncSummary> {
   const started = Date.now();
+  if (opts.mirror && opts.selection) {
+    throw new UsageError('--mirror copies and mirrors every restore point; it cannot be combined with --guest or --latest');
+  }
   await checkSameIdentity(source, target);
   const tally: Tally = {
     byType: Object.fromEntries(
@@ -124,6 +141,8 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
   for (const t of SYNCED_TYPES) dstHas.set(t, await listing(target, t));
 
   const planned = await planSync(source, target, opts, copyPlanner(dstHas, tally), tally);
+  if (opts.mirror) checkMirrorSource(source, target, planned.restorePoints, opts.mirror);
+  if (opts.targetFreeBytes) checkFits(target, planned, await opts.targetFreeBytes());
   const { newIndex, damaged } = await copyPlanned(source, target, planned, opts, tally);
   const removedKeySlots = await removeKeySlotsGoneFromSource(target, planned.srcKeys, dstHas.get('keys')!);
 
@@ -131,6 +150,21 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
     throw new DamageFoundError(
       `${source.location}: ${damaged.length} object(s) do not match their names and were not copied (first: ${damaged[0]}); everything else was copied — run 'ferry check --read-data --repo ${source.location}'`,
     );
+  }
+  // Only after a complete, undamaged copy: DST then holds every restore point SRC listed.
+  const mirror = opts.mirror ? await mirrorTarget(target, planned.sourceRestorePoints!, opts.mirror) : undefined;
+  let record: SyncRecord | undefined;
+  if (opts.record) {
+    const { repositoryId } = await readIdentity(target);
+    record = {
+      time: new Date().toISOString(),
+      source: source.location,
+      host: opts.record.host,
+      repositoryId: repositoryId.toString('hex'),
+      mirror: Boolean(opts.mirror),
+      ...(await targetContents(target)),
+    };
+    await writeSyncRecord(target, record);
   }
   const { byType, verified } = tally;
   const copied = SYNCED_TYPES.reduce((a, t) => ({ objects: a.objects + byType[t].copied, bytes: a.bytes + byType[t].copiedBytes }), { objects: 0, bytes: 0 });
@@ -146,9 +180,26 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
     byType,
     newIndex,
     removedKeySlots,
+    mirror,
+    record,
     durationMs,
     bytesPerSec: Math.round(copied.bytes / Math.max(durationMs / 1000, 0.001)),
   };
+}
+
+/** A file system allocates whole blocks: each object is counted rounded up to 4 KiB, plus one block for its directory entry. */
+const BLOCK = 4096;
+
+/** Stop before copying when the objects to copy need more than the target has free (one line, nothing copied). */
+function checkFits(target: Backend, { keys, data, index, restorePointCopies }: SyncPlan, freeBytes: number): void {
+  const all = [...keys, ...data, ...index, ...restorePointCopies];
+  const needed = all.reduce((n, c) => n + Math.ceil(c.size / BLOCK) * BLOCK + BLOCK, 0);
+  if (needed <= freeBytes) return;
+  const packBytes = data.reduce((n, c) => n + c.size, 0);
+  const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+  throw new DoesNotFitError(
+    `${target.location}: the sync does not fit: it needs about ${mib(needed)} for ${all.length} missing object(s) (${data.length} packs, ${mib(packBytes)}) and ${mib(freeBytes)} is free; nothing was copied — free space there, use a larger drive, or forget and prune at the source first`,
+  );
 }
 
 function copyPlanner(dstHas: Map<SyncedType, Map<string, number>>, { byType }: Tally): Planner {
@@ -175,17 +226,26 @@ async function planSync(source: Backend, target: Backend, opts: SyncOptions, pla
   // from DST at the end, once DST holds every slot SRC has (so it never has none).
   const srcKeys = await listing(source, 'keys');
   const keys = plan('keys', infos(srcKeys));
+  if (opts.mirror) {
+    return { srcKeys, keys, index: [], ...(await planSelection(source, target, { secret: opts.mirror.secret, guests: [] }, opts.verify, plan, tally, 'blobs-target-lacks')) };
+  }
   if (!opts.selection) {
     const srcRestorePoints = await listing(source, 'restorepoints');
     const data = plan('data', infos(await listing(source, 'data')));
     const index = plan('index', infos(await listing(source, 'index')));
     const restorePointCopies = plan('restorepoints', infos(srcRestorePoints));
-    return { srcKeys, keys, data, index, restorePointCopies, restorePoints: srcRestorePoints.size };
+    return { srcKeys, keys, data, index, restorePointCopies, restorePoints: srcRestorePoints.size, sourceRestorePoints: new Set(srcRestorePoints.keys()) };
   }
-  return { srcKeys, keys, index: [], ...(await planSelection(source, target, opts.selection, opts.verify, plan, tally)) };
+  return { srcKeys, keys, index: [], ...(await planSelection(source, target, opts.selection, opts.verify, plan, tally, 'every-pack-needed')) };
 }
 
-/** Selective sync: the chosen restore points, the packs they need, and one new DST index file for those packs. */
+/**
+ * Selective sync: the chosen restore points, the packs they need, and one new DST index file for those packs.
+ * Also --mirror's copy (every restore point, `blobs-target-lacks`): DST is pruned and so no longer
+ * holds SRC's packs by name, so a pack is copied only if it holds a needed blob that DST's index
+ * lacks; copying SRC's packs and index files by name would bring back, on every run, the garbage
+ * that DST's last prune removed.
+ */
 async function planSelection(
   source: Backend,
   target: Backend,
@@ -193,23 +253,31 @@ async function planSelection(
   verify: boolean,
   plan: Planner,
   tally: Tally,
-): Promise<Pick<SyncPlan, 'data' | 'restorePointCopies' | 'restorePoints' | 'writeSelectionIndex'>> {
+  packsToCopy: 'every-pack-needed' | 'blobs-target-lacks',
+): Promise<Pick<SyncPlan, 'data' | 'restorePointCopies' | 'restorePoints' | 'sourceRestorePoints' | 'writeSelectionIndex'>> {
   const srcRepo = await Repository.open(source, secret);
   // A damaged index file in SRC is not fatal: its packs are found again from their headers.
   await srcRepo.loadIndex(() => undefined);
   const srcData = await listing(source, 'data');
   await srcRepo.indexOrphanPacks({ keep: 'memory-only', packs: srcData });
   const chosen = selectRestorePoints(await srcRepo.listRestorePoints(), selection, source.location);
-  const needed = await packsNeeded(srcRepo, chosen);
+  const dstRepo = await Repository.open(target, secret);
+  await dstRepo.loadIndex(() => undefined);
+  const neededBlobs = await blobsNeeded(srcRepo, chosen);
+  const needed = new Set<string>();
+  for (const [hex, pack] of neededBlobs) {
+    if (packsToCopy === 'blobs-target-lacks' && dstRepo.blobLocation(Buffer.from(hex, 'hex'))) continue;
+    needed.add(srcRepo.packIds[pack]);
+  }
   for (const p of needed) {
     if (!srcData.has(p)) {
       throw new CorruptionError(`${source.location}: pack ${p} is named by the index but missing; run 'ferry check' on the source`, `data/${p}`);
     }
   }
   const data = plan('data', infos(srcData, needed));
-  const restorePointCopies = plan('restorepoints', infos(await listing(source, 'restorepoints'), chosen.map((rp) => rp.id)));
-  const dstRepo = await Repository.open(target, secret);
-  await dstRepo.loadIndex(() => undefined);
+  const srcRestorePoints = await listing(source, 'restorepoints');
+  // A mirror copies every restore point SRC lists, also one it cannot read: its name tells damage on the way.
+  const restorePointCopies = plan('restorepoints', infos(srcRestorePoints, packsToCopy === 'blobs-target-lacks' ? undefined : chosen.map((rp) => rp.id)));
   const writeSelectionIndex = async () => {
     // Packs DST has but no DST index names: copied just now, or by an interrupted earlier run.
     const present = await listing(target, 'data');
@@ -225,7 +293,13 @@ async function planSelection(
     tally.byType.index.copied++;
     return name;
   };
-  return { data, restorePointCopies, restorePoints: chosen.length, writeSelectionIndex };
+  return {
+    data,
+    restorePointCopies,
+    restorePoints: packsToCopy === 'blobs-target-lacks' ? srcRestorePoints.size : chosen.length,
+    sourceRestorePoints: new Set(srcRestorePoints.keys()),
+    writeSelectionIndex,
+  };
 }
 
 /**

@@ -35,7 +35,13 @@ export function selectRestorePoints(all: StoredRestorePoint[], sel: Selection, l
 
 /** Pack ids (hex) that the restore points need, resolved through `repo`'s index. */
 export async function packsNeeded(repo: Repository, points: StoredRestorePoint[]): Promise<Set<string>> {
-  const packs = new Set<number>();
+  const blobs = await blobsNeeded(repo, points);
+  return new Set([...new Set(blobs.values())].map((n) => repo.packIds[n]));
+}
+
+/** Every blob the restore points need (region maps, chunks, patch bases): hex id → the number of the pack `repo`'s index has it in. */
+export async function blobsNeeded(repo: Repository, points: StoredRestorePoint[]): Promise<Map<string, number>> {
+  const blobs = new Map<string, number>();
   const mapsSeen = new Set<string>();
   const maps: { mapId: string; regionSize: number; what: string }[] = [];
   for (const rp of points) {
@@ -52,7 +58,7 @@ export async function packsNeeded(repo: Repository, points: StoredRestorePoint[]
     if (!loc) {
       throw new CorruptionError(`${repo.location}: ${what} is in no index; run 'ferry check' on the source`, 'index');
     }
-    packs.add(loc.pack);
+    blobs.set(id.toString('hex'), loc.pack);
   };
   // Region maps are small blobs; a few in flight hides the request latency on S3.
   await forEachLimit(maps, 16, async ({ mapId, regionSize, what }) => {
@@ -70,7 +76,7 @@ export async function packsNeeded(repo: Repository, points: StoredRestorePoint[]
       }
     }
   });
-  return new Set([...packs].map((n) => repo.packIds[n]));
+  return blobs;
 }
 
 /** Index records for `packIds`, from what `repo` has in memory (no extra requests). */

@@ -35,7 +35,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   check: ['repo', 'crypto', 'storage', 'workers', 'concurrency'],
   repair: ['repo', 'crypto', 'storage', 'concurrency'],
   prune: ['repo', 'crypto', 'storage'],
-  sync: ['repo', 'crypto', 'storage', 'host', 'concurrency'],
+  sync: ['repo', 'crypto', 'storage', 'host', 'concurrency', 'prune'],
   tar: ['backup', 'restore', 'repo', 'crypto', 'dedupe', 'storage', 'workers', 'concurrency'],
   site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'workers', 'concurrency', 'host', 'health', 'crypto', 'dedupe'],
   // The nightly job's parts: [nightly] read with config's checker, the check's subset spec, hooks' secret-free environment.

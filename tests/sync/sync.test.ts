@@ -129,7 +129,7 @@ describe('local → local', () => {
   });
 
   it('leaves a copy that is byte-identical, passes check --read-data and restores bit-exact', async () => {
-    const files = (dir: string) => listFiles(dir).filter((f) => !f.startsWith('locks/'));
+    const files = (dir: string) => listFiles(dir).filter((f) => !f.startsWith('locks/') && !f.startsWith('syncs/'));
     expect(files(dst.path)).toEqual(files(src.path));
     for (const f of files(src.path)) expect(fs.readFileSync(`${dst.path}/${f}`).equals(fs.readFileSync(`${src.path}/${f}`)), f).toBe(true);
     await dst.expectCheckPasses(true);
@@ -223,7 +223,7 @@ describe('local → S3 → local', () => {
     expectSuccess(await ferry(['sync', offsite.path, back.path]));
     await back.expectCheckPasses(true);
     for (const p of points) await expectRestores(back, p, 'from-s3');
-    const files = (dir: string) => listFiles(dir).filter((f) => !f.startsWith('locks/'));
+    const files = (dir: string) => listFiles(dir).filter((f) => !f.startsWith('locks/') && !f.startsWith('syncs/'));
     expect(files(back.path)).toEqual(files(src.path));
   });
 
