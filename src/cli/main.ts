@@ -14,6 +14,7 @@ import { registerStats } from './commands/stats';
 import { registerDemo } from './commands/demo';
 import { registerSync } from './commands/sync';
 import { registerSite } from './commands/site';
+import { registerDrill } from './commands/drill';
 import { registerTar } from './commands/tar';
 import { disableSeekAddon } from '../dedupe/imageSource';
 import { registerRepair } from './commands/repair';
@@ -49,6 +50,7 @@ export function buildProgram(): Command {
   registerSync(program);
   registerTar(program);
   registerSite(program);
+  registerDrill(program);
   registerRepair(program);
   for (const cmd of program.commands) cmd.exitOverride();
   return program;

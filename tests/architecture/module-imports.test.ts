@@ -38,6 +38,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   sync: ['repo', 'crypto', 'storage', 'host', 'concurrency'],
   tar: ['backup', 'restore', 'repo', 'crypto', 'dedupe', 'storage', 'workers', 'concurrency'],
   site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'workers', 'concurrency', 'host', 'health'],
+  drill: ['restore', 'repo', 'workers', 'site', 'hypervisor', 'health'],
   demo: ['backup', 'restore', 'repo', 'storage', 'crypto', 'dedupe', 'workers', 'hypervisor', 'snapshot', 'concurrency', 'host'],
   cli: ['*'],
 };
