@@ -19,10 +19,12 @@ export const EXIT_CODES = {
   storage: 8,
   hypervisor: 9,
   damageFound: 10,
-  /** `backup --all`, `site restore`: some guests failed (the summary names them). */
+  /** `backup --all`, `site restore`, `drill`: some guests failed (the summary names them). */
   someGuestsFailed: 11,
   /** `site plan` / `site restore`: the fleet does not fit the target hosts (the plan says what, where, by how much). */
   doesNotFit: 12,
+  /** `drill`: nothing failed, but some guests could only have their file systems checked (fsck-only): not proven to boot. */
+  drillUnproven: 13,
   /** Not a FerryError: a bug, reported as "internal error" (sysexits EX_SOFTWARE). */
   internal: 70,
   /** Stopped by SIGINT / SIGTERM (128 + signal number, as shells report it). */
@@ -136,6 +138,11 @@ export class DamageFoundError extends FerryError {
 /** `backup --all`: some guests failed; the summary said which (exit 11). */
 export class FleetFailedError extends FerryError {
   override readonly exitCode = EXIT_CODES.someGuestsFailed;
+}
+
+/** `drill`: some guests were only file-system checked, not booted (exit 13). */
+export class DrillUnprovenError extends FerryError {
+  override readonly exitCode = EXIT_CODES.drillUnproven;
 }
 
 /** A site plan cannot place every guest on the target hosts (exit 12). */

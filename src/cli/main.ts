@@ -16,6 +16,7 @@ import { registerDemo } from './commands/demo';
 import { registerSync } from './commands/sync';
 import { registerDrives } from './commands/drives';
 import { registerSite } from './commands/site';
+import { registerDrill } from './commands/drill';
 import { registerTar } from './commands/tar';
 import { disableSeekAddon } from '../dedupe/imageSource';
 import { registerRepair } from './commands/repair';
@@ -57,6 +58,7 @@ export function buildProgram(): Command {
   registerDrives(program);
   registerTar(program);
   registerSite(program);
+  registerDrill(program);
   registerRepair(program);
   registerSchedule(program);
   registerNightly(program);

@@ -40,6 +40,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'workers', 'concurrency', 'host', 'health', 'crypto', 'dedupe'],
   // The nightly job's parts: [nightly] read with config's checker, the check's subset spec, hooks' secret-free environment.
   nightly: ['config', 'check', 'hypervisor'],
+  drill: ['restore', 'repo', 'workers', 'site', 'hypervisor', 'health'],
   demo: ['backup', 'restore', 'repo', 'storage', 'crypto', 'dedupe', 'workers', 'hypervisor', 'snapshot', 'concurrency', 'host'],
   schedule: [],
   cli: ['*'],
