@@ -63,6 +63,15 @@ export function sumsFile(manifest: ExportManifest, manifestSha256: string): stri
  * can use. The time comes back as ISO 8601 UTC (restore points sort by it) and
  * may not be more than MAX_CLOCK_SKEW_MS after `now`.
  */
+/** A JSON value as a message shows it; String() would run an object's own toString (or throw on one that is not a function). */
+function shownValue(v: unknown): string {
+  return typeof v === 'string' ? v : (JSON.stringify(v) ?? 'undefined').slice(0, 80);
+}
+
+function isSha256(v: unknown): boolean {
+  return typeof v === 'string' && /^[0-9a-f]{64}$/.test(v);
+}
+
 export function parseManifest(bytes: Buffer, now = Date.now()): { manifest?: ExportManifest; problem?: string } {
   let m: Partial<ExportManifest>;
   try {
@@ -71,8 +80,8 @@ export function parseManifest(bytes: Buffer, now = Date.now()): { manifest?: Exp
     return { problem: `not JSON (${(err as Error).message})` };
   }
   if (typeof m !== 'object' || m === null || Array.isArray(m)) return { problem: 'not a JSON object' };
-  if (m.format !== EXPORT_FORMAT) return { problem: `format is '${String(m.format)}', not '${EXPORT_FORMAT}'` };
-  if (m.version !== EXPORT_VERSION) return { problem: `version ${String(m.version)} is not supported (this ferry reads version ${EXPORT_VERSION})` };
+  if (m.format !== EXPORT_FORMAT) return { problem: `format is '${shownValue(m.format)}', not '${EXPORT_FORMAT}'` };
+  if (m.version !== EXPORT_VERSION) return { problem: `version ${shownValue(m.version)} is not supported (this ferry reads version ${EXPORT_VERSION})` };
   if (typeof m.guest !== 'string' || typeof m.time !== 'string' || !Array.isArray(m.disks) || m.disks.length === 0) {
     return { problem: 'guest, time or disks missing' };
   }
@@ -82,13 +91,13 @@ export function parseManifest(bytes: Buffer, now = Date.now()): { manifest?: Exp
     return { problem: `time ${m.time} is in the future (more than ${MAX_CLOCK_SKEW_MS / 60000} minutes ahead of this host's clock); check the clocks, or the tar is not genuine` };
   }
   for (const d of m.disks) {
-    if (typeof d !== 'object' || d === null || typeof d.file !== 'string' || typeof d.name !== 'string' || !Number.isSafeInteger(d.size) || d.size < 0 || !/^[0-9a-f]{64}$/.test(String(d.sha256))) {
+    if (typeof d !== 'object' || d === null || typeof d.file !== 'string' || typeof d.name !== 'string' || !Number.isSafeInteger(d.size) || d.size < 0 || !isSha256(d.sha256)) {
       return { problem: `disk entry ${JSON.stringify(d).slice(0, 80)} is incomplete` };
     }
   }
   if (m.tags !== undefined && (!Array.isArray(m.tags) || !m.tags.every((t) => typeof t === 'string'))) return { problem: 'tags is not a list of strings' };
   if (m.disks.some((d) => d.sourcePath !== undefined && typeof d.sourcePath !== 'string')) return { problem: 'a disk sourcePath is not a string' };
-  if (m.config && (typeof m.config !== 'object' || typeof m.config.file !== 'string' || !/^[0-9a-f]{64}$/.test(String(m.config.sha256)))) {
+  if (m.config && (typeof m.config !== 'object' || typeof m.config.file !== 'string' || !isSha256(m.config.sha256))) {
     return { problem: 'config entry is incomplete' };
   }
   const unsafe = unsafeFileName({ disks: m.disks, config: m.config ? { fileName: m.config.file } : undefined });

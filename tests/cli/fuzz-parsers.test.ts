@@ -3,7 +3,7 @@
 // the manifest of an imported tar. Whatever the input, the parser returns or
 // throws a FerryError with its exit code; nothing reaches "internal error".
 import fc from 'fast-check';
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseFerryConfig } from '../../src/config/ferryConfig';
 import { parseXlConfig } from '../../src/hypervisor/xen/xlConfig';
 import { guestFromConfig } from '../../src/hypervisor/xen/guestConfig';
@@ -101,6 +101,11 @@ describe('tar manifest', () => {
       ),
     }, { requiredKeys: [] })
     .map((m) => JSON.stringify(m));
+  it('names a non-string format or version without calling its own toString (found by this fuzzer once)', () => {
+    expect(parseManifest(Buffer.from('{"format":{"toString":{}}}')).problem).toBe(`format is '{"toString":{}}', not 'ferry-export'`);
+    expect(parseManifest(Buffer.from('{"format":"ferry-export","version":{"toString":1}}')).problem).toMatch(/^version \{"toString":1\} is not supported/);
+  });
+
   it('returns a manifest or a reason (never throws) for mutated, shaped and arbitrary JSON', () => {
     fc.assert(
       fc.property(fc.oneof(mutated([genuine], tokens), shaped, fc.jsonValue().map((v) => JSON.stringify(v) ?? '')), (text) => {
