@@ -235,6 +235,16 @@ describe('ferry nightly with nothing to do', () => {
     expect(fs.readdirSync(`${repo}/snapshots`).length).toBe(before);
   });
 
+  it('a bad --wait-lock: exit 2 (nothing could be done), not a failure of every step', async () => {
+    const file = scratch.path('waitlock.conf');
+    fs.writeFileSync(file, `repository = ${JSON.stringify(repo)}\n[nightly]\n`);
+    const before = fs.readdirSync(`${repo}/snapshots`).length;
+    const r = await ferry(['--wait-lock', '10x', 'nightly', '--config', file], { env });
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^ferry: nothing done: --wait-lock: '10x' is not a duration/)]);
+    expect(fs.readdirSync(`${repo}/snapshots`).length).toBe(before);
+  });
+
   it('no repository: exit 2 with one line, and the webhook and the textfile hear of it', async () => {
     const file = scratch.path('norepo.conf');
     const prom = scratch.path('norepo.prom');

@@ -24,7 +24,9 @@ import { syncRepositories } from '../../sync/repositorySync';
 import { checkSameIdentity } from '../../sync/copyTarget';
 import { FencedBackend } from '../../storage/fenced';
 import { Repository } from '../../repo/repository';
-import { acquireLock, RepositoryLock } from '../../repo/lock';
+import type { RepositoryLock } from '../../repo/lock';
+import { acquireLockWaiting } from '../../repo/lockWait';
+import { lockWaitFromOptions } from '../lockWaitOption';
 import { NightlyConfig, parseNightlyConfig } from '../../nightly/nightlyConfig';
 import { NightlySteps, StepDone, runNightly } from '../../nightly/nightlyRun';
 import { NightlyRecord } from '../../nightly/nightlyRecord';
@@ -64,6 +66,8 @@ export function registerNightly(program: Command): void {
       let report: NightlyReport;
       try {
         if (!location) throw new NightlyNotRunError(`${opts.config}: no repository; set repository = "…" in it, or pass --repo`);
+        // A bad --wait-lock would fail every step: refuse it as a night where nothing could be done.
+        nothingDoneUnlessSync(() => lockWaitFromOptions(global));
         await nothingDoneUnless(async () => (await openRepository(repoOptions)).backend.close());
         const hostLock = await nothingDoneUnless(async () => acquireHostRunLock(process.env.FERRY_RUN_DIR ?? '/run/ferry'));
         try {
@@ -255,8 +259,9 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
           fenced.fence(err);
         });
         // Shared at both ends, as `ferry sync`: it only adds objects.
-        locks.push(await acquireLock(await Repository.open(source, secret), 'shared', 'nightly (sync source)', lock));
-        locks.push(await acquireLock(await Repository.open(fenced, secret), 'shared', 'nightly (sync target)', lock));
+        const wait = lockWaitFromOptions(ropts);
+        locks.push(await acquireLockWaiting(await Repository.open(source, secret), 'shared', 'nightly (sync source)', lock, wait));
+        locks.push(await acquireLockWaiting(await Repository.open(fenced, secret), 'shared', 'nightly (sync target)', lock, wait));
         const s = await whileLocked(locks, () => syncRepositories(source, fenced, { concurrency: 4, verify: false }));
         return {
           summary: `copied ${s.copied.objects} object(s), ${bytes(s.copied.bytes)}; ${s.skipped.objects} already there; ${s.restorePoints} restore point(s)`,
