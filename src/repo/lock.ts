@@ -296,6 +296,21 @@ export async function listLocks(scope: LockScope): Promise<ListedLock[]> {
   return out;
 }
 
+/**
+ * A look without writing: whether a lock that would conflict with `mode` is
+ * listed and not stale by what can be told without a write of our own (this
+ * host's with its process gone). A waiter peeks between its real tries, so
+ * its own exclusive try-locks do not knock out other commands meanwhile.
+ */
+export async function conflictingLockListed(where: Repository | LockScope, mode: LockMode, hostId: string): Promise<boolean> {
+  const scope = where instanceof Repository ? repositoryScope(where) : where;
+  for (const other of await listLocks(scope)) {
+    if (isStale(other, hostId, Number.POSITIVE_INFINITY, undefined)) continue;
+    if (mode === 'exclusive' || !other.info || other.info.exclusive) return true;
+  }
+  return false;
+}
+
 /** Write a new lock; returns its name and the monotonic time the write began. */
 async function writeNewLock(scope: LockScope, info: LockInfo): Promise<{ name: string; writeStart: number }> {
   const name = randomBytes(16).toString('hex');

@@ -136,6 +136,27 @@ describe('--wait-lock', () => {
     expect(fs.readdirSync(path.join(target, 'snapshots')).sort()).toEqual(fs.readdirSync(path.join(source.path, 'snapshots')).sort());
   });
 
+  it('while it waits for an exclusive lock it only looks: no try-locks that would make other commands fail', async () => {
+    const repo = await fixture.copyTo(scratch.path(`copy-${++copies}`));
+    // Another host's backup holds a shared lock; the prune waits for it.
+    const planted = await plantLock(repo, repo.path, { host: 'dom0-b', hostId: 'b'.repeat(32), pid: 4242, time: new Date().toISOString(), exclusive: false, command: 'backup' });
+    const prune = repo.spawn(['prune', '--wait-lock', '60s']);
+    const stderr = stderrOf(prune);
+    let exited = false;
+    void prune.done.then(() => (exited = true));
+    await until(() => exited || /waiting up to/.test(stderr()), 'the prune to start waiting');
+    // Over 8 s the old loop wrote (and removed) a lock of its own 3 or 4 times; now none after its first try.
+    const seen = new Set<string>();
+    const watchUntil = Date.now() + 8000;
+    while (Date.now() < watchUntil && !exited) {
+      for (const f of locksOf(repo)) seen.add(f);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    expect([...seen].filter((f) => !planted.endsWith(f))).toEqual([]);
+    fs.rmSync(planted);
+    expectSuccess(await prune.done, 'prune');
+  });
+
   it('refuses a duration it cannot read, on any command', async () => {
     const repo = await fixture.copyTo(scratch.path(`copy-${++copies}`));
     expectCleanFailure(await repo.run(['backup', '--guest', 'g', '--wait-lock', 'a while', image]), { code: EXIT.usage, message: /--wait-lock: 'a while' is not a duration; .*e\.g\. 60s/ });
