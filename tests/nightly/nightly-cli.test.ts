@@ -213,9 +213,10 @@ describe('ferry nightly notifying on success', () => {
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^prune: skipped: prune_on = "never"$/m);
     expect(r.stdout).toMatch(/^check: no damage in \d+ pack\(s\), 3 restore point\(s\) \(/m);
-    expect(r.stdout).toMatch(/^notify webhook http:\/\/127\.0\.0\.1:1\/dead: FAILED: .*\(after 4 attempts\)$/m);
+    expect(r.stdout).toMatch(/^notify webhook http:\/\/127\.0\.0\.1:1\/…: FAILED: .*\(after 4 attempts\)$/m);
     expect(r.stdout).toMatch(/^notify command sh -c cat > .*: sent$/m);
-    expect(r.stderr).toMatch(/^ferry: warning: notify webhook http:\/\/127\.0\.0\.1:1\/dead failed: /m);
+    expect(r.stderr).toMatch(/^ferry: warning: notify webhook http:\/\/127\.0\.0\.1:1\/… failed: /m);
+    expect(r.stdout + r.stderr).not.toContain('/dead'); // the path may hold a token
     const mailed = fs.readFileSync(mail, 'utf8');
     expect(mailed).toMatch(/^ferry nightly on .*: OK \(/);
     expect(mailed).toContain('coverage: 4 guest(s) known, 2 with a restore point within 26 h');
