@@ -140,21 +140,26 @@ async function backupAll(ropts: RepoOptions, opts: BackupOptions): Promise<void>
   }
 }
 
-async function backupAllLocked(
-  opts: BackupOptions,
-  config: FerryConfig | undefined,
-  concurrency: number,
-  repoOptions: RepoOptions,
-): Promise<void> {
-  const setup = await fleetGuests(
-    { qmpSocket: opts.qmpSocket, libvirt: opts.libvirt, xen: opts.xen, guest: opts.guest, exclude: opts.exclude, workDir: opts.workDir },
-    config,
-  );
-  const log = (line: string) => {
-    if (!opts.json) console.error(line);
-  };
-  const outcomes: GuestOutcome[] = await withRepository(repoOptions, 'shared', 'backup --all', async (repo, lock) => {
-    await prepareIndex(repo, opts.json);
+export interface FleetRunSettings {
+  /** The lock's command name, e.g. 'backup --all'. */
+  command: string;
+  concurrency: number;
+  tags: string[];
+  /** No index-loading progress line (JSON output, or a report that comes later). */
+  quietIndex: boolean;
+  log: (line: string) => void;
+  holdQuiesceMs?: number;
+}
+
+/**
+ * The repository side of a fleet backup (backup --all, nightly's backup
+ * step): under a shared lock, removes the providers' leftovers of earlier
+ * runs, backs up every guest and records what this host saw.
+ */
+export async function backUpFleetGuests(setup: Awaited<ReturnType<typeof fleetGuests>>, repoOptions: RepoOptions, run: FleetRunSettings): Promise<GuestOutcome[]> {
+  const { log } = run;
+  return withRepository(repoOptions, 'shared', run.command, async (repo, lock) => {
+    await prepareIndex(repo, run.quietIndex);
     const listing = await repo.listAllRestorePoints();
     const seen = reviewListing(repo, repoOptions, listing);
     for (const provider of setup.providers) {
@@ -168,9 +173,8 @@ async function backupAllLocked(
     const outcomes = await withPool(repo, (pool) =>
       withSignalCleanup((cleanup) =>
         backupFleet(repo, pool, setup.guests, {
-          concurrency, tags: opts.tag, runId, log, listing, about: (id) => seen.about(id), cleanup,
-          // A rehearsal knob (tests, drills): hold each quiesced guest this long. Never set in production.
-          holdQuiesceMs: Number(process.env.FERRY_HOLD_QUIESCE_MS ?? 0),
+          concurrency: run.concurrency, tags: run.tags, runId, log, listing, about: (id) => seen.about(id), cleanup,
+          holdQuiesceMs: run.holdQuiesceMs ?? 0,
           confirmLock: () => lock!.verifyFresh(),
         }),
       ),
@@ -178,6 +182,26 @@ async function backupAllLocked(
     seen.saw(outcomes.flatMap((o) => (o.ok && o.id && o.time ? [{ id: o.id, guest: o.guest, time: o.time }] : [])));
     warnRecordProblems(seen);
     return outcomes;
+  });
+}
+
+async function backupAllLocked(
+  opts: BackupOptions,
+  config: FerryConfig | undefined,
+  concurrency: number,
+  repoOptions: RepoOptions,
+): Promise<void> {
+  const setup = await fleetGuests(
+    { qmpSocket: opts.qmpSocket, libvirt: opts.libvirt, xen: opts.xen, guest: opts.guest, exclude: opts.exclude, workDir: opts.workDir },
+    config,
+  );
+  const log = (line: string) => {
+    if (!opts.json) console.error(line);
+  };
+  const outcomes = await backUpFleetGuests(setup, repoOptions, {
+    command: 'backup --all', concurrency, tags: opts.tag, quietIndex: Boolean(opts.json), log,
+    // A rehearsal knob (tests, drills): hold each quiesced guest this long. Never set in production.
+    holdQuiesceMs: Number(process.env.FERRY_HOLD_QUIESCE_MS ?? 0),
   });
   const failed = outcomes.filter((o) => !o.ok);
   if (opts.json) {

@@ -6,15 +6,13 @@ import * as os from 'node:os';
 import { Command } from 'commander';
 import { withPool, withRepository, RepoOptions, lockOptions, openBackendAt, openRepository, whileLocked } from '../session';
 import { obtainPassword } from '../password';
-import { withSignalCleanup } from '../signals';
 import { fleetGuests } from '../fleetGuests';
-import { prepareIndex } from './backup';
-import { reviewListing, seenRestorePoints, stateDir, warnRecordProblems } from '../restorePointRecord';
+import { backUpFleetGuests } from './backup';
+import { seenRestorePoints, stateDir, warnRecordProblems } from '../restorePointRecord';
 import { DamageFoundError, FerryError, NightlyFailedError, NightlyNotRunError } from '../../errors';
 import { DEFAULT_CONFIG_PATH, FerryConfig, parseFerryConfig, settingsForGuest } from '../../config/ferryConfig';
 import { readTomlFile } from '../../config/tomlChecker';
 import { acquireHostRunLock } from '../../backup/hostRunLock';
-import { backupFleet } from '../../backup/fleetBackup';
 import { planForget } from '../../retention/forgetPlan';
 import { type RetentionPolicy, isEmptyPolicy } from '../../retention/retentionPolicy';
 import { pruneRepository } from '../../prune/pruneRun';
@@ -161,30 +159,7 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
     async backup(onKnown) {
       const setup = await fleetGuests({ qmpSocket: [], guest: [], exclude: [], workDir: nightly.workDir }, config);
       onKnown(setup.known);
-      const outcomes = await withRepository(ropts, 'shared', 'nightly (backup)', async (repo, lock) => {
-        await prepareIndex(repo, !verbose);
-        const listing = await repo.listAllRestorePoints();
-        const seen = reviewListing(repo, ropts, listing);
-        for (const provider of setup.providers) {
-          const removed = await provider.removeLeftovers().catch((err: unknown) => {
-            log(`${provider.kind}: could not look for leftovers: ${(err as Error).message}`);
-            return [] as string[];
-          });
-          if (removed.length > 0) log(`${provider.kind}: removed ${removed.length} leftover(s) of an earlier run: ${removed.join(', ')}`);
-        }
-        const runId = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '') + '-' + process.pid.toString(16);
-        const outcomes = await withPool(repo, (pool) =>
-          withSignalCleanup((cleanup) =>
-            backupFleet(repo, pool, setup.guests, {
-              concurrency: config.concurrency, tags: nightly.tags, runId, log, listing, about: (id) => seen.about(id), cleanup,
-              confirmLock: () => lock!.verifyFresh(),
-            }),
-          ),
-        );
-        seen.saw(outcomes.flatMap((o) => (o.ok && o.id && o.time ? [{ id: o.id, guest: o.guest, time: o.time }] : [])));
-        warnRecordProblems(seen);
-        return outcomes;
-      });
+      const outcomes = await backUpFleetGuests(setup, ropts, { command: 'nightly (backup)', concurrency: config.concurrency, tags: nightly.tags, quietIndex: !verbose, log });
       const guests: GuestReport[] = outcomes.map((o) => ({
         guest: o.guest, driver: o.driver, ok: o.ok, ...(o.id ? { id: o.id, time: o.time } : {}), ...(o.error ? { error: o.error } : {}),
         durationMs: o.durationMs, pauseMs: o.pauseMs, logicalBytes: o.logicalBytes, readBytes: o.readBytes, storedBytes: o.newBytes,
