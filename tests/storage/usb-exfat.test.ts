@@ -116,14 +116,15 @@ function walk(dir: string): Entry[] {
 /** The repository layout of docs/FORMAT.md, with every name lower-case hex. */
 function expectedName(rel: string, isDir: boolean): RegExp | undefined {
   const parts = rel.split('/');
-  if (parts.length === 1) return isDir ? /^(keys|data|index|snapshots|locks)$/ : /^config$/;
+  if (parts.length === 1) return isDir ? /^(keys|data|index|snapshots|locks|syncs)$/ : /^config$/;
   const [top] = parts;
   if (top === 'data' && parts.length === 2) return isDir ? /^[0-9a-f]{2}$/ : undefined;
   if (top === 'data' && parts.length === 3 && !isDir) return new RegExp(`^${parts[1]}[0-9a-f]{62}$`);
   if (parts.length === 2 && !isDir) {
     if (top === 'keys') return /^[0-9a-f]{16}$/;
     if (top === 'locks') return /^[0-9a-f]{32}$/;
-    if (top === 'index' || top === 'snapshots') return /^[0-9a-f]{64}$/;
+    // syncs/: the record a sync leaves in its target (FORMAT.md).
+    if (top === 'index' || top === 'snapshots' || top === 'syncs') return /^[0-9a-f]{64}$/;
   }
   return undefined;
 }
