@@ -44,6 +44,7 @@ export function renderPromTextfile(r: NightlyReport): string {
   tonight('ferry_guest_read_bytes', 'Bytes read from the guest\'s disks in the last run.', (g) => g.readBytes);
   tonight('ferry_guest_stored_bytes', 'Bytes newly stored for the guest in the last run.', (g) => g.storedBytes);
   tonight('ferry_guest_pause_seconds', 'How long the guest was paused or frozen in the last run.', (g) => g.pauseMs / 1000);
+  tonight('ferry_guest_down_seconds', 'How long the guest was shut down for its backup in the last run (snapshot = "shutdown").', (g) => g.downMs / 1000);
   tonight('ferry_guest_backup_error', '1 when the guest\'s backup failed in the last run.', (g) => (g.ok ? 0 : 1));
 
   const sized = r.repositories.filter((x) => x.sizeBytes !== undefined);

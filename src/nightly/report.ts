@@ -30,6 +30,8 @@ export interface GuestReport {
   error?: string;
   durationMs: number;
   pauseMs: number;
+  /** How long it was shut down for its backup (snapshot = "shutdown"); 0 otherwise. */
+  downMs: number;
   logicalBytes: number;
   readBytes: number;
   /** Bytes newly stored in the repository for it. */

@@ -71,8 +71,8 @@ function sampleReport(): NightlyReport {
     26 * H,
   );
   const guests = [
-    { guest: 'web01', driver: 'qemu', ok: true, id: 'b'.repeat(64), time: at(0.5), durationMs: 12_500, pauseMs: 0, logicalBytes: 64 << 20, readBytes: 10 << 20, storedBytes: 2 << 20 },
-    { guest: 'broken01', driver: 'static', ok: false, error: 'disk /srv/no.img: no such file', durationMs: 3, pauseMs: 0, logicalBytes: 0, readBytes: 0, storedBytes: 0 },
+    { guest: 'web01', driver: 'qemu', ok: true, id: 'b'.repeat(64), time: at(0.5), durationMs: 12_500, pauseMs: 0, downMs: 90_000, logicalBytes: 64 << 20, readBytes: 10 << 20, storedBytes: 2 << 20 },
+    { guest: 'broken01', driver: 'static', ok: false, error: 'disk /srv/no.img: no such file', durationMs: 3, pauseMs: 0, downMs: 0, logicalBytes: 0, readBytes: 0, storedBytes: 0 },
   ];
   const steps = [
     { step: 'backup' as const, status: 'ok' as const, summary: '1 of 2 guest(s) backed up', durationMs: 13_000 },
@@ -139,6 +139,7 @@ describe('the Prometheus textfile', () => {
     expect(value('ferry_guest_read_bytes', { guest: 'web01' })).toBe(10 << 20);
     expect(value('ferry_guest_stored_bytes', { guest: 'web01' })).toBe(2 << 20);
     expect(value('ferry_guest_pause_seconds', { guest: 'web01' })).toBe(0);
+    expect(value('ferry_guest_down_seconds', { guest: 'web01' })).toBe(90);
     expect(value('ferry_guest_backup_error', { guest: 'broken01' })).toBe(1);
     expect(value('ferry_guest_covered', { guest: 'lab"x', state: 'excluded' })).toBe(0);
     expect(value('ferry_repository_size_bytes', { repository: '/srv/ferry', role: 'primary' })).toBe(5 << 20);

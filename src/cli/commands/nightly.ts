@@ -162,7 +162,7 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
       const outcomes = await backUpFleetGuests(setup, ropts, { command: 'nightly (backup)', concurrency: config.concurrency, tags: nightly.tags, quietIndex: !verbose, log });
       const guests: GuestReport[] = outcomes.map((o) => ({
         guest: o.guest, driver: o.driver, ok: o.ok, ...(o.id ? { id: o.id, time: o.time } : {}), ...(o.error ? { error: o.error } : {}),
-        durationMs: o.durationMs, pauseMs: o.pauseMs, logicalBytes: o.logicalBytes, readBytes: o.readBytes, storedBytes: o.newBytes,
+        durationMs: o.durationMs, pauseMs: o.pauseMs, downMs: o.downMs, logicalBytes: o.logicalBytes, readBytes: o.readBytes, storedBytes: o.newBytes,
       }));
       return { guests };
     },
