@@ -24,10 +24,11 @@ function packageOf(specifier: string): string {
 
 function packagesImportedBySrc(): Set<string> {
   const found = new Set<string>();
-  const pattern = /(?:from\s+|require\(\s*|import\(\s*)'([^'.][^']*)'/g;
+  // A statement's end (`from 'x';`, `require('x')`), so that a message quoting a command ("from 'site plan --out')") is no import.
+  const pattern = /(?:from\s+'([^'.][^']*)'\s*;|(?:require|import)\(\s*'([^'.][^']*)'\s*\))/g;
   for (const file of sourceFiles(path.join(root, 'src'))) {
     for (const m of fs.readFileSync(file, 'utf8').matchAll(pattern)) {
-      const name = packageOf(m[1]);
+      const name = packageOf(m[1] ?? m[2]);
       if (name.startsWith('node:') || builtinModules.includes(name)) continue;
       found.add(name);
     }
