@@ -6,9 +6,9 @@
 // these providers only hand over the disks' own paths. Never chosen
 // automatically: each costs the guest its service for the length of the read.
 import * as fs from 'node:fs';
-import { HypervisorError, describeSystemError } from '../errors';
 import type { GuestDisk } from '../hypervisor/driver';
 import type { InPlaceHold, Snapshot, SnapshotProvider } from './provider';
+import { disksThemselves } from './none';
 
 export class InPlaceReadProvider implements SnapshotProvider {
   readonly kind: 'pause' | 'shutdown';
@@ -25,15 +25,7 @@ export class InPlaceReadProvider implements SnapshotProvider {
   }
 
   async create(disks: GuestDisk[]): Promise<Snapshot[]> {
-    return disks.map((disk) => {
-      try {
-        fs.accessSync(disk.path, fs.constants.R_OK);
-      } catch (err) {
-        throw new HypervisorError(`disk ${disk.device} (${disk.path}) cannot be read: ${describeSystemError(err)}`);
-      }
-      // `<kind>:` marks that nothing was created: there is nothing to remove.
-      return { disk, readPath: disk.path, ownedName: `${this.kind}:${disk.path}` };
-    });
+    return disksThemselves(this.kind, disks);
   }
 
   async remove(): Promise<void> {

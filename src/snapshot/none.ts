@@ -7,6 +7,22 @@ import { HypervisorError, describeSystemError } from '../errors';
 import type { GuestDisk } from '../hypervisor/driver';
 import type { Snapshot, SnapshotProvider } from './provider';
 
+/**
+ * The disks themselves as their "snapshots" (for `none`, and for `pause` /
+ * `shutdown`, where the backup holds the guest): each must be readable;
+ * `<kind>:` in the owned name marks that nothing was created to remove.
+ */
+export function disksThemselves(kind: string, disks: GuestDisk[]): Snapshot[] {
+  return disks.map((disk) => {
+    try {
+      fs.accessSync(disk.path, fs.constants.R_OK);
+    } catch (err) {
+      throw new HypervisorError(`disk ${disk.device} (${disk.path}) cannot be read: ${describeSystemError(err)}`);
+    }
+    return { disk, readPath: disk.path, ownedName: `${kind}:${disk.path}` };
+  });
+}
+
 export class NoSnapshotProvider implements SnapshotProvider {
   readonly kind = 'none';
 
@@ -16,15 +32,7 @@ export class NoSnapshotProvider implements SnapshotProvider {
   }
 
   async create(disks: GuestDisk[]): Promise<Snapshot[]> {
-    return disks.map((disk) => {
-      try {
-        fs.accessSync(disk.path, fs.constants.R_OK);
-      } catch (err) {
-        throw new HypervisorError(`disk ${disk.device} (${disk.path}) cannot be read: ${describeSystemError(err)}`);
-      }
-      // `none:` marks that nothing was created: there is nothing to remove.
-      return { disk, readPath: disk.path, ownedName: `none:${disk.path}` };
-    });
+    return disksThemselves(this.kind, disks);
   }
 
   async remove(): Promise<void> {
