@@ -84,7 +84,8 @@ describe('site restore, killed and run again', () => {
     // Kill once the journal says a batch is durable on the host.
     const run = repo.spawn(['site', 'restore', '--no-start', '--plan', planFile]);
     const journalDir = path.join(runDir(), 'ferry-state', 'site-restore'); // FERRY_STATE_DIR of every ferry the tests run
-    const durable = () => fs.existsSync(journalDir) && fs.readdirSync(journalDir).some((f) => {
+    // Only the records themselves: a `.tmp-PID` file is written before the rename that makes it the record.
+    const durable = () => fs.existsSync(journalDir) && fs.readdirSync(journalDir).filter((f) => f.endsWith('.json')).some((f) => {
       try {
         const r = JSON.parse(fs.readFileSync(path.join(journalDir, f), 'utf8')) as { disk: string; regionsDone: number; complete: boolean };
         return r.disk === 'big01.img' && !r.complete && r.regionsDone >= 4;
