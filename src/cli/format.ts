@@ -1,14 +1,5 @@
 // How numbers and restore points look on a terminal.
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[u]}`;
-}
+export { formatBytes } from '../units/byteSize';
 
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${ms} ms`;

@@ -3,15 +3,13 @@
 // lines that say so on stderr. The waiting itself is src/repo/lockWait.ts.
 import { UsageError } from '../errors';
 import type { LockWait } from '../repo/lockWait';
+import { parseDuration } from '../units/duration';
 import { formatDuration } from './format';
-
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
 /** `90`, `90s`, `10m`, `1.5h`, `500ms` → milliseconds (a bare number is seconds). */
 export function parseWaitDuration(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  const ms = m ? Math.round(Number(m[1]) * UNIT_MS[m[2] ?? 's']) : NaN;
-  if (!(ms >= 0) || ms > 7 * 24 * 3_600_000) {
+  const ms = parseDuration(text, { bareUnit: 's' });
+  if (ms === undefined || ms > 7 * 24 * 3_600_000) {
     throw new UsageError(`--wait-lock: '${text}' is not a duration; use a number with ms, s, m or h (up to a week), e.g. 60s or 10m`);
   }
   return ms;

@@ -43,6 +43,7 @@
 //   file order (a later one overrides an earlier one's keys), then a table
 //   naming the guest exactly overrides them all.
 // Relative paths are taken relative to the config file's directory.
+import { parseByteSize } from '../units/byteSize';
 import type { GuestHooks } from '../hypervisor/driver';
 import type { StaticDiskDefinition, StaticGuestDefinition } from '../hypervisor/static/staticDriver';
 import { SNAPSHOT_KINDS, type SnapshotKind } from '../snapshot/choose';
@@ -123,13 +124,10 @@ const TOP_KEYS = ['repository', 'password_file', 'concurrency', 'include', 'excl
 
 /** The smallest memory budget ferry can keep (one worker, smallest buffers); workers/memoryBudget.ts. */
 export const MIN_MEMORY_LIMIT = 96 * 1024 * 1024;
-const MEMORY_UNITS: Record<string, number> = { K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
-
 /** `160M`, `1G`, `98304K` → bytes; undefined when not a size of at least MIN_MEMORY_LIMIT. */
 export function parseMemoryLimit(text: string): number | undefined {
-  const m = /^(\d+)\s*([KMG])(?:i?B)?$/i.exec(text.trim());
-  const bytes = m ? Number(m[1]) * MEMORY_UNITS[m[2].toUpperCase()] : NaN;
-  return bytes >= MIN_MEMORY_LIMIT ? bytes : undefined;
+  const bytes = parseByteSize(text);
+  return bytes !== undefined && bytes >= MIN_MEMORY_LIMIT ? bytes : undefined;
 }
 const RETENTION_KEYS = ['keep_last', 'keep_hourly', 'keep_daily', 'keep_weekly', 'keep_monthly', 'keep_yearly', 'keep_within', 'keep_tags'];
 const RULE_KEYS = ['quiesce', 'pre_hook', 'post_hook', 'snapshot', 'boot_group', 'boot_priority', ...RETENTION_KEYS, 'health', 'health_timeout'];

@@ -1,17 +1,17 @@
 // How an image is cut into chunks. Stored in the repository config, so every
 // backup into one repository cuts the same way (and dedupes).
 import { UsageError } from '../errors';
+import { parseByteSize } from '../units/byteSize';
 import { ChunkerParams, REGION_SIZE } from '../repo/format';
 
 /** Chosen by measurement on disk images: see docs/ARCHITECTURE.md, "Chunk size". */
 export const DEFAULT_CHUNKER = 'fastcdc:256K';
 
-const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 * 1024 };
-
+/** `256K`, `16M` → bytes, or a usage error naming `what` (a flag). */
 export function parseSize(text: string, what: string): number {
-  const m = /^(\d+)([KM]?)(i?B)?$/i.exec(text.trim());
-  if (!m) throw new UsageError(`${what}: '${text}' is not a size; use a number with K or M, e.g. 256K`);
-  return Number(m[1]) * UNITS[m[2].toUpperCase()];
+  const bytes = parseByteSize(text);
+  if (bytes === undefined) throw new UsageError(`${what}: '${text}' is not a size; use a number with K or M, e.g. 256K`);
+  return bytes;
 }
 
 /** Parse `fastcdc:256K` or `fixed:4M`. */

@@ -8,6 +8,8 @@
 //   health = { command = ["pg_isready", "-h", "db01"] }
 //   health_timeout = "5m"                    ms, s, m, h; default 5m
 
+import { parseDuration } from '../units/duration';
+
 export type HealthCheck =
   | { kind: 'tcp'; host: string; port: number }
   | { kind: 'serial'; pattern: string }
@@ -46,10 +48,8 @@ export function serialPatternProblem(pattern: string): string | undefined {
 
 /** `"90s"`, `"5m"`, `"1h"`, `"500ms"` → milliseconds, or undefined when it is none of these (or 0, or over a day). */
 export function parseHealthTimeout(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/.exec(text.trim());
-  if (!m) return undefined;
-  const ms = Math.round(Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h']);
-  return ms > 0 && ms <= MAX_HEALTH_TIMEOUT_MS ? ms : undefined;
+  const ms = parseDuration(text);
+  return ms !== undefined && ms > 0 && ms <= MAX_HEALTH_TIMEOUT_MS ? ms : undefined;
 }
 
 /** The check in the words of the config: `tcp 10.0.0.5:5432`, `serial "login:"`, `command pg_isready -h db01`. */

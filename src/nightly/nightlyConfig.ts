@@ -14,6 +14,7 @@
 //     notify_on        "failure" | "always"; "failure"
 //     work_dir         string   "/var/tmp/ferry"; where hypervisor backup jobs write their copies
 //     tags             [string] []; tags for the night's restore points
+import { parseDuration } from '../units/duration';
 import { type KeyPath, type Table, TomlChecker, parseTomlDocument } from '../config/tomlChecker';
 import { parseSubsetSpec } from '../check/readDataSubset';
 
@@ -41,13 +42,10 @@ export interface NightlyConfig {
 
 const NIGHTLY_KEYS = ['max_age', 'prune_on', 'check_read_data', 'offsite', 'textfile', 'notify_webhook', 'notify_command', 'notify_on', 'work_dir', 'tags'];
 
-/** `26h`, `2d`, `90m` → ms; undefined when it is not such a duration. */
+/** `26h`, `2d`, `90m` → ms; undefined when it is not such a duration (or zero). */
 export function parseAge(text: string): number | undefined {
-  const m = /^(\d{1,6})\s*([mhd])$/.exec(text.trim());
-  if (!m) return undefined;
-  const unit = { m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'm' | 'h' | 'd'];
-  const ms = Number(m[1]) * unit;
-  return ms > 0 ? ms : undefined;
+  const ms = parseDuration(text);
+  return ms !== undefined && ms > 0 ? ms : undefined;
 }
 
 /** The [nightly] settings of a ferry.conf text (already accepted by parseFerryConfig). */

@@ -6,9 +6,10 @@
 // copies then hold what the repository holds). The work of each step (the
 // repository, its locks, the hypervisors) is given by the caller, which owns
 // the process; this file owns the order, the skipping and the report.
+import { formatBytes } from '../units/byteSize';
 import * as os from 'node:os';
 import { type KnownGuest, type PointSeen, computeCoverage } from './coverage';
-import { type GuestReport, type NightlyReport, bytes, type RepositoryReport, type StepName, type StepReport, problemsOf } from './report';
+import { type GuestReport, type NightlyReport, type RepositoryReport, type StepName, type StepReport, problemsOf } from './report';
 import { type NightlyConfig, pruneTonight } from './nightlyConfig';
 import type { NightlyTimes } from './nightlyRecord';
 
@@ -64,7 +65,7 @@ export async function runNightly(config: NightlyConfig, repository: string, step
     const ok = guests.filter((g) => g.ok);
     const sum = (f: (g: GuestReport) => number) => ok.reduce((n, g) => n + f(g), 0);
     const figures = { guests: guests.length, failed: guests.length - ok.length, readBytes: sum((g) => g.readBytes), storedBytes: sum((g) => g.storedBytes) };
-    return { summary: `${ok.length} of ${guests.length} guest(s) backed up, ${bytes(figures.readBytes)} read, ${bytes(figures.storedBytes)} newly stored`, figures };
+    return { summary: `${ok.length} of ${guests.length} guest(s) backed up, ${formatBytes(figures.readBytes)} read, ${formatBytes(figures.storedBytes)} newly stored`, figures };
   });
   await run('forget', async () => (await steps.forget()) ?? { skip: 'no [retention] policy in ferry.conf' });
   const times = steps.times.read();

@@ -1,6 +1,7 @@
 // The night's report: one object (printed by --json, POSTed to the webhook,
 // the source of the .prom file) and its one-screen human form (stdout, which
 // cron mails). Problems come first in both: they are what the reader is for.
+import { formatBytes } from '../units/byteSize';
 import { type Coverage, type CoverageEntry, FAILING_STATES } from './coverage';
 
 /** The steps in their order; `coverage` appears only when listing the restore points for it failed. */
@@ -123,7 +124,7 @@ export function formatHumanReport(r: NightlyReport): string {
     if (s.step === 'backup') for (const g of failed) lines.push(`  FAILED ${g.guest} (${g.driver}): ${g.error}`);
   }
   for (const repo of r.repositories) {
-    const size = repo.sizeBytes === undefined ? 'size unknown' : `${bytes(repo.sizeBytes)} in ${repo.packs} pack(s)`;
+    const size = repo.sizeBytes === undefined ? 'size unknown' : `${formatBytes(repo.sizeBytes)} in ${repo.packs} pack(s)`;
     const times = repo.role === 'primary' ? `; last prune ${repo.lastPrune ? clock(repo.lastPrune) : 'never'}, last check ${repo.lastCheck ? clock(repo.lastCheck) : 'never'}` : '';
     lines.push(`${repo.role === 'primary' ? 'repository' : 'offsite'} ${repo.location}: ${size}${times}`);
   }
@@ -150,16 +151,6 @@ export function age(ms: number): string {
   return `${Math.round(ms / 86_400_000)} d`;
 }
 
-export function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[u]}`;
-}
 
 /** The report of a night where nothing could be done (exit 2): the same shape, empty, with the one problem. */
 export function nothingDoneReport(repository: string, host: string, startedAt: Date, finishedAt: Date, problem: string, maxAgeMs: number): NightlyReport {

@@ -15,20 +15,22 @@ const SRC = path.resolve(__dirname, '..', '..', 'src');
  */
 const MAY_IMPORT: Record<string, readonly string[]> = {
   host: [],
+  // Sizes and durations as people write them: read by flags and config keys alike.
+  units: [],
   concurrency: [],
   types: [],
   storage: ['host'],
   crypto: [],
   // The format's constants and the page-patch body are leaf files of repo/: dedupe cuts and patches by them.
   // Snapshot providers hand dedupe byte ranges (ByteRange is the snapshot seam's type).
-  dedupe: ['crypto', 'snapshot', 'repo/format', 'repo/pagePatchFormat'],
+  dedupe: ['units', 'crypto', 'snapshot', 'repo/format', 'repo/pagePatchFormat'],
   repo: ['storage', 'crypto', 'host'],
   workers: ['repo', 'crypto', 'dedupe', 'host'],
   hypervisor: ['host'],
   snapshot: ['hypervisor', 'host', 'concurrency'],
-  config: ['hypervisor', 'snapshot', 'retention', 'health'],
+  config: ['units', 'hypervisor', 'snapshot', 'retention', 'health'],
   // Health checks of restored guests: its commands run with the child environment of hypervisor/.
-  health: ['hypervisor'],
+  health: ['units', 'hypervisor'],
   retention: [],
   backup: ['hypervisor', 'snapshot', 'dedupe', 'crypto', 'repo', 'storage', 'workers', 'host', 'concurrency', 'config'],
   restore: ['repo', 'crypto', 'dedupe', 'storage', 'workers', 'host', 'concurrency'],
@@ -39,7 +41,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   tar: ['backup', 'restore', 'repo', 'crypto', 'dedupe', 'storage', 'workers', 'concurrency'],
   site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'workers', 'concurrency', 'host', 'health', 'crypto', 'dedupe'],
   // The nightly job's parts: [nightly] read with config's checker, the check's subset spec, hooks' secret-free environment.
-  nightly: ['config', 'check', 'hypervisor'],
+  nightly: ['units', 'config', 'check', 'hypervisor'],
   drill: ['restore', 'repo', 'workers', 'site', 'hypervisor', 'health'],
   demo: ['backup', 'restore', 'repo', 'storage', 'crypto', 'dedupe', 'workers', 'hypervisor', 'snapshot', 'concurrency', 'host'],
   schedule: [],

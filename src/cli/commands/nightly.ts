@@ -4,6 +4,7 @@
 // backup --all, forget, prune, check and sync do.
 import * as os from 'node:os';
 import { Command } from 'commander';
+import { formatBytes } from '../format';
 import { withPool, withRepository, RepoOptions, lockOptions, openBackendAt, openRepository, whileLocked } from '../session';
 import { obtainPassword } from '../password';
 import { fleetGuests } from '../fleetGuests';
@@ -29,7 +30,7 @@ import { NightlyConfig, parseNightlyConfig } from '../../nightly/nightlyConfig';
 import { NightlySteps, StepDone, runNightly } from '../../nightly/nightlyRun';
 import { NightlyRecord } from '../../nightly/nightlyRecord';
 import { offsiteSkipReason } from '../../nightly/offsite';
-import { GuestReport, NightlyReport, NotificationResult, bytes, formatHumanReport, nothingDoneReport } from '../../nightly/report';
+import { GuestReport, NightlyReport, NotificationResult, formatHumanReport, nothingDoneReport } from '../../nightly/report';
 import { renderPromTextfile, writeTextfileAtomically } from '../../nightly/promTextfile';
 import { postWebhook, runNotifyCommand } from '../../nightly/notify';
 
@@ -193,7 +194,7 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
       return withRepository(ropts, 'exclusive', 'nightly (prune)', async (repo, lock): Promise<StepDone> => {
         const r = await pruneRepository(repo, { repackBelow: 0.5, mode: 'prune', confirmLock: () => lock!.verify() });
         return {
-          summary: `freed ${r.blobsFreed} blob(s), ${bytes(r.bytesFreed)}; packs ${r.packsBefore} → ${r.packsAfter} (${r.packsRepacked} repacked)`,
+          summary: `freed ${r.blobsFreed} blob(s), ${formatBytes(r.bytesFreed)}; packs ${r.packsBefore} → ${r.packsAfter} (${r.packsRepacked} repacked)`,
           figures: { bytesFreed: r.bytesFreed, blobsFreed: r.blobsFreed, packsDeleted: r.packsDeleted, packsRepacked: r.packsRepacked },
         };
       });
@@ -239,7 +240,7 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
         locks.push(await acquireLockWaiting(await Repository.open(fenced, secret), 'shared', 'nightly (sync target)', lock, wait));
         const s = await whileLocked(locks, () => syncRepositories(source, fenced, { concurrency: 4, verify: false }));
         return {
-          summary: `copied ${s.copied.objects} object(s), ${bytes(s.copied.bytes)}; ${s.skipped.objects} already there; ${s.restorePoints} restore point(s)`,
+          summary: `copied ${s.copied.objects} object(s), ${formatBytes(s.copied.bytes)}; ${s.skipped.objects} already there; ${s.restorePoints} restore point(s)`,
           figures: { copiedObjects: s.copied.objects, copiedBytes: s.copied.bytes, restorePoints: s.restorePoints },
         };
       } finally {

@@ -1,5 +1,6 @@
 // `ferry prune`: free what no restore point needs (src/prune/, rules in docs/FORMAT.md).
 // `forget --prune` uses the same options and report.
+import { parseByteSize } from '../../units/byteSize';
 import { Command } from 'commander';
 import { withRepository, RepoOptions } from '../session';
 import { formatBytes } from '../format';
@@ -27,13 +28,10 @@ export function addPruneFlags(command: Command, who: 'prune' | 'forget --prune')
     .option('--max-repack <size>', `${only}rewrite at most this many bytes of packs in this run (e.g. 500M, 2G), lowest live share first; a later prune does the rest`);
 }
 
-const SIZE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
-
-/** `500M`, `2G`, `1.5T`, `4096` → bytes (K, M, G, T are powers of 1024). */
+/** `500M`, `2G`, `1.5T`, `4096` → bytes, or a usage error naming the flag. */
 function parseSize(text: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim());
-  const bytes = m ? Math.floor(Number(m[1]) * SIZE_UNITS[m[2].toUpperCase()]) : NaN;
-  if (!(bytes >= 0)) throw new UsageError(`${flag}: '${text}' is not a size; use bytes with K, M, G or T, e.g. 2G`);
+  const bytes = parseByteSize(text);
+  if (bytes === undefined) throw new UsageError(`${flag}: '${text}' is not a size; use bytes with K, M, G or T, e.g. 2G`);
   return bytes;
 }
 
