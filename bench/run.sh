@@ -1,166 +1,21 @@
 #!/usr/bin/env bash
-# Ferry vs restic vs borg on the same real disk images, in one run.
+# `npm run bench`: ferry vs restic vs borg on both corpora, in one run, each
+# beside the limits of this machine measured in the same run; then one table.
 #
-#   npm run bench                 (= npm run build && bash bench/run.sh)
-#   BENCH_TOOLS="restic borg" bash bench/run.sh
+#   npm run bench                       (= npm run build && bash bench/run.sh)
+#   BENCH_CORPORA=dense bash bench/run.sh
 #
-# Phases, each tool in turn, page cache dropped before every tool's phase:
-#   init; night 0 full backup of all guests; nights 1..N incremental;
-#   restore of the last night of all guests (sha256 + sparseness checked);
-#   repository bytes (du -sb) after every night.
-# Results: Markdown table on stdout and in bench/results/latest.md; raw
-# per-invocation numbers in $FERRY_BENCH_DIR/run/raw.jsonl. Never asserts speed.
-#
-# Environment: FERRY_BENCH_DIR [/var/tmp/ferry-bench], BENCH_TOOLS [ferry restic borg],
-# BENCH_BORG_COMPRESSION [zstd,3], BENCH_KEEP_RESTORE (keep restored images),
-# BENCH_OUT [bench/results/latest.md], plus the corpus variables of bench/corpus.sh.
+# Per corpus: bench/compare.sh (results/latest.md for the default corpus,
+# results/latest-dense.md for the dense one); both together: results/summary.md.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-[[ $(id -u) -eq 0 ]] || { echo "run.sh: must run as root (corpus loop mounts, drop_caches)" >&2; exit 1; }
-bench_ensure_tools
-bash "$bench_here/corpus.sh"
-NIGHTS=$(ls -d "$CORPUS"/nights/* | wc -l)
-NIGHTS=$((NIGHTS - 1))
-GUESTS=$(ls "$CORPUS"/nights/0/*.img | wc -l)
-
-TOOLS=${BENCH_TOOLS:-ferry restic borg}
-BORG_COMPRESSION=${BENCH_BORG_COMPRESSION:-zstd,3}
-OUT=${BENCH_OUT:-$bench_here/results/latest.md}
-notes=()
-if [[ " $TOOLS " == *" ferry "* ]] && ! ferry_ok; then
-  notes+=("ferry skipped: \`node bin/ferry --help\` does not work in this tree (not built or CLI not there yet)")
-  TOOLS=$(echo " $TOOLS " | sed 's/ ferry / /')
-  blog "ferry does not work yet; running: $TOOLS"
-fi
-
-work=$BENCH_DIR/run
-rm -rf "$work"
-mkdir -p "$work/repos" "$work/logs" "$work/stage" "$work/restore" "$work/cache"
-raw=$work/raw.jsonl
-: >"$raw"
-stage=$work/stage
-export RESTIC_CACHE_DIR=$work/cache/restic BORG_BASE_DIR=$work/cache/borg
-export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=no BORG_DISPLAY_PASSPHRASE=no
-
-# The images are presented at one stable path per guest (hard links to the
-# night's snapshot), so restic and borg see "the same file, changed", as they
-# would on a real host, and use their parent snapshot / files cache.
-stage_night() {
-  local n=$1 g
-  rm -f "$stage"/*.img
-  for g in $(seq 1 "$GUESTS"); do ln "$CORPUS/nights/$n/guest$g.img" "$stage/guest$g.img"; done
-}
-
-repo_of() { echo "$work/repos/$1"; }
-
-tool_init() {
-  local t=$1 r
-  r=$(repo_of "$t")
-  case $t in
-    ferry) timed "$raw" ferry init -1 - "$work/logs/ferry-init.log" -- node "$FERRY_BIN" init --repo "$r" ;;
-    restic) timed "$raw" restic init -1 - "$work/logs/restic-init.log" -- restic init --repo "$r" --repository-version 2 ;;
-    borg) timed "$raw" borg init -1 - "$work/logs/borg-init.log" -- borg init --encryption=repokey-blake2 "$r" ;;
-  esac
-}
-
-tool_backup() { # tool night guest
-  local t=$1 n=$2 g=$3 r log
-  r=$(repo_of "$t")
-  log=$work/logs/$t-backup-n$n-$g.log
-  case $t in
-    ferry) timed "$raw" ferry backup "$n" "$g" "$log" -- node "$FERRY_BIN" backup --repo "$r" --guest "$g" "$stage/$g.img" --json ;;
-    restic) timed "$raw" restic backup "$n" "$g" "$log" -- restic --repo "$r" backup --host ferry-bench --tag "$g" "$stage/$g.img" ;;
-    borg) (cd "$stage" && timed "$raw" borg backup "$n" "$g" "$log" -- borg create --compression "$BORG_COMPRESSION" "$r::$g-n$n" "$g.img") ;;
-  esac
-}
-
-tool_restore() { # tool guest dir
-  local t=$1 g=$2 d=$3 r log
-  r=$(repo_of "$t")
-  log=$work/logs/$t-restore-$g.log
-  mkdir -p "$d"
-  case $t in
-    ferry) timed "$raw" ferry restore "$NIGHTS" "$g" "$log" -- node "$FERRY_BIN" restore --repo "$r" latest --guest "$g" --to "$d" ;;
-    # ferry fsyncs what it restores (write, fsync, rename); restic and borg
-    # leave dirty pages behind. To compare durable restores, their timed
-    # command ends with an fsync of the restored files (coreutils `sync FILE`).
-    restic) timed "$raw" restic restore "$NIGHTS" "$g" "$log" -- sh -c 'restic --repo "$1" restore latest --host ferry-bench --tag "$2" --target "$3" && find "$3" -type f -exec sync {} +' sh "$r" "$g" "$d" ;;
-    borg) (cd "$d" && timed "$raw" borg restore "$NIGHTS" "$g" "$log" -- sh -c 'borg extract --sparse "$1" && find . -type f -exec sync {} +' sh "$r::$g-n$NIGHTS") ;;
-  esac
-}
-
-blog "corpus: $GUESTS guests, nights 0..$NIGHTS; tools: $TOOLS"
-t_run=$(date +%s)
-load_start=$(cat /proc/loadavg)
-
-# True change per night (differing 4 KiB blocks), the floor any tool could store.
-truechange_all >>"$raw"
-for n in 0 "$NIGHTS"; do
-  for g in $(seq 1 "$GUESTS"); do
-    f=$CORPUS/nights/$n/guest$g.img
-    record "$raw" "{\"phase\":\"source\",\"night\":$n,\"guest\":\"guest$g\",\"logical\":$(stat -c %s "$f"),\"allocated\":$(($(stat -c %b "$f") * 512))}"
-  done
+CORPORA=${BENCH_CORPORA:-corpus dense}
+t0=$(date +%s)
+for c in $CORPORA; do
+  blog "corpus $c"
+  BENCH_CORPUS=$c bash "$bench_here/compare.sh" >/dev/null
 done
-
-for t in $TOOLS; do tool_init "$t" || true; done
-
-for n in $(seq 0 "$NIGHTS"); do
-  stage_night "$n"
-  for t in $TOOLS; do
-    drop_caches "$stage"
-    blog "$t: backup night $n"
-    for g in $(seq 1 "$GUESTS"); do tool_backup "$t" "$n" "guest$g" || true; done
-    sync
-    record "$raw" "{\"tool\":\"$t\",\"phase\":\"repo\",\"night\":$n,\"bytes\":$(du -sb "$(repo_of "$t")" | cut -f1),\"cacheBytes\":$(du -sbc "$work/cache/$t" 2>/dev/null | tail -1 | cut -f1)}"
-  done
-done
-
-if [[ " $TOOLS " == *" ferry "* ]]; then
-  ferry stats --repo "$(repo_of ferry)" --json >"$work/ferry-stats.json" 2>"$work/logs/ferry-stats.log" || true
-fi
-
-declare -A want
-while read -r sum name; do want[${name#\*}]=$sum; done <"$CORPUS/nights/$NIGHTS/SHA256SUMS"
-for t in $TOOLS; do
-  drop_caches "$CORPUS/nights/$NIGHTS"
-  blog "$t: restore night $NIGHTS"
-  for g in $(seq 1 "$GUESTS"); do
-    d=$work/restore/$t/guest$g
-    tool_restore "$t" "guest$g" "$d" || true
-  done
-  sync
-  for g in $(seq 1 "$GUESTS"); do
-    d=$work/restore/$t/guest$g
-    # the restored image: the largest regular file under the target
-    f=$(find "$d" -type f -printf '%s %p\n' 2>/dev/null | sort -n | tail -n 1 | cut -d' ' -f2-)
-    if [[ -n $f ]]; then
-      sum=$(sha256sum "$f" | cut -d' ' -f1)
-      ok=false
-      [[ $sum == "${want[guest$g.img]}" ]] && ok=true
-      record "$raw" "{\"tool\":\"$t\",\"phase\":\"restored\",\"night\":$NIGHTS,\"guest\":\"guest$g\",\"file\":\"$f\",\"logical\":$(stat -c %s "$f"),\"allocated\":$(($(stat -c %b "$f") * 512)),\"sha256ok\":$ok}"
-    else
-      record "$raw" "{\"tool\":\"$t\",\"phase\":\"restored\",\"night\":$NIGHTS,\"guest\":\"guest$g\",\"file\":null,\"logical\":0,\"allocated\":0,\"sha256ok\":false}"
-    fi
-  done
-  [[ -n ${BENCH_KEEP_RESTORE:-} ]] || rm -rf "$work/restore/$t"
-done
-rm -f "$stage"/*.img
-
-# ---- report ------------------------------------------------------------------
-versions="node $(node -v)"
-for t in $TOOLS; do
-  case $t in
-    ferry) versions+="; ferry $(node -p "require('$FERRY_APP/package.json').version") @ $FERRY_REV (dist built at $(date -r "$FERRY_APP/dist/cli/main.js" +%FT%T))" ;;
-    restic) versions+="; $(restic version | cut -d' ' -f1-2)" ;;
-    borg) versions+="; $(borg --version)" ;;
-  esac
-done
-settings="restic: repository v2, default compression (auto), default chunker (avg 1 MiB); borg: --encryption=repokey-blake2, --compression $BORG_COMPRESSION, default buzhash chunker (avg 2 MiB), extract --sparse; ferry: defaults of \`ferry init\`"
-node "$bench_here/lib/report.mjs" \
-  --raw "$raw" --out "$OUT" --tools "$TOOLS" \
-  --versions "$versions" --settings "$settings" \
-  --drop-caches "$DROP_CACHES" --load-start "$load_start" --load-end "$(cat /proc/loadavg)" \
-  --elapsed "$(($(date +%s) - t_run))" --corpus "$CORPUS/manifest.txt" \
-  --ferry-stats "$work/ferry-stats.json" \
-  --notes "$(printf '%s\n' "${notes[@]+"${notes[@]}"}")"
+args=()
+for c in $CORPORA; do args+=(--corpus "$c=$BENCH_DIR/raw/$c.jsonl"); done
+node "$bench_here/lib/summary.mjs" "${args[@]}" --elapsed "$(($(date +%s) - t0))" --out "$bench_here/results/summary.md"

@@ -13,7 +13,7 @@
 # keys), so CPU is part of what is measured.
 #
 # Environment: FERRY_BENCH_DIR [/var/tmp/ferry-bench] (repositories from
-# bench/run.sh under run/repos/{ferry,restic}); BENCH_SYNC_TOOLS [ferry restic];
+# bench/run.sh under run-corpus/repos/{ferry,restic}); BENCH_SYNC_TOOLS [ferry restic];
 # BENCH_SYNC_OUT [$FERRY_BENCH_DIR/sync-results.md]. Never asserts speed.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -21,7 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 TOOLS=${BENCH_SYNC_TOOLS:-ferry restic}
 OUT=${BENCH_SYNC_OUT:-$BENCH_DIR/sync-results.md}
 work=$BENCH_DIR/sync
-repos=$BENCH_DIR/run/repos
+repos=$BENCH_DIR/run-corpus/repos
 rm -rf "$work"
 mkdir -p "$work" "$(dirname "$OUT")"
 rows=()
@@ -78,6 +78,7 @@ proxy_pid=""
 cleanup() {
   [[ -n $proxy_pid ]] && kill "$proxy_pid" 2>/dev/null || true
   [[ -n $rgw ]] && bash "$bench_repo/scripts/testbed/ceph-rgw.sh" stop "$rgw" >/dev/null 2>&1 || true
+  rm -rf "$FERRY_APP" "$FERRY_APP.tmp"
 }
 trap cleanup EXIT
 

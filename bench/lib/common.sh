@@ -4,7 +4,10 @@
 bench_here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bench_repo=$(cd "$bench_here/.." && pwd)
 BENCH_DIR=${FERRY_BENCH_DIR:-/var/tmp/ferry-bench}
-CORPUS=$BENCH_DIR/corpus
+# Two corpora: `corpus` (the default: 2 GiB images, ~25 % allocated) and
+# `dense` (1 GiB images, over half allocated with real files); bench/corpus.sh.
+CORPUS_NAME=${BENCH_CORPUS:-corpus}
+CORPUS=$BENCH_DIR/$CORPUS_NAME
 PASSWORD=${BENCH_PASSWORD:-ferry-bench-passphrase}
 export FERRY_PASSWORD=$PASSWORD RESTIC_PASSWORD=$PASSWORD BORG_PASSPHRASE=$PASSWORD
 
@@ -16,6 +19,7 @@ bench_ensure_tools() {
   [[ -x /usr/bin/time ]] || missing+=(time)
   command -v restic >/dev/null || missing+=(restic)
   command -v borg >/dev/null || missing+=(borgbackup)
+  command -v zstd >/dev/null || missing+=(zstd)
   if ((${#missing[@]})); then
     blog "apt-get install ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null \
@@ -40,7 +44,10 @@ drop_caches() {
 # Ferry runs from a private copy of the build (bin/, dist/, build/Release,
 # prebuilds/, package.json; node_modules linked) taken at the start of a run, so a
 # concurrent rebuild of the working tree cannot change ferry mid-benchmark.
-FERRY_APP=$BENCH_DIR/ferry-app
+# One copy per run (pid in the name), so two benchmark scripts running at once
+# never replace each other's ferry halfway; removed when the script exits.
+FERRY_APP=$BENCH_DIR/ferry-app.$$
+trap 'rm -rf "$FERRY_APP" "$FERRY_APP.tmp"' EXIT
 FERRY_BIN=$FERRY_APP/bin/ferry
 FERRY_REV=unknown
 ferry_snapshot() {
