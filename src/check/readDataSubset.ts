@@ -5,9 +5,9 @@
 // host's state directory), so a pack present for N consecutive runs is read
 // exactly once in them: every pack within N nights. `n/t` reads bucket n of t
 // (1-based, as restic writes it) and moves no cursor.
+import { replaceFileSync } from '../host/replacedFile';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { UsageError } from '../errors';
 
 export interface ReadDataSubset {
@@ -73,18 +73,10 @@ export class ReadDataCursor {
    * where the next one starts (it reads the same subset again).
    */
   advance(done: ReadDataSubset): string | undefined {
-    const tmp = `${this.file}.tmp-${randomBytes(4).toString('hex')}`;
     try {
-      fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
-      fs.writeFileSync(tmp, JSON.stringify({ of: done.of, next: (done.bucket + 1) % done.of }) + '\n', { mode: 0o600 });
-      fs.renameSync(tmp, this.file);
+      replaceFileSync(this.file, JSON.stringify({ of: done.of, next: (done.bucket + 1) % done.of }) + '\n', { mode: 0o600, folderMode: 0o700 });
       return undefined;
     } catch (err) {
-      try {
-        fs.rmSync(tmp, { force: true });
-      } catch {
-        // Its directory could not be made: there is no temp file to remove.
-      }
       return `check cursor ${this.file}: cannot be written (${(err as Error).message}); the next run reads the same subset again`;
     }
   }

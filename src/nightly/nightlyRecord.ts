@@ -1,9 +1,10 @@
 // What `ferry nightly` remembers between nights on this host, per repository
 // location: when it last pruned and checked (prune runs weekly, so the .prom
 // file must say how long ago). `<stateDir>/nightly/<hash of the location>.json`.
+import { replaceFileSync } from '../host/replacedFile';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 
 export interface NightlyTimes {
   lastPrune?: string;
@@ -32,9 +33,6 @@ export class NightlyRecord {
 
   /** Atomic (temp file, rename); throws the system error, which the caller reports. */
   write(times: NightlyTimes): void {
-    fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
-    const tmp = `${this.file}.tmp-${randomBytes(4).toString('hex')}`;
-    fs.writeFileSync(tmp, JSON.stringify(times) + '\n', { mode: 0o600 });
-    fs.renameSync(tmp, this.file);
+    replaceFileSync(this.file, JSON.stringify(times) + '\n', { mode: 0o600, folderMode: 0o700 });
   }
 }

@@ -3,9 +3,7 @@
 // stored, pause and error state; per repository its size and last prune and
 // check. Written to a temporary name in the same folder and renamed, so the
 // collector never reads half a file.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { replaceFileSync } from '../host/replacedFile';
 import { InputError, describeSystemError } from '../errors';
 import type { NightlyReport } from './report';
 
@@ -69,18 +67,9 @@ export function renderPromTextfile(r: NightlyReport): string {
 
 /** Write `text` to `file` atomically: a temporary file beside it, fsynced, renamed over it. */
 export function writeTextfileAtomically(file: string, text: string): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${randomBytes(4).toString('hex')}`);
   try {
-    const fd = fs.openSync(tmp, 'wx', 0o644);
-    try {
-      fs.writeSync(fd, text);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
+    replaceFileSync(file, text, { mode: 0o644 });
   } catch (err) {
-    fs.rmSync(tmp, { force: true });
     throw new InputError(`textfile ${file}: cannot be written: ${describeSystemError(err)}; check that its folder exists and is writable`, { cause: err });
   }
 }

@@ -17,9 +17,9 @@
 // The record only adds warnings: a record that cannot be read or saved (a
 // read-only home, a damaged file) never stops a backup or a restore; it is
 // reported in `problems` for the caller to print.
+import { replaceFileSync } from '../host/replacedFile';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { describeSystemError } from '../errors';
 
 export interface SeenPoint {
@@ -124,18 +124,10 @@ export class SeenRestorePoints {
   }
 
   private write(content: RecordFile): void {
-    const temp = `${this.file}.tmp-${randomBytes(6).toString('hex')}`;
     try {
       // Private: it names guests and times of backups.
-      fs.mkdirSync(path.dirname(this.file), { recursive: true, mode: 0o700 });
-      fs.writeFileSync(temp, JSON.stringify(content), { mode: 0o600, flag: 'wx' });
-      fs.renameSync(temp, this.file);
+      replaceFileSync(this.file, JSON.stringify(content), { mode: 0o600, folderMode: 0o700 });
     } catch (err) {
-      try {
-        fs.rmSync(temp, { force: true });
-      } catch {
-        // the temp file was never made (its folder could not be): nothing to remove
-      }
       this.problems.push(
         `cannot save this host's record of restore points ${this.file}: ${describeSystemError(err)}; vanished restore points go unnoticed until it can (--state-dir, FERRY_STATE_DIR)`,
       );

@@ -5,6 +5,7 @@
 // written whole (temporary name, rename); a file ferry did not write (no
 // WRITTEN_BY line) is never overwritten or removed. Starting the timer on the
 // live system (systemctl) is the caller's business.
+import { replaceFileSync } from '../host/replacedFile';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InputError, describeSystemError } from '../errors';
@@ -95,11 +96,8 @@ export function installSchedule(root: string, kind: SchedulerKind, settings: Sch
 }
 
 function writeWhole(file: string, content: string): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
-  const temp = `${file}.ferry-tmp-${process.pid}`;
-  fs.writeFileSync(temp, content, { mode: 0o644 });
-  fs.chmodSync(temp, 0o644); // whatever the umask: cron and systemd read it as root, others may look
-  fs.renameSync(temp, file);
+  // 0644 whatever the umask: cron and systemd read it as root, others may look.
+  replaceFileSync(file, content, { mode: 0o644, folderMode: 0o755 });
 }
 
 /** The installed schedule, if any (both kinds at once only if someone copied files by hand: systemd's is named). */

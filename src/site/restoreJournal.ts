@@ -3,6 +3,7 @@
 // fsynced. A re-run of the same plan continues after them instead of starting
 // over, and a disk marked complete is not written again. Each record is one
 // small JSON file, replaced atomically (written aside, fsynced, renamed).
+import { replaceFileSync } from '../host/replacedFile';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -42,19 +43,9 @@ export class RestoreJournal {
 
   write(host: string, target: string, record: DiskJournalRecord): void {
     const file = this.file(host, target);
-    const temp = `${file}.tmp-${process.pid}`;
     try {
-      fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-      const fd = fs.openSync(temp, 'w', 0o600);
-      try {
-        fs.writeSync(fd, JSON.stringify(record));
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      fs.renameSync(temp, file);
+      replaceFileSync(file, JSON.stringify(record), { mode: 0o600, folderMode: 0o700 });
     } catch (err) {
-      fs.rmSync(temp, { force: true });
       throw new StorageError(`cannot write the site restore journal in ${this.dir}: ${describeSystemError(err)}`, { cause: err });
     }
   }

@@ -12,6 +12,7 @@
 //   elsewhere, its start or its health check failed) stops the boot there:
 //   later groups are not started, since they may depend on it. Each guest
 //   left unstarted says why.
+import { replaceFileSync } from '../host/replacedFile';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -103,13 +104,9 @@ export class StartJournal {
 
   record(host: string, guest: string, plan: string, restorePoint: string): void {
     const file = this.file(host, guest);
-    const temp = `${file}.tmp-${process.pid}`;
     try {
-      fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-      fs.writeFileSync(temp, JSON.stringify({ plan, restorePoint, host, guest, time: new Date().toISOString() }), { mode: 0o600 });
-      fs.renameSync(temp, file);
+      replaceFileSync(file, JSON.stringify({ plan, restorePoint, host, guest, time: new Date().toISOString() }), { mode: 0o600, folderMode: 0o700 });
     } catch (err) {
-      fs.rmSync(temp, { force: true });
       throw new StorageError(`cannot write the site restore journal in ${this.dir}: ${describeSystemError(err)}`, { cause: err });
     }
   }

@@ -34,17 +34,17 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   retention: [],
   backup: ['hypervisor', 'snapshot', 'dedupe', 'crypto', 'repo', 'storage', 'workers', 'host', 'concurrency', 'config'],
   restore: ['repo', 'crypto', 'dedupe', 'storage', 'workers', 'host', 'concurrency'],
-  check: ['repo', 'crypto', 'storage', 'workers', 'concurrency'],
+  check: ['repo', 'crypto', 'storage', 'workers', 'concurrency', 'host'],
   repair: ['repo', 'crypto', 'storage', 'concurrency'],
   prune: ['repo', 'crypto', 'storage'],
   sync: ['repo', 'crypto', 'storage', 'host', 'concurrency', 'prune'],
   tar: ['backup', 'restore', 'repo', 'crypto', 'dedupe', 'storage', 'workers', 'concurrency'],
   site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'workers', 'concurrency', 'host', 'health', 'crypto', 'dedupe'],
   // The nightly job's parts: [nightly] read with config's checker, the check's subset spec, hooks' secret-free environment.
-  nightly: ['units', 'config', 'check', 'hypervisor'],
+  nightly: ['units', 'config', 'check', 'hypervisor', 'host'],
   drill: ['restore', 'repo', 'workers', 'site', 'hypervisor', 'health'],
   demo: ['backup', 'restore', 'repo', 'storage', 'crypto', 'dedupe', 'workers', 'hypervisor', 'snapshot', 'concurrency', 'host'],
-  schedule: [],
+  schedule: ['host'],
   cli: ['*'],
 };
 
