@@ -29,10 +29,10 @@ gen="node $here/lib/gen.mjs"
 bench_dir=${FERRY_BENCH_DIR:-/var/tmp/ferry-bench}
 corpus=$bench_dir/${BENCH_CORPUS:-corpus}
 # BENCH_CORPUS=dense: smaller images, mostly full of real files (≥ 50 %
-# allocated: ~180 MB of .deb unpacked per guest, a 150 MiB database), so that
+# allocated: ~100 MB of .deb unpacked per guest, a 150 MiB database), so that
 # skipping holes wins nothing and the pipeline itself is measured.
 if [[ ${BENCH_CORPUS:-corpus} == dense ]]; then
-  : "${BENCH_GUEST_MIB:=1024}" "${BENCH_DB_MIB:=150}" "${BENCH_BASE_DEB_KB:=180000}" "${BENCH_SEED:=ferry-bench-dense-1}"
+  : "${BENCH_GUEST_MIB:=1024}" "${BENCH_DB_MIB:=150}" "${BENCH_BASE_DEB_KB:=100000}" "${BENCH_SEED:=ferry-bench-dense-1}"
 fi
 GUESTS=${BENCH_GUESTS:-4}
 NIGHTS=${BENCH_NIGHTS:-3}
