@@ -5,34 +5,16 @@
 // it. Holding and restarting the guest is the backup's job (fleetBackup.ts);
 // these providers only hand over the disks' own paths. Never chosen
 // automatically: each costs the guest its service for the length of the read.
-import * as fs from 'node:fs';
-import type { GuestDisk } from '../hypervisor/driver';
-import type { InPlaceHold, Snapshot, SnapshotProvider } from './provider';
-import { disksThemselves } from './none';
+import type { InPlaceHold } from './provider';
+import { DisksInPlaceProvider } from './none';
 
-export class InPlaceReadProvider implements SnapshotProvider {
+export class InPlaceReadProvider extends DisksInPlaceProvider {
   readonly kind: 'pause' | 'shutdown';
   readonly readsInPlace: InPlaceHold;
 
   constructor(hold: InPlaceHold) {
+    super();
     this.readsInPlace = hold;
     this.kind = hold === 'paused' ? 'pause' : 'shutdown';
-  }
-
-  /** Any disk that exists can be read in place. */
-  async canHandle(disk: GuestDisk): Promise<boolean> {
-    return fs.existsSync(disk.path);
-  }
-
-  async create(disks: GuestDisk[]): Promise<Snapshot[]> {
-    return disksThemselves(this.kind, disks);
-  }
-
-  async remove(): Promise<void> {
-    // Nothing was created.
-  }
-
-  async removeLeftovers(): Promise<string[]> {
-    return [];
   }
 }

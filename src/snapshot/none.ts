@@ -12,7 +12,7 @@ import type { Snapshot, SnapshotProvider } from './provider';
  * `shutdown`, where the backup holds the guest): each must be readable;
  * `<kind>:` in the owned name marks that nothing was created to remove.
  */
-export function disksThemselves(kind: string, disks: GuestDisk[]): Snapshot[] {
+function disksThemselves(kind: string, disks: GuestDisk[]): Snapshot[] {
   return disks.map((disk) => {
     try {
       fs.accessSync(disk.path, fs.constants.R_OK);
@@ -23,8 +23,9 @@ export function disksThemselves(kind: string, disks: GuestDisk[]): Snapshot[] {
   });
 }
 
-export class NoSnapshotProvider implements SnapshotProvider {
-  readonly kind = 'none';
+/** A provider that creates nothing: the backup reads each disk where it is. What makes that safe is the subclass's to say. */
+export abstract class DisksInPlaceProvider implements SnapshotProvider {
+  abstract readonly kind: string;
 
   /** Any disk that exists can be read in place. */
   async canHandle(disk: GuestDisk): Promise<boolean> {
@@ -42,4 +43,9 @@ export class NoSnapshotProvider implements SnapshotProvider {
   async removeLeftovers(): Promise<string[]> {
     return [];
   }
+}
+
+/** Shut-off guests: nothing writes to their disks. */
+export class NoSnapshotProvider extends DisksInPlaceProvider {
+  readonly kind = 'none';
 }
