@@ -10,6 +10,8 @@
 #   repository bytes (du -sb) after every night.
 # Results: Markdown table on stdout and in bench/results/latest.md; raw
 # per-invocation numbers in $FERRY_BENCH_DIR/run/raw.jsonl. Never asserts speed.
+# Then, as its own step, bench/nights.sh (30 nights, retention, weekly prune;
+# BENCH_SKIP_NIGHTS=1 leaves it out).
 #
 # Environment: FERRY_BENCH_DIR [/var/tmp/ferry-bench], BENCH_TOOLS [ferry restic borg],
 # BENCH_BORG_COMPRESSION [zstd,3], BENCH_KEEP_RESTORE (keep restored images),
@@ -164,3 +166,10 @@ node "$bench_here/lib/report.mjs" \
   --elapsed "$(($(date +%s) - t_run))" --corpus "$CORPUS/manifest.txt" \
   --ferry-stats "$work/ferry-stats.json" \
   --notes "$(printf '%s\n' "${notes[@]+"${notes[@]}"}")"
+
+# ---- step 2: 30 nights with retention and a weekly prune (bench/nights.sh) ----
+# Its own repositories and results (bench/results/nights.md, nights.png);
+# BENCH_SKIP_NIGHTS=1 leaves it out.
+if [[ -z ${BENCH_SKIP_NIGHTS:-} ]]; then
+  bash "$bench_here/nights.sh"
+fi
