@@ -92,7 +92,7 @@ const lossNights = nights.filter((n) => n.ferryBytes > n.resticBytes).map((n) =>
 const L = [];
 L.push('# 30 nights with retention and a weekly prune: ferry vs restic');
 L.push('');
-L.push(`- date: ${new Date().toISOString()}; run took ${arg('--elapsed')} s (\`bash bench/nights.sh\`)`);
+L.push(`- date: ${arg('--date') || new Date().toISOString()}; run took ${arg('--elapsed')} s (\`bash bench/nights.sh\`)`);
 L.push(`- machine: ${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, shared with other work; repositories on local disk`);
 L.push(`- versions: ${arg('--versions')}`);
 L.push(`- load average (1/5/15 min): start ${arg('--load-start').split(' ').slice(0, 3).join(' ')}, end ${arg('--load-end').split(' ').slice(0, 3).join(' ')}`);
@@ -141,6 +141,28 @@ L.push(
     ? `ferry's repository was larger than restic's at the end of night(s) ${lossNights.join(', ')}.`
     : `ferry's repository was smaller than restic's at the end of every night.`,
 );
+// What each prune gave back, as a share of the repository before it.
+const reclaimed = (t) => {
+  const shares = prunes.filter((p) => p[t].sizeBefore && p[t].sizeAfter != null).map((p) => (p[t].sizeBefore - p[t].sizeAfter) / p[t].sizeBefore);
+  return shares.length ? `${(100 * Math.max(0, ...shares)).toFixed(0)} %` : '–';
+};
+const beforeLastPrune = nights.find((n) => n.night === pruneNights[pruneNights.length - 1] - 1);
+const afterLastPrune = nights.find((n) => n.night === pruneNights[pruneNights.length - 1]);
+if (beforeLastPrune && afterLastPrune) {
+  L.push(
+    `A prune gave back at most ${reclaimed('ferry')} of ferry's repository and ${reclaimed('restic')} of restic's; ` +
+      `the size ratio was ${ratio(beforeLastPrune.ferryBytes, beforeLastPrune.resticBytes)} the night before the last prune and ${ratio(afterLastPrune.ferryBytes, afterLastPrune.resticBytes)} right after it.`,
+  );
+}
+const losses = [
+  ['prune wall', pruneTotal('ferry', 'wall'), pruneTotal('restic', 'wall')],
+  ['prune CPU', pruneTotal('ferry', 'cpu'), pruneTotal('restic', 'cpu')],
+  ['bytes written by prune', pruneTotal('ferry', 'written'), pruneTotal('restic', 'written')],
+  ['backup wall', backupWall('ferry'), backupWall('restic')],
+  ['forget wall', forgetWall('ferry'), forgetWall('restic')],
+].filter(([, f, r]) => r > 0 && f > r);
+L.push(losses.length ? `Where ferry loses in this run: ${losses.map(([k, f, r]) => `${k} ${ratio(f, r)}`).join(', ')}.` : 'ferry lost on none of the summary rows in this run.');
+L.push('What this means, and why: bench/README.md, "30 nights with retention".');
 L.push('');
 L.push('![repository size per night](nights.png)');
 L.push('');
