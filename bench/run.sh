@@ -7,6 +7,8 @@
 #
 # Per corpus: bench/compare.sh (results/latest.md for the default corpus,
 # results/latest-dense.md for the dense one); both together: results/summary.md.
+# Then, as its own step, bench/nights.sh (30 nights, retention, weekly prune;
+# BENCH_SKIP_NIGHTS=1 leaves it out).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
@@ -19,3 +21,9 @@ done
 args=()
 for c in $CORPORA; do args+=(--corpus "$c=$BENCH_DIR/raw/$c.jsonl"); done
 node "$bench_here/lib/summary.mjs" "${args[@]}" --elapsed "$(($(date +%s) - t0))" --out "$bench_here/results/summary.md"
+
+# ---- 30 nights with retention and a weekly prune (bench/nights.sh) ----
+# Its own repositories and results (bench/results/nights.md, nights.png).
+if [[ -z ${BENCH_SKIP_NIGHTS:-} ]]; then
+  bash "$bench_here/nights.sh"
+fi

@@ -31,6 +31,17 @@ interface BackupOptions {
   exclude: string[];
   concurrency?: string;
   workDir: string;
+  time?: string;
+}
+
+// A restore point dated other than now (a simulated night in bench/nights.sh,
+// or disks copied earlier): ISO 8601 with date, time and a zone, so the
+// moment does not depend on the host's TZ.
+const ISO_MOMENT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/;
+function parseRestorePointTime(value: string): string {
+  const ms = ISO_MOMENT.test(value) ? Date.parse(value) : NaN;
+  if (Number.isNaN(ms)) throw new UsageError(`--time '${value}': not an ISO 8601 time with a zone; give e.g. 2026-01-05T01:00:00Z`);
+  return new Date(ms).toISOString();
 }
 
 
@@ -50,18 +61,22 @@ export function registerBackup(program: Command): void {
     .option('--concurrency <n>', 'with --all: guests backed up at once')
     .option('--work-dir <dir>', 'with --all: where hypervisor backup jobs write their point-in-time copies', process.env.FERRY_WORK_DIR ?? '/var/tmp/ferry')
     .option('--json', 'print the result as JSON')
+    .option('--time <iso>', 'without --all: date the restore point at this ISO 8601 time (e.g. 2026-01-05T01:00:00Z) instead of now')
     .action(async (images: string[], opts: BackupOptions, cmd: Command) => {
       const ropts = cmd.optsWithGlobals() as RepoOptions;
       if (opts.all) {
+        if (opts.time !== undefined) throw new UsageError('backup --all takes no --time; it dates each guest by its own snapshot');
         if (images.length > 0) throw new UsageError('backup --all takes no image paths; the hypervisors name the disks');
         await backupAll(ropts, opts);
         return;
       }
       if (opts.guest.length !== 1) throw new UsageError('backup: give --guest NAME (once) and the guest\'s image paths, or use --all');
       // Bad input fails here, before the repository is touched.
-      const request = await withFlagNames({ 'guest name': '--guest', 'guest config': '--config' }, () =>
-        imageBackupRequest(opts.guest[0], images.map((i) => path.resolve(i)), opts.config, opts.tag),
-      );
+      const time = opts.time === undefined ? undefined : parseRestorePointTime(opts.time);
+      const request = await withFlagNames({ 'guest name': '--guest', 'guest config': '--config' }, () => ({
+        ...imageBackupRequest(opts.guest[0], images.map((i) => path.resolve(i)), opts.config, opts.tag),
+        ...(time === undefined ? {} : { time }),
+      }));
       await withRepository(ropts, 'shared', 'backup', async (repo, lock) => {
         const resumed = await prepareIndex(repo, opts.json);
         const listing = await repo.listAllRestorePoints();
