@@ -3,7 +3,7 @@
 // resolved against their base chain. Names say what comes back:
 //   readBlobPlaintext   the chunk or map the id names (patches resolved, id checked)
 //   unsealBlob          a sealed blob the caller already read, opened
-//   readPatchesAndSealedRoot  for restore workers: a patch chain's patches opened, its root still sealed
+//   readPatchChain            for restore workers: a patch chain's patches opened, where its root lies
 import { Backend, NotFoundError } from '../storage/backend';
 import { CorruptionError } from '../errors';
 import { RepositoryKeys } from '../crypto/keys';
@@ -133,22 +133,25 @@ export class BlobReader {
 
   /**
    * What rebuilding a page-patched chunk takes, without the expensive part:
-   * the patches' (small) plaintexts, oldest first, and the whole chunk at the
-   * chain's root still sealed, for a worker to decrypt, decompress and patch.
+   * the patches' (small) plaintexts, oldest first, and where the whole chunk
+   * at the chain's root lies, for the caller to read it into a buffer of its
+   * own and a worker to decrypt, decompress and patch it.
    */
-  async readPatchesAndSealedRoot(id: Buffer): Promise<{ root: { id: Buffer; loc: BlobLocation; sealed: Buffer }; patches: Buffer[] }> {
+  async readPatchChain(id: Buffer): Promise<{ root: { id: Buffer; loc: BlobLocation; packId: string }; patches: Buffer[] }> {
     const patches: Buffer[] = [];
     let current = id;
     for (;;) {
-      const { loc, sealed } = await this.readSealed(current);
-      if (blobType(loc.typeFlags) !== BlobType.Patch) return { root: { id: current, loc, sealed }, patches };
-      const plain = this.unsealBlob(loc, current, sealed);
+      const loc = this.packs.blobLocation(current);
+      if (loc && blobType(loc.typeFlags) !== BlobType.Patch) return { root: { id: current, loc, packId: this.packs.packIds[loc.pack] }, patches };
+      const { loc: stored, sealed } = await this.readSealed(current);
+      const plain = this.unsealBlob(stored, current, sealed);
       const header = decodePatchHeader(plain);
       if (!header || patches.length > MAX_PATCH_DEPTH) {
-        throw new CorruptionError(`${this.location}: page patch ${current.toString('hex').slice(0, 16)} is malformed; run 'ferry check --read-data'`, `data/${this.packs.packIds[loc.pack]}`);
+        throw new CorruptionError(`${this.location}: page patch ${current.toString('hex').slice(0, 16)} is malformed; run 'ferry check --read-data'`, `data/${this.packs.packIds[stored.pack]}`);
       }
       patches.unshift(plain);
       current = header.baseId;
     }
   }
+
 }

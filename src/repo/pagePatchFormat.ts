@@ -53,10 +53,11 @@ export function decodePatchHeader(plain: Buffer): PatchHeader | undefined {
 }
 
 /** The new chunk: `base` with the patch's pages laid over it. Undefined if they do not fit. */
-export function applyPatch(base: Buffer, plain: Buffer): Buffer | undefined {
+export function applyPatch(base: Buffer, plain: Buffer, into?: Buffer): Buffer | undefined {
   const h = decodePatchHeader(plain);
-  if (!h || h.shift >= base.length) return undefined;
-  const out = Buffer.alloc(h.length);
+  if (!h || h.shift >= base.length || (into && into.length < h.length)) return undefined;
+  // Every byte of `out` is written below (from the base, or by a page the check requires), so a reused buffer needs no zeroing.
+  const out = into ? into.subarray(0, h.length) : Buffer.alloc(h.length);
   const fromBase = Math.min(h.length, base.length - h.shift);
   base.copy(out, 0, h.shift, h.shift + fromBase);
   // Every page the base does not reach must come with the patch.

@@ -261,9 +261,9 @@ export class Repository {
     return this.blobs.unsealBlob(loc, id, sealed);
   }
 
-  /** For restore workers: a patch chain's patches, opened, oldest first, and its root chunk still sealed. */
-  readPatchesAndSealedRoot(id: Buffer): Promise<{ root: { id: Buffer; loc: BlobLocation; sealed: Buffer }; patches: Buffer[] }> {
-    return this.blobs.readPatchesAndSealedRoot(id);
+  /** For restore workers: a patch chain's patches, opened, oldest first, and where its root chunk lies (not read). */
+  readPatchChain(id: Buffer): Promise<{ root: { id: Buffer; loc: BlobLocation; packId: string }; patches: Buffer[] }> {
+    return this.blobs.readPatchChain(id);
   }
 
   /** The ids a blob needs to be read: itself and, for a page patch, its base chain down to a whole chunk. */

@@ -15,6 +15,7 @@ import { DiskRecord } from '../repo/restorePoint';
 /** Regions planned at once: 64 x 32 MiB = 2 GiB of disk, so a 1 TiB disk never needs its whole plan in memory. */
 const REGIONS_PER_BATCH = 64;
 import { BlobToWrite } from '../workers/tasks';
+import type { BlobLocation } from '../repo/chunkIndex';
 
 export interface DiskRestoreOptions {
   zeroFill: boolean;
@@ -55,34 +56,55 @@ export async function restorePlanned(
   // Reads of a bounded size, a bounded number in flight (the memory budget's, see workers/memoryBudget.ts).
   const { readRangeBytes, readsInFlight } = pool.sizing;
   const jobs = plan.packs.flatMap((p) => readRanges(p.blobs.filter((b) => !isPatch(b)), undefined, readRangeBytes).map((r) => ({ packId: p.packId, ...r })));
-  // Main thread: fetch each chain and decrypt its small patches; workers: the root's decompression, patching, checking, writing.
-  const batches: PlannedBlob[][] = [];
-  for (let i = 0; i < patches.length; i += 16) batches.push(patches.slice(i, i + 16));
-  await forEachLimit(batches, pool.threads * 2, async (batch) => {
-    const chunks = await Promise.all(batch.map(async (b) => {
-      const chain = await repo.readPatchesAndSealedRoot(b.id);
-      const r = chain.root;
-      return {
-        root: { sealed: r.sealed, typeFlags: r.loc.typeFlags, rawLength: r.loc.rawLength, id: r.id },
-        patches: chain.patches,
-        id: b.id,
-        targets: b.targets,
-      };
-    }));
-    const result = await pool.writePatched({ targetPath, chunks });
-    if (result.bad.length > 0) {
-      const b = batch[result.bad[0]];
-      throw new CorruptionError(
-        `${repo.location}: page-patched chunk ${b.id.toString('hex').slice(0, 16)} does not rebuild (a patch or its base is damaged); run 'ferry check --read-data'`,
-        `data/${repo.packIds[b.loc.pack]}`,
-      );
-    }
-    if (result.writeError) throw writeFailure(targetPath, result.writeError);
-    written += result.writtenBytes;
-    opts.onProgress?.(written);
-  });
   // Read buffers go to a worker and come back with its result: at most one per read in flight, none fresh per read.
   const spareReadBuffers: Uint8Array[] = [];
+  // Main thread: fetch each chain and open its small patches; workers: the root's decompression, patching, checking, writing.
+  // A batch's roots and patches travel in one read buffer, as whole blobs do, so patched chunks stay within the same budget.
+  const groups: PlannedBlob[][] = [];
+  for (let i = 0; i < patches.length; i += 16) groups.push(patches.slice(i, i + 16));
+  await forEachLimit(groups, readsInFlight, async (group) => {
+    const chains = await Promise.all(group.map(async (b) => ({ blob: b, ...(await repo.readPatchChain(b.id)) })));
+    for (const batch of patchBatches(chains, readRangeBytes)) {
+      const into = batch.bytes <= readRangeBytes ? spareReadBuffers.pop() ?? new Uint8Array(readRangeBytes) : new Uint8Array(batch.bytes);
+      const data = Buffer.from(into.buffer, into.byteOffset, into.byteLength);
+      let at = 0;
+      const place = (length: number) => {
+        const range = { at, length };
+        at += length;
+        return range;
+      };
+      const chunks = batch.chains.map((c) => ({
+        root: { ...place(c.root.loc.storedLength), typeFlags: c.root.loc.typeFlags, rawLength: c.root.loc.rawLength, id: c.root.id },
+        patches: c.patches.map((p) => {
+          const range = place(p.length);
+          p.copy(data, range.at);
+          return range;
+        }),
+        id: c.blob.id,
+        targets: c.blob.targets,
+      }));
+      await Promise.all(batch.chains.map(async (c, i) => {
+        const root = chunks[i].root;
+        const slot = data.subarray(root.at, root.at + root.length);
+        const read = await repo.backend.readRange('data', c.root.packId, c.root.loc.offset, root.length, slot).catch(async (err: unknown) => {
+          throw (await repo.wrongPackError(c.root.packId, c.root.id)) ?? err;
+        });
+        if (read.buffer !== slot.buffer || read.byteOffset !== slot.byteOffset) read.copy(slot);
+      }));
+      const result = await pool.writePatched({ targetPath, data: into, chunks });
+      if (into.byteLength === readRangeBytes && result.returned?.byteLength === readRangeBytes) spareReadBuffers.push(result.returned);
+      if (result.bad.length > 0) {
+        const b = batch.chains[result.bad[0]].blob;
+        throw new CorruptionError(
+          `${repo.location}: page-patched chunk ${b.id.toString('hex').slice(0, 16)} does not rebuild (a patch or its base is damaged); run 'ferry check --read-data'`,
+          `data/${repo.packIds[b.loc.pack]}`,
+        );
+      }
+      if (result.writeError) throw writeFailure(targetPath, result.writeError);
+      written += result.writtenBytes;
+      opts.onProgress?.(written);
+    }
+  });
   await forEachLimit(jobs, readsInFlight, async (job) => {
     const length = job.end - job.start;
     const into = length <= readRangeBytes ? spareReadBuffers.pop() ?? new Uint8Array(readRangeBytes) : undefined;
@@ -121,6 +143,29 @@ export async function restorePlanned(
     await writeZeros(targetPath, complementSpans(relative, plan.end - plan.start).map((s) => ({ start: s.start + plan.start, end: s.end + plan.start })));
   }
   return written;
+}
+
+interface PatchChain {
+  blob: PlannedBlob;
+  root: { id: Buffer; loc: BlobLocation; packId: string };
+  patches: Buffer[];
+}
+
+/** Chains cut into runs whose sealed roots and patches fit `maxBytes` together (a larger chain is a batch of its own). */
+function* patchBatches(chains: PatchChain[], maxBytes: number): Generator<{ chains: PatchChain[]; bytes: number }> {
+  const size = (c: PatchChain) => c.root.loc.storedLength + c.patches.reduce((n, p) => n + p.length, 0);
+  let batch: PatchChain[] = [];
+  let bytes = 0;
+  for (const c of chains) {
+    if (batch.length > 0 && bytes + size(c) > maxBytes) {
+      yield { chains: batch, bytes };
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(c);
+    bytes += size(c);
+  }
+  if (batch.length > 0) yield { chains: batch, bytes };
 }
 
 function writeFailure(targetPath: string, e: { code?: string; message: string }): StorageError {

@@ -100,7 +100,8 @@ export class PipelinePool {
   }
 
   writePatched(task: WritePatchedTask): Promise<WriteBlobsResult> {
-    return this.run('writePatched', task) as Promise<WriteBlobsResult>;
+    const transfer = task.data.byteOffset === 0 && task.data.byteLength === task.data.buffer.byteLength ? [task.data.buffer as ArrayBuffer] : undefined;
+    return this.run('writePatched', task, transfer) as Promise<WriteBlobsResult>;
   }
 
   private run(name: TaskName, task: object, transferList?: ArrayBuffer[]): Promise<unknown> {

@@ -12,10 +12,10 @@ import { clipSpans, complementSpans } from '../dedupe/spans';
 import { ChunkHasher } from '../crypto/chunkId';
 import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
 import { differingPages, worthPatching } from '../dedupe/pagePatch';
-import { applyPatch, encodePatch } from '../repo/pagePatchFormat';
+import { applyPatch, decodePatchHeader, encodePatch } from '../repo/pagePatchFormat';
 import {
   PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
-  WritePatchedTask,
+  WritePatchedTask, DataRange,
 } from './tasks';
 
 /** What a worker keeps across tasks: codecs and its buffers, made from the pool's setup. */
@@ -270,22 +270,26 @@ export function writeBlobs(task: WriteBlobsTask): unknown {
 }
 
 /** Rebuild page-patched chunks (decrypt and decompress the root, lay the patches over it), check and write them. */
-export function writePatched(task: WritePatchedTask): WriteBlobsResult {
+export function writePatched(task: WritePatchedTask): unknown {
   const result: WriteBlobsResult = { bad: [], writtenBytes: 0 };
+  const data = Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength);
   const fd = fs.openSync(task.targetPath, 'r+');
   try {
     task.chunks.forEach((c, i) => {
-      let data = state.decoder.decode(c.root.typeFlags, c.root.id, c.root.sealed, c.root.rawLength);
-      for (const p of c.patches) data = data && applyPatch(data, Buffer.from(p.buffer, p.byteOffset, p.byteLength));
-      if (!data || !state.hasher.hash(data).equals(c.id)) {
+      let chunk = state.decoder.decodeScratch(c.root.typeFlags, c.root.id, data.subarray(c.root.at, c.root.at + c.root.length), c.root.rawLength);
+      // Each patch is laid from one scratch buffer into the other: nothing fresh per chunk.
+      c.patches.forEach((p, k) => {
+        chunk = chunk && applyPatch(chunk, data.subarray(p.at, p.at + p.length), patchScratch(k % 2, patchedLength(data, p)));
+      });
+      if (!chunk || !state.hasher.hash(chunk).equals(c.id)) {
         result.bad.push(i);
         return;
       }
       if (result.writeError) return;
       try {
         for (const t of c.targets) {
-          for (let done = 0; done < data.length; ) done += fs.writeSync(fd, data, done, data.length - done, t + done);
-          result.writtenBytes += data.length;
+          for (let done = 0; done < chunk.length; ) done += fs.writeSync(fd, chunk, done, chunk.length - done, t + done);
+          result.writtenBytes += chunk.length;
         }
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
@@ -295,7 +299,23 @@ export function writePatched(task: WritePatchedTask): WriteBlobsResult {
   } finally {
     fs.closeSync(fd);
   }
-  return result;
+  const returned: WriteBlobsResult = { ...result, returned: task.data };
+  return task.data.byteOffset === 0 && task.data.byteLength === task.data.buffer.byteLength
+    ? move({ [transferableSymbol]: [task.data.buffer], [valueSymbol]: returned } as unknown as ArrayBuffer)
+    : result;
+}
+
+const patchScratches: Buffer[] = [Buffer.alloc(0), Buffer.alloc(0)];
+
+/** One of the two buffers patches are laid into, at least `length` bytes. */
+function patchScratch(which: number, length: number): Buffer {
+  if (patchScratches[which].length < length) patchScratches[which] = Buffer.allocUnsafe(length);
+  return patchScratches[which];
+}
+
+/** The length of the chunk a patch makes (0 when its header is unreadable: applyPatch then refuses it). */
+function patchedLength(data: Buffer, p: DataRange): number {
+  return decodePatchHeader(data.subarray(p.at, p.at + p.length))?.length ?? 0;
 }
 
 /** The pool's task names and what runs them. */

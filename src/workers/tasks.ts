@@ -134,16 +134,24 @@ export interface SealSpansResult extends SealedBlobs {
   readBytes: number;
 }
 
-/** A page-patched chunk to rebuild and write: its root chunk sealed, then the patches to lay over it in order. */
+/** A byte range of a task's `data`. */
+export interface DataRange {
+  at: number;
+  length: number;
+}
+
+/** A page-patched chunk to rebuild and write: its root chunk sealed, then the patches to lay over it in order, all in the task's `data`. */
 export interface PatchedChunkToWrite {
-  root: { sealed: Uint8Array; typeFlags: number; rawLength: number; id: Uint8Array };
-  patches: Uint8Array[];
+  root: DataRange & { typeFlags: number; rawLength: number; id: Uint8Array };
+  patches: DataRange[];
   /** The rebuilt chunk's id (checked). */
   id: Uint8Array;
   targets: number[];
 }
 
+/** `data` is transferred to the worker and back (WriteBlobsResult.returned), so one buffer serves batch after batch. */
 export interface WritePatchedTask {
   targetPath: string;
+  data: Uint8Array;
   chunks: PatchedChunkToWrite[];
 }
