@@ -33,14 +33,16 @@ export interface WorkerState {
 }
 
 export function workerState(setup: WorkerSetup): WorkerState {
-  const chunker = new Chunker(setup.chunker, gearTable(Buffer.from(setup.gearKey)));
+  const maxBytes = Math.max(setup.chunker.maxSize, setup.chunker.avgSize);
+  // The read window is the chunker's own buffer: scans cut it where it lies (no copy into WebAssembly memory).
+  const chunker = new Chunker(setup.chunker, gearTable(Buffer.from(setup.gearKey)), { bufferBytes: Math.max(setup.windowBytes, 2 * maxBytes) });
   return {
     setup,
     hasher: new ChunkHasher(Buffer.from(setup.idKey)),
     chunker,
     encoder: new BlobEncoder(Buffer.from(setup.dataKey), setup.compressionLevel),
     decoder: new BlobDecoder(setup.dataKeys.map((k) => Buffer.from(k))),
-    window: Buffer.alloc(Math.max(setup.windowBytes, 2 * chunker.maxBytes)),
+    window: chunker.buffer,
   };
 }
 
