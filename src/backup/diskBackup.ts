@@ -24,6 +24,8 @@ export interface DiskProgress {
 export interface DiskBackupResult {
   record: DiskRecord;
   readBytes: number;
+  /** Regions whose fingerprint matched the previous restore point's: its map reused, nothing cut or hashed. */
+  reusedRegions: number;
 }
 
 /**
@@ -75,27 +77,46 @@ export class DiskBackup {
     const regionSize = this.repo.settings.regionSize;
     const regionCount = Math.ceil(source.size / regionSize);
     const regions: (string | null)[] = new Array(regionCount).fill(null);
+    const fingerprints: (string | null)[] = new Array(regionCount).fill(null);
     const progress: DiskProgress = { doneBytes: 0, readBytes: 0 };
     let dataBytes = 0;
+    let reusedRegions = 0;
+    // Like changed-block tracking, reusing a map needs every blob the previous point names indexed.
+    const reusable = comparable && !indexHasDroppedBlobs(this.repo) ? comparable : undefined;
     await forEachLimit(regionNumbers(regionCount), this.regionsInFlight, async (r) => {
       const regionStart = r * regionSize;
       const regionLength = Math.min(regionSize, source.size - regionStart);
       const dataExtents = clipSpans(source.dataExtents, regionStart, regionStart + regionLength);
       if (dataExtents.length > 0) {
         const previousMap = comparable?.regions[r] ?? null;
-        const mapEntries = await this.storeRegion(source.path, regionStart, regionLength, dataExtents, progress, previousMap);
-        if (mapEntries.length > 0) {
-          regions[r] = await this.storeMap(mapEntries);
-          for (const e of mapEntries) dataBytes += e.length;
+        const stored = await this.storeRegion(source.path, regionStart, regionLength, dataExtents, progress, previousMap, reusable && this.reusableFingerprint(reusable, r));
+        fingerprints[r] = stored.fingerprint ?? null;
+        if (stored.kind === 'reused') {
+          regions[r] = previousMap;
+          dataBytes += stored.nonZeroBytes;
+          reusedRegions++;
+        } else if (stored.entries.length > 0) {
+          regions[r] = await this.storeMap(stored.entries);
+          for (const e of stored.entries) dataBytes += e.length;
         }
       }
       progress.doneBytes += regionLength;
       onProgress?.(progress);
     });
     return {
-      record: { name, sourcePath: source.path, size: source.size, regionSize, regions, dataBytes },
+      record: { name, sourcePath: source.path, size: source.size, regionSize, regions, dataBytes, fingerprints },
       readBytes: progress.readBytes,
+      reusedRegions,
     };
+  }
+
+  /** The previous point's fingerprint of region r, if its map may be reused when the bytes are the same. */
+  private reusableFingerprint(previous: DiskRecord, r: number): Buffer | undefined {
+    const hex = previous.fingerprints?.[r];
+    if (typeof hex !== 'string' || !/^[0-9a-f]{64}$/.test(hex)) return undefined;
+    const mapId = previous.regions[r];
+    if (mapId !== null && !this.repo.blobLocation(Buffer.from(mapId, 'hex'))) return undefined;
+    return Buffer.from(hex, 'hex');
   }
 
   private async runIncremental(
@@ -108,6 +129,8 @@ export class DiskBackup {
     const regionSize = previous.regionSize;
     const changed = mergeSpans(changedRanges.map((c) => ({ start: Math.max(0, c.start), end: Math.min(source.size, c.end) })));
     const regions = [...previous.regions];
+    // An unread region keeps its map and so its fingerprint; a changed one is not read whole and gets none.
+    const fingerprints = regions.map((_, r) => previous.fingerprints?.[r] ?? null);
     const progress: DiskProgress = { doneBytes: 0, readBytes: 0 };
     let dataBytes = previous.dataBytes;
     await forEachLimit(regionNumbers(regions.length), this.regionsInFlight, async (r) => {
@@ -120,14 +143,16 @@ export class DiskBackup {
         if (!oldEntries) throw new CorruptionError(`${this.repo.location}: region map ${oldMapId} of ${name} is malformed; run 'ferry check'`, this.repo.blobObject(Buffer.from(oldMapId!, 'hex')));
         const entries = await this.storeChangedRegion(source.path, regionStart, changedHere, oldEntries, progress);
         regions[r] = entries.length > 0 ? await this.storeMap(entries) : null;
+        fingerprints[r] = null;
         dataBytes += entries.reduce((n, e) => n + e.length, 0) - oldEntries.reduce((n, e) => n + e.length, 0);
       }
       progress.doneBytes += regionLength;
       onProgress?.(progress);
     });
     return {
-      record: { name, sourcePath: source.path, size: source.size, regionSize, regions, dataBytes },
+      record: { name, sourcePath: source.path, size: source.size, regionSize, regions, dataBytes, fingerprints },
       readBytes: progress.readBytes,
+      reusedRegions: 0,
     };
   }
 
@@ -187,9 +212,12 @@ export class DiskBackup {
     dataExtents: { start: number; end: number }[],
     progress: DiskProgress,
     previousMapId: string | null,
-  ): Promise<MapEntry[]> {
-    const scan = await this.pool.scanRegion({ path, regionStart, regionLength, dataExtents });
+    previousFingerprint: Buffer | undefined,
+  ): Promise<StoredRegion> {
+    const scan = await this.pool.scanRegion({ path, regionStart, regionLength, dataExtents, previousFingerprint });
     progress.readBytes += scan.readBytes;
+    const fingerprint = scan.fingerprint ? Buffer.from(scan.fingerprint).toString('hex') : undefined;
+    if (scan.sameAsPrevious) return { kind: 'reused', fingerprint, nonZeroBytes: scan.nonZeroBytes };
     const entries: MapEntry[] = [];
     const fresh: FreshChunks = { offsets: [], lengths: [], ids: [] };
     for (let i = 0; i < scan.offsets.length; i++) {
@@ -220,7 +248,7 @@ export class DiskBackup {
       // Every blob is copied into the pack buffer by now (add resolves after the copy).
       if (this.spareOutputs.length < this.regionsInFlight) this.spareOutputs.push(sealed.data);
     }
-    return entries;
+    return { kind: 'scanned', fingerprint, entries };
   }
 
   /** The previous region map's entries, if it can still be read: a map lost with a damaged pack offers no bases (see repo/packHealth.ts). */
@@ -273,6 +301,11 @@ export class DiskBackup {
     return id.toString('hex');
   }
 }
+
+/** A region backed up: its new map's entries, or the previous map reused because its fingerprint matched. */
+type StoredRegion =
+  | { kind: 'scanned'; fingerprint?: string; entries: MapEntry[] }
+  | { kind: 'reused'; fingerprint?: string; nonZeroBytes: number };
 
 /** Chunks of a region the repository lacks, ascending by offset. */
 interface FreshChunks {

@@ -137,6 +137,7 @@ export async function backupGuest(
   const disks: DiskRecord[] = [];
   let doneBefore = 0;
   let readBytes = 0;
+  let reusedRegions = 0;
   for (const disk of req.disks) {
     const result = await diskBackup.run(
       disk.source,
@@ -155,6 +156,7 @@ export async function backupGuest(
     disks.push({ ...result.record, sourcePath, readBytes: result.readBytes, tracking: disk.tracking, fullReadReason: disk.fullReadReason });
     doneBefore += disk.source.size;
     readBytes += result.readBytes;
+    reusedRegions += result.reusedRegions;
   }
   await writer.finish();
   const held = (await req.afterRead?.()) ?? {};
@@ -173,6 +175,7 @@ export async function backupGuest(
       newBlobs: writer.newBlobs,
       newBytes: writer.newBytes,
       durationMs: Date.now() - started,
+      reusedRegions,
       ...(held.pauseMs !== undefined ? { pauseMs: held.pauseMs } : {}),
       ...(held.downMs !== undefined ? { downMs: held.downMs } : {}),
     },

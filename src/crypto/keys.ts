@@ -18,6 +18,8 @@ export interface RepositoryKeys {
   readonly gearKey: Buffer;
   /** Every data key an object may be sealed with, newest (dataKey) first. */
   readonly dataKeys: readonly Buffer[];
+  /** Keys the region fingerprints kept in restore points, so they reveal nothing about content without the key. */
+  readonly fingerprintKey: Buffer;
 }
 
 /** One data key, or all of a repository's (tried newest first). */
@@ -48,5 +50,6 @@ export function deriveKeys(masterOrKeyring: Buffer): RepositoryKeys {
     idKey: Blake3Hasher.deriveKey('ferry 2026-11 chunk id', original),
     gearKey: Blake3Hasher.deriveKey('ferry 2026-11 chunker gear table', original),
     dataKeys,
+    fingerprintKey: Blake3Hasher.deriveKey('ferry 2026-12 region fingerprint', original),
   };
 }

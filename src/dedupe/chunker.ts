@@ -3,6 +3,14 @@
 // chunk sizes cluster around the average. Boundaries depend only on nearby
 // bytes, so an in-place change re-cuts only the chunks around it.
 import { ChunkerParams } from '../repo/format';
+import { WasmGearLoop } from './gearCut';
+
+export interface ChunkerOptions {
+  /** Where the gear loop runs: WebAssembly (default, ~4x faster) or JavaScript (the reference it is tested against). */
+  gearLoop?: 'wasm' | 'js';
+  /** Size of `buffer`: bytes read into it are cut without a copy. */
+  bufferBytes?: number;
+}
 
 /** A mask with `bits` one-bits at the top of a 32-bit word (the gear hash mixes upward). */
 function topBits(bits: number): number {
@@ -12,11 +20,21 @@ function topBits(bits: number): number {
 export class Chunker {
   private readonly maskS: number;
   private readonly maskL: number;
+  private readonly wasm?: WasmGearLoop;
+  /** A buffer of `bufferBytes` to read into: with the WebAssembly loop, cutting its bytes needs no copy. */
+  readonly buffer: Buffer;
 
-  constructor(readonly params: ChunkerParams, private readonly gear: Int32Array) {
+  constructor(readonly params: ChunkerParams, private readonly gear: Int32Array, opts: ChunkerOptions = {}) {
     const bits = Math.round(Math.log2(params.avgSize));
     this.maskS = topBits(bits + 2);
     this.maskL = topBits(bits - 2);
+    const bufferBytes = opts.bufferBytes ?? 0;
+    if ((opts.gearLoop ?? 'wasm') === 'wasm' && params.kind === 'fastcdc') {
+      this.wasm = new WasmGearLoop(gear, this.maxBytes, bufferBytes);
+      this.buffer = this.wasm.buffer;
+    } else {
+      this.buffer = Buffer.alloc(bufferBytes);
+    }
   }
 
   /**
@@ -67,6 +85,7 @@ export class Chunker {
     if (remaining <= minSize) return remaining;
     const limit = Math.min(remaining, maxSize);
     const normal = Math.min(limit, avgSize);
+    if (this.wasm) return this.wasm.cut(data, start + minSize, start + normal, start + limit, this.maskS, this.maskL) - start;
     const gear = this.gear;
     const maskS = this.maskS;
     const maskL = this.maskL;

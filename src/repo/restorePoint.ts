@@ -13,6 +13,11 @@ export interface DiskRecord {
   regions: (string | null)[];
   /** Bytes in chunks (non-zero data), the rest is holes or zero runs. */
   dataBytes: number;
+  /**
+   * Keyed fingerprint (hex) of each region's bytes, beside `regions`; null where
+   * none was taken. Absent in restore points written before December 2026.
+   */
+  fingerprints?: (string | null)[];
   /** Changed-block tracking state of the snapshot provider, for the next backup. */
   tracking?: { kind: string; token: string };
   /** Bytes read from the source for this disk (less than its data when tracking worked). */
@@ -39,6 +44,8 @@ export interface BackupStats {
   pauseMs?: number;
   /** How long the guest was shut down for it (snapshot = "shutdown"). */
   downMs?: number;
+  /** Regions whose fingerprint matched the previous restore point's, so its map was reused (absent in older points). */
+  reusedRegions?: number;
 }
 
 /** A disk as the guest saw it, for rebuilding the guest elsewhere. */

@@ -54,6 +54,7 @@ export class PipelinePool {
       dataKey: keys.dataKey,
       dataKeys: [...keys.dataKeys],
       gearKey: keys.gearKey,
+      fingerprintKey: keys.fingerprintKey,
       chunker: settings.chunker,
       regionSize: settings.regionSize,
       compressionLevel: settings.compressionLevel,

@@ -8,6 +8,7 @@ import { workerData, move, transferableSymbol, valueSymbol } from 'piscina';
 import { Chunker } from '../dedupe/chunker';
 import { gearTable } from '../dedupe/gearTable';
 import { nonZeroSpans, nonZeroSpansOf } from '../dedupe/zeroRuns';
+import { RegionFingerprinter } from '../dedupe/regionFingerprint';
 import { clipSpans, complementSpans } from '../dedupe/spans';
 import { ChunkHasher } from '../crypto/chunkId';
 import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
@@ -32,14 +33,16 @@ export interface WorkerState {
 }
 
 export function workerState(setup: WorkerSetup): WorkerState {
-  const chunker = new Chunker(setup.chunker, gearTable(Buffer.from(setup.gearKey)));
+  const maxBytes = Math.max(setup.chunker.maxSize, setup.chunker.avgSize);
+  // The read window is the chunker's own buffer: scans cut it where it lies (no copy into WebAssembly memory).
+  const chunker = new Chunker(setup.chunker, gearTable(Buffer.from(setup.gearKey)), { bufferBytes: Math.max(setup.windowBytes, 2 * maxBytes) });
   return {
     setup,
     hasher: new ChunkHasher(Buffer.from(setup.idKey)),
     chunker,
     encoder: new BlobEncoder(Buffer.from(setup.dataKey), setup.compressionLevel),
     decoder: new BlobDecoder(setup.dataKeys.map((k) => Buffer.from(k))),
-    window: Buffer.alloc(Math.max(setup.windowBytes, 2 * chunker.maxBytes)),
+    window: chunker.buffer,
   };
 }
 
@@ -62,6 +65,8 @@ function readFully(fd: number, buf: Buffer, at: number, length: number, position
 class RegionWindow {
   private from = 0;
   private to = 0;
+  /** While set, every read goes into the region's fingerprint too. */
+  fingerprinter?: RegionFingerprinter;
 
   constructor(
     private readonly fd: number,
@@ -78,6 +83,7 @@ class RegionWindow {
     const extents = clipSpans(this.task.dataExtents, from, to);
     for (const h of complementSpans(extents, to - from)) state.window.fill(0, h.start, h.end);
     for (const e of extents) readFully(this.fd, state.window, e.start, e.end - e.start, this.task.regionStart + from + e.start);
+    this.fingerprinter?.feed(from, to, state.window);
     this.from = from;
     this.to = to;
   }
@@ -88,11 +94,20 @@ export function scanRegion(task: ScanRegionTask): ScanRegionResult {
   const offsets: number[] = [];
   const lengths: number[] = [];
   const ids: Buffer[] = [];
+  let fingerprint: Buffer | undefined;
+  let sameAsPrevious = false;
+  let nonZeroBytes = 0;
   try {
     const bytes = new RegionWindow(fd, task);
-    // Pass 1 finds the zero runs, pass 2 cuts and hashes the spans between them, each through the window.
+    // Pass 1 finds the zero runs and takes the fingerprint, pass 2 cuts and hashes the spans between them, each through the window.
+    bytes.fingerprinter = new RegionFingerprinter(Buffer.from(state.setup.fingerprintKey), task.regionLength, task.dataExtents);
     const spans = nonZeroSpansOf((start, end) => bytes.view(start, end), task.regionLength, complementSpans(task.dataExtents, task.regionLength));
-    for (const span of spans) {
+    fingerprint = bytes.fingerprinter.digest();
+    bytes.fingerprinter = undefined;
+    nonZeroBytes = spans.reduce((n, s) => n + s.end - s.start, 0);
+    // The same bytes as when the previous map was made: that map is this region's map.
+    sameAsPrevious = fingerprint !== undefined && task.previousFingerprint !== undefined && fingerprint.equals(task.previousFingerprint);
+    for (const span of sameAsPrevious ? [] : spans) {
       for (let at = span.start; at < span.end; ) {
         const decided = bytes.view(at, Math.min(span.end, at + state.chunker.maxBytes));
         const len = state.chunker.nextLength(decided, 0, decided.length, task.regionStart + at);
@@ -106,7 +121,7 @@ export function scanRegion(task: ScanRegionTask): ScanRegionResult {
     fs.closeSync(fd);
   }
   const readBytes = task.dataExtents.reduce((n, e) => n + e.end - e.start, 0);
-  return { offsets, lengths, ids: Buffer.concat(ids), readBytes };
+  return { offsets, lengths, ids: Buffer.concat(ids), readBytes, fingerprint, sameAsPrevious, nonZeroBytes };
 }
 
 /** An old chunk a new chunk may be stored against: new byte i is old byte shift + i. */

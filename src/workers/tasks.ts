@@ -9,6 +9,8 @@ export interface WorkerSetup {
   /** Every data key, newest first: what a blob may be sealed with (key rotation). */
   dataKeys: Uint8Array[];
   gearKey: Uint8Array;
+  /** Keys region fingerprints (dedupe/regionFingerprint.ts). */
+  fingerprintKey: Uint8Array;
   chunker: ChunkerParams;
   regionSize: number;
   compressionLevel: number;
@@ -25,6 +27,12 @@ export interface ScanRegionTask {
   regionLength: number;
   /** Allocated ranges within the region, relative to regionStart. */
   dataExtents: Span[];
+  /**
+   * The fingerprint stored with this region's map in the previous restore
+   * point: if the region's fingerprint is the same, the scan stops after the
+   * zero runs (no cutting, no hashing) and the caller reuses that map.
+   */
+  previousFingerprint?: Uint8Array;
 }
 
 export interface ScanRegionResult {
@@ -34,6 +42,12 @@ export interface ScanRegionResult {
   /** 32 bytes per chunk. */
   ids: Uint8Array;
   readBytes: number;
+  /** The region's fingerprint (dedupe/regionFingerprint.ts), if every data byte went into it. */
+  fingerprint?: Uint8Array;
+  /** The fingerprint equals the task's previousFingerprint: no chunks were cut, reuse the previous map. */
+  sameAsPrevious: boolean;
+  /** Bytes outside the zero runs: what the region's map covers. */
+  nonZeroBytes: number;
 }
 
 /**
