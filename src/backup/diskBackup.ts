@@ -237,6 +237,7 @@ export class DiskBackup {
       const sealed = await this.pool.packChunks({
         path, regionStart, offsets: batch.offsets, lengths: batch.lengths, ids: Buffer.concat(batch.ids), bases, recycled: this.spareOutputs.pop(),
       });
+      if (sealed.damagedBase !== undefined) throw this.damagedBase(Buffer.from(bases!.ids.subarray(sealed.damagedBase * 32, sealed.damagedBase * 32 + 32)));
       for (let i = 0; i < batch.ids.length; i++) {
         await this.writer.add({
           id: batch.ids[i],
@@ -255,6 +256,16 @@ export class DiskBackup {
   private async previousMapEntries(previousMapId: string): Promise<MapEntry[] | undefined> {
     if (!this.repo.blobLocation(Buffer.from(previousMapId, 'hex'))) return undefined;
     return decodeRegionMap(await this.repo.readBlobPlaintext(Buffer.from(previousMapId, 'hex')), this.repo.settings.regionSize);
+  }
+
+  /** A base that did not rebuild: the previous restore point's data is damaged there (as a read of it would have said). */
+  private damagedBase(id: Buffer): CorruptionError {
+    const loc = this.repo.blobLocation(id);
+    const packId = loc ? this.repo.packIds[loc.pack] : undefined;
+    return new CorruptionError(
+      `${this.repo.location}: chunk ${id.toString('hex').slice(0, 16)} of the previous restore point does not rebuild to its id (damaged); run 'ferry check --read-data'`,
+      packId ? `data/${packId}` : 'index',
+    );
   }
 
   /** The previous chunks covering the first byte of each new chunk: the bases page patches are made against. */
@@ -282,12 +293,25 @@ export class DiskBackup {
       }
     }
     if (chosen.length === 0) return undefined;
-    const old = await Promise.all(chosen.map((e) => this.repo.readBlobPlaintextAndDepth(e.id)));
-    const starts = [0];
-    for (const b of old) starts.push(starts[starts.length - 1] + b.data.length);
-    const data = new Uint8Array(new ArrayBuffer(starts[starts.length - 1]));
-    old.forEach((b, j) => data.set(b.data, starts[j]));
-    return { of, shifts, ids: Buffer.concat(chosen.map((e) => e.id)), depths: old.map((b) => b.depth), starts, data };
+    // The bases go to the worker as stored (roots sealed, patches opened): it rebuilds and checks them
+    // off the main thread, and the main thread holds compressed bytes, not plaintext copies.
+    const stored = await Promise.all(chosen.map((e) => this.repo.readPatchChain(e.id)));
+    let total = 0;
+    const place = (length: number) => {
+      const range = { at: total, length };
+      total += length;
+      return range;
+    };
+    const chains = stored.map((c) => ({
+      root: { ...place(c.root.loc.storedLength), typeFlags: c.root.loc.typeFlags, rawLength: c.root.loc.rawLength, id: c.root.id },
+      patches: c.patches.map((p) => place(p.length)),
+    }));
+    const data = Buffer.from(new ArrayBuffer(total));
+    await Promise.all(stored.map(async (c, j) => {
+      c.patches.forEach((p, k) => p.copy(data, chains[j].patches[k].at));
+      await this.repo.readSealedInto(c.root.id, data.subarray(chains[j].root.at, chains[j].root.at + chains[j].root.length));
+    }));
+    return { of, shifts, ids: Buffer.concat(chosen.map((e) => e.id)), chains, data: new Uint8Array(data.buffer) };
   }
 
   private async storeMap(entries: MapEntry[]): Promise<string> {

@@ -85,13 +85,13 @@ export class BlobReader {
   }
 
   /** A blob's sealed bytes, as stored in its pack, and where they lie. */
-  private async readSealed(id: Buffer): Promise<{ loc: BlobLocation; sealed: Buffer }> {
+  private async readSealed(id: Buffer, into?: Uint8Array): Promise<{ loc: BlobLocation; sealed: Buffer }> {
     const loc = this.packs.blobLocation(id);
     if (!loc) {
       throw new CorruptionError(`${this.location}: blob ${id.toString('hex').slice(0, 16)} is not in any index; run 'ferry check'`, 'index');
     }
     const packId = this.packs.packIds[loc.pack];
-    const sealed = await this.backend.readRange('data', packId, loc.offset, loc.storedLength).catch(async (err: unknown) => {
+    const sealed = await this.backend.readRange('data', packId, loc.offset, loc.storedLength, into).catch(async (err: unknown) => {
       if (err instanceof NotFoundError) {
         throw new CorruptionError(`${this.location}: pack ${packId} is missing; run 'ferry check'`, `data/${packId}`);
       }
@@ -114,6 +114,13 @@ export class BlobReader {
       `${objectPath(this.location, 'data', packId)}: wrong pack: the file's own header does not list blob ${id.toString('hex').slice(0, 16)}, so it holds another pack's content (packs renamed or swapped); run 'ferry check --read-data'`,
       `data/${packId}`,
     );
+  }
+
+  /** A blob's sealed bytes read into `into` (exactly its stored length), for a worker to open. */
+  async readSealedInto(id: Buffer, into: Buffer): Promise<void> {
+    const { sealed } = await this.readSealed(id, into);
+    if (sealed.length !== into.length) throw new CorruptionError(`${this.location}: blob ${id.toString('hex').slice(0, 16)} is not where its index says; run 'ferry check'`, 'index');
+    if (sealed.buffer !== into.buffer || sealed.byteOffset !== into.byteOffset) sealed.copy(into);
   }
 
   /** The ids a blob needs to be read: itself and, for a page patch, its base chain down to a whole chunk. */

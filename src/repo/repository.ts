@@ -266,6 +266,11 @@ export class Repository {
     return this.blobs.readPatchChain(id);
   }
 
+  /** A blob's sealed bytes into `into` (its stored length, as the index says), for a worker to open and check. */
+  readSealedInto(id: Buffer, into: Buffer): Promise<void> {
+    return this.blobs.readSealedInto(id, into);
+  }
+
   /** The ids a blob needs to be read: itself and, for a page patch, its base chain down to a whole chunk. */
   blobDependencies(id: Buffer): Promise<Buffer[]> {
     return this.blobs.blobDependencies(id);

@@ -85,11 +85,7 @@ export async function restorePlanned(
       }));
       await Promise.all(batch.chains.map(async (c, i) => {
         const root = chunks[i].root;
-        const slot = data.subarray(root.at, root.at + root.length);
-        const read = await repo.backend.readRange('data', c.root.packId, c.root.loc.offset, root.length, slot).catch(async (err: unknown) => {
-          throw (await repo.wrongPackError(c.root.packId, c.root.id)) ?? err;
-        });
-        if (read.buffer !== slot.buffer || read.byteOffset !== slot.byteOffset) read.copy(slot);
+        await repo.readSealedInto(c.root.id, data.subarray(root.at, root.at + root.length));
       }));
       const result = await pool.writePatched({ targetPath, data: into, chunks });
       if (into.byteLength === readRangeBytes && result.returned?.byteLength === readRangeBytes) spareReadBuffers.push(result.returned);

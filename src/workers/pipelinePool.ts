@@ -9,8 +9,8 @@ import { compiledScript } from '../host/compiledScript';
 import { RepositoryKeys } from '../crypto/keys';
 import { RepositorySettings } from '../repo/configFile';
 import {
-  PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansResult, SealSpansTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
-  WritePatchedTask,
+  PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansResult, SealSpansTask, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
+  WritePatchedTask, PackedChunks,
 } from './tasks';
 import { PipelineSizing, pipelineSizing } from './memoryBudget';
 import { TaskName, WorkerState, runInProcess, workerState } from './pipelineWorker';
@@ -83,9 +83,9 @@ export class PipelinePool {
   }
 
   /** `task.bases.data` and `task.recycled` are transferred to the worker. */
-  packChunks(task: PackChunksTask): Promise<SealedBlobs> {
+  packChunks(task: PackChunksTask): Promise<PackedChunks> {
     const transfer = [task.bases?.data.buffer, task.recycled?.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
-    return this.run('packChunks', task, transfer) as Promise<SealedBlobs>;
+    return this.run('packChunks', task, transfer) as Promise<PackedChunks>;
   }
 
   /** `task.oldData` is transferred to the worker. */

@@ -16,7 +16,7 @@ import { differingPages, worthPatching } from '../dedupe/pagePatch';
 import { applyPatch, decodePatchHeader, encodePatch } from '../repo/pagePatchFormat';
 import {
   PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
-  WritePatchedTask, DataRange,
+  WritePatchedTask, DataRange, SealedChain,
 } from './tasks';
 
 /** What a worker keeps across tasks: codecs and its buffers, made from the pool's setup. */
@@ -176,6 +176,8 @@ const BLOB_SLACK = 256;
 export function packChunks(task: PackChunksTask): unknown {
   const fd = fs.openSync(task.path, 'r');
   const sealed = new SealedCollector(task.lengths.reduce((n, l) => n + l, 0), task.lengths.length, task.recycled);
+  let builtBase = -1;
+  let built: Buffer | undefined;
   try {
     for (let i = 0; i < task.offsets.length; i++) {
       const len = task.lengths[i];
@@ -190,8 +192,18 @@ export function packChunks(task: PackChunksTask): unknown {
       }
       const b = task.bases?.of[i] ?? -1;
       const bases = task.bases;
-      sealed.add(id, plain, bases && b >= 0
-        ? { id: bases.ids.subarray(b * 32, b * 32 + 32), depth: bases.depths[b], data: bases.data.subarray(bases.starts[b], bases.starts[b + 1]), shift: bases.shifts[i] }
+      let base: Buffer | undefined;
+      if (bases && b >= 0) {
+        // New chunks that share a base follow each other: it is rebuilt once for them.
+        if (b !== builtBase) {
+          built = rebuildChain(Buffer.from(bases.data.buffer, bases.data.byteOffset, bases.data.byteLength), bases.chains[b], bases.ids.subarray(b * 32, b * 32 + 32));
+          builtBase = b;
+        }
+        if (!built) return sealed.result({ damagedBase: b });
+        base = built;
+      }
+      sealed.add(id, plain, base && bases
+        ? { id: bases.ids.subarray(b * 32, b * 32 + 32), depth: bases.chains[b].patches.length, data: base, shift: bases.shifts[i] }
         : undefined);
     }
   } finally {
@@ -291,12 +303,8 @@ export function writePatched(task: WritePatchedTask): unknown {
   const fd = fs.openSync(task.targetPath, 'r+');
   try {
     task.chunks.forEach((c, i) => {
-      let chunk = state.decoder.decodeScratch(c.root.typeFlags, c.root.id, data.subarray(c.root.at, c.root.at + c.root.length), c.root.rawLength);
-      // Each patch is laid from one scratch buffer into the other: nothing fresh per chunk.
-      c.patches.forEach((p, k) => {
-        chunk = chunk && applyPatch(chunk, data.subarray(p.at, p.at + p.length), patchScratch(k % 2, patchedLength(data, p)));
-      });
-      if (!chunk || !state.hasher.hash(chunk).equals(c.id)) {
+      const chunk = rebuildChain(data, c, c.id);
+      if (!chunk) {
         result.bad.push(i);
         return;
       }
@@ -318,6 +326,21 @@ export function writePatched(task: WritePatchedTask): unknown {
   return task.data.byteOffset === 0 && task.data.byteLength === task.data.buffer.byteLength
     ? move({ [transferableSymbol]: [task.data.buffer], [valueSymbol]: returned } as unknown as ArrayBuffer)
     : result;
+}
+
+/**
+ * A chunk as stored (root sealed, patches opened) rebuilt and checked against
+ * `id`, or undefined when it does not rebuild. The result lies in a scratch
+ * buffer, valid until the next call: nothing fresh per chunk.
+ */
+function rebuildChain(data: Buffer, chain: SealedChain, id: Uint8Array): Buffer | undefined {
+  const root = chain.root;
+  let chunk = state.decoder.decodeScratch(root.typeFlags, root.id, data.subarray(root.at, root.at + root.length), root.rawLength);
+  // Each patch is laid from one scratch buffer into the other.
+  chain.patches.forEach((p, k) => {
+    chunk = chunk && applyPatch(chunk, data.subarray(p.at, p.at + p.length), patchScratch(k % 2, patchedLength(data, p)));
+  });
+  return chunk && state.hasher.hash(chunk).equals(id) ? chunk : undefined;
 }
 
 const patchScratches: Buffer[] = [Buffer.alloc(0), Buffer.alloc(0)];

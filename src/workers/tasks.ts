@@ -70,7 +70,11 @@ export interface PackChunksTask {
   recycled?: Uint8Array;
 }
 
-/** Earlier chunks that new chunks may be stored as page patches against. */
+/**
+ * Earlier chunks that new chunks may be stored as page patches against, as
+ * stored: each one's root chunk sealed and its patches opened, all in `data`
+ * (the worker rebuilds and checks each, as a restore does).
+ */
 export interface PatchBases {
   /** For chunk i of the task: the index of its base below, or -1. */
   of: number[];
@@ -78,10 +82,8 @@ export interface PatchBases {
   shifts: number[];
   /** 32 bytes per base. */
   ids: Uint8Array;
-  /** Patch depth of each base (0: a whole chunk). */
-  depths: number[];
-  /** Base j is data[starts[j], starts[j+1]). */
-  starts: number[];
+  /** Base j; its patch depth (0: a whole chunk) is its number of patches. */
+  chains: SealedChain[];
   data: Uint8Array;
 }
 
@@ -91,6 +93,11 @@ export interface SealedBlobs {
   /** Sealed blob i is data[starts[i], starts[i+1]). */
   starts: number[];
   data: Uint8Array;
+}
+
+export interface PackedChunks extends SealedBlobs {
+  /** A base (index into `bases.chains`) that does not rebuild its id: the task stopped there, its output is incomplete. */
+  damagedBase?: number;
 }
 
 /** A blob inside a fetched pack range, and where its plaintext goes. */
@@ -154,10 +161,14 @@ export interface DataRange {
   length: number;
 }
 
-/** A page-patched chunk to rebuild and write: its root chunk sealed, then the patches to lay over it in order, all in the task's `data`. */
-export interface PatchedChunkToWrite {
+/** A chunk as stored: its root chunk sealed, then the patches to lay over it in order, all in a task's `data`. */
+export interface SealedChain {
   root: DataRange & { typeFlags: number; rawLength: number; id: Uint8Array };
   patches: DataRange[];
+}
+
+/** A page-patched chunk to rebuild and write. */
+export interface PatchedChunkToWrite extends SealedChain {
   /** The rebuilt chunk's id (checked). */
   id: Uint8Array;
   targets: number[];
