@@ -155,8 +155,18 @@ function runRemote(sshArgs: string[], command: string, request: string, log: (li
     });
     // The remote end may be gone before it read the request (no ferry there): its exit says why.
     child.stdin.on('error', () => undefined);
-    child.on('error', (err) => { spawnError = describeSystemError(err); });
+    let settled = false;
+    child.on('error', (err) => {
+      spawnError = describeSystemError(err);
+      // ssh never started (no 'close' follows then).
+      if (child.pid === undefined && !settled) {
+        settled = true;
+        resolve({ code: null, signal: null, lastStderrLine, spawnError });
+      }
+    });
     child.on('close', (code, signal) => {
+      if (settled) return;
+      settled = true;
       if (pending.trim() !== '') {
         lastStderrLine = pending.trim();
         log(pending);
