@@ -5,6 +5,8 @@ import { UsageError, describeSystemError } from '../errors';
 
 export interface PasswordOptions {
   passwordFile?: string;
+  /** Given by the command itself (site restore-local reads it from its stdin): used before any other source. */
+  passphrase?: Buffer;
 }
 
 export function readSecretFile(file: string, what: string): Buffer {
@@ -27,6 +29,7 @@ export function passwordGiven(opts: PasswordOptions): boolean {
 
 /** The passphrase from --password-file, FERRY_PASSWORD(_FILE) or the terminal; a new one (`ask: 'new'`) is asked twice. */
 export async function obtainPassword(opts: PasswordOptions, ask: 'existing' | 'new' = 'existing'): Promise<Buffer> {
+  if (opts.passphrase) return opts.passphrase;
   if (opts.passwordFile) return readSecretFile(opts.passwordFile, '--password-file');
   if (process.env.FERRY_PASSWORD_FILE) return readSecretFile(process.env.FERRY_PASSWORD_FILE, 'FERRY_PASSWORD_FILE');
   if (process.env.FERRY_PASSWORD !== undefined) {

@@ -16,6 +16,10 @@
 //               (an existing /dev/kvm is no proof that KVM works: say "tcg" where it does not)
 //   config_dir  string   absolute; where restored guests' configs go: xen /etc/xen, libvirt
 //               /etc/ferry/site/libvirt, qemu /etc/ferry/site/qemu (QMP sockets, serial logs in its run/)
+//   ferry       string   (--pull) the command that runs ferry on that host, as its shell reads
+//               it: a path, optionally with global options or variables; "ferry" (its PATH)
+//   repository  string   (--pull; also top level, for every host) the repository as that host
+//               reaches it ("s3:…", or the shared mount's path); default: the controller's --repo
 //   [[host.pool]]            at least one per host
 //     name      string   unique within the host
 //     type      "lvm" | "dir"
@@ -53,6 +57,10 @@ export interface HostDefinition {
   /** Old bridge name → new one. */
   bridges: Record<string, string>;
   pools: PoolDefinition[];
+  /** --pull: the command that runs ferry on this host (a shell command line); undefined: `ferry` from its PATH. */
+  ferryCommand?: string;
+  /** --pull: the repository as this host reaches it (its own `repository`, else the file's); undefined: the controller's. */
+  repository?: string;
 }
 
 export interface PlacementRule {
@@ -73,8 +81,8 @@ export interface SiteHosts {
   rules: PlacementRule[];
 }
 
-const TOP_KEYS = ['ssh_config', 'host', 'guest'];
-const HOST_KEYS = ['name', 'address', 'hypervisor', 'memory', 'cpus', 'cpu_overcommit', 'bridges', 'config_dir', 'accel', 'pool'];
+const TOP_KEYS = ['ssh_config', 'host', 'guest', 'repository'];
+const HOST_KEYS = ['name', 'address', 'hypervisor', 'memory', 'cpus', 'cpu_overcommit', 'bridges', 'config_dir', 'accel', 'pool', 'ferry', 'repository'];
 const DEFAULT_CONFIG_DIRS: Record<HostHypervisor, string> = { xen: '/etc/xen', libvirt: '/etc/ferry/site/libvirt', qemu: '/etc/ferry/site/qemu' };
 const POOL_KEYS = ['name', 'type', 'volume_group', 'thin_pool', 'path'];
 const RULE_KEYS = ['pin', 'anti_affinity', 'health', 'health_timeout'];
@@ -99,6 +107,8 @@ class HostsChecker extends TomlChecker {
       const first = hosts.findIndex((o) => o.name === h.name);
       if (first !== i) this.fail(['host', i, 'name'], `expected a name not used by another [[host]], but ${JSON.stringify(h.name)} is already host[${first}]`);
     });
+    const repository = doc.repository === undefined ? undefined : this.repositoryLocation(doc.repository, ['repository']);
+    for (const h of hosts) if (h.repository === undefined && repository !== undefined) h.repository = repository;
     const rules = doc.guest === undefined ? [] : this.rules(doc.guest, new Set(hosts.map((h) => h.name)));
     const site: SiteHosts = { file: this.file, hosts, rules };
     if (doc.ssh_config !== undefined) site.sshConfig = this.path(this.string(doc.ssh_config, ['ssh_config']));
@@ -127,6 +137,8 @@ class HostsChecker extends TomlChecker {
     host.configDir = t.config_dir === undefined ? DEFAULT_CONFIG_DIRS[host.hypervisor] : this.absolutePath(t.config_dir, [...at, 'config_dir']);
     if (!Array.isArray(t.pool) || t.pool.length === 0) this.fail([...at, 'pool'], `expected [[host.pool]] tables, got ${describeValue(t.pool)}`);
     host.pools = (t.pool as unknown[]).map((p, i) => this.pool(p, [...at, 'pool', i]));
+    if (t.ferry !== undefined) host.ferryCommand = this.string(t.ferry, [...at, 'ferry']);
+    if (t.repository !== undefined) host.repository = this.repositoryLocation(t.repository, [...at, 'repository']);
     host.pools.forEach((p, i) => {
       if (host.pools.findIndex((o) => o.name === p.name) !== i) this.fail([...at, 'pool', i, 'name'], `expected a pool name not used by another pool of host ${name}, got ${JSON.stringify(p.name)}`);
     });
@@ -173,6 +185,13 @@ class HostsChecker extends TomlChecker {
     });
     const byLine = (a: PlacementRule, b: PlacementRule) => a.line - b.line;
     return [...rules.filter((r) => !isLiteralGlob(r.pattern)).sort(byLine), ...rules.filter((r) => isLiteralGlob(r.pattern)).sort(byLine)];
+  }
+
+  /** As the host reaches it: an s3: location, or an absolute path there (a relative one would be relative to wherever ssh lands). */
+  private repositoryLocation(value: unknown, at: KeyPath): string {
+    const location = this.string(value, at);
+    if (!location.startsWith('s3:') && !location.startsWith('/')) this.fail(at, `expected an s3: location or an absolute path on that host, got ${JSON.stringify(location)}`);
+    return location;
   }
 
   private absolutePath(value: unknown, at: KeyPath): string {

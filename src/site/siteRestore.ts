@@ -63,6 +63,8 @@ export interface SiteRestoreOptions {
   /** A guest's health check, if it has one (default: none, running is enough). */
   healthCheck?: (guest: PlannedGuest, host: HostDefinition) => HealthWaiter | undefined;
   log: (line: string) => void;
+  /** --pull: restores an ssh host's guests by running ferry there (pulledRestore.ts) instead of from here; never throws for that host's failures. */
+  pullHost?: (host: HostDefinition, guests: PlannedGuest[]) => Promise<GuestRestoreReport[]>;
 }
 
 export interface RestoredDisk {
@@ -127,6 +129,7 @@ export async function restoreSite(
   const reports = await Promise.all(
     [...byHost].map(async ([hostName, guests]) => {
       const host = site.hosts.find((h) => h.name === hostName);
+      if (host && host.address.kind === 'ssh' && opts.pullHost) return opts.pullHost(host, guests);
       const out: GuestRestoreReport[] = [];
       for (const g of guests) {
         if (!host) {
@@ -479,7 +482,8 @@ async function writeLocally(
   checkpoint: (regionsDone: number) => void,
 ): Promise<number> {
   const partial = partialPath(target);
-  if (target.kind === 'file' && resumeFrom === 0) {
+  // A partial file that is there already is a killed run's, of this disk (the journal said so): written over in place.
+  if (target.kind === 'file' && resumeFrom === 0 && !fs.existsSync(partial)) {
     try {
       createSparseFile(partial, record.size);
     } catch (err) {

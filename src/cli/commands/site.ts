@@ -18,6 +18,8 @@ import { checkPlanSelection, planForRestore, planSite } from './sitePlanning';
 import { type GuestRestoreReport, restoreSite } from '../../site/siteRestore';
 import { DEFAULT_CONFIG_PATH, type FerryConfig, loadFerryConfig, settingsForGuest } from '../../config/ferryConfig';
 import { type GuestHealthSetting, healthSettingFor, healthWaiter } from '../../site/siteHealth';
+import { pullHostRestorer, registerSiteRestoreLocal } from './sitePull';
+import { obtainPassword } from '../password';
 
 interface PlanOptions {
   hosts: string;
@@ -62,6 +64,7 @@ export function registerSite(program: Command): void {
       });
     });
   registerSiteRestore(site);
+  registerSiteRestoreLocal(site);
 }
 
 interface RestoreOptions {
@@ -80,6 +83,7 @@ interface RestoreOptions {
   /** false with --no-start. */
   start: boolean;
   config?: string;
+  pull?: boolean;
 }
 
 function registerSiteRestore(site: Command): void {
@@ -98,6 +102,7 @@ function registerSiteRestore(site: Command): void {
     .option('--no-start', 'stop after the disks and configs: start no guest')
     .option('--config <file>', `ferry.conf whose [guest."PATTERN"] health checks apply where the hosts file sets none (default ${DEFAULT_CONFIG_PATH} if it exists)`)
     .option('--json', 'print the report as JSON')
+    .option('--pull', "each ssh host runs its own ferry (hosts file: ferry, repository) and reads its guests from the repository itself; the controller sends it only the plan and the passphrase, over ssh")
     .option('--tmp-dir <dir>', 'where disks bound for ssh hosts are staged, a few regions (128 MiB) at a time (default: TMPDIR or /tmp)')
     .action(async (opts: RestoreOptions, cmd: Command) => {
       if (opts.seed && opts.force) throw new UsageError('--seed and --force: choose one (--seed keeps and updates what is there, --force overwrites it)');
@@ -109,7 +114,9 @@ function registerSiteRestore(site: Command): void {
       const ropts = cmd.optsWithGlobals() as RepoOptions;
       const config = opts.config ? loadFerryConfig(opts.config) : fs.existsSync(DEFAULT_CONFIG_PATH) ? loadFerryConfig(DEFAULT_CONFIG_PATH) : undefined;
       const local = new ExecFileCommandRunner();
-      await withRepository(ropts, 'shared', 'site restore', async (repo) => {
+      // --pull hands the passphrase on to each host: asked for once, here.
+      const passphrase = opts.pull ? await obtainPassword(ropts) : undefined;
+      await withRepository(passphrase ? { ...ropts, passphrase } : ropts, 'shared', 'site restore', async (repo) => {
         const plan = planned ?? (await planForRestore(repo, hosts, opts, path.join(stateDir(ropts), 'site-restore', 'plans'), (line) => console.error(line)));
         await loadIndexForReading(repo);
         const reports = await withPool(repo, (pool) =>
@@ -126,6 +133,14 @@ function registerSiteRestore(site: Command): void {
               return setting && healthWaiter(setting, host, g.guest, local, hosts.sshConfig);
             },
             log: (line) => (opts.dryRun ? console.log(line) : console.error(`${new Date().toISOString()} ${line}`)),
+            ...(passphrase ? {
+              pullHost: pullHostRestorer(repo, plan, hosts, {
+                passphrase, local, dryRun: Boolean(opts.dryRun), journalDir: path.join(stateDir(ropts), 'site-restore'),
+                existing: opts.seed ? 'seed' : opts.force ? 'overwrite' : 'refuse',
+                macs: opts.newMacs ? { kind: 'new', seed: plan.created } : { kind: 'keep' },
+                log: (line) => (opts.dryRun ? console.log(line) : console.error(`${new Date().toISOString()} ${line}`)),
+              }),
+            } : {}),
           }),
         );
         if (opts.json) console.log(JSON.stringify(reports));
