@@ -103,6 +103,11 @@ export class ProgressRow {
     this.lastLine = this.started;
   }
 
+  /** Whether it has anything to show yet (a row is drawn from its first update on). */
+  get shown(): boolean {
+    return this.samples.length > 0 || this.finished !== undefined;
+  }
+
   update(done: number, total: number, details: ProgressDetails = []): void {
     if (this.finished) return;
     const at = this.board.now();
@@ -248,15 +253,15 @@ export class ProgressBoard {
       return;
     }
     if (this.output.mode !== 'bar') return;
-    if (!row.finished && this.drawnRows === this.rows.length && this.now() - this.lastDraw < REDRAW_MS) return;
+    if (!row.finished && this.drawnRows === this.shownRows().length && this.now() - this.lastDraw < REDRAW_MS) return;
     this.draw();
   }
 
   /** The end: on a terminal the rows stay as last drawn and the cursor moves below them. */
   close(): void {
     if (this.closed) return;
-    if (this.output.mode === 'bar' && this.rows.length > 0) {
-      if (this.drawnRows !== this.rows.length || this.rows.some((r) => !r.finished)) this.draw();
+    if (this.output.mode === 'bar' && this.shownRows().length > 0) {
+      if (this.drawnRows !== this.shownRows().length || this.rows.some((r) => !r.finished)) this.draw();
       this.output.stream.write('\n');
     }
     this.closed = true;
@@ -266,9 +271,14 @@ export class ProgressBoard {
     this.lastDraw = this.now();
     const width = Math.max(20, (this.output.stream.columns || 80) - 1);
     // A row longer than the terminal would wrap, and cursor-up would then miss its start.
-    const text = this.rows.map((r) => `\x1b[K${r.barText(width)}`).join('\n');
+    const rows = this.shownRows();
+    const text = rows.map((r) => `\x1b[K${r.barText(width)}`).join('\n');
     this.output.stream.write(`${this.toBlockStart()}${text}`);
-    this.drawnRows = this.rows.length;
+    this.drawnRows = rows.length;
+  }
+
+  private shownRows(): ProgressRow[] {
+    return this.rows.filter((r) => r.shown);
   }
 
   /** From the end of the drawn block back to the start of its first row. */

@@ -59,14 +59,17 @@ describe('progress on a terminal', () => {
     expect(c.writes[0]).not.toMatch(/\[[#.]/);
   });
 
-  it('redraws several rows together with cursor-up, and prints log lines above them', () => {
+  it('redraws several rows together with cursor-up (each from its first update on), and prints log lines above them', () => {
     const c = capture('bar');
     const board = new ProgressBoard(c.output);
     const a = board.row('new01');
     const b = board.row('new02');
+    board.row('new03'); // nothing to show yet: not drawn
     a.update(0, 10 * MiB, ['0/2 guests']);
     c.clock.t += 1000;
     b.update(5 * MiB, 10 * MiB, ['1/2 guests']);
+    c.clock.t += 200;
+    a.update(1 * MiB, 10 * MiB, ['0/2 guests']);
     // Two rows on the screen: back up one line to the start of the first, then both rows.
     expect(c.writes.at(-1)).toMatch(/^\x1b\[1A\r\x1b\[Knew01 .*0\/2 guests\n\x1b\[Knew02 .*ETA 0:01 1\/2 guests$/);
     board.log('2026-12-01T02:00:01Z new01: web01 xvda.img → /srv/pool/web01/xvda.img');
@@ -79,6 +82,7 @@ describe('progress on a terminal', () => {
     board.close();
     expect(c.writes.at(-2)).toMatch(/new02 .*FAILED/);
     expect(c.writes.at(-1)).toBe('\n');
+    expect(c.text()).not.toContain('new03');
   });
 });
 
