@@ -18,6 +18,8 @@ import { checkPlanSelection, planForRestore, planSite } from './sitePlanning';
 import { type GuestRestoreReport, restoreSite } from '../../site/siteRestore';
 import { DEFAULT_CONFIG_PATH, type FerryConfig, loadFerryConfig, settingsForGuest } from '../../config/ferryConfig';
 import { type GuestHealthSetting, healthSettingFor, healthWaiter } from '../../site/siteHealth';
+import { type ProgressFlags, noProgress, progressOutput } from '../progress';
+import { SiteProgressBoard } from '../siteProgress';
 
 interface PlanOptions {
   hosts: string;
@@ -106,12 +108,16 @@ function registerSiteRestore(site: Command): void {
         throw new DoesNotFitError(`${opts.plan}: ${planned.unplaced.length} guest(s) of the plan are unplaced (${planned.unplaced.map((u) => u.guest).join(', ')}); plan again with more room`);
       }
       const hosts = loadSiteHosts(opts.hosts ?? planned!.hostsFile);
-      const ropts = cmd.optsWithGlobals() as RepoOptions;
+      const ropts = cmd.optsWithGlobals() as RepoOptions & ProgressFlags;
+      // A dry run prints what it would do, and does nothing to count.
+      const progressTo = opts.dryRun ? noProgress() : progressOutput({ ...ropts, json: opts.json });
       const config = opts.config ? loadFerryConfig(opts.config) : fs.existsSync(DEFAULT_CONFIG_PATH) ? loadFerryConfig(DEFAULT_CONFIG_PATH) : undefined;
       const local = new ExecFileCommandRunner();
       await withRepository(ropts, 'shared', 'site restore', async (repo) => {
         const plan = planned ?? (await planForRestore(repo, hosts, opts, path.join(stateDir(ropts), 'site-restore', 'plans'), (line) => console.error(line)));
         await loadIndexForReading(repo);
+        // A row per host with guests in the plan, in the hosts file's order.
+        const progress = new SiteProgressBoard(progressTo, hosts.hosts.map((h) => h.name).filter((name) => plan.guests.some((g) => g.host === name)));
         const reports = await withPool(repo, (pool) =>
           restoreSite(repo, pool, plan, hosts, {
             dryRun: Boolean(opts.dryRun),
@@ -125,9 +131,11 @@ function registerSiteRestore(site: Command): void {
               const setting = healthSettingFor(hosts, g.guest, config && ((name) => configHealth(config, name)));
               return setting && healthWaiter(setting, host, g.guest, local, hosts.sshConfig);
             },
-            log: (line) => (opts.dryRun ? console.log(line) : console.error(`${new Date().toISOString()} ${line}`)),
+            // Above the hosts' progress rows on a terminal.
+            log: (line) => (opts.dryRun ? console.log(line) : progress.board.log(`${new Date().toISOString()} ${line}`)),
+            onProgress: progress.onProgress,
           }),
-        );
+        ).finally(() => progress.close());
         if (opts.json) console.log(JSON.stringify(reports));
         else if (!opts.dryRun) printReport(reports);
         const bad = reports.filter((r) => !r.ok || r.start?.result === 'failed' || r.start?.result === 'skipped' || r.health?.result === 'failed');
