@@ -301,6 +301,11 @@ export class ProgressLine {
     this.row.update(done, total, details);
   }
 
+  /** A line of the command's own while the row is shown (above it on a terminal). */
+  log(line: string): void {
+    this.board.log(line);
+  }
+
   /** The final state, then the cursor below it; 'failed' when the work threw. */
   finish(outcome: 'done' | 'failed' = 'done'): void {
     this.row.finish(outcome);

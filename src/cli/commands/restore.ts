@@ -52,7 +52,7 @@ export function registerRestore(program: Command): void {
         const rp = await repo.findRestorePoint(ref, opts.guest, { about: (id) => seen.about(id), listing });
         const progress = new ProgressLine(`restore ${rp.guest}`, progressOutput({ ...ropts, json: opts.json }));
         const onProgress = (p: { writtenBytes: number; totalBytes: number }) => progress.update(p.writtenBytes, p.totalBytes);
-        const onLeftover = (f: TemporaryFile) => console.error(`removed ${f.path} (${formatBytes(f.size)}), left by an interrupted restore`);
+        const onLeftover = (f: TemporaryFile) => progress.log(`removed ${f.path} (${formatBytes(f.size)}), left by an interrupted restore`);
         const files: RestoredFile[] = await progress.around(() => withPool(repo, (pool) => withFlagNames(RESTORE_FLAGS, async () => {
           if (opts.disk !== undefined) {
             const n = Number(opts.disk);
