@@ -312,11 +312,15 @@ export class ProgressLine {
     this.board.close();
   }
 
-  /** Runs `work` with this line, finishing it whatever happens (an error line must not land on a half-drawn bar). */
-  async around<T>(work: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` with this line, finishing it whatever happens (an error line
+   * must not land on a half-drawn bar); `outcome` says whether a result the
+   * command will fail on (damage found) counts as failed.
+   */
+  async around<T>(work: () => Promise<T>, outcome: (result: T) => 'done' | 'failed' = () => 'done'): Promise<T> {
     try {
       const result = await work();
-      this.finish('done');
+      this.finish(outcome(result));
       return result;
     } catch (err) {
       this.finish('failed');

@@ -6,8 +6,9 @@
 // final one always. --json and --no-progress: none. Only the structure is
 // asserted, never figures that depend on the machine's speed.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { FERRY_BIN, TestRepo, describeResult, expectSuccess, ferry, ferryEnv, runCommand, useScratch, writeRandomishImage } from '../support';
+import { EXIT, FERRY_BIN, TestRepo, describeResult, expectCleanFailure, expectSuccess, ferry, ferryEnv, runCommand, useScratch, writeRandomishImage } from '../support';
 
 const scratch = useScratch('progress');
 const MiB = 1024 * 1024;
@@ -175,6 +176,17 @@ describe('without a terminal (cron)', () => {
     expect(r.code, describeResult(r)).toBe(0);
     const lines = expectPlainLines(r, 'backup --all', 1);
     expect(lines.at(-1)).toMatch(/, 2\/2 guests, new /);
+  });
+
+  it('a check that finds damage ends in its one error line: no progress line before it', async () => {
+    const damaged = await repo.copyTo(scratch.path('damaged'));
+    const pack = fs.readdirSync(path.join(damaged.path, 'data'), { recursive: true, withFileTypes: true }).find((e) => e.isFile())!;
+    const file = path.join(pack.parentPath, pack.name);
+    const bytes = fs.readFileSync(file);
+    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    fs.writeFileSync(file, bytes);
+    const r = await damaged.run(['check', '--read-data']);
+    expectCleanFailure(r, { code: EXIT.damageFound });
   });
 
   it('--json keeps stdout JSON and stderr free of progress; a bad --progress-interval is refused before anything runs', async () => {

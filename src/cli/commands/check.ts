@@ -31,7 +31,11 @@ export function registerCheck(program: Command): void {
         const depth: CheckDepth = subset ? { readDataSubset: subset } : opts.readData ? 'read-data' : 'structure';
         // Only reading data has bytes to count.
         const progress = new ProgressLine('check --read-data', depth === 'structure' ? noProgress() : progressOutput({ ...global, json: opts.json }));
-        const report = await progress.around(() => withPool(repo, (pool) => checkRepository(repo, pool, depth, (d, t) => progress.update(d, t))));
+        const report = await progress.around(
+          () => withPool(repo, (pool) => checkRepository(repo, pool, depth, (d, t) => progress.update(d, t))),
+          // Damage fails the command: its error line stays the one line (no 'done' line before it under cron).
+          (r) => (r.damage.length > 0 ? 'failed' : 'done'),
+        );
         // Only a finished check moves the rotation on: an interrupted one reads the same bucket again.
         const cursorWarning = subset && spec?.kind === 'rotating' ? cursor.advance(subset) : undefined;
         if (cursorWarning) console.error(`ferry: warning: ${cursorWarning}`);
