@@ -4,7 +4,10 @@
 // counts in full once it is complete (written now or by an earlier run), a
 // disk being written by how far it got, and a failed guest's disks leave the
 // total (they will not be written).
-import type { PlannedGuest } from './sitePlan';
+import type { PlannedDisk, PlannedGuest } from './sitePlan';
+
+/** What progress needs of a planned guest: its disks' data bytes. */
+export type ProgressGuest = Pick<PlannedGuest, 'guest'> & { disks: ReadonlyArray<Pick<PlannedDisk, 'name' | 'dataBytes'>> };
 
 /** One host's state, sent each time it changes. */
 export interface SiteHostProgress {
@@ -32,7 +35,7 @@ export class HostProgress {
 
   constructor(
     private readonly host: string,
-    private readonly guests: readonly PlannedGuest[],
+    private readonly guests: readonly ProgressGuest[],
     private readonly listener: SiteProgressListener | undefined,
   ) {
     for (const g of guests) for (const d of g.disks) this.planned.set(key(g.guest, d.name), d.dataBytes);
@@ -40,11 +43,16 @@ export class HostProgress {
     this.send('restoring');
   }
 
-  /** A disk got this far: `bytes` of its data, counted from its start (an earlier run's regions included). */
+  /**
+   * A disk got this far: `bytes` of its data, counted from its start (an
+   * earlier run's regions included). An estimate (regions done as a share of
+   * the data, plus bytes written since), so a disk's count never goes back.
+   */
   disk(guest: string, disk: string, bytes: number): void {
     const planned = this.planned.get(key(guest, disk));
     if (planned === undefined) return;
-    this.counted.set(key(guest, disk), Math.min(planned, Math.max(0, bytes)));
+    const before = this.counted.get(key(guest, disk)) ?? 0;
+    this.counted.set(key(guest, disk), Math.min(planned, Math.max(before, bytes)));
     this.send('restoring');
   }
 

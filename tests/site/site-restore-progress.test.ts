@@ -10,7 +10,7 @@ import { loadIndexForReading } from '../../src/cli/session';
 import { ExecFileCommandRunner } from '../../src/hypervisor/commandRunner';
 import { Repository } from '../../src/repo/repository';
 import { loadSiteHosts } from '../../src/site/hostsFile';
-import type { SiteHostProgress } from '../../src/site/siteProgress';
+import { HostProgress, type SiteHostProgress } from '../../src/site/siteProgress';
 import type { SitePlan } from '../../src/site/sitePlan';
 import { restoreSite } from '../../src/site/siteRestore';
 import { LocalBackend } from '../../src/storage/local';
@@ -62,6 +62,26 @@ async function onTerminal(args: string[]): Promise<{ code: number | null; termin
   const r = await runCommand('script', ['-qfec', command, '/dev/null'], { env: ferryEnv({ FERRY_PASSWORD_FILE: repo.passwordFile }), timeoutMs: 240_000 });
   return { code: r.code, terminal: r.stdout.replace(/\r\n/g, '\n'), stdout: fs.readFileSync(out, 'utf8') };
 }
+
+describe('HostProgress', () => {
+  it("counts a disk's bytes up only, a complete disk in full, and takes a failed guest's unwritten bytes out of the total", () => {
+    const events: SiteHostProgress[] = [];
+    const progress = new HostProgress('new01', [
+      { guest: 'a', disks: [{ name: 'a.img', dataBytes: 100 }] },
+      { guest: 'b', disks: [{ name: 'b0.img', dataBytes: 50 }, { name: 'b1.img', dataBytes: 50 }] },
+    ], (p) => events.push(p));
+    progress.disk('a', 'a.img', 60);
+    progress.disk('a', 'a.img', 40); // an estimate at a checkpoint below what was written: the count stays
+    expect(events.at(-1)).toMatchObject({ doneBytes: 60, totalBytes: 200 });
+    progress.diskComplete('a', 'a.img');
+    progress.guestFinished('a', 'ok');
+    progress.disk('b', 'b0.img', 20);
+    progress.guestFinished('b', 'failed');
+    progress.hostFinished();
+    expect(events.at(-2)).toEqual({ host: 'new01', guestsDone: 2, guests: 2, failedGuests: 1, doneBytes: 120, totalBytes: 120, state: 'restoring' });
+    expect(events.at(-1)).toMatchObject({ doneBytes: 120, totalBytes: 120, state: 'done' });
+  });
+});
 
 describe('the progress events of restoreSite', () => {
   it("sends each host's state as it changes: guests and bytes done only grow, the last says done with everything counted; a failed guest leaves the total", async () => {
