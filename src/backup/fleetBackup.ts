@@ -10,7 +10,7 @@ import { GuestDisk, GuestHooks, GuestInfo, HypervisorDriver, QuiesceHandle, Quie
 import { NO_WATCHDOG_TIME_LIMIT, WatchdogGuard } from '../hypervisor/watchdog';
 import { InPlaceHold, Snapshot, SnapshotProvider } from '../snapshot/provider';
 import { openImageSource } from '../dedupe/imageSource';
-import { backupGuest, DiskInput, GuestBackupResult, GuestHoldStats } from './guestBackup';
+import { backupGuest, DiskInput, GuestBackupProgress, GuestBackupResult, GuestHoldStats } from './guestBackup';
 import { type BootOrder, driverGuestSpec } from './guestSpec';
 import { forEachLimit } from '../concurrency/forEachLimit';
 import { HypervisorError, InputError, UsageError } from '../errors';
@@ -51,7 +51,14 @@ export interface FleetBackupOptions {
   holdQuiesceMs?: number;
   /** Passed to each guest's backup: GuestBackupRequest.confirmLock. */
   confirmLock?: () => Promise<void>;
+  /** Each guest's bytes as its disks are read, and its end, for a progress display. */
+  onProgress?: (p: FleetProgress) => void;
 }
+
+/** A guest's progress in a fleet backup: reading its disks, or finished (ok or failed). */
+export type FleetProgress =
+  | ({ guest: string; kind: 'reading' } & GuestBackupProgress)
+  | { guest: string; kind: 'finished'; ok: boolean };
 
 export interface GuestOutcome {
   guest: string;
@@ -133,6 +140,7 @@ export async function backupFleet(
       }));
       outcome.durationMs = Date.now() - started;
       outcomes.push(outcome);
+      opts.onProgress?.({ guest: outcome.guest, kind: 'finished', ok: outcome.ok });
       opts.log(outcome.ok
         ? `${outcome.guest}: restore point ${outcome.id?.slice(0, 8)}, paused ${outcome.pauseMs} ms${outcome.downMs ? `, shut down ${outcome.downMs} ms` : ''}, read ${outcome.readBytes} of ${outcome.logicalBytes} bytes, ${outcome.newBytes} new`
         : `${outcome.guest}: FAILED: ${outcome.error}`);
@@ -421,7 +429,8 @@ async function backupSnapshots(
     snapshots.map(({ provider, snapshot }) => ({ name: fleetDiskName(snapshot.disk), disk: snapshot.disk, providerKind: provider.kind })),
     g.boot,
   );
-  return backupGuest(repo, pool, { guest: g.guest.name, disks: inputs, config, tags: opts.tags, spec, confirmLock: opts.confirmLock, afterRead });
+  return backupGuest(repo, pool, { guest: g.guest.name, disks: inputs, config, tags: opts.tags, spec, confirmLock: opts.confirmLock, afterRead },
+    opts.onProgress && ((p) => opts.onProgress!({ guest: g.guest.name, kind: 'reading', ...p })));
 }
 
 /** Phase 3: each provider keeps its changed-block tracking baseline for the next run. */

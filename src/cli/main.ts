@@ -24,6 +24,7 @@ import { registerPrune } from './commands/prune';
 import { registerSchedule } from './commands/schedule';
 import { registerNightly } from './commands/nightly';
 import { useMemoryOption } from './session';
+import { checkProgressFlags } from './progress';
 
 export function buildProgram(): Command {
   const program = new Command('ferry')
@@ -40,6 +41,9 @@ export function buildProgram(): Command {
     .option('--insecure-http', 'allow s3:http:// to another host (unencrypted, unauthenticated transport); loopback is always allowed')
     .option('--wait-lock <duration>', 'wait up to this long (e.g. 60s, 10m) for a conflicting repository lock to go, instead of failing at once (exit 5)')
     .option('--memory <size>', 'peak memory of backup, restore, check and sync, at least 96M (default 160M; ferry.conf memory_limit): fewer workers, smaller buffers')
+    // Progress (src/cli/progress.ts): redrawn rows on a terminal, timestamped lines otherwise.
+    .option('--no-progress', 'show no progress (backup, restore, check --read-data, sync, site restore)')
+    .option('--progress-interval <duration>', 'without a terminal (cron): at most one progress line per this long, e.g. 30s, 5m (default 60s)')
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -64,6 +68,7 @@ export function buildProgram(): Command {
   registerNightly(program);
   for (const cmd of program.commands) cmd.exitOverride();
   program.hook('preAction', (_program, action) => useMemoryOption(action.optsWithGlobals()));
+  program.hook('preAction', (_program, action) => checkProgressFlags(action.optsWithGlobals()));
   return program;
 }
 

@@ -34,6 +34,7 @@ import { type GuestBoot, type HealthWaiter, type RestoredGuest, StartJournal, bo
 import { guestPresence } from './guestStart';
 import { convertToQcow2IfWanted, qcow2ConvertArgs, restoredFormat } from './restoredFormat';
 import { takeTargetAsSeed, writeSeededLocally, writeSeededRemotely } from './seededRestore';
+import { HostProgress, type SiteProgressListener } from './siteProgress';
 
 /** Regions restored locally per round trip to a remote host: 4 × 32 MiB of scratch at most; a checkpoint after each. */
 const REMOTE_BATCH_REGIONS = 4;
@@ -65,6 +66,8 @@ export interface SiteRestoreOptions {
   log: (line: string) => void;
   /** --pull: restores an ssh host's guests by running ferry there (pulledRestore.ts) instead of from here; never throws for that host's failures. */
   pullHost?: (host: HostDefinition, guests: PlannedGuest[]) => Promise<GuestRestoreReport[]>;
+  /** Each host's progress in the data phase (guests, bytes), as it changes; not in a dry run (nor for pulled hosts: their own ferry restores). */
+  onProgress?: SiteProgressListener;
 }
 
 export interface RestoredDisk {
@@ -131,13 +134,16 @@ export async function restoreSite(
       const host = site.hosts.find((h) => h.name === hostName);
       if (host && host.address.kind === 'ssh' && opts.pullHost) return opts.pullHost(host, guests);
       const out: GuestRestoreReport[] = [];
+      const progress = new HostProgress(hostName, guests, opts.dryRun ? undefined : opts.onProgress);
       for (const g of guests) {
         if (!host) {
           out.push(failed(g, `host ${hostName} of the plan is not in ${site.file}; plan again for these hosts`));
-          continue;
+        } else {
+          out.push(await restoreGuest(repo, workers, plan, g, points.get(g.restorePoint), host, site, opts, progress));
         }
-        out.push(await restoreGuest(repo, workers, plan, g, points.get(g.restorePoint), host, site, opts));
+        progress.guestFinished(g.guest, out[out.length - 1].ok ? 'ok' : 'failed');
       }
+      progress.hostFinished();
       return out;
     }),
   );
@@ -165,6 +171,7 @@ async function restoreGuest(
   host: HostDefinition,
   site: SiteHosts,
   opts: SiteRestoreOptions,
+  progress: HostProgress,
 ): Promise<GuestRestoreReport> {
   const started = Date.now();
   if (!rp) return failed(g, `restore point ${g.restorePoint.slice(0, 8)} is not in ${repo.location} (forgotten since the plan?); plan again`);
@@ -206,7 +213,7 @@ async function restoreGuest(
         disks.push({ name: planned.name, target: target.path, writtenBytes: 0 });
         continue;
       }
-      disks.push(await restoreDiskOnHost(repo, workers, g, rp, record, host, site, target, runner, opts));
+      disks.push(await restoreDiskOnHost(repo, workers, g, rp, record, host, site, target, runner, opts, progress));
     }
     config = await writeGuestConfig(g, rp, host, site, runner, volumes, opts);
   } catch (err) {
@@ -232,6 +239,7 @@ async function restoreDiskOnHost(
   target: PoolVolume,
   runner: CommandRunner,
   opts: SiteRestoreOptions,
+  progress: HostProgress,
 ): Promise<RestoredDisk> {
   const began = Date.now();
   const journal = new RestoreJournal(opts.journalDir);
@@ -239,6 +247,7 @@ async function restoreDiskOnHost(
   const exists = (p: string) => existsOn(runner, p);
   if (done?.complete && opts.existing !== 'overwrite' && (await exists(target.path)) && (await targetStamp(runner, target)) === done.stamp) {
     opts.log(`${host.name}: ${g.guest} ${record.name} was restored to ${target.path} by an earlier run of this plan; left as it is`);
+    progress.diskComplete(g.guest, record.name);
     return { name: record.name, target: target.path, writtenBytes: 0, alreadyRestored: true };
   }
   let resumeFrom = 0;
@@ -256,20 +265,28 @@ async function restoreDiskOnHost(
   } else {
     await prepareTarget(runner, host, target, record, opts.existing);
   }
-  const checkpoint = (regionsDone: number) =>
+  // Progress: the regions done so far as a share of the disk's data, then the bytes written since.
+  const regionShare = (regions: number) => (record.regions.length > 0 ? (record.dataBytes * regions) / record.regions.length : 0);
+  let checkpointed = regionShare(resumeFrom);
+  const onWritten = (bytesSinceCheckpoint: number) => progress.disk(g.guest, record.name, checkpointed + bytesSinceCheckpoint);
+  const checkpoint = (regionsDone: number) => {
     journal.write(host.name, target.path, { restorePoint: rp.id, disk: record.name, size: record.size, regionsDone, complete: false });
+    checkpointed = regionShare(regionsDone);
+    onWritten(0);
+  };
   checkpoint(resumeFrom);
   const seededWrite = !seeded ? undefined : host.address.kind === 'local'
     ? await writeSeededLocally(repo, workers, record, partialPath(target), resumeFrom, checkpoint)
     : await writeSeededRemotely(repo, workers, record, partialPath(target), `${host.name}:${partialPath(target)}`, new SshCommandRunner(host.address, opts.local, site.sshConfig).sshArgs(),
       path.join(opts.scratchDir, `${SCRATCH_PREFIX}${process.pid}-${host.name}-${path.basename(partialPath(target))}`), resumeFrom, checkpoint);
   const writtenBytes = seededWrite ? seededWrite.writtenBytes : host.address.kind === 'local'
-    ? await writeLocally(repo, workers, record, target, resumeFrom, checkpoint)
-    : await writeRemotely(repo, workers, record, target, new SshCommandRunner(host.address, opts.local, site.sshConfig), host, opts.scratchDir, resumeFrom, checkpoint);
+    ? await writeLocally(repo, workers, record, target, resumeFrom, checkpoint, onWritten)
+    : await writeRemotely(repo, workers, record, target, new SshCommandRunner(host.address, opts.local, site.sshConfig), host, opts.scratchDir, resumeFrom, checkpoint, onWritten);
   if (target.kind === 'file') await convertToQcow2IfWanted(runner, partialPath(target), specOf(rp).disks.find((d) => d.name === record.name)?.format);
   await finishTarget(runner, target);
   const stamp = await targetStamp(runner, target);
   journal.write(host.name, target.path, { restorePoint: rp.id, disk: record.name, size: record.size, regionsDone: record.regions.length, complete: true, ...(stamp ? { stamp } : {}) });
+  progress.diskComplete(g.guest, record.name);
   const seconds = Math.max(0.001, (Date.now() - began) / 1000);
   opts.log(`${host.name}: ${g.guest} ${record.name} → ${target.path} (${writtenBytes} bytes written${seededWrite ? `, ${seededWrite.comparedBytes} compared with the older copy there` : ''} in ${seconds.toFixed(1)} s, ${(writtenBytes / seconds / 1e6).toFixed(1)} MB/s)`);
   return {
@@ -480,6 +497,7 @@ async function writeLocally(
   target: PoolVolume,
   resumeFrom: number,
   checkpoint: (regionsDone: number) => void,
+  onWritten: (bytesSinceCheckpoint: number) => void,
 ): Promise<number> {
   const partial = partialPath(target);
   // A partial file that is there already is a killed run's, of this disk (the journal said so): written over in place.
@@ -493,7 +511,7 @@ async function writeLocally(
   let written = 0;
   for (let from = resumeFrom; from < record.regions.length; from += LOCAL_BATCH_REGIONS) {
     const to = Math.min(record.regions.length, from + LOCAL_BATCH_REGIONS);
-    written += await restoreDisk(repo, workers, record, partial, { zeroFill: target.kind === 'thick-lv', regions: { from, to } });
+    written += await restoreDisk(repo, workers, record, partial, { zeroFill: target.kind === 'thick-lv', regions: { from, to }, onProgress: onWritten });
     fsyncFile(partial);
     checkpoint(to);
   }
@@ -510,12 +528,14 @@ async function writeRemotely(
   scratchDir: string,
   resumeFrom: number,
   checkpoint: (regionsDone: number) => void,
+  onWritten: (bytesSinceCheckpoint: number) => void,
 ): Promise<number> {
   const partial = partialPath(target);
   removeDeadRunsScratch(scratchDir);
   const writer = RemoteFileWriter.open(ssh.sshArgs(), partial, target.kind === 'file' ? record.size : 'device', `${host.name}:${partial}`);
   const scratch = path.join(scratchDir, `${SCRATCH_PREFIX}${process.pid}-${host.name}-${path.basename(partial)}`);
   let written = 0;
+  let batchWritten = 0;
   try {
     for (let from = resumeFrom; from < record.regions.length; from += REMOTE_BATCH_REGIONS) {
       const to = Math.min(record.regions.length, from + REMOTE_BATCH_REGIONS);
@@ -535,6 +555,8 @@ async function writeRemotely(
             fs.readSync(rfd, piece, 0, piece.length, at);
             await writer.write(at, piece);
             written += piece.length;
+            batchWritten += piece.length;
+            onWritten(batchWritten);
           }
         }
       } finally {
@@ -542,6 +564,7 @@ async function writeRemotely(
       }
       await writer.sync();
       checkpoint(to);
+      batchWritten = 0;
     }
     await writer.close();
   } catch (err) {

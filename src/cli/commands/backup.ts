@@ -8,11 +8,12 @@ import { Repository } from '../../repo/repository';
 import { useConfiguredMemoryLimit, withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
 import { withSignalCleanup } from '../signals';
 import { withFlagNames } from '../flagNames';
-import { ProgressLine } from '../progress';
+import { ProgressBoard, type ProgressFlags, ProgressLine, type ProgressOutput, dedupeField, noProgress, progressOutput } from '../progress';
 import { formatBytes, formatDuration } from '../format';
 import { FleetFailedError, UsageError } from '../../errors';
 import { DEFAULT_CONFIG_PATH, FerryConfig, loadFerryConfig } from '../../config/ferryConfig';
 import { fleetGuests } from '../fleetGuests';
+import { FleetProgressRow } from '../fleetProgress';
 import { acquireHostRunLock } from '../../backup/hostRunLock';
 import { LEFTOVER_AGE_MS, removeTemporaryLeftovers } from '../../storage/leftovers';
 import { avoidDamagedPacks, damagedPacksWarning, findDamagedPacks } from '../../repo/packHealth';
@@ -63,7 +64,7 @@ export function registerBackup(program: Command): void {
     .option('--json', 'print the result as JSON')
     .option('--time <iso>', 'without --all: date the restore point at this ISO 8601 time (e.g. 2026-01-05T01:00:00Z) instead of now')
     .action(async (images: string[], opts: BackupOptions, cmd: Command) => {
-      const ropts = cmd.optsWithGlobals() as RepoOptions;
+      const ropts = cmd.optsWithGlobals() as RepoOptions & ProgressFlags;
       if (opts.all) {
         if (opts.time !== undefined) throw new UsageError('backup --all takes no --time; it dates each guest by its own snapshot');
         if (images.length > 0) throw new UsageError('backup --all takes no image paths; the hypervisors name the disks');
@@ -81,13 +82,12 @@ export function registerBackup(program: Command): void {
         const resumed = await prepareIndex(repo, opts.json);
         const listing = await repo.listAllRestorePoints();
         const seen = reviewListing(repo, ropts, listing);
-        const progress = new ProgressLine(`backup ${request.guest}`, opts.json);
+        const progress = new ProgressLine(`backup ${request.guest}`, progressOutput({ ...ropts, json: opts.json }));
         // GC rule 3 (FORMAT.md): the lock is fresh right before the restore point names deduplicated blobs.
         const withBases = { ...(await withPreviousDisks(repo, request, listing.points)), confirmLock: () => lock!.verifyFresh() };
-        const result = await withPool(repo, (pool) =>
-          backupGuest(repo, pool, withBases, (p) => progress.update(p.doneBytes, p.totalBytes, `new ${formatBytes(p.newBytes)}`)),
-        );
-        progress.done();
+        const result = await progress.around(() => withPool(repo, (pool) =>
+          backupGuest(repo, pool, withBases, (p) => progress.update(p.doneBytes, p.totalBytes, [`new ${formatBytes(p.newBytes)}`, dedupeField(p.readBytes, p.newBytes)])),
+        ));
         const rp = result.restorePoint;
         seen.saw([{ id: result.id, guest: rp.guest, time: rp.time }]);
         warnRecordProblems(seen);
@@ -133,13 +133,13 @@ export async function prepareIndex(repo: Repository, quiet?: boolean): Promise<n
   return resumed.indexed;
 }
 
-async function backupAll(ropts: RepoOptions, opts: BackupOptions): Promise<void> {
+async function backupAll(ropts: RepoOptions & ProgressFlags, opts: BackupOptions): Promise<void> {
   checkGlobs(opts.guest, '--guest');
   checkGlobs(opts.exclude, '--exclude');
   let config: FerryConfig | undefined;
   if (opts.config) config = loadFerryConfig(opts.config);
   else if (fs.existsSync(DEFAULT_CONFIG_PATH)) config = loadFerryConfig(DEFAULT_CONFIG_PATH);
-  const repoOptions: RepoOptions = {
+  const repoOptions: RepoOptions & ProgressFlags = {
     ...ropts,
     repo: ropts.repo ?? process.env.FERRY_REPO ?? config?.repository,
     passwordFile: ropts.passwordFile ?? config?.passwordFile,
@@ -164,6 +164,8 @@ export interface FleetRunSettings {
   quietIndex: boolean;
   log: (line: string) => void;
   holdQuiesceMs?: number;
+  /** One progress row for the whole fleet (absent: none). */
+  progress?: ProgressOutput;
 }
 
 /**
@@ -172,7 +174,9 @@ export interface FleetRunSettings {
  * runs, backs up every guest and records what this host saw.
  */
 export async function backUpFleetGuests(setup: Awaited<ReturnType<typeof fleetGuests>>, repoOptions: RepoOptions, run: FleetRunSettings): Promise<GuestOutcome[]> {
-  const { log } = run;
+  const board = new ProgressBoard(run.progress ?? noProgress());
+  // Log lines go above the progress row on a terminal.
+  const log = (line: string) => board.above(() => run.log(line));
   return withRepository(repoOptions, 'shared', run.command, async (repo, lock) => {
     await prepareIndex(repo, run.quietIndex);
     const listing = await repo.listAllRestorePoints();
@@ -185,15 +189,26 @@ export async function backUpFleetGuests(setup: Awaited<ReturnType<typeof fleetGu
       if (removed.length > 0) log(`${provider.kind}: removed ${removed.length} leftover(s) of an earlier run: ${removed.join(', ')}`);
     }
     const runId = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '') + '-' + process.pid.toString(16);
-    const outcomes = await withPool(repo, (pool) =>
-      withSignalCleanup((cleanup) =>
-        backupFleet(repo, pool, setup.guests, {
-          concurrency: run.concurrency, tags: run.tags, runId, log, listing, about: (id) => seen.about(id), cleanup,
-          holdQuiesceMs: run.holdQuiesceMs ?? 0,
-          confirmLock: () => lock!.verifyFresh(),
-        }),
-      ),
-    );
+    const fleet = new FleetProgressRow(board.row(run.command), setup.guests.length);
+    let outcomes: GuestOutcome[];
+    try {
+      outcomes = await withPool(repo, (pool) =>
+        withSignalCleanup((cleanup) =>
+          backupFleet(repo, pool, setup.guests, {
+            concurrency: run.concurrency, tags: run.tags, runId, log, listing, about: (id) => seen.about(id), cleanup,
+            holdQuiesceMs: run.holdQuiesceMs ?? 0,
+            confirmLock: () => lock!.verifyFresh(),
+            onProgress: fleet.onProgress,
+          }),
+        ),
+      );
+      fleet.finish('done');
+    } catch (err) {
+      fleet.finish('failed');
+      throw err;
+    } finally {
+      board.close();
+    }
     seen.saw(outcomes.flatMap((o) => (o.ok && o.id && o.time ? [{ id: o.id, guest: o.guest, time: o.time }] : [])));
     warnRecordProblems(seen);
     return outcomes;
@@ -204,7 +219,7 @@ async function backupAllLocked(
   opts: BackupOptions,
   config: FerryConfig | undefined,
   concurrency: number,
-  repoOptions: RepoOptions,
+  repoOptions: RepoOptions & ProgressFlags,
 ): Promise<void> {
   const setup = await fleetGuests(
     { qmpSocket: opts.qmpSocket, libvirt: opts.libvirt, xen: opts.xen, guest: opts.guest, exclude: opts.exclude, workDir: opts.workDir },
@@ -215,6 +230,7 @@ async function backupAllLocked(
   };
   const outcomes = await backUpFleetGuests(setup, repoOptions, {
     command: 'backup --all', concurrency, tags: opts.tag, quietIndex: Boolean(opts.json), log,
+    progress: progressOutput({ ...repoOptions, json: opts.json }),
     // A rehearsal knob (tests, drills): hold each quiesced guest this long. Never set in production.
     holdQuiesceMs: Number(process.env.FERRY_HOLD_QUIESCE_MS ?? 0),
   });

@@ -4,7 +4,7 @@ import { CheckDepth, checkRepository } from '../../check/repositoryCheck';
 import { DamageFoundError, UsageError } from '../../errors';
 import { ReadDataCursor, badSubsetSpec, parseSubsetSpec, subsetForRun } from '../../check/readDataSubset';
 import { stateDir } from '../restorePointRecord';
-import { ProgressLine } from '../progress';
+import { type ProgressFlags, ProgressLine, noProgress, progressOutput } from '../progress';
 import { formatBytes } from '../format';
 import { LEFTOVER_AGE_MS, countTemporaryFiles } from '../../storage/leftovers';
 
@@ -20,18 +20,22 @@ export function registerCheck(program: Command): void {
     )
     .option('--json', 'print JSON')
     .action(async (opts: { readData?: boolean; readDataSubset?: string; json?: boolean }, cmd: Command) => {
-      const global = cmd.optsWithGlobals() as RepoOptions;
+      const global = cmd.optsWithGlobals() as RepoOptions & ProgressFlags;
       if (opts.readData && opts.readDataSubset !== undefined) throw new UsageError('check: give --read-data or --read-data-subset, not both');
       const spec = opts.readDataSubset === undefined ? undefined : parseSubsetSpec(opts.readDataSubset);
       if (opts.readDataSubset !== undefined && !spec) throw badSubsetSpec('--read-data-subset', opts.readDataSubset);
       // No local cache: check judges the repository, not what this host kept of it.
       await withRepository({ ...global, cache: false }, 'shared', 'check', async (repo) => {
-        const progress = new ProgressLine('check', opts.json);
         const cursor = ReadDataCursor.at(stateDir(global), repo.repositoryId);
         const subset = spec ? subsetForRun(spec, cursor) : undefined;
         const depth: CheckDepth = subset ? { readDataSubset: subset } : opts.readData ? 'read-data' : 'structure';
-        const report = await withPool(repo, (pool) => checkRepository(repo, pool, depth, (d, t) => progress.update(d, t)));
-        progress.done();
+        // Only reading data has bytes to count.
+        const progress = new ProgressLine('check --read-data', depth === 'structure' ? noProgress() : progressOutput({ ...global, json: opts.json }));
+        const report = await progress.around(
+          () => withPool(repo, (pool) => checkRepository(repo, pool, depth, (d, t) => progress.update(d, t))),
+          // Damage fails the command: its error line stays the one line (no 'done' line before it under cron).
+          (r) => (r.damage.length > 0 ? 'failed' : 'done'),
+        );
         // Only a finished check moves the rotation on: an interrupted one reads the same bucket again.
         const cursorWarning = subset && spec?.kind === 'rotating' ? cursor.advance(subset) : undefined;
         if (cursorWarning) console.error(`ferry: warning: ${cursorWarning}`);

@@ -33,6 +33,7 @@ import { offsiteSkipReason } from '../../nightly/offsite';
 import { GuestReport, NightlyReport, NotificationResult, formatHumanReport, nothingDoneReport } from '../../nightly/report';
 import { renderPromTextfile, writeTextfileAtomically } from '../../nightly/promTextfile';
 import { postWebhook, runNotifyCommand } from '../../nightly/notify';
+import { type ProgressFlags, type ProgressOutput, progressOutput } from '../progress';
 
 interface NightlyOptions {
   config: string;
@@ -61,6 +62,7 @@ export function registerNightly(program: Command): void {
         passwordFile: global.passwordFile ?? config.passwordFile,
       };
       const location = repoOptions.repo;
+      const progress = progressOutput({ ...(global as ProgressFlags), json: opts.json });
       const startedAt = new Date();
       let report: NightlyReport;
       try {
@@ -70,7 +72,7 @@ export function registerNightly(program: Command): void {
         await nothingDoneUnless(async () => (await openRepository(repoOptions)).backend.close());
         const hostLock = await nothingDoneUnless(async () => acquireHostRunLock(process.env.FERRY_RUN_DIR ?? '/run/ferry'));
         try {
-          report = await runNightly(nightly, location, nightlySteps(repoOptions, location, config, nightly, Boolean(opts.verbose)));
+          report = await runNightly(nightly, location, nightlySteps(repoOptions, location, config, nightly, Boolean(opts.verbose), progress));
         } finally {
           hostLock.release();
         }
@@ -148,7 +150,7 @@ async function nothingDoneUnless<T>(body: () => Promise<T>): Promise<T> {
   }
 }
 
-function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig, nightly: NightlyConfig, verbose: boolean): NightlySteps {
+function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig, nightly: NightlyConfig, verbose: boolean, progress: ProgressOutput): NightlySteps {
   const log = (line: string) => {
     if (verbose) process.stderr.write(`${new Date().toISOString()} ${line}\n`);
   };
@@ -160,7 +162,7 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
     async backup(onKnown) {
       const setup = await fleetGuests({ qmpSocket: [], guest: [], exclude: [], workDir: nightly.workDir }, config);
       onKnown(setup.known);
-      const outcomes = await backUpFleetGuests(setup, ropts, { command: 'nightly (backup)', concurrency: config.concurrency, tags: nightly.tags, quietIndex: !verbose, log });
+      const outcomes = await backUpFleetGuests(setup, ropts, { command: 'nightly (backup)', concurrency: config.concurrency, tags: nightly.tags, quietIndex: !verbose, log, progress });
       const guests: GuestReport[] = outcomes.map((o) => ({
         guest: o.guest, driver: o.driver, ok: o.ok, ...(o.id ? { id: o.id, time: o.time } : {}), ...(o.error ? { error: o.error } : {}),
         durationMs: o.durationMs, pauseMs: o.pauseMs, downMs: o.downMs, logicalBytes: o.logicalBytes, readBytes: o.readBytes, storedBytes: o.newBytes,

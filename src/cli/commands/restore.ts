@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { loadIndexForReading, withPool, withRepository, RepoOptions } from '../session';
 import { RESTORE_TARGET, restoreDiskTo, restoreToDirectory, RestoredFile } from '../../restore/guestRestore';
 import { withFlagNames } from '../flagNames';
-import { ProgressLine } from '../progress';
+import { type ProgressFlags, ProgressLine, progressOutput } from '../progress';
 import { formatBytes } from '../format';
 import { UsageError } from '../../errors';
 import { TemporaryFile } from '../../storage/leftovers';
@@ -42,7 +42,7 @@ export function registerRestore(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (ref: string, opts: RestoreOptions, cmd: Command) => {
       const mode = opts.mode === undefined ? undefined : parseFileMode(opts.mode);
-      const ropts = cmd.optsWithGlobals() as RepoOptions;
+      const ropts = cmd.optsWithGlobals() as RepoOptions & ProgressFlags;
       await withRepository(ropts, 'shared', 'restore', async (repo) => {
         await loadIndexForReading(repo);
         // `latest` is only as true as the listing: say when points this host saw are gone.
@@ -50,18 +50,17 @@ export function registerRestore(program: Command): void {
         const listing = ref === 'latest' ? await repo.listAllRestorePoints() : undefined;
         const seen = listing ? reviewListing(repo, ropts, listing, { warnDamaged: false }) : seenRestorePoints(repo, ropts);
         const rp = await repo.findRestorePoint(ref, opts.guest, { about: (id) => seen.about(id), listing });
-        const progress = new ProgressLine(`restore ${rp.guest}`, opts.json);
+        const progress = new ProgressLine(`restore ${rp.guest}`, progressOutput({ ...ropts, json: opts.json }));
         const onProgress = (p: { writtenBytes: number; totalBytes: number }) => progress.update(p.writtenBytes, p.totalBytes);
-        const onLeftover = (f: TemporaryFile) => console.error(`removed ${f.path} (${formatBytes(f.size)}), left by an interrupted restore`);
-        const files: RestoredFile[] = await withPool(repo, (pool) => withFlagNames(RESTORE_FLAGS, async () => {
+        const onLeftover = (f: TemporaryFile) => progress.log(`removed ${f.path} (${formatBytes(f.size)}), left by an interrupted restore`);
+        const files: RestoredFile[] = await progress.around(() => withPool(repo, (pool) => withFlagNames(RESTORE_FLAGS, async () => {
           if (opts.disk !== undefined) {
             const n = Number(opts.disk);
             if (!Number.isInteger(n) || n < 0) throw new UsageError(`--disk ${opts.disk}: give a disk number from 0`);
             return [await restoreDiskTo(repo, pool, rp, n, opts.to, { force: Boolean(opts.force), noSparse: !opts.sparse, onProgress, onLeftover, mode })];
           }
           return restoreToDirectory(repo, pool, rp, opts.to, { force: Boolean(opts.force), onProgress, onLeftover, mode });
-        }));
-        progress.done();
+        })));
         // Which point, and how old, on every restore: older data must never pass for the newest.
         // (After the work, so that a failed restore still ends in one error line.)
         process.stderr.write(`ferry: restored restore point ${rp.id} of guest '${rp.guest}', taken ${rp.time} on ${rp.hostname}\n`);

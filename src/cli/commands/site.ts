@@ -20,6 +20,8 @@ import { DEFAULT_CONFIG_PATH, type FerryConfig, loadFerryConfig, settingsForGues
 import { type GuestHealthSetting, healthSettingFor, healthWaiter } from '../../site/siteHealth';
 import { pullHostRestorer, registerSiteRestoreLocal } from './sitePull';
 import { obtainPassword } from '../password';
+import { type ProgressFlags, noProgress, progressOutput } from '../progress';
+import { SiteProgressBoard } from '../siteProgress';
 
 interface PlanOptions {
   hosts: string;
@@ -111,7 +113,9 @@ function registerSiteRestore(site: Command): void {
         throw new DoesNotFitError(`${opts.plan}: ${planned.unplaced.length} guest(s) of the plan are unplaced (${planned.unplaced.map((u) => u.guest).join(', ')}); plan again with more room`);
       }
       const hosts = loadSiteHosts(opts.hosts ?? planned!.hostsFile);
-      const ropts = cmd.optsWithGlobals() as RepoOptions;
+      const ropts = cmd.optsWithGlobals() as RepoOptions & ProgressFlags;
+      // A dry run prints what it would do, and does nothing to count.
+      const progressTo = opts.dryRun ? noProgress() : progressOutput({ ...ropts, json: opts.json });
       const config = opts.config ? loadFerryConfig(opts.config) : fs.existsSync(DEFAULT_CONFIG_PATH) ? loadFerryConfig(DEFAULT_CONFIG_PATH) : undefined;
       const local = new ExecFileCommandRunner();
       // --pull hands the passphrase on to each host: asked for once, here.
@@ -119,6 +123,9 @@ function registerSiteRestore(site: Command): void {
       await withRepository(passphrase ? { ...ropts, passphrase } : ropts, 'shared', 'site restore', async (repo) => {
         const plan = planned ?? (await planForRestore(repo, hosts, opts, path.join(stateDir(ropts), 'site-restore', 'plans'), (line) => console.error(line)));
         await loadIndexForReading(repo);
+        // A row per host with guests in the plan, in the hosts file's order.
+        const progress = new SiteProgressBoard(progressTo, hosts.hosts.map((h) => h.name).filter((name) => plan.guests.some((g) => g.host === name)));
+        const log = (line: string) => (opts.dryRun ? console.log(line) : progress.board.log(`${new Date().toISOString()} ${line}`));
         const reports = await withPool(repo, (pool) =>
           restoreSite(repo, pool, plan, hosts, {
             dryRun: Boolean(opts.dryRun),
@@ -132,17 +139,19 @@ function registerSiteRestore(site: Command): void {
               const setting = healthSettingFor(hosts, g.guest, config && ((name) => configHealth(config, name)));
               return setting && healthWaiter(setting, host, g.guest, local, hosts.sshConfig);
             },
-            log: (line) => (opts.dryRun ? console.log(line) : console.error(`${new Date().toISOString()} ${line}`)),
+            // Above the hosts' progress rows on a terminal.
+            log,
+            onProgress: progress.onProgress,
             ...(passphrase ? {
               pullHost: pullHostRestorer(repo, plan, hosts, {
                 passphrase, local, dryRun: Boolean(opts.dryRun), journalDir: path.join(stateDir(ropts), 'site-restore'),
                 existing: opts.seed ? 'seed' : opts.force ? 'overwrite' : 'refuse',
                 macs: opts.newMacs ? { kind: 'new', seed: plan.created } : { kind: 'keep' },
-                log: (line) => (opts.dryRun ? console.log(line) : console.error(`${new Date().toISOString()} ${line}`)),
+                log,
               }),
             } : {}),
           }),
-        );
+        ).finally(() => progress.close());
         if (opts.json) console.log(JSON.stringify(reports));
         else if (!opts.dryRun) printReport(reports);
         const bad = reports.filter((r) => !r.ok || r.start?.result === 'failed' || r.start?.result === 'skipped' || r.health?.result === 'failed');

@@ -4,7 +4,7 @@ import { repeatable } from '../options';
 import { lockOptions, memoryBudgetBytes, openBackendAt, RepoOptions, s3Concurrency, whileLocked } from '../session';
 import { syncCopiesInFlight } from '../../workers/memoryBudget';
 import { obtainPassword, passwordGiven } from '../password';
-import { ProgressLine } from '../progress';
+import { type ProgressFlags, ProgressLine, progressOutput } from '../progress';
 import { formatBytes, formatDuration } from '../format';
 import { syncRepositories, SyncSummary } from '../../sync/repositorySync';
 import { UsageError } from '../../errors';
@@ -84,8 +84,8 @@ export function registerSync(program: Command): void {
           locks.push(await acquireLockWaiting({ backend: fenced, location: fenced.location }, 'shared', 'sync (target)', { ...lock, unreadableConflicts: true }, wait));
         }
         const targetLock = locks[1];
-        const progress = new ProgressLine('sync', opts.json);
-        const summary = await whileLocked(locks, () =>
+        const progress = new ProgressLine('sync', progressOutput({ ...(global as ProgressFlags), json: opts.json }));
+        const summary = await progress.around(() => whileLocked(locks, () =>
           syncRepositories(source, fenced, {
             concurrency,
             verify: Boolean(opts.verify),
@@ -97,10 +97,9 @@ export function registerSync(program: Command): void {
             // A local target (a USB drive) says before copying when the missing objects do not fit.
             targetFreeBytes: targetLocation.startsWith('s3:') ? undefined : () => localFreeBytes(targetLocation),
             record: { host: os.hostname() },
-            onProgress: (p) => progress.update(p.doneBytes, p.totalBytes, `${p.doneObjects}/${p.totalObjects} objects`),
+            onProgress: (p) => progress.update(p.doneBytes, p.totalBytes, [`${p.doneObjects}/${p.totalObjects} objects`]),
           }),
-        );
-        progress.done();
+        ));
         if (opts.json) console.log(JSON.stringify(summary));
         else console.log(describeSummary(summary));
       } finally {

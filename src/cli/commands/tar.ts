@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { repeatable } from '../options';
 import { writeFileAtomically } from '../../restore/atomicFile';
 import { loadIndexForReading, withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
-import { ProgressLine } from '../progress';
+import { type ProgressFlags, ProgressLine, progressOutput } from '../progress';
 import { formatBytes, formatDuration } from '../format';
 import { exportTar } from '../../tar/exportTar';
 import { importTar } from '../../tar/importTar';
@@ -38,28 +38,30 @@ export function registerTar(program: Command): void {
       if (opts.output && fs.existsSync(opts.output) && !opts.force) {
         throw new InputError(`--output ${opts.output}: already exists; choose another name or add --force`);
       }
-      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'export-tar', async (repo) => {
+      const exportGlobals = cmd.optsWithGlobals() as RepoOptions & ProgressFlags;
+      await withRepository(exportGlobals, 'shared', 'export-tar', async (repo) => {
         await loadIndexForReading(repo);
         const rp = await repo.findRestorePoint(ref, opts.guest);
-        const progress = new ProgressLine(`export ${rp.guest}`);
+        const progress = new ProgressLine(`export ${rp.guest}`, progressOutput(exportGlobals));
         const onProgress = (p: { doneBytes: number; totalBytes: number }) => progress.update(p.doneBytes, p.totalBytes);
         const started = Date.now();
-        if (!opts.output) {
-          await exportTar(repo, rp, process.stdout, onProgress);
-        } else {
-          // A failed export never leaves a tar that looks complete.
-          await writeFileAtomically(path.resolve(opts.output), async (temp) => {
-            const out = fs.createWriteStream(temp, { flags: 'r+' });
-            try {
-              await exportTar(repo, rp, out, onProgress);
-              await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
-            } catch (err) {
-              out.destroy();
-              throw err;
-            }
-          });
-        }
-        progress.done();
+        await progress.around(async () => {
+          if (!opts.output) {
+            await exportTar(repo, rp, process.stdout, onProgress);
+          } else {
+            // A failed export never leaves a tar that looks complete.
+            await writeFileAtomically(path.resolve(opts.output), async (temp) => {
+              const out = fs.createWriteStream(temp, { flags: 'r+' });
+              try {
+                await exportTar(repo, rp, out, onProgress);
+                await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+              } catch (err) {
+                out.destroy();
+                throw err;
+              }
+            });
+          }
+        });
         const bytes = rp.disks.reduce((n, d) => n + d.size, 0);
         process.stderr.write(`exported restore point ${rp.id.slice(0, 8)} (${rp.guest}, ${rp.disks.length} disk(s), ${formatBytes(bytes)}) in ${formatDuration(Date.now() - started)}\n`);
       });
@@ -82,23 +84,23 @@ export function registerTar(program: Command): void {
           throw new InputError(`import-tar ${file}: ${describeSystemError(err)}; give a readable tar made by ferry export-tar`);
         }
       }
-      await withRepository(cmd.optsWithGlobals() as RepoOptions, 'shared', 'import-tar', async (repo) => {
+      const importGlobals = cmd.optsWithGlobals() as RepoOptions & ProgressFlags;
+      await withRepository(importGlobals, 'shared', 'import-tar', async (repo) => {
         // Opened only now: a stream opened before the repository failed to open would report its error to nobody.
         const input: NodeJS.ReadableStream & import('node:stream').Readable = file ? fs.createReadStream(file) : process.stdin;
         await repo.loadIndex(warnDamagedIndex);
         await repo.indexOrphanPacks({ keep: 'index-file' });
-        const progress = new ProgressLine('import', opts.json);
-        const result = await withPool(repo, (pool) =>
+        const progress = new ProgressLine('import', progressOutput({ ...importGlobals, json: opts.json }));
+        const result = await progress.around(() => withPool(repo, (pool) =>
           withFlagNames({ 'guest name': '--guest', 'temporary directory': '--tmp-dir' }, () =>
             importTar(repo, pool, input, {
               guest: opts.guest,
               tags: opts.tag,
               tmpDir: opts.tmpDir,
-              onProgress: (p) => progress.update(p.doneBytes, p.totalBytes || p.doneBytes, p.phase),
+              onProgress: (p) => progress.update(p.doneBytes, p.totalBytes || p.doneBytes, [p.phase]),
             }),
           ),
-        );
-        progress.done();
+        ));
         const rp = result.restorePoint;
         if (opts.json) {
           console.log(JSON.stringify({ id: result.id, guest: rp.guest, time: rp.time, tags: rp.tags, disks: rp.disks.map((d) => ({ name: d.name, size: d.size, dataBytes: d.dataBytes })), ...rp.stats }));
