@@ -89,7 +89,7 @@ describe('backup into a repository under S3 Object Lock', () => {
 
     // Night 2, with a longer lock: everything is deduplicated; the point's lock ends about 2 days out.
     from = proxy.requests.length;
-    const second = parseJson<{ id: string; newBytes: number }>(await repo.run(['backup', '--guest', 'web', bigImage, '--object-lock-days', '2', '--json'], { env }));
+    const second = parseJson<{ id: string; objectLock: { objects: number; extended: number } }>(await repo.run(['backup', '--guest', 'web', bigImage, '--object-lock-days', '2', '--json'], { env }));
     const night2 = retentionRequests(from);
     const after = await retentions(bucket, 'ferry');
     const point = after.find((o) => o.key === `ferry/snapshots/${second.id}`)!;
@@ -104,6 +104,7 @@ describe('backup into a repository under S3 Object Lock', () => {
     // This host wrote every one of them: no GetObjectRetention, one PutObjectRetention each.
     expect(night2.get).toBe(0);
     expect(night2.put).toBe(needed.length);
+    expect(second.objectLock).toMatchObject({ objects: needed.length, extended: needed.length });
     const requestsNight2 = proxy.requests.length - from;
 
     // Night 3: extended by a margin past the lock, nothing to raise and nothing to ask.
