@@ -12,6 +12,7 @@ import { PipelinePool } from '../workers/pipelinePool';
 import { InputError, UsageError, describeSystemError } from '../errors';
 import { unsafeFileName } from '../repo/fileName';
 import { DiskBackup, DiskProgress, IncrementalBase } from './diskBackup';
+import { RetentionCoverage, coverRetention } from '../repo/retentionCoverage';
 
 export interface DiskInput {
   source: ImageSource;
@@ -64,6 +65,8 @@ export interface GuestBackupProgress extends DiskProgress {
 export interface GuestBackupResult {
   id: string;
   restorePoint: RestorePoint;
+  /** S3 Object Lock: what the point needs, raised to outlast it (repo/retentionCoverage.ts). */
+  retention?: RetentionCoverage;
 }
 
 /**
@@ -180,7 +183,9 @@ export async function backupGuest(
       ...(held.downMs !== undefined ? { downMs: held.downMs } : {}),
     },
   };
+  // Packs and index files are stored: what the point needs outlasts it before it is written.
+  const retention = await coverRetention(repo, disks);
   await req.confirmLock?.();
   const id = await repo.saveRestorePoint(restorePoint);
-  return { id, restorePoint };
+  return { id, restorePoint, ...(retention ? { retention } : {}) };
 }

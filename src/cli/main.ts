@@ -38,6 +38,7 @@ export function buildProgram(): Command {
     .option('--no-cache', 'S3: do not keep index files and restore points in ~/.cache/ferry')
     .option('--state-dir <dir>', "this host's record of the restore points it has seen, to notice any that vanish (env FERRY_STATE_DIR; default ~/.local/state/ferry)")
     .option('--object-lock-days <n>', 'S3 (init, backup, sync): write objects with Object Lock retention of N days')
+    .option('--object-lock-mode <mode>', 'with --object-lock-days: COMPLIANCE (default; nobody can shorten or lift it) or GOVERNANCE (users allowed to bypass it can)')
     .option('--insecure-http', 'allow s3:http:// to another host (unencrypted, unauthenticated transport); loopback is always allowed')
     .option('--wait-lock <duration>', 'wait up to this long (e.g. 60s, 10m) for a conflicting repository lock to go, instead of failing at once (exit 5)')
     .option('--memory <size>', 'peak memory of backup, restore, check and sync, at least 96M (default 160M; ferry.conf memory_limit): fewer workers, smaller buffers')

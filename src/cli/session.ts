@@ -4,7 +4,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { Backend } from '../storage/backend';
+import { Backend, OBJECT_LOCK_MODES, ObjectLockMode } from '../storage/backend';
 import type { RetryEvent } from '../storage/retry';
 import { LocalBackend } from '../storage/local';
 import { openBackend, wrapBackend } from '../storage/open';
@@ -37,6 +37,13 @@ export interface StorageOptions {
   cache?: boolean;
   /** `--object-lock-days N`: S3 Object Lock retention for every object written. */
   objectLockDays?: string;
+  /** `--object-lock-mode COMPLIANCE|GOVERNANCE`, with --object-lock-days (default COMPLIANCE). */
+  objectLockMode?: string;
+  /**
+   * Keep the file remembering each object's retention (storage/retentionMemo.ts) even
+   * where the object cache is off for another reason (sync's target); --no-cache turns both off.
+   */
+  rememberRetention?: boolean;
   /** `--insecure-http`: allow s3:http:// to a host other than this one. */
   insecureHttp?: boolean;
 }
@@ -96,10 +103,12 @@ export function openBackendAt(location: string, opts: StorageOptions = {}): Back
   };
   const concurrency = s3Concurrency(opts);
   const lockDays = opts.objectLockDays === undefined ? undefined : parseWholeNumber(opts.objectLockDays, '--object-lock-days', 1, 36500);
+  const lockMode = parseObjectLockMode(opts.objectLockMode, lockDays);
   const inner = openBackend(location, {
     insecureHttp: opts.insecureHttp,
     s3: {
       objectLockDays: lockDays,
+      objectLockMode: lockMode,
       maxSockets: Math.max(concurrency * 2, 16),
       partConcurrency: Math.min(concurrency, 8),
       // A pack up to 64 MiB (default 16 MiB) goes up in one PUT, not parts + 2 calls: measured with
@@ -116,7 +125,19 @@ export function openBackendAt(location: string, opts: StorageOptions = {}): Back
     // A local directory's errors are not transient: no retry (wrapBackend retries any backend given retry options).
     retry: local ? undefined : { onRetry: logRetry },
     cacheDir: local || opts.cache === false ? undefined : cacheDirFor(inner.location),
+    retentionMemoFile: local || (opts.cache === false && !opts.rememberRetention) ? undefined : path.join(cacheDirFor(inner.location), 'object-retention'),
   });
+}
+
+/** `--object-lock-mode`: checked before anything is opened, so a bad one writes nothing. */
+function parseObjectLockMode(text: string | undefined, lockDays: number | undefined): ObjectLockMode | undefined {
+  if (text === undefined) return undefined;
+  const mode = OBJECT_LOCK_MODES.find((m) => m === text.toUpperCase());
+  if (!mode) {
+    throw new UsageError(`--object-lock-mode: '${text}' is not an Object Lock mode; use COMPLIANCE (the default: nobody can shorten or lift the lock) or GOVERNANCE (users allowed to bypass it can)`);
+  }
+  if (lockDays === undefined) throw new UsageError('--object-lock-mode: give --object-lock-days N too; the mode is for the retention that sets');
+  return mode;
 }
 
 /** Under cron a retry is worth a line in the mail: it explains a slow night. */

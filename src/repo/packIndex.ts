@@ -28,6 +28,8 @@ export class PackIndex {
   readonly packEnds: number[] = [];
   /** Index files loaded, by name. */
   readonly indexFiles = new Set<string>();
+  /** Pack number → the index files loaded or written that name it (Object Lock keeps them with the pack: retentionCoverage.ts). */
+  private readonly indexFilesOfPack = new Map<number, string[]>();
 
   constructor(
     private readonly backend: Backend,
@@ -79,6 +81,7 @@ export class PackIndex {
       }
       for (const p of packs) this.addPackEntries(p.packId, p.entries);
       this.indexFiles.add(info.name);
+      this.noteIndexFile(info.name, packs);
     }
   }
 
@@ -94,7 +97,23 @@ export class PackIndex {
     const name = contentName(bytes);
     await this.backend.write('index', name, bytes);
     this.indexFiles.add(name);
+    this.noteIndexFile(name, packs);
     return name;
+  }
+
+  /** The index files loaded or written that name the pack. */
+  indexFilesNaming(packId: string): readonly string[] {
+    const n = this.packNumbers.get(packId);
+    return (n !== undefined && this.indexFilesOfPack.get(n)) || [];
+  }
+
+  private noteIndexFile(name: string, packs: readonly IndexedPack[]): void {
+    for (const p of packs) {
+      const n = this.packNumber(p.packId);
+      const names = this.indexFilesOfPack.get(n);
+      if (!names) this.indexFilesOfPack.set(n, [name]);
+      else if (!names.includes(name)) names.push(name);
+    }
   }
 
   /**

@@ -188,6 +188,11 @@ export class Repository {
     return this.packs.writeIndexFile(packs);
   }
 
+  /** The index files loaded or written that name the pack. */
+  indexFilesNaming(packId: string): readonly string[] {
+    return this.packs.indexFilesNaming(packId);
+  }
+
   /** Index packs no index file names (an interrupted backup's): see PackIndex.indexOrphanPacks. */
   indexOrphanPacks(opts: OrphanIndexing): Promise<{ indexed: number; unreadable: string[] }> {
     return this.packs.indexOrphanPacks(opts);

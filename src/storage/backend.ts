@@ -103,6 +103,44 @@ export interface Backend {
    * above may be the cache's fault, not the repository's.
    */
   evict?(type: ObjectType, name: string): Promise<void>;
+
+  /**
+   * S3 Object Lock, when this backend writes every object with a retention
+   * (`--object-lock-days`); absent otherwise. Each wrapper passes it on with
+   * its own behaviour (retried, fenced, remembered: retentionMemo.ts).
+   */
+  readonly objectLock?: ObjectLock;
+}
+
+/** S3 Object Lock modes: COMPLIANCE, nobody can shorten or lift it; GOVERNANCE, users with s3:BypassGovernanceRetention can. */
+export type ObjectLockMode = 'COMPLIANCE' | 'GOVERNANCE';
+export const OBJECT_LOCK_MODES: readonly ObjectLockMode[] = ['COMPLIANCE', 'GOVERNANCE'];
+
+export interface Retention {
+  mode: ObjectLockMode;
+  until: Date;
+}
+
+/**
+ * What packs and index files get on top of the lock period, at write and when a
+ * newer restore point needs them (repo/retentionCoverage.ts): a tenth of it, at
+ * least a day. So an object every night's restore point needs is raised about
+ * every N/10 days rather than every night, and a pack written during a backup
+ * still outlasts the restore point written at its end.
+ */
+export function objectLockMargin(days: number): number {
+  return Math.max(1, Math.ceil(days / 10)) * 86_400_000;
+}
+
+/** What a locked backend gives new objects, and one object's retention, read and raised. */
+export interface ObjectLock {
+  readonly mode: ObjectLockMode;
+  /** Every object written gets a retention of this many days from its write (packs and index files: objectLockMargin more). */
+  readonly days: number;
+  /** The object's retention, or undefined when it has none. NotFoundError when the object is absent. */
+  retention(type: ObjectType, name: string): Promise<Retention | undefined>;
+  /** Set the object's retention to `to`; the caller raises it only (COMPLIANCE can never be shortened). */
+  extendRetention(type: ObjectType, name: string, to: Retention): Promise<void>;
 }
 
 /**

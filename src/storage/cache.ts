@@ -15,7 +15,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Backend, ObjectBytes, ObjectInfo, ObjectType, objectFolder, objectParts, placedInto } from './backend';
+import { Backend, ObjectBytes, ObjectInfo, ObjectLock, ObjectType, objectFolder, objectParts, placedInto } from './backend';
 import { StorageError, describeSystemError } from '../errors';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './local';
 
@@ -26,10 +26,13 @@ const SAFE_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
 
 export class CachedBackend implements Backend {
   readonly location: string;
+  /** Retentions are remembered by retentionMemo.ts, inside this cache: passed on as they are. */
+  readonly objectLock?: ObjectLock;
   private madePrivate = false;
 
   constructor(private readonly inner: Backend, readonly dir: string) {
     this.location = inner.location;
+    this.objectLock = inner.objectLock;
   }
 
   /** Whether objects of this type are kept in the cache. */

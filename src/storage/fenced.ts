@@ -2,7 +2,7 @@
 // A command whose repository lock was lost must not write another byte (the
 // lock may be someone else's now), and should stop at its next storage access
 // instead of running on; the command's own cleanup still runs.
-import { Backend, ObjectBytes, ObjectInfo, ObjectType } from './backend';
+import { Backend, ObjectBytes, ObjectInfo, ObjectLock, ObjectType } from './backend';
 import { holdsTemporaryFiles, TemporaryFile } from './leftovers';
 
 export class FencedBackend implements Backend {
@@ -10,6 +10,7 @@ export class FencedBackend implements Backend {
   /** The inner backend's optional abilities, passed through (fenced too) only where it has them. */
   readonly evict?: (type: ObjectType, name: string) => Promise<void>;
   readonly temporaryFiles?: () => Promise<TemporaryFile[]>;
+  readonly objectLock?: ObjectLock;
 
   constructor(private readonly inner: Backend) {
     const evict = inner.evict?.bind(inner);
@@ -17,6 +18,21 @@ export class FencedBackend implements Backend {
       this.evict = async (type, name) => {
         this.check();
         return evict(type, name);
+      };
+    }
+    const lock = inner.objectLock;
+    if (lock) {
+      this.objectLock = {
+        mode: lock.mode,
+        days: lock.days,
+        retention: async (type, name) => {
+          this.check();
+          return lock.retention(type, name);
+        },
+        extendRetention: async (type, name, to) => {
+          this.check();
+          return lock.extendRetention(type, name, to);
+        },
       };
     }
     if (holdsTemporaryFiles(inner)) {

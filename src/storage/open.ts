@@ -5,6 +5,7 @@ import { S3Backend, S3Options, parseS3Location, requireSecureTransport } from '.
 import { RetryBackend, RetryOptions } from './retry';
 import { RateLimitedBackend, RateLimits } from './ratelimit';
 import { CachedBackend } from './cache';
+import { RetentionMemoBackend } from './retentionMemo';
 import { UsageError } from '../errors';
 
 export interface OpenOptions {
@@ -39,12 +40,14 @@ export interface StackOptions {
   rateLimit?: RateLimits;
   /** Local cache directory for index, restore points (snapshots/), keys, config (remote backends only). */
   cacheDir?: string;
+  /** S3 Object Lock: the file remembering the retention of each object (retentionMemo.ts); only used when the backend locks. */
+  retentionMemoFile?: string;
 }
 
 /**
  * Wrap a backend in the usual decorators, inside out as restic does:
- * rate limit (so retried bytes count too) → retry → cache (so a cache hit
- * costs neither a request nor a retry). A local directory gets only what was
+ * rate limit (so retried bytes count too) → retry → retention memo → cache
+ * (so a cache hit costs neither a request nor a retry). A local directory gets only what was
  * asked for explicitly: its errors are not transient and it needs no cache.
  */
 export function wrapBackend(inner: Backend, options: StackOptions = {}): Backend {
@@ -54,6 +57,7 @@ export function wrapBackend(inner: Backend, options: StackOptions = {}): Backend
     be = new RateLimitedBackend(be, options.rateLimit);
   }
   if (options.retry !== false && (remote || options.retry)) be = new RetryBackend(be, options.retry || {});
+  if (options.retentionMemoFile && be.objectLock) be = new RetentionMemoBackend(be, options.retentionMemoFile);
   if (options.cacheDir && remote) be = new CachedBackend(be, options.cacheDir);
   return be;
 }

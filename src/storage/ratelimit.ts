@@ -3,7 +3,7 @@
 // objects, so an object is paid for as a unit: a write waits until the bucket
 // can cover it (then goes at line speed), a read pays after it arrived. Over a
 // backup of many packs the average rate is the limit; one object may burst.
-import { Backend, ObjectBytes, ObjectInfo, ObjectType, objectLength } from './backend';
+import { Backend, ObjectBytes, ObjectInfo, ObjectLock, ObjectType, objectLength } from './backend';
 
 export interface RateLimits {
   /** Bytes per second written to the inner backend; undefined = unlimited. */
@@ -40,11 +40,14 @@ export class TokenBucket {
 
 export class RateLimitedBackend implements Backend {
   readonly location: string;
+  /** Retention requests carry no data to meter. */
+  readonly objectLock?: ObjectLock;
   private readonly up?: TokenBucket;
   private readonly down?: TokenBucket;
 
   constructor(private readonly inner: Backend, limits: RateLimits) {
     this.location = inner.location;
+    this.objectLock = inner.objectLock;
     if (limits.uploadBytesPerSec) this.up = new TokenBucket(limits.uploadBytesPerSec, limits.burstBytes);
     if (limits.downloadBytesPerSec) this.down = new TokenBucket(limits.downloadBytesPerSec, limits.burstBytes);
   }

@@ -3,12 +3,12 @@
 // of times, and says so through a logger. Permanent failures (wrong
 // credentials, missing bucket, NotFound) go straight through: retrying them
 // only turns one clear error into a storm of identical requests.
-import { Backend, NotFoundError, ObjectBytes, ObjectInfo, ObjectType } from './backend';
+import { Backend, NotFoundError, ObjectBytes, ObjectInfo, ObjectLock, ObjectType } from './backend';
 import { StorageRequestError, isTransientError } from './errors';
 
 export interface RetryEvent {
   location: string;
-  operation: 'read' | 'readRange' | 'write' | 'stat' | 'list' | 'remove';
+  operation: 'read' | 'readRange' | 'write' | 'stat' | 'list' | 'remove' | 'retention' | 'extendRetention';
   type: ObjectType;
   name?: string;
   /** The attempt that failed, 1-based. */
@@ -38,9 +38,20 @@ export class RetryBackend implements Backend {
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
   private readonly retryable: (err: unknown) => boolean;
+  readonly objectLock?: ObjectLock;
 
   constructor(private readonly inner: Backend, private readonly options: RetryOptions = {}) {
     this.location = inner.location;
+    const lock = inner.objectLock;
+    if (lock) {
+      // Setting a retention is safe to repeat: the same date again changes nothing.
+      this.objectLock = {
+        mode: lock.mode,
+        days: lock.days,
+        retention: (type, name) => this.retry('retention', type, name, () => lock.retention(type, name)),
+        extendRetention: (type, name, to) => this.retry('extendRetention', type, name, () => lock.extendRetention(type, name, to)),
+      };
+    }
     this.maxAttempts = Math.max(1, options.maxAttempts ?? 8);
     this.baseDelayMs = options.baseDelayMs ?? 500;
     this.maxDelayMs = options.maxDelayMs ?? 30_000;

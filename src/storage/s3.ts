@@ -7,8 +7,9 @@
 // partial object. This class does exactly one request per attempt (the SDK's
 // own retries are off); retries, rate limits and caching are wrappers.
 //
-// Object Lock: with `objectLockDays`, every object is written with a
-// COMPLIANCE (default) or GOVERNANCE retention of that many days, and remove()
+// Object Lock: with `objectLockDays`, every object (but locks and the sync
+// record) is written with a COMPLIANCE (default) or GOVERNANCE retention of
+// that many days (packs and index files a margin more: objectLockMargin), and remove()
 // deletes object versions (so prune frees space once retention has passed)
 // instead of hiding them behind a delete marker; a locked version makes
 // remove() fail with a clear StorageError. The bucket must have been created
@@ -19,7 +20,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type * as S3Sdk from '@aws-sdk/client-s3';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
-import { Backend, NotFoundError, ObjectBytes, ObjectInfo, ObjectType, TruncatedObjectError, joinedObject, objectFolder, placedInto } from './backend';
+import { Backend, NotFoundError, ObjectBytes, ObjectInfo, ObjectLock, ObjectLockMode, ObjectType, Retention, TruncatedObjectError, joinedObject, objectFolder, objectLockMargin, placedInto } from './backend';
 import { ObjectLockedError, StorageRequestError } from './errors';
 import { StorageError, UsageError } from '../errors';
 
@@ -62,7 +63,7 @@ export interface S3Options {
   /** Write every object with an Object Lock retention of this many days (see top of file). */
   objectLockDays?: number;
   /** Retention mode for `objectLockDays` (default COMPLIANCE: nobody, not even root, can shorten it). */
-  objectLockMode?: 'COMPLIANCE' | 'GOVERNANCE';
+  objectLockMode?: ObjectLockMode;
   /** Explicit credentials; default is the AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, …). */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   /** Region; default AWS_REGION / AWS_DEFAULT_REGION / the profile, else us-east-1 for custom endpoints. */
@@ -154,6 +155,7 @@ export class S3Backend implements Backend {
   private readonly partConcurrency: number;
   private readonly pageSize: number;
   private readonly idleTimeoutMs: number;
+  readonly objectLock?: ObjectLock;
 
   constructor(where: S3Location | string, private readonly options: S3Options = {}) {
     const loc = typeof where === 'string' ? parseS3Location(where) : where;
@@ -167,6 +169,14 @@ export class S3Backend implements Backend {
     this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
     if (options.objectLockDays !== undefined && !(options.objectLockDays >= 1)) {
       throw new UsageError(`${this.location}: objectLockDays must be a whole number of days ≥ 1`);
+    }
+    if (options.objectLockDays !== undefined) {
+      this.objectLock = {
+        mode: options.objectLockMode ?? 'COMPLIANCE',
+        days: options.objectLockDays,
+        retention: (type, name) => this.retention(type, name),
+        extendRetention: (type, name, to) => this.extendRetention(type, name, to),
+      };
     }
 
     // The SDK prints a multi-line deprecation warning for Node 20 on first use;
@@ -276,8 +286,7 @@ export class S3Backend implements Backend {
             ContentLength: data.length,
             // The server refuses a body damaged on the way instead of storing it.
             ContentMD5: md5(data),
-            // A lock must be removable when its holder ends; Object Lock protects the history, not locks.
-            ...(type === 'locks' ? {} : this.lockParams()),
+            ...this.lockParams(type),
           }),
         );
       }
@@ -290,7 +299,7 @@ export class S3Backend implements Backend {
     const Key = this.key(type, name);
     const partSize = Math.max(this.partSize, Math.ceil(data.length / MAX_PARTS));
     const created = await this.client.send(
-      new (sdk().CreateMultipartUploadCommand)({ Bucket: this.bucket, Key, ...this.lockParams() }),
+      new (sdk().CreateMultipartUploadCommand)({ Bucket: this.bucket, Key, ...this.lockParams(type) }),
     );
     const UploadId = created.UploadId;
     if (!UploadId) throw new StorageError(`${this.location}: writing ${relativeKey(type, name)}: the server returned no multipart UploadId`);
@@ -327,7 +336,7 @@ export class S3Backend implements Backend {
           MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
         }),
       );
-      const lock = this.lockParams();
+      const lock = this.lockParams(type);
       if (lock.ObjectLockMode) {
         // Ceph RGW 16 drops the retention given at CreateMultipartUpload; set it on the
         // finished version. On AWS this extends it by the upload's duration, which is allowed.
@@ -472,13 +481,47 @@ export class S3Backend implements Backend {
     this.client.destroy();
   }
 
-  private lockParams(): { ObjectLockMode?: 'COMPLIANCE' | 'GOVERNANCE'; ObjectLockRetainUntilDate?: Date } {
+  /**
+   * The retention a new object of `type` gets: the lock period, and for packs and index files
+   * (which later restore points deduplicate against) the margin of objectLockMargin on top.
+   */
+  private lockParams(type: ObjectType): { ObjectLockMode?: ObjectLockMode; ObjectLockRetainUntilDate?: Date } {
     const days = this.options.objectLockDays;
-    if (days === undefined) return {};
+    if (days === undefined || UNLOCKED_TYPES.has(type)) return {};
+    const margin = type === 'data' || type === 'index' ? objectLockMargin(days) : 0;
     return {
       ObjectLockMode: this.options.objectLockMode ?? 'COMPLIANCE',
-      ObjectLockRetainUntilDate: new Date(Date.now() + days * 86_400_000),
+      ObjectLockRetainUntilDate: new Date(Date.now() + days * 86_400_000 + margin),
     };
+  }
+
+  /** GetObjectRetention: one request. */
+  private async retention(type: ObjectType, name: string): Promise<Retention | undefined> {
+    try {
+      const r = await this.client.send(new (sdk().GetObjectRetentionCommand)({ Bucket: this.bucket, Key: this.key(type, name) }));
+      const mode = r.Retention?.Mode;
+      const until = r.Retention?.RetainUntilDate;
+      return (mode === 'COMPLIANCE' || mode === 'GOVERNANCE') && until ? { mode, until } : undefined;
+    } catch (err) {
+      // An object written without a retention (before the lock was asked for) has none to report.
+      if (NO_RETENTION_CODES.has(errorCode(err) ?? '')) return undefined;
+      throw this.translate(err, 'reading the retention of', type, name, 'reading');
+    }
+  }
+
+  /** PutObjectRetention on the current version: one request. */
+  private async extendRetention(type: ObjectType, name: string, to: Retention): Promise<void> {
+    try {
+      await this.client.send(
+        new (sdk().PutObjectRetentionCommand)({
+          Bucket: this.bucket,
+          Key: this.key(type, name),
+          Retention: { Mode: to.mode, RetainUntilDate: to.until },
+        }),
+      );
+    } catch (err) {
+      throw this.translate(err, 'extending the retention of', type, name, 'reading');
+    }
   }
 
   /** Read a response body into one buffer, refusing a body shorter than announced. */
@@ -524,11 +567,11 @@ export class S3Backend implements Backend {
   }
 
   /** Turn an SDK or network failure into one line: what, where, what to do. */
-  private translate(err: unknown, doing: string, type?: ObjectType, name?: string): Error {
+  private translate(err: unknown, doing: string, type?: ObjectType, name?: string, notFoundAs: 'reading' | 'error' = doing === 'reading' ? 'reading' : 'error'): Error {
     if (err instanceof StorageError || err instanceof NotFoundError || err instanceof TruncatedObjectError) return err;
     const status = httpStatus(err);
     const code = errorCode(err) ?? 'Unknown';
-    if (type !== undefined && name !== undefined && doing === 'reading' && (code === 'NoSuchKey' || (status === 404 && code !== 'NoSuchBucket'))) {
+    if (type !== undefined && name !== undefined && notFoundAs === 'reading' && (code === 'NoSuchKey' || (status === 404 && code !== 'NoSuchBucket'))) {
       return new NotFoundError(type, name, this.location);
     }
     const what = type === undefined ? '' : name === undefined ? ` ${objectFolder(type)}/` : ` ${relativeKey(type, name)}`;
@@ -601,6 +644,15 @@ export class S3Backend implements Backend {
     return new StorageRequestError(`${where}: ${detail}`.replace(/\s*\n\s*/g, ' '), status, code, { cause: err });
   }
 }
+
+/**
+ * Written without a retention: a lock must be removable when its holder ends, and the sync
+ * record is replaced by every sync. Object Lock protects the history, not these.
+ */
+const UNLOCKED_TYPES: ReadonlySet<ObjectType> = new Set<ObjectType>(['locks', 'syncs']);
+
+/** How servers answer GetObjectRetention for an object without one (AWS, Ceph RGW). */
+const NO_RETENTION_CODES = new Set(['NoSuchObjectLockConfiguration', 'ObjectLockConfigurationNotFoundError']);
 
 function md5(data: Buffer): string {
   return createHash('md5').update(data).digest('base64');

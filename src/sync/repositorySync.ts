@@ -25,6 +25,8 @@ import { checkSameIdentity, readIdentity } from './copyTarget';
 import { Selection, blobsNeeded, indexRecords, selectRestorePoints } from './selection';
 import { checkMirrorSource, mirrorTarget, MirrorOptions, MirrorSummary } from './mirror';
 import { SyncRecord, targetContents, writeSyncRecord } from './syncRecord';
+import { coverTargetRetention } from './targetRetention';
+import type { RetentionCoverage } from '../repo/retentionCoverage';
 
 export type SyncedType = 'keys' | 'data' | 'index' | 'restorepoints';
 const SYNCED_TYPES: readonly SyncedType[] = ['keys', 'data', 'index', 'restorepoints'];
@@ -40,6 +42,11 @@ export interface SyncOptions {
   mirror?: MirrorOptions;
   /** Free bytes at the target, when known (a local file system): a copy that needs more stops before copying. */
   targetFreeBytes?: () => Promise<number>;
+  /**
+   * The passphrase, when the run has it: on a target under S3 Object Lock the sync then raises the
+   * retention of only what the copied restore points need (targetRetention.ts), else of all it holds.
+   */
+  secret?: Buffer;
   /** Write the target a sync record at the end (syncRecord.ts): the host running the sync. */
   record?: { host: string };
   onProgress?: (p: SyncProgress) => void;
@@ -77,6 +84,8 @@ export interface SyncSummary {
   mirror?: MirrorSummary;
   /** The sync record written to the target, if asked for. */
   record?: SyncRecord;
+  /** S3 Object Lock at the target: the packs and index files the copied restore points need, raised to outlast them. */
+  retention?: RetentionCoverage;
   durationMs: number;
   /** Copied bytes per second of the whole run. */
   bytesPerSec: number;
@@ -143,7 +152,7 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
   const planned = await planSync(source, target, opts, copyPlanner(dstHas, tally), tally);
   if (opts.mirror) checkMirrorSource(source, target, planned.restorePoints, opts.mirror);
   if (opts.targetFreeBytes) checkFits(target, planned, await opts.targetFreeBytes());
-  const { newIndex, damaged } = await copyPlanned(source, target, planned, opts, tally);
+  const { newIndex, damaged, retention } = await copyPlanned(source, target, planned, opts, tally);
   const removedKeySlots = await removeKeySlotsGoneFromSource(target, planned.srcKeys, dstHas.get('keys')!);
 
   if (damaged.length > 0) {
@@ -182,6 +191,7 @@ export async function syncRepositories(source: Backend, target: Backend, opts: S
     removedKeySlots,
     mirror,
     record,
+    ...(retention ? { retention } : {}),
     durationMs,
     bytesPerSec: Math.round(copied.bytes / Math.max(durationMs / 1000, 0.001)),
   };
@@ -313,7 +323,7 @@ async function copyPlanned(
   { keys, data, index, restorePointCopies, writeSelectionIndex }: SyncPlan,
   opts: SyncOptions,
   tally: Tally,
-): Promise<{ newIndex?: string; damaged: string[] }> {
+): Promise<{ newIndex?: string; damaged: string[]; retention?: RetentionCoverage }> {
   const all = [...keys, ...data, ...index, ...restorePointCopies];
   const progress: SyncProgress = {
     doneBytes: 0,
@@ -382,8 +392,10 @@ async function copyPlanned(
   } else {
     await forEachLimit(index, opts.concurrency, copyOne);
   }
+  const secret = opts.selection?.secret ?? opts.mirror?.secret ?? opts.secret;
+  const retention = await coverTargetRetention(source, target, restorePointCopies.map((c) => c.name), secret);
   await forEachLimit(restorePointCopies, opts.concurrency, copyOne);
-  return { newIndex, damaged };
+  return { newIndex, damaged, retention };
 }
 
 /** Phase 3: key slots DST has and SRC no longer has go from DST (only once DST holds all of SRC's). */

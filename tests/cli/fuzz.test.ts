@@ -85,7 +85,7 @@ function valueFor(option: string): fc.Arbitrary<string> {
   return option === '--limit-upload' || option === '--limit-download' ? fc.constantFrom(...RATE_VALUES) : value;
 }
 
-const GLOBAL = ['--repo', '--password-file', '--limit-upload', '--limit-download', '--s3-concurrency', '--no-cache', '--object-lock-days', '--wait-lock'];
+const GLOBAL = ['--repo', '--password-file', '--limit-upload', '--limit-download', '--s3-concurrency', '--no-cache', '--object-lock-days', '--object-lock-mode', '--wait-lock'];
 /** Each command with its positional arguments (choices split by |; 'POINT' is a real restore point id) and its own options. */
 const COMMANDS: { words: string[]; positional: string[]; options: string[] }[] = [
   { words: ['init'], positional: [], options: ['--chunker', '--pack-size', '--compression', '--kdf-memory', '--kdf-ops', '--from'] },

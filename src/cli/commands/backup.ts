@@ -101,6 +101,8 @@ export function registerBackup(program: Command): void {
             ...rp.stats,
             resumedPacks: resumed,
             peakRssBytes,
+            // S3 Object Lock: the objects the point needs and how many had their retention raised.
+            ...(result.retention ? { objectLock: result.retention } : {}),
           }));
         } else {
           // stdout carries only the id, so scripts can say ID=$(ferry backup ...); the summary goes to stderr.

@@ -75,7 +75,7 @@ export function registerInit(program: Command): void {
 
 /** `init --from SRC`: copy SRC's config and key slots as they are; the passphrases stay SRC's. */
 async function initFrom(sourceLocation: string, targetLocation: string, opts: RepoOptions): Promise<void> {
-  const source = openBackendAt(sourceLocation, { ...opts, objectLockDays: undefined });
+  const source = openBackendAt(sourceLocation, { ...opts, objectLockDays: undefined, objectLockMode: undefined });
   try {
     const target = openBackendAt(targetLocation, { ...opts, cache: false });
     try {

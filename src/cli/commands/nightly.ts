@@ -225,11 +225,11 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
 
     async sync(target) {
       const secret = await obtainPassword(ropts);
-      const source = new FencedBackend(openBackendAt(location, { ...ropts, objectLockDays: undefined }));
+      const source = new FencedBackend(openBackendAt(location, { ...ropts, objectLockDays: undefined, objectLockMode: undefined }));
       const locks: RepositoryLock[] = [];
       let dst: FencedBackend | undefined;
       try {
-        dst = new FencedBackend(openBackendAt(target, { ...ropts, cache: false }));
+        dst = new FencedBackend(openBackendAt(target, { ...ropts, cache: false, rememberRetention: ropts.cache !== false }));
         const fenced = dst;
         await checkSameIdentity(source, fenced);
         const lock = lockOptions((err) => {
@@ -240,7 +240,7 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
         const wait = lockWaitFromOptions(ropts);
         locks.push(await acquireLockWaiting(await Repository.open(source, secret), 'shared', 'nightly (sync source)', lock, wait));
         locks.push(await acquireLockWaiting(await Repository.open(fenced, secret), 'shared', 'nightly (sync target)', lock, wait));
-        const s = await whileLocked(locks, () => syncRepositories(source, fenced, { concurrency: 4, verify: false }));
+        const s = await whileLocked(locks, () => syncRepositories(source, fenced, { concurrency: 4, verify: false, secret }));
         return {
           summary: `copied ${s.copied.objects} object(s), ${formatBytes(s.copied.bytes)}; ${s.skipped.objects} already there; ${s.restorePoints} restore point(s)`,
           figures: { copiedObjects: s.copied.objects, copiedBytes: s.copied.bytes, restorePoints: s.restorePoints },

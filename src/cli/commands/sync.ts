@@ -54,11 +54,11 @@ export function registerSync(program: Command): void {
       // Object Lock is for what this run writes (the target); the target's cache would
       // only answer --verify's read-backs from local disk, so it is not used.
       // Fenced: losing either lock stops the copy at its next storage access.
-      const source = new FencedBackend(openBackendAt(sourceLocation, { ...global, objectLockDays: undefined }));
+      const source = new FencedBackend(openBackendAt(sourceLocation, { ...global, objectLockDays: undefined, objectLockMode: undefined }));
       let target: FencedBackend | undefined;
       const locks: RepositoryLock[] = [];
       try {
-        target = new FencedBackend(openBackendAt(targetLocation, { ...global, cache: false }));
+        target = new FencedBackend(openBackendAt(targetLocation, { ...global, cache: false, rememberRetention: global.cache !== false }));
         const fenced = target;
         // Its clear message first: no lock goes into a location that is not a copy of SOURCE.
         await checkSameIdentity(source, fenced);
@@ -89,6 +89,7 @@ export function registerSync(program: Command): void {
           syncRepositories(source, fenced, {
             concurrency,
             verify: Boolean(opts.verify),
+            secret,
             selection: selective && secret ? { secret, guests: opts.guest, latest } : undefined,
             mirror:
               opts.mirror && secret
