@@ -32,6 +32,7 @@ import type { GuestSpec } from '../repo/restorePoint';
 import { SshCommandRunner, hostCommandRunner } from './sshCommandRunner';
 import { type GuestBoot, type HealthWaiter, type RestoredGuest, StartJournal, bootSite } from './siteBoot';
 import { guestPresence } from './guestStart';
+import { definitionInTheWay } from './existingDefinition';
 import { convertToQcow2IfWanted, qcow2ConvertArgs, restoredFormat } from './restoredFormat';
 import { takeTargetAsSeed, writeSeededLocally, writeSeededRemotely } from './seededRestore';
 
@@ -180,6 +181,13 @@ async function restoreGuest(
       opts.log(`${host.name}: guest ${g.guest} already runs on host ${host.name} (${presence.how}); not touched`);
       return { ...failed(g, `guest ${g.guest} already runs on host ${host.name} (${presence.how}); not touched: stop it there, or leave it out of the plan (site plan --guest), and run again`), alreadyRunning: 'elsewhere' };
     }
+    if (opts.existing === 'refuse') {
+      const inTheWay = await definitionInTheWay(runner, host, { guest: g.guest, leftByThisPlan: () => leftByThisPlan(g, host, opts.journalDir, plan) });
+      if (inTheWay) {
+        opts.log(`${host.name}: ${inTheWay}`);
+        return failed(g, inTheWay);
+      }
+    }
   } catch (err) {
     if (!(err instanceof FerryError)) throw err;
     return failed(g, `cannot tell whether ${g.guest} runs on host ${host.name}, so nothing was written for it: ${err.message}`);
@@ -215,6 +223,16 @@ async function restoreGuest(
     guest: g.guest, host: g.host, restorePoint: g.restorePoint, ok: true, disks,
     configFiles: config.files, notes: config.notes, writtenBytes, durationMs: Date.now() - started, bootGroup: g.bootGroup,
   };
+}
+
+/** Whether an earlier run of this plan wrote any of the guest's disks on `host` or set out to start it there. */
+function leftByThisPlan(g: PlannedGuest, host: HostDefinition, journalDir: string, plan: SitePlan): boolean {
+  if (new StartJournal(journalDir).startedBy(host.name, g.guest, plan.created, g.restorePoint)) return true;
+  const disks = new RestoreJournal(journalDir);
+  return g.disks.some((d) => {
+    const pool = host.pools.find((p) => p.name === d.pool);
+    return pool !== undefined && disks.read(host.name, poolVolume(g.guest, d, pool).path, g.restorePoint, d.name) !== undefined;
+  });
 }
 
 /** One disk: fresh, continued after the journal's regions, or left alone when an earlier run completed it. */
