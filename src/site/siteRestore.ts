@@ -38,8 +38,12 @@ import { takeTargetAsSeed, writeSeededLocally, writeSeededRemotely } from './see
 
 /** Regions restored locally per round trip to a remote host: 4 × 32 MiB of scratch at most; a checkpoint after each. */
 const REMOTE_BATCH_REGIONS = 4;
-/** Regions written to a local target between checkpoints (2 GiB of disk). */
-const LOCAL_BATCH_REGIONS = 64;
+/**
+ * Regions written to a local target between checkpoints (256 MiB of disk): a
+ * killed run loses at most this much written-but-unrecorded work; one fsync
+ * per batch costs little, the data has to reach the disk anyway.
+ */
+export const LOCAL_BATCH_REGIONS = 8;
 /** Largest piece handed to the remote writer at once. */
 const REMOTE_PIECE = 8 * 1024 * 1024;
 export const PARTIAL_SUFFIX = '.ferry-partial';
@@ -254,6 +258,13 @@ async function restoreDiskOnHost(
   const exists = (p: string) => existsOn(runner, p);
   if (done?.complete && opts.existing !== 'overwrite' && (await exists(target.path)) && (await targetStamp(runner, target)) === done.stamp) {
     opts.log(`${host.name}: ${g.guest} ${record.name} was restored to ${target.path} by an earlier run of this plan; left as it is`);
+    return { name: record.name, target: target.path, writtenBytes: 0, alreadyRestored: true };
+  }
+  if (done && !done.complete && done.regionsDone >= record.regions.length && opts.existing !== 'overwrite' && !(await exists(partialPath(target))) && (await exists(target.path))) {
+    // Killed between the rename of the complete disk and its record: the disk under its final name is this plan's.
+    const stamp = await targetStamp(runner, target);
+    journal.write(host.name, target.path, { ...done, complete: true, ...(stamp ? { stamp } : {}) });
+    opts.log(`${host.name}: ${g.guest} ${record.name} was restored to ${target.path} by an earlier run of this plan, killed before it recorded that; left as it is`);
     return { name: record.name, target: target.path, writtenBytes: 0, alreadyRestored: true };
   }
   let resumeFrom = 0;
@@ -499,6 +510,8 @@ async function writeLocally(
   const partial = partialPath(target);
   if (target.kind === 'file' && resumeFrom === 0) {
     try {
+      // A run killed before its first checkpoint may have left one: nothing of it is recorded as written.
+      fs.rmSync(partial, { force: true });
       createSparseFile(partial, record.size);
     } catch (err) {
       throw new InputError(`cannot create ${partial}: ${describeSystemError(err)}`, { cause: err });
