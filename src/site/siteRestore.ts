@@ -31,7 +31,7 @@ import type { DiskTarget, MacPolicy } from './guestRewrite';
 import type { GuestSpec } from '../repo/restorePoint';
 import { SshCommandRunner, hostCommandRunner } from './sshCommandRunner';
 import { type GuestBoot, type HealthWaiter, type RestoredGuest, StartJournal, bootSite } from './siteBoot';
-import { guestPresence } from './guestStart';
+import { guestPresence, qemuRunFiles } from './guestStart';
 import { definitionInTheWay } from './existingDefinition';
 import { convertToQcow2IfWanted, qcow2ConvertArgs, restoredFormat } from './restoredFormat';
 import { takeTargetAsSeed, writeSeededLocally, writeSeededRemotely } from './seededRestore';
@@ -398,6 +398,8 @@ async function writeGuestConfig(
     bridges: host.bridges,
     macs: opts.macs,
     ...(host.hypervisor === 'qemu' ? { qemu: { runDir, accel: host.accel } } : {}),
+    // Where a serial health check reads the console, as for the QEMU launcher (siteHealth.ts).
+    ...(host.hypervisor === 'libvirt' ? { serialLog: qemuRunFiles(runDir, g.guest).serialLog } : {}),
   });
   if (opts.dryRun) {
     for (const f of files) opts.log(`${host.name}: write ${f.path} (${f.content.length} bytes, mode ${f.mode.toString(8)})`);
@@ -410,7 +412,7 @@ async function writeGuestConfig(
     if (there.code === 0 && there.stdout === main.content.toString('utf8')) return { files: files.map((f) => f.path), notes };
     if (opts.existing === 'refuse') throw new InputError(`${host.name}:${main.path} already exists; remove it, or restore with --force to overwrite it`);
   }
-  await runChecked(runner, 'mkdir', ['-p', '--', host.configDir, ...(host.hypervisor === 'qemu' ? [runDir] : [])]);
+  await runChecked(runner, 'mkdir', ['-p', '--', host.configDir, ...(host.hypervisor !== 'xen' ? [runDir] : [])]);
   for (const f of files) await writeConfigFile(runner, host, site, f, opts);
   for (const note of notes) opts.log(`${host.name}: ${note}`);
   return { files: files.map((f) => f.path), notes };
