@@ -164,3 +164,4 @@ node "$bench_here/lib/report.mjs" \
   --elapsed "$(($(date +%s) - t_run))" --corpus "$CORPUS/manifest.txt" \
   --ferry-stats "$work/ferry-stats.json" \
   --notes "$(printf '%s\n' "${notes[@]+"${notes[@]}"}")"
+bash "$bench_here/site-restore.sh" # site restore beside restic restore, borg extract and cp --sparse=always (bench/results/site-restore.md)
