@@ -22,6 +22,9 @@ args=()
 for c in $CORPORA; do args+=(--corpus "$c=$BENCH_DIR/raw/$c.jsonl"); done
 node "$bench_here/lib/summary.mjs" "${args[@]}" --elapsed "$(($(date +%s) - t0))" --out "$bench_here/results/summary.md"
 
+# ---- site restore of the bench fleet beside restic restore, borg extract and cp --sparse=always ----
+bash "$bench_here/site-restore.sh" # bench/results/site-restore.md
+
 # ---- 30 nights with retention and a weekly prune (bench/nights.sh) ----
 # Its own repositories and results (bench/results/nights.md, nights.png).
 if [[ -z ${BENCH_SKIP_NIGHTS:-} ]]; then

@@ -18,6 +18,12 @@ const QEMU_OUI = '52:54:00';
 export interface DomainXmlRewriteOptions extends GuestRewriteOptions {
   /** `drop` removes <uuid>, so libvirt makes a new one (a copy beside the original); default keep. */
   uuid?: 'keep' | 'drop';
+  /**
+   * A file the first serial console is also logged to (`<log file= append='off'/>`,
+   * libvirt's virtlogd writes it; the console itself stays as it was), so site
+   * restore's serial health check can read it; a domain without a serial gets a pty one that logs.
+   */
+  serialLog?: string;
 }
 
 /** `text` (`virsh dumpxml` output; `what` names it in messages) rewritten for the new host. */
@@ -58,6 +64,7 @@ export function rewriteDomainXml(text: string, what: string, spec: GuestSpec, op
   const guest = options.name ?? described.name;
   (devices ? named(devices, 'interface') : []).forEach((nic, index) => edits.push(...interfaceEdits(text, nic, index, guest, options, taken)));
 
+  if (options.serialLog !== undefined && devices) edits.push(serialLogEdit(text, devices, options.serialLog, what, notes));
   if (options.name !== undefined) edits.push(replaceText(only(root, 'name')!, escapeXml(options.name)));
   if (options.uuid === 'drop') {
     const uuid = only(root, 'uuid');
@@ -207,6 +214,20 @@ function interfaceEdits(text: string, nic: Element, index: number, guest: string
     edits.push(macElement ? setAttribute(macElement, 'address', mac) : insertBefore(text, nic.children[0]!, `<mac address='${mac}'/>`));
   }
   return edits;
+}
+
+/** The first <serial> logs to `file` as well (its own <log> pointed there, or one added); no serial: a logging pty serial is added. */
+function serialLogEdit(text: string, devices: Element, file: string, what: string, notes: string[]): Edit {
+  const log = `<log file='${escapeXml(file)}' append='off'/>`;
+  const serial = only(devices, 'serial');
+  if (!serial) {
+    notes.push(`${what}: it has no serial console; a pty one was added whose output is logged to ${file}`);
+    return { start: devices.contentEnd, end: devices.contentEnd, text: `  <serial type='pty'>${log}</serial>\n  ` };
+  }
+  const existing = only(serial, 'log');
+  if (existing) return setAttribute(existing, 'file', file);
+  if (serial.contentStart === serial.end) return { start: serial.openTagEnd, end: serial.end, text: `>${log}</serial>` };
+  return serial.children[0] ? insertBefore(text, serial.children[0], log) : { start: serial.contentStart, end: serial.contentStart, text: log };
 }
 
 // ---- tags with their offsets ----

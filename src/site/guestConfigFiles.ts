@@ -44,6 +44,8 @@ export interface GuestConfigRequest extends GuestRewriteOptions {
   qemu?: { runDir: string; accel: 'kvm' | 'tcg'; qemuBinary?: string };
   /** libvirt, made from the spec: `kvm` or `qemu` (TCG); default kvm. */
   domainType?: 'kvm' | 'qemu';
+  /** libvirt: a file the serial console is logged to on the host (site restore's serial health check reads it). */
+  serialLog?: string;
 }
 
 const SAFE_FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -69,7 +71,7 @@ export function guestConfigFiles(request: GuestConfigRequest): GuestConfigFiles 
   } else if (request.hypervisor === 'libvirt') {
     const out = kind === 'libvirt'
       ? rewriteDomainXml(text!, original!.fileName, request.spec, request)
-      : (made('a libvirt domain XML'), generateDomainXml(name, request.spec, { ...request, ...(request.domainType ? { domainType: request.domainType } : {}) }));
+      : (made('a libvirt domain XML'), generateDomainXml(name, request.spec, { ...request, ...(request.domainType ? { domainType: request.domainType } : {}), ...(request.serialLog !== undefined ? { serialLog: request.serialLog } : {}) }));
     files.push({ path: `${dir}/${name}.xml`, content: Buffer.from(out.text), mode: 0o644 });
     notes.push(...out.notes);
   } else {

@@ -74,21 +74,31 @@ export async function guestPresence(runner: CommandRunner, host: HostDefinition,
     return domain ? { runs: true, how: `xl list: domain ${domain.domid}, state ${domain.stateLetters}` } : { runs: false };
   }
   if (host.hypervisor === 'libvirt') {
-    const args = ['-c', DEFAULT_LIBVIRT_URI, 'domstate', name];
-    const r = await runTool(runner, 'virsh', args);
-    if (!r) return { runs: false };
-    if (r.code !== 0) {
-      if (isNoSuchDomain(virshErrorText(r))) return { runs: false };
-      throw failure(host, 'virsh', args, r);
-    }
-    const state = parseDomState(r.stdout, `virsh domstate ${name}`);
-    return LIBVIRT_INACTIVE.has(state) ? { runs: false } : { runs: true, how: `virsh domstate: ${state}` };
+    const state = await libvirtDomainState(runner, host, name);
+    return state === undefined || LIBVIRT_INACTIVE.has(state) ? { runs: false } : { runs: true, how: `virsh domstate: ${state}` };
   }
   const r = await runTool(runner, 'ps', ['-eo', 'pid=,args=']);
   if (!r) throw new HypervisorError(`${host.name}: ps is missing, so ferry cannot tell whether guest ${name} runs there; install procps`);
   if (r.code !== 0) throw failure(host, 'ps', ['-eo', 'pid=,args='], r);
   const pids = qemuProcessesOf(r.stdout, name, qemuRunFiles(`${host.configDir}/run`, name).qmpSocket);
   return pids.length > 0 ? { runs: true, how: `QEMU process ${pids.join(', ')}` } : { runs: false };
+}
+
+/**
+ * The state of the libvirt domain `name` on `host` (`virsh domstate`: running,
+ * shut off, ...), or undefined when libvirt has no domain of that name (or the
+ * host no virsh). A shut-off domain is still defined there: `virsh define`
+ * would replace it without a word.
+ */
+export async function libvirtDomainState(runner: CommandRunner, host: HostDefinition, name: string): Promise<string | undefined> {
+  const args = ['-c', DEFAULT_LIBVIRT_URI, 'domstate', name];
+  const r = await runTool(runner, 'virsh', args);
+  if (!r) return undefined;
+  if (r.code !== 0) {
+    if (isNoSuchDomain(virshErrorText(r))) return undefined;
+    throw failure(host, 'virsh', args, r);
+  }
+  return parseDomState(r.stdout, `virsh domstate ${name}`);
 }
 
 /** The commands that start guest `name` from its config file `config` on `host`, in order. */

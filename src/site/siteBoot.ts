@@ -91,21 +91,31 @@ export class StartJournal {
     return path.join(this.dir, `started-${createHash('sha256').update(`${host}\0${guest}`).digest('hex').slice(0, 32)}.json`);
   }
 
-  /** Whether the run of `plan` (its creation time) started `guest` on `host` from `restorePoint`. */
+  /**
+   * Whether the run of `plan` (its creation time) started `guest` on `host`
+   * from `restorePoint`, or set out to: the record is written before the start
+   * commands run too, so a definition they left (virsh define succeeded, start
+   * failed, or ferry was killed between them) is known as this plan's own.
+   */
   startedBy(host: string, guest: string, plan: string, restorePoint: string): boolean {
+    const r = this.read(host, guest);
+    return r?.plan === plan && r.restorePoint === restorePoint;
+  }
+
+  private read(host: string, guest: string): { plan?: string; restorePoint?: string; stage?: string } | undefined {
     try {
-      const r = JSON.parse(fs.readFileSync(this.file(host, guest), 'utf8')) as { plan?: string; restorePoint?: string };
-      return r.plan === plan && r.restorePoint === restorePoint;
+      return JSON.parse(fs.readFileSync(this.file(host, guest), 'utf8')) as { plan?: string; restorePoint?: string; stage?: string };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof SyntaxError) return false;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof SyntaxError) return undefined;
       throw new StorageError(`cannot read the site restore journal in ${this.dir}: ${describeSystemError(err)}`, { cause: err });
     }
   }
 
-  record(host: string, guest: string, plan: string, restorePoint: string): void {
+  /** `starting`: written before its start commands run (virsh define may succeed and start fail); `started`: it runs. */
+  record(host: string, guest: string, plan: string, restorePoint: string, stage: 'starting' | 'started'): void {
     const file = this.file(host, guest);
     try {
-      replaceFileSync(file, JSON.stringify({ plan, restorePoint, host, guest, time: new Date().toISOString() }), { mode: 0o600, folderMode: 0o700 });
+      replaceFileSync(file, JSON.stringify({ plan, restorePoint, host, guest, stage, time: new Date().toISOString() }), { mode: 0o600, folderMode: 0o700 });
     } catch (err) {
       throw new StorageError(`cannot write the site restore journal in ${this.dir}: ${describeSystemError(err)}`, { cause: err });
     }
@@ -195,13 +205,14 @@ async function startOne(g: PlannedGuest, host: HostDefinition, config: string | 
       opts.log(`${host.name}: guest ${g.guest} already runs on host ${host.name} (${presence.how}); not touched`);
       return { start: { result: 'skipped', reason: `already runs on host ${host.name} (${presence.how}); not touched` }, health: notChecked };
     }
+    journal.record(host.name, g.guest, plan.created, g.restorePoint, 'starting');
     await startGuest(runner, host, g.guest, config);
   } catch (err) {
     if (!(err instanceof FerryError)) throw err;
     opts.log(`${host.name}: ${g.guest} did not start: ${err.message}`);
     return { start: { result: 'failed', reason: err.message }, health: notChecked };
   }
-  journal.record(host.name, g.guest, plan.created, g.restorePoint);
+  journal.record(host.name, g.guest, plan.created, g.restorePoint, 'started');
   const at = new Date().toISOString();
   opts.log(`${host.name}: ${g.guest} started (${startCommands(host, g.guest, config).map((c) => describeCommand(c.cmd, c.args)).join('; ')})`);
   return { start: { result: 'started', at }, health: notChecked };

@@ -3,9 +3,10 @@
 // first (a later matching rule overrides an earlier one, exact names last),
 // then ferry.conf's settings for the guest. TCP and command checks run on
 // this machine; a serial check reads the console log the QEMU launcher
-// writes on the guest's host (through ssh, `tail -F`, for a remote host).
-// Xen and libvirt guests have no console log ferry knows of: give them a
-// tcp or command check.
+// writes on the guest's host, or the one a restored libvirt domain logs its
+// serial console to (the rewritten XML's <log file=>), through ssh and
+// `tail -F` for a remote host; a Xen guest's console is read with
+// `xl console NAME` on its host.
 import { matchesGlob } from '../config/glob';
 import { HypervisorError } from '../errors';
 import { type HealthCheck, DEFAULT_HEALTH_TIMEOUT_MS, describeHealthCheck } from '../health/healthCheck';
@@ -36,7 +37,10 @@ export function healthSettingFor(site: SiteHosts, guest: string, fallback?: (gue
 
 /** Where a serial check reads guest `name`'s console on `host`, if ferry knows. */
 function serialSource(host: HostDefinition, name: string, timeoutMs: number, local: CommandRunner, sshConfig?: string): SerialSource | undefined {
-  if (host.hypervisor !== 'qemu') return undefined;
+  if (host.hypervisor === 'xen') {
+    const xl = ['xl', 'console', name];
+    return { kind: 'command', argv: host.address.kind === 'local' ? xl : ['ssh', ...new SshCommandRunner(host.address, local, sshConfig).sshArgs(), describeCommand(xl[0]!, xl.slice(1))] };
+  }
   const log = qemuRunFiles(`${host.configDir}/run`, name).serialLog;
   if (host.address.kind === 'local') return { kind: 'file', path: log };
   // From the first byte, following the file across QEMU reopening it; `timeout` ends it on

@@ -31,15 +31,20 @@ import type { DiskTarget, MacPolicy } from './guestRewrite';
 import type { GuestSpec } from '../repo/restorePoint';
 import { SshCommandRunner, hostCommandRunner } from './sshCommandRunner';
 import { type GuestBoot, type HealthWaiter, type RestoredGuest, StartJournal, bootSite } from './siteBoot';
-import { guestPresence } from './guestStart';
+import { guestPresence, qemuRunFiles } from './guestStart';
+import { definitionInTheWay } from './existingDefinition';
 import { convertToQcow2IfWanted, qcow2ConvertArgs, restoredFormat } from './restoredFormat';
 import { takeTargetAsSeed, writeSeededLocally, writeSeededRemotely } from './seededRestore';
 import { HostProgress, type SiteProgressListener } from './siteProgress';
 
 /** Regions restored locally per round trip to a remote host: 4 × 32 MiB of scratch at most; a checkpoint after each. */
 const REMOTE_BATCH_REGIONS = 4;
-/** Regions written to a local target between checkpoints (2 GiB of disk). */
-const LOCAL_BATCH_REGIONS = 64;
+/**
+ * Regions written to a local target between checkpoints (256 MiB of disk): a
+ * killed run loses at most this much written-but-unrecorded work; one fsync
+ * per batch costs little, the data has to reach the disk anyway.
+ */
+export const LOCAL_BATCH_REGIONS = 8;
 /** Largest piece handed to the remote writer at once. */
 const REMOTE_PIECE = 8 * 1024 * 1024;
 export const PARTIAL_SUFFIX = '.ferry-partial';
@@ -190,6 +195,13 @@ async function restoreGuest(
       opts.log(`${host.name}: guest ${g.guest} already runs on host ${host.name} (${presence.how}); not touched`);
       return { ...failed(g, `guest ${g.guest} already runs on host ${host.name} (${presence.how}); not touched: stop it there, or leave it out of the plan (site plan --guest), and run again`), alreadyRunning: 'elsewhere' };
     }
+    if (opts.existing === 'refuse') {
+      const inTheWay = await definitionInTheWay(runner, host, { guest: g.guest, leftByThisPlan: () => leftByThisPlan(g, host, opts.journalDir, plan) });
+      if (inTheWay) {
+        opts.log(`${host.name}: ${inTheWay}`);
+        return failed(g, inTheWay);
+      }
+    }
   } catch (err) {
     if (!(err instanceof FerryError)) throw err;
     return failed(g, `cannot tell whether ${g.guest} runs on host ${host.name}, so nothing was written for it: ${err.message}`);
@@ -227,6 +239,16 @@ async function restoreGuest(
   };
 }
 
+/** Whether an earlier run of this plan wrote any of the guest's disks on `host` or set out to start it there. */
+function leftByThisPlan(g: PlannedGuest, host: HostDefinition, journalDir: string, plan: SitePlan): boolean {
+  if (new StartJournal(journalDir).startedBy(host.name, g.guest, plan.created, g.restorePoint)) return true;
+  const disks = new RestoreJournal(journalDir);
+  return g.disks.some((d) => {
+    const pool = host.pools.find((p) => p.name === d.pool);
+    return pool !== undefined && disks.read(host.name, poolVolume(g.guest, d, pool).path, g.restorePoint, d.name) !== undefined;
+  });
+}
+
 /** One disk: fresh, continued after the journal's regions, or left alone when an earlier run completed it. */
 async function restoreDiskOnHost(
   repo: Repository,
@@ -248,6 +270,13 @@ async function restoreDiskOnHost(
   if (done?.complete && opts.existing !== 'overwrite' && (await exists(target.path)) && (await targetStamp(runner, target)) === done.stamp) {
     opts.log(`${host.name}: ${g.guest} ${record.name} was restored to ${target.path} by an earlier run of this plan; left as it is`);
     progress.diskComplete(g.guest, record.name);
+    return { name: record.name, target: target.path, writtenBytes: 0, alreadyRestored: true };
+  }
+  if (done && !done.complete && done.regionsDone >= record.regions.length && opts.existing !== 'overwrite' && !(await exists(partialPath(target))) && (await exists(target.path))) {
+    // Killed between the rename of the complete disk and its record: the disk under its final name is this plan's.
+    const stamp = await targetStamp(runner, target);
+    journal.write(host.name, target.path, { ...done, complete: true, ...(stamp ? { stamp } : {}) });
+    opts.log(`${host.name}: ${g.guest} ${record.name} was restored to ${target.path} by an earlier run of this plan, killed before it recorded that; left as it is`);
     return { name: record.name, target: target.path, writtenBytes: 0, alreadyRestored: true };
   }
   let resumeFrom = 0;
@@ -389,6 +418,8 @@ async function writeGuestConfig(
     bridges: host.bridges,
     macs: opts.macs,
     ...(host.hypervisor === 'qemu' ? { qemu: { runDir, accel: host.accel } } : {}),
+    // Where a serial health check reads the console, as for the QEMU launcher (siteHealth.ts).
+    ...(host.hypervisor === 'libvirt' ? { serialLog: qemuRunFiles(runDir, g.guest).serialLog } : {}),
   });
   if (opts.dryRun) {
     for (const f of files) opts.log(`${host.name}: write ${f.path} (${f.content.length} bytes, mode ${f.mode.toString(8)})`);
@@ -401,7 +432,7 @@ async function writeGuestConfig(
     if (there.code === 0 && there.stdout === main.content.toString('utf8')) return { files: files.map((f) => f.path), notes };
     if (opts.existing === 'refuse') throw new InputError(`${host.name}:${main.path} already exists; remove it, or restore with --force to overwrite it`);
   }
-  await runChecked(runner, 'mkdir', ['-p', '--', host.configDir, ...(host.hypervisor === 'qemu' ? [runDir] : [])]);
+  await runChecked(runner, 'mkdir', ['-p', '--', host.configDir, ...(host.hypervisor !== 'xen' ? [runDir] : [])]);
   for (const f of files) await writeConfigFile(runner, host, site, f, opts);
   for (const note of notes) opts.log(`${host.name}: ${note}`);
   return { files: files.map((f) => f.path), notes };
@@ -500,9 +531,11 @@ async function writeLocally(
   onWritten: (bytesSinceCheckpoint: number) => void,
 ): Promise<number> {
   const partial = partialPath(target);
-  // A partial file that is there already is a killed run's, of this disk (the journal said so): written over in place.
-  if (target.kind === 'file' && resumeFrom === 0 && !fs.existsSync(partial)) {
+  if (target.kind === 'file' && resumeFrom === 0) {
     try {
+      // A run killed before its first checkpoint may have left one: nothing of it is recorded as written, and
+      // it may hold another restore point's bytes where this one has holes, so it is made anew, not written over.
+      fs.rmSync(partial, { force: true });
       createSparseFile(partial, record.size);
     } catch (err) {
       throw new InputError(`cannot create ${partial}: ${describeSystemError(err)}`, { cause: err });

@@ -98,7 +98,7 @@ function registerSiteRestore(site: Command): void {
     .option('--guest <pattern>', 'without --plan: as for `site plan` (repeatable)', repeatable, [])
     .option('--tag <tag>', 'without --plan: as for `site plan` (repeatable)', repeatable, [])
     .option('--dry-run', 'print what would be created, written and run, and do nothing')
-    .option('--force', 'overwrite disks and configs that exist on the targets (default: that guest fails); a guest that runs on its target is never touched')
+    .option('--force', 'overwrite disks, configs and definitions (a shut-off libvirt domain, an xl cfg of the name) that exist on the targets (default: that guest fails); a guest that runs on its target is never touched')
     .option('--seed', 'use a disk that exists on a target as a seed (an older copy of it): compare it chunk by chunk, write only what differs')
     .option('--new-macs', "give every NIC a new MAC address (the same ones on every run of this plan); default: keep the guests' own")
     .option('--no-start', 'stop after the disks and configs: start no guest')

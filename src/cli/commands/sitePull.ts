@@ -77,7 +77,7 @@ async function restoreHere(request: ReturnType<typeof parsePullRequest>, ropts: 
     const started = new StartJournal(journalDir);
     for (const name of request.startedByThisPlan) {
       const g = request.plan.guests.find((x) => x.guest === name);
-      if (g) started.record(request.host.name, g.guest, request.plan.created, g.restorePoint);
+      if (g) started.record(request.host.name, g.guest, request.plan.created, g.restorePoint, 'started');
     }
     const site: SiteHosts = { file: `the plan ${request.plan.hostsFile} sent by the controller`, hosts: [request.host], rules: [] };
     return withPool(repo, (pool) =>
