@@ -14,6 +14,8 @@
 // any restore, and local space stays bounded.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { forEachLimit } from '../concurrency/forEachLimit';
 import type { Repository } from '../repo/repository';
 import type { DiskRecord, StoredRestorePoint } from '../repo/restorePoint';
 import type { PipelinePool } from '../workers/pipelinePool';
@@ -122,6 +124,9 @@ export function poolVolume(guest: string, disk: PlannedDisk, pool: PoolDefinitio
   return { path: `/dev/${pool.volumeGroup}/${guest}-${stem}`, kind: pool.thinPool ? 'thin-lv' : 'thick-lv', pool };
 }
 
+/** Guests one host restores at once: its disk and the pipeline stay busy while another guest's writes wait on fsync or ssh. */
+const GUESTS_AT_ONCE_PER_HOST = 2;
+
 export async function restoreSite(
   repo: Repository,
   workers: PipelinePool,
@@ -140,14 +145,15 @@ export async function restoreSite(
       if (host && host.address.kind === 'ssh' && opts.pullHost) return opts.pullHost(host, guests);
       const out: GuestRestoreReport[] = [];
       const progress = new HostProgress(hostName, guests, opts.dryRun ? undefined : opts.onProgress);
-      for (const g of guests) {
-        if (!host) {
-          out.push(failed(g, `host ${hostName} of the plan is not in ${site.file}; plan again for these hosts`));
-        } else {
-          out.push(await restoreGuest(repo, workers, plan, g, points.get(g.restorePoint), host, site, opts, progress));
-        }
-        progress.guestFinished(g.guest, out[out.length - 1].ok ? 'ok' : 'failed');
-      }
+      // Several guests of a host at once (the workers and each restore's reads are bounded by the memory budget);
+      // a dry run one by one, so that what it prints reads in plan order.
+      await forEachLimit(guests, opts.dryRun ? 1 : GUESTS_AT_ONCE_PER_HOST, async (g) => {
+        const report = host
+          ? await restoreGuest(repo, workers, plan, g, points.get(g.restorePoint), host, site, opts, progress)
+          : failed(g, `host ${hostName} of the plan is not in ${site.file}; plan again for these hosts`);
+        out.push(report);
+        progress.guestFinished(g.guest, report.ok ? 'ok' : 'failed');
+      });
       progress.hostFinished();
       return out;
     }),
@@ -307,7 +313,7 @@ async function restoreDiskOnHost(
   const seededWrite = !seeded ? undefined : host.address.kind === 'local'
     ? await writeSeededLocally(repo, workers, record, partialPath(target), resumeFrom, checkpoint)
     : await writeSeededRemotely(repo, workers, record, partialPath(target), `${host.name}:${partialPath(target)}`, new SshCommandRunner(host.address, opts.local, site.sshConfig).sshArgs(),
-      path.join(opts.scratchDir, `${SCRATCH_PREFIX}${process.pid}-${host.name}-${path.basename(partialPath(target))}`), resumeFrom, checkpoint);
+      scratchFileFor(opts.scratchDir, host, target), resumeFrom, checkpoint);
   const writtenBytes = seededWrite ? seededWrite.writtenBytes : host.address.kind === 'local'
     ? await writeLocally(repo, workers, record, target, resumeFrom, checkpoint, onWritten)
     : await writeRemotely(repo, workers, record, target, new SshCommandRunner(host.address, opts.local, site.sshConfig), host, opts.scratchDir, resumeFrom, checkpoint, onWritten);
@@ -326,6 +332,15 @@ async function restoreDiskOnHost(
 }
 
 const SCRATCH_PREFIX = 'site-restore-';
+
+/**
+ * This run's scratch file for one target: named by the whole target path, since two guests on
+ * one host restored at once may have disks of the same file name (`<pool>/<guest>/disk0.img`).
+ */
+function scratchFileFor(scratchDir: string, host: HostDefinition, target: PoolVolume): string {
+  const key = createHash('sha256').update(target.path).digest('hex').slice(0, 16);
+  return path.join(scratchDir, `${SCRATCH_PREFIX}${process.pid}-${host.name}-${key}-${path.basename(partialPath(target))}`);
+}
 
 /** Batches a killed run left in the scratch directory (their pid is in the name and gone). */
 function removeDeadRunsScratch(dir: string): void {
@@ -566,7 +581,7 @@ async function writeRemotely(
   const partial = partialPath(target);
   removeDeadRunsScratch(scratchDir);
   const writer = RemoteFileWriter.open(ssh.sshArgs(), partial, target.kind === 'file' ? record.size : 'device', `${host.name}:${partial}`);
-  const scratch = path.join(scratchDir, `${SCRATCH_PREFIX}${process.pid}-${host.name}-${path.basename(partial)}`);
+  const scratch = scratchFileFor(scratchDir, host, target);
   let written = 0;
   let batchWritten = 0;
   try {
