@@ -54,7 +54,7 @@ export class RemoteFileWriter {
     this.check();
     const header = Buffer.from(`${offset} ${data.length}\n`, 'ascii');
     const more = this.child.stdin.write(header) && this.child.stdin.write(data);
-    if (!more) await Promise.race([once(this.child.stdin, 'drain'), once(this.child, 'exit')]);
+    if (!more) await this.until(once(this.child.stdin, 'drain'));
     this.check();
   }
 
@@ -64,7 +64,7 @@ export class RemoteFileWriter {
     const before = this.count('synced');
     this.child.stdin.write('0 -1\n');
     while (this.count('synced') === before) {
-      await Promise.race([once(this.child.stdout, 'data'), once(this.child, 'exit')]);
+      await this.until(once(this.child.stdout, 'data'));
       this.check();
       if (this.child.exitCode !== null && this.count('synced') === before) {
         throw new StorageError(`writing ${this.where} over ssh failed: the remote end stopped before the fsync (${this.lastLine() || 'no message'})`);
@@ -91,7 +91,22 @@ export class RemoteFileWriter {
     this.child.kill('SIGTERM');
   }
 
+  /**
+   * Waits for `event` or the end of ssh. A stream error (EPIPE when the connection
+   * drops) is kept for check() to report, not thrown as it came.
+   */
+  private async until(event: Promise<unknown>): Promise<void> {
+    try {
+      await Promise.race([event, once(this.child, 'exit')]);
+    } catch (err) {
+      this.failure ??= err as Error;
+    }
+  }
+
   private check(): void {
+    if (this.child.signalCode !== null) {
+      throw new StorageError(`writing ${this.where} over ssh failed: the connection ended (ssh ${this.child.signalCode})${this.lastLine() ? `: ${this.lastLine()}` : ''}; run the restore again to continue`);
+    }
     if (this.child.exitCode !== null && this.child.exitCode !== 0) {
       throw new StorageError(`writing ${this.where} over ssh failed (exit ${this.child.exitCode}): ${this.lastLine() || 'no message'}`);
     }
