@@ -10,16 +10,18 @@
 // passed is left where it is and reported; a pack a left index file names is
 // not deleted either (that index file would name a missing pack), and a left
 // pack is merely unindexed, which rule 4 allows. A later run deletes them.
-// Not built: rule 7 (rewriting a patch chain into a whole chunk; bases simply
-// stay live).
+// Rule 7: a live patch whose chain the plan frees is rebuilt (read through its
+// chain, checked against its id) and sealed whole into the same new packs, so
+// it is indexed with them; its bases go with the dropped packs.
 import { CorruptionError, FerryError } from '../errors';
+import { BlobEncoder, BlobType } from '../crypto/blobCodec';
 import { ObjectLockedError } from '../storage/errors';
 import { decodePatchHeader } from '../repo/pagePatchFormat';
 import { IndexedPack } from '../repo/indexFile';
 import { PackEntry } from '../repo/packFormat';
 import { PackWriter } from '../repo/packWriter';
 import { Repository } from '../repo/repository';
-import { findLiveBlobs } from './liveBlobs';
+import { findLiveGraph } from './liveBlobs';
 import { PackContents, planPrune } from './prunePlan';
 
 export interface PruneOptions {
@@ -75,6 +77,12 @@ export interface PruneReport {
   lockedPacks: string[];
   /** Packs to drop that a locked index file still names: left for a later run too. */
   packsHeldByLockedIndex: string[];
+  /** Rule 7: live page patches stored whole (type 0, same id), so their bases could go. */
+  chainsRewritten: number;
+  /** Stored bytes of those patches and of the bases deleted with them. */
+  chainBytesFreed: number;
+  /** Sealed bytes of the whole chunks written for them (in the new packs). */
+  chainBytesWritten: number;
   durationMs: number;
 }
 
@@ -139,7 +147,8 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   }
 
   step('finding live blobs');
-  const live = await findLiveBlobs(repo, listing.points);
+  const graph = await findLiveGraph(repo, listing.points);
+  const live = graph.live;
   step('following page patches of kept copies');
   // A budget plans more than once: each patch's body is read once.
   const bases = new Map<string, Promise<Buffer>>();
@@ -149,7 +158,20 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
     if (!base) bases.set(key, (base = readPatchBase(repo, pack, entry)));
     return base;
   };
-  const plan = await planPrune(packs, live, { repackBelow: opts.repackBelow, maxRepackBytes: opts.maxRepackBytes, readBase });
+  const encoder = new BlobEncoder(repo.keys.dataKey, repo.settings.compressionLevel);
+  const wholeSizes = new Map<string, number>();
+  // Rule 7's cost of a candidate: its chunk, rebuilt and sealed whole, measured once (the blob itself is sealed again when written).
+  const wholeSize = async (hex: string): Promise<number> => {
+    let size = wholeSizes.get(hex);
+    if (size === undefined) wholeSizes.set(hex, (size = (await sealWhole(repo, encoder, hex)).sealed.length));
+    return size;
+  };
+  const plan = await planPrune(packs, live, {
+    repackBelow: opts.repackBelow,
+    maxRepackBytes: opts.maxRepackBytes,
+    readBase,
+    chains: { graph, wholeSize },
+  });
   if (plan.missing.length > 0) {
     throw new CorruptionError(
       `${repo.location}: ${plan.missing.length} blob(s) restore points need are in no pack (first ${plan.missing[0].slice(0, 16)}); prune deletes nothing: run 'ferry check'`,
@@ -163,6 +185,7 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   const storedAfter = new Set<string>();
   for (const p of plan.keep) for (const e of p.entries) storedAfter.add(e.id.toString('hex'));
   for (const r of plan.repack) for (const e of r.copy) storedAfter.add(e.id.toString('hex'));
+  for (const r of plan.rewrite) storedAfter.add(r.id);
   const dropped = [...plan.remove, ...plan.repack.map((r) => r.pack)];
   const report: PruneReport = {
     dryRun: opts.mode === 'dry-run',
@@ -187,11 +210,14 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
     lockedIndexFiles: [],
     lockedPacks: [],
     packsHeldByLockedIndex: [],
+    chainsRewritten: plan.rewrite.length,
+    chainBytesFreed: sum(plan.rewrite.map((r) => r.bytesFreed)),
+    chainBytesWritten: sum(plan.rewrite.map((r) => r.bytesWritten)),
     durationMs: 0,
   };
 
   if (opts.mode === 'dry-run') {
-    const copiedBytes = sum(plan.repack.flatMap((r) => r.copy.map((e) => e.storedLength)));
+    const copiedBytes = sum(plan.repack.flatMap((r) => r.copy.map((e) => e.storedLength))) + report.chainBytesWritten;
     report.packBytesAfter = packBytesBefore - sum(dropped.map((p) => p.size)) + copiedBytes;
     report.bytesFreed = packBytesBefore - report.packBytesAfter;
     report.packsWritten = copiedBytes > 0 ? Math.ceil(copiedBytes / repo.settings.packSize) : 0;
@@ -214,6 +240,11 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
       repo.unsealBlob({ pack: packNumber, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags }, e.id, sealed);
       await writer.add({ id: e.id, typeFlags: e.typeFlags, rawLength: e.rawLength, sealed });
     }
+  }
+  if (plan.rewrite.length > 0) step('rewriting patch chains');
+  for (const r of plan.rewrite) {
+    const whole = await sealWhole(repo, encoder, r.id);
+    await writer.add({ id: Buffer.from(r.id, 'hex'), ...whole });
   }
   await writer.finish();
 
@@ -282,6 +313,22 @@ async function readPatchBase(repo: Repository, pack: PackContents, entry: PackEn
     throw new CorruptionError(`${repo.location}: ${what} is malformed, so its base is unknown; prune deletes nothing: run 'ferry check --read-data'`, `data/${pack.packId}`);
   }
   return header.baseId;
+}
+
+/**
+ * Chunk `hex` (a live page patch) as a whole blob: rebuilt through its chain
+ * (every blob on it authenticated, the result checked against the id) and sealed as type 0.
+ */
+async function sealWhole(repo: Repository, encoder: BlobEncoder, hex: string): Promise<{ sealed: Buffer; typeFlags: number; rawLength: number }> {
+  const id = Buffer.from(hex, 'hex');
+  let plain: Buffer;
+  try {
+    plain = await repo.readBlobPlaintext(id);
+  } catch (err) {
+    if (!(err instanceof FerryError)) throw err;
+    throw new CorruptionError(`${repo.location}: page patch ${hex.slice(0, 16)} cannot be rebuilt (${err.message}); prune deletes nothing: run 'ferry check --read-data'`, repo.blobObject(id));
+  }
+  return encoder.encode(BlobType.Data, id, plain);
 }
 
 /** Packs grouped so that each index file's payload stays within the limit (a single huge pack gets a file of its own). */
