@@ -4,7 +4,8 @@
 // that the next prune finishes:
 //   new packs (live blobs of repacked packs, sealed bytes copied unchanged)
 //   → new index files naming every kept pack and every new pack (merged)
-//   → deletion of every index file that was there before
+//   → a bridge index file naming the packs to drop (when they hold page patches)
+//   → deletion of every index file that was there before, then of the bridge
 //   → deletion of the dropped packs.
 // Object Lock (rule 6): an old index file or a pack whose retention has not
 // passed is left where it is and reported; a pack a left index file names is
@@ -14,7 +15,7 @@
 // chain, checked against its id) and sealed whole into the same new packs, so
 // it is indexed with them; its bases go with the dropped packs.
 import { CorruptionError, FerryError } from '../errors';
-import { BlobEncoder, BlobType } from '../crypto/blobCodec';
+import { BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
 import { ObjectLockedError } from '../storage/errors';
 import { decodePatchHeader } from '../repo/pagePatchFormat';
 import { IndexedPack } from '../repo/indexFile';
@@ -85,6 +86,16 @@ export interface PruneReport {
   chainBytesWritten: number;
   durationMs: number;
 }
+
+/** A chunk sealed whole (type 0) for rule 7. */
+interface SealedWhole {
+  sealed: Buffer;
+  typeFlags: number;
+  rawLength: number;
+}
+
+/** Bytes of sealed whole chunks kept in memory between planning and writing (rule 7). */
+const SEALED_WHOLE_CACHE = 16 * 1024 * 1024;
 
 /** Index payload per file (FORMAT.md rule 8): merged, but not one huge object. */
 const INDEX_PAYLOAD_LIMIT = 8 * 1024 * 1024;
@@ -160,10 +171,20 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   };
   const encoder = new BlobEncoder(repo.keys.dataKey, repo.settings.compressionLevel);
   const wholeSizes = new Map<string, number>();
-  // Rule 7's cost of a candidate: its chunk, rebuilt and sealed whole, measured once (the blob itself is sealed again when written).
+  // Sealed whole chunks kept from planning for the writes, up to a bound; past it a chunk is rebuilt again when written.
+  const sealedWhole = new Map<string, SealedWhole>();
+  let sealedWholeBytes = 0;
+  // Rule 7's cost of a candidate: its chunk, rebuilt and sealed whole, measured once.
   const wholeSize = async (hex: string): Promise<number> => {
     let size = wholeSizes.get(hex);
-    if (size === undefined) wholeSizes.set(hex, (size = (await sealWhole(repo, encoder, hex)).sealed.length));
+    if (size === undefined) {
+      const whole = await sealWhole(repo, encoder, hex);
+      wholeSizes.set(hex, (size = whole.sealed.length));
+      if (sealedWholeBytes + size <= SEALED_WHOLE_CACHE) {
+        sealedWhole.set(hex, whole);
+        sealedWholeBytes += size;
+      }
+    }
     return size;
   };
   const plan = await planPrune(packs, live, {
@@ -243,7 +264,8 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   }
   if (plan.rewrite.length > 0) step('rewriting patch chains');
   for (const r of plan.rewrite) {
-    const whole = await sealWhole(repo, encoder, r.id);
+    const whole = sealedWhole.get(r.id) ?? (await sealWhole(repo, encoder, r.id));
+    sealedWhole.delete(r.id);
     await writer.add({ id: Buffer.from(r.id, 'hex'), ...whole });
   }
   await writer.finish();
@@ -254,15 +276,24 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   const newIndexNames = new Set<string>();
   for (const group of indexGroups(indexed)) newIndexNames.add(await repo.writeIndexFile(group));
 
-  // 3. Every older index file: the new ones already name every live blob.
+  // 2b. A bridge: the packs to drop as the old index files name them, while those go one by one. Without it a
+  // kill between two deletions could leave an old index file naming a page patch whose base only a deleted one named.
+  const bridgePacks: IndexedPack[] = dropped.filter((p) => entriesByPack.has(p.packId)).map((p) => ({ packId: p.packId, entries: [...entriesByPack.get(p.packId)!.values()] }));
+  const bridges = new Map<string, string[]>();
+  if (bridgePacks.some((p) => p.entries.some((e) => blobType(e.typeFlags) === BlobType.Patch))) {
+    step('writing a bridge index file');
+    for (const group of indexGroups(bridgePacks)) bridges.set(await repo.writeIndexFile(group), group.map((p) => p.packId));
+  }
+
+  // 3. Every older index file: the new ones already name every live blob; then the bridge, in one deletion.
   step('removing old index files');
   await opts.confirmLock?.();
   const heldByIndex = new Set<string>();
-  for (const name of indexNames) {
+  for (const name of [...indexNames.filter((n) => !bridges.has(n)), ...bridges.keys()]) {
     if (newIndexNames.has(name)) continue;
     if (await removeUnlessLocked(repo, 'index', name)) continue;
     report.lockedIndexFiles.push(name);
-    for (const packId of packsOfIndex.get(name) ?? []) heldByIndex.add(packId);
+    for (const packId of bridges.get(name) ?? packsOfIndex.get(name) ?? []) heldByIndex.add(packId);
   }
 
   // 4. The dropped packs: no index names them any more (but a locked one left in step 3).
@@ -319,7 +350,7 @@ async function readPatchBase(repo: Repository, pack: PackContents, entry: PackEn
  * Chunk `hex` (a live page patch) as a whole blob: rebuilt through its chain
  * (every blob on it authenticated, the result checked against the id) and sealed as type 0.
  */
-async function sealWhole(repo: Repository, encoder: BlobEncoder, hex: string): Promise<{ sealed: Buffer; typeFlags: number; rawLength: number }> {
+async function sealWhole(repo: Repository, encoder: BlobEncoder, hex: string): Promise<SealedWhole> {
   const id = Buffer.from(hex, 'hex');
   let plain: Buffer;
   try {
