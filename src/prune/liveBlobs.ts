@@ -20,14 +20,20 @@ export interface LiveGraph {
   baseOf: Map<string, string>;
 }
 
+export interface LiveGraphOptions {
+  /** Ids (hex) some pack stores as a whole chunk (type 0). */
+  storedWhole: ReadonlySet<string>;
+}
+
 /**
  * The live blobs of `points`, with which of them restore points name and each
  * live patch's base, read through `repo`'s in-memory index (which must know
  * every pack: index files and unindexed packs alike).
  */
-export async function findLiveGraph(repo: Repository, points: readonly StoredRestorePoint[]): Promise<LiveGraph> {
+export async function findLiveGraph(repo: Repository, points: readonly StoredRestorePoint[], opts: LiveGraphOptions): Promise<LiveGraph> {
   const live: LiveBlobs = new Set();
   const graph: LiveGraph = { live, named: new Set(), baseOf: new Map() };
+  const ctx = { graph, storedWhole: opts.storedWhole };
   for (const point of points) {
     for (const disk of point.disks) {
       for (const mapHex of disk.regions) {
@@ -45,7 +51,7 @@ export async function findLiveGraph(repo: Repository, points: readonly StoredRes
         }
         for (const entry of entries) {
           graph.named.add(entry.id.toString('hex'));
-          await addChunk(repo, graph, entry.id, point, disk.name);
+          await addChunk(repo, ctx, entry.id, point, disk.name);
         }
       }
     }
@@ -54,13 +60,16 @@ export async function findLiveGraph(repo: Repository, points: readonly StoredRes
 }
 
 /** A chunk and, when it is a page patch, its base chain (read from the patches' bodies). */
-async function addChunk(repo: Repository, graph: LiveGraph, id: Buffer, point: StoredRestorePoint, disk: string): Promise<void> {
+async function addChunk(repo: Repository, ctx: { graph: LiveGraph; storedWhole: ReadonlySet<string> }, id: Buffer, point: StoredRestorePoint, disk: string): Promise<void> {
+  const { graph } = ctx;
   const { live } = graph;
   const hex = id.toString('hex');
   if (live.has(hex)) return;
   const loc = requireStored(repo, id, point, disk);
   live.add(hex);
-  if (blobType(loc.typeFlags) !== BlobType.Patch) return;
+  // A chunk also stored whole (e.g. by rule 7 in a prune killed before its index files) needs no base; a patch
+  // copy of it that stays stored still keeps its own (prunePlan.ts follows every kept copy).
+  if (blobType(loc.typeFlags) !== BlobType.Patch || ctx.storedWhole.has(hex)) return;
   let chain: Buffer[];
   try {
     chain = await repo.blobDependencies(id);

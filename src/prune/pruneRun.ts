@@ -158,7 +158,9 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   }
 
   step('finding live blobs');
-  const graph = await findLiveGraph(repo, listing.points);
+  const storedWhole = new Set<string>();
+  for (const p of packs) for (const e of p.entries) if (blobType(e.typeFlags) === BlobType.Data) storedWhole.add(e.id.toString('hex'));
+  const graph = await findLiveGraph(repo, listing.points, { storedWhole });
   const live = graph.live;
   step('following page patches of kept copies');
   // A budget plans more than once: each patch's body is read once.

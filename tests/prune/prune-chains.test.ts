@@ -133,6 +133,32 @@ describe('ferry prune, rule 7 (patch chains)', () => {
     expect(text, 'nothing left to rewrite').not.toMatch(/patch chains:/);
   });
 
+  it('after a prune killed before its index files (its whole chunks in unindexed packs), the next prune frees the bases in one run', async () => {
+    const repo = await TestRepo.init(scratch, 'killed');
+    const image = scratch.path('killed.img');
+    writeRandomishImage(image, 4 * MiB, 91, { holes: 0, text: 0 });
+    const night1 = await backUp(repo, [image]);
+    for (let at = 0; at < 4 * MiB; at += 256 * KiB) writePage(image, at + 64 * KiB, 92);
+    const night2 = await backUp(repo, [image]);
+    expectSuccess(await repo.run(['forget', night1.id]));
+    // What a prune killed after writing its new packs leaves: those packs, unindexed, beside everything else.
+    const finished = await repo.copyTo(scratch.path('killed-finished'));
+    const report = parseJson<PruneReport>(await finished.run(['prune', '--json']));
+    expect(report.chainsRewritten).toBeGreaterThanOrEqual(8);
+    const before = new Set(listFiles(path.join(repo.path, 'data')));
+    for (const f of listFiles(path.join(finished.path, 'data')).filter((f) => !before.has(f))) {
+      fs.mkdirSync(path.dirname(path.join(repo.path, 'data', f)), { recursive: true });
+      fs.copyFileSync(path.join(finished.path, 'data', f), path.join(repo.path, 'data', f));
+    }
+
+    parseJson<PruneReport>(await repo.run(['prune', '--json']));
+    const again = parseJson<PruneReport>(await repo.run(['prune', '--json']));
+    expect(again.bytesFreed, 'a second prune has nothing left to free').toBe(0);
+    expect(packBytes(repo)).toBeLessThan(4 * MiB + 256 * KiB);
+    await expectRestoresExactly(repo, [night2]);
+    await repo.expectCheckPasses(true);
+  });
+
   it('keeps a base that another live patch needs: two disks patched on the same base chunk', async () => {
     const repo = await TestRepo.init(scratch, 'shared-base');
     const a = scratch.path('a.img');
