@@ -51,8 +51,11 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, dept
   const found: Findings = { damage: [], damagedPacks: new Set<number>(), damagedBlobs: new Set<string>() };
   const { stored, unindexedBefore, orphanIds, orphanNumbers } = await loadIndex(repo, found.damage);
   const { blobsVerified, patches, packsRead } = await checkPacks(repo, pool, readsPack, stored, found, onProgress);
-  await checkPatches(repo, patches, found);
+  const unindexedPatchDamage = await checkPatches(repo, patches, found, orphanNumbers);
   const { affected, restorePoints, neededOrphans } = await findAffectedRestorePoints(repo, found, orphanNumbers);
+  // A page patch in a pack no index names whose base is gone is a killed prune's leftover (FORMAT.md, rule 8),
+  // which the next prune deletes: damage only where a restore point needs it.
+  if (affected.length > 0) found.damage.push(...unindexedPatchDamage);
   if (neededOrphans.size > 0) {
     // Restore finds these packs from their headers, so no restore point is lost; but the repository is not as written.
     found.damage.push({
@@ -226,8 +229,12 @@ async function checkPack(
   return fits.length - result.bad.length;
 }
 
-/** Phase 3: page patches authenticate in the pack pass; that they rebuild their chunk needs the base chain. */
-async function checkPatches(repo: Repository, patches: PatchToCheck[], { damage, damagedBlobs }: Findings): Promise<void> {
+/**
+ * Phase 3: page patches authenticate in the pack pass; that they rebuild their chunk needs the base chain.
+ * Returns the damage of patches in packs no index names (`orphanNumbers`), kept apart until phase 4.
+ */
+async function checkPatches(repo: Repository, patches: PatchToCheck[], { damage, damagedBlobs }: Findings, orphanNumbers: Set<number>): Promise<Damage[]> {
+  const unindexed: Damage[] = [];
   for (const p of patches) {
     const hex = p.id.toString('hex');
     if (damagedBlobs.has(hex)) continue;
@@ -235,10 +242,13 @@ async function checkPatches(repo: Repository, patches: PatchToCheck[], { damage,
       await repo.readBlobPlaintext(p.id);
     } catch (err) {
       if (!(err instanceof CorruptionError || err instanceof NotFoundError)) throw err;
-      damage.push({ object: p.object, problem: `page patch ${hex.slice(0, 16)} does not rebuild its chunk (its base is damaged or missing)` });
+      const loc = repo.blobLocation(p.id);
+      const found = { object: p.object, problem: `page patch ${hex.slice(0, 16)} does not rebuild its chunk (its base is damaged or missing)` };
+      (loc && orphanNumbers.has(loc.pack) ? unindexed : damage).push(found);
       damagedBlobs.add(hex);
     }
   }
+  return unindexed;
 }
 
 /**

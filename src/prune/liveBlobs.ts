@@ -11,12 +11,29 @@ import { decodeRegionMap } from '../repo/regionMap';
 /** Blob ids (hex) that some restore point needs. */
 export type LiveBlobs = Set<string>;
 
+/** The live blobs and how page patches hang together: what rule 7 (chains) starts from. */
+export interface LiveGraph {
+  live: LiveBlobs;
+  /** Blobs a restore point names itself (region maps and their chunks), not only as some patch's base. */
+  named: Set<string>;
+  /** Each live page patch → the base its body names (for the copy the in-memory index reads). */
+  baseOf: Map<string, string>;
+}
+
+export interface LiveGraphOptions {
+  /** Ids (hex) some pack stores as a whole chunk (type 0). */
+  storedWhole: ReadonlySet<string>;
+}
+
 /**
- * The live blobs of `points`, read through `repo`'s in-memory index (which
- * must know every pack: index files and unindexed packs alike).
+ * The live blobs of `points`, with which of them restore points name and each
+ * live patch's base, read through `repo`'s in-memory index (which must know
+ * every pack: index files and unindexed packs alike).
  */
-export async function findLiveBlobs(repo: Repository, points: readonly StoredRestorePoint[]): Promise<LiveBlobs> {
+export async function findLiveGraph(repo: Repository, points: readonly StoredRestorePoint[], opts: LiveGraphOptions): Promise<LiveGraph> {
   const live: LiveBlobs = new Set();
+  const graph: LiveGraph = { live, named: new Set(), baseOf: new Map() };
+  const ctx = { graph, storedWhole: opts.storedWhole };
   for (const point of points) {
     for (const disk of point.disks) {
       for (const mapHex of disk.regions) {
@@ -24,6 +41,7 @@ export async function findLiveBlobs(repo: Repository, points: readonly StoredRes
         const mapId = Buffer.from(mapHex, 'hex');
         requireStored(repo, mapId, point, disk.name);
         live.add(mapHex);
+        graph.named.add(mapHex);
         const entries = decodeRegionMap(await readForPrune(repo, mapId, point), disk.regionSize);
         if (!entries) {
           throw new CorruptionError(
@@ -31,29 +49,37 @@ export async function findLiveBlobs(repo: Repository, points: readonly StoredRes
             repo.blobObject(mapId),
           );
         }
-        for (const entry of entries) await addChunk(repo, live, entry.id, point, disk.name);
+        for (const entry of entries) {
+          graph.named.add(entry.id.toString('hex'));
+          await addChunk(repo, ctx, entry.id, point, disk.name);
+        }
       }
     }
   }
-  return live;
+  return graph;
 }
 
 /** A chunk and, when it is a page patch, its base chain (read from the patches' bodies). */
-async function addChunk(repo: Repository, live: LiveBlobs, id: Buffer, point: StoredRestorePoint, disk: string): Promise<void> {
+async function addChunk(repo: Repository, ctx: { graph: LiveGraph; storedWhole: ReadonlySet<string> }, id: Buffer, point: StoredRestorePoint, disk: string): Promise<void> {
+  const { graph } = ctx;
+  const { live } = graph;
   const hex = id.toString('hex');
   if (live.has(hex)) return;
   const loc = requireStored(repo, id, point, disk);
   live.add(hex);
-  if (blobType(loc.typeFlags) !== BlobType.Patch) return;
+  // A chunk also stored whole (e.g. by rule 7 in a prune killed before its index files) needs no base; a patch
+  // copy of it that stays stored still keeps its own (prunePlan.ts follows every kept copy).
+  if (blobType(loc.typeFlags) !== BlobType.Patch || ctx.storedWhole.has(hex)) return;
   let chain: Buffer[];
   try {
     chain = await repo.blobDependencies(id);
   } catch (err) {
     throw refusal(repo, `page patch ${hex.slice(0, 16)} of restore point ${point.id.slice(0, 8)} cannot be read (${messageOf(err)})`, id);
   }
-  for (const dep of chain.slice(1)) {
-    requireStored(repo, dep, point, disk);
-    live.add(dep.toString('hex'));
+  for (let i = 1; i < chain.length; i++) {
+    requireStored(repo, chain[i], point, disk);
+    live.add(chain[i].toString('hex'));
+    graph.baseOf.set(chain[i - 1].toString('hex'), chain[i].toString('hex'));
   }
   // blobDependencies stops at a patch whose body it cannot parse, or past the depth limit: its base is unknown.
   const last = chain[chain.length - 1];

@@ -7,9 +7,17 @@
 // its base stored (FORMAT.md: "a base must stay stored as long as a patch
 // names it"), also a dead patch inside a pack that stays whole, which the new
 // index still names.
+//
+// Rule 7 (chains) is planned around that: a live patch whose bases nothing
+// else needs is taken out of the plan (its stored copies count as garbage, its
+// bases are not live), the plan is made, and the rewrite stays only if no pack
+// that stays whole still holds a copy of the patch and the bytes this run then
+// deletes exceed the whole chunk's; otherwise it is dropped and the plan made
+// again. Whatever the rewrites, every stored patch copy still keeps its base.
 import { BlobType, blobType } from '../crypto/blobCodec';
 import { PackEntry } from '../repo/packFormat';
-import { LiveBlobs } from './liveBlobs';
+import { MAX_PATCH_DEPTH } from '../repo/pagePatchFormat';
+import { LiveBlobs, LiveGraph } from './liveBlobs';
 
 export interface PackContents {
   packId: string;
@@ -37,6 +45,26 @@ export interface PrunePlan {
   missing: string[];
   /** Bases that only dead patches in kept packs name and no pack holds: damage that was there before. */
   missingDeadBases: string[];
+  /** Rule 7: live page patches written whole (type 0, same id) into new packs instead of being copied. */
+  rewrite: ChainRewrite[];
+}
+
+export interface ChainRewrite {
+  /** The patch's id (hex): the chunk it rebuilds. */
+  id: string;
+  /** Its bases down the chain that no pack keeps once it is whole. */
+  freedBases: string[];
+  /** Stored bytes this run deletes with it: the patch's copies and those bases' copies. */
+  bytesFreed: number;
+  /** Sealed bytes of the chunk stored whole. */
+  bytesWritten: number;
+}
+
+/** What rule 7 needs: the live graph and the cost of a chunk stored whole. */
+export interface ChainRewriting {
+  graph: Pick<LiveGraph, 'named' | 'baseOf'>;
+  /** Sealed bytes of chunk `id` (hex) stored whole (type 0), compressed as a backup would: rule 7's "bytes stored". */
+  wholeSize: (id: string) => Promise<number>;
 }
 
 export interface PlanOptions {
@@ -49,6 +77,8 @@ export interface PlanOptions {
    * packs with the lowest live share go first, the rest stay whole this run.
    */
   maxRepackBytes?: number;
+  /** Rewrite patch chains (rule 7); without it bases simply stay. */
+  chains?: ChainRewriting;
 }
 
 type Need = 'restore-point' | 'stored-patch';
@@ -61,13 +91,76 @@ type Need = 'restore-point' | 'stored-patch';
  */
 export async function planPrune(packs: readonly PackContents[], live: LiveBlobs, opts: PlanOptions): Promise<PrunePlan> {
   const deferred = new Set<PackContents>();
+  // Rule 7's candidates only shrink and the packs kept whole only grow, so this ends.
+  const candidates = opts.chains ? chainCandidates(opts.chains.graph) : new Map<string, string[]>();
   for (;;) {
-    const plan = await planOnce(packs, live, opts, deferred);
+    const freeable = new Set([...candidates.values()].flat());
+    const liveNow = freeable.size === 0 ? live : new Set([...live].filter((hex) => !freeable.has(hex)));
+    const plan = await planOnce(packs, liveNow, opts, deferred, new Set(candidates.keys()));
+    if (opts.chains && candidates.size > 0) {
+      const { rewrite, dropped } = await settleRewrites(plan, candidates, opts.chains);
+      if (dropped.length > 0) {
+        for (const id of dropped) candidates.delete(id);
+        continue;
+      }
+      plan.rewrite = rewrite;
+    }
     if (opts.maxRepackBytes === undefined) return plan;
     const over = overBudget(plan.repack, opts.maxRepackBytes);
     if (over.length === 0) return { ...plan, deferred: plan.keep.filter((p) => deferred.has(p)) };
     for (const r of over) deferred.add(r.pack);
   }
+}
+
+/**
+ * Rule 7's candidates: each patch a restore point names, with the bases down
+ * its chain that no restore point names and no other live patch needs (they
+ * stop at the first base something else needs). Patches with none are left out.
+ */
+function chainCandidates(graph: ChainRewriting['graph']): Map<string, string[]> {
+  const namedBy = new Map<string, number>();
+  for (const base of graph.baseOf.values()) namedBy.set(base, (namedBy.get(base) ?? 0) + 1);
+  const candidates = new Map<string, string[]>();
+  for (const patch of graph.baseOf.keys()) {
+    if (!graph.named.has(patch)) continue;
+    const freed: string[] = [];
+    let base = graph.baseOf.get(patch);
+    while (base !== undefined && !graph.named.has(base) && namedBy.get(base) === 1 && freed.length <= MAX_PATCH_DEPTH && !freed.includes(base)) {
+      freed.push(base);
+      base = graph.baseOf.get(base);
+    }
+    if (freed.length > 0) candidates.set(patch, freed);
+  }
+  return candidates;
+}
+
+/**
+ * Which candidates the plan lets pay: none of the patch's copies is in a pack
+ * that stays whole (that copy, and so its bases, would stay stored), and the
+ * stored bytes this run deletes (the patch's copies, and the copies of its
+ * bases the plan keeps nowhere) exceed the whole chunk's.
+ */
+async function settleRewrites(plan: PrunePlan, candidates: ReadonlyMap<string, string[]>, chains: ChainRewriting): Promise<{ rewrite: ChainRewrite[]; dropped: string[] }> {
+  const kept = new Set<string>();
+  for (const p of plan.keep) for (const e of p.entries) kept.add(e.id.toString('hex'));
+  for (const r of plan.repack) for (const e of r.copy) kept.add(e.id.toString('hex'));
+  const deletedBytes = new Map<string, number>();
+  for (const pack of [...plan.remove, ...plan.repack.map((r) => r.pack)]) {
+    for (const e of pack.entries) {
+      const hex = e.id.toString('hex');
+      deletedBytes.set(hex, (deletedBytes.get(hex) ?? 0) + e.storedLength);
+    }
+  }
+  const rewrite: ChainRewrite[] = [];
+  const dropped: string[] = [];
+  for (const [id, bases] of [...candidates].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const freedBases = bases.filter((hex) => !kept.has(hex));
+    const bytesFreed = (deletedBytes.get(id) ?? 0) + sum(freedBases.map((hex) => deletedBytes.get(hex) ?? 0));
+    const bytesWritten = kept.has(id) || bytesFreed === 0 ? 0 : await chains.wholeSize(id);
+    if (kept.has(id) || bytesFreed <= bytesWritten) dropped.push(id);
+    else rewrite.push({ id, freedBases, bytesFreed, bytesWritten });
+  }
+  return { rewrite, dropped };
 }
 
 /** The repacks that do not fit the budget when the packs with the lowest live share go first. */
@@ -93,7 +186,14 @@ function sum(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0);
 }
 
-async function planOnce(packs: readonly PackContents[], live: LiveBlobs, opts: PlanOptions, keepWhole: ReadonlySet<PackContents>): Promise<PrunePlan> {
+/** One plan; `rewriting`: live patches to be written whole, whose stored copies are not needed. */
+async function planOnce(
+  packs: readonly PackContents[],
+  live: LiveBlobs,
+  opts: PlanOptions,
+  keepWhole: ReadonlySet<PackContents>,
+  rewriting: ReadonlySet<string>,
+): Promise<PrunePlan> {
   const byName = [...packs].sort((a, b) => (a.packId < b.packId ? -1 : a.packId > b.packId ? 1 : 0));
   // A live blob stored twice counts for the first pack in name order only, so that of two
   // copies of the same blobs (an interrupted prune's new pack beside its source) one goes.
@@ -101,7 +201,7 @@ async function planOnce(packs: readonly PackContents[], live: LiveBlobs, opts: P
   for (const pack of byName) {
     for (const e of pack.entries) {
       const hex = e.id.toString('hex');
-      if (live.has(hex) && !owner.has(hex)) owner.set(hex, pack);
+      if (live.has(hex) && !rewriting.has(hex) && !owner.has(hex)) owner.set(hex, pack);
     }
   }
   const whole: PackContents[] = [];
@@ -143,7 +243,8 @@ async function planOnce(packs: readonly PackContents[], live: LiveBlobs, opts: P
   const missing = new Set<string>();
   const missingDeadBases = new Set<string>();
   const require = (hex: string, need: Need) => {
-    if (kept.has(hex)) return;
+    // A patch being rewritten is stored anew, whole: none of its copies is needed (one in a pack kept whole stays, above).
+    if (kept.has(hex) || rewriting.has(hex)) return;
     const copy = firstCopy.get(hex);
     if (!copy) {
       (need === 'restore-point' ? missing : missingDeadBases).add(hex);
@@ -169,5 +270,5 @@ async function planOnce(packs: readonly PackContents[], live: LiveBlobs, opts: P
     if (copy) repack.push({ pack, copy: [...copy].sort((a, b) => a.offset - b.offset) });
     else remove.push(pack);
   }
-  return { keep: whole, deferred: [], repack, remove, missing: [...missing], missingDeadBases: [...missingDeadBases] };
+  return { keep: whole, deferred: [], repack, remove, missing: [...missing], missingDeadBases: [...missingDeadBases], rewrite: [] };
 }

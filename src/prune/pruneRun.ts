@@ -4,22 +4,25 @@
 // that the next prune finishes:
 //   new packs (live blobs of repacked packs, sealed bytes copied unchanged)
 //   → new index files naming every kept pack and every new pack (merged)
-//   → deletion of every index file that was there before
+//   → a bridge index file naming the packs to drop (when they hold page patches)
+//   → deletion of every index file that was there before, then of the bridge
 //   → deletion of the dropped packs.
 // Object Lock (rule 6): an old index file or a pack whose retention has not
 // passed is left where it is and reported; a pack a left index file names is
 // not deleted either (that index file would name a missing pack), and a left
 // pack is merely unindexed, which rule 4 allows. A later run deletes them.
-// Not built: rule 7 (rewriting a patch chain into a whole chunk; bases simply
-// stay live).
+// Rule 7: a live patch whose chain the plan frees is rebuilt (read through its
+// chain, checked against its id) and sealed whole into the same new packs, so
+// it is indexed with them; its bases go with the dropped packs.
 import { CorruptionError, FerryError } from '../errors';
+import { BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
 import { ObjectLockedError } from '../storage/errors';
 import { decodePatchHeader } from '../repo/pagePatchFormat';
 import { IndexedPack } from '../repo/indexFile';
 import { PackEntry } from '../repo/packFormat';
 import { PackWriter } from '../repo/packWriter';
 import { Repository } from '../repo/repository';
-import { findLiveBlobs } from './liveBlobs';
+import { findLiveGraph } from './liveBlobs';
 import { PackContents, planPrune } from './prunePlan';
 
 export interface PruneOptions {
@@ -75,8 +78,24 @@ export interface PruneReport {
   lockedPacks: string[];
   /** Packs to drop that a locked index file still names: left for a later run too. */
   packsHeldByLockedIndex: string[];
+  /** Rule 7: live page patches stored whole (type 0, same id), so their bases could go. */
+  chainsRewritten: number;
+  /** Stored bytes of those patches and of the bases deleted with them. */
+  chainBytesFreed: number;
+  /** Sealed bytes of the whole chunks written for them (in the new packs). */
+  chainBytesWritten: number;
   durationMs: number;
 }
+
+/** A chunk sealed whole (type 0) for rule 7. */
+interface SealedWhole {
+  sealed: Buffer;
+  typeFlags: number;
+  rawLength: number;
+}
+
+/** Bytes of sealed whole chunks kept in memory between planning and writing (rule 7). */
+const SEALED_WHOLE_CACHE = 16 * 1024 * 1024;
 
 /** Index payload per file (FORMAT.md rule 8): merged, but not one huge object. */
 const INDEX_PAYLOAD_LIMIT = 8 * 1024 * 1024;
@@ -139,7 +158,10 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   }
 
   step('finding live blobs');
-  const live = await findLiveBlobs(repo, listing.points);
+  const storedWhole = new Set<string>();
+  for (const p of packs) for (const e of p.entries) if (blobType(e.typeFlags) === BlobType.Data) storedWhole.add(e.id.toString('hex'));
+  const graph = await findLiveGraph(repo, listing.points, { storedWhole });
+  const live = graph.live;
   step('following page patches of kept copies');
   // A budget plans more than once: each patch's body is read once.
   const bases = new Map<string, Promise<Buffer>>();
@@ -149,7 +171,30 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
     if (!base) bases.set(key, (base = readPatchBase(repo, pack, entry)));
     return base;
   };
-  const plan = await planPrune(packs, live, { repackBelow: opts.repackBelow, maxRepackBytes: opts.maxRepackBytes, readBase });
+  const encoder = new BlobEncoder(repo.keys.dataKey, repo.settings.compressionLevel);
+  const wholeSizes = new Map<string, number>();
+  // Sealed whole chunks kept from planning for the writes, up to a bound; past it a chunk is rebuilt again when written.
+  const sealedWhole = new Map<string, SealedWhole>();
+  let sealedWholeBytes = 0;
+  // Rule 7's cost of a candidate: its chunk, rebuilt and sealed whole, measured once.
+  const wholeSize = async (hex: string): Promise<number> => {
+    let size = wholeSizes.get(hex);
+    if (size === undefined) {
+      const whole = await sealWhole(repo, encoder, hex);
+      wholeSizes.set(hex, (size = whole.sealed.length));
+      if (sealedWholeBytes + size <= SEALED_WHOLE_CACHE) {
+        sealedWhole.set(hex, whole);
+        sealedWholeBytes += size;
+      }
+    }
+    return size;
+  };
+  const plan = await planPrune(packs, live, {
+    repackBelow: opts.repackBelow,
+    maxRepackBytes: opts.maxRepackBytes,
+    readBase,
+    chains: { graph, wholeSize },
+  });
   if (plan.missing.length > 0) {
     throw new CorruptionError(
       `${repo.location}: ${plan.missing.length} blob(s) restore points need are in no pack (first ${plan.missing[0].slice(0, 16)}); prune deletes nothing: run 'ferry check'`,
@@ -163,6 +208,7 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   const storedAfter = new Set<string>();
   for (const p of plan.keep) for (const e of p.entries) storedAfter.add(e.id.toString('hex'));
   for (const r of plan.repack) for (const e of r.copy) storedAfter.add(e.id.toString('hex'));
+  for (const r of plan.rewrite) storedAfter.add(r.id);
   const dropped = [...plan.remove, ...plan.repack.map((r) => r.pack)];
   const report: PruneReport = {
     dryRun: opts.mode === 'dry-run',
@@ -187,11 +233,14 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
     lockedIndexFiles: [],
     lockedPacks: [],
     packsHeldByLockedIndex: [],
+    chainsRewritten: plan.rewrite.length,
+    chainBytesFreed: sum(plan.rewrite.map((r) => r.bytesFreed)),
+    chainBytesWritten: sum(plan.rewrite.map((r) => r.bytesWritten)),
     durationMs: 0,
   };
 
   if (opts.mode === 'dry-run') {
-    const copiedBytes = sum(plan.repack.flatMap((r) => r.copy.map((e) => e.storedLength)));
+    const copiedBytes = sum(plan.repack.flatMap((r) => r.copy.map((e) => e.storedLength))) + report.chainBytesWritten;
     report.packBytesAfter = packBytesBefore - sum(dropped.map((p) => p.size)) + copiedBytes;
     report.bytesFreed = packBytesBefore - report.packBytesAfter;
     report.packsWritten = copiedBytes > 0 ? Math.ceil(copiedBytes / repo.settings.packSize) : 0;
@@ -215,6 +264,12 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
       await writer.add({ id: e.id, typeFlags: e.typeFlags, rawLength: e.rawLength, sealed });
     }
   }
+  if (plan.rewrite.length > 0) step('rewriting patch chains');
+  for (const r of plan.rewrite) {
+    const whole = sealedWhole.get(r.id) ?? (await sealWhole(repo, encoder, r.id));
+    sealedWhole.delete(r.id);
+    await writer.add({ id: Buffer.from(r.id, 'hex'), ...whole });
+  }
   await writer.finish();
 
   // 2. New index files, merged: every kept pack (all its entries, so the index agrees with its header) and every new pack.
@@ -223,15 +278,24 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   const newIndexNames = new Set<string>();
   for (const group of indexGroups(indexed)) newIndexNames.add(await repo.writeIndexFile(group));
 
-  // 3. Every older index file: the new ones already name every live blob.
+  // 2b. A bridge: the packs to drop as the old index files name them, while those go one by one. Without it a
+  // kill between two deletions could leave an old index file naming a page patch whose base only a deleted one named.
+  const bridgePacks: IndexedPack[] = dropped.filter((p) => entriesByPack.has(p.packId)).map((p) => ({ packId: p.packId, entries: [...entriesByPack.get(p.packId)!.values()] }));
+  const bridges = new Map<string, string[]>();
+  if (bridgePacks.some((p) => p.entries.some((e) => blobType(e.typeFlags) === BlobType.Patch))) {
+    step('writing a bridge index file');
+    for (const group of indexGroups(bridgePacks)) bridges.set(await repo.writeIndexFile(group), group.map((p) => p.packId));
+  }
+
+  // 3. Every older index file: the new ones already name every live blob; then the bridge, in one deletion.
   step('removing old index files');
   await opts.confirmLock?.();
   const heldByIndex = new Set<string>();
-  for (const name of indexNames) {
+  for (const name of [...indexNames.filter((n) => !bridges.has(n)), ...bridges.keys()]) {
     if (newIndexNames.has(name)) continue;
     if (await removeUnlessLocked(repo, 'index', name)) continue;
     report.lockedIndexFiles.push(name);
-    for (const packId of packsOfIndex.get(name) ?? []) heldByIndex.add(packId);
+    for (const packId of bridges.get(name) ?? packsOfIndex.get(name) ?? []) heldByIndex.add(packId);
   }
 
   // 4. The dropped packs: no index names them any more (but a locked one left in step 3).
@@ -282,6 +346,22 @@ async function readPatchBase(repo: Repository, pack: PackContents, entry: PackEn
     throw new CorruptionError(`${repo.location}: ${what} is malformed, so its base is unknown; prune deletes nothing: run 'ferry check --read-data'`, `data/${pack.packId}`);
   }
   return header.baseId;
+}
+
+/**
+ * Chunk `hex` (a live page patch) as a whole blob: rebuilt through its chain
+ * (every blob on it authenticated, the result checked against the id) and sealed as type 0.
+ */
+async function sealWhole(repo: Repository, encoder: BlobEncoder, hex: string): Promise<SealedWhole> {
+  const id = Buffer.from(hex, 'hex');
+  let plain: Buffer;
+  try {
+    plain = await repo.readBlobPlaintext(id);
+  } catch (err) {
+    if (!(err instanceof FerryError)) throw err;
+    throw new CorruptionError(`${repo.location}: page patch ${hex.slice(0, 16)} cannot be rebuilt (${err.message}); prune deletes nothing: run 'ferry check --read-data'`, repo.blobObject(id));
+  }
+  return encoder.encode(BlobType.Data, id, plain);
 }
 
 /** Packs grouped so that each index file's payload stays within the limit (a single huge pack gets a file of its own). */

@@ -77,6 +77,9 @@ export function describePrune(r: PruneReport): string[] {
     ...(r.lockedPacks.length + r.packsHeldByLockedIndex.length + r.lockedIndexFiles.length > 0
       ? [line('left for later', `${r.lockedPacks.length} pack(s) and ${r.lockedIndexFiles.length} index file(s) under S3 Object Lock, ${r.packsHeldByLockedIndex.length} pack(s) a locked index file names; a prune after their retention deletes them`)]
       : []),
+    ...(r.chainsRewritten > 0
+      ? [line('patch chains', `${r.chainsRewritten} ${r.dryRun ? 'to rewrite' : 'rewritten'} as whole chunks: ${formatBytes(r.chainBytesFreed)} of patches and bases ${r.dryRun ? 'to free' : 'freed'}, ${formatBytes(r.chainBytesWritten)} ${r.dryRun ? 'to write' : 'written'}`)]
+      : []),
     line('index files', `${r.indexFilesBefore} → ${r.indexFilesAfter}`),
     line('time', `${(r.durationMs / 1000).toFixed(1)} s${r.dryRun ? ' (dry run: nothing written or deleted)' : ''}`),
   ];
@@ -87,7 +90,7 @@ export function registerPrune(program: Command): void {
     .command('prune')
     .description(
       'delete data no restore point needs, repack packs that are mostly garbage and merge the index files, under the exclusive lock ' +
-        '(rules: docs/FORMAT.md, "Garbage collection rules"; patch chains are not rewritten; objects under S3 Object Lock are reported and left for a later run: give --object-lock-days on such a bucket)',
+        '(rules: docs/FORMAT.md, "Garbage collection rules"; a page patch whose bases nothing else needs is stored whole when that frees more than it stores; objects under S3 Object Lock are reported and left for a later run: give --object-lock-days on such a bucket)',
     )
     .option('--dry-run', 'only say what would be freed; write and delete nothing');
   addPruneFlags(command, 'prune')
