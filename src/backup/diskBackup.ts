@@ -44,6 +44,8 @@ export class DiskBackup {
   private readonly hasher: ChunkHasher;
   /** Sealed-output buffers whose blobs are packed, for the next batches to seal into (at most one per batch in flight). */
   private readonly spareOutputs: Uint8Array[] = [];
+  /** Buffers page-patch bases travelled in, back from the workers, to carry the next ones. */
+  private readonly spareBases: Uint8Array[] = [];
 
   constructor(
     private readonly repo: Repository,
@@ -248,6 +250,7 @@ export class DiskBackup {
       }
       // Every blob is copied into the pack buffer by now (add resolves after the copy).
       if (this.spareOutputs.length < this.regionsInFlight) this.spareOutputs.push(sealed.data);
+      if (sealed.returnedBases && this.spareBases.length < this.regionsInFlight) this.spareBases.push(sealed.returnedBases);
     }
     return { kind: 'scanned', fingerprint, entries };
   }
@@ -306,12 +309,14 @@ export class DiskBackup {
       root: { ...place(c.root.loc.storedLength), typeFlags: c.root.loc.typeFlags, rawLength: c.root.loc.rawLength, id: c.root.id },
       patches: c.patches.map((p) => place(p.length)),
     }));
-    const data = Buffer.from(new ArrayBuffer(total));
+    const spare = this.spareBases.findIndex((b) => b.byteLength >= total);
+    const carrier = spare >= 0 ? this.spareBases.splice(spare, 1)[0] : new Uint8Array(Math.max(total, this.pool.sizing.sealBatchBytes));
+    const data = Buffer.from(carrier.buffer, carrier.byteOffset, carrier.byteLength);
     await Promise.all(stored.map(async (c, j) => {
       c.patches.forEach((p, k) => p.copy(data, chains[j].patches[k].at));
       await this.repo.readSealedInto(c.root.id, data.subarray(chains[j].root.at, chains[j].root.at + chains[j].root.length));
     }));
-    return { of, shifts, ids: Buffer.concat(chosen.map((e) => e.id)), chains, data: new Uint8Array(data.buffer) };
+    return { of, shifts, ids: Buffer.concat(chosen.map((e) => e.id)), chains, data: carrier };
   }
 
   private async storeMap(entries: MapEntry[]): Promise<string> {

@@ -163,10 +163,13 @@ class SealedCollector {
     this.total += blob.length;
   }
 
-  result<T extends object>(extra: T): unknown {
+  /** `alsoBack`: a buffer the task brought that goes back with the result (moved, not copied) for the caller to fill again. */
+  result<T extends object>(extra: T, alsoBack?: Uint8Array): unknown {
     this.meta.starts.push(this.total);
     const data = this.data;
-    return move({ [transferableSymbol]: [data.buffer], [valueSymbol]: { ...extra, ...this.meta, data } } as unknown as ArrayBuffer);
+    const back = alsoBack && alsoBack.buffer !== data.buffer && alsoBack.byteOffset === 0 && alsoBack.byteLength === alsoBack.buffer.byteLength ? alsoBack : undefined;
+    const value = { ...extra, ...this.meta, data, ...(back ? { returnedBases: back } : {}) };
+    return move({ [transferableSymbol]: back ? [data.buffer, back.buffer] : [data.buffer], [valueSymbol]: value } as unknown as ArrayBuffer);
   }
 }
 
@@ -199,7 +202,7 @@ export function packChunks(task: PackChunksTask): unknown {
           built = rebuildChain(Buffer.from(bases.data.buffer, bases.data.byteOffset, bases.data.byteLength), bases.chains[b], bases.ids.subarray(b * 32, b * 32 + 32));
           builtBase = b;
         }
-        if (!built) return sealed.result({ damagedBase: b });
+        if (!built) return sealed.result({ damagedBase: b }, bases.data);
         base = built;
       }
       sealed.add(id, plain, base && bases
@@ -209,7 +212,8 @@ export function packChunks(task: PackChunksTask): unknown {
   } finally {
     fs.closeSync(fd);
   }
-  return sealed.result({});
+  // The bases' buffer goes back too: a fresh one per task would pile up in this isolate until its next full GC.
+  return sealed.result({}, task.bases?.data);
 }
 
 export function sealSpans(task: SealSpansTask): unknown {

@@ -98,6 +98,8 @@ export interface SealedBlobs {
 export interface PackedChunks extends SealedBlobs {
   /** A base (index into `bases.chains`) that does not rebuild its id: the task stopped there, its output is incomplete. */
   damagedBase?: number;
+  /** The task's `bases.data`, moved back for the next task's bases. */
+  returnedBases?: Uint8Array;
 }
 
 /** A blob inside a fetched pack range, and where its plaintext goes. */
