@@ -171,6 +171,7 @@ rm -rf "$work/restore"
 
 # ---- report --------------------------------------------------------------------
 versions="node $(node -v); ferry $(node -p "require('$FERRY_APP/package.json').version") @ $FERRY_REV; $(restic version | cut -d' ' -f1-2)"
+mkdir -p "$(dirname "$OUT")"
 node "$bench_here/lib/nights-report.mjs" \
   --raw "$raw" --out "$OUT" --plot-data "$work/plot.dat" \
   --versions "$versions" --guests "$GUESTS" --pages "$PAGES" --count "$COUNT" \
