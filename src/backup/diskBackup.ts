@@ -91,7 +91,7 @@ export class DiskBackup {
       const dataExtents = clipSpans(source.dataExtents, regionStart, regionStart + regionLength);
       if (dataExtents.length > 0) {
         const previousMap = comparable?.regions[r] ?? null;
-        const stored = await this.storeRegion(source.path, regionStart, regionLength, dataExtents, progress, previousMap, reusable && this.reusableFingerprint(reusable, r));
+        const stored = await this.storeRegion(source.path, regionStart, regionLength, dataExtents, progress, previousMap, reusable && (await this.reusableFingerprint(reusable, r)));
         fingerprints[r] = stored.fingerprint ?? null;
         if (stored.kind === 'reused') {
           regions[r] = previousMap;
@@ -112,12 +112,20 @@ export class DiskBackup {
     };
   }
 
-  /** The previous point's fingerprint of region r, if its map may be reused when the bytes are the same. */
-  private reusableFingerprint(previous: DiskRecord, r: number): Buffer | undefined {
+  /**
+   * The previous point's fingerprint of region r, if its map may be reused when the bytes are the same:
+   * the map and every chunk it names must still be indexed. After `repair` dropped a damaged pack, the
+   * points that named its blobs stay as they were, and reusing such a map would make a new point that
+   * names lost chunks instead of storing them again.
+   */
+  private async reusableFingerprint(previous: DiskRecord, r: number): Promise<Buffer | undefined> {
     const hex = previous.fingerprints?.[r];
     if (typeof hex !== 'string' || !/^[0-9a-f]{64}$/.test(hex)) return undefined;
     const mapId = previous.regions[r];
-    if (mapId !== null && !this.repo.blobLocation(Buffer.from(mapId, 'hex'))) return undefined;
+    if (mapId !== null) {
+      const entries = await this.previousMapEntries(mapId);
+      if (!entries || entries.some((e) => !this.repo.blobLocation(e.id))) return undefined;
+    }
     return Buffer.from(hex, 'hex');
   }
 
