@@ -200,10 +200,10 @@ export function parsePullRequest(text: string): PullRequest {
   try {
     doc = JSON.parse(text) as Partial<PullRequest>;
   } catch (err) {
-    throw new InputError(`site restore-local: stdin is not a request from 'ferry site restore --pull' (${err instanceof Error ? err.message : String(err)}); this command is run by that one over ssh`);
+    throw new InputError(`site restore-local: stdin is not a request of 'ferry site restore --pull' (${err instanceof Error ? err.message : String(err)}); this command is run by that one over ssh`);
   }
   if (doc.format !== PULL_REQUEST_FORMAT || doc.version !== PULL_VERSION) {
-    throw new InputError(`site restore-local: stdin is not a version ${PULL_VERSION} request from 'ferry site restore --pull'; use the same ferry version on the controller and this host`);
+    throw new InputError(`site restore-local: stdin is not a version ${PULL_VERSION} request of 'ferry site restore --pull'; use the same ferry version on the controller and this host`);
   }
   if (typeof doc.repository !== 'string' || typeof doc.repositoryId !== 'string' || typeof doc.passphrase !== 'string' || !doc.host || !doc.plan || !Array.isArray(doc.plan.guests) || !Array.isArray(doc.startedByThisPlan)) {
     throw new InputError("site restore-local: the request lacks its repository, passphrase, host or plan; use the same ferry version on the controller and this host");
