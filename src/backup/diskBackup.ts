@@ -13,6 +13,7 @@ import { decodeRegionMap } from '../repo/regionMap';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
 import { PatchBases } from '../workers/tasks';
+import { loadSealedChains, sealedChainBytes } from '../workers/sealedChains';
 import { forEachLimit } from '../concurrency/forEachLimit';
 
 export interface DiskProgress {
@@ -91,7 +92,9 @@ export class DiskBackup {
       const dataExtents = clipSpans(source.dataExtents, regionStart, regionStart + regionLength);
       if (dataExtents.length > 0) {
         const previousMap = comparable?.regions[r] ?? null;
-        const stored = await this.storeRegion(source.path, regionStart, regionLength, dataExtents, progress, previousMap, reusable && (await this.reusableFingerprint(reusable, r)));
+        // Read at most once per region: the reuse check and the page-patch bases both need it.
+        const previousEntries = once(() => (previousMap === null ? Promise.resolve(undefined) : this.previousMapEntries(previousMap)));
+        const stored = await this.storeRegion(source.path, regionStart, regionLength, dataExtents, progress, previousEntries, reusable && (await this.reusableFingerprint(reusable, r, previousEntries)));
         fingerprints[r] = stored.fingerprint ?? null;
         if (stored.kind === 'reused') {
           regions[r] = previousMap;
@@ -118,12 +121,11 @@ export class DiskBackup {
    * points that named its blobs stay as they were, and reusing such a map would make a new point that
    * names lost chunks instead of storing them again.
    */
-  private async reusableFingerprint(previous: DiskRecord, r: number): Promise<Buffer | undefined> {
+  private async reusableFingerprint(previous: DiskRecord, r: number, previousEntries: () => Promise<MapEntry[] | undefined>): Promise<Buffer | undefined> {
     const hex = previous.fingerprints?.[r];
     if (typeof hex !== 'string' || !/^[0-9a-f]{64}$/.test(hex)) return undefined;
-    const mapId = previous.regions[r];
-    if (mapId !== null) {
-      const entries = await this.previousMapEntries(mapId);
+    if (previous.regions[r] !== null) {
+      const entries = await previousEntries();
       if (!entries || entries.some((e) => !this.repo.blobLocation(e.id))) return undefined;
     }
     return Buffer.from(hex, 'hex');
@@ -221,7 +223,7 @@ export class DiskBackup {
     regionLength: number,
     dataExtents: { start: number; end: number }[],
     progress: DiskProgress,
-    previousMapId: string | null,
+    previousMapEntries: () => Promise<MapEntry[] | undefined>,
     previousFingerprint: Buffer | undefined,
   ): Promise<StoredRegion> {
     const scan = await this.pool.scanRegion({ path, regionStart, regionLength, dataExtents, previousFingerprint });
@@ -241,7 +243,7 @@ export class DiskBackup {
       }
     }
     // Sealed in batches of a bounded size: a batch's sealed output is held here until the pack writer copies it.
-    const previousEntries = fresh.ids.length > 0 && previousMapId ? await this.previousMapEntries(previousMapId) : undefined;
+    const previousEntries = fresh.ids.length > 0 ? await previousMapEntries() : undefined;
     for (const batch of sealBatches(fresh, this.pool.sizing.sealBatchBytes)) {
       const bases = previousEntries ? await this.patchBases(previousEntries, batch) : undefined;
       const sealed = await this.pool.packChunks({
@@ -307,23 +309,10 @@ export class DiskBackup {
     // The bases go to the worker as stored (roots sealed, patches opened): it rebuilds and checks them
     // off the main thread, and the main thread holds compressed bytes, not plaintext copies.
     const stored = await Promise.all(chosen.map((e) => this.repo.readPatchChain(e.id)));
-    let total = 0;
-    const place = (length: number) => {
-      const range = { at: total, length };
-      total += length;
-      return range;
-    };
-    const chains = stored.map((c) => ({
-      root: { ...place(c.root.loc.storedLength), typeFlags: c.root.loc.typeFlags, rawLength: c.root.loc.rawLength, id: c.root.id },
-      patches: c.patches.map((p) => place(p.length)),
-    }));
+    const total = stored.reduce((n, c) => n + sealedChainBytes(c), 0);
     const spare = this.spareBases.findIndex((b) => b.byteLength >= total);
     const carrier = spare >= 0 ? this.spareBases.splice(spare, 1)[0] : new Uint8Array(Math.max(total, this.pool.sizing.sealBatchBytes));
-    const data = Buffer.from(carrier.buffer, carrier.byteOffset, carrier.byteLength);
-    await Promise.all(stored.map(async (c, j) => {
-      c.patches.forEach((p, k) => p.copy(data, chains[j].patches[k].at));
-      await this.repo.readSealedInto(c.root.id, data.subarray(chains[j].root.at, chains[j].root.at + chains[j].root.length));
-    }));
+    const chains = await loadSealedChains(this.repo, stored, carrier);
     return { of, shifts, ids: Buffer.concat(chosen.map((e) => e.id)), chains, data: carrier };
   }
 
@@ -364,4 +353,10 @@ function* sealBatches(fresh: FreshChunks, maxBytes: number): Generator<FreshChun
 
 function* regionNumbers(count: number): Generator<number> {
   for (let r = 0; r < count; r++) yield r;
+}
+
+/** `load` run on the first call only; later calls share its promise. */
+function once<T>(load: () => Promise<T>): () => Promise<T> {
+  let loaded: Promise<T> | undefined;
+  return () => (loaded ??= load());
 }

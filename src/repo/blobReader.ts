@@ -144,12 +144,12 @@ export class BlobReader {
    * at the chain's root lies, for the caller to read it into a buffer of its
    * own and a worker to decrypt, decompress and patch it.
    */
-  async readPatchChain(id: Buffer): Promise<{ root: { id: Buffer; loc: BlobLocation; packId: string }; patches: Buffer[] }> {
+  async readPatchChain(id: Buffer): Promise<{ root: { id: Buffer; loc: BlobLocation }; patches: Buffer[] }> {
     const patches: Buffer[] = [];
     let current = id;
     for (;;) {
       const loc = this.packs.blobLocation(current);
-      if (loc && blobType(loc.typeFlags) !== BlobType.Patch) return { root: { id: current, loc, packId: this.packs.packIds[loc.pack] }, patches };
+      if (loc && blobType(loc.typeFlags) !== BlobType.Patch) return { root: { id: current, loc }, patches };
       const { loc: stored, sealed } = await this.readSealed(current);
       const plain = this.unsealBlob(stored, current, sealed);
       const header = decodePatchHeader(plain);

@@ -267,7 +267,7 @@ export class Repository {
   }
 
   /** For restore workers: a patch chain's patches, opened, oldest first, and where its root chunk lies (not read). */
-  readPatchChain(id: Buffer): Promise<{ root: { id: Buffer; loc: BlobLocation; packId: string }; patches: Buffer[] }> {
+  readPatchChain(id: Buffer): Promise<{ root: { id: Buffer; loc: BlobLocation }; patches: Buffer[] }> {
     return this.blobs.readPatchChain(id);
   }
 

@@ -15,7 +15,7 @@ import { DiskRecord } from '../repo/restorePoint';
 /** Regions planned at once: 64 x 32 MiB = 2 GiB of disk, so a 1 TiB disk never needs its whole plan in memory. */
 const REGIONS_PER_BATCH = 64;
 import { BlobToWrite } from '../workers/tasks';
-import type { BlobLocation } from '../repo/chunkIndex';
+import { type StoredChain, loadSealedChains, sealedChainBytes } from '../workers/sealedChains';
 
 export interface DiskRestoreOptions {
   zeroFill: boolean;
@@ -66,27 +66,8 @@ export async function restorePlanned(
     const chains = await Promise.all(group.map(async (b) => ({ blob: b, ...(await repo.readPatchChain(b.id)) })));
     for (const batch of patchBatches(chains, readRangeBytes)) {
       const into = batch.bytes <= readRangeBytes ? spareReadBuffers.pop() ?? new Uint8Array(readRangeBytes) : new Uint8Array(batch.bytes);
-      const data = Buffer.from(into.buffer, into.byteOffset, into.byteLength);
-      let at = 0;
-      const place = (length: number) => {
-        const range = { at, length };
-        at += length;
-        return range;
-      };
-      const chunks = batch.chains.map((c) => ({
-        root: { ...place(c.root.loc.storedLength), typeFlags: c.root.loc.typeFlags, rawLength: c.root.loc.rawLength, id: c.root.id },
-        patches: c.patches.map((p) => {
-          const range = place(p.length);
-          p.copy(data, range.at);
-          return range;
-        }),
-        id: c.blob.id,
-        targets: c.blob.targets,
-      }));
-      await Promise.all(batch.chains.map(async (c, i) => {
-        const root = chunks[i].root;
-        await repo.readSealedInto(c.root.id, data.subarray(root.at, root.at + root.length));
-      }));
+      const laid = await loadSealedChains(repo, batch.chains, into);
+      const chunks = laid.map((chain, i) => ({ ...chain, id: batch.chains[i].blob.id, targets: batch.chains[i].blob.targets }));
       const result = await pool.writePatched({ targetPath, data: into, chunks });
       if (into.byteLength === readRangeBytes && result.returned?.byteLength === readRangeBytes) spareReadBuffers.push(result.returned);
       if (result.bad.length > 0) {
@@ -141,25 +122,22 @@ export async function restorePlanned(
   return written;
 }
 
-interface PatchChain {
+interface PatchChain extends StoredChain {
   blob: PlannedBlob;
-  root: { id: Buffer; loc: BlobLocation; packId: string };
-  patches: Buffer[];
 }
 
 /** Chains cut into runs whose sealed roots and patches fit `maxBytes` together (a larger chain is a batch of its own). */
 function* patchBatches(chains: PatchChain[], maxBytes: number): Generator<{ chains: PatchChain[]; bytes: number }> {
-  const size = (c: PatchChain) => c.root.loc.storedLength + c.patches.reduce((n, p) => n + p.length, 0);
   let batch: PatchChain[] = [];
   let bytes = 0;
   for (const c of chains) {
-    if (batch.length > 0 && bytes + size(c) > maxBytes) {
+    if (batch.length > 0 && bytes + sealedChainBytes(c) > maxBytes) {
       yield { chains: batch, bytes };
       batch = [];
       bytes = 0;
     }
     batch.push(c);
-    bytes += size(c);
+    bytes += sealedChainBytes(c);
   }
   if (batch.length > 0) yield { chains: batch, bytes };
 }
