@@ -83,6 +83,7 @@ export class PackIndex {
       this.indexFiles.add(info.name);
       this.noteIndexFile(info.name, packs);
     }
+    this.index.fit();
   }
 
   /** One index file's pack records, or undefined when it is damaged (prune reads them one by one). */
