@@ -144,6 +144,26 @@ export class BlobReader {
    * at the chain's root lies, for the caller to read it into a buffer of its
    * own and a worker to decrypt, decompress and patch it.
    */
+  /**
+   * One link of a patch chain opened without fresh buffers (restore's patched
+   * chunks: hundreds of links a night must not leave hundreds of buffers for
+   * the collector). Its sealed bytes are read into `readScratch` (a larger one
+   * is made and returned when it is short), opened into the decoder's scratch
+   * and copied at once to `place(length)`. Returns the id of the patch's base.
+   */
+  async openPatchLink(id: Buffer, readScratch: Buffer, place: (length: number) => Buffer): Promise<{ baseId: Buffer; readScratch: Buffer }> {
+    const loc = this.packs.blobLocation(id);
+    const scratch = loc && readScratch.length < loc.storedLength ? Buffer.allocUnsafe(loc.storedLength) : readScratch;
+    const { loc: stored, sealed } = await this.readSealed(id, scratch.subarray(0, loc?.storedLength ?? 0));
+    const plain = blobType(stored.typeFlags) === BlobType.Patch ? this.decoder.decodeScratch(stored.typeFlags, id, sealed, stored.rawLength) : undefined;
+    const header = plain && decodePatchHeader(plain);
+    if (!plain || !header) {
+      throw new CorruptionError(`${this.location}: page patch ${id.toString('hex').slice(0, 16)} is damaged or malformed; run 'ferry check --read-data'`, `data/${this.packs.packIds[stored.pack]}`);
+    }
+    plain.copy(place(plain.length));
+    return { baseId: header.baseId, readScratch: scratch };
+  }
+
   async readPatchChain(id: Buffer): Promise<{ root: { id: Buffer; loc: BlobLocation }; patches: Buffer[] }> {
     const patches: Buffer[] = [];
     let current = id;

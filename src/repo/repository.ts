@@ -266,7 +266,12 @@ export class Repository {
     return this.blobs.unsealBlob(loc, id, sealed);
   }
 
-  /** For restore workers: a patch chain's patches, opened, oldest first, and where its root chunk lies (not read). */
+  /** One link of a patch chain opened into `place` without fresh buffers (BlobReader.openPatchLink). */
+  openPatchLink(id: Buffer, readScratch: Buffer, place: (length: number) => Buffer): Promise<{ baseId: Buffer; readScratch: Buffer }> {
+    return this.blobs.openPatchLink(id, readScratch, place);
+  }
+
+  /** For backup's page-patch bases: a patch chain's patches, opened, oldest first, and where its root chunk lies (not read). */
   readPatchChain(id: Buffer): Promise<{ root: { id: Buffer; loc: BlobLocation }; patches: Buffer[] }> {
     return this.blobs.readPatchChain(id);
   }

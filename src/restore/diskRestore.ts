@@ -11,11 +11,11 @@ import { forEachLimit } from '../concurrency/forEachLimit';
 import { PlannedBlob, RestorePlan, readRanges, restorePlan } from './restorePlan';
 import { BlobType, blobType } from '../crypto/blobCodec';
 import { DiskRecord } from '../repo/restorePoint';
+import { BlobToWrite } from '../workers/tasks';
+import { restorePatchedChunks } from './patchedChunks';
 
 /** Regions planned at once: 64 x 32 MiB = 2 GiB of disk, so a 1 TiB disk never needs its whole plan in memory. */
 const REGIONS_PER_BATCH = 64;
-import { BlobToWrite } from '../workers/tasks';
-import { type StoredChain, loadSealedChains, sealedChainBytes } from '../workers/sealedChains';
 
 export interface DiskRestoreOptions {
   zeroFill: boolean;
@@ -50,7 +50,7 @@ export async function restorePlanned(
   opts: DiskRestoreOptions,
 ): Promise<number> {
   let written = 0;
-  // Page patches need their base chain, which only the main thread can fetch; everything else goes to the workers.
+  // Page patches need their base chain, which only the main thread can fetch (patchedChunks.ts); everything else goes to the workers.
   const isPatch = (b: PlannedBlob) => blobType(b.loc.typeFlags) === BlobType.Patch;
   const patches = plan.packs.flatMap((p) => p.blobs.filter(isPatch));
   // Reads of a bounded size, a bounded number in flight (the memory budget's, see workers/memoryBudget.ts).
@@ -58,20 +58,12 @@ export async function restorePlanned(
   const jobs = plan.packs.flatMap((p) => readRanges(p.blobs.filter((b) => !isPatch(b)), undefined, readRangeBytes).map((r) => ({ packId: p.packId, ...r })));
   // Read buffers go to a worker and come back with its result: at most one per read in flight, none fresh per read.
   const spareReadBuffers: Uint8Array[] = [];
-  // Main thread: fetch each chain and open its small patches; workers: the root's decompression, patching, checking, writing.
-  // A batch's roots and patches travel in one read buffer, as whole blobs do, so patched chunks stay within the same budget.
-  const groups: PlannedBlob[][] = [];
-  for (let i = 0; i < patches.length; i += 16) groups.push(patches.slice(i, i + 16));
-  await forEachLimit(groups, readsInFlight, async (group) => {
-    const chains = await Promise.all(group.map(async (b) => ({ blob: b, ...(await repo.readPatchChain(b.id)) })));
-    for (const batch of patchBatches(chains, readRangeBytes)) {
-      const into = batch.bytes <= readRangeBytes ? spareReadBuffers.pop() ?? new Uint8Array(readRangeBytes) : new Uint8Array(batch.bytes);
-      const laid = await loadSealedChains(repo, batch.chains, into);
-      const chunks = laid.map((chain, i) => ({ ...chain, id: batch.chains[i].blob.id, targets: batch.chains[i].blob.targets }));
-      const result = await pool.writePatched({ targetPath, data: into, chunks });
-      if (into.byteLength === readRangeBytes && result.returned?.byteLength === readRangeBytes) spareReadBuffers.push(result.returned);
+  await restorePatchedChunks(repo, pool, patches, {
+    targetPath,
+    spareReadBuffers,
+    onBatch: (result, chunks) => {
       if (result.bad.length > 0) {
-        const b = batch.chains[result.bad[0]].blob;
+        const b = chunks[result.bad[0]];
         throw new CorruptionError(
           `${repo.location}: page-patched chunk ${b.id.toString('hex').slice(0, 16)} does not rebuild (a patch or its base is damaged); run 'ferry check --read-data'`,
           `data/${repo.packIds[b.loc.pack]}`,
@@ -80,7 +72,7 @@ export async function restorePlanned(
       if (result.writeError) throw writeFailure(targetPath, result.writeError);
       written += result.writtenBytes;
       opts.onProgress?.(written);
-    }
+    },
   });
   await forEachLimit(jobs, readsInFlight, async (job) => {
     const length = job.end - job.start;
@@ -120,26 +112,6 @@ export async function restorePlanned(
     await writeZeros(targetPath, complementSpans(relative, plan.end - plan.start).map((s) => ({ start: s.start + plan.start, end: s.end + plan.start })));
   }
   return written;
-}
-
-interface PatchChain extends StoredChain {
-  blob: PlannedBlob;
-}
-
-/** Chains cut into runs whose sealed roots and patches fit `maxBytes` together (a larger chain is a batch of its own). */
-function* patchBatches(chains: PatchChain[], maxBytes: number): Generator<{ chains: PatchChain[]; bytes: number }> {
-  let batch: PatchChain[] = [];
-  let bytes = 0;
-  for (const c of chains) {
-    if (batch.length > 0 && bytes + sealedChainBytes(c) > maxBytes) {
-      yield { chains: batch, bytes };
-      batch = [];
-      bytes = 0;
-    }
-    batch.push(c);
-    bytes += sealedChainBytes(c);
-  }
-  if (batch.length > 0) yield { chains: batch, bytes };
 }
 
 function writeFailure(targetPath: string, e: { code?: string; message: string }): StorageError {
