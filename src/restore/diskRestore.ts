@@ -13,6 +13,7 @@ import { BlobType, blobType } from '../crypto/blobCodec';
 import { DiskRecord } from '../repo/restorePoint';
 import { BlobToWrite } from '../workers/tasks';
 import { restorePatchedChunks } from './patchedChunks';
+import { EarlyWriteback } from './earlyWriteback';
 
 /** Regions planned at once: 64 x 32 MiB = 2 GiB of disk, so a 1 TiB disk never needs its whole plan in memory. */
 const REGIONS_PER_BATCH = 64;
@@ -34,10 +35,21 @@ export async function restoreDisk(
   let written = 0;
   const first = opts.regions?.from ?? 0;
   const end = Math.min(disk.regions.length, opts.regions?.to ?? disk.regions.length);
-  for (let from = first; from < end; from += REGIONS_PER_BATCH) {
-    const plan = await restorePlan(repo, disk, from, Math.min(end, from + REGIONS_PER_BATCH));
-    written += await restorePlanned(repo, pool, plan, targetPath, { ...opts, onProgress: (w) => opts.onProgress?.(written + w) });
+  const writeback = EarlyWriteback.open(targetPath);
+  try {
+    for (let from = first; from < end; from += REGIONS_PER_BATCH) {
+      const plan = await restorePlan(repo, disk, from, Math.min(end, from + REGIONS_PER_BATCH));
+      const onProgress = (w: number) => {
+        writeback.written(written + w);
+        opts.onProgress?.(written + w);
+      };
+      written += await restorePlanned(repo, pool, plan, targetPath, { ...opts, onProgress });
+    }
+  } catch (err) {
+    await writeback.abandon();
+    throw err;
   }
+  await writeback.close();
   return written;
 }
 
