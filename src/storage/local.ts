@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { Backend, NotFoundError, ObjectBytes, ObjectInfo, ObjectType, TruncatedObjectError, objectFolder, objectParts, readTarget } from './backend';
 import { StorageError, describeSystemError } from '../errors';
 import type { TemporaryFile } from './leftovers';
+import { ReadHandles } from './readHandles';
 
 const TEMP_MARK = '.tmp-';
 /** Key slots and encrypted objects are nobody else's business: owner-only. */
@@ -25,6 +26,7 @@ function relativePath(type: ObjectType, name: string): string {
 
 export class LocalBackend implements Backend {
   readonly location: string;
+  private readonly handles = new ReadHandles();
 
   constructor(readonly root: string) {
     this.location = path.resolve(root);
@@ -43,18 +45,17 @@ export class LocalBackend implements Backend {
   }
 
   async readRange(type: ObjectType, name: string, offset: number, length: number, into?: Uint8Array): Promise<Buffer> {
-    let fh: fsp.FileHandle | undefined;
-    try {
-      fh = await fsp.open(this.full(type, name), 'r');
+    const file = this.full(type, name);
+    const readFrom = async (fd: number): Promise<Buffer> => {
       const buf = into ? readTarget(into, length) : Buffer.allocUnsafe(length);
       let done = 0;
       while (done < length) {
-        const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
+        const bytesRead = await readAt(fd, buf, done, length - done, offset + done);
         if (bytesRead === 0) break;
         done += bytesRead;
       }
       if (done < length) {
-        const size = (await fh.stat()).size;
+        const size = (await fsp.stat(file)).size;
         throw new TruncatedObjectError(
           type,
           name,
@@ -62,15 +63,24 @@ export class LocalBackend implements Backend {
         );
       }
       return buf;
+    };
+    try {
+      // Packs are read range by range, thousands of times: their descriptors stay open (readHandles.ts).
+      if (type === 'data') return await this.handles.with(file, readFrom);
+      const fd = await fsp.open(file, 'r');
+      try {
+        return await readFrom(fd.fd);
+      } finally {
+        await fd.close();
+      }
     } catch (err) {
       throw this.translate(err, type, name, 'reading');
-    } finally {
-      await fh?.close();
     }
   }
 
   async write(type: ObjectType, name: string, data: ObjectBytes): Promise<void> {
     const target = this.full(type, name);
+    this.handles.drop(target);
     const dir = path.dirname(target);
     const temp = `${target}${TEMP_MARK}${randomBytes(6).toString('hex')}`;
     try {
@@ -125,6 +135,7 @@ export class LocalBackend implements Backend {
   }
 
   async remove(type: ObjectType, name: string): Promise<void> {
+    this.handles.drop(this.full(type, name));
     try {
       await fsp.rm(this.full(type, name), { force: true });
       await syncDirectory(path.dirname(this.full(type, name)));
@@ -150,7 +161,9 @@ export class LocalBackend implements Backend {
     return found;
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.handles.closeAll();
+  }
 
   private translate(err: unknown, type: ObjectType, name: string, doing: string): Error {
     if (err instanceof StorageError || err instanceof TruncatedObjectError) return err;
@@ -165,6 +178,10 @@ export class LocalBackend implements Backend {
         : '; free space on the repository drive and run the command again (nothing was half-written)';
     return new StorageError(`${doing} ${where}: ${describeSystemError(err)}${hint}`, { cause: err });
   }
+}
+
+function readAt(fd: number, buf: Buffer, at: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, at, length, position, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
 async function readdirOrEmpty(dir: string): Promise<string[]> {
