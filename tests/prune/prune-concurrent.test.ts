@@ -21,8 +21,9 @@ describe('a backup during prune', () => {
     await repo.backup('g', [image]);
     expectSuccess(await repo.run(['forget', first.id]));
 
-    // Slowed down, so that the prune holds its lock while the backup starts.
-    const prune = repo.spawn(['prune', '--repack-below', '1', '--limit-download', '1M', '--limit-upload', '1M']);
+    // Slowed down, so that the prune holds its lock while the backup starts: at 3 MB/s it moves ~22 MB in ~7 s, and
+    // the refused backup is done ~1.5 s after the lock appears even at load 8 (1 MB/s made this file take 25 s).
+    const prune = repo.spawn(['prune', '--repack-below', '1', '--limit-download', '3M', '--limit-upload', '3M']);
     let exited = false;
     void prune.done.then(() => (exited = true));
     while (!exited && listFiles(path.join(repo.path, 'locks')).filter((f) => !f.includes('.tmp-')).length === 0) {

@@ -3,7 +3,7 @@
 // which packs it rewrites, and that it refuses, deleting nothing, when unsure.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   EXIT, TestRepo, expectCleanFailure, expectSuccess, flipByte, listFiles, overwriteRandomPages, parseJson,
   pseudoRandomBytes, sha256File, useScratch, writeRandomishImage,
@@ -75,18 +75,32 @@ function overwriteRange(file: string, from: number, to: number, seed: number): v
   }
 }
 
-/** Guest `a` twice (the second night changes 8 pages) and guest `b` once, all incompressible. */
-async function twoGuests(name: string): Promise<{ repo: TestRepo; a1: Point; b: Point; a2: Point }> {
-  const repo = await TestRepo.init(scratch, name);
-  const a = scratch.path(`${name}-a.img`);
-  const b = scratch.path(`${name}-b.img`);
+interface TwoGuests {
+  repo: TestRepo;
+  a1: Point;
+  b: Point;
+  a2: Point;
+}
+
+/** Guest `a` twice (the second night changes 8 pages) and guest `b` once, all incompressible: made once. */
+let twoGuestsOriginal: TwoGuests;
+
+beforeAll(async () => {
+  const repo = await TestRepo.init(scratch, 'two-guests');
+  const a = scratch.path('two-guests-a.img');
+  const b = scratch.path('two-guests-b.img');
   writeRandomishImage(a, 8 * MiB, 11, { holes: 0, text: 0 });
   writeRandomishImage(b, 6 * MiB, 12, { holes: 0, text: 0 });
   const a1 = await backUp(repo, 'a', a);
   const bPoint = await backUp(repo, 'b', b);
   overwriteRandomPages(a, 8, 13);
   const a2 = await backUp(repo, 'a', a);
-  return { repo, a1, b: bPoint, a2 };
+  twoGuestsOriginal = { repo, a1, b: bPoint, a2 };
+});
+
+/** A copy (cp -a) of the two-guest repository for one test, which may change or damage it. */
+async function twoGuests(name: string): Promise<TwoGuests> {
+  return { ...twoGuestsOriginal, repo: await twoGuestsOriginal.repo.copyTo(scratch.path(name)) };
 }
 
 describe('ferry prune', () => {
