@@ -337,13 +337,15 @@ export function writePatched(task: WritePatchedTask): unknown {
  * `id`, or undefined when it does not rebuild. The result lies in a scratch
  * buffer, valid until the next call: nothing fresh per chunk.
  */
-function rebuildChain(data: Buffer, chain: SealedChain, id: Uint8Array, scratches?: [Buffer, Buffer]): Buffer | undefined {
+function rebuildChain(data: Buffer, chain: SealedChain, id: Uint8Array, scratches?: [Buffer, Buffer | undefined]): Buffer | undefined {
   const root = chain.root;
-  let chunk = state.decoder.decodeScratch(root.typeFlags, root.id, data.subarray(root.at, root.at + root.length), root.rawLength);
+  // With two scratches the root can go into the second: patch k is laid into scratch k % 2 from the other.
+  let chunk = state.decoder.decodeScratch(root.typeFlags, root.id, data.subarray(root.at, root.at + root.length), root.rawLength, scratches?.[1]);
   // Each patch is laid from one scratch buffer into the other.
   chain.patches.forEach((p, k) => {
     const length = patchedLength(data, p);
-    const into = scratches && scratches[k % 2].length >= length ? scratches[k % 2] : patchScratch(k % 2, length);
+    const scratch = scratches?.[k % 2];
+    const into = scratch && scratch.length >= length ? scratch : patchScratch(k % 2, length);
     chunk = chunk && applyPatch(chunk, data.subarray(p.at, p.at + p.length), into);
   });
   return chunk && state.hasher.hash(chunk).equals(id) ? chunk : undefined;
@@ -354,12 +356,14 @@ const patchScratches: Buffer[] = [Buffer.alloc(0), Buffer.alloc(0)];
 /**
  * packChunks reads each new chunk into the start of the read window, which is
  * at least twice the largest chunk (three times at the default budget): the
- * rest of it holds the bases being rebuilt, instead of two more buffers per worker.
+ * rest of it holds the bases being rebuilt, instead of two more buffers per worker
+ * (one more at the smallest budgets).
  */
-function windowTailScratches(): [Buffer, Buffer] | undefined {
+function windowTailScratches(): [Buffer, Buffer | undefined] {
   const chunkBytes = state.chunker.maxBytes;
-  if (state.window.length < 3 * chunkBytes) return undefined;
-  return [state.window.subarray(chunkBytes, 2 * chunkBytes), state.window.subarray(2 * chunkBytes, 3 * chunkBytes)];
+  // At the smallest budgets the window is twice the largest chunk: its tail is the first scratch (a chain one patch deep needs no other).
+  const second = state.window.length >= 3 * chunkBytes ? state.window.subarray(2 * chunkBytes, 3 * chunkBytes) : undefined;
+  return [state.window.subarray(chunkBytes, 2 * chunkBytes), second];
 }
 
 let patchEncoded = Buffer.alloc(0);
