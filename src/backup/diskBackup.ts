@@ -75,7 +75,8 @@ export class DiskBackup {
    * bounding memory: each region in flight may hold ~2 region sizes of data.
    */
   private get regionsInFlight(): number {
-    return this.pool.threads + 1;
+    // Tasks on the main thread (the smallest budgets) run one at a time: a second region would only hold buffers.
+    return this.pool.sizing.placement === 'main-thread' ? 1 : this.pool.threads + 1;
   }
 
   async run(source: ImageSource, name: string, onProgress?: (p: DiskProgress) => void, base?: IncrementalBase): Promise<DiskBackupResult> {
