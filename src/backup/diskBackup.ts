@@ -12,8 +12,9 @@ import { Span, clipSpans, mergeSpans, overlapsAny } from '../dedupe/spans';
 import { decodeRegionMap } from '../repo/regionMap';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
-import { PatchBases } from '../workers/tasks';
-import { loadSealedChains, sealedChainBytes } from '../workers/sealedChains';
+import { PackedChunks, PatchBases } from '../workers/tasks';
+import { PatchBaseLoader } from './patchBaseLoader';
+import { TaskSlots } from './taskSlots';
 import { forEachLimit } from '../concurrency/forEachLimit';
 
 export interface DiskProgress {
@@ -48,11 +49,17 @@ export class DiskBackup {
   /** Buffers page-patch bases travelled in, back from the workers, to carry the next ones. */
   private readonly spareBases: Uint8Array[] = [];
 
+  private readonly baseLoader: PatchBaseLoader;
+  /** Page-patch tasks holding buffers: one per worker (see storeRegion). */
+  private readonly patchSlots: TaskSlots;
+
   constructor(
     private readonly repo: Repository,
     private readonly pool: PipelinePool,
     private readonly writer: PackWriter,
   ) {
+    this.baseLoader = new PatchBaseLoader(repo);
+    this.patchSlots = new TaskSlots(pool.threads);
     this.mapEncoder = new BlobEncoder(repo.keys.dataKey, repo.settings.compressionLevel);
     this.hasher = new ChunkHasher(repo.keys.idKey);
   }
@@ -68,7 +75,8 @@ export class DiskBackup {
    * bounding memory: each region in flight may hold ~2 region sizes of data.
    */
   private get regionsInFlight(): number {
-    return this.pool.threads + 1;
+    // Tasks on the main thread (the smallest budgets) run one at a time: a second region would only hold buffers.
+    return this.pool.sizing.placement === 'main-thread' ? 1 : this.pool.threads + 1;
   }
 
   async run(source: ImageSource, name: string, onProgress?: (p: DiskProgress) => void, base?: IncrementalBase): Promise<DiskBackupResult> {
@@ -245,10 +253,19 @@ export class DiskBackup {
     // Sealed in batches of a bounded size: a batch's sealed output is held here until the pack writer copies it.
     const previousEntries = fresh.ids.length > 0 ? await previousMapEntries() : undefined;
     for (const batch of sealBatches(fresh, this.pool.sizing.sealBatchBytes)) {
-      const bases = previousEntries ? await this.patchBases(previousEntries, batch) : undefined;
-      const sealed = await this.pool.packChunks({
-        path, regionStart, offsets: batch.offsets, lengths: batch.lengths, ids: Buffer.concat(batch.ids), bases, recycled: this.spareOutputs.pop(),
-      });
+      // With page-patch bases, a task holds its buffers from reading the bases on: only as many as workers.
+      const release = previousEntries ? await this.patchSlots.acquire() : undefined;
+      let bases: PatchBases | undefined;
+      let sealed: PackedChunks;
+      try {
+        bases = previousEntries ? await this.patchBases(previousEntries, batch) : undefined;
+        sealed = await this.pool.packChunks({
+          path, regionStart, offsets: batch.offsets, lengths: batch.lengths, ids: Buffer.concat(batch.ids), bases, recycled: this.spareOutputs.pop(),
+        });
+      } finally {
+        release?.();
+      }
+      if (sealed.returnedBases && this.spareBases.length < this.regionsInFlight) this.spareBases.push(sealed.returnedBases);
       if (sealed.damagedBase !== undefined) throw this.damagedBase(Buffer.from(bases!.ids.subarray(sealed.damagedBase * 32, sealed.damagedBase * 32 + 32)));
       for (let i = 0; i < batch.ids.length; i++) {
         await this.writer.add({
@@ -260,7 +277,6 @@ export class DiskBackup {
       }
       // Every blob is copied into the pack buffer by now (add resolves after the copy).
       if (this.spareOutputs.length < this.regionsInFlight) this.spareOutputs.push(sealed.data);
-      if (sealed.returnedBases && this.spareBases.length < this.regionsInFlight) this.spareBases.push(sealed.returnedBases);
     }
     return { kind: 'scanned', fingerprint, entries };
   }
@@ -308,11 +324,10 @@ export class DiskBackup {
     if (chosen.length === 0) return undefined;
     // The bases go to the worker as stored (roots sealed, patches opened): it rebuilds and checks them
     // off the main thread, and the main thread holds compressed bytes, not plaintext copies.
-    const stored = await Promise.all(chosen.map((e) => this.repo.readPatchChain(e.id)));
-    const total = stored.reduce((n, c) => n + sealedChainBytes(c), 0);
-    const spare = this.spareBases.findIndex((b) => b.byteLength >= total);
-    const carrier = spare >= 0 ? this.spareBases.splice(spare, 1)[0] : new Uint8Array(Math.max(total, this.pool.sizing.sealBatchBytes));
-    const chains = await loadSealedChains(this.repo, stored, carrier);
+    const read = await this.baseLoader.read(chosen.map((e) => e.id));
+    const spare = this.spareBases.findIndex((b) => b.byteLength >= read.bytes);
+    const carrier = spare >= 0 ? this.spareBases.splice(spare, 1)[0] : new Uint8Array(Math.max(read.bytes, this.pool.sizing.sealBatchBytes));
+    const chains = await this.baseLoader.layOut(read, carrier);
     return { of, shifts, ids: Buffer.concat(chosen.map((e) => e.id)), chains, data: carrier };
   }
 

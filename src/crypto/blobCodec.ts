@@ -105,8 +105,9 @@ export class BlobDecoder {
   /**
    * `decode` into buffers this decoder reuses: the plaintext is valid only until
    * the next call (a worker hashes and writes it at once). No fresh pages per blob.
+   * `into` (at least rawLength): a caller's buffer for a compressed blob's plaintext instead of this decoder's.
    */
-  decodeScratch(typeFlags: number, id: Uint8Array, sealed: Uint8Array, rawLength: number): Buffer | undefined {
+  decodeScratch(typeFlags: number, id: Uint8Array, sealed: Uint8Array, rawLength: number, into?: Buffer): Buffer | undefined {
     if (sealed.length < SEAL_OVERHEAD) return undefined;
     const bodyLength = sealed.length - SEAL_OVERHEAD;
     if (this.opened.length < bodyLength) this.opened = Buffer.allocUnsafe(bodyLength);
@@ -114,8 +115,12 @@ export class BlobDecoder {
     const body = this.opened.subarray(0, bodyLength);
     if (!this.dataKeys.some((key) => openInto(key, sealed, ad, body))) return undefined;
     if (!(typeFlags & FLAG_ZSTD)) return bodyLength === rawLength ? body : undefined;
+    if (into && into.length >= rawLength) return this.decompressInto(into.subarray(0, rawLength), body, rawLength);
     if (this.plain.length < rawLength) this.plain = Buffer.allocUnsafe(rawLength);
-    const plain = this.plain.subarray(0, rawLength);
+    return this.decompressInto(this.plain.subarray(0, rawLength), body, rawLength);
+  }
+
+  private decompressInto(plain: Buffer, body: Buffer, rawLength: number): Buffer | undefined {
     try {
       // Exactly rawLength: more content fails (too small a destination), less is caught below.
       return this.dctx.decompress(plain, body) === rawLength ? plain : undefined;

@@ -24,7 +24,8 @@ export function differingPages(base: Uint8Array, next: Uint8Array, shift = 0): n
   const pages: number[] = [];
   for (let p = 0, at = 0; at < b.length; p++, at += PAGE) {
     const end = Math.min(b.length, at + PAGE);
-    if (shift + end > a.length || !a.subarray(shift + at, shift + end).equals(b.subarray(at, end))) pages.push(p);
+    // compare() with ranges: no view objects per page (a backup compares every page of every patched chunk).
+    if (shift + end > a.length || a.compare(b, at, end, shift + at, shift + end) !== 0) pages.push(p);
   }
   return pages;
 }

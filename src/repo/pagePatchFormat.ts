@@ -19,9 +19,11 @@ export interface PatchHeader {
   pages: number[];
 }
 
-export function encodePatch(baseId: Uint8Array, baseDepth: number, next: Uint8Array, pages: number[], shift = 0): Buffer {
+export function encodePatch(baseId: Uint8Array, baseDepth: number, next: Uint8Array, pages: number[], shift = 0, into?: Buffer): Buffer {
   const dataBytes = pages.reduce((n, p) => n + Math.min(PAGE, next.length - p * PAGE), 0);
-  const out = Buffer.allocUnsafe(HEADER + pages.length * 4 + dataBytes);
+  const length = HEADER + pages.length * 4 + dataBytes;
+  // `into` (at least patchBytesAtMost(next.length)): a caller's scratch, so a backup makes no fresh buffer per patch.
+  const out = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
   out.set(baseId, 0);
   out[32] = baseDepth + 1;
   out.writeUInt32LE(next.length, 33);
@@ -38,6 +40,11 @@ export function encodePatch(baseId: Uint8Array, baseDepth: number, next: Uint8Ar
     at += page.length;
   }
   return out;
+}
+
+/** The most bytes a patch of a chunk of `length` bytes takes (every page changed). */
+export function patchBytesAtMost(length: number): number {
+  return HEADER + Math.ceil(length / PAGE) * 4 + length;
 }
 
 /** Undefined when the bytes are not a well-formed patch. */

@@ -60,7 +60,8 @@ export interface SizingRequest {
  * Sizes for a budget: as many workers as cores while each gets buffers of at
  * least 2 MiB (up to 4 MiB), then fewer workers, down to one worker with
  * 2 MiB buffers, then no worker isolate (tasks on the main thread) at
- * MIN_MEMORY_BUDGET; packs are cut at 8 MiB below 160 MiB, at 4 MiB below 128 MiB.
+ * MIN_MEMORY_BUDGET; packs are cut at 8 MiB below 160 MiB, at 4 MiB below 128 MiB,
+ * at 2 MiB (and seal batches halved) with tasks on the main thread.
  */
 export function pipelineSizing(req: SizingRequest): PipelineSizing {
   const budget = Math.max(MIN_MEMORY_BUDGET, req.budgetBytes ?? DEFAULT_MEMORY_BUDGET);
@@ -76,14 +77,17 @@ export function pipelineSizing(req: SizingRequest): PipelineSizing {
   const buffer = clamp(floorMiB((spare / threads - WORKER_BYTES) / 4), 2 * MiB, 4 * MiB);
   // One worker with its smallest buffers does not fit: run the tasks on the main thread.
   const placement = spare < perWorker(2 * MiB) ? 'main-thread' : 'worker-threads';
+  // There, a nightly backup's page-patch bases (a carrier and the rebuilt chunks) come on top:
+  // half-size seal batches and 2 MiB packs keep it under ~100 MiB at --memory 96M (102 before).
+  const smallest = placement === 'main-thread';
   return {
     threads,
     placement,
     windowBytes: buffer,
-    sealBatchBytes: buffer,
+    sealBatchBytes: smallest ? buffer / 2 : buffer,
     readRangeBytes: buffer,
     readsInFlight: 2 * threads,
-    packBytes,
+    packBytes: smallest ? Math.min(packBytes, 2 * MiB) : packBytes,
   };
 }
 

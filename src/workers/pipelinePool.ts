@@ -18,8 +18,8 @@ import { TaskName, WorkerState, runInProcess, workerState } from './pipelineWork
 /** Room in a sealed-output buffer beyond its batch's plaintext: seal overhead and patch headers of its blobs. */
 const SEAL_OUTPUT_SLACK = 256 * 1024;
 
-/** In main-thread placement, a full garbage collection after this many tasks (each handles ~2 MiB). */
-const TASKS_PER_COLLECTION = 4;
+/** In main-thread placement, a full garbage collection after tasks have handled about this much (4 tasks of 2 MiB). */
+const BYTES_PER_COLLECTION = 8 * 1024 * 1024;
 
 /** V8's gc(), made callable without --expose-gc on the command line (the flag is set at run time). */
 function explicitGarbageCollector(): () => void {
@@ -112,7 +112,7 @@ export class PipelinePool {
       // V8 collects dead Buffers only after up to 64 MiB of external memory has grown: at the
       // smallest budgets that alone passes the budget (CI saw 97.9 MiB at --memory 96M), so the
       // main thread collects every few tasks (~2 MiB each) itself.
-      if (++this.tasksSinceCollection >= TASKS_PER_COLLECTION) {
+      if (++this.tasksSinceCollection >= Math.max(1, Math.round(BYTES_PER_COLLECTION / this.sizing.sealBatchBytes))) {
         this.tasksSinceCollection = 0;
         this.collectGarbage?.();
       }

@@ -13,7 +13,7 @@ import { clipSpans, complementSpans } from '../dedupe/spans';
 import { ChunkHasher } from '../crypto/chunkId';
 import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
 import { differingPages, worthPatching } from '../dedupe/pagePatch';
-import { applyPatch, decodePatchHeader, encodePatch } from '../repo/pagePatchFormat';
+import { applyPatch, decodePatchHeader, encodePatch, patchBytesAtMost } from '../repo/pagePatchFormat';
 import {
   PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
   WritePatchedTask, DataRange, SealedChain,
@@ -155,7 +155,7 @@ class SealedCollector {
     const pages = base ? differingPages(base.data, plain, base.shift) : undefined;
     const out = this.data.subarray(this.total);
     const blob = base && worthPatching(pages, plain.length, base.depth)
-      ? state.encoder.encodeInto(BlobType.Patch, id, encodePatch(base.id, base.depth, plain, pages, base.shift), out)
+      ? state.encoder.encodeInto(BlobType.Patch, id, encodePatch(base.id, base.depth, plain, pages, base.shift, patchEncodeScratch(plain.length)), out)
       : state.encoder.encodeInto(BlobType.Data, id, plain, out);
     this.meta.starts.push(this.total);
     this.meta.typeFlags.push(blob.typeFlags);
@@ -199,7 +199,7 @@ export function packChunks(task: PackChunksTask): unknown {
       if (bases && b >= 0) {
         // New chunks that share a base follow each other: it is rebuilt once for them.
         if (b !== builtBase) {
-          built = rebuildChain(Buffer.from(bases.data.buffer, bases.data.byteOffset, bases.data.byteLength), bases.chains[b], bases.ids.subarray(b * 32, b * 32 + 32));
+          built = rebuildChain(Buffer.from(bases.data.buffer, bases.data.byteOffset, bases.data.byteLength), bases.chains[b], bases.ids.subarray(b * 32, b * 32 + 32), windowTailScratches());
           builtBase = b;
         }
         if (!built) return sealed.result({ damagedBase: b }, bases.data);
@@ -337,17 +337,43 @@ export function writePatched(task: WritePatchedTask): unknown {
  * `id`, or undefined when it does not rebuild. The result lies in a scratch
  * buffer, valid until the next call: nothing fresh per chunk.
  */
-function rebuildChain(data: Buffer, chain: SealedChain, id: Uint8Array): Buffer | undefined {
+function rebuildChain(data: Buffer, chain: SealedChain, id: Uint8Array, scratches?: [Buffer, Buffer | undefined]): Buffer | undefined {
   const root = chain.root;
-  let chunk = state.decoder.decodeScratch(root.typeFlags, root.id, data.subarray(root.at, root.at + root.length), root.rawLength);
+  // With two scratches the root can go into the second: patch k is laid into scratch k % 2 from the other.
+  let chunk = state.decoder.decodeScratch(root.typeFlags, root.id, data.subarray(root.at, root.at + root.length), root.rawLength, scratches?.[1]);
   // Each patch is laid from one scratch buffer into the other.
   chain.patches.forEach((p, k) => {
-    chunk = chunk && applyPatch(chunk, data.subarray(p.at, p.at + p.length), patchScratch(k % 2, patchedLength(data, p)));
+    const length = patchedLength(data, p);
+    const scratch = scratches?.[k % 2];
+    const into = scratch && scratch.length >= length ? scratch : patchScratch(k % 2, length);
+    chunk = chunk && applyPatch(chunk, data.subarray(p.at, p.at + p.length), into);
   });
   return chunk && state.hasher.hash(chunk).equals(id) ? chunk : undefined;
 }
 
 const patchScratches: Buffer[] = [Buffer.alloc(0), Buffer.alloc(0)];
+
+/**
+ * packChunks reads each new chunk into the start of the read window, which is
+ * at least twice the largest chunk (three times at the default budget): the
+ * rest of it holds the bases being rebuilt, instead of two more buffers per worker
+ * (one more at the smallest budgets).
+ */
+function windowTailScratches(): [Buffer, Buffer | undefined] {
+  const chunkBytes = state.chunker.maxBytes;
+  // At the smallest budgets the window is twice the largest chunk: its tail is the first scratch (a chain one patch deep needs no other).
+  const second = state.window.length >= 3 * chunkBytes ? state.window.subarray(2 * chunkBytes, 3 * chunkBytes) : undefined;
+  return [state.window.subarray(chunkBytes, 2 * chunkBytes), second];
+}
+
+let patchEncoded = Buffer.alloc(0);
+
+/** The buffer a backup's page patches are encoded into before sealing (one per worker, grown to the largest chunk's worst case). */
+function patchEncodeScratch(chunkLength: number): Buffer {
+  const need = patchBytesAtMost(chunkLength);
+  if (patchEncoded.length < need) patchEncoded = Buffer.allocUnsafe(Math.max(need, patchBytesAtMost(state.chunker.maxBytes)));
+  return patchEncoded;
+}
 
 /** One of the two buffers patches are laid into, at least `length` bytes. */
 function patchScratch(which: number, length: number): Buffer {
