@@ -4,34 +4,20 @@
 // patch piled up on the main thread until V8's next full collection (with the
 // bases' carriers, 185-190 MiB against 150 without patches, issue 11).
 // Each chain's patches are read into a reused scratch buffer and opened in
-// place there (the decoder's own scratch in between), then laid into the
-// carrier with the roots still sealed, as workers/sealedChains.ts lays them.
+// place there (Repository.readPatchChainInto), then laid into the carrier
+// with the roots still sealed, as workers/sealedChains.ts lays them.
 import { Repository } from '../repo/repository';
-import { BlobLocation } from '../repo/chunkIndex';
-import { BlobDecoder, BlobType, blobType } from '../crypto/blobCodec';
-import { MAX_PATCH_DEPTH, decodePatchHeader } from '../repo/pagePatchFormat';
-import { CorruptionError } from '../errors';
+import type { ChainInScratch } from '../repo/blobReader';
 import { SealedChain } from '../workers/tasks';
-
-/** A base's chain as read: its opened patches (oldest first) in one scratch, where its root lies. */
-interface ReadChain {
-  scratch: Buffer;
-  /** Patch k is scratch[patches[k].at, +length). */
-  patches: { at: number; length: number }[];
-  root: { id: Buffer; loc: BlobLocation };
-}
 
 /** The smallest scratch a chain starts with: a few pages of patch. */
 const SCRATCH_BYTES = 64 * 1024;
 
 export class PatchBaseLoader {
-  private readonly decoder: BlobDecoder;
   /** Scratch buffers of chains already laid out, for the next chains (each only grows). */
   private readonly spareScratches: Buffer[] = [];
 
-  constructor(private readonly repo: Repository) {
-    this.decoder = new BlobDecoder(repo.keys.dataKeys);
-  }
+  constructor(private readonly repo: Repository) {}
 
   /** The bytes `ids`' chains take in a carrier: opened patches and sealed roots (what `layOut` writes). */
   async read(ids: Buffer[]): Promise<ReadChains> {
@@ -62,54 +48,14 @@ export class PatchBaseLoader {
     return laid;
   }
 
-  /** Walk one chain from `id` down to its whole root chunk, opening each patch inside the chain's scratch. */
-  private async readChain(id: Buffer): Promise<ReadChain> {
-    let scratch = this.spareScratches.pop() ?? Buffer.allocUnsafe(SCRATCH_BYTES);
-    const patches: { at: number; length: number }[] = [];
-    let end = 0;
-    let current = id;
-    for (;;) {
-      const loc = this.repo.blobLocation(current);
-      if (loc && blobType(loc.typeFlags) !== BlobType.Patch) {
-        // Oldest first, as a worker lays them over the root.
-        patches.reverse();
-        return { scratch, patches, root: { id: current, loc } };
-      }
-      if (!loc || patches.length > MAX_PATCH_DEPTH) {
-        if (!loc) throw new CorruptionError(`${this.repo.location}: blob ${current.toString('hex').slice(0, 16)} is not in any index; run 'ferry check'`, 'index');
-        throw this.malformed(current, loc);
-      }
-      // The sealed patch is read where its opened bytes go (room for the larger of the two).
-      const room = Math.max(loc.storedLength, loc.rawLength);
-      if (end + room > scratch.length) {
-        const grown = Buffer.allocUnsafe(Math.max(2 * scratch.length, end + room));
-        scratch.copy(grown, 0, 0, end);
-        scratch = grown;
-      }
-      const sealed = scratch.subarray(end, end + loc.storedLength);
-      await this.repo.readSealedInto(current, sealed);
-      const plain = this.decoder.decodeScratch(loc.typeFlags, current, sealed, loc.rawLength);
-      // The repository's own reader names the damage (authentication, or another pack's content).
-      if (!plain) this.repo.unsealBlob(loc, current, Buffer.from(sealed));
-      const header = plain && decodePatchHeader(plain);
-      if (!plain || !header) throw this.malformed(current, loc);
-      plain.copy(scratch, end);
-      patches.push({ at: end, length: plain.length });
-      end += plain.length;
-      current = header.baseId;
-    }
-  }
-
-  private malformed(id: Buffer, loc: BlobLocation): CorruptionError {
-    return new CorruptionError(
-      `${this.repo.location}: page patch ${id.toString('hex').slice(0, 16)} is malformed; run 'ferry check --read-data'`,
-      `data/${this.repo.packIds[loc.pack]}`,
-    );
+  /** One chain from `id` down to its whole root chunk, its patches opened inside a reused scratch. */
+  private readChain(id: Buffer): Promise<ChainInScratch> {
+    return this.repo.readPatchChainInto(id, this.spareScratches.pop() ?? Buffer.allocUnsafe(SCRATCH_BYTES));
   }
 }
 
 /** Chains read, waiting for a carrier of `bytes`. */
 export interface ReadChains {
-  chains: ReadChain[];
+  chains: ChainInScratch[];
   bytes: number;
 }

@@ -14,6 +14,14 @@ import { BlobLocation } from './chunkIndex';
 import { PackIndex } from './packIndex';
 import { objectPath } from './storedObject';
 
+/** A patch chain read into one scratch buffer: the patches opened, oldest first; where its root lies. */
+export interface ChainInScratch {
+  scratch: Buffer;
+  /** Patch k is scratch[at, at + length). */
+  patches: { at: number; length: number }[];
+  root: { id: Buffer; loc: BlobLocation };
+}
+
 export class BlobReader {
   private readonly decoder: BlobDecoder;
   private readonly hasher: ChunkHasher;
@@ -145,23 +153,44 @@ export class BlobReader {
    * own and a worker to decrypt, decompress and patch it.
    */
   /**
-   * One link of a patch chain opened without fresh buffers (restore's patched
-   * chunks: hundreds of links a night must not leave hundreds of buffers for
-   * the collector). Its sealed bytes are read into `readScratch` (a larger one
-   * is made and returned when it is short), opened into the decoder's scratch
-   * and copied at once to `place(length)`. Returns the id of the patch's base.
+   * A patch chain read without fresh buffers per patch (a nightly backup reads
+   * one per chunk it stores, a restore one per patched chunk: hundreds of
+   * buffers a night for the collector otherwise). Each patch's sealed bytes
+   * are read into `scratch` where its opened bytes then go (a larger scratch
+   * is made when it is short; the one used is returned). Patches are listed
+   * oldest first, as a worker lays them over the root; the root, a whole
+   * chunk, is only located, not read.
    */
-  async openPatchLink(id: Buffer, readScratch: Buffer, place: (length: number) => Buffer): Promise<{ baseId: Buffer; readScratch: Buffer }> {
-    const loc = this.packs.blobLocation(id);
-    const scratch = loc && readScratch.length < loc.storedLength ? Buffer.allocUnsafe(loc.storedLength) : readScratch;
-    const { loc: stored, sealed } = await this.readSealed(id, scratch.subarray(0, loc?.storedLength ?? 0));
-    const plain = blobType(stored.typeFlags) === BlobType.Patch ? this.decoder.decodeScratch(stored.typeFlags, id, sealed, stored.rawLength) : undefined;
-    const header = plain && decodePatchHeader(plain);
-    if (!plain || !header) {
-      throw new CorruptionError(`${this.location}: page patch ${id.toString('hex').slice(0, 16)} is damaged or malformed; run 'ferry check --read-data'`, `data/${this.packs.packIds[stored.pack]}`);
+  async readPatchChainInto(id: Buffer, scratch: Buffer): Promise<ChainInScratch> {
+    const patches: { at: number; length: number }[] = [];
+    let end = 0;
+    let current = id;
+    for (;;) {
+      const loc = this.packs.blobLocation(current);
+      if (!loc) throw new CorruptionError(`${this.location}: blob ${current.toString('hex').slice(0, 16)} is not in any index; run 'ferry check'`, 'index');
+      if (blobType(loc.typeFlags) !== BlobType.Patch) return { scratch, patches: patches.reverse(), root: { id: current, loc } };
+      if (patches.length > MAX_PATCH_DEPTH) throw this.malformedPatch(current, loc);
+      const room = Math.max(loc.storedLength, loc.rawLength);
+      if (end + room > scratch.length) {
+        const grown = Buffer.allocUnsafe(Math.max(2 * scratch.length, end + room));
+        scratch.copy(grown, 0, 0, end);
+        scratch = grown;
+      }
+      const { sealed } = await this.readSealed(current, scratch.subarray(end, end + loc.storedLength));
+      const plain = this.decoder.decodeScratch(loc.typeFlags, current, sealed, loc.rawLength);
+      // unsealBlob names the damage (authentication, or another pack's content).
+      if (!plain) this.unsealBlob(loc, current, Buffer.from(sealed));
+      const header = plain && decodePatchHeader(plain);
+      if (!plain || !header) throw this.malformedPatch(current, loc);
+      plain.copy(scratch, end);
+      patches.push({ at: end, length: plain.length });
+      end += plain.length;
+      current = header.baseId;
     }
-    plain.copy(place(plain.length));
-    return { baseId: header.baseId, readScratch: scratch };
+  }
+
+  private malformedPatch(id: Buffer, loc: BlobLocation): CorruptionError {
+    return new CorruptionError(`${this.location}: page patch ${id.toString('hex').slice(0, 16)} is malformed; run 'ferry check --read-data'`, `data/${this.packs.packIds[loc.pack]}`);
   }
 
   async readPatchChain(id: Buffer): Promise<{ root: { id: Buffer; loc: BlobLocation }; patches: Buffer[] }> {

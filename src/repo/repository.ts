@@ -18,7 +18,7 @@ import { PackEntry } from './packFormat';
 import { RestorePoint, StoredRestorePoint } from './restorePoint';
 import { KeySlotInfo, KeySlots, unlockKeySlot, writeKeySlot } from './keySlots';
 import { OrphanIndexing, PackIndex } from './packIndex';
-import { BlobReader } from './blobReader';
+import { BlobReader, ChainInScratch } from './blobReader';
 import { RestorePointListing, RestorePointStore } from './restorePointStore';
 import { objectPath } from './storedObject';
 
@@ -266,12 +266,12 @@ export class Repository {
     return this.blobs.unsealBlob(loc, id, sealed);
   }
 
-  /** One link of a patch chain opened into `place` without fresh buffers (BlobReader.openPatchLink). */
-  openPatchLink(id: Buffer, readScratch: Buffer, place: (length: number) => Buffer): Promise<{ baseId: Buffer; readScratch: Buffer }> {
-    return this.blobs.openPatchLink(id, readScratch, place);
+  /** A patch chain read into one scratch buffer, without fresh buffers per patch (BlobReader.readPatchChainInto). */
+  readPatchChainInto(id: Buffer, scratch: Buffer): Promise<ChainInScratch> {
+    return this.blobs.readPatchChainInto(id, scratch);
   }
 
-  /** For backup's page-patch bases: a patch chain's patches, opened, oldest first, and where its root chunk lies (not read). */
+  /** For check's patch chains: a patch chain's patches, opened, oldest first, and where its root chunk lies (not read). */
   readPatchChain(id: Buffer): Promise<{ root: { id: Buffer; loc: BlobLocation }; patches: Buffer[] }> {
     return this.blobs.readPatchChain(id);
   }

@@ -2,12 +2,12 @@
 // patch names its base, and only the repository can fetch it); only a worker
 // should open the root chunk, lay the patches over it, check and write it.
 // A few walkers each fill one read buffer chain by chain: a chain's patches
-// are opened into buffers the walker reuses and copied into its batch, its
+// are opened into a scratch the walker reuses (Repository.readPatchChainInto)
+// and copied into its batch, its
 // root is read sealed straight into it, and a full batch goes to a worker and
 // comes back. Nothing is allocated per patch or per chain, so a night of
 // hundreds of patched chunks costs no more memory than whole chunks do
 // (before: ~40 MiB more peak RSS, garbage of one buffer per patch).
-import { BlobType, blobType } from '../crypto/blobCodec';
 import { Repository } from '../repo/repository';
 import { PipelinePool } from '../workers/pipelinePool';
 import type { PatchedChunkToWrite, WriteBlobsResult } from '../workers/tasks';
@@ -26,9 +26,8 @@ export async function restorePatchedChunks(repo: Repository, pool: PipelinePool,
   const { readRangeBytes, readsInFlight } = pool.sizing;
   let next = 0;
   const walker = async () => {
-    let readScratch: Buffer = Buffer.alloc(0);
-    /** The current chain's patch plaintexts, newest first, before they move into the batch. */
-    let chainScratch: Buffer = Buffer.alloc(0);
+    /** The current chain's opened patches, before they move into the batch. */
+    let chainScratch: Buffer = Buffer.alloc(64 * 1024);
     let batch = new BatchBuffer(opts.spareReadBuffers.pop() ?? new Uint8Array(readRangeBytes));
     const send = async () => {
       if (batch.chunks.length === 0) return;
@@ -40,23 +39,11 @@ export async function restorePatchedChunks(repo: Repository, pool: PipelinePool,
     };
     for (let i = next++; i < patched.length; i = next++) {
       const blob = patched[i];
-      // Walk the chain down to its root, each patch's plaintext laid after the last in chainScratch.
-      const links: { at: number; length: number }[] = [];
-      let used = 0;
-      let current = blob.id;
-      let root = repo.blobLocation(current);
-      for (; root && isPatch(root.typeFlags); root = repo.blobLocation(current)) {
-        const step = await repo.openPatchLink(current, readScratch, (length) => {
-          if (chainScratch.length < used + length) chainScratch = grown(chainScratch, used, used + length);
-          links.push({ at: used, length });
-          used += length;
-          return chainScratch.subarray(used - length, used);
-        });
-        readScratch = step.readScratch;
-        current = step.baseId;
-      }
-      // (A base missing from the index fails in readSealedInto below with the repository's own message.)
-      const rootLength = root?.storedLength ?? 0;
+      const chain = await repo.readPatchChainInto(blob.id, chainScratch);
+      chainScratch = chain.scratch;
+      const { root, patches: links } = chain;
+      const used = links.reduce((n, l) => n + l.length, 0);
+      const rootLength = root.loc.storedLength;
       if (batch.used + used + rootLength > batch.buffer.byteLength) await send();
       if (used + rootLength > batch.buffer.byteLength) {
         // A chain larger than a read buffer travels alone in a buffer of its own.
@@ -65,15 +52,14 @@ export async function restorePatchedChunks(repo: Repository, pool: PipelinePool,
       }
       const into = Buffer.from(batch.buffer.buffer, batch.buffer.byteOffset, batch.buffer.byteLength);
       const rootAt = batch.take(rootLength);
-      await repo.readSealedInto(current, into.subarray(rootAt, rootAt + rootLength));
-      // The worker lays patches oldest first: the walk found them newest first.
-      const patches = links.reverse().map((l) => {
+      await repo.readSealedInto(root.id, into.subarray(rootAt, rootAt + rootLength));
+      const patches = links.map((l) => {
         const at = batch.take(l.length);
         chainScratch.copy(into, at, l.at, l.at + l.length);
         return { at, length: l.length };
       });
       batch.add(
-        { root: { at: rootAt, length: rootLength, typeFlags: root?.typeFlags ?? 0, rawLength: root?.rawLength ?? 0, id: current }, patches, id: blob.id, targets: blob.targets },
+        { root: { at: rootAt, length: rootLength, typeFlags: root.loc.typeFlags, rawLength: root.loc.rawLength, id: root.id }, patches, id: blob.id, targets: blob.targets },
         blob,
       );
     }
@@ -104,13 +90,3 @@ class BatchBuffer {
   }
 }
 
-function isPatch(typeFlags: number): boolean {
-  return blobType(typeFlags) === BlobType.Patch;
-}
-
-/** `old`'s first `keep` bytes in a buffer of at least `length` (doubling, so a walk grows it a few times at most). */
-function grown(old: Buffer, keep: number, length: number): Buffer {
-  const next = Buffer.allocUnsafe(Math.max(length, 2 * old.length, 64 * 1024));
-  old.copy(next, 0, 0, keep);
-  return next;
-}
