@@ -4,10 +4,10 @@
 import { Repository } from '../repo/repository';
 import { PackEntry, decodePackHeader } from '../repo/packFormat';
 import { decodeRegionMap } from '../repo/regionMap';
-import { contentName } from '../crypto/chunkId';
 import { BlobType, blobType } from '../crypto/blobCodec';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
+import { checkPacksInFlight } from '../workers/memoryBudget';
 import { NotFoundError } from '../storage/backend';
 import { ReadDataSubset, packInSubset } from './readDataSubset';
 
@@ -103,7 +103,11 @@ async function loadIndex(repo: Repository, damage: Damage[]) {
 /** Page patches whose pack verified them, to check that they rebuild their chunk. */
 type PatchToCheck = { id: Buffer; object: string };
 
-/** Phase 2: every pack against the index (and, with readData, every blob's bytes). */
+/**
+ * Phase 2: every pack against the index (and, with readData, every blob's bytes).
+ * With readData, a few packs are in flight at once (checkPacksInFlight: one read
+ * while the workers verify the others); what each finds is recorded in pack order.
+ */
 async function checkPacks(
   repo: Repository,
   pool: PipelinePool,
@@ -122,28 +126,40 @@ async function checkPacks(
   const patches: PatchToCheck[] = [];
   const totalBytes = repo.packIds.reduce((sum, p) => sum + (readsPack(p) ? stored.get(p) ?? 0 : 0), 0);
   let doneBytes = 0;
-  const readBuffer: ReadBuffer = {};
-  for (let n = 0; n < repo.packIds.length; n++) {
+  const readBuffers: Uint8Array[] = [];
+  const record = (n: number, recordFindings: RecordFindings) => {
+    blobsVerified += recordFindings();
     const size = stored.get(repo.packIds[n]);
-    const readData = readsPack(repo.packIds[n]);
-    const verified = await checkPack(repo, pool, readData, stored, found, n, byPack[n], patches, readBuffer);
-    blobsVerified += verified;
-    if (readData && size !== undefined) {
+    if (readsPack(repo.packIds[n]) && size !== undefined) {
       packsRead++;
       doneBytes += size;
       onProgress?.(doneBytes, totalBytes);
     }
+  };
+  const limit = checkPacksInFlight(pool.sizing);
+  const inFlight: { n: number; examined: Promise<RecordFindings> }[] = [];
+  for (let n = 0; n < repo.packIds.length; n++) {
+    if (inFlight.length >= limit) {
+      const oldest = inFlight.shift()!;
+      record(oldest.n, await oldest.examined);
+    }
+    const examined = examinePack(repo, pool, readsPack(repo.packIds[n]), stored, found, n, byPack[n], patches, readBuffers);
+    // Awaited in order below; until then a failure must not count as unhandled.
+    examined.catch(() => undefined);
+    inFlight.push({ n, examined });
   }
+  for (const { n, examined } of inFlight) record(n, await examined);
   return { blobsVerified, patches, packsRead };
 }
 
-/** The buffer packs are read into, one after the other: it goes to a worker and comes back, so no pack-sized buffer is allocated per pack. */
-interface ReadBuffer {
-  buffer?: Uint8Array;
-}
+/** Records one pack's findings (called in pack order, so the report's order does not depend on timing); returns the blobs verified. */
+type RecordFindings = () => number;
 
-/** One pack: present, its header, the index's entries against it; with readData, its content. Returns the blobs verified. */
-async function checkPack(
+/**
+ * One pack: present, its header, the index's entries against it; with readData, its content
+ * (read into a buffer from `readBuffers`, which goes to a worker and back there for the next pack).
+ */
+async function examinePack(
   repo: Repository,
   pool: PipelinePool,
   readData: boolean,
@@ -152,29 +168,53 @@ async function checkPack(
   n: number,
   indexed: PackEntry[],
   patches: PatchToCheck[],
-  readBuffer: ReadBuffer,
-): Promise<number> {
+  readBuffers: Uint8Array[],
+): Promise<RecordFindings> {
   const { damage, damagedPacks, damagedBlobs } = found;
   const packId = repo.packIds[n];
   const object = `data/${packId.slice(0, 2)}/${packId}`;
   const size = stored.get(packId);
   if (size === undefined) {
-    damage.push({ object, problem: 'pack is missing (named by an index)' });
-    damagedPacks.add(n);
-    return 0;
+    return () => {
+      damage.push({ object, problem: 'pack is missing (named by an index)' });
+      damagedPacks.add(n);
+      return 0;
+    };
   }
   let header: PackEntry[] | undefined;
   let content: Buffer | undefined;
   let into: Uint8Array | undefined;
-  let wrongPack = false;
   if (readData) {
     // Room for a little more than this pack, so the next (about as large) fits too.
-    into = readBuffer.buffer && readBuffer.buffer.length >= size ? readBuffer.buffer : new Uint8Array(size + 2 * 1024 * 1024);
-    readBuffer.buffer = undefined;
+    const spare = readBuffers.findIndex((b) => b.length >= size);
+    into = spare >= 0 ? readBuffers.splice(spare, 1)[0] : new Uint8Array(size + 2 * 1024 * 1024);
     content = await repo.backend.readRange('data', packId, 0, size, into);
-    const actual = contentName(content);
-    wrongPack = actual !== packId && stored.has(actual);
-    if (actual !== packId) {
+    header = content.length >= 4 ? decodePackHeader(repo.keys.dataKeys, content.length, content) : undefined;
+  } else {
+    header = await repo.readPackHeader(packId, size).catch(() => undefined);
+  }
+  // What to verify: the index's entries for this pack and, when readable, the header's (a copy the index does not use is still reported).
+  const toVerify = new Map<string, PackEntry>();
+  for (const e of [...indexed, ...(header ?? [])]) toVerify.set(`${e.id.toString('hex')}@${e.offset}`, e);
+  const fits = [...toVerify.values()].filter((e) => e.offset + e.storedLength <= size);
+  let verified: { bad: Set<number>; contentName: string } | undefined;
+  if (content) {
+    // The whole read buffer goes to a worker without a copy (the pack lies in its first `size` bytes) and comes back;
+    // the worker also hashes the pack for its name, so no pack is hashed on this thread.
+    const data = into && content.buffer === into.buffer ? into : Uint8Array.from(content);
+    const result = await pool.writeBlobs({
+      data,
+      blobs: fits.map((e) => ({ at: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags, id: e.id, targets: [] })),
+      contentNameOfFirst: size,
+    });
+    if (result.returned) readBuffers.push(result.returned);
+    verified = { bad: new Set(result.bad), contentName: result.contentName! };
+  }
+
+  return () => {
+    const actual = verified?.contentName;
+    const wrongPack = actual !== undefined && actual !== packId && stored.has(actual);
+    if (actual !== undefined && actual !== packId) {
       damage.push({
         object,
         problem: wrongPack
@@ -182,51 +222,37 @@ async function checkPack(
           : 'pack content does not match its name (bytes changed or truncated)',
       });
     }
-    header = content.length >= 4 ? decodePackHeader(repo.keys.dataKeys, content.length, content) : undefined;
-  } else {
-    header = await repo.readPackHeader(packId, size).catch(() => undefined);
-  }
-  if (!header) damage.push({ object, problem: `pack header unreadable (truncated or damaged; ${size} bytes on storage); its blobs are checked where the index places them` });
-  // A blob is damaged only where restore would read it: at the place the index gives (this pack, that offset).
-  const indexedHere = (e: PackEntry) => {
-    const loc = repo.blobLocation(e.id);
-    return loc !== undefined && loc.pack === n && loc.offset === e.offset;
-  };
-  const blobDamaged = (e: PackEntry, problem: string) => {
-    damage.push({ object, problem: `blob ${e.id.toString('hex').slice(0, 16)} ${problem}` });
-    if (indexedHere(e)) damagedBlobs.add(e.id.toString('hex'));
-  };
-  // (A wrong pack's header is another pack's: comparing it says nothing more; its blobs fail below.)
-  if (header && !wrongPack) {
-    const inHeader = new Map(header.map((e) => [e.id.toString('hex'), e]));
-    const misplaced = indexed.filter((e) => {
-      const h = inHeader.get(e.id.toString('hex'));
-      return !h || h.offset !== e.offset || h.storedLength !== e.storedLength;
-    });
-    if (misplaced.length > 0 && misplaced.length === indexed.length && !readData) {
-      damage.push({ object, problem: `wrong pack: its header lists none of the ${indexed.length} blobs the index places in it (the file holds another pack's content)` });
+    if (!header) damage.push({ object, problem: `pack header unreadable (truncated or damaged; ${size} bytes on storage); its blobs are checked where the index places them` });
+    // A blob is damaged only where restore would read it: at the place the index gives (this pack, that offset).
+    const indexedHere = (e: PackEntry) => {
+      const loc = repo.blobLocation(e.id);
+      return loc !== undefined && loc.pack === n && loc.offset === e.offset;
+    };
+    const blobDamaged = (e: PackEntry, problem: string) => {
+      damage.push({ object, problem: `blob ${e.id.toString('hex').slice(0, 16)} ${problem}` });
+      if (indexedHere(e)) damagedBlobs.add(e.id.toString('hex'));
+    };
+    // (A wrong pack's header is another pack's: comparing it says nothing more; its blobs fail below.)
+    if (header && !wrongPack) {
+      const inHeader = new Map(header.map((e) => [e.id.toString('hex'), e]));
+      const misplaced = indexed.filter((e) => {
+        const h = inHeader.get(e.id.toString('hex'));
+        return !h || h.offset !== e.offset || h.storedLength !== e.storedLength;
+      });
+      if (misplaced.length > 0 && misplaced.length === indexed.length && !readData) {
+        damage.push({ object, problem: `wrong pack: its header lists none of the ${indexed.length} blobs the index places in it (the file holds another pack's content)` });
+      }
+      for (const e of misplaced) blobDamaged(e, 'in the index is not where the pack header says');
     }
-    for (const e of misplaced) blobDamaged(e, 'in the index is not where the pack header says');
-  }
-  // What to verify: the index's entries for this pack and, when readable, the header's (a copy the index does not use is still reported).
-  const toVerify = new Map<string, PackEntry>();
-  for (const e of [...indexed, ...(header ?? [])]) toVerify.set(`${e.id.toString('hex')}@${e.offset}`, e);
-  const fits = [...toVerify.values()].filter((e) => e.offset + e.storedLength <= size);
-  for (const e of toVerify.values()) if (e.offset + e.storedLength > size) blobDamaged(e, `at offset ${e.offset} lies past the end of the pack (${size} bytes)`);
-  if (!content) return 0;
-  // The whole read buffer goes to a worker without a copy (the pack lies in its first `size` bytes) and comes back.
-  const data = into && content.buffer === into.buffer ? into : Uint8Array.from(content);
-  const result = await pool.writeBlobs({
-    data,
-    blobs: fits.map((e) => ({ at: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags, id: e.id, targets: [] })),
-  });
-  readBuffer.buffer = result.returned;
-  const bad = new Set(result.bad);
-  fits.forEach((e, i) => {
-    if (bad.has(i)) blobDamaged(e, `at offset ${e.offset} fails authentication or its id`);
-    else if (blobType(e.typeFlags) === BlobType.Patch && indexedHere(e)) patches.push({ id: e.id, object });
-  });
-  return fits.length - result.bad.length;
+    for (const e of toVerify.values()) if (e.offset + e.storedLength > size) blobDamaged(e, `at offset ${e.offset} lies past the end of the pack (${size} bytes)`);
+    if (!verified) return 0;
+    const { bad } = verified;
+    fits.forEach((e, i) => {
+      if (bad.has(i)) blobDamaged(e, `at offset ${e.offset} fails authentication or its id`);
+      else if (blobType(e.typeFlags) === BlobType.Patch && indexedHere(e)) patches.push({ id: e.id, object });
+    });
+    return fits.length - bad.size;
+  };
 }
 
 /**

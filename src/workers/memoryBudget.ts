@@ -96,6 +96,17 @@ export function syncCopiesInFlight(budgetBytes?: number): number {
   return budget >= 256 * MiB ? 4 : budget >= 128 * MiB ? 2 : 1;
 }
 
+/**
+ * Whole packs `check --read-data` holds at once (one being read, the others
+ * being verified): one per worker and one more being read where the budget
+ * gives the workers their largest buffers (the default's), so no worker waits
+ * on a read; one per worker below that; one with the tasks on the main thread.
+ */
+export function checkPacksInFlight(sizing: PipelineSizing): number {
+  if (sizing.placement === 'main-thread') return 1;
+  return sizing.windowBytes >= 4 * MiB ? sizing.threads + 1 : sizing.threads;
+}
+
 function floorMiB(n: number): number {
   return Math.floor(n / MiB) * MiB;
 }

@@ -10,7 +10,7 @@ import { gearTable } from '../dedupe/gearTable';
 import { nonZeroSpans, nonZeroSpansOf } from '../dedupe/zeroRuns';
 import { RegionFingerprinter } from '../dedupe/regionFingerprint';
 import { clipSpans, complementSpans } from '../dedupe/spans';
-import { ChunkHasher } from '../crypto/chunkId';
+import { ChunkHasher, contentName } from '../crypto/chunkId';
 import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
 import { differingPages, worthPatching } from '../dedupe/pagePatch';
 import { applyPatch, decodePatchHeader, encodePatch } from '../repo/pagePatchFormat';
@@ -271,6 +271,7 @@ export function writeBlobs(task: WriteBlobsTask): unknown {
   const fd = task.targetPath ? fs.openSync(task.targetPath, 'r+') : undefined;
   try {
     const data = Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength);
+    if (task.contentNameOfFirst !== undefined) result.contentName = contentName(data.subarray(0, task.contentNameOfFirst));
     task.blobs.forEach((b, i) => {
       const plain = state.decoder.decodeScratch(b.typeFlags, b.id, data.subarray(b.at, b.at + b.storedLength), b.rawLength);
       // A page patch authenticates here; only the main thread, which can fetch its base, can check its id.

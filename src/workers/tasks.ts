@@ -119,6 +119,11 @@ export interface WriteBlobsTask {
   targetPath?: string;
   data: Uint8Array;
   blobs: BlobToWrite[];
+  /**
+   * check --read-data: also hash the first this-many bytes of `data` (a whole pack) as its
+   * storage name (contentName), here where the bytes already are, not on the main thread.
+   */
+  contentNameOfFirst?: number;
 }
 
 export interface WriteBlobsResult {
@@ -129,6 +134,8 @@ export interface WriteBlobsResult {
   writeError?: { code?: string; message: string };
   /** writeBlobs: the task's `data`, transferred back when it was transferred in, for the caller to read into again. */
   returned?: Uint8Array;
+  /** With the task's contentNameOfFirst: the unkeyed BLAKE3 (hex) of those bytes. */
+  contentName?: string;
 }
 
 /**
