@@ -8,6 +8,8 @@ import { BlobType, blobType } from '../crypto/blobCodec';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
 import { checkPacksInFlight } from '../workers/memoryBudget';
+import { StoredChain, loadSealedChains, sealedChainBytes } from '../workers/sealedChains';
+import { forEachLimit } from '../concurrency/forEachLimit';
 import { NotFoundError } from '../storage/backend';
 import { ReadDataSubset, packInSubset } from './readDataSubset';
 
@@ -51,7 +53,7 @@ export async function checkRepository(repo: Repository, pool: PipelinePool, dept
   const found: Findings = { damage: [], damagedPacks: new Set<number>(), damagedBlobs: new Set<string>() };
   const { stored, unindexedBefore, orphanIds, orphanNumbers } = await loadIndex(repo, found.damage);
   const { blobsVerified, patches, packsRead } = await checkPacks(repo, pool, readsPack, stored, found, onProgress);
-  const unindexedPatchDamage = await checkPatches(repo, patches, found, orphanNumbers);
+  const unindexedPatchDamage = await checkPatches(repo, pool, patches, found, orphanNumbers);
   const { affected, restorePoints, neededOrphans } = await findAffectedRestorePoints(repo, found, orphanNumbers);
   // A page patch in a pack no index names whose base is gone is a killed prune's leftover (FORMAT.md, rule 8),
   // which the next prune deletes: damage only where a restore point needs it.
@@ -257,17 +259,23 @@ async function examinePack(
 
 /**
  * Phase 3: page patches authenticate in the pack pass; that they rebuild their chunk needs the base chain.
+ * This thread fetches each chain and opens its small patches; the workers open the root, lay the patches
+ * over it and check every level's id, a batch of chains per task (as restore does), several batches in flight.
+ * A chain that does not rebuild there (or cannot be fetched) is judged again here by reading the chunk
+ * (readBlobPlaintext), so the findings and their order are what reading each patch in turn finds.
  * Returns the damage of patches in packs no index names (`orphanNumbers`), kept apart until phase 4.
  */
-async function checkPatches(repo: Repository, patches: PatchToCheck[], { damage, damagedBlobs }: Findings, orphanNumbers: Set<number>): Promise<Damage[]> {
+async function checkPatches(repo: Repository, pool: PipelinePool, patches: PatchToCheck[], { damage, damagedBlobs }: Findings, orphanNumbers: Set<number>): Promise<Damage[]> {
+  const toCheck = patches.filter((p) => !damagedBlobs.has(p.id.toString('hex')));
+  const rebuilt = await rebuildInWorkers(repo, pool, toCheck);
   const unindexed: Damage[] = [];
-  for (const p of patches) {
+  for (const [i, p] of toCheck.entries()) {
+    if (rebuilt.has(i)) continue;
     const hex = p.id.toString('hex');
-    if (damagedBlobs.has(hex)) continue;
     try {
       await repo.readBlobPlaintext(p.id);
     } catch (err) {
-      if (!(err instanceof CorruptionError || err instanceof NotFoundError)) throw err;
+      if (!isDamage(err)) throw err;
       const loc = repo.blobLocation(p.id);
       const found = { object: p.object, problem: `page patch ${hex.slice(0, 16)} does not rebuild its chunk (its base is damaged or missing)` };
       (loc && orphanNumbers.has(loc.pack) ? unindexed : damage).push(found);
@@ -275,6 +283,64 @@ async function checkPatches(repo: Repository, patches: PatchToCheck[], { damage,
     }
   }
   return unindexed;
+}
+
+/** Patches to a task at most (their chains are fetched together). */
+const PATCHES_PER_GROUP = 8;
+
+/** The indexes (into `patches`) of those whose chains the workers rebuilt and checked. */
+async function rebuildInWorkers(repo: Repository, pool: PipelinePool, patches: PatchToCheck[]): Promise<Set<number>> {
+  const rebuilt = new Set<number>();
+  const { readRangeBytes } = pool.sizing;
+  const all = [...patches.keys()];
+  const groups: number[][] = [];
+  for (let i = 0; i < all.length; i += PATCHES_PER_GROUP) groups.push(all.slice(i, i + PATCHES_PER_GROUP));
+  // Task buffers go to a worker and come back: at most one per batch in flight.
+  const spareBuffers: Uint8Array[] = [];
+  await forEachLimit(groups, pool.threads, async (group) => {
+    const fetched = await Promise.all(group.map((i) => repo.readPatchChain(patches[i].id).then((chain) => ({ i, chain }), skipDamage)));
+    for (const batch of chainBatches(fetched.filter((f): f is { i: number; chain: StoredChain } => f !== undefined), readRangeBytes)) {
+      const into = batch.bytes <= readRangeBytes ? spareBuffers.pop() ?? new Uint8Array(readRangeBytes) : new Uint8Array(batch.bytes);
+      const laid = await loadSealedChains(repo, batch.chains.map((c) => c.chain), into).catch(skipDamage);
+      // (A root that cannot be read: its patches are judged one by one on this thread.)
+      if (!laid) continue;
+      const result = await pool.verifyPatched({ data: into, chunks: laid.map((chain, k) => ({ ...chain, id: patches[batch.chains[k].i].id })) });
+      if (into.byteLength === readRangeBytes && result.returned?.byteLength === readRangeBytes) spareBuffers.push(result.returned);
+      const bad = new Set(result.bad);
+      batch.chains.forEach((c, k) => {
+        if (!bad.has(k)) rebuilt.add(c.i);
+      });
+    }
+  });
+  return rebuilt;
+}
+
+/** Chains in runs that fit a task buffer of `bytes` (a larger chain alone). */
+function chainBatches<T extends { chain: StoredChain }>(chains: T[], bytes: number): { chains: T[]; bytes: number }[] {
+  const batches: { chains: T[]; bytes: number }[] = [];
+  let current: { chains: T[]; bytes: number } = { chains: [], bytes: 0 };
+  for (const c of chains) {
+    const size = sealedChainBytes(c.chain);
+    if (current.chains.length > 0 && current.bytes + size > bytes) {
+      batches.push(current);
+      current = { chains: [], bytes: 0 };
+    }
+    current.chains.push(c);
+    current.bytes += size;
+  }
+  if (current.chains.length > 0) batches.push(current);
+  return batches;
+}
+
+/** What reading a damaged or missing blob throws (anything else, e.g. an I/O error, stops the check). */
+function isDamage(err: unknown): boolean {
+  return err instanceof CorruptionError || err instanceof NotFoundError;
+}
+
+/** Damage found while fetching for the workers: left undecided (undefined), for the main thread to judge. */
+function skipDamage(err: unknown): undefined {
+  if (!isDamage(err)) throw err;
+  return undefined;
 }
 
 /**

@@ -16,7 +16,7 @@ import { differingPages, worthPatching } from '../dedupe/pagePatch';
 import { applyPatch, decodePatchHeader, encodePatch } from '../repo/pagePatchFormat';
 import {
   PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
-  WritePatchedTask, DataRange, SealedChain,
+  WritePatchedTask, DataRange, SealedChain, VerifyPatchedTask,
 } from './tasks';
 
 /** What a worker keeps across tasks: codecs and its buffers, made from the pool's setup. */
@@ -333,6 +333,19 @@ export function writePatched(task: WritePatchedTask): unknown {
     : result;
 }
 
+/** check --read-data: the chains that do not rebuild, level by level (rebuildCheckingEveryLevel). */
+export function verifyPatched(task: VerifyPatchedTask): unknown {
+  const result: WriteBlobsResult = { bad: [], writtenBytes: 0 };
+  const data = Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength);
+  task.chunks.forEach((c, i) => {
+    if (!rebuildCheckingEveryLevel(data, c, c.id)) result.bad.push(i);
+  });
+  const returned: WriteBlobsResult = { ...result, returned: task.data };
+  return task.data.byteOffset === 0 && task.data.byteLength === task.data.buffer.byteLength
+    ? move({ [transferableSymbol]: [task.data.buffer], [valueSymbol]: returned } as unknown as ArrayBuffer)
+    : result;
+}
+
 /**
  * A chunk as stored (root sealed, patches opened) rebuilt and checked against
  * `id`, or undefined when it does not rebuild. The result lies in a scratch
@@ -346,6 +359,25 @@ function rebuildChain(data: Buffer, chain: SealedChain, id: Uint8Array): Buffer 
     chunk = chunk && applyPatch(chunk, data.subarray(p.at, p.at + p.length), patchScratch(k % 2, patchedLength(data, p)));
   });
   return chunk && state.hasher.hash(chunk).equals(id) ? chunk : undefined;
+}
+
+/**
+ * As rebuildChain, with the root and every chunk a patch makes checked against its id (the next patch's
+ * base id, or `id` at the top): check reports a chain that rebuilds only by chance as damaged, as
+ * Repository.readBlobPlaintext does.
+ */
+function rebuildCheckingEveryLevel(data: Buffer, chain: SealedChain, id: Uint8Array): Buffer | undefined {
+  const root = chain.root;
+  let chunk = state.decoder.decodeScratch(root.typeFlags, root.id, data.subarray(root.at, root.at + root.length), root.rawLength);
+  if (!chunk || !state.hasher.hash(chunk).equals(root.id)) return undefined;
+  for (let k = 0; k < chain.patches.length; k++) {
+    const p = chain.patches[k];
+    const next = chain.patches[k + 1];
+    const levelId = next ? decodePatchHeader(data.subarray(next.at, next.at + next.length))?.baseId : id;
+    chunk = applyPatch(chunk, data.subarray(p.at, p.at + p.length), patchScratch(k % 2, patchedLength(data, p)));
+    if (!chunk || !levelId || !state.hasher.hash(chunk).equals(levelId)) return undefined;
+  }
+  return chunk;
 }
 
 const patchScratches: Buffer[] = [Buffer.alloc(0), Buffer.alloc(0)];
@@ -362,7 +394,7 @@ function patchedLength(data: Buffer, p: DataRange): number {
 }
 
 /** The pool's task names and what runs them. */
-const TASKS = { scanRegion, packChunks, sealSpans, writeBlobs, writePatched };
+const TASKS = { scanRegion, packChunks, sealSpans, writeBlobs, writePatched, verifyPatched };
 export type TaskName = keyof typeof TASKS;
 
 /**

@@ -189,3 +189,13 @@ export interface WritePatchedTask {
   data: Uint8Array;
   chunks: PatchedChunkToWrite[];
 }
+
+/**
+ * check --read-data: rebuild page-patched chunks and check each level of every chain (its root, each
+ * patch laid on) against its id, as reading the chunk on the main thread does; nothing is written.
+ * `data` is transferred to the worker and back (WriteBlobsResult.returned).
+ */
+export interface VerifyPatchedTask {
+  data: Uint8Array;
+  chunks: (SealedChain & { id: Uint8Array })[];
+}
