@@ -97,14 +97,13 @@ export function syncCopiesInFlight(budgetBytes?: number): number {
 }
 
 /**
- * Whole packs `check --read-data` holds at once (one being read, the others
- * being verified): one per worker and one more being read where the budget
- * gives the workers their largest buffers (the default's), so no worker waits
- * on a read; one per worker below that; one with the tasks on the main thread.
+ * Whole packs (16 MiB by default) `check --read-data` holds at once, each
+ * being read or verified: one per worker, one with the tasks on the main
+ * thread. (One more, so a read is always under way, measured up to 164 MiB
+ * peak RSS at the default budget of 160 MiB; one per worker, 142-145 MiB.)
  */
 export function checkPacksInFlight(sizing: PipelineSizing): number {
-  if (sizing.placement === 'main-thread') return 1;
-  return sizing.windowBytes >= 4 * MiB ? sizing.threads + 1 : sizing.threads;
+  return sizing.placement === 'main-thread' ? 1 : sizing.threads;
 }
 
 function floorMiB(n: number): number {

@@ -31,7 +31,7 @@ beforeAll(async () => {
   const second = JSON.parse(expectSuccess(await ferry(['backup', '--repo', repo, '--guest', 'mem', image, '--json'], { env }))) as { newBytes: number };
   // Page patches (a few KiB each), not whole chunks: check rebuilds their chains.
   expect(second.newBytes).toBeLessThan(CHANGED_PAGES * 16 * 1024);
-}, 120_000);
+}, 300_000);
 
 describe('check --read-data of 256 MiB of data with page patches', () => {
   it('stays under 160 MiB by default and verifies every blob', async () => {
