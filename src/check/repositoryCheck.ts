@@ -107,8 +107,8 @@ type PatchToCheck = { id: Buffer; object: string };
 
 /**
  * Phase 2: every pack against the index (and, with readData, every blob's bytes).
- * With readData, a few packs are in flight at once (checkPacksInFlight: one read
- * while the workers verify the others); what each finds is recorded in pack order.
+ * A few packs are in flight at once (checkPacksInFlight: with readData, one per
+ * worker, each being read or verified); what each finds is recorded in pack order.
  */
 async function checkPacks(
   repo: Repository,
