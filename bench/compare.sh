@@ -9,7 +9,9 @@
 # Phases, each tool in turn, page cache dropped before every tool's phase:
 #   init; night 0 full backup of all guests; nights 1..N incremental;
 #   restore of the last night of all guests (sha256 + sparseness checked);
-#   repository bytes (du -sb) after every night; then the limits: a cold read
+#   repository bytes (du -sb) after every night; check reading every stored
+#   byte (ferry check --read-data, restic check --read-data, borg check
+#   --verify-data) beside a cold read of that repository; then the limits: a cold read
 #   of night 0's and the last night's allocated bytes (GNU tar --sparse reads
 #   only data), zstd -3 -T0 over night 0's allocated bytes, and writing the
 #   last night's images with cp --sparse=always + sync.
@@ -157,6 +159,22 @@ for t in $TOOLS; do
   [[ -n ${BENCH_KEEP_RESTORE:-} ]] || rm -rf "$work/restore/$t"
 done
 rm -f "$stage"/*.img
+
+# Every stored byte read back and verified, page cache dropped; its limit is a
+# cold read of each tool's repository (limit coldrepo, guest = the tool).
+for t in $TOOLS; do
+  r=$(repo_of "$t")
+  drop_caches "$r"
+  blog "$t: check, reading all data"
+  case $t in
+    ferry) timed "$raw" ferry check "$NIGHTS" all "$work/logs/ferry-check.log" -- node "$FERRY_BIN" check --repo "$r" --read-data || true ;;
+    restic) timed "$raw" restic check "$NIGHTS" all "$work/logs/restic-check.log" -- restic --repo "$r" check --read-data || true ;;
+    borg) timed "$raw" borg check "$NIGHTS" all "$work/logs/borg-check.log" -- borg check --verify-data "$r" || true ;;
+  esac
+  drop_caches "$r"
+  blog "limit: cold read of $t's repository"
+  timed "$raw" limit coldrepo "$NIGHTS" "$t" "$work/logs/limit-coldrepo-$t.log" -- sh -c 'find "$1" -type f -exec cat {} + >/dev/null' sh "$r" || true
+done
 
 # ---- the machine's limits, in the same run ------------------------------------
 last=$CORPUS/nights/$NIGHTS

@@ -6,10 +6,17 @@ import { Blake3Hasher } from '@napi-rs/blake-hash';
 export const ID_BYTES = 32;
 
 export class ChunkHasher {
-  constructor(private readonly idKey: Buffer) {}
+  // One keyed hasher, reset per chunk: a fresh native hasher per chunk (~2.5 KiB that V8 does not see)
+  // piled up until a full GC, 250 MiB per 100,000 chunks (check --read-data of a repository with page patches).
+  private readonly hasher: Blake3Hasher;
+
+  constructor(idKey: Buffer) {
+    this.hasher = Blake3Hasher.newKeyed(idKey);
+  }
 
   hash(data: Buffer): Buffer {
-    return Blake3Hasher.newKeyed(this.idKey).update(data).digestBuffer();
+    this.hasher.reset();
+    return this.hasher.update(data).digestBuffer();
   }
 }
 

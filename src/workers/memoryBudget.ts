@@ -100,6 +100,16 @@ export function syncCopiesInFlight(budgetBytes?: number): number {
   return budget >= 256 * MiB ? 4 : budget >= 128 * MiB ? 2 : 1;
 }
 
+/**
+ * Whole packs (16 MiB by default) `check --read-data` holds at once, each
+ * being read or verified: one per worker, one with the tasks on the main
+ * thread. (One more, so a read is always under way, measured up to 164 MiB
+ * peak RSS at the default budget of 160 MiB; one per worker, 142-145 MiB.)
+ */
+export function checkPacksInFlight(sizing: PipelineSizing): number {
+  return sizing.placement === 'main-thread' ? 1 : sizing.threads;
+}
+
 function floorMiB(n: number): number {
   return Math.floor(n / MiB) * MiB;
 }

@@ -10,7 +10,7 @@ import { RepositoryKeys } from '../crypto/keys';
 import { RepositorySettings } from '../repo/configFile';
 import {
   PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansResult, SealSpansTask, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
-  WritePatchedTask, PackedChunks,
+  WritePatchedTask, PackedChunks, VerifyPatchedTask,
 } from './tasks';
 import { PipelineSizing, pipelineSizing } from './memoryBudget';
 import { TaskName, WorkerState, runInProcess, workerState } from './pipelineWorker';
@@ -103,6 +103,12 @@ export class PipelinePool {
   writePatched(task: WritePatchedTask): Promise<WriteBlobsResult> {
     const transfer = task.data.byteOffset === 0 && task.data.byteLength === task.data.buffer.byteLength ? [task.data.buffer as ArrayBuffer] : undefined;
     return this.run('writePatched', task, transfer) as Promise<WriteBlobsResult>;
+  }
+
+  /** `task.data` is transferred to the worker and back (the result's `returned`). */
+  verifyPatched(task: VerifyPatchedTask): Promise<WriteBlobsResult> {
+    const transfer = task.data.byteOffset === 0 && task.data.byteLength === task.data.buffer.byteLength ? [task.data.buffer as ArrayBuffer] : undefined;
+    return this.run('verifyPatched', task, transfer) as Promise<WriteBlobsResult>;
   }
 
   private run(name: TaskName, task: object, transferList?: ArrayBuffer[]): Promise<unknown> {

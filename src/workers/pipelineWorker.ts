@@ -10,13 +10,13 @@ import { gearTable } from '../dedupe/gearTable';
 import { nonZeroSpans, nonZeroSpansOf } from '../dedupe/zeroRuns';
 import { RegionFingerprinter } from '../dedupe/regionFingerprint';
 import { clipSpans, complementSpans } from '../dedupe/spans';
-import { ChunkHasher } from '../crypto/chunkId';
+import { ChunkHasher, contentName } from '../crypto/chunkId';
 import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
 import { differingPages, worthPatching } from '../dedupe/pagePatch';
 import { applyPatch, decodePatchHeader, encodePatch, patchBytesAtMost } from '../repo/pagePatchFormat';
 import {
   PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
-  WritePatchedTask, DataRange, SealedChain,
+  WritePatchedTask, DataRange, SealedChain, VerifyPatchedTask,
 } from './tasks';
 
 /** What a worker keeps across tasks: codecs and its buffers, made from the pool's setup. */
@@ -271,6 +271,7 @@ export function writeBlobs(task: WriteBlobsTask): unknown {
   const fd = task.targetPath ? fs.openSync(task.targetPath, 'r+') : undefined;
   try {
     const data = Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength);
+    if (task.contentNameOfFirst !== undefined) result.contentName = contentName(data.subarray(0, task.contentNameOfFirst));
     task.blobs.forEach((b, i) => {
       const plain = state.decoder.decodeScratch(b.typeFlags, b.id, data.subarray(b.at, b.at + b.storedLength), b.rawLength);
       // A page patch authenticates here; only the main thread, which can fetch its base, can check its id.
@@ -332,6 +333,19 @@ export function writePatched(task: WritePatchedTask): unknown {
     : result;
 }
 
+/** check --read-data: the chains that do not rebuild, level by level (rebuildCheckingEveryLevel). */
+export function verifyPatched(task: VerifyPatchedTask): unknown {
+  const result: WriteBlobsResult = { bad: [], writtenBytes: 0 };
+  const data = Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength);
+  task.chunks.forEach((c, i) => {
+    if (!rebuildCheckingEveryLevel(data, c, c.id)) result.bad.push(i);
+  });
+  const returned: WriteBlobsResult = { ...result, returned: task.data };
+  return task.data.byteOffset === 0 && task.data.byteLength === task.data.buffer.byteLength
+    ? move({ [transferableSymbol]: [task.data.buffer], [valueSymbol]: returned } as unknown as ArrayBuffer)
+    : result;
+}
+
 /**
  * A chunk as stored (root sealed, patches opened) rebuilt and checked against
  * `id`, or undefined when it does not rebuild. The result lies in a scratch
@@ -349,6 +363,25 @@ function rebuildChain(data: Buffer, chain: SealedChain, id: Uint8Array, scratche
     chunk = chunk && applyPatch(chunk, data.subarray(p.at, p.at + p.length), into);
   });
   return chunk && state.hasher.hash(chunk).equals(id) ? chunk : undefined;
+}
+
+/**
+ * As rebuildChain, with the root and every chunk a patch makes checked against its id (the next patch's
+ * base id, or `id` at the top): check reports a chain that rebuilds only by chance as damaged, as
+ * Repository.readBlobPlaintext does.
+ */
+function rebuildCheckingEveryLevel(data: Buffer, chain: SealedChain, id: Uint8Array): Buffer | undefined {
+  const root = chain.root;
+  let chunk = state.decoder.decodeScratch(root.typeFlags, root.id, data.subarray(root.at, root.at + root.length), root.rawLength);
+  if (!chunk || !state.hasher.hash(chunk).equals(root.id)) return undefined;
+  for (let k = 0; k < chain.patches.length; k++) {
+    const p = chain.patches[k];
+    const next = chain.patches[k + 1];
+    const levelId = next ? decodePatchHeader(data.subarray(next.at, next.at + next.length))?.baseId : id;
+    chunk = applyPatch(chunk, data.subarray(p.at, p.at + p.length), patchScratch(k % 2, patchedLength(data, p)));
+    if (!chunk || !levelId || !state.hasher.hash(chunk).equals(levelId)) return undefined;
+  }
+  return chunk;
 }
 
 const patchScratches: Buffer[] = [Buffer.alloc(0), Buffer.alloc(0)];
@@ -387,7 +420,7 @@ function patchedLength(data: Buffer, p: DataRange): number {
 }
 
 /** The pool's task names and what runs them. */
-const TASKS = { scanRegion, packChunks, sealSpans, writeBlobs, writePatched };
+const TASKS = { scanRegion, packChunks, sealSpans, writeBlobs, writePatched, verifyPatched };
 export type TaskName = keyof typeof TASKS;
 
 /**

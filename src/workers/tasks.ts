@@ -119,6 +119,11 @@ export interface WriteBlobsTask {
   targetPath?: string;
   data: Uint8Array;
   blobs: BlobToWrite[];
+  /**
+   * check --read-data: also hash the first this-many bytes of `data` (a whole pack) as its
+   * storage name (contentName), here where the bytes already are, not on the main thread.
+   */
+  contentNameOfFirst?: number;
 }
 
 export interface WriteBlobsResult {
@@ -129,6 +134,8 @@ export interface WriteBlobsResult {
   writeError?: { code?: string; message: string };
   /** writeBlobs: the task's `data`, transferred back when it was transferred in, for the caller to read into again. */
   returned?: Uint8Array;
+  /** With the task's contentNameOfFirst: the unkeyed BLAKE3 (hex) of those bytes. */
+  contentName?: string;
 }
 
 /**
@@ -181,4 +188,14 @@ export interface WritePatchedTask {
   targetPath: string;
   data: Uint8Array;
   chunks: PatchedChunkToWrite[];
+}
+
+/**
+ * check --read-data: rebuild page-patched chunks and check each level of every chain (its root, each
+ * patch laid on) against its id, as reading the chunk on the main thread does; nothing is written.
+ * `data` is transferred to the worker and back (WriteBlobsResult.returned).
+ */
+export interface VerifyPatchedTask {
+  data: Uint8Array;
+  chunks: (SealedChain & { id: Uint8Array })[];
 }
