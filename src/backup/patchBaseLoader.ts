@@ -9,6 +9,7 @@
 import { Repository } from '../repo/repository';
 import type { ChainInScratch } from '../repo/blobReader';
 import { SealedChain } from '../workers/tasks';
+import { loadSealedChains, sealedChainBytes } from '../workers/sealedChains';
 
 /** The smallest scratch a chain starts with: a few pages of patch. */
 const SCRATCH_BYTES = 64 * 1024;
@@ -22,29 +23,14 @@ export class PatchBaseLoader {
   /** The bytes `ids`' chains take in a carrier: opened patches and sealed roots (what `layOut` writes). */
   async read(ids: Buffer[]): Promise<ReadChains> {
     const chains = await Promise.all(ids.map((id) => this.readChain(id)));
-    const bytes = chains.reduce((n, c) => n + c.root.loc.storedLength + c.patches.reduce((m, p) => m + p.length, 0), 0);
+    const bytes = chains.reduce((n, c) => n + sealedChainBytes(c), 0);
     return { chains, bytes };
   }
 
   /** Lay chains read by `read` out from the start of `into` (at least their bytes): patches copied, roots read in place. */
   async layOut(read: ReadChains, into: Uint8Array): Promise<SealedChain[]> {
-    const data = Buffer.from(into.buffer, into.byteOffset, into.byteLength);
-    let at = 0;
-    const place = (length: number) => {
-      const range = { at, length };
-      at += length;
-      return range;
-    };
-    const laid = read.chains.map((c) => ({
-      root: { ...place(c.root.loc.storedLength), typeFlags: c.root.loc.typeFlags, rawLength: c.root.loc.rawLength, id: c.root.id },
-      patches: c.patches.map((p) => {
-        const range = place(p.length);
-        c.scratch.copy(data, range.at, p.at, p.at + p.length);
-        return range;
-      }),
-    }));
+    const laid = await loadSealedChains(this.repo, read.chains, into);
     for (const c of read.chains) this.spareScratches.push(c.scratch);
-    await Promise.all(read.chains.map((c, i) => this.repo.readSealedInto(c.root.id, data.subarray(laid[i].root.at, laid[i].root.at + laid[i].root.length))));
     return laid;
   }
 

@@ -8,7 +8,8 @@ import { BlobType, blobType } from '../crypto/blobCodec';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
 import { checkPacksInFlight } from '../workers/memoryBudget';
-import { StoredChain, loadSealedChains, sealedChainBytes } from '../workers/sealedChains';
+import { loadSealedChains, sealedChainBytes } from '../workers/sealedChains';
+import type { ChainInScratch } from '../repo/blobReader';
 import { forEachLimit } from '../concurrency/forEachLimit';
 import { NotFoundError } from '../storage/backend';
 import { ReadDataSubset, packInSubset } from './readDataSubset';
@@ -300,8 +301,8 @@ async function rebuildInWorkers(repo: Repository, pool: PipelinePool, patches: P
   // One group at a time: a second in flight (both workers) was ~25 % faster on the bench's dense
   // repository but peaked 10-20 MiB higher (206-213 MiB; one: 180-190), past what reading each patch here did.
   await forEachLimit(groups, 1, async (group) => {
-    const fetched = await Promise.all(group.map((i) => repo.readPatchChain(patches[i].id).then((chain) => ({ i, chain }), skipDamage)));
-    for (const batch of chainBatches(fetched.filter((f): f is { i: number; chain: StoredChain } => f !== undefined), readRangeBytes)) {
+    const fetched = await Promise.all(group.map((i) => repo.readPatchChainInto(patches[i].id, Buffer.alloc(0)).then((chain) => ({ i, chain }), skipDamage)));
+    for (const batch of chainBatches(fetched.filter((f): f is { i: number; chain: ChainInScratch } => f !== undefined), readRangeBytes)) {
       const into = batch.bytes <= readRangeBytes ? spareBuffers.pop() ?? new Uint8Array(readRangeBytes) : new Uint8Array(batch.bytes);
       const laid = await loadSealedChains(repo, batch.chains.map((c) => c.chain), into).catch(skipDamage);
       // (A root that cannot be read: its patches are judged one by one on this thread.)
@@ -318,7 +319,7 @@ async function rebuildInWorkers(repo: Repository, pool: PipelinePool, patches: P
 }
 
 /** Chains in runs that fit a task buffer of `bytes` (a larger chain alone). */
-function chainBatches<T extends { chain: StoredChain }>(chains: T[], bytes: number): { chains: T[]; bytes: number }[] {
+function chainBatches<T extends { chain: ChainInScratch }>(chains: T[], bytes: number): { chains: T[]; bytes: number }[] {
   const batches: { chains: T[]; bytes: number }[] = [];
   let current: { chains: T[]; bytes: number } = { chains: [], bytes: 0 };
   for (const c of chains) {

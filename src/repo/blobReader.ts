@@ -3,7 +3,7 @@
 // resolved against their base chain. Names say what comes back:
 //   readBlobPlaintext   the chunk or map the id names (patches resolved, id checked)
 //   unsealBlob          a sealed blob the caller already read, opened
-//   readPatchChain            for restore workers: a patch chain's patches opened, where its root lies
+//   readPatchChainInto        a patch chain's patches opened in a scratch, where its root lies (backup's bases, restore, check)
 import { Backend, NotFoundError } from '../storage/backend';
 import { CorruptionError } from '../errors';
 import { RepositoryKeys } from '../crypto/keys';
@@ -147,12 +147,6 @@ export class BlobReader {
   }
 
   /**
-   * What rebuilding a page-patched chunk takes, without the expensive part:
-   * the patches' (small) plaintexts, oldest first, and where the whole chunk
-   * at the chain's root lies, for the caller to read it into a buffer of its
-   * own and a worker to decrypt, decompress and patch it.
-   */
-  /**
    * A patch chain read without fresh buffers per patch (a nightly backup reads
    * one per chunk it stores, a restore one per patched chunk: hundreds of
    * buffers a night for the collector otherwise). Each patch's sealed bytes
@@ -192,22 +186,4 @@ export class BlobReader {
   private malformedPatch(id: Buffer, loc: BlobLocation): CorruptionError {
     return new CorruptionError(`${this.location}: page patch ${id.toString('hex').slice(0, 16)} is malformed; run 'ferry check --read-data'`, `data/${this.packs.packIds[loc.pack]}`);
   }
-
-  async readPatchChain(id: Buffer): Promise<{ root: { id: Buffer; loc: BlobLocation }; patches: Buffer[] }> {
-    const patches: Buffer[] = [];
-    let current = id;
-    for (;;) {
-      const loc = this.packs.blobLocation(current);
-      if (loc && blobType(loc.typeFlags) !== BlobType.Patch) return { root: { id: current, loc }, patches };
-      const { loc: stored, sealed } = await this.readSealed(current);
-      const plain = this.unsealBlob(stored, current, sealed);
-      const header = decodePatchHeader(plain);
-      if (!header || patches.length > MAX_PATCH_DEPTH) {
-        throw new CorruptionError(`${this.location}: page patch ${current.toString('hex').slice(0, 16)} is malformed; run 'ferry check --read-data'`, `data/${this.packs.packIds[stored.pack]}`);
-      }
-      patches.unshift(plain);
-      current = header.baseId;
-    }
-  }
-
 }

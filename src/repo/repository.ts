@@ -271,10 +271,6 @@ export class Repository {
     return this.blobs.readPatchChainInto(id, scratch);
   }
 
-  /** For check's patch chains: a patch chain's patches, opened, oldest first, and where its root chunk lies (not read). */
-  readPatchChain(id: Buffer): Promise<{ root: { id: Buffer; loc: BlobLocation }; patches: Buffer[] }> {
-    return this.blobs.readPatchChain(id);
-  }
 
   /** A blob's sealed bytes into `into` (its stored length, as the index says), for a worker to open and check. */
   readSealedInto(id: Buffer, into: Buffer): Promise<void> {

@@ -1,23 +1,18 @@
 // Chunks as stored, on their way to a worker: a patch chain's opened patches
 // and its root chunk still sealed, laid one after another in one buffer that
-// is transferred (restore's patched chunks, backup's page-patch bases).
+// is transferred (backup's page-patch bases, check's patched chunks; restore
+// lays its own batches as it walks, restore/patchedChunks.ts).
 import type { Repository } from '../repo/repository';
-import type { BlobLocation } from '../repo/chunkIndex';
+import type { ChainInScratch } from '../repo/blobReader';
 import type { SealedChain } from './tasks';
 
-/** What Repository.readPatchChain gives: the patches opened, where the root lies. */
-export interface StoredChain {
-  root: { id: Buffer; loc: BlobLocation };
-  patches: Buffer[];
-}
-
-/** The bytes a chain takes in a task's buffer. */
-export function sealedChainBytes(chain: StoredChain): number {
+/** The bytes a chain takes in a task's buffer: its sealed root and its opened patches. */
+export function sealedChainBytes(chain: ChainInScratch): number {
   return chain.root.loc.storedLength + chain.patches.reduce((n, p) => n + p.length, 0);
 }
 
-/** Lay `chains` out from the start of `into` (at least their sealedChainBytes together): patches copied, roots read in place. */
-export async function loadSealedChains(repo: Repository, chains: StoredChain[], into: Uint8Array): Promise<SealedChain[]> {
+/** Lay `chains` out from the start of `into` (at least their sealedChainBytes together): patches copied from their scratch, roots read in place. */
+export async function loadSealedChains(repo: Repository, chains: ChainInScratch[], into: Uint8Array): Promise<SealedChain[]> {
   const data = Buffer.from(into.buffer, into.byteOffset, into.byteLength);
   let at = 0;
   const place = (length: number) => {
@@ -29,7 +24,7 @@ export async function loadSealedChains(repo: Repository, chains: StoredChain[], 
     root: { ...place(c.root.loc.storedLength), typeFlags: c.root.loc.typeFlags, rawLength: c.root.loc.rawLength, id: c.root.id },
     patches: c.patches.map((p) => {
       const range = place(p.length);
-      p.copy(data, range.at);
+      c.scratch.copy(data, range.at, p.at, p.at + p.length);
       return range;
     }),
   }));
