@@ -96,18 +96,18 @@ export class PipelinePool {
 
   /** `task.data` is transferred to the worker and unusable here afterwards. */
   writeBlobs(task: WriteBlobsTask): Promise<WriteBlobsResult> {
-    const transfer = task.data.byteOffset === 0 && task.data.byteLength === task.data.buffer.byteLength ? [task.data.buffer as ArrayBuffer] : undefined;
+    const transfer = wholeBuffer(task.data);
     return this.run('writeBlobs', task, transfer) as Promise<WriteBlobsResult>;
   }
 
   writePatched(task: WritePatchedTask): Promise<WriteBlobsResult> {
-    const transfer = task.data.byteOffset === 0 && task.data.byteLength === task.data.buffer.byteLength ? [task.data.buffer as ArrayBuffer] : undefined;
+    const transfer = wholeBuffer(task.data);
     return this.run('writePatched', task, transfer) as Promise<WriteBlobsResult>;
   }
 
   /** `task.data` is transferred to the worker and back (the result's `returned`). */
   verifyPatched(task: VerifyPatchedTask): Promise<WriteBlobsResult> {
-    const transfer = task.data.byteOffset === 0 && task.data.byteLength === task.data.buffer.byteLength ? [task.data.buffer as ArrayBuffer] : undefined;
+    const transfer = wholeBuffer(task.data);
     return this.run('verifyPatched', task, transfer) as Promise<WriteBlobsResult>;
   }
 
@@ -131,4 +131,9 @@ export class PipelinePool {
   async close(): Promise<void> {
     await this.pool?.destroy();
   }
+}
+
+/** The transfer list for a task's `data`: its buffer when the view is all of it (a view of a larger buffer is copied). */
+function wholeBuffer(data: Uint8Array): ArrayBuffer[] | undefined {
+  return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? [data.buffer as ArrayBuffer] : undefined;
 }

@@ -301,6 +301,13 @@ export function writeBlobs(task: WriteBlobsTask): unknown {
   return move({ [transferableSymbol]: [task.data.buffer], [valueSymbol]: returned } as unknown as ArrayBuffer);
 }
 
+/** `result` with the task's buffer moved back for the caller's next batch, when the task had the whole buffer. */
+function withBufferBack(result: WriteBlobsResult, data: Uint8Array): unknown {
+  if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) return result;
+  const returned: WriteBlobsResult = { ...result, returned: data };
+  return move({ [transferableSymbol]: [data.buffer], [valueSymbol]: returned } as unknown as ArrayBuffer);
+}
+
 /** Rebuild page-patched chunks (decrypt and decompress the root, lay the patches over it), check and write them. */
 export function writePatched(task: WritePatchedTask): unknown {
   const result: WriteBlobsResult = { bad: [], writtenBytes: 0 };
@@ -327,10 +334,7 @@ export function writePatched(task: WritePatchedTask): unknown {
   } finally {
     fs.closeSync(fd);
   }
-  const returned: WriteBlobsResult = { ...result, returned: task.data };
-  return task.data.byteOffset === 0 && task.data.byteLength === task.data.buffer.byteLength
-    ? move({ [transferableSymbol]: [task.data.buffer], [valueSymbol]: returned } as unknown as ArrayBuffer)
-    : result;
+  return withBufferBack(result, task.data);
 }
 
 /** check --read-data: the chains that do not rebuild, level by level (rebuildCheckingEveryLevel). */
@@ -340,10 +344,7 @@ export function verifyPatched(task: VerifyPatchedTask): unknown {
   task.chunks.forEach((c, i) => {
     if (!rebuildCheckingEveryLevel(data, c, c.id)) result.bad.push(i);
   });
-  const returned: WriteBlobsResult = { ...result, returned: task.data };
-  return task.data.byteOffset === 0 && task.data.byteLength === task.data.buffer.byteLength
-    ? move({ [transferableSymbol]: [task.data.buffer], [valueSymbol]: returned } as unknown as ArrayBuffer)
-    : result;
+  return withBufferBack(result, task.data);
 }
 
 /**
