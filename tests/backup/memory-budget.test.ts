@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { allocatedBytes, useScratch, writeRandomishImage } from '../support';
+import { allocatedBytes, useScratch, writeSparseImageWithPieces } from '../support';
 import { EXIT, expectCleanFailure, expectSuccess, ferry, FAST_KDF } from '../support/ferry';
 import { ferryPeakRss } from '../support/peakRss';
 
@@ -29,16 +29,7 @@ async function newRepository(name: string): Promise<string> {
 
 beforeAll(async () => {
   image = scratch.path('disk.img');
-  fs.writeFileSync(image, '');
-  fs.truncateSync(image, IMAGE_BYTES);
-  const fd = fs.openSync(image, 'r+');
-  PIECE_AT.forEach((at, i) => {
-    const piece = scratch.path(`piece-${i}`);
-    writeRandomishImage(piece, PIECE_BYTES, 1100 + i, { holes: 0.1, text: 0.4 });
-    fs.writeSync(fd, fs.readFileSync(piece), 0, PIECE_BYTES, at);
-    fs.rmSync(piece);
-  });
-  fs.closeSync(fd);
+  writeSparseImageWithPieces(image, IMAGE_BYTES, PIECE_AT, PIECE_BYTES, 1100);
   const repo = await newRepository('restore-from');
   const out = JSON.parse(expectSuccess(await ferry(['backup', '--repo', repo, '--guest', 'mem', image, '--json'], { env }))) as { id: string };
   backedUp = { repo, id: out.id };

@@ -5,7 +5,7 @@
 // The bench's nights (4 guests x 2 GiB) peaked at 181-195 MiB before.
 import * as fs from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SeededRandom, useScratch, writeRandomishImage } from '../support';
+import { SeededRandom, useScratch, writeSparseImageWithPieces } from '../support';
 import { expectSuccess, ferry, FAST_KDF } from '../support/ferry';
 import { ferryPeakRss } from '../support/peakRss';
 
@@ -55,16 +55,7 @@ function expectPatched(out: { newBlobs: number; newBytes: number }): void {
 
 beforeAll(async () => {
   image = scratch.path('disk.img');
-  fs.writeFileSync(image, '');
-  fs.truncateSync(image, IMAGE_BYTES);
-  const fd = fs.openSync(image, 'r+');
-  PIECE_AT.forEach((at, i) => {
-    const piece = scratch.path(`piece-${i}`);
-    writeRandomishImage(piece, PIECE_BYTES, 1200 + i, { holes: 0.1, text: 0.4 });
-    fs.writeSync(fd, fs.readFileSync(piece), 0, PIECE_BYTES, at);
-    fs.rmSync(piece);
-  });
-  fs.closeSync(fd);
+  writeSparseImageWithPieces(image, IMAGE_BYTES, PIECE_AT, PIECE_BYTES, 1200);
   repo = scratch.path('repo');
   expectSuccess(await ferry(['init', '--repo', repo, ...FAST_KDF], { env }));
   expectSuccess(await ferry(['backup', '--repo', repo, '--guest', 'mem', image], { env }));

@@ -128,3 +128,24 @@ export function listFiles(dir: string): string[] {
   walk('');
   return out.sort();
 }
+
+/**
+ * A sparse image of `sizeBytes` with randomish data pieces (10% holes, 40% text)
+ * of `pieceBytes` at `pieceAt`, piece i from seed `firstSeed + i`: a large
+ * disk with little data, for tests of what does not grow with the image.
+ */
+export function writeSparseImageWithPieces(file: string, sizeBytes: number, pieceAt: number[], pieceBytes: number, firstSeed: number): void {
+  fs.writeFileSync(file, '');
+  fs.truncateSync(file, sizeBytes);
+  const fd = fs.openSync(file, 'r+');
+  try {
+    pieceAt.forEach((at, i) => {
+      const piece = `${file}.piece-${i}`;
+      writeRandomishImage(piece, pieceBytes, firstSeed + i, { holes: 0.1, text: 0.4 });
+      fs.writeSync(fd, fs.readFileSync(piece), 0, pieceBytes, at);
+      fs.rmSync(piece);
+    });
+  } finally {
+    fs.closeSync(fd);
+  }
+}
