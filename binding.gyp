@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "ferry_seek",
-      "sources": ["native/seek.c"]
+      "sources": ["native/seek.c", "native/memory.c"]
     }
   ]
 }

@@ -39,12 +39,15 @@ static napi_value seek_impl(napi_env env, napi_callback_info info, int whence) {
 static napi_value seek_data(napi_env env, napi_callback_info info) { return seek_impl(env, info, SEEK_DATA); }
 static napi_value seek_hole(napi_env env, napi_callback_info info) { return seek_impl(env, info, SEEK_HOLE); }
 
+void ferry_memory_exports(napi_env env, napi_value exports);  // memory.c
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value f1, f2;
   napi_create_function(env, "seekData", NAPI_AUTO_LENGTH, seek_data, NULL, &f1);
   napi_create_function(env, "seekHole", NAPI_AUTO_LENGTH, seek_hole, NULL, &f2);
   napi_set_named_property(env, exports, "seekData", f1);
   napi_set_named_property(env, exports, "seekHole", f2);
+  ferry_memory_exports(env, exports);
   return exports;
 }
 

@@ -8,13 +8,14 @@ import { DiskRecord } from '../repo/restorePoint';
 import { BlobEncoder, BlobType } from '../crypto/blobCodec';
 import { ChunkHasher } from '../crypto/chunkId';
 import { ImageSource } from '../dedupe/imageSource';
-import { Span, clipSpans, mergeSpans, overlapsAny } from '../dedupe/spans';
+import { Span, clipSpans, clippedMerged } from '../dedupe/spans';
 import { decodeRegionMap } from '../repo/regionMap';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
-import { PackedChunks, PatchBases } from '../workers/tasks';
+import { PackedChunks, PatchBases, SealChangedResult, SealChangedTask, StoredChains } from '../workers/tasks';
+import { ChangedBatch, changedBatches } from './changedBatches';
 import { PatchBaseLoader } from './patchBaseLoader';
-import { TaskSlots } from './taskSlots';
+import { BackupBuffers } from './backupBuffers';
 import { forEachLimit } from '../concurrency/forEachLimit';
 
 export interface DiskProgress {
@@ -39,19 +40,21 @@ export interface IncrementalBase {
   previous: DiskRecord;
   /** Absolute byte ranges that may have changed, ascending (see SnapshotProvider); undefined: read everything. */
   changed?: Span[];
+  /**
+   * The snapshot holds every byte of the disk, not only `changed` (a btrfs
+   * snapshot, not a QEMU incremental copy): old chunks a change touched are
+   * read from it instead of being rebuilt from the repository.
+   */
+  wholeDisk?: boolean;
 }
 
 export class DiskBackup {
   private readonly mapEncoder: BlobEncoder;
   private readonly hasher: ChunkHasher;
-  /** Sealed-output buffers whose blobs are packed, for the next batches to seal into (at most one per batch in flight). */
-  private readonly spareOutputs: Uint8Array[] = [];
-  /** Buffers page-patch bases travelled in, back from the workers, to carry the next ones. */
-  private readonly spareBases: Uint8Array[] = [];
+  /** Slots and spare buffers shared with every disk backup on the pool (backupBuffers.ts). */
+  private readonly buffers: BackupBuffers;
 
   private readonly baseLoader: PatchBaseLoader;
-  /** Page-patch tasks holding buffers: one per worker (see storeRegion). */
-  private readonly patchSlots: TaskSlots;
 
   constructor(
     private readonly repo: Repository,
@@ -59,7 +62,7 @@ export class DiskBackup {
     private readonly writer: PackWriter,
   ) {
     this.baseLoader = new PatchBaseLoader(repo);
-    this.patchSlots = new TaskSlots(pool.threads);
+    this.buffers = BackupBuffers.of(pool);
     this.mapEncoder = new BlobEncoder(repo.keys.dataKey, repo.settings.compressionLevel);
     this.hasher = new ChunkHasher(repo.keys.idKey);
   }
@@ -69,21 +72,11 @@ export class DiskBackup {
    * changes reuse the previous region maps unread, and in changed regions
    * only the changed ranges are read from `source`.
    */
-  /**
-   * One region per worker plus one keeps every core busy (a region waits on
-   * the main thread's dedupe decision between its two worker tasks) while
-   * bounding memory: each region in flight may hold ~2 region sizes of data.
-   */
-  private get regionsInFlight(): number {
-    // Tasks on the main thread (the smallest budgets) run one at a time: a second region would only hold buffers.
-    return this.pool.sizing.placement === 'main-thread' ? 1 : this.pool.threads + 1;
-  }
-
   async run(source: ImageSource, name: string, onProgress?: (p: DiskProgress) => void, base?: IncrementalBase): Promise<DiskBackupResult> {
     const comparable = base && base.previous.regionSize === this.repo.settings.regionSize ? base.previous : undefined;
     // Reusing unread regions is only safe while every blob the previous point names is indexed.
     if (comparable && base?.changed && comparable.size === source.size && !indexHasDroppedBlobs(this.repo)) {
-      return this.runIncremental(source, name, comparable, base.changed, onProgress);
+      return this.runIncremental(source, name, comparable, base.changed, base.wholeDisk === true, onProgress);
     }
     const regionSize = this.repo.settings.regionSize;
     const regionCount = Math.ceil(source.size / regionSize);
@@ -94,7 +87,7 @@ export class DiskBackup {
     let reusedRegions = 0;
     // Like changed-block tracking, reusing a map needs every blob the previous point names indexed.
     const reusable = comparable && !indexHasDroppedBlobs(this.repo) ? comparable : undefined;
-    await forEachLimit(regionNumbers(regionCount), this.regionsInFlight, async (r) => {
+    await forEachLimit(regionNumbers(regionCount), this.buffers.regionsInFlight, (r) => this.inRegionSlot(async () => {
       const regionStart = r * regionSize;
       const regionLength = Math.min(regionSize, source.size - regionStart);
       const dataExtents = clipSpans(source.dataExtents, regionStart, regionStart + regionLength);
@@ -115,7 +108,7 @@ export class DiskBackup {
       }
       progress.doneBytes += regionLength;
       onProgress?.(progress);
-    });
+    }));
     return {
       record: { name, sourcePath: source.path, size: source.size, regionSize, regions, dataBytes, fingerprints },
       readBytes: progress.readBytes,
@@ -144,16 +137,17 @@ export class DiskBackup {
     name: string,
     previous: DiskRecord,
     changedRanges: Span[],
+    wholeDisk: boolean,
     onProgress?: (p: DiskProgress) => void,
   ): Promise<DiskBackupResult> {
     const regionSize = previous.regionSize;
-    const changed = mergeSpans(changedRanges.map((c) => ({ start: Math.max(0, c.start), end: Math.min(source.size, c.end) })));
+    const changed = clippedMerged(changedRanges, source.size);
     const regions = [...previous.regions];
     // An unread region keeps its map and so its fingerprint; a changed one is not read whole and gets none.
     const fingerprints = regions.map((_, r) => previous.fingerprints?.[r] ?? null);
     const progress: DiskProgress = { doneBytes: 0, readBytes: 0 };
     let dataBytes = previous.dataBytes;
-    await forEachLimit(regionNumbers(regions.length), this.regionsInFlight, async (r) => {
+    await forEachLimit(regionNumbers(regions.length), this.buffers.regionsInFlight, (r) => this.inRegionSlot(async () => {
       const regionStart = r * regionSize;
       const regionLength = Math.min(regionSize, source.size - regionStart);
       const changedHere = clipSpans(changed, regionStart, regionStart + regionLength);
@@ -161,14 +155,14 @@ export class DiskBackup {
         const oldMapId = previous.regions[r];
         const oldEntries = oldMapId ? decodeRegionMap(await this.repo.readBlobPlaintext(Buffer.from(oldMapId, 'hex')), regionSize) : [];
         if (!oldEntries) throw new CorruptionError(`${this.repo.location}: region map ${oldMapId} of ${name} is malformed; run 'ferry check'`, this.repo.blobObject(Buffer.from(oldMapId!, 'hex')));
-        const entries = await this.storeChangedRegion(source.path, regionStart, changedHere, oldEntries, progress);
+        const entries = await this.storeChangedRegion(source.path, regionStart, changedHere, oldEntries, wholeDisk, progress);
         regions[r] = entries.length > 0 ? await this.storeMap(entries) : null;
         fingerprints[r] = null;
         dataBytes += entries.reduce((n, e) => n + e.length, 0) - oldEntries.reduce((n, e) => n + e.length, 0);
       }
       progress.doneBytes += regionLength;
       onProgress?.(progress);
-    });
+    }));
     return {
       record: { name, sourcePath: source.path, size: source.size, regionSize, regions, dataBytes, fingerprints },
       readBytes: progress.readBytes,
@@ -177,40 +171,80 @@ export class DiskBackup {
   }
 
   /**
-   * Old chunks touched by a change are rebuilt from their stored plaintext
-   * overlaid with the changed bytes, then re-cut; untouched chunks are kept.
-   * The snapshot is read only inside `changed` (it may hold nothing else).
+   * Old chunks touched by a change are stored again with the changed bytes,
+   * batch by batch (changedBatches.ts); untouched chunks are kept. Unless the
+   * snapshot holds the whole disk, it is read only inside `changed` (it may
+   * hold nothing else), and the old chunks are rebuilt from the repository in
+   * the workers; a whole-disk snapshot gives them unread, at the cost of
+   * reading the bytes of theirs that did not change from it (sequential reads
+   * of the image instead of a repository read, decryption and decompression
+   * per chunk: 4 KiB writes scattered over a disk touch nearly every chunk).
    */
   private async storeChangedRegion(
     path: string,
     regionStart: number,
     changed: Span[],
     oldEntries: MapEntry[],
+    wholeDisk: boolean,
     progress: DiskProgress,
   ): Promise<MapEntry[]> {
-    const touched: MapEntry[] = [];
-    const kept: MapEntry[] = [];
-    for (const e of oldEntries) (overlapsAny({ start: e.offset, end: e.offset + e.length }, changed) ? touched : kept).push(e);
-    const dirtySpans = mergeSpans([...changed, ...touched.map((e) => ({ start: e.offset, end: e.offset + e.length }))]);
-    const old = await Promise.all(touched.map((e) => this.repo.readBlobPlaintextAndDepth(e.id)));
-    const oldData = new Uint8Array(new ArrayBuffer(old.reduce((n, b) => n + b.data.length, 0)));
-    let at = 0;
-    for (const b of old) {
-      oldData.set(b.data, at);
-      at += b.data.length;
-    }
-    const result = await this.pool.sealSpans({
-      path,
-      regionStart,
-      dirtySpans,
-      filePieces: changed,
-      oldData,
-      oldPlacements: touched.map((e) => ({ start: e.offset, end: e.offset + e.length })),
-      oldIds: Buffer.concat(touched.map((e) => e.id)),
-      oldDepths: old.map((b) => b.depth),
-    });
-    progress.readBytes += result.readBytes;
+    const { batches, kept } = changedBatches(changed, oldEntries, this.changedBatchBytes);
     const fresh: MapEntry[] = [];
+    // The next batch's old chunks are read while a worker seals this one: the reads (one per chunk, cold
+    // on a nightly run) overlap the work instead of alternating with it.
+    const load = (batch: ChangedBatch): Promise<OldChunks> => {
+      if (batch.olds.length === 0) return Promise.resolve({});
+      const ids = batch.olds.map((e) => e.id);
+      return wholeDisk
+        ? this.baseLoader.depths(ids).then((depths) => ({ oldsInSnapshot: { ids: Buffer.concat(ids), depths } }))
+        : this.storedChains(ids).then((bases) => ({ bases }));
+    };
+    let next: Promise<OldChunks> | undefined = batches.length > 0 ? load(batches[0]) : undefined;
+    try {
+      for (let b = 0; b < batches.length; b++) {
+        const batch = batches[b];
+        await this.storeChangedBatch(path, regionStart, changed, batch, progress, fresh, async () => {
+          const olds = await next!;
+          next = b + 1 < batches.length ? load(batches[b + 1]) : undefined;
+          return olds;
+        });
+      }
+    } finally {
+      // A read begun for a batch that an error kept from running: its failure is not this one's.
+      next?.catch(() => undefined);
+    }
+    return [...kept, ...fresh].sort((a, b) => a.offset - b.offset);
+  }
+
+  /** One batch of storeChangedRegion: its old chunks (`olds`, read by then) and the changed bytes sealed by a worker. */
+  private async storeChangedBatch(
+    path: string,
+    regionStart: number,
+    changed: Span[],
+    batch: ChangedBatch,
+    progress: DiskProgress,
+    fresh: MapEntry[],
+    olds: () => Promise<OldChunks>,
+  ): Promise<void> {
+    // A task holds its buffers from its old chunks' read on: only as many as workers.
+    const release = await this.buffers.patchSlots.acquire();
+    let result: SealChangedResult;
+    try {
+      result = await this.pool.sealChanged({
+        path,
+        regionStart,
+        spans: batch.spans,
+        filePieces: batch.spans.flatMap((s) => clipSpans(changed, s.start, s.end).map((p) => ({ start: s.start + p.start, end: s.start + p.end }))),
+        olds: batch.olds.map((e) => ({ start: e.offset, end: e.offset + e.length })),
+        ...(await olds()),
+        recycled: this.buffers.spareOutputs.pop(),
+      });
+    } finally {
+      release();
+    }
+    this.buffers.keep(this.buffers.spareBases, result.returnedBases);
+    if (result.damagedBase !== undefined) throw this.damagedBase(batch.olds[result.damagedBase].id);
+    progress.readBytes += result.readBytes;
     for (let i = 0; i < result.offsets.length; i++) {
       const id = Buffer.from(result.ids.subarray(i * 32, i * 32 + 32));
       fresh.push({ offset: result.offsets[i], length: result.lengths[i], id });
@@ -222,7 +256,26 @@ export class DiskBackup {
         sealed: result.data.subarray(result.starts[i], result.starts[i + 1]),
       });
     }
-    return [...kept, ...fresh].sort((a, b) => a.offset - b.offset);
+    this.buffers.keep(this.buffers.spareOutputs, result.data);
+  }
+
+  /** Run one region's work in a slot shared with every disk backup on the pool (backupBuffers.ts). */
+  private async inRegionSlot(work: () => Promise<void>): Promise<void> {
+    const release = await this.buffers.regionSlots.acquire();
+    try {
+      await work();
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * A batch of changed-block tracking: half a worker's read window (the other half holds the old chunks),
+   * which is at least twice the largest chunk (workers/pipelineWorker.ts), so whole old chunks fit.
+   */
+  private get changedBatchBytes(): number {
+    const largestChunk = Math.max(this.repo.settings.chunker.maxSize, this.repo.settings.chunker.avgSize);
+    return Math.floor(Math.max(this.pool.sizing.windowBytes, 2 * largestChunk) / 2);
   }
 
   private async storeRegion(
@@ -254,18 +307,18 @@ export class DiskBackup {
     const previousEntries = fresh.ids.length > 0 ? await previousMapEntries() : undefined;
     for (const batch of sealBatches(fresh, this.pool.sizing.sealBatchBytes)) {
       // With page-patch bases, a task holds its buffers from reading the bases on: only as many as workers.
-      const release = previousEntries ? await this.patchSlots.acquire() : undefined;
+      const release = previousEntries ? await this.buffers.patchSlots.acquire() : undefined;
       let bases: PatchBases | undefined;
       let sealed: PackedChunks;
       try {
         bases = previousEntries ? await this.patchBases(previousEntries, batch) : undefined;
         sealed = await this.pool.packChunks({
-          path, regionStart, offsets: batch.offsets, lengths: batch.lengths, ids: Buffer.concat(batch.ids), bases, recycled: this.spareOutputs.pop(),
+          path, regionStart, offsets: batch.offsets, lengths: batch.lengths, ids: Buffer.concat(batch.ids), bases, recycled: this.buffers.spareOutputs.pop(),
         });
       } finally {
         release?.();
       }
-      if (sealed.returnedBases && this.spareBases.length < this.regionsInFlight) this.spareBases.push(sealed.returnedBases);
+      this.buffers.keep(this.buffers.spareBases, sealed.returnedBases);
       if (sealed.damagedBase !== undefined) throw this.damagedBase(Buffer.from(bases!.ids.subarray(sealed.damagedBase * 32, sealed.damagedBase * 32 + 32)));
       for (let i = 0; i < batch.ids.length; i++) {
         await this.writer.add({
@@ -276,7 +329,7 @@ export class DiskBackup {
         });
       }
       // Every blob is copied into the pack buffer by now (add resolves after the copy).
-      if (this.spareOutputs.length < this.regionsInFlight) this.spareOutputs.push(sealed.data);
+      this.buffers.keep(this.buffers.spareOutputs, sealed.data);
     }
     return { kind: 'scanned', fingerprint, entries };
   }
@@ -322,13 +375,19 @@ export class DiskBackup {
       }
     }
     if (chosen.length === 0) return undefined;
-    // The bases go to the worker as stored (roots sealed, patches opened): it rebuilds and checks them
-    // off the main thread, and the main thread holds compressed bytes, not plaintext copies.
-    const read = await this.baseLoader.read(chosen.map((e) => e.id));
-    const spare = this.spareBases.findIndex((b) => b.byteLength >= read.bytes);
-    const carrier = spare >= 0 ? this.spareBases.splice(spare, 1)[0] : new Uint8Array(Math.max(read.bytes, this.pool.sizing.sealBatchBytes));
+    return { of, shifts, ...(await this.storedChains(chosen.map((e) => e.id))) };
+  }
+
+  /**
+   * Chunks as stored (roots sealed, patches opened) in a carrier for a worker: it rebuilds and checks
+   * them off the main thread, and the main thread holds compressed bytes, not plaintext copies.
+   */
+  private async storedChains(ids: Buffer[]): Promise<StoredChains> {
+    const read = await this.baseLoader.read(ids);
+    const spare = this.buffers.spareBases.findIndex((b) => b.byteLength >= read.bytes);
+    const carrier = spare >= 0 ? this.buffers.spareBases.splice(spare, 1)[0] : new Uint8Array(Math.max(read.bytes, this.pool.sizing.sealBatchBytes));
     const chains = await this.baseLoader.layOut(read, carrier);
-    return { of, shifts, ids: Buffer.concat(chosen.map((e) => e.id)), chains, data: carrier };
+    return { ids: Buffer.concat(ids), chains, data: carrier };
   }
 
   private async storeMap(entries: MapEntry[]): Promise<string> {
@@ -342,6 +401,9 @@ export class DiskBackup {
     return id.toString('hex');
   }
 }
+
+/** What a changed batch's worker gets of its old chunks (SealChangedTask). */
+type OldChunks = Pick<SealChangedTask, 'bases' | 'oldsInSnapshot'>;
 
 /** A region backed up: its new map's entries, or the previous map reused because its fingerprint matched. */
 type StoredRegion =

@@ -140,6 +140,8 @@ export async function backupFleet(
       }));
       outcome.durationMs = Date.now() - started;
       outcomes.push(outcome);
+      // Each guest had its own pack and batch buffers: freed now, not piled up behind the next guests'.
+      pool.collectBetweenJobs();
       opts.onProgress?.({ guest: outcome.guest, kind: 'finished', ok: outcome.ok });
       opts.log(outcome.ok
         ? `${outcome.guest}: restore point ${outcome.id?.slice(0, 8)}, paused ${outcome.pauseMs} ms${outcome.downMs ? `, shut down ${outcome.downMs} ms` : ''}, read ${outcome.readBytes} of ${outcome.logicalBytes} bytes, ${outcome.newBytes} new`
@@ -402,6 +404,9 @@ async function snapshotGuest(
   return pauseMs;
 }
 
+/** Packs of guests backed up at once are cut no smaller than this. */
+const MIN_SHARED_PACK_BYTES = 2 * 1024 * 1024;
+
 /** Phase 2: read the copies through the dedupe pipeline into a restore point, each disk on its previous one. */
 async function backupSnapshots(
   repo: Repository,
@@ -417,7 +422,7 @@ async function backupSnapshots(
     return {
       source: openImageSource(snapshot.readPath),
       name: fleetDiskName(snapshot.disk),
-      base: prev ? { previous: prev, changed: snapshot.changed } : undefined,
+      base: prev ? { previous: prev, changed: snapshot.changed, wholeDisk: snapshot.wholeDisk } : undefined,
       tracking: snapshot.tracking,
       fullReadReason: snapshot.changed && !prev ? 'no previous restore point to build on' : snapshot.fullReadReason,
     };
@@ -429,7 +434,9 @@ async function backupSnapshots(
     snapshots.map(({ provider, snapshot }) => ({ name: fleetDiskName(snapshot.disk), disk: snapshot.disk, providerKind: provider.kind })),
     g.boot,
   );
-  return backupGuest(repo, pool, { guest: g.guest.name, disks: inputs, config, tags: opts.tags, spec, confirmLock: opts.confirmLock, afterRead },
+  // The budget holds one pack being filled: guests backed up at once split it (8 MiB packs each for two, by default).
+  const packBytes = Math.max(MIN_SHARED_PACK_BYTES, Math.floor(Math.min(repo.settings.packSize, pool.sizing.packBytes) / Math.max(1, opts.concurrency)));
+  return backupGuest(repo, pool, { guest: g.guest.name, disks: inputs, config, tags: opts.tags, spec, confirmLock: opts.confirmLock, afterRead, packBytes },
     opts.onProgress && ((p) => opts.onProgress!({ guest: g.guest.name, kind: 'reading', ...p })));
 }
 

@@ -48,6 +48,8 @@ export interface GuestBackupRequest {
    * how long it was held, recorded in the restore point's stats.
    */
   afterRead?: () => Promise<GuestHoldStats>;
+  /** Cut packs at this size at most: guests backed up at once share the memory budget's one pack buffer. */
+  packBytes?: number;
 }
 
 /** How long the guest was kept from running for this restore point, in ms (absent: not at all). */
@@ -134,7 +136,7 @@ export async function backupGuest(
   // Checked before anything is stored: a restore point names the files `restore --to DIR` writes.
   const unsafe = unsafeFileName(req);
   if (unsafe) throw new InputError(`${req.guest}: ${unsafe}; give the image a plain file name`);
-  const writer = new PackWriter(repo, undefined, undefined, pool.sizing.packBytes);
+  const writer = new PackWriter(repo, undefined, undefined, Math.min(pool.sizing.packBytes, req.packBytes ?? Infinity));
   const diskBackup = new DiskBackup(repo, pool, writer);
   const totalBytes = req.disks.reduce((n, d) => n + d.source.size, 0);
   const disks: DiskRecord[] = [];

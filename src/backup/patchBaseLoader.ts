@@ -34,6 +34,13 @@ export class PatchBaseLoader {
     return laid;
   }
 
+  /** The patch depth of each of `ids` (0: a whole chunk), from its chain's patches, read and checked; no root is read. */
+  async depths(ids: Buffer[]): Promise<number[]> {
+    const chains = await Promise.all(ids.map((id) => this.readChain(id)));
+    for (const c of chains) this.spareScratches.push(c.scratch);
+    return chains.map((c) => c.patches.length);
+  }
+
   /** One chain from `id` down to its whole root chunk, its patches opened inside a reused scratch. */
   private readChain(id: Buffer): Promise<ChainInScratch> {
     return this.repo.readPatchChainInto(id, this.spareScratches.pop() ?? Buffer.allocUnsafe(SCRATCH_BYTES));

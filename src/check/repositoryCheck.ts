@@ -2,7 +2,7 @@
 // does every stored byte decrypt and hash to its id? Reports each damaged
 // object and which restore points it breaks, instead of stopping at the first.
 import { Repository } from '../repo/repository';
-import { PackEntry, decodePackHeader } from '../repo/packFormat';
+import { PackEntry } from '../repo/packFormat';
 import { decodeRegionMap } from '../repo/regionMap';
 import { BlobType, blobType } from '../crypto/blobCodec';
 import { CorruptionError } from '../errors';
@@ -13,6 +13,8 @@ import type { ChainInScratch } from '../repo/blobReader';
 import { forEachLimit } from '../concurrency/forEachLimit';
 import { NotFoundError } from '../storage/backend';
 import { ReadDataSubset, packInSubset } from './readDataSubset';
+import { packPieces } from './packPieces';
+import { ContentNameHasher } from '../crypto/chunkId';
 
 export interface Damage {
   /** Storage object, as CorruptionError.object names it: `data/<pack id>`, `index/<name>`, `snapshots/<id>`, or `index`. */
@@ -160,7 +162,7 @@ type RecordFindings = () => number;
 
 /**
  * One pack: present, its header, the index's entries against it; with readData, its content
- * (read into a buffer from `readBuffers`, which goes to a worker and back there for the next pack).
+ * (read a piece at a time into buffers from `readBuffers`, which go to a worker and back there).
  */
 async function examinePack(
   repo: Repository,
@@ -184,35 +186,12 @@ async function examinePack(
       return 0;
     };
   }
-  let header: PackEntry[] | undefined;
-  let content: Buffer | undefined;
-  let into: Uint8Array | undefined;
-  if (readData) {
-    // Room for a little more than this pack, so the next (about as large) fits too.
-    const spare = readBuffers.findIndex((b) => b.length >= size);
-    into = spare >= 0 ? readBuffers.splice(spare, 1)[0] : new Uint8Array(size + 2 * 1024 * 1024);
-    content = await repo.backend.readRange('data', packId, 0, size, into);
-    header = content.length >= 4 ? decodePackHeader(repo.keys.dataKeys, content.length, content) : undefined;
-  } else {
-    header = await repo.readPackHeader(packId, size).catch(() => undefined);
-  }
+  const header = await repo.readPackHeader(packId, size).catch(() => undefined);
   // What to verify: the index's entries for this pack and, when readable, the header's (a copy the index does not use is still reported).
   const toVerify = new Map<string, PackEntry>();
   for (const e of [...indexed, ...(header ?? [])]) toVerify.set(`${e.id.toString('hex')}@${e.offset}`, e);
   const fits = [...toVerify.values()].filter((e) => e.offset + e.storedLength <= size);
-  let verified: { bad: Set<number>; contentName: string } | undefined;
-  if (content) {
-    // The whole read buffer goes to a worker without a copy (the pack lies in its first `size` bytes) and comes back;
-    // the worker also hashes the pack for its name, so no pack is hashed on this thread.
-    const data = into && content.buffer === into.buffer ? into : Uint8Array.from(content);
-    const result = await pool.writeBlobs({
-      data,
-      blobs: fits.map((e) => ({ at: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags, id: e.id, targets: [] })),
-      contentNameOfFirst: size,
-    });
-    if (result.returned) readBuffers.push(result.returned);
-    verified = { bad: new Set(result.bad), contentName: result.contentName! };
-  }
+  const verified = readData ? await verifyInPieces(repo, pool, packId, size, fits, readBuffers) : undefined;
 
   return () => {
     const actual = verified?.contentName;
@@ -256,6 +235,54 @@ async function examinePack(
     });
     return fits.length - bad.size;
   };
+}
+
+/**
+ * Every byte of a pack, a piece at a time (packPieces.ts): each piece is hashed here into the
+ * pack's name as it arrives and goes to a worker (without a copy) to verify its blobs, while
+ * the next piece is read. Returns the indexes into `blobs` that fail, and the pack's content name.
+ */
+async function verifyInPieces(
+  repo: Repository,
+  pool: PipelinePool,
+  packId: string,
+  size: number,
+  blobs: readonly PackEntry[],
+  readBuffers: Uint8Array[],
+): Promise<{ bad: Set<number>; contentName: string }> {
+  const pieceBytes = pool.sizing.readRangeBytes;
+  const name = new ContentNameHasher();
+  const bad = new Set<number>();
+  let verifying: Promise<void> = Promise.resolve();
+  for (const piece of packPieces(size, blobs, pieceBytes)) {
+    const length = piece.end - piece.start;
+    const spare = readBuffers.findIndex((b) => b.length >= length);
+    const into = spare >= 0 ? readBuffers.splice(spare, 1)[0] : new Uint8Array(Math.max(length, pieceBytes));
+    const bytes = await repo.backend.readRange('data', packId, piece.start, length, into);
+    name.update(bytes);
+    if (piece.blobs.length === 0) {
+      readBuffers.push(into); // a header, a gap: hashed only
+      continue;
+    }
+    await verifying;
+    const data = bytes.buffer === into.buffer ? into : Uint8Array.from(bytes);
+    verifying = pool
+      .writeBlobs({
+        data,
+        blobs: piece.blobs.map((i) => {
+          const e = blobs[i];
+          return { at: e.offset - piece.start, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags, id: e.id, targets: [] };
+        }),
+      })
+      .then((result) => {
+        if (result.returned) readBuffers.push(result.returned);
+        for (const j of result.bad) bad.add(piece.blobs[j]);
+      });
+    // Awaited before the next piece or below; until then a failure must not count as unhandled.
+    verifying.catch(() => undefined);
+  }
+  await verifying;
+  return { bad, contentName: name.digest() };
 }
 
 /**

@@ -19,6 +19,8 @@ import { registerSite } from './commands/site';
 import { registerDrill } from './commands/drill';
 import { registerTar } from './commands/tar';
 import { disableSeekAddon } from '../dedupe/imageSource';
+import { pinMallocMmapThreshold } from '../host/mallocThreshold';
+import { favourSmallHeaps } from './v8Memory';
 import { registerRepair } from './commands/repair';
 import { registerPrune } from './commands/prune';
 import { registerSchedule } from './commands/schedule';
@@ -77,6 +79,14 @@ export async function main(argv: string[]): Promise<number> {
   // The main thread's JavaScript allocates little per byte backed up: 2 MiB semi-spaces
   // instead of V8's 16 MiB keep ~5 MiB of young generation off the peak (docs/ARCHITECTURE.md, "Memory").
   v8.setFlagsFromString('--max-semi-space-size=2');
+  // Freed MiB-sized buffers go back to the system, not into malloc's fragments, and V8 favours
+  // small heaps (docs/ARCHITECTURE.md, "Memory").
+  // FERRY_MEMORY_TUNING=off leaves glibc's and V8's defaults, to measure against.
+  const memoryTuning = process.env.FERRY_MEMORY_TUNING !== 'off';
+  if (memoryTuning) {
+    pinMallocMmapThreshold();
+    favourSmallHeaps();
+  }
   const program = buildProgram();
   // What a machine without the native addon does, on demand: for tests, and a
   // way round a broken local build.

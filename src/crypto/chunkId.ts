@@ -26,3 +26,16 @@ export function contentName(data: Buffer | readonly Buffer[]): string {
   for (const part of Buffer.isBuffer(data) ? [data] : data) hasher.update(part);
   return hasher.digest('hex');
 }
+
+/** contentName of an object that arrives in pieces, fed in order. */
+export class ContentNameHasher {
+  private readonly hasher = new Blake3Hasher();
+
+  update(piece: Uint8Array): void {
+    this.hasher.update(Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength));
+  }
+
+  digest(): string {
+    return this.hasher.digest('hex');
+  }
+}

@@ -9,6 +9,7 @@
 // MAX_PATCH_DEPTH so a restore never resolves more than that many bases.
 
 import { MAX_PATCH_DEPTH, PAGE } from '../repo/pagePatchFormat';
+import { Span, firstEndingAfter } from './spans';
 
 /** Store a patch only when at most this fraction of the pages changed. */
 export const MAX_PATCHED_FRACTION = 0.5;
@@ -27,6 +28,23 @@ export function differingPages(base: Uint8Array, next: Uint8Array, shift = 0): n
     // compare() with ranges: no view objects per page (a backup compares every page of every patched chunk).
     if (shift + end > a.length || a.compare(b, at, end, shift + at, shift + end) !== 0) pages.push(p);
   }
+  return pages;
+}
+
+/**
+ * The pages of the chunk [pos, pos + length) that `changed` (ascending,
+ * disjoint, same offsets) touches, and those reaching past `baseEnd`, where
+ * its base ends: the pages that may differ from the base, known without
+ * reading it when changed-block tracking says the rest is as it was.
+ */
+export function touchedPages(changed: Span[], pos: number, length: number, baseEnd: number): number[] {
+  const end = pos + length;
+  const pages: number[] = [];
+  const add = (from: number, to: number) => {
+    for (let p = Math.max(Math.floor((from - pos) / PAGE), pages.length > 0 ? pages[pages.length - 1] + 1 : 0); p <= Math.floor((to - 1 - pos) / PAGE); p++) pages.push(p);
+  };
+  for (let i = firstEndingAfter(changed, pos); i < changed.length && changed[i].start < end; i++) add(Math.max(pos, changed[i].start), Math.min(end, changed[i].end));
+  if (baseEnd < end) add(Math.max(pos, baseEnd), end);
   return pages;
 }
 

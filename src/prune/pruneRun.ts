@@ -144,18 +144,25 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   const sizes = await repo.listPacks();
   const unreadablePacks: string[] = [];
   const packs: PackContents[] = [];
+  const unindexed: PackContents[] = [];
   for (const [packId, size] of sizes) {
-    let entries: readonly PackEntry[] | undefined = entriesByPack.has(packId) ? [...entriesByPack.get(packId)!.values()] : undefined;
-    // Rule 4: an unindexed pack (a dead writer's, or an earlier prune's) counts by its own header.
-    entries ??= await repo.readPackHeader(packId, size);
-    if (!entries) {
-      unreadablePacks.push(packId);
+    // Index entries of packs that are not there are left out: a live blob only they name is missing (rule 2).
+    const indexedEntries = entriesByPack.get(packId);
+    if (indexedEntries) {
+      packs.push({ packId, size, entries: [...indexedEntries.values()] });
       continue;
     }
-    packs.push({ packId, size, entries });
-    // Index entries of packs that are not there are left out: a live blob only they name is missing (rule 2).
-    repo.addPackEntries(packId, [...entries]);
+    // Rule 4: an unindexed pack (a dead writer's, or an earlier prune's) counts by its own header, all but its
+    // page patches, as a backup re-indexes it (rule 8): a killed prune may have deleted a patch's base already.
+    const header = await repo.readPackHeader(packId, size);
+    if (!header) unreadablePacks.push(packId);
+    else unindexed.push({ packId, size, entries: header.filter((e) => blobType(e.typeFlags) !== BlobType.Patch) });
   }
+  // What the live set is read through: the copies index files name, as readers load them; an unindexed
+  // pack's blobs only fill gaps (so the walk below follows the chains restore follows).
+  for (const p of packs) repo.addPackEntries(p.packId, [...p.entries]);
+  for (const p of unindexed) repo.addPackEntries(p.packId, p.entries.filter((e) => !repo.blobLocation(e.id)));
+  packs.push(...unindexed);
 
   step('finding live blobs');
   const storedWhole = new Set<string>();

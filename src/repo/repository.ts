@@ -256,11 +256,6 @@ export class Repository {
     return this.blobs.readBlobPlaintext(id);
   }
 
-  /** As readBlobPlaintext, with the blob's patch depth (0 for a whole chunk). */
-  readBlobPlaintextAndDepth(id: Buffer): Promise<{ data: Buffer; depth: number }> {
-    return this.blobs.readBlobPlaintextAndDepth(id);
-  }
-
   /** Open (authenticate, decompress) sealed bytes the caller read itself: a page patch stays a patch. */
   unsealBlob(loc: BlobLocation, id: Buffer, sealed: Buffer): Buffer {
     return this.blobs.unsealBlob(loc, id, sealed);

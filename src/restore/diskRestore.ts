@@ -68,8 +68,8 @@ export async function restorePlanned(
   // Reads of a bounded size, a bounded number in flight (the memory budget's, see workers/memoryBudget.ts).
   const { readRangeBytes, readsInFlight } = pool.sizing;
   const jobs = plan.packs.flatMap((p) => readRanges(p.blobs.filter((b) => !isPatch(b)), undefined, readRangeBytes).map((r) => ({ packId: p.packId, ...r })));
-  // Read buffers go to a worker and come back with its result: at most one per read in flight, none fresh per read.
-  const spareReadBuffers: Uint8Array[] = [];
+  // Read buffers go to a worker and come back with its result: at most one per read in flight, none fresh per read or disk.
+  const spareReadBuffers = pool.spareReadBuffers;
   await restorePatchedChunks(repo, pool, patches, {
     targetPath,
     spareReadBuffers,

@@ -125,6 +125,7 @@ export class BtrfsSnapshotProvider implements SnapshotProvider {
             readPath: path.join(g.snapshotPath, locations[i]!.relativePath),
             ownedName: g.snapshotPath,
             tracking,
+            wholeDisk: true,
           };
         }
       }

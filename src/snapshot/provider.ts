@@ -33,6 +33,13 @@ export interface Snapshot {
    * the previous restore point.
    */
   changed?: ByteRange[];
+  /**
+   * `readPath` holds every byte of the disk, outside `changed` too (a btrfs
+   * snapshot; a QEMU incremental copy holds only what changed). The backup
+   * then reads the unchanged bytes around a change from it rather than from
+   * the previous restore point.
+   */
+  wholeDisk?: boolean;
   /** Why a full read happens although tracking was asked for (bitmap missing, guest restarted, …). */
   fullReadReason?: string;
 }

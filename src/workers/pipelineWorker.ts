@@ -9,13 +9,13 @@ import { Chunker } from '../dedupe/chunker';
 import { gearTable } from '../dedupe/gearTable';
 import { nonZeroSpans, nonZeroSpansOf } from '../dedupe/zeroRuns';
 import { RegionFingerprinter } from '../dedupe/regionFingerprint';
-import { clipSpans, complementSpans } from '../dedupe/spans';
-import { ChunkHasher, contentName } from '../crypto/chunkId';
+import { Span, clipSpans, complementSpans } from '../dedupe/spans';
+import { ChunkHasher } from '../crypto/chunkId';
 import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
-import { differingPages, worthPatching } from '../dedupe/pagePatch';
+import { differingPages, touchedPages, worthPatching } from '../dedupe/pagePatch';
 import { applyPatch, decodePatchHeader, encodePatch, patchBytesAtMost } from '../repo/pagePatchFormat';
 import {
-  PackChunksTask, ScanRegionResult, ScanRegionTask, SealSpansTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
+  PackChunksTask, ScanRegionResult, ScanRegionTask, SealChangedTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
   WritePatchedTask, DataRange, SealedChain, VerifyPatchedTask,
 } from './tasks';
 
@@ -28,8 +28,6 @@ export interface WorkerState {
   decoder: BlobDecoder;
   /** The read window: scans go through it, and packChunks reads one chunk at a time into it. */
   window: Buffer;
-  /** A whole region, only for changed-block tracking's sealSpans (it lays old chunks out at their region offsets). */
-  wholeRegion?: Buffer;
 }
 
 export function workerState(setup: WorkerSetup): WorkerState {
@@ -124,11 +122,11 @@ export function scanRegion(task: ScanRegionTask): ScanRegionResult {
   return { offsets, lengths, ids: Buffer.concat(ids), readBytes, fingerprint, sameAsPrevious, nonZeroBytes };
 }
 
-/** An old chunk a new chunk may be stored against: new byte i is old byte shift + i. */
+/** An old chunk a new chunk may be stored against (new byte i is old byte shift + i), and the new chunk's pages that differ from it. */
 interface PatchBase {
   id: Uint8Array;
   depth: number;
-  data: Uint8Array;
+  pages: number[] | undefined;
   shift: number;
 }
 
@@ -152,10 +150,9 @@ class SealedCollector {
 
   /** Seal a chunk, as a page patch against `base` when few pages changed. */
   add(id: Buffer, plain: Buffer, base?: PatchBase): void {
-    const pages = base ? differingPages(base.data, plain, base.shift) : undefined;
     const out = this.data.subarray(this.total);
-    const blob = base && worthPatching(pages, plain.length, base.depth)
-      ? state.encoder.encodeInto(BlobType.Patch, id, encodePatch(base.id, base.depth, plain, pages, base.shift, patchEncodeScratch(plain.length)), out)
+    const blob = base && worthPatching(base.pages, plain.length, base.depth)
+      ? state.encoder.encodeInto(BlobType.Patch, id, encodePatch(base.id, base.depth, plain, base.pages, base.shift, patchEncodeScratch(plain.length)), out)
       : state.encoder.encodeInto(BlobType.Data, id, plain, out);
     this.meta.starts.push(this.total);
     this.meta.typeFlags.push(blob.typeFlags);
@@ -206,7 +203,7 @@ export function packChunks(task: PackChunksTask): unknown {
         base = built;
       }
       sealed.add(id, plain, base && bases
-        ? { id: bases.ids.subarray(b * 32, b * 32 + 32), depth: bases.chains[b].patches.length, data: base, shift: bases.shifts[i] }
+        ? { id: bases.ids.subarray(b * 32, b * 32 + 32), depth: bases.chains[b].patches.length, pages: differingPages(base, plain, bases.shifts[i]), shift: bases.shifts[i] }
         : undefined);
     }
   } finally {
@@ -216,54 +213,130 @@ export function packChunks(task: PackChunksTask): unknown {
   return sealed.result({}, task.bases?.data);
 }
 
-export function sealSpans(task: SealSpansTask): unknown {
-  state.wholeRegion ??= Buffer.alloc(state.setup.regionSize);
-  const region = state.wholeRegion;
-  for (const s of task.dirtySpans) region.fill(0, s.start, s.end);
-  // Old chunks in place, as page-patch bases for the new chunks that start inside them.
-  const old: { start: number; end: number; id: Uint8Array; depth: number; data: Uint8Array }[] = [];
-  if (task.oldData) {
-    let at = 0;
-    task.oldPlacements.forEach((p, i) => {
-      const data = task.oldData!.subarray(at, at + p.end - p.start);
-      region.set(data, p.start);
-      old.push({ ...p, id: task.oldIds.subarray(i * 32, i * 32 + 32), depth: task.oldDepths[i], data });
-      at += p.end - p.start;
-    });
+export function sealChanged(task: SealChangedTask): unknown {
+  const window = state.window;
+  const total = task.spans.reduce((n, s) => n + s.end - s.start, 0);
+  // The batch's bytes go into the window's first half; copies of its old chunks, the page-patch bases, into the second.
+  if (2 * total > window.length) throw new RangeError(`sealChanged: a batch of ${total} bytes does not fit half the ${window.length}-byte window`);
+  // The spans lie one after another in the window: region offset `pos` of span k is window byte inWindow(k, pos).
+  const spanAt: number[] = [];
+  task.spans.reduce((at, s) => (spanAt.push(at), at + s.end - s.start), 0);
+  const spanOf = (pos: number) => {
+    let k = 0;
+    while (task.spans[k].end <= pos) k++;
+    return k;
+  };
+  const inWindow = (pos: number) => {
+    const k = spanOf(pos);
+    return spanAt[k] + pos - task.spans[k].start;
+  };
+  // Chunks: at most one per 4 KiB block plus a few per span and old chunk.
+  const sealed = new SealedCollector(total, Math.ceil(total / 4096) + 2 * (task.spans.length + task.olds.length) + 16, task.recycled);
+  if (task.oldsInSnapshot) return sealChangedInSnapshot(task, task.oldsInSnapshot, sealed, inWindow, total);
+  window.fill(0, 0, total);
+  const oldChunks = window.subarray(total);
+  const olds: OldChunk[] = [];
+  let at = 0;
+  for (let i = 0; i < task.olds.length; i++) {
+    const o = task.olds[i];
+    const bases = task.bases!;
+    const id = bases.ids.subarray(i * 32, i * 32 + 32);
+    const length = o.end - o.start;
+    // Rebuilt in place: the chain's last level lands in `data`, the level before in the chunk's own place in the batch.
+    const data = oldChunks.subarray(at, at + length);
+    const place = window.subarray(inWindow(o.start), inWindow(o.start) + length);
+    const depth = bases.chains[i].patches.length;
+    const built = rebuildChain(Buffer.from(bases.data.buffer, bases.data.byteOffset, bases.data.byteLength), bases.chains[i], id, depth % 2 === 1 ? [data, place] : [place, data]);
+    if (!built || built.length !== length) return sealed.result({ offsets: [], lengths: [], ids: new Uint8Array(0), readBytes: 0, damagedBase: i }, bases.data);
+    if (built.buffer !== data.buffer || built.byteOffset !== data.byteOffset) built.copy(data);
+    data.copy(place);
+    olds.push({ ...o, data, id, depth });
+    at += length;
   }
   let readBytes = 0;
   const fd = fs.openSync(task.path, 'r');
   try {
     for (const p of task.filePieces) {
-      readFully(fd, region, p.start, p.end - p.start, task.regionStart + p.start);
+      readFully(fd, window, inWindow(p.start), p.end - p.start, task.regionStart + p.start);
       readBytes += p.end - p.start;
     }
   } finally {
     fs.closeSync(fd);
   }
+  const pagesAgainst = (o: OldChunk, pos: number, plain: Buffer) => differingPages(o.data!, plain, pos - o.start);
+  return sealChangedSpans(task, olds, sealed, inWindow, pagesAgainst, readBytes);
+}
+
+/** An old chunk a change touched: its place in the region, id and patch depth, and its bytes when they were rebuilt from the repository. */
+type OldChunk = Span & { id: Uint8Array; depth: number; data?: Buffer };
+
+/**
+ * sealChanged over a snapshot of the whole disk: the batch's spans, old chunks
+ * and all, are read from it (no repository reads), and a new chunk's pages
+ * that differ from its old chunk are the ones a change touched.
+ */
+function sealChangedInSnapshot(task: SealChangedTask, given: { ids: Uint8Array; depths: number[] }, sealed: SealedCollector, inWindow: (pos: number) => number, total: number): unknown {
+  const fd = fs.openSync(task.path, 'r');
+  try {
+    for (const s of task.spans) readFully(fd, state.window, inWindow(s.start), s.end - s.start, task.regionStart + s.start);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const olds: OldChunk[] = task.olds.map((o, i) => ({ ...o, id: given.ids.subarray(i * 32, i * 32 + 32), depth: given.depths[i] }));
+  const pagesAgainst = (o: OldChunk, pos: number, plain: Buffer) => touchedPages(task.filePieces, pos, plain.length, o.end);
+  return sealChangedSpans(task, olds, sealed, inWindow, pagesAgainst, total);
+}
+
+/** The rest of sealChanged, once the batch's bytes are in the window: cut, hash and seal them, patched against the old chunks. */
+function sealChangedSpans(
+  task: SealChangedTask,
+  olds: OldChunk[],
+  sealed: SealedCollector,
+  inWindow: (pos: number) => number,
+  pagesAgainst: (o: OldChunk, pos: number, plain: Buffer) => number[] | undefined,
+  readBytes: number,
+): unknown {
+  const window = state.window;
   const offsets: number[] = [];
   const lengths: number[] = [];
   const ids: Buffer[] = [];
-  // Chunks of the dirty spans: at most one per 4 KiB block plus a short one per span.
-  const dirtyBytes = task.dirtySpans.reduce((n, s) => n + s.end - s.start, 0);
-  const sealed = new SealedCollector(dirtyBytes, Math.ceil(dirtyBytes / 4096) + 2 * task.dirtySpans.length + 16);
-  for (const dirty of task.dirtySpans) {
-    const view = region.subarray(dirty.start, dirty.end);
-    for (const span of nonZeroSpans(view, view.length, [])) {
-      let at = dirty.start + span.start;
-      for (const len of state.chunker.cut(region, at, dirty.start + span.end, task.regionStart + at)) {
-        const plain = region.subarray(at, at + len);
-        const id = state.hasher.hash(plain);
-        offsets.push(at);
-        lengths.push(len);
-        ids.push(id);
-        const covering = old.find((o) => o.start <= at && at < o.end);
-        sealed.add(id, plain, covering ? { ...covering, shift: at - covering.start } : undefined);
-        at += len;
+  let covering = 0; // olds are ascending: the one that may cover the next chunk's first byte
+  const seal = (pos: number, length: number) => {
+    const plain = window.subarray(inWindow(pos), inWindow(pos) + length);
+    const id = state.hasher.hash(plain);
+    offsets.push(pos);
+    lengths.push(length);
+    ids.push(id);
+    while (covering < olds.length && olds[covering].end <= pos) covering++;
+    const o = olds[covering];
+    sealed.add(id, plain, o && o.start <= pos ? { id: o.id, depth: o.depth, pages: pagesAgainst(o, pos, plain), shift: pos - o.start } : undefined);
+  };
+  // Non-zero stretches of [start, end) (inside one span), as a scan finds them.
+  const nonZero = (start: number, end: number) =>
+    nonZeroSpans(window.subarray(inWindow(start), inWindow(start) + end - start), end - start, []).map((s) => ({ start: start + s.start, end: start + s.end }));
+  const cut = (start: number, end: number) => {
+    for (const s of nonZero(start, end)) {
+      let pos = s.start;
+      for (const len of state.chunker.cut(window, inWindow(s.start), inWindow(s.start) + s.end - s.start, task.regionStart + s.start)) {
+        seal(pos, len);
+        pos += len;
       }
     }
+  };
+  const changedIn = (o: Span) => clipSpans(task.filePieces, o.start, o.end).reduce((n, p) => n + p.end - p.start, 0);
+  for (const span of task.spans) {
+    // Old chunks mostly unchanged keep their extents, so their pages line up with the old ones (small patches);
+    // everything between them is cut by content, as new data.
+    let fresh = span.start;
+    for (const o of olds) {
+      if (o.start < span.start || o.end > span.end || 2 * changedIn(o) >= o.end - o.start) continue;
+      if (fresh < o.start) cut(fresh, o.start);
+      for (const s of nonZero(o.start, o.end)) seal(s.start, s.end - s.start);
+      fresh = o.end;
+    }
+    if (fresh < span.end) cut(fresh, span.end);
   }
-  return sealed.result({ offsets, lengths, ids: Buffer.concat(ids), readBytes });
+  return sealed.result({ offsets, lengths, ids: Buffer.concat(ids), readBytes }, task.bases?.data);
 }
 
 export function writeBlobs(task: WriteBlobsTask): unknown {
@@ -271,7 +344,6 @@ export function writeBlobs(task: WriteBlobsTask): unknown {
   const fd = task.targetPath ? fs.openSync(task.targetPath, 'r+') : undefined;
   try {
     const data = Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength);
-    if (task.contentNameOfFirst !== undefined) result.contentName = contentName(data.subarray(0, task.contentNameOfFirst));
     task.blobs.forEach((b, i) => {
       const plain = state.decoder.decodeScratch(b.typeFlags, b.id, data.subarray(b.at, b.at + b.storedLength), b.rawLength);
       // A page patch authenticates here; only the main thread, which can fetch its base, can check its id.
@@ -421,7 +493,7 @@ function patchedLength(data: Buffer, p: DataRange): number {
 }
 
 /** The pool's task names and what runs them. */
-const TASKS = { scanRegion, packChunks, sealSpans, writeBlobs, writePatched, verifyPatched };
+const TASKS = { scanRegion, packChunks, sealChanged, writeBlobs, writePatched, verifyPatched };
 export type TaskName = keyof typeof TASKS;
 
 /**

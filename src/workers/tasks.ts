@@ -71,20 +71,23 @@ export interface PackChunksTask {
 }
 
 /**
- * Earlier chunks that new chunks may be stored as page patches against, as
- * stored: each one's root chunk sealed and its patches opened, all in `data`
- * (the worker rebuilds and checks each, as a restore does).
+ * Chunks as stored, for a worker to rebuild and check (as a restore does):
+ * each one's root chunk sealed and its patches opened, all in `data`.
  */
-export interface PatchBases {
-  /** For chunk i of the task: the index of its base below, or -1. */
+export interface StoredChains {
+  /** 32 bytes per chunk. */
+  ids: Uint8Array;
+  /** Chunk j; its patch depth (0: a whole chunk) is its number of patches. */
+  chains: SealedChain[];
+  data: Uint8Array;
+}
+
+/** Earlier chunks that new chunks may be stored as page patches against. */
+export interface PatchBases extends StoredChains {
+  /** For chunk i of the task: the index of its base, or -1. */
   of: number[];
   /** For chunk i: new byte k corresponds to base byte shifts[i] + k. */
   shifts: number[];
-  /** 32 bytes per base. */
-  ids: Uint8Array;
-  /** Base j; its patch depth (0: a whole chunk) is its number of patches. */
-  chains: SealedChain[];
-  data: Uint8Array;
 }
 
 export interface SealedBlobs {
@@ -119,11 +122,6 @@ export interface WriteBlobsTask {
   targetPath?: string;
   data: Uint8Array;
   blobs: BlobToWrite[];
-  /**
-   * check --read-data: also hash the first this-many bytes of `data` (a whole pack) as its
-   * storage name (contentName), here where the bytes already are, not on the main thread.
-   */
-  contentNameOfFirst?: number;
 }
 
 export interface WriteBlobsResult {
@@ -134,34 +132,45 @@ export interface WriteBlobsResult {
   writeError?: { code?: string; message: string };
   /** writeBlobs: the task's `data`, transferred back when it was transferred in, for the caller to read into again. */
   returned?: Uint8Array;
-  /** With the task's contentNameOfFirst: the unkeyed BLAKE3 (hex) of those bytes. */
-  contentName?: string;
 }
 
 /**
- * Changed-block tracking: rebuild the dirty spans of one region from the old
- * chunk plaintexts (`oldData` placed at `oldPlacements`) overlaid with the
- * changed ranges read from the snapshot (`filePieces`), then cut, hash and
- * seal every chunk of those spans. Offsets are relative to the region.
+ * Changed-block tracking, one batch of a region (backup/changedBatches.ts):
+ * lay each old chunk (`olds[i]`, rebuilt from `bases` chunk i) in its place,
+ * read the changed ranges (`filePieces`) from the snapshot over them, and
+ * seal every chunk of `spans`. An old chunk mostly unchanged keeps its extent
+ * (a page patch on it when few pages changed); the rest is cut as a scan
+ * cuts. Offsets are relative to the region.
  */
-export interface SealSpansTask {
+export interface SealChangedTask {
   path: string;
   regionStart: number;
-  dirtySpans: Span[];
+  /** Ascending and disjoint; together at most the worker's read window. */
+  spans: Span[];
   filePieces: Span[];
-  oldData?: Uint8Array;
-  /** Old chunk i goes to region offset `oldPlacements[i].start`; its bytes follow each other in oldData. */
-  oldPlacements: Span[];
-  /** Old chunk i's id (32 bytes each) and patch depth: a new chunk in the same place may be stored as a page patch. */
-  oldIds: Uint8Array;
-  oldDepths: number[];
+  olds: Span[];
+  /** The old chunks as stored, rebuilt in the worker: when the snapshot holds only the changed ranges. */
+  bases?: StoredChains;
+  /**
+   * Instead of `bases`, when the snapshot holds the whole disk: the old chunks'
+   * ids and patch depths. Their bytes are read from the snapshot, and a page
+   * patch against one holds the pages a change touched (filePieces), so the
+   * old chunk itself is never read from the repository.
+   */
+  oldsInSnapshot?: { ids: Uint8Array; depths: number[] };
+  /** As PackChunksTask's: a buffer to seal into, moved to the worker and back. */
+  recycled?: Uint8Array;
 }
 
-export interface SealSpansResult extends SealedBlobs {
+export interface SealChangedResult extends SealedBlobs {
   offsets: number[];
   lengths: number[];
   ids: Uint8Array;
   readBytes: number;
+  /** An old chunk (index into `olds`) that does not rebuild its id: the task stopped there, its output is incomplete. */
+  damagedBase?: number;
+  /** The task's `bases.data`, moved back for the next task's bases. */
+  returnedBases?: Uint8Array;
 }
 
 /** A byte range of a task's `data`. */

@@ -42,7 +42,7 @@ async function restoredSha(id: string): Promise<string> {
 }
 
 describe('backup --all of a guest on btrfs', () => {
-  it('reads everything the first night, then only what changed', async () => {
+  it('reads everything the first night, then only the chunks the changes touched, from the snapshot', async () => {
     const first = await backupAll();
     expect(first.ok).toBe(true);
     expect(first.snapshotKinds).toEqual(['btrfs']);
@@ -53,7 +53,8 @@ describe('backup --all of a guest on btrfs', () => {
     expect(second.ok).toBe(true);
     expect(second.fullReads).toEqual([]);
     expect(second.readBytes).toBeGreaterThanOrEqual(pages * 4096 * 0.9);
-    expect(second.readBytes).toBeLessThan(second.logicalBytes * 0.05);
+    // 1300 pages over ~1000 chunks of ~256 KiB leave about a third of them untouched, and unread.
+    expect(second.readBytes).toBeLessThan(first.readBytes * 0.85);
     expect(await restoredSha(second.id)).toBe(await sha256File(image));
   });
 });

@@ -1,7 +1,7 @@
 // Peak memory of nightly backups (issue 11): a backup that stores changed
 // chunks as page patches against the previous night's chunks (bases read
 // from the repository and rebuilt by the workers, chains deeper than one)
-// stays within the default 160 MiB budget, and near the smallest one, 96M.
+// stays well within the default 160 MiB budget, and within the smallest one, 96M.
 // The bench's nights (4 guests x 2 GiB) peaked at 181-195 MiB before.
 import * as fs from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -64,12 +64,14 @@ beforeAll(async () => {
 }, 180_000);
 
 describe('peak memory of nightly backups with page patches (4 GiB image, 256 MiB of data)', () => {
-  it('stays under 160 MiB by default, and under 100 MiB with --memory 96M', async () => {
+  // V8's --optimize-for-size (src/cli/v8Memory.ts): before it 149-154 and 97-100 MiB, after 134-142 and 89 MiB;
+  // the limits leave room for other machines (a fresh CI machine is not this one).
+  it('stays under 148 MiB by default, and under 95 MiB with --memory 96M', async () => {
     const byDefault = await nextNight();
     expectPatched(byDefault.out);
-    expect(byDefault.peakMiB, 'default budget').toBeLessThanOrEqual(160);
+    expect(byDefault.peakMiB, 'default budget').toBeLessThanOrEqual(148);
     const smallest = await nextNight(['--memory', '96M']);
     expectPatched(smallest.out);
-    expect(smallest.peakMiB, '--memory 96M').toBeLessThanOrEqual(100);
+    expect(smallest.peakMiB, '--memory 96M').toBeLessThanOrEqual(95);
   }, 120_000);
 });

@@ -1,7 +1,7 @@
 // Peak memory of `check --read-data` (issue 11): several packs in flight and
 // page-patch chains rebuilt in the workers still fit the memory budget — the
 // default 160 MiB, and 96 MiB with --memory 96M (tasks on the main thread, one
-// pack at a time). The peak is the kernel's high-water mark of the whole
+// pack at a time, read in pieces). The peak is the kernel's high-water mark of the whole
 // process (workers included), read as ferry exits.
 import * as fs from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -39,12 +39,14 @@ describe('check --read-data of 256 MiB of data with page patches', () => {
     const report = JSON.parse(expectSuccess(result)) as { packsRead: number; packs: number; damage: unknown[] };
     expect(report.damage).toEqual([]);
     expect(report.packsRead).toBe(report.packs);
+    // 113.5-122.9 MiB measured since packs are read in pieces (139-156 with whole packs).
     expect(peakRssBytes / MiB).toBeLessThanOrEqual(160);
   });
 
   it('stays under 96 MiB with --memory 96M', async () => {
     const { result, peakRssBytes } = await ferryPeakRss(scratch, ['check', '--repo', repo, '--read-data', '--memory', '96M'], { env });
     expectSuccess(result);
+    // 74.9-75.2 MiB measured since packs are read in pieces (93.8-97.0 when a whole 16 MiB pack was held).
     expect(peakRssBytes / MiB).toBeLessThanOrEqual(96);
   });
 });

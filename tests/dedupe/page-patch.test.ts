@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { differingPages, worthPatching } from '../../src/dedupe/pagePatch';
+import { differingPages, touchedPages, worthPatching } from '../../src/dedupe/pagePatch';
 import { applyPatch, decodePatchHeader, encodePatch, MAX_PATCH_DEPTH, PAGE } from '../../src/repo/pagePatchFormat';
 
 describe('page patches', () => {
@@ -14,6 +14,28 @@ describe('page patches', () => {
     expect(differingPages(base, next)).toEqual([3, 10, 64]);
     expect(differingPages(base, base)).toEqual([]);
     expect(differingPages(base, next, base.length)).toBeUndefined(); // no base byte to compare with
+  });
+
+  it('knows the pages that may differ from where the changes fell, without the base', () => {
+    // A chunk at disk byte 100 000 (not page-aligned), 10 pages and a bit long; its base ends at 100 000 + 9.5 pages.
+    const pos = 100_000;
+    const length = 10 * PAGE + 300;
+    const changed = [
+      { start: 0, end: 50_000 }, // before the chunk
+      { start: pos + PAGE + 10, end: pos + PAGE + 20 }, // inside page 1
+      { start: pos + 3 * PAGE - 1, end: pos + 3 * PAGE + 1 }, // the last byte of page 2 and the first of page 3
+      { start: pos + 5 * PAGE, end: pos + 5 * PAGE + 2 * PAGE }, // pages 5 and 6, exactly
+    ];
+    expect(touchedPages(changed, pos, length, pos + length)).toEqual([1, 2, 3, 5, 6]);
+    // Pages reaching past the base's end differ too (9 and the short page 10), once each.
+    expect(touchedPages(changed, pos, length, pos + 9 * PAGE + PAGE / 2)).toEqual([1, 2, 3, 5, 6, 9, 10]);
+    expect(touchedPages([...changed, { start: pos + 9 * PAGE, end: pos + 12 * PAGE }], pos, length, pos + 9 * PAGE + 1)).toEqual([1, 2, 3, 5, 6, 9, 10]);
+    expect(touchedPages(changed.slice(0, 1), pos, length, pos + length)).toEqual([]);
+    // The same pages a comparison finds, when the changes are all there is.
+    const old = randomBytes(length);
+    const now = Buffer.from(old);
+    for (const c of changed.slice(1)) randomBytes(c.end - c.start).copy(now, c.start - pos);
+    expect(touchedPages(changed, pos, length, pos + length)).toEqual(differingPages(old, now));
   });
 
   it('rebuilds the new chunk from the base and the changed pages only', () => {

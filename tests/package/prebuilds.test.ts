@@ -16,5 +16,10 @@ describe('committed prebuilds of the SEEK_DATA addon', () => {
       expect(elf.readUInt16LE(16)).toBe(3); // ET_DYN
       expect(elf.readUInt16LE(18)).toBe(machine);
     });
+
+    it(`prebuilds/linux-${arch}/ferry.node also exports mallocMmapThreshold (native/memory.c)`, () => {
+      const elf = fs.readFileSync(path.join(root, 'prebuilds', `linux-${arch}`, 'ferry.node'));
+      expect(elf.includes('mallocMmapThreshold')).toBe(true);
+    });
   }
 });

@@ -246,13 +246,24 @@ describe('a holder that loses its lock', () => {
 });
 
 describe('sync', () => {
+  // A source of its own, 12 MiB: at 4 MiB/s its copy lasts a few seconds (the shared repository holds what the
+  // backups above stored, and copying that at the cap took ~14 s a test).
+  let source: TestRepo;
+  let sourcePoint: string;
+  beforeAll(async () => {
+    source = await TestRepo.init(scratch, 'sync-source');
+    const image = scratch.path('sync-source.img');
+    writeRandomishImage(image, 12 * MiB, 9, { holes: 0, text: 0 });
+    sourcePoint = (await source.backup('small', [image])).id;
+  });
+
   for (const keyed of [true, false]) {
     it(`holds shared locks on both ends ${keyed ? 'with' : 'without'} the passphrase: forget is refused on the source and on the target while it runs`, async () => {
       const dst = scratch.path(`dst-${keyed ? 'keyed' : 'keyless'}`);
-      expectSuccess(await ferry(['init', '--from', repo.path, '--repo', dst]), 'init --from');
-      const env = { ...hostA(), ...(keyed ? { FERRY_PASSWORD_FILE: repo.passwordFile } : {}) };
+      expectSuccess(await ferry(['init', '--from', source.path, '--repo', dst]), 'init --from');
+      const env = { ...hostA(), ...(keyed ? { FERRY_PASSWORD_FILE: source.passwordFile } : {}) };
       // A bandwidth cap makes the copy take seconds, so the sync is still running when it is stopped.
-      const run = spawnFerry(['sync', repo.path, dst, '--limit-upload', '4M'], { env });
+      const run = spawnFerry(['sync', source.path, dst, '--limit-upload', '4M'], { env });
       let exited = false;
       void run.done.then(() => (exited = true));
       try {
@@ -261,7 +272,7 @@ describe('sync', () => {
         while (locksOf(dst).length === 0 && !exited && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
         expect(exited, 'the sync finished before its lock on the target appeared').toBe(false);
         process.kill(run.child.pid!, 'SIGSTOP');
-        expect(locksOf(repo.path)).toHaveLength(1);
+        expect(locksOf(source.path)).toHaveLength(1);
         if (!keyed) {
           // Without the key the lock is plaintext: it must not name the host.
           const bytes = fs.readFileSync(path.join(dst, 'locks', locksOf(dst)[0]));
@@ -269,17 +280,17 @@ describe('sync', () => {
           expect(bytes.toString()).not.toContain(os.hostname());
         }
 
-        expectCleanFailure(await repo.at(dst).run(['forget', pointId], { env: hostA() }), { code: EXIT.locked, message: /'sync \(target\)'/ });
-        expectCleanFailure(await repo.run(['forget', pointId], { env: hostA() }), { code: EXIT.locked, message: /'sync \(source\)'/ });
+        expectCleanFailure(await source.at(dst).run(['forget', sourcePoint], { env: hostA() }), { code: EXIT.locked, message: /'sync \(target\)'/ });
+        expectCleanFailure(await source.run(['forget', sourcePoint], { env: hostA() }), { code: EXIT.locked, message: /'sync \(source\)'/ });
         // Shared: a reader (check) may run beside it.
-        await repo.at(dst).expectCheckPasses(false);
+        await source.at(dst).expectCheckPasses(false);
       } finally {
         process.kill(run.child.pid!, 'SIGCONT');
       }
       expectSuccess(await run.done, 'sync');
       expect(locksOf(dst)).toEqual([]);
-      expect(locksOf(repo.path)).toEqual([]);
-      expect((await repo.at(dst).list()).map((p) => p.id)).toContain(pointId);
+      expect(locksOf(source.path)).toEqual([]);
+      expect((await source.at(dst).list()).map((p) => p.id)).toContain(sourcePoint);
     });
   }
 

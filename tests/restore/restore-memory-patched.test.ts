@@ -50,7 +50,9 @@ describe('restoring a point of page-patched chunks', () => {
     expect(patchBlobs).toBeGreaterThanOrEqual(1500);
   });
 
-  for (const [budget, limit] of [[undefined, 160], ['96M', 96]] as const) {
+  // V8's --optimize-for-size (src/cli/v8Memory.ts): before it 142-145 and 90-92 MiB, after 126-128 and 83-84 MiB;
+  // the limits leave room for other machines.
+  for (const [budget, limit] of [[undefined, 138], ['96M', 89]] as const) {
     it(`stays under ${limit} MiB${budget ? ` with --memory ${budget}` : ' by default'}, bit-exact`, async () => {
       const out = scratch.mkdir(`restore-${limit}`);
       const { result, peakRssBytes } = await ferryPeakRss(

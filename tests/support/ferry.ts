@@ -165,13 +165,17 @@ export class TestRepo {
     readonly passwordFile: string,
   ) {}
 
-  /** `ferry init` a new repository at `dir` (must not exist yet). */
-  static async init(scratch: Scratch, name: string, opts: { dir?: string; password?: string } = {}): Promise<TestRepo> {
+  /**
+   * `ferry init` a new repository at `dir` (must not exist yet). `chunker` (e.g. `fixed:256K`): chunk boundaries that
+   * do not hang on the repository's random keys, for tests that count chunks (fastcdc cuts where its keyed gear table says).
+   */
+  static async init(scratch: Scratch, name: string, opts: { dir?: string; password?: string; chunker?: string } = {}): Promise<TestRepo> {
     const dir = opts.dir ?? scratch.path(name);
     const passwordFile = scratch.path(`${name}.password`);
     fs.writeFileSync(passwordFile, `${opts.password ?? `correct horse ${name}`}\n`, { mode: 0o600 });
     const repo = new TestRepo(dir, passwordFile);
-    expectSuccess(await ferry(['init', '--repo', dir, '--password-file', passwordFile, ...FAST_KDF]), 'ferry init');
+    const chunker = opts.chunker ? ['--chunker', opts.chunker] : [];
+    expectSuccess(await ferry(['init', '--repo', dir, '--password-file', passwordFile, ...FAST_KDF, ...chunker]), 'ferry init');
     return repo;
   }
 
