@@ -26,7 +26,9 @@
 # keeps the backing file and repositories, still unmounted).
 #
 # Environment: FERRY_BENCH_DIR [/var/tmp/ferry-bench], CBT_SEED [ferry-cbt-1],
-# CBT_OUT [bench/results/cbt.md], CBT_RESTIC [1] (0 skips restic).
+# CBT_OUT [bench/results/cbt.md], CBT_RESTIC [1] (0 skips restic),
+# CBT_PROFILE_DIR [unset] (ferry's backups write V8 CPU profiles there,
+# workers included: `node --cpu-prof`; the timings then include its cost).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,6 +38,8 @@ W=$BENCH_DIR/cbt
 SEED=${CBT_SEED:-ferry-cbt-1}
 OUT=${CBT_OUT:-$here/results/cbt.md}
 RUN_RESTIC=${CBT_RESTIC:-1}
+PROFILE=()
+if [[ -n ${CBT_PROFILE_DIR:-} ]]; then mkdir -p "$CBT_PROFILE_DIR"; PROFILE=(--cpu-prof --cpu-prof-dir "$CBT_PROFILE_DIR"); fi
 export FERRY_PASSWORD=${BENCH_PASSWORD:-ferry-bench-passphrase}
 export RESTIC_PASSWORD=$FERRY_PASSWORD RESTIC_CACHE_DIR=$W/restic-cache
 
@@ -288,7 +292,7 @@ run_night() { # night label changedBytes
   local n=$1 label=$2 changed=$3 k
   k=ferry$n
   log "night $n ($label): ferry backup --all"
-  timed "ferry-backup-n$n" "$W/logs/ferry-backup-n$n.json" -- node "$APP/bin/ferry" backup --all --config "$CONF" --work-dir "$W/work" --json
+  timed "ferry-backup-n$n" "$W/logs/ferry-backup-n$n.json" -- node "${PROFILE[@]}" "$APP/bin/ferry" backup --all --config "$CONF" --work-dir "$W/work" --json
   R[$k.wall]=$T_WALL R[$k.cpu]=$T_CPU R[$k.rss]=$T_RSS_KB R[$k.in]=$T_IN R[$k.rc]=$T_RC R[$k.load]="$T_LOAD0→$T_LOAD1"
   R[$k.read]=$(jget "$W/logs/ferry-backup-n$n.json" readBytes)
   R[$k.new]=$(jget "$W/logs/ferry-backup-n$n.json" newBytes)
@@ -380,7 +384,7 @@ if (restic) {
 L.push('');
 L.push('| ratio | scattered 4 KiB (night 1) | clustered 1 MiB (night 2) |');
 L.push('| --- | ---: | ---: |');
-L.push('| ferry bytes read, incremental / full (goal ≈ 2%) | ' + pct(num('ferry1.read'), num('ferry0.read')) + ' | ' + pct(num('ferry2.read'), num('ferry0.read')) + ' |');
+L.push('| ferry bytes read, incremental / full (the chunks the change touched) | ' + pct(num('ferry1.read'), num('ferry0.read')) + ' | ' + pct(num('ferry2.read'), num('ferry0.read')) + ' |');
 L.push('| ferry bytes read / disk size (10 GiB) | ' + pct(num('ferry1.read'), ${IMG_LOGICAL}) + ' | ' + pct(num('ferry2.read'), ${IMG_LOGICAL}) + ' |');
 L.push('| ferry bytes read / bytes changed | ' + x(num('ferry1.read'), num('ferry1.changed')) + ' | ' + x(num('ferry2.read'), num('ferry2.changed')) + ' |');
 L.push('| ferry incremental wall / ferry full wall | ' + x(num('ferry1.wall'), num('ferry0.wall')) + ' | ' + x(num('ferry2.wall'), num('ferry0.wall')) + ' |');
@@ -395,7 +399,7 @@ L.push('| restore of that night, sha256 = image | ' + g('restore1.check') + ' ('
 L.push('');
 L.push('"bytes read" is ferry\'s \`readBytes\` (from the image; holes are not read, so ferry\'s full read is the allocated ' + gb(${IMG_ALLOC}) + ', not the disk size) and restic\'s \`total_bytes_processed\` (restic reads the whole file, holes as zeros, whenever its mtime changed). Night 0\'s "bytes changed" is the allocated size of the image. "bytes newly stored" is ferry\'s \`newBytes\` (compressed, = its repository growth) and restic\'s repository growth (\`du -sb\`; its \`data_added\`, before compression: ' + ['restic0','restic1','restic2'].map(k => gb(num(k + '.added'))).join(' / ') + '). Storage reads seen by the kernel (\`/usr/bin/time\` %I, 512-byte blocks, after the page cache drop): ' + ['ferry0','ferry1','ferry2'].concat(restic ? ['restic0','restic1','restic2'] : []).map(k => k + ' ' + gb(num(k + '.in') * 512)).join(', ') + '. Repository bytes after night 2: ferry ' + gb(${repo_bytes}) + (restic ? ', restic ' + gb(${restic_bytes}) : '') + '.');
 L.push('');
-L.push('Where the incremental cost goes: ferry reads from the image only the ranges \`btrfs send --no-data\` reports, but every stored chunk (fastcdc ~256 KiB) a change touches is rebuilt from its stored plaintext (fetched from the repository, decrypted, decompressed), overlaid and re-cut. 4 KiB pages scattered over the whole disk touch nearly every chunk, so that night reads back most of the repository (kernel storage reads and CPU above, compared with night 0); the same 2% in 1 MiB runs touches few chunks.');
+L.push('Where the incremental cost goes: ferry reads only the chunks (fastcdc ~256 KiB) a change reported by \`btrfs send --no-data\` touches, whole, from the btrfs snapshot (which holds the whole disk), re-cuts and hashes them, and stores each as a page patch of the pages the change touched; it reads nothing of the old chunks from the repository. 4 KiB pages scattered over the whole disk touch nearly every chunk, so that night reads most of the allocated bytes ("bytes read" above) but compresses only the pages; the same 2% in 1 MiB runs touches few chunks. (A provider whose snapshot holds only the changed ranges, a QEMU incremental copy, rebuilds the touched chunks from the repository instead.)');
 L.push('');
 L.push('Written by \`bash bench/cbt.sh\`; raw numbers in \`\$FERRY_BENCH_DIR/cbt/raw.jsonl\` and the JSON outputs in \`cbt/logs/\`.');
 fs.writeFileSync(process.argv[2], L.join('\n') + '\n');

@@ -158,6 +158,24 @@ for t in $TOOLS; do
   done
   [[ -n ${BENCH_KEEP_RESTORE:-} ]] || rm -rf "$work/restore/$t"
 done
+
+# ferry restores a whole fleet in one command too (`restore latest --all`: one key
+# derivation, one index load, one worker pool for every guest); restic and borg
+# have no such command, so their figure stays the sum of one command per guest.
+if [[ " $TOOLS " == *" ferry "* ]]; then
+  drop_caches "$CORPUS/nights/$NIGHTS"
+  blog "ferry: restore night $NIGHTS, all guests in one command"
+  d=$work/restore/ferry-all
+  rm -rf "$d"
+  timed "$raw" ferry restoreall "$NIGHTS" all "$work/logs/ferry-restore-all.log" -- node "$FERRY_BIN" restore --repo "$(repo_of ferry)" latest --all --to "$d" || true
+  for g in $(seq 1 "$GUESTS"); do
+    f=$d/guest$g/guest$g.img
+    ok=false
+    [[ -f $f && $(sha256sum "$f" | cut -d' ' -f1) == "${want[guest$g.img]}" ]] && ok=true
+    record "$raw" "{\"tool\":\"ferry\",\"phase\":\"restored\",\"night\":$NIGHTS,\"guest\":\"guest$g\",\"file\":\"$f\",\"via\":\"restore --all\",\"sha256ok\":$ok}"
+  done
+  [[ -n ${BENCH_KEEP_RESTORE:-} ]] || rm -rf "$d"
+fi
 rm -f "$stage"/*.img
 
 # Every stored byte read back and verified, page cache dropped; its limit is a
