@@ -188,7 +188,7 @@ export class DiskBackup {
     wholeDisk: boolean,
     progress: DiskProgress,
   ): Promise<MapEntry[]> {
-    const { batches, kept } = changedBatches(changed, oldEntries, this.changedBatchBytes);
+    const { batches, kept } = changedBatches(changed, oldEntries, this.changedBatchBytes(wholeDisk));
     const fresh: MapEntry[] = [];
     // The next batch's old chunks are read while a worker seals this one: the reads (one per chunk, cold
     // on a nightly run) overlap the work instead of alternating with it.
@@ -270,12 +270,15 @@ export class DiskBackup {
   }
 
   /**
-   * A batch of changed-block tracking: half a worker's read window (the other half holds the old chunks),
-   * which is at least twice the largest chunk (workers/pipelineWorker.ts), so whole old chunks fit.
+   * A batch of changed-block tracking: half a worker's read window when the other half holds the old
+   * chunks rebuilt from the repository, the whole window when they are read from a whole-disk snapshot
+   * in their place (half as many tasks). The window holds at least twice the largest chunk
+   * (workers/pipelineWorker.ts), so whole old chunks fit.
    */
-  private get changedBatchBytes(): number {
+  private changedBatchBytes(wholeDisk: boolean): number {
     const largestChunk = Math.max(this.repo.settings.chunker.maxSize, this.repo.settings.chunker.avgSize);
-    return Math.floor(Math.max(this.pool.sizing.windowBytes, 2 * largestChunk) / 2);
+    const window = Math.max(this.pool.sizing.windowBytes, 2 * largestChunk);
+    return wholeDisk ? window : Math.floor(window / 2);
   }
 
   private async storeRegion(

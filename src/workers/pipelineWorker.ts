@@ -216,8 +216,10 @@ export function packChunks(task: PackChunksTask): unknown {
 export function sealChanged(task: SealChangedTask): unknown {
   const window = state.window;
   const total = task.spans.reduce((n, s) => n + s.end - s.start, 0);
-  // The batch's bytes go into the window's first half; copies of its old chunks, the page-patch bases, into the second.
-  if (2 * total > window.length) throw new RangeError(`sealChanged: a batch of ${total} bytes does not fit half the ${window.length}-byte window`);
+  // The batch's bytes go into the window's first half; copies of its old chunks rebuilt from the
+  // repository, the page-patch bases, into the second. Read from a whole-disk snapshot, they are the batch's own bytes.
+  const needed = task.oldsInSnapshot ? total : 2 * total;
+  if (needed > window.length) throw new RangeError(`sealChanged: a batch of ${total} bytes needs ${needed} bytes of the ${window.length}-byte window`);
   // The spans lie one after another in the window: region offset `pos` of span k is window byte inWindow(k, pos).
   const spanAt: number[] = [];
   task.spans.reduce((at, s) => (spanAt.push(at), at + s.end - s.start), 0);
