@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SeededRandom, TestRepo, expectSuccess, parseJson, runDir, useScratch, writeRandomishImage } from '../support';
+import { SeededRandom, TestRepo, expectSuccess, ferryStateDir, parseJson, useScratch, writeRandomishImage } from '../support';
 import { RestoreJournal } from '../../src/site/restoreJournal';
 import { LOCAL_BATCH_REGIONS, PARTIAL_SUFFIX } from '../../src/site/siteRestore';
 import { REGION_SIZE } from '../../src/repo/format';
@@ -76,7 +76,7 @@ function sameAsImage(file: string): boolean {
 
 describe('site restore killed at random moments', () => {
   it(`${KILLS} SIGKILLs at seeded moments across an unkilled run: each re-run completes bit-exact and writes only what was missing, plus at most one batch`, async () => {
-    const journal = new RestoreJournal(path.join(runDir(), 'ferry-state', 'site-restore')); // FERRY_STATE_DIR of every ferry the tests run
+    const journal = new RestoreJournal(path.join(ferryStateDir(), 'site-restore')); // FERRY_STATE_DIR of every ferry the tests run
     const guestDir = path.join(pool, 'rk01');
     const target = path.join(guestDir, 'rk01.img');
     const partial = `${target}${PARTIAL_SUFFIX}`;
@@ -138,7 +138,7 @@ describe('site restore killed at random moments', () => {
   });
 
   it('a run killed between the rename of the complete disk and its journal record: the re-run takes the disk as its own and writes nothing', async () => {
-    const journal = new RestoreJournal(path.join(runDir(), 'ferry-state', 'site-restore'));
+    const journal = new RestoreJournal(path.join(ferryStateDir(), 'site-restore'));
     const target = path.join(pool, 'rk01', 'rk01.img');
     fs.rmSync(path.dirname(target), { recursive: true, force: true });
     journal.forget('new01', target);

@@ -33,17 +33,43 @@ function assertBuilt(): void {
   }
 }
 
+let ownDirs: { state: string; run: string } | undefined;
+
+/**
+ * This test file's own FERRY_STATE_DIR and FERRY_RUN_DIR, inside the run
+ * directory. Test files run two at a time: a shared state directory would
+ * let one file's site restore find another's journal, and a shared run
+ * directory would let one file's `backup --all` hold another's lock. (Each
+ * test file imports this module afresh, so these are made once per file.)
+ */
+function ownDirsOfThisFile(): { state: string; run: string } {
+  ownDirs ??= (() => {
+    const dir = fs.mkdtempSync(path.join(runDir(), 'ferry-dirs-'));
+    const dirs = { state: path.join(dir, 'state'), run: path.join(dir, 'run') };
+    fs.mkdirSync(dirs.run);
+    return dirs;
+  })();
+  return ownDirs;
+}
+
+/** FERRY_STATE_DIR of every ferry this test file runs (site restore journals live under it). */
+export function ferryStateDir(): string {
+  return ownDirsOfThisFile().state;
+}
+
 /**
  * The environment ferry runs in: ours minus any FERRY_* setting, plus `extra`.
- * This host's record of restore points (FERRY_STATE_DIR) goes to the run
- * directory, never to the home directory of whoever runs the tests.
+ * This host's record of restore points (FERRY_STATE_DIR) and the host-wide
+ * `backup --all` lock (FERRY_RUN_DIR) go to this file's own directories in
+ * the run directory, never to the home directory or /run of whoever runs the tests.
  */
 export function ferryEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (!k.startsWith('FERRY_')) env[k] = v;
   }
-  env.FERRY_STATE_DIR = path.join(runDir(), 'ferry-state');
+  env.FERRY_STATE_DIR = ownDirsOfThisFile().state;
+  env.FERRY_RUN_DIR = ownDirsOfThisFile().run;
   for (const [k, v] of Object.entries(extra)) {
     if (v === undefined) delete env[k];
     else env[k] = v;
