@@ -15,6 +15,7 @@ import { NotFoundError } from '../storage/backend';
 import { ReadDataSubset, packInSubset } from './readDataSubset';
 import { packPieces } from './packPieces';
 import { ContentNameHasher } from '../crypto/chunkId';
+import { decodePatchHeader } from '../repo/pagePatchFormat';
 
 export interface Damage {
   /** Storage object, as CorruptionError.object names it: `data/<pack id>`, `index/<name>`, `snapshots/<id>`, or `index`. */
@@ -106,7 +107,8 @@ async function loadIndex(repo: Repository, damage: Damage[]) {
 }
 
 /** Page patches whose pack verified them, to check that they rebuild their chunk. */
-type PatchToCheck = { id: Buffer; object: string };
+/** A page patch that authenticated in the pack pass, with its base's id (hex) when its header reads. */
+type PatchToCheck = { id: Buffer; object: string; base?: string };
 
 /**
  * Phase 2: every pack against the index (and, with readData, every blob's bytes).
@@ -228,10 +230,10 @@ async function examinePack(
     }
     for (const e of toVerify.values()) if (e.offset + e.storedLength > size) blobDamaged(e, `at offset ${e.offset} lies past the end of the pack (${size} bytes)`);
     if (!verified) return 0;
-    const { bad } = verified;
+    const { bad, patchBases } = verified;
     fits.forEach((e, i) => {
       if (bad.has(i)) blobDamaged(e, `at offset ${e.offset} fails authentication or its id`);
-      else if (blobType(e.typeFlags) === BlobType.Patch && indexedHere(e)) patches.push({ id: e.id, object });
+      else if (blobType(e.typeFlags) === BlobType.Patch && indexedHere(e)) patches.push({ id: e.id, object, base: patchBases.get(i) });
     });
     return fits.length - bad.size;
   };
@@ -240,7 +242,8 @@ async function examinePack(
 /**
  * Every byte of a pack, a piece at a time (packPieces.ts): each piece is hashed here into the
  * pack's name as it arrives and goes to a worker (without a copy) to verify its blobs, while
- * the next piece is read. Returns the indexes into `blobs` that fail, and the pack's content name.
+ * the next piece is read. Returns the indexes into `blobs` that fail, the pack's content name, and
+ * each page patch's base id (hex) by its index into `blobs`.
  */
 async function verifyInPieces(
   repo: Repository,
@@ -249,10 +252,11 @@ async function verifyInPieces(
   size: number,
   blobs: readonly PackEntry[],
   readBuffers: Uint8Array[],
-): Promise<{ bad: Set<number>; contentName: string }> {
+): Promise<{ bad: Set<number>; contentName: string; patchBases: Map<number, string> }> {
   const pieceBytes = pool.sizing.readRangeBytes;
   const name = new ContentNameHasher();
   const bad = new Set<number>();
+  const patchBases = new Map<number, string>();
   let verifying: Promise<void> = Promise.resolve();
   for (const piece of packPieces(size, blobs, pieceBytes)) {
     const length = piece.end - piece.start;
@@ -277,29 +281,35 @@ async function verifyInPieces(
       .then((result) => {
         if (result.returned) readBuffers.push(result.returned);
         for (const j of result.bad) bad.add(piece.blobs[j]);
+        for (const [j, base] of result.patchBases ?? []) patchBases.set(piece.blobs[j], base);
       });
     // Awaited before the next piece or below; until then a failure must not count as unhandled.
     verifying.catch(() => undefined);
   }
   await verifying;
-  return { bad, contentName: name.digest() };
+  return { bad, contentName: name.digest(), patchBases };
 }
 
 /**
  * Phase 3: page patches authenticate in the pack pass; that they rebuild their chunk needs the base chain.
  * This thread fetches each chain and opens its small patches; the workers open the root, lay the patches
- * over it and check every level's id, a batch of chains per task (as restore does).
- * A chain that does not rebuild there (or cannot be fetched) is judged again here by reading the chunk
- * (readBlobPlaintext), so the findings and their order are what reading each patch in turn finds.
+ * over it and check every level's id, a batch of chains per task (as restore does). A chain checked so
+ * checks every older patch in it too, so only the newest patch of each chain (one no other patch names
+ * as its base) is rebuilt: a chunk patched on three nights costs one rebuild of three levels, not three
+ * rebuilds of six.
+ * A patch no chain rebuilt (its own failed, or could not be fetched) is judged again here by reading the
+ * chunk (readBlobPlaintext), so the findings and their order are what reading each patch in turn finds.
  * Returns the damage of patches in packs no index names (`orphanNumbers`), kept apart until phase 4.
  */
 async function checkPatches(repo: Repository, pool: PipelinePool, patches: PatchToCheck[], { damage, damagedBlobs }: Findings, orphanNumbers: Set<number>): Promise<Damage[]> {
   const toCheck = patches.filter((p) => !damagedBlobs.has(p.id.toString('hex')));
-  const rebuilt = await rebuildInWorkers(repo, pool, toCheck);
+  const bases = new Set(toCheck.map((p) => p.base));
+  const newest = toCheck.filter((p) => !bases.has(p.id.toString('hex')));
+  const rebuilt = await rebuildInWorkers(repo, pool, newest);
   const unindexed: Damage[] = [];
-  for (const [i, p] of toCheck.entries()) {
-    if (rebuilt.has(i)) continue;
+  for (const p of toCheck) {
     const hex = p.id.toString('hex');
+    if (rebuilt.has(hex)) continue;
     try {
       await repo.readBlobPlaintext(p.id);
     } catch (err) {
@@ -316,9 +326,9 @@ async function checkPatches(repo: Repository, pool: PipelinePool, patches: Patch
 /** Patches to a task at most (their chains are fetched together). */
 const PATCHES_PER_GROUP = 8;
 
-/** The indexes (into `patches`) of those whose chains the workers rebuilt and checked. */
-async function rebuildInWorkers(repo: Repository, pool: PipelinePool, patches: PatchToCheck[]): Promise<Set<number>> {
-  const rebuilt = new Set<number>();
+/** The ids (hex) of every patch in the chains of `patches` that the workers rebuilt and checked level by level. */
+async function rebuildInWorkers(repo: Repository, pool: PipelinePool, patches: PatchToCheck[]): Promise<Set<string>> {
+  const rebuilt = new Set<string>();
   const { readRangeBytes } = pool.sizing;
   const all = [...patches.keys()];
   const groups: number[][] = [];
@@ -331,18 +341,35 @@ async function rebuildInWorkers(repo: Repository, pool: PipelinePool, patches: P
     const fetched = await Promise.all(group.map((i) => repo.readPatchChainInto(patches[i].id, Buffer.alloc(0)).then((chain) => ({ i, chain }), skipDamage)));
     for (const batch of chainBatches(fetched.filter((f): f is { i: number; chain: ChainInScratch } => f !== undefined), readRangeBytes)) {
       const into = batch.bytes <= readRangeBytes ? spareBuffers.pop() ?? new Uint8Array(readRangeBytes) : new Uint8Array(batch.bytes);
+      // The ids of each chain's patches, newest first, read before the chains' scratches are laid out.
+      const chainIds = batch.chains.map((c) => patchIdsOf(patches[c.i].id, c.chain));
       const laid = await loadSealedChains(repo, batch.chains.map((c) => c.chain), into).catch(skipDamage);
       // (A root that cannot be read: its patches are judged one by one on this thread.)
       if (!laid) continue;
       const result = await pool.verifyPatched({ data: into, chunks: laid.map((chain, k) => ({ ...chain, id: patches[batch.chains[k].i].id })) });
       if (into.byteLength === readRangeBytes && result.returned?.byteLength === readRangeBytes) spareBuffers.push(result.returned);
       const bad = new Set(result.bad);
-      batch.chains.forEach((c, k) => {
-        if (!bad.has(k)) rebuilt.add(c.i);
+      chainIds.forEach((ids, k) => {
+        if (!bad.has(k)) for (const id of ids) rebuilt.add(id);
       });
     }
   });
   return rebuilt;
+}
+
+/**
+ * The ids (hex) of the patches of a chain whose newest patch is `id`: each older one is the base the
+ * next names in its header. (Every level's id is what the worker checks the chunk it makes against.)
+ */
+function patchIdsOf(id: Buffer, chain: ChainInScratch): string[] {
+  const ids = [id.toString('hex')];
+  for (let k = chain.patches.length - 1; k > 0; k--) {
+    const p = chain.patches[k];
+    const header = decodePatchHeader(chain.scratch.subarray(p.at, p.at + p.length));
+    if (!header) break;
+    ids.push(header.baseId.toString('hex'));
+  }
+  return ids;
 }
 
 /** Chains in runs that fit a task buffer of `bytes` (a larger chain alone). */

@@ -349,7 +349,12 @@ export function writeBlobs(task: WriteBlobsTask): unknown {
     task.blobs.forEach((b, i) => {
       const plain = state.decoder.decodeScratch(b.typeFlags, b.id, data.subarray(b.at, b.at + b.storedLength), b.rawLength);
       // A page patch authenticates here; only the main thread, which can fetch its base, can check its id.
-      if (plain && blobType(b.typeFlags) === BlobType.Patch && b.targets.length === 0) return;
+      // Its base goes back with the result: check rebuilds only the newest patch of each chain.
+      if (plain && blobType(b.typeFlags) === BlobType.Patch && b.targets.length === 0) {
+        const header = decodePatchHeader(plain);
+        if (header) (result.patchBases ??= []).push([i, header.baseId.toString('hex')]);
+        return;
+      }
       if (!plain || blobType(b.typeFlags) === BlobType.Patch || !state.hasher.hash(plain).equals(b.id)) {
         result.bad.push(i);
         return;

@@ -132,6 +132,8 @@ export interface WriteBlobsResult {
   writeError?: { code?: string; message: string };
   /** writeBlobs: the task's `data`, transferred back when it was transferred in, for the caller to read into again. */
   returned?: Uint8Array;
+  /** writeBlobs without targets (check): each authenticated page patch's base, as [index into `blobs`, the base's id in hex]. */
+  patchBases?: [number, string][];
 }
 
 /**
