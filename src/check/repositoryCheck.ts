@@ -7,7 +7,7 @@ import { decodeRegionMap } from '../repo/regionMap';
 import { BlobType, blobType } from '../crypto/blobCodec';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
-import { checkPacksInFlight } from '../workers/memoryBudget';
+import { checkPacksInFlight, checkPatchGroupsInFlight } from '../workers/memoryBudget';
 import { loadSealedChains, sealedChainBytes } from '../workers/sealedChains';
 import type { ChainInScratch } from '../repo/blobReader';
 import { forEachLimit } from '../concurrency/forEachLimit';
@@ -335,9 +335,7 @@ async function rebuildInWorkers(repo: Repository, pool: PipelinePool, patches: P
   for (let i = 0; i < all.length; i += PATCHES_PER_GROUP) groups.push(all.slice(i, i + PATCHES_PER_GROUP));
   // Task buffers go to a worker and come back: at most one per batch in flight.
   const spareBuffers: Uint8Array[] = [];
-  // One group at a time: a second in flight (both workers) was ~25 % faster on the bench's dense
-  // repository but peaked 10-20 MiB higher (206-213 MiB; one: 180-190), past what reading each patch here did.
-  await forEachLimit(groups, 1, async (group) => {
+  await forEachLimit(groups, checkPatchGroupsInFlight(pool.sizing), async (group) => {
     const fetched = await Promise.all(group.map((i) => repo.readPatchChainInto(patches[i].id, Buffer.alloc(0)).then((chain) => ({ i, chain }), skipDamage)));
     for (const batch of chainBatches(fetched.filter((f): f is { i: number; chain: ChainInScratch } => f !== undefined), readRangeBytes)) {
       const into = batch.bytes <= readRangeBytes ? spareBuffers.pop() ?? new Uint8Array(readRangeBytes) : new Uint8Array(batch.bytes);
