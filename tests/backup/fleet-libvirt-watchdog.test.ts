@@ -14,7 +14,7 @@ import { useScratch } from '../support/scratch';
 import { ferry, spawnFerry, expectSuccess, describeResult, FAST_KDF } from '../support/ferry';
 import { mountLoopFileSystem } from '../support/loopFileSystems';
 import {
-  type DomainSpec, LIBVIRT_URI, copyDisk, domstate, startNewDomain, useLibvirtGuestFiles, virsh, waitForWrites,
+  type DomainSpec, LIBVIRT_URI, copyDisk, domstate, startNewDomain, useLibvirtGuestFiles, waitForWrites,
   writtenFiles,
 } from '../support/libvirtGuest';
 

@@ -13,7 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { BlobType, blobType } from '../../src/crypto/blobCodec';
 import { Repository } from '../../src/repo/repository';
 import { LocalBackend } from '../../src/storage/local';
-import { EXIT, TestRepo, flipByte, pseudoRandomBytes, useScratch, writeRandomishImage } from '../support';
+import { EXIT, TestRepo, flipByte, overwritePage, useScratch, writeRandomishImage } from '../support';
 
 const KiB = 1024;
 const scratch = useScratch('check-patch-chains');
@@ -37,15 +37,6 @@ interface Chain {
 let repo: TestRepo;
 let nights: string[];
 let chain: Chain;
-
-function writePage(file: string, offset: number, seed: number): void {
-  const fd = fs.openSync(file, 'r+');
-  try {
-    fs.writeSync(fd, pseudoRandomBytes(seed, offset, 4 * KiB), 0, 4 * KiB, offset);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 async function readChain(testRepo: TestRepo): Promise<Chain> {
   const passphrase = fs.readFileSync(testRepo.passwordFile, 'utf8').replace(/\r?\n$/, '');
@@ -101,7 +92,7 @@ beforeAll(async () => {
   writeRandomishImage(image, 1024 * KiB, 5, { holes: 0, text: 0 });
   nights = [(await repo.backup('g', [image])).id];
   for (const [night, at] of [[2, 16], [3, 96], [4, 200]] as const) {
-    writePage(image, at * KiB, night);
+    overwritePage(image, at * KiB, night);
     nights.push((await repo.backup('g', [image])).id);
   }
   chain = await readChain(repo);

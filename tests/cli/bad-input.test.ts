@@ -11,7 +11,6 @@ import {
   expectSuccess,
   ferry,
   listFiles,
-  mustRun,
   sha256File,
   TestRepo,
   useScratch,

@@ -2,7 +2,6 @@
 // socket (the real-QEMU behaviour is covered in qemu.test.ts): greeting and
 // capabilities, answers matched by id in any order, events, timeouts, and a
 // server that goes away mid-command.
-import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';

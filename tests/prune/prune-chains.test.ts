@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { BlobType, blobType } from '../../src/crypto/blobCodec';
 import { Repository } from '../../src/repo/repository';
 import { LocalBackend } from '../../src/storage/local';
-import { TestRepo, expectSuccess, listFiles, parseJson, pseudoRandomBytes, sha256File, useScratch, writeRandomishImage } from '../support';
+import { TestRepo, expectSuccess, listFiles, parseJson, overwritePage, sha256File, useScratch, writeRandomishImage } from '../support';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -51,16 +51,6 @@ async function expectRestoresExactly(repo: TestRepo, points: Point[]): Promise<v
     expectSuccess(await repo.run(['restore', p.id, '--to', out]), `restore ${p.id}`);
     for (const [file, sum] of p.sha256) expect(await sha256File(path.join(out, file)), `${file} of restore point ${p.id}`).toBe(sum);
     fs.rmSync(out, { recursive: true });
-  }
-}
-
-/** Overwrite one 4 KiB page at `offset` with seeded random bytes. */
-function writePage(file: string, offset: number, seed: number): void {
-  const fd = fs.openSync(file, 'r+');
-  try {
-    fs.writeSync(fd, pseudoRandomBytes(seed, offset, 4 * KiB), 0, 4 * KiB, offset);
-  } finally {
-    fs.closeSync(fd);
   }
 }
 
@@ -106,12 +96,12 @@ describe('ferry prune, rule 7 (patch chains)', () => {
     writeRandomishImage(image, 8 * MiB, 71, { holes: 0, text: 0 });
     const night1 = await backUp(repo, [image]);
     // Nights 2 and 3 each change one page of each of the 32 chunks, at other offsets: night 3's chunks are patches on night 2's patches.
-    for (let at = 0; at < 8 * MiB; at += 256 * KiB) writePage(image, at + 64 * KiB, 2);
+    for (let at = 0; at < 8 * MiB; at += 256 * KiB) overwritePage(image, at + 64 * KiB, 2);
     const night2 = await backUp(repo, [image]);
-    for (let at = 0; at < 8 * MiB; at += 256 * KiB) writePage(image, at + 160 * KiB, 3);
+    for (let at = 0; at < 8 * MiB; at += 256 * KiB) overwritePage(image, at + 160 * KiB, 3);
     const night3 = await backUp(repo, [image]);
     // Night 4 patches a few of night 3's chunks: after the prune their base is a whole chunk that was a patch.
-    for (const at of [0, 3 * MiB, 6 * MiB]) writePage(image, at + 200 * KiB, 4);
+    for (const at of [0, 3 * MiB, 6 * MiB]) overwritePage(image, at + 200 * KiB, 4);
     const night4 = await backUp(repo, [image]);
 
     const before = await patchChains(repo);
@@ -150,8 +140,8 @@ describe('ferry prune, rule 7 (patch chains)', () => {
     fs.copyFileSync(a, b);
     const night1 = await backUp(repo, [a, b]);
     // The same page of both disks changes differently: two patches on one base.
-    writePage(a, MiB, 82);
-    writePage(b, MiB, 83);
+    overwritePage(a, MiB, 82);
+    overwritePage(b, MiB, 83);
     const night2 = await backUp(repo, [a, b]);
     const chains = await patchChains(repo);
     expect(chains.size).toBe(2);

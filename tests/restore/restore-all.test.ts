@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { TestRepo, expectSuccess, listFiles, parseJson, sha256File, useScratch, writeRandomishImage } from '../support';
+import { TestRepo, listFiles, parseJson, sha256File, useScratch, writeRandomishImage } from '../support';
 import { ferryPeakRss } from '../support/peakRss';
 
 const MiB = 1024 * 1024;

@@ -14,7 +14,6 @@ import { LOCAL_BATCH_REGIONS, PARTIAL_SUFFIX } from '../../src/site/siteRestore'
 import { REGION_SIZE } from '../../src/repo/format';
 
 const scratch = useScratch('site-restore-random-kills');
-const MiB = 1024 * 1024;
 const KILLS = 8;
 const REGIONS = 3 * LOCAL_BATCH_REGIONS;
 const SEED = 7107;

@@ -80,6 +80,16 @@ export function writeRandomishImage(file: string, sizeBytes: number, seed: numbe
   }
 }
 
+/** Overwrite the 4 KiB page at `offset` of an existing file with seeded random bytes (the same for the same offset and seed). */
+export function overwritePage(file: string, offset: number, seed: number): void {
+  const fd = fs.openSync(file, 'r+');
+  try {
+    fs.writeSync(fd, pseudoRandomBytes(seed, offset, 4096), 0, 4096, offset);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Overwrite `count` random 4 KiB pages of an existing file in place; returns their offsets. */
 export function overwriteRandomPages(file: string, count: number, seed: number, pageSize = 4096): number[] {
   const size = fs.statSync(file).size;
