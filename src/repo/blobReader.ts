@@ -17,8 +17,8 @@ import { objectPath } from './storedObject';
 /** A patch chain read into one scratch buffer: the patches opened, oldest first; where its root lies. */
 export interface ChainInScratch {
   scratch: Buffer;
-  /** Patch k is scratch[at, at + length). */
-  patches: { at: number; length: number }[];
+  /** Patch k is scratch[at, at + length); `id` is its blob id (the chunk it makes), oldest first as the patches. */
+  patches: { at: number; length: number; id: Buffer }[];
   root: { id: Buffer; loc: BlobLocation };
 }
 
@@ -156,7 +156,7 @@ export class BlobReader {
    * chunk, is only located, not read.
    */
   async readPatchChainInto(id: Buffer, scratch: Buffer): Promise<ChainInScratch> {
-    const patches: { at: number; length: number }[] = [];
+    const patches: { at: number; length: number; id: Buffer }[] = [];
     let end = 0;
     let current = id;
     for (;;) {
@@ -177,7 +177,7 @@ export class BlobReader {
       const header = plain && decodePatchHeader(plain);
       if (!plain || !header) throw this.malformedPatch(current, loc);
       plain.copy(scratch, end);
-      patches.push({ at: end, length: plain.length });
+      patches.push({ at: end, length: plain.length, id: current });
       end += plain.length;
       current = header.baseId;
     }

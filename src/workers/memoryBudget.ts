@@ -101,22 +101,13 @@ export function syncCopiesInFlight(budgetBytes?: number): number {
 }
 
 /**
- * Whole packs (16 MiB by default) `check --read-data` holds at once, each
- * being read or verified: one per worker, one with the tasks on the main
- * thread. (One more, so a read is always under way, measured up to 164 MiB
- * peak RSS at the default budget of 160 MiB; one per worker, 142-145 MiB.)
+ * Tasks to keep under way so that every worker has one: one per worker, one
+ * when tasks run on the main thread. `check --read-data` keeps this many packs
+ * and this many groups of patch chains in flight (one more pack, so a read is
+ * always under way, peaked 164 MiB at the default budget; one per worker,
+ * 142-145 MiB).
  */
-export function checkPacksInFlight(sizing: PipelineSizing): number {
-  return sizing.placement === 'main-thread' ? 1 : sizing.threads;
-}
-
-/**
- * Groups of page patch chains `check --read-data` rebuilds at once, each fetched on the main thread
- * and then rebuilt in a worker: one per worker, so one group is fetched while another is rebuilt.
- * (Since only the newest patch of each chain is rebuilt, two at once peaked 139 MiB on the bench's
- * dense repository, one 131 MiB; the patch pass took 4.4-4.7 s instead of 6.1-7.8 s.)
- */
-export function checkPatchGroupsInFlight(sizing: PipelineSizing): number {
+export function oneTaskPerWorker(sizing: PipelineSizing): number {
   return sizing.placement === 'main-thread' ? 1 : sizing.threads;
 }
 

@@ -75,7 +75,7 @@ function sameAsImage(file: string): boolean {
 
 describe('site restore killed at random moments', () => {
   it(`${KILLS} SIGKILLs at seeded moments across an unkilled run: each re-run completes bit-exact and writes only what was missing, plus at most one batch`, async () => {
-    const journal = new RestoreJournal(path.join(ferryStateDir(), 'site-restore')); // FERRY_STATE_DIR of every ferry the tests run
+    const journal = new RestoreJournal(path.join(ferryStateDir(), 'site-restore')); // FERRY_STATE_DIR of every ferry this file runs
     const guestDir = path.join(pool, 'rk01');
     const target = path.join(guestDir, 'rk01.img');
     const partial = `${target}${PARTIAL_SUFFIX}`;

@@ -83,7 +83,7 @@ describe('site restore, killed and run again', () => {
     fs.rmSync(path.dirname(target()), { recursive: true, force: true });
     // Kill once the journal says a batch is durable on the host.
     const run = repo.spawn(['site', 'restore', '--no-start', '--plan', planFile]);
-    const journalDir = path.join(ferryStateDir(), 'site-restore'); // FERRY_STATE_DIR of every ferry the tests run
+    const journalDir = path.join(ferryStateDir(), 'site-restore'); // FERRY_STATE_DIR of every ferry this file runs
     // Only the records themselves: a `.tmp-PID` file is written before the rename that makes it the record.
     const durable = () => fs.existsSync(journalDir) && fs.readdirSync(journalDir).filter((f) => f.endsWith('.json')).some((f) => {
       try {
