@@ -24,10 +24,15 @@ const RECEIVER = [
   'echo ok',
 ].join('\n');
 
+/** How long a failure waits for ssh to end and deliver the remote's reason on stderr. */
+const REASON_WAIT_MS = 5000;
+
 export class RemoteFileWriter {
   private failure?: Error;
   private stderr = '';
   private stdout = '';
+  /** Resolves once ssh has exited and its output is read to the end (its exit code is then final). */
+  private readonly closed: Promise<void>;
 
   private constructor(
     private readonly child: ChildProcessWithoutNullStreams,
@@ -36,6 +41,7 @@ export class RemoteFileWriter {
     child.stderr.on('data', (d: Buffer) => { this.stderr += d.toString(); });
     child.stdout.on('data', (d: Buffer) => { this.stdout += d.toString(); });
     child.stdin.on('error', (err) => { this.failure ??= err; });
+    this.closed = once(child, 'close').then(() => undefined, () => undefined);
   }
 
   /**
@@ -51,22 +57,23 @@ export class RemoteFileWriter {
   /** Queue `data` for `offset`; resolves when ssh has taken it (backpressure). */
   async write(offset: number, data: Buffer): Promise<void> {
     if (data.length === 0) return;
-    this.check();
+    await this.check();
     const header = Buffer.from(`${offset} ${data.length}\n`, 'ascii');
     const more = this.child.stdin.write(header) && this.child.stdin.write(data);
     if (!more) await this.until(once(this.child.stdin, 'drain'));
-    this.check();
+    await this.check();
   }
 
   /** Everything written so far is on the remote disk (fsynced) when this resolves. */
   async sync(): Promise<void> {
-    this.check();
+    await this.check();
     const before = this.count('synced');
     this.child.stdin.write('0 -1\n');
     while (this.count('synced') === before) {
       await this.until(once(this.child.stdout, 'data'));
-      this.check();
+      await this.check();
       if (this.child.exitCode !== null && this.count('synced') === before) {
+        await this.closed;
         throw new StorageError(`writing ${this.where} over ssh failed: the remote end stopped before the fsync (${this.lastLine() || 'no message'})`);
       }
     }
@@ -78,9 +85,10 @@ export class RemoteFileWriter {
 
   /** Ends the stream: the remote end fsyncs and must answer ok. */
   async close(): Promise<void> {
-    this.check();
+    await this.check();
     this.child.stdin.end('0 0\n');
-    const [code] = (await once(this.child, 'exit')) as [number | null];
+    await this.closed;
+    const code = this.child.exitCode;
     if (code !== 0 || this.stdout.trim().split('\n').pop() !== 'ok') {
       throw new StorageError(`writing ${this.where} over ssh failed (exit ${code ?? 'signal'}): ${this.lastLine() || 'no message'}`);
     }
@@ -103,7 +111,14 @@ export class RemoteFileWriter {
     }
   }
 
-  private check(): void {
+  /**
+   * Throws when the transfer failed. The remote's reason is the last line ssh wrote to stderr, which is
+   * complete only once ssh has ended: a broken pipe or an exit is seen first, so the reason is awaited.
+   */
+  private async check(): Promise<void> {
+    const failed = this.failure !== undefined || this.child.signalCode !== null || (this.child.exitCode !== null && this.child.exitCode !== 0);
+    if (!failed) return;
+    await this.reasonArrived();
     if (this.child.signalCode !== null) {
       throw new StorageError(`writing ${this.where} over ssh failed: the connection ended (ssh ${this.child.signalCode})${this.lastLine() ? `: ${this.lastLine()}` : ''}; run the restore again to continue`);
     }
@@ -111,6 +126,13 @@ export class RemoteFileWriter {
       throw new StorageError(`writing ${this.where} over ssh failed (exit ${this.child.exitCode}): ${this.lastLine() || 'no message'}`);
     }
     if (this.failure) throw new StorageError(`writing ${this.where} over ssh failed: ${this.lastLine() || this.failure.message}`, { cause: this.failure });
+  }
+
+  /** ssh's end (bounded: a hung connection must not hold the failure back). */
+  private async reasonArrived(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.closed, new Promise<void>((resolve) => { timer = setTimeout(resolve, REASON_WAIT_MS); })]);
+    clearTimeout(timer);
   }
 
   private lastLine(): string {
