@@ -25,46 +25,94 @@ export function nonZeroSpans(data: Buffer, length: number, knownZero: Span[]): S
  * region can be scanned through a small window instead of held whole.
  */
 export function nonZeroSpansOf(bytes: (start: number, end: number) => Uint8Array, length: number, knownZero: Span[]): Span[] {
-  const out: Span[] = [];
-  let runStart = -1; // start of the current candidate zero run, or -1
-  let dataStart = 0; // start of the current non-zero span
-  let hole = 0;
-  const closeZeroRun = (zeroStart: number, zeroEnd: number) => {
+  const scanner = new ZeroRunScanner(length, knownZero);
+  scanner.advance(length, bytes);
+  return scanner.spans;
+}
+
+/**
+ * nonZeroSpans a piece at a time, for a scan that cuts chunks behind it in the
+ * same pass (workers/pipelineWorker.ts): `spans` holds the spans known so far,
+ * and `openSpan` says what is known of the one still open.
+ */
+export class ZeroRunScanner {
+  /** Non-zero spans whose ends are known, ascending. */
+  readonly spans: Span[] = [];
+  /** Bytes [0, scanned) are classified. */
+  scanned = 0;
+  private runStart = -1; // start of the current candidate zero run, or -1
+  private dataStart = 0; // start of the current non-zero span
+  private hole = 0;
+
+  constructor(
+    readonly length: number,
+    private readonly knownZero: Span[],
+  ) {}
+
+  get done(): boolean {
+    return this.scanned >= this.length && this.dataStart >= this.length;
+  }
+
+  /**
+   * The span still open: it starts at `start`, and ends at `end` when a zero
+   * run long enough to end it has been seen (undefined: at or after
+   * `scanned` - MIN_ZERO_RUN). Undefined when the scan is done.
+   */
+  get openSpan(): { start: number; end?: number } | undefined {
+    if (this.done) return undefined;
+    const endsAtRun = this.runStart >= 0 && this.scanned - this.runStart >= MIN_ZERO_RUN;
+    return endsAtRun ? { start: this.dataStart, end: this.runStart } : { start: this.dataStart };
+  }
+
+  /** Classify blocks up to `limit` (the region's end at the latest; holes are passed without reading). */
+  advance(limit: number, bytes: (start: number, end: number) => Uint8Array): void {
+    const { length, knownZero } = this;
+    let pos = this.scanned;
+    while (pos < length) {
+      if (this.hole < knownZero.length && knownZero[this.hole].start <= pos) {
+        // A hole: zero by definition; extend or start the zero run without reading.
+        const end = Math.min(length, knownZero[this.hole].end);
+        if (this.runStart < 0) this.runStart = pos;
+        pos = Math.max(pos, end);
+        this.hole++;
+        continue;
+      }
+      const blockEnd = Math.min(length, pos + ZERO_BLOCK);
+      if (blockEnd > limit) break;
+      const block = bytes(pos, blockEnd);
+      const isZero = block.length === ZERO_BLOCK ? ZEROS.equals(block) : isAllZero(block);
+      if (isZero) {
+        if (this.runStart < 0) this.runStart = pos;
+      } else if (this.runStart >= 0) {
+        this.closeZeroRun(this.runStart, pos);
+        this.runStart = -1;
+      }
+      pos = blockEnd;
+    }
+    this.scanned = pos;
+    if (pos >= length && this.dataStart < length) this.finish();
+  }
+
+  private closeZeroRun(zeroStart: number, zeroEnd: number): void {
     if (zeroEnd - zeroStart >= MIN_ZERO_RUN) {
-      if (zeroStart > dataStart) out.push({ start: dataStart, end: zeroStart });
-      dataStart = zeroEnd;
-    }
-  };
-  let pos = 0;
-  while (pos < length) {
-    if (hole < knownZero.length && knownZero[hole].start <= pos) {
-      // A hole: zero by definition; extend or start the zero run without reading.
-      const end = Math.min(length, knownZero[hole].end);
-      if (runStart < 0) runStart = pos;
-      pos = Math.max(pos, end);
-      hole++;
-      continue;
-    }
-    const blockEnd = Math.min(length, pos + ZERO_BLOCK);
-    const block = bytes(pos, blockEnd);
-    const isZero = block.length === ZERO_BLOCK ? ZEROS.equals(block) : isAllZero(block);
-    if (isZero) {
-      if (runStart < 0) runStart = pos;
-    } else if (runStart >= 0) {
-      closeZeroRun(runStart, pos);
-      runStart = -1;
-    }
-    pos = blockEnd;
-  }
-  if (runStart >= 0) {
-    // A short trailing zero run stays in the last chunk, unless nothing but zeros follows the last gap.
-    if (length - runStart >= MIN_ZERO_RUN || runStart === dataStart) {
-      if (runStart > dataStart) out.push({ start: dataStart, end: runStart });
-      dataStart = length;
+      if (zeroStart > this.dataStart) this.spans.push({ start: this.dataStart, end: zeroStart });
+      this.dataStart = zeroEnd;
     }
   }
-  if (dataStart < length) out.push({ start: dataStart, end: length });
-  return out;
+
+  private finish(): void {
+    const { length, runStart } = this;
+    if (runStart >= 0) {
+      // A short trailing zero run stays in the last chunk, unless nothing but zeros follows the last gap.
+      if (length - runStart >= MIN_ZERO_RUN || runStart === this.dataStart) {
+        if (runStart > this.dataStart) this.spans.push({ start: this.dataStart, end: runStart });
+        this.dataStart = length;
+      }
+    }
+    if (this.dataStart < length) this.spans.push({ start: this.dataStart, end: length });
+    this.dataStart = length;
+    this.runStart = -1;
+  }
 }
 
 function isAllZero(data: Uint8Array): boolean {

@@ -7,10 +7,11 @@ import * as fs from 'node:fs';
 import { workerData, move, transferableSymbol, valueSymbol } from 'piscina';
 import { Chunker } from '../dedupe/chunker';
 import { gearTable } from '../dedupe/gearTable';
-import { nonZeroSpans, nonZeroSpansOf } from '../dedupe/zeroRuns';
+import { MIN_ZERO_RUN, ZeroRunScanner, nonZeroSpans } from '../dedupe/zeroRuns';
 import { RegionFingerprinter } from '../dedupe/regionFingerprint';
 import { Span, clipSpans, complementSpans } from '../dedupe/spans';
 import { ChunkHasher } from '../crypto/chunkId';
+import { DIRECT_ALIGN, ImageReader } from '../dedupe/imageReader';
 import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
 import { differingPages, touchedPages, worthPatching } from '../dedupe/pagePatch';
 import { applyPatch, decodePatchHeader, encodePatch, patchBytesAtMost } from '../repo/pagePatchFormat';
@@ -18,6 +19,13 @@ import {
   PackChunksTask, ScanRegionResult, ScanRegionTask, SealChangedTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
   WritePatchedTask, DataRange, SealedChain, VerifyPatchedTask,
 } from './tasks';
+
+/**
+ * What a direct read of a chunk takes beyond its length: its place in the
+ * buffer's aligned block (ImageReader.baseFor) and its ends widened to
+ * DIRECT_ALIGN, with the room ImageReader.view wants after it.
+ */
+const DIRECT_SLACK = 4 * DIRECT_ALIGN;
 
 /** What a worker keeps across tasks: codecs and its buffers, made from the pool's setup. */
 export interface WorkerState {
@@ -33,7 +41,7 @@ export interface WorkerState {
 export function workerState(setup: WorkerSetup): WorkerState {
   const maxBytes = Math.max(setup.chunker.maxSize, setup.chunker.avgSize);
   // The read window is the chunker's own buffer: scans cut it where it lies (no copy into WebAssembly memory).
-  const chunker = new Chunker(setup.chunker, gearTable(Buffer.from(setup.gearKey)), { bufferBytes: Math.max(setup.windowBytes, 2 * maxBytes) });
+  const chunker = new Chunker(setup.chunker, gearTable(Buffer.from(setup.gearKey)), { bufferBytes: Math.max(setup.windowBytes, 2 * maxBytes) + DIRECT_SLACK });
   return {
     setup,
     hasher: new ChunkHasher(Buffer.from(setup.idKey)),
@@ -58,67 +66,119 @@ function readFully(fd: number, buf: Buffer, at: number, length: number, position
 
 /**
  * A region's bytes as a scan sees them (its data extents read from the image,
- * zeros in its holes), held a window at a time.
+ * zeros in its holes), held a window at a time. The window holds region byte
+ * `from` at `base` (ImageReader.baseFor: where a direct read can put it).
  */
 class RegionWindow {
   private from = 0;
-  private to = 0;
-  /** While set, every read goes into the region's fingerprint too. */
-  fingerprinter?: RegionFingerprinter;
+  /** The window holds region bytes [from, to). */
+  to = 0;
+  private base = 0;
+  /** Every byte read goes into the region's fingerprint too, in order. */
+  readonly fingerprinter: RegionFingerprinter;
 
   constructor(
-    private readonly fd: number,
+    private readonly image: ImageReader,
     private readonly task: ScanRegionTask,
-  ) {}
-
-  /** Region bytes [start, end), read into the window unless it holds them; end - start ≤ the window's size. */
-  view(start: number, end: number): Buffer {
-    if (start < this.from || end > this.to) this.fill(start, Math.min(this.task.regionLength, start + state.window.length));
-    return state.window.subarray(start - this.from, end - this.from);
+  ) {
+    this.fingerprinter = new RegionFingerprinter(Buffer.from(state.setup.fingerprintKey), task.regionLength, task.dataExtents);
   }
 
-  private fill(from: number, to: number): void {
-    const extents = clipSpans(this.task.dataExtents, from, to);
-    for (const h of complementSpans(extents, to - from)) state.window.fill(0, h.start, h.end);
-    for (const e of extents) readFully(this.fd, state.window, e.start, e.end - e.start, this.task.regionStart + from + e.start);
-    this.fingerprinter?.feed(from, to, state.window);
-    this.from = from;
+  /** Region bytes [start, end), read into the window from `start` on unless it holds them; end - start ≤ the window's size less 2 × DIRECT_ALIGN. */
+  view(start: number, end: number): Buffer {
+    if (start < this.from || end > this.to) this.slide(start);
+    return state.window.subarray(this.base + start - this.from, this.base + end - this.from);
+  }
+
+  /**
+   * Move the window on to start at `keepFrom`: the bytes it holds from there
+   * are moved, not read again, and the rest of the window is read.
+   */
+  slide(keepFrom: number): void {
+    const window = state.window;
+    const base = this.image.baseFor(window, this.task.regionStart + keepFrom);
+    const to = Math.min(this.task.regionLength, keepFrom + window.length - base - DIRECT_ALIGN);
+    const kept = keepFrom >= this.from && keepFrom < this.to ? this.to : keepFrom;
+    if (kept > keepFrom) window.copyWithin(base, this.base + keepFrom - this.from, this.base + kept - this.from);
+    const extents = clipSpans(this.task.dataExtents, kept, to);
+    for (const h of complementSpans(extents, to - kept)) window.fill(0, base + kept - keepFrom + h.start, base + kept - keepFrom + h.end);
+    for (const e of extents) this.image.readExtent(window, base + kept - keepFrom + e.start, e.end - e.start, this.task.regionStart + kept + e.start);
+    this.fingerprinter.feed(keepFrom, to, window.subarray(base));
+    this.from = keepFrom;
     this.to = to;
+    this.base = base;
   }
 }
 
+/**
+ * One pass over a region: zero runs are found ahead (ZeroRunScanner) and
+ * chunks cut and hashed behind, as soon as the bytes that decide a chunk's
+ * end are known to be in its span (its largest size plus a zero run past its
+ * start), so each byte is read once. The same spans and chunks as finding
+ * every zero run first (tests/workers/scan-window.test.ts).
+ */
 export function scanRegion(task: ScanRegionTask): ScanRegionResult {
-  const fd = fs.openSync(task.path, 'r');
+  const image = ImageReader.open(task.path);
   const offsets: number[] = [];
   const lengths: number[] = [];
   const ids: Buffer[] = [];
   let fingerprint: Buffer | undefined;
-  let sameAsPrevious = false;
-  let nonZeroBytes = 0;
+  let spans: Span[];
   try {
-    const bytes = new RegionWindow(fd, task);
-    // Pass 1 finds the zero runs and takes the fingerprint, pass 2 cuts and hashes the spans between them, each through the window.
-    bytes.fingerprinter = new RegionFingerprinter(Buffer.from(state.setup.fingerprintKey), task.regionLength, task.dataExtents);
-    const spans = nonZeroSpansOf((start, end) => bytes.view(start, end), task.regionLength, complementSpans(task.dataExtents, task.regionLength));
-    fingerprint = bytes.fingerprinter.digest();
-    bytes.fingerprinter = undefined;
-    nonZeroBytes = spans.reduce((n, s) => n + s.end - s.start, 0);
-    // The same bytes as when the previous map was made: that map is this region's map.
-    sameAsPrevious = fingerprint !== undefined && task.previousFingerprint !== undefined && fingerprint.equals(task.previousFingerprint);
-    for (const span of sameAsPrevious ? [] : spans) {
-      for (let at = span.start; at < span.end; ) {
-        const decided = bytes.view(at, Math.min(span.end, at + state.chunker.maxBytes));
+    const bytes = new RegionWindow(image, task);
+    const scanner = new ZeroRunScanner(task.regionLength, complementSpans(task.dataExtents, task.regionLength));
+    const maxBytes = state.chunker.maxBytes;
+    let at = 0; // where the next chunk starts, or where the cutter waits
+    let k = 0; // the first known span not cut to its end
+    /** The span the next chunk is in: its start, and its end if known. */
+    const nextSpan = (): { start: number; end?: number } | undefined => {
+      while (k < scanner.spans.length && scanner.spans[k].end <= at) k++;
+      return k < scanner.spans.length ? scanner.spans[k] : scanner.openSpan;
+    };
+    const cut = (): void => {
+      for (let span = nextSpan(); span; span = nextSpan()) {
+        if (at < span.start) at = span.start;
+        let limit: number;
+        if (span.end !== undefined) {
+          if (at >= span.end) return;
+          limit = Math.min(span.end, at + maxBytes);
+        } else if (scanner.scanned >= at + maxBytes + MIN_ZERO_RUN) {
+          // No zero run can end the span before at + maxBytes any more: the chunk's bytes are decided.
+          limit = at + maxBytes;
+        } else {
+          return;
+        }
+        const decided = bytes.view(at, limit);
         const len = state.chunker.nextLength(decided, 0, decided.length, task.regionStart + at);
         offsets.push(at);
         lengths.push(len);
         ids.push(state.hasher.hash(decided.subarray(0, len)));
         at += len;
       }
+    };
+    const blocks = (start: number, end: number) => bytes.view(start, end);
+    for (;;) {
+      scanner.advance(bytes.to, blocks);
+      cut();
+      if (scanner.done) break;
+      // Keep what the cutter still needs; the scanner goes on from the window's end.
+      const span = nextSpan();
+      const pending = span && (span.end === undefined || Math.max(at, span.start) < span.end) ? Math.max(at, span.start) : Infinity;
+      const before = bytes.to;
+      bytes.slide(Math.min(scanner.scanned, pending));
+      // The cutter lags the scanner by at most a chunk and a zero run, far less than the window.
+      if (bytes.to <= before && scanner.scanned < before) throw new Error(`scanRegion: the read window (${state.window.length} bytes) cannot move on at byte ${before} of the region`);
     }
+    spans = scanner.spans;
+    fingerprint = bytes.fingerprinter.digest();
   } finally {
-    fs.closeSync(fd);
+    image.close();
   }
+  const nonZeroBytes = spans.reduce((n, s) => n + s.end - s.start, 0);
+  // The same bytes as when the previous map was made: that map is this region's map.
+  const sameAsPrevious = fingerprint !== undefined && task.previousFingerprint !== undefined && fingerprint.equals(task.previousFingerprint);
   const readBytes = task.dataExtents.reduce((n, e) => n + e.end - e.start, 0);
+  if (sameAsPrevious) return { offsets: [], lengths: [], ids: new Uint8Array(0), readBytes, fingerprint, sameAsPrevious, nonZeroBytes };
   return { offsets, lengths, ids: Buffer.concat(ids), readBytes, fingerprint, sameAsPrevious, nonZeroBytes };
 }
 
@@ -174,15 +234,26 @@ class SealedCollector {
 const BLOB_SLACK = 256;
 
 export function packChunks(task: PackChunksTask): unknown {
-  const fd = fs.openSync(task.path, 'r');
+  const image = ImageReader.open(task.path);
   const sealed = new SealedCollector(task.lengths.reduce((n, l) => n + l, 0), task.lengths.length, task.recycled);
   let builtBase = -1;
   let built: Buffer | undefined;
+  // Chunks that follow each other in the image are read together (one read per window, not per chunk:
+  // a direct read's cost is mostly its latency); with bases, the window's tail is theirs.
+  const area = task.bases ? windowHead() : state.window;
+  let run: Buffer = Buffer.alloc(0);
+  let runStart = 0;
   try {
     for (let i = 0; i < task.offsets.length; i++) {
       const len = task.lengths[i];
-      readFully(fd, state.window, 0, len, task.regionStart + task.offsets[i]);
-      const plain = state.window.subarray(0, len);
+      const offset = task.offsets[i];
+      if (offset < runStart || offset + len > runStart + run.length) {
+        let end = offset + len;
+        for (let j = i + 1; j < task.offsets.length && task.offsets[j] === end && task.offsets[j] + task.lengths[j] - offset + 2 * DIRECT_SLACK <= area.length; j++) end += task.lengths[j];
+        run = image.view(area, task.regionStart + offset, end - offset);
+        runStart = offset;
+      }
+      const plain = run.subarray(offset - runStart, offset - runStart + len);
       const id = Buffer.from(task.ids.subarray(i * 32, i * 32 + 32));
       // The bytes were hashed moments ago; if they differ now the image is being written to.
       if (!state.hasher.hash(plain).equals(id)) {
@@ -207,7 +278,7 @@ export function packChunks(task: PackChunksTask): unknown {
         : undefined);
     }
   } finally {
-    fs.closeSync(fd);
+    image.close();
   }
   // The bases' buffer goes back too: a fresh one per task would pile up in this isolate until its next full GC.
   return sealed.result({}, task.bases?.data);
@@ -467,16 +538,22 @@ function rebuildCheckingEveryLevel(data: Buffer, chain: SealedChain, id: Uint8Ar
 const patchScratches: Buffer[] = [Buffer.alloc(0), Buffer.alloc(0)];
 
 /**
- * packChunks reads each new chunk into the start of the read window, which is
+ * packChunks reads each new chunk into the start of the read window (windowHead), which is
  * at least twice the largest chunk (three times at the default budget): the
  * rest of it holds the bases being rebuilt, instead of two more buffers per worker
  * (one more at the smallest budgets).
  */
 function windowTailScratches(): [Buffer, Buffer | undefined] {
   const chunkBytes = state.chunker.maxBytes;
+  const head = chunkBytes + DIRECT_SLACK;
   // At the smallest budgets the window is twice the largest chunk: its tail is the first scratch (a chain one patch deep needs no other).
-  const second = state.window.length >= 3 * chunkBytes ? state.window.subarray(2 * chunkBytes, 3 * chunkBytes) : undefined;
-  return [state.window.subarray(chunkBytes, 2 * chunkBytes), second];
+  const second = state.window.length >= head + 2 * chunkBytes ? state.window.subarray(head + chunkBytes, head + 2 * chunkBytes) : undefined;
+  return [state.window.subarray(head, head + chunkBytes), second];
+}
+
+/** Where packChunks reads a chunk: the window's head, the largest chunk and what a direct read widens it by. */
+function windowHead(): Buffer {
+  return state.window.subarray(0, state.chunker.maxBytes + DIRECT_SLACK);
 }
 
 let patchEncoded = Buffer.alloc(0);

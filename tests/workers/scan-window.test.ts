@@ -15,6 +15,8 @@ import { Span, complementSpans } from '../../src/dedupe/spans';
 import { ChunkHasher } from '../../src/crypto/chunkId';
 import { PipelinePool } from '../../src/workers/pipelinePool';
 import { useScratch } from '../support/scratch';
+import { mustRun } from '../support/system';
+import { RegionFingerprinter } from '../../src/dedupe/regionFingerprint';
 import { SeededRandom } from '../support/files';
 
 const MiB = 1024 * 1024;
@@ -22,30 +24,35 @@ const REGION = 32 * MiB;
 const dir = useScratch('scan-window').dir;
 const pools: PipelinePool[] = [];
 
-/** A region of data with holes (not read) and zero runs of every length around 64 KiB and window boundaries. */
-function writeRegion(file: string, seed: number): Span[] {
+/**
+ * A region of data with holes (not read) and zero runs of every length around 64 KiB and window boundaries,
+ * `length` bytes at `regionStart` of the file, which ends there. Returns its data extents, relative to regionStart.
+ */
+function writeRegion(file: string, seed: number, regionStart = 0, length = REGION): Span[] {
   const rng = new SeededRandom(seed);
   fs.writeFileSync(file, '');
-  fs.truncateSync(file, REGION);
+  fs.truncateSync(file, regionStart + length);
   const fd = fs.openSync(file, 'r+');
   const extents: Span[] = [];
   let at = 0;
-  while (at < REGION) {
-    const len = Math.min(REGION - at, (1 + rng.int(3 * 1024)) * 1024);
+  while (at < length) {
+    const len = Math.min(length - at, (1 + rng.int(3 * 1024)) * 1024);
     if (rng.int(4) > 0) {
       const data = rng.fill(Buffer.alloc(len));
       // Zero runs just under, at and over 64 KiB, 4 KiB-aligned or not.
       const zeroAt = rng.int(len);
       data.fill(0, zeroAt, Math.min(len, zeroAt + [60 * 1024, 64 * 1024, 70 * 1024, 300 * 1024][rng.int(4)] + rng.int(2) * 100));
-      fs.writeSync(fd, data, 0, len, at);
+      fs.writeSync(fd, data, 0, len, regionStart + at);
       const s = Math.floor(at / 4096) * 4096;
-      const e = Math.min(REGION, Math.ceil((at + len) / 4096) * 4096);
+      const e = Math.min(length, Math.ceil((at + len) / 4096) * 4096);
       const last = extents[extents.length - 1];
       if (last && last.end >= s) last.end = e;
       else extents.push({ start: s, end: e });
     }
     at += len;
   }
+  // Written back, so that its pages can be dropped from the page cache (the test sees what a scan leaves there).
+  fs.fsyncSync(fd);
   fs.closeSync(fd);
   return extents;
 }
@@ -63,38 +70,53 @@ afterAll(async () => {
 });
 
 describe('scanning a region through a read window', () => {
-  it('cuts, hashes and skips zero runs exactly as over the whole region, with 2 MiB and 3 MiB windows', async () => {
+  it('cuts, hashes, fingerprints and skips zero runs exactly as over the whole region, with 2 MiB and 3 MiB windows, past the page cache or through it', async () => {
     const chunker = new Chunker(repo.settings.chunker, gearTable(repo.keys.gearKey));
     const hasher = new ChunkHasher(repo.keys.idKey);
-    for (const [budget, window] of [[96 * MiB, 2 * MiB], [160 * MiB, 3 * MiB]]) {
-      const pool = new PipelinePool(repo.keys, repo.settings, 2, budget);
-      pools.push(pool);
-      expect(pool.sizing.windowBytes).toBe(window);
-      for (const seed of [1, 2, 3]) {
-        const file = path.join(dir, `region-${seed}.img`);
-        const dataExtents = writeRegion(file, seed);
-        // The reference: the whole region in memory, as before.
-        const whole = Buffer.alloc(REGION);
-        const fd = fs.openSync(file, 'r');
-        fs.readSync(fd, whole, 0, REGION, 0);
-        fs.closeSync(fd);
-        const offsets: number[] = [];
-        const lengths: number[] = [];
-        const ids: Buffer[] = [];
-        for (const span of nonZeroSpans(whole, REGION, complementSpans(dataExtents, REGION))) {
-          let at = span.start;
-          for (const len of chunker.cut(whole, span.start, span.end, span.start)) {
-            offsets.push(at);
-            lengths.push(len);
-            ids.push(hasher.hash(whole.subarray(at, at + len)));
-            at += len;
+    for (const reads of ['direct', 'page cache']) {
+      for (const [budget, window] of [[96 * MiB, 2 * MiB], [160 * MiB, 3 * MiB]]) {
+        // Workers take the environment they are started with.
+        if (reads === 'page cache') process.env.FERRY_DIRECT_READS = 'off';
+        const pool = new PipelinePool(repo.keys, repo.settings, 2, budget);
+        pools.push(pool);
+        expect(pool.sizing.windowBytes).toBe(window);
+        // Seed 4: a region at 32 MiB of its image, ending 100 bytes short of a full one (an unaligned end).
+        for (const [seed, regionStart, length] of [[1, 0, REGION], [2, 0, REGION], [3, 0, REGION], [4, REGION, REGION - 100]]) {
+          const file = path.join(dir, `region-${seed}.img`);
+          const dataExtents = writeRegion(file, seed, regionStart, length);
+          // The reference: the whole region in memory, as before.
+          const whole = Buffer.alloc(length);
+          const fd = fs.openSync(file, 'r');
+          fs.readSync(fd, whole, 0, length, regionStart);
+          fs.closeSync(fd);
+          await mustRun('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
+          const offsets: number[] = [];
+          const lengths: number[] = [];
+          const ids: Buffer[] = [];
+          for (const span of nonZeroSpans(whole, length, complementSpans(dataExtents, length))) {
+            let at = span.start;
+            for (const len of chunker.cut(whole, span.start, span.end, regionStart + span.start)) {
+              offsets.push(at);
+              lengths.push(len);
+              ids.push(hasher.hash(whole.subarray(at, at + len)));
+              at += len;
+            }
           }
+          const fingerprinter = new RegionFingerprinter(repo.keys.fingerprintKey, length, dataExtents);
+          fingerprinter.feed(0, length, whole);
+          const scan = await pool.scanRegion({ path: file, regionStart, regionLength: length, dataExtents });
+          const what = `seed ${seed}, window ${window}, ${reads}`;
+          expect(scan.offsets, what).toEqual(offsets);
+          expect(scan.lengths, what).toEqual(lengths);
+          expect(Buffer.from(scan.ids).equals(Buffer.concat(ids)), what).toBe(true);
+          expect(Buffer.from(scan.fingerprint!).equals(fingerprinter.digest()!), what).toBe(true);
+          expect(offsets.length).toBeGreaterThan(50);
+          // Read past the page cache, the scan leaves none of the image in it.
+          const cached = Number(await mustRun('fincore', ['--bytes', '--noheadings', '--output', 'PAGES', file]));
+          if (reads === 'direct') expect(cached, what).toBe(0);
+          else expect(cached, what).toBeGreaterThan(0);
         }
-        const scan = await pool.scanRegion({ path: file, regionStart: 0, regionLength: REGION, dataExtents });
-        expect(scan.offsets, `seed ${seed}, window ${window}`).toEqual(offsets);
-        expect(scan.lengths).toEqual(lengths);
-        expect(Buffer.from(scan.ids).equals(Buffer.concat(ids))).toBe(true);
-        expect(offsets.length).toBeGreaterThan(50);
+        delete process.env.FERRY_DIRECT_READS;
       }
     }
   });

@@ -1,0 +1,160 @@
+// Reads of a disk image for a backup, past the page cache where the kernel
+// allows it (O_DIRECT). A backup reads each byte once or twice and never
+// again: through the page cache every read is a copy out of freshly
+// allocated cache pages (on the bench VM 15-27 % of a full backup's CPU), it
+// evicts what the host's guests need (a Dom0 has 1-4 GiB), and a cold read
+// took twice as long as a direct one (docs/ARCHITECTURE.md, "Direct reads").
+//
+// Direct reads need the file offset, the length and the memory address
+// aligned. Offsets and lengths are widened to DIRECT_ALIGN (bytes outside an
+// extent read as the file's zeros or its other data, the same bytes a
+// buffered read gives); the memory offset that works for a buffer is found
+// once by trying (JavaScript cannot see an address). Where O_DIRECT is refused
+// (ramfs, some FUSE and network file systems) or a direct read fails, the reader
+// falls back to buffered reads: the bytes are the same either way.
+import * as fs from 'node:fs';
+
+/** File offsets and lengths of direct reads are multiples of this: every common logical block size divides it. */
+export const DIRECT_ALIGN = 4096;
+
+/** Memory offsets tried, in steps of this, for a buffer's first aligned byte. */
+const PROBE_STEP = 16;
+
+/** A buffer's offset whose address the kernel takes for direct reads of a device, or null when none does. */
+const memoryPads = new WeakMap<ArrayBufferLike, Map<number, number | null>>();
+
+/** FERRY_DIRECT_READS=off reads images through the page cache, to measure against (read at each open: workers and the main thread alike). */
+function directReadsOff(): boolean {
+  return process.env.FERRY_DIRECT_READS === 'off';
+}
+
+export class ImageReader {
+  private constructor(
+    readonly path: string,
+    private readonly fd: number,
+    private direct: number | undefined,
+    private readonly device: number,
+  ) {}
+
+  static open(path: string): ImageReader {
+    const fd = fs.openSync(path, 'r');
+    let direct: number | undefined;
+    let device = 0;
+    try {
+      device = fs.fstatSync(fd).dev;
+      if (!directReadsOff()) direct = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_DIRECT);
+    } catch {
+      // The file system refuses O_DIRECT: buffered reads only.
+    }
+    return new ImageReader(path, fd, direct, device);
+  }
+
+  /** Reads go past the page cache (O_DIRECT), as far as known so far. */
+  get bypassesPageCache(): boolean {
+    return this.direct !== undefined;
+  }
+
+  /**
+   * Where image byte `position` lands when a region is read into `buf` from
+   * there on (`readExtent`): past the buffer's aligned start, at the same
+   * offset from an aligned boundary as the byte is in the file. 0 without
+   * direct reads. Leave `DIRECT_ALIGN` bytes free after the last byte wanted.
+   */
+  baseFor(buf: Buffer, position: number): number {
+    const pad = this.padFor(buf);
+    return pad === null ? 0 : pad + (position % DIRECT_ALIGN);
+  }
+
+  /**
+   * Image bytes [position, position + length) into `buf` at `at`, where `at`
+   * lies as `baseFor` placed a byte at or before `position` (so the memory
+   * and the file are aligned alike). A direct read widens the range to
+   * aligned ends: the bytes around it are overwritten with the file's own.
+   */
+  readExtent(buf: Buffer, at: number, length: number, position: number): void {
+    const pad = this.direct === undefined ? null : this.padFor(buf);
+    if (pad !== null) {
+      const lead = position % DIRECT_ALIGN;
+      const from = at - lead;
+      if (from >= pad && (from - pad) % DIRECT_ALIGN === 0 && this.readDirect(buf, from, lead + length, position - lead)) return;
+    }
+    this.readBuffered(buf, at, length, position);
+  }
+
+  /** Image bytes [position, position + length) somewhere in `buf` (which has room for them plus 2 × DIRECT_ALIGN): their view. */
+  view(buf: Buffer, position: number, length: number): Buffer {
+    const at = this.baseFor(buf, position);
+    if (at + length + DIRECT_ALIGN <= buf.length) {
+      this.readExtent(buf, at, length, position);
+      return buf.subarray(at, at + length);
+    }
+    this.readBuffered(buf, 0, length, position);
+    return buf.subarray(0, length);
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+    if (this.direct !== undefined) fs.closeSync(this.direct);
+  }
+
+  private readBuffered(buf: Buffer, at: number, length: number, position: number): void {
+    let done = 0;
+    while (done < length) {
+      const n = fs.readSync(this.fd, buf, at + done, length - done, position + done);
+      if (n === 0) throw new Error(`unexpected end of image at byte ${position + done}`);
+      done += n;
+    }
+  }
+
+  /** `need` bytes from aligned `position` into buf at `at` (aligned); false if the kernel refused (then nothing is promised about buf). */
+  private readDirect(buf: Buffer, at: number, need: number, position: number): boolean {
+    const want = Math.ceil(need / DIRECT_ALIGN) * DIRECT_ALIGN;
+    if (at + want > buf.length) return false;
+    let done = 0;
+    try {
+      while (done < need) {
+        const n = fs.readSync(this.direct!, buf, at + done, want - done, position + done);
+        done += n;
+        // A short read ends at the end of the file, which need not be aligned.
+        if (n === 0 || n % DIRECT_ALIGN !== 0) break;
+      }
+    } catch {
+      this.closeDirect();
+      return false;
+    }
+    if (done < need) throw new Error(`unexpected end of image at byte ${position + done}`);
+    return true;
+  }
+
+  /** The offset in `buf` of its first byte the kernel takes as a direct-read target on this device (found once per memory and device). */
+  private padFor(buf: Buffer): number | null {
+    if (this.direct === undefined) return null;
+    let pads = memoryPads.get(buf.buffer);
+    if (!pads) memoryPads.set(buf.buffer, (pads = new Map()));
+    // Kept as an offset into the whole ArrayBuffer, so every view of it finds its own.
+    let absolute = pads.get(this.device);
+    if (absolute === undefined) {
+      absolute = null;
+      for (let k = 0; k <= DIRECT_ALIGN - PROBE_STEP && k + DIRECT_ALIGN <= buf.length; k += PROBE_STEP) {
+        try {
+          fs.readSync(this.direct, buf, k, DIRECT_ALIGN, 0);
+          absolute = buf.byteOffset + k;
+          break;
+        } catch {
+          // EINVAL: this address is not aligned enough; try the next.
+        }
+      }
+      pads.set(this.device, absolute);
+    }
+    if (absolute === null) {
+      this.closeDirect();
+      return null;
+    }
+    return (((absolute - buf.byteOffset) % DIRECT_ALIGN) + DIRECT_ALIGN) % DIRECT_ALIGN;
+  }
+
+  private closeDirect(): void {
+    if (this.direct !== undefined) fs.closeSync(this.direct);
+    this.direct = undefined;
+  }
+}
