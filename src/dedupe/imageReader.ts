@@ -3,30 +3,18 @@
 // again: through the page cache every read is a copy out of freshly
 // allocated cache pages (on the bench VM 15-27 % of a full backup's CPU), it
 // evicts what the host's guests need (a Dom0 has 1-4 GiB), and a cold read
-// took twice as long as a direct one (docs/ARCHITECTURE.md, "Direct reads").
+// took twice as long as a direct one (docs/ARCHITECTURE.md, "Past the page cache").
 //
 // Direct reads need the file offset, the length and the memory address
-// aligned. Offsets and lengths are widened to DIRECT_ALIGN (bytes outside an
-// extent read as the file's zeros or its other data, the same bytes a
-// buffered read gives); the memory offset that works for a buffer is found
-// once by trying (JavaScript cannot see an address). Where O_DIRECT is refused
+// aligned (host/directIo.ts). Offsets and lengths are widened to DIRECT_ALIGN
+// (bytes outside an extent read as the file's zeros or its other data, the
+// same bytes a buffered read gives). Where O_DIRECT is refused
 // (ramfs, some FUSE and network file systems) or a direct read fails, the reader
 // falls back to buffered reads: the bytes are the same either way.
 import * as fs from 'node:fs';
+import { DIRECT_ALIGN, directMemoryPad, openDirect } from '../host/directIo';
 
-/** File offsets and lengths of direct reads are multiples of this: every common logical block size divides it. */
-export const DIRECT_ALIGN = 4096;
-
-/** Memory offsets tried, in steps of this, for a buffer's first aligned byte. */
-const PROBE_STEP = 16;
-
-/** A buffer's offset whose address the kernel takes for direct reads of a device, or null when none does. */
-const memoryPads = new WeakMap<ArrayBufferLike, Map<number, number | null>>();
-
-/** FERRY_DIRECT_READS=off reads images through the page cache, to measure against (read at each open: workers and the main thread alike). */
-function directReadsOff(): boolean {
-  return process.env.FERRY_DIRECT_READS === 'off';
-}
+export { DIRECT_ALIGN };
 
 export class ImageReader {
   private constructor(
@@ -38,15 +26,7 @@ export class ImageReader {
 
   static open(path: string): ImageReader {
     const fd = fs.openSync(path, 'r');
-    let direct: number | undefined;
-    let device = 0;
-    try {
-      device = fs.fstatSync(fd).dev;
-      if (!directReadsOff()) direct = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_DIRECT);
-    } catch {
-      // The file system refuses O_DIRECT: buffered reads only.
-    }
-    return new ImageReader(path, fd, direct, device);
+    return new ImageReader(path, fd, openDirect(path, fs.constants.O_RDONLY), fs.fstatSync(fd).dev);
   }
 
   /** Reads go past the page cache (O_DIRECT), as far as known so far. */
@@ -126,31 +106,12 @@ export class ImageReader {
     return true;
   }
 
-  /** The offset in `buf` of its first byte the kernel takes as a direct-read target on this device (found once per memory and device). */
+  /** The offset in `buf` of its first byte the kernel takes as a direct-read target (directIo.ts). */
   private padFor(buf: Buffer): number | null {
     if (this.direct === undefined) return null;
-    let pads = memoryPads.get(buf.buffer);
-    if (!pads) memoryPads.set(buf.buffer, (pads = new Map()));
-    // Kept as an offset into the whole ArrayBuffer, so every view of it finds its own.
-    let absolute = pads.get(this.device);
-    if (absolute === undefined) {
-      absolute = null;
-      for (let k = 0; k <= DIRECT_ALIGN - PROBE_STEP && k + DIRECT_ALIGN <= buf.length; k += PROBE_STEP) {
-        try {
-          fs.readSync(this.direct, buf, k, DIRECT_ALIGN, 0);
-          absolute = buf.byteOffset + k;
-          break;
-        } catch {
-          // EINVAL: this address is not aligned enough; try the next.
-        }
-      }
-      pads.set(this.device, absolute);
-    }
-    if (absolute === null) {
-      this.closeDirect();
-      return null;
-    }
-    return (((absolute - buf.byteOffset) % DIRECT_ALIGN) + DIRECT_ALIGN) % DIRECT_ALIGN;
+    const pad = directMemoryPad(this.direct, this.device, buf);
+    if (pad === null) this.closeDirect();
+    return pad;
   }
 
   private closeDirect(): void {

@@ -76,7 +76,7 @@ describe('scanning a region through a read window', () => {
     for (const reads of ['direct', 'page cache']) {
       for (const [budget, window] of [[96 * MiB, 2 * MiB], [160 * MiB, 3 * MiB]]) {
         // Workers take the environment they are started with.
-        if (reads === 'page cache') process.env.FERRY_DIRECT_READS = 'off';
+        if (reads === 'page cache') process.env.FERRY_DIRECT_IO = 'off';
         const pool = new PipelinePool(repo.keys, repo.settings, 2, budget);
         pools.push(pool);
         expect(pool.sizing.windowBytes).toBe(window);
@@ -116,7 +116,7 @@ describe('scanning a region through a read window', () => {
           if (reads === 'direct') expect(cached, what).toBe(0);
           else expect(cached, what).toBeGreaterThan(0);
         }
-        delete process.env.FERRY_DIRECT_READS;
+        delete process.env.FERRY_DIRECT_IO;
       }
     }
   });
