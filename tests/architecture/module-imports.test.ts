@@ -23,7 +23,8 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   crypto: [],
   // The format's constants and the page-patch body are leaf files of repo/: dedupe cuts and patches by them.
   // Snapshot providers hand dedupe byte ranges (ByteRange is the snapshot seam's type).
-  dedupe: ['units', 'crypto', 'snapshot', 'repo/format', 'repo/pagePatchFormat'],
+  // Images are read past the page cache by host/directIo's alignment rules.
+  dedupe: ['units', 'crypto', 'snapshot', 'host', 'repo/format', 'repo/pagePatchFormat'],
   repo: ['storage', 'crypto', 'host'],
   workers: ['repo', 'crypto', 'dedupe', 'host'],
   hypervisor: ['host'],
