@@ -108,33 +108,49 @@ export async function drillRestorePoint(repo: Repository, pool: PipelinePool, rp
     const { check, notes } = drillHealth(options.health, spec);
     result.notes.push(...notes);
     const forward = check.kind === 'tcp' ? await forwardFor(check, spec) : undefined;
-    const runDir = path.join(scratch, 'run');
-    fs.mkdirSync(runDir);
-    const launch = qemuLaunch(rp.guest, { ...spec, nics: [], memoryMiB: Math.min(spec.memoryMiB ?? 512, options.maxMemoryMiB ?? DEFAULT_MAX_MEMORY_MIB) }, {
-      disks: new Map([...diskPaths].map(([name, p]): [string, DiskTarget] => [name, { path: p, format: 'raw', storage: 'file' }])),
-      runDir,
-      accel: options.accel.accel,
-      ...(options.qemuBinary ? { qemuBinary: options.qemuBinary } : {}),
-    });
+    const startBoot = (accel: AcceleratorChoice['accel']) => {
+      const runDir = path.join(scratch, `run-${accel}`);
+      fs.mkdirSync(runDir);
+      const launch = qemuLaunch(rp.guest, { ...spec, nics: [], memoryMiB: Math.min(spec.memoryMiB ?? 512, options.maxMemoryMiB ?? DEFAULT_MAX_MEMORY_MIB) }, {
+        disks: new Map([...diskPaths].map(([name, p]): [string, DiskTarget] => [name, { path: p, format: 'raw', storage: 'file' }])),
+        runDir,
+        accel,
+        ...(options.qemuBinary ? { qemuBinary: options.qemuBinary } : {}),
+      });
+      const argv = [
+        ...launch.argv,
+        '-no-reboot',
+        ...(forward ? forward.args : ['-nic', 'none']),
+        ...(boot.kind === 'kernel' ? ['-kernel', boot.kernel, ...(boot.initrd ? ['-initrd', boot.initrd] : []), '-append', boot.append] : []),
+      ];
+      options.onStep?.(`booting ${rp.guest} (${accel}${boot.kind === 'kernel' ? `, kernel from ${boot.source}` : ''}); waiting for ${describeHealthCheck(check)}`);
+      const qemu = startQemu(argv);
+      stopQemu = qemu.stop;
+      return { launch, qemu };
+    };
+    const waitHealthy = (qemu: { exited: AbortSignal }, serialLog: string) =>
+      waitForHealth(forward ? forward.check : check, {
+        timeoutMs: options.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS,
+        serial: { kind: 'file', path: serialLog },
+        signal: qemu.exited,
+        tcpProof: 'first-byte',
+      });
+    let accel = options.accel.accel;
+    let { launch, qemu } = startBoot(accel);
     result.notes.push(...launch.notes.filter((n) => !/memory size|vCPU count/.test(n)));
-    const argv = [
-      ...launch.argv,
-      '-no-reboot',
-      ...(forward ? forward.args : ['-nic', 'none']),
-      ...(boot.kind === 'kernel' ? ['-kernel', boot.kernel, ...(boot.initrd ? ['-initrd', boot.initrd] : []), '-append', boot.append] : []),
-    ];
-    options.onStep?.(`booting ${rp.guest} (${options.accel.accel}${boot.kind === 'kernel' ? `, kernel from ${boot.source}` : ''}); waiting for ${describeHealthCheck(check)}`);
-    const qemu = startQemu(argv);
-    stopQemu = qemu.stop;
-    const health = await waitForHealth(forward ? forward.check : check, {
-      timeoutMs: options.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS,
-      serial: { kind: 'file', path: launch.serialLog },
-      signal: qemu.exited,
-      tcpProof: 'first-byte',
-    });
+    let health = await waitHealthy(qemu, launch.serialLog);
+    if (health.status !== 'passed' && accel === 'kvm' && qemu.kvmFailure()) {
+      // A vCPU that ran the probe can still fail at the guest's first instruction KVM must emulate
+      // (nested virtualisation without unrestricted guests): QEMU stops the guest and says so.
+      result.notes.push(`KVM failed while booting (${qemu.kvmFailure()}): booted again with TCG`);
+      await qemu.stop();
+      accel = 'tcg';
+      ({ launch, qemu } = startBoot(accel));
+      health = await waitHealthy(qemu, launch.serialLog);
+    }
     result.boot = {
       method: boot.kind === 'disk' ? 'disk' : boot.from === 'config' ? 'kernel-from-config' : 'kernel-from-image',
-      accel: options.accel.accel,
+      accel,
       ...(boot.kind === 'kernel' ? { kernelSource: boot.source } : {}),
       health,
       bootMs: health.elapsedMs,
@@ -249,12 +265,24 @@ function freeLocalPort(): Promise<number> {
   });
 }
 
-/** QEMU in the foreground as a child: `exited` aborts when it ends (the health wait then fails at once), `stop` ends it. */
-function startQemu(argv: string[]): { exited: AbortSignal; stop: () => Promise<void> } {
+/**
+ * QEMU in the foreground as a child: `exited` aborts when it ends, or when
+ * KVM fails inside the guest (QEMU then stops the guest and stays up), and
+ * the health wait fails at once; `kvmFailure` says what KVM said; `stop` ends it.
+ */
+function startQemu(argv: string[]): { exited: AbortSignal; stop: () => Promise<void>; kvmFailure: () => string | undefined } {
   const controller = new AbortController();
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr = (stderr + s).slice(-4096); });
+  let kvmFailure: string | undefined;
+  child.stderr.setEncoding('utf8').on('data', (s: string) => {
+    stderr = (stderr + s).slice(-4096);
+    const failed = /KVM internal error[^\n]*/.exec(stderr);
+    if (failed && !kvmFailure) {
+      kvmFailure = `${failed[0].trim()}${/emulation failure/.test(stderr) ? ', emulation failure' : ''}`;
+      controller.abort(new Error(`QEMU stopped the guest: ${kvmFailure}`));
+    }
+  });
   const closed = new Promise<void>((resolve) => {
     child.on('error', (err) => { controller.abort(new Error(`cannot start ${argv[0]}: ${err.message}`)); resolve(); });
     child.on('close', (code, signal) => {
@@ -271,7 +299,7 @@ function startQemu(argv: string[]): { exited: AbortSignal; stop: () => Promise<v
       clearTimeout(timer);
     }
   };
-  return { exited: controller.signal, stop };
+  return { exited: controller.signal, stop, kvmFailure: () => kvmFailure };
 }
 
 /** The last console lines, for a failure's reason: what the guest said last. */
