@@ -58,7 +58,7 @@ export async function chooseAccelerator(runner: CommandRunner, options: { qemuBi
       r = await runner.run(options.qemuBinary, [
         '-accel', 'kvm', '-cpu', 'host', '-M', 'pc', '-m', '16', '-nodefaults', '-display', 'none', '-monitor', 'none', '-serial', 'none',
         '-bios', firmware, '-device', `isa-debug-exit,iobase=${EXIT_PORT},iosize=1`,
-      ], { timeoutMs: 20_000 });
+      ], { timeoutMs: 10_000 });
     } catch (err) {
       // Hung or not runnable: TCG is what remains, and the report says why.
       return { accel: 'tcg', why: `the KVM probe failed: ${(err as Error).message}` };
