@@ -12,7 +12,7 @@
 // (ramfs, some FUSE and network file systems) or a direct read fails, the reader
 // falls back to buffered reads: the bytes are the same either way.
 import * as fs from 'node:fs';
-import { DIRECT_ALIGN, directMemoryPad, openDirect } from '../host/directIo';
+import { DIRECT_ALIGN, directMemoryPad, forgetDirectMemoryPad, openDirect } from '../host/directIo';
 
 export { DIRECT_ALIGN };
 
@@ -22,11 +22,16 @@ export class ImageReader {
     private readonly fd: number,
     private direct: number | undefined,
     private readonly device: number,
+    private readonly dataAt: number,
   ) {}
 
-  static open(path: string): ImageReader {
+  /**
+   * `dataAt`: a byte of the image that holds data (in a data extent), where
+   * the first direct read finds the buffer's aligned offset (host/directIo.ts).
+   */
+  static open(path: string, dataAt: number): ImageReader {
     const fd = fs.openSync(path, 'r');
-    return new ImageReader(path, fd, openDirect(path, fs.constants.O_RDONLY), fs.fstatSync(fd).dev);
+    return new ImageReader(path, fd, openDirect(path, fs.constants.O_RDONLY), fs.fstatSync(fd).dev, dataAt);
   }
 
   /** Reads go past the page cache (O_DIRECT), as far as known so far. */
@@ -99,6 +104,8 @@ export class ImageReader {
         if (n === 0 || n % DIRECT_ALIGN !== 0) break;
       }
     } catch {
+      // Refused after all (the offset found was wrong): found again by the next reader, buffered reads for this one.
+      forgetDirectMemoryPad(this.device, buf);
       this.closeDirect();
       return false;
     }
@@ -109,7 +116,7 @@ export class ImageReader {
   /** The offset in `buf` of its first byte the kernel takes as a direct-read target (directIo.ts). */
   private padFor(buf: Buffer): number | null {
     if (this.direct === undefined) return null;
-    const pad = directMemoryPad(this.direct, this.device, buf);
+    const pad = directMemoryPad(this.direct, this.device, buf, this.dataAt);
     if (pad === null) this.closeDirect();
     return pad;
   }

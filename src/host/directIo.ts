@@ -1,9 +1,10 @@
-// What reads past the page cache (O_DIRECT) need: file offsets and lengths
-// in whole blocks, and memory at an address the device can take. JavaScript
-// cannot see an address, so the first offset of a buffer that a direct read
-// accepts is found by trying (a read of the file's first block), once per
-// ArrayBuffer and device. Backups read images so (dedupe/imageReader.ts);
-// docs/ARCHITECTURE.md, "Past the page cache", says why restores do not write so.
+// What reads and writes past the page cache (O_DIRECT) need: file offsets
+// and lengths in whole blocks, and memory at an address the device can take.
+// JavaScript cannot see an address, so the first offset of a buffer that a
+// direct read accepts is found by trying (a read of a block that holds data),
+// once per ArrayBuffer and device. Backups read images so
+// (dedupe/imageReader.ts), restores write them so (workers/imageWriter.ts):
+// docs/ARCHITECTURE.md, "Past the page cache".
 import * as fs from 'node:fs';
 
 /** File offsets and lengths of direct I/O are multiples of this: every common logical block size divides it. */
@@ -15,7 +16,7 @@ const PROBE_STEP = 16;
 /** Per ArrayBuffer and device: the offset into the ArrayBuffer the kernel takes for direct I/O, or null when none did. */
 const alignedOffsets = new WeakMap<ArrayBufferLike, Map<number, number | null>>();
 
-/** FERRY_DIRECT_IO=off reads through the page cache, to measure against (read at each open: workers and the main thread alike). */
+/** FERRY_DIRECT_IO=off reads and writes through the page cache, to measure against (read at each open: workers and the main thread alike). */
 export function directIoOff(): boolean {
   return process.env.FERRY_DIRECT_IO === 'off';
 }
@@ -34,17 +35,21 @@ export function openDirect(path: string, flags: number): number | undefined {
  * The offset into `buf` of its first byte that direct I/O on `directFd`
  * (device `device`) takes as an address, below DIRECT_ALIGN; null when no
  * offset works. Every later such byte is a multiple of DIRECT_ALIGN further.
- * Finding it the first time overwrites up to the first 8 KiB of `buf`.
+ * Finding it the first time reads the block at `probeAt` into the first 8 KiB
+ * of `buf`: that block must hold data (a direct read of a hole is no test of
+ * the address: the file system fills the memory without the device).
  */
-export function directMemoryPad(directFd: number, device: number, buf: Buffer): number | null {
+export function directMemoryPad(directFd: number, device: number, buf: Buffer, probeAt: number): number | null {
   let byDevice = alignedOffsets.get(buf.buffer);
   if (!byDevice) alignedOffsets.set(buf.buffer, (byDevice = new Map()));
   let absolute = byDevice.get(device);
   if (absolute === undefined) {
     absolute = null;
-    for (let k = 0; k <= DIRECT_ALIGN - PROBE_STEP && k + DIRECT_ALIGN <= buf.length; k += PROBE_STEP) {
+    const position = probeAt - (probeAt % DIRECT_ALIGN);
+    // Allocators align an ArrayBuffer's memory to at least PROBE_STEP: try the offsets that are so aligned.
+    for (let k = (PROBE_STEP - (buf.byteOffset % PROBE_STEP)) % PROBE_STEP; k < DIRECT_ALIGN && k + DIRECT_ALIGN <= buf.length; k += PROBE_STEP) {
       try {
-        fs.readSync(directFd, buf, k, DIRECT_ALIGN, 0);
+        fs.readSync(directFd, buf, k, DIRECT_ALIGN, position);
         absolute = buf.byteOffset + k;
         break;
       } catch {
@@ -55,4 +60,14 @@ export function directMemoryPad(directFd: number, device: number, buf: Buffer): 
   }
   if (absolute === null) return null;
   return (((absolute - buf.byteOffset) % DIRECT_ALIGN) + DIRECT_ALIGN) % DIRECT_ALIGN;
+}
+
+/** Whether an offset for `buf` on `device` is known (found or ruled out) already. */
+export function directMemoryPadKnown(device: number, buf: Buffer): boolean {
+  return alignedOffsets.get(buf.buffer)?.has(device) === true;
+}
+
+/** Forget what was found for `buf` on `device` (a direct operation was refused after all): the next use finds it again. */
+export function forgetDirectMemoryPad(device: number, buf: Buffer): void {
+  alignedOffsets.get(buf.buffer)?.delete(device);
 }

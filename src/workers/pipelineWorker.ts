@@ -12,6 +12,7 @@ import { RegionFingerprinter } from '../dedupe/regionFingerprint';
 import { Span, clipSpans, complementSpans } from '../dedupe/spans';
 import { ChunkHasher } from '../crypto/chunkId';
 import { DIRECT_ALIGN, ImageReader } from '../dedupe/imageReader';
+import { ChunkRun, ImageWriter } from './imageWriter';
 import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
 import { differingPages, touchedPages, worthPatching } from '../dedupe/pagePatch';
 import { applyPatch, decodePatchHeader, encodePatch, patchBytesAtMost } from '../repo/pagePatchFormat';
@@ -118,7 +119,7 @@ class RegionWindow {
  * every zero run first (tests/workers/scan-window.test.ts).
  */
 export function scanRegion(task: ScanRegionTask): ScanRegionResult {
-  const image = ImageReader.open(task.path);
+  const image = ImageReader.open(task.path, task.regionStart + (task.dataExtents[0]?.start ?? 0));
   const offsets: number[] = [];
   const lengths: number[] = [];
   const ids: Buffer[] = [];
@@ -234,7 +235,7 @@ class SealedCollector {
 const BLOB_SLACK = 256;
 
 export function packChunks(task: PackChunksTask): unknown {
-  const image = ImageReader.open(task.path);
+  const image = ImageReader.open(task.path, task.regionStart + (task.offsets[0] ?? 0));
   const sealed = new SealedCollector(task.lengths.reduce((n, l) => n + l, 0), task.lengths.length, task.recycled);
   let builtBase = -1;
   let built: Buffer | undefined;
@@ -412,39 +413,76 @@ function sealChangedSpans(
   return sealed.result({ offsets, lengths, ids: Buffer.concat(ids), readBytes }, task.bases?.data);
 }
 
-export function writeBlobs(task: WriteBlobsTask): unknown {
+export async function writeBlobs(task: WriteBlobsTask): Promise<unknown> {
   const result: WriteBlobsResult = { bad: [], writtenBytes: 0 };
-  const fd = task.targetPath ? fs.openSync(task.targetPath, 'r+') : undefined;
+  const failed = (err: unknown) => {
+    const e = err as NodeJS.ErrnoException;
+    result.writeError ??= { code: e.code, message: e.message };
+  };
+  const writer = task.targetPath ? ImageWriter.open(task.targetPath) : undefined;
+  // Chunks that follow each other on the disk are decompressed one after another into half of the
+  // window and written together (imageWriter.ts), while the next ones go into the other half.
+  const half = Math.floor(state.window.length / 2);
+  const runs = writer ? [new ChunkRun(writer, state.window.subarray(0, half)), new ChunkRun(writer, state.window.subarray(half))] : [];
+  const writing: (Promise<void> | undefined)[] = [undefined, undefined];
+  let k = 0;
+  const written = async (j: number) => {
+    await writing[j];
+    writing[j] = undefined;
+  };
+  const writeRun = () => {
+    writing[k] = runs[k].flush().then((n) => void (result.writtenBytes += n), failed);
+  };
   try {
     const data = Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength);
-    task.blobs.forEach((b, i) => {
-      const plain = state.decoder.decodeScratch(b.typeFlags, b.id, data.subarray(b.at, b.at + b.storedLength), b.rawLength);
+    for (let i = 0; i < task.blobs.length; i++) {
+      const b = task.blobs[i];
+      let into: Buffer | undefined;
+      if (writer && !result.writeError && b.targets.length > 0) {
+        into = runs[k].next(b.targets[0], b.rawLength);
+        if (!into) {
+          if (!runs[k].empty) {
+            writeRun();
+            k = 1 - k;
+          }
+          await written(k);
+          into = runs[k].begin(b.targets[0], b.rawLength);
+        }
+      }
+      let plain = state.decoder.decodeScratch(b.typeFlags, b.id, data.subarray(b.at, b.at + b.storedLength), b.rawLength, into);
       // A page patch authenticates here; only the main thread, which can fetch its base, can check its id.
       // Its base goes back with the result: check rebuilds only the newest patch of each chain.
       if (plain && blobType(b.typeFlags) === BlobType.Patch && b.targets.length === 0) {
         const header = decodePatchHeader(plain);
         if (header) (result.patchBases ??= []).push([i, header.baseId.toString('hex')]);
-        return;
+        continue;
       }
       if (!plain || blobType(b.typeFlags) === BlobType.Patch || !state.hasher.hash(plain).equals(b.id)) {
         result.bad.push(i);
-        return;
+        continue;
       }
-      if (fd === undefined || result.writeError) return;
-      for (const target of b.targets) {
-        try {
-          let done = 0;
-          while (done < plain.length) done += fs.writeSync(fd, plain, done, plain.length - done, target + done);
+      if (!writer || result.writeError) continue;
+      let targets = b.targets;
+      if (into && into.length === plain.length) {
+        // A chunk stored uncompressed was opened in the decoder's own buffer: moved to its place in the run.
+        if (plain.buffer !== into.buffer) plain = into.subarray(0, plain.copy(into));
+        runs[k].add(plain.length);
+        targets = targets.slice(1);
+      }
+      try {
+        for (const target of targets) {
+          writer.writeBuffered(plain, target);
           result.writtenBytes += plain.length;
-        } catch (err) {
-          const e = err as NodeJS.ErrnoException;
-          result.writeError = { code: e.code, message: e.message };
-          return;
         }
+      } catch (err) {
+        failed(err);
       }
-    });
+    }
+    if (writer && !result.writeError) writeRun();
   } finally {
-    if (fd !== undefined) fs.closeSync(fd);
+    await written(0);
+    await written(1);
+    writer?.close();
   }
   // The buffer goes back (a move, not a copy) for the caller's next read: no fresh read buffer per task.
   const returned: WriteBlobsResult = { ...result, returned: task.data };
@@ -587,5 +625,7 @@ export type TaskName = keyof typeof TASKS;
 export function runInProcess(on: WorkerState, name: TaskName, task: unknown): unknown {
   state = on;
   const out = (TASKS[name] as (t: unknown) => unknown)(task);
-  return out !== null && typeof out === 'object' && valueSymbol in out ? (out as Record<symbol, unknown>)[valueSymbol] : out;
+  const unwrap = (o: unknown) => (o !== null && typeof o === 'object' && valueSymbol in o ? (o as Record<symbol, unknown>)[valueSymbol] : o);
+  // An async task (writeBlobs): the pool's queue waits for it before the next task changes `state`.
+  return out instanceof Promise ? out.then(unwrap) : unwrap(out);
 }

@@ -42,7 +42,7 @@ describe('reading an image for a backup', () => {
     await mustRun('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
     await mustRun('sync', []);
     await mustRun('dd', [`if=${file}`, 'iflag=nocache', 'count=0', 'status=none']);
-    const reader = ImageReader.open(file);
+    const reader = ImageReader.open(file, 0);
     try {
       expect(reader.bypassesPageCache).toBe(true);
       const backing = Buffer.alloc(2 * MiB + 8 * DIRECT_ALIGN);
@@ -63,7 +63,7 @@ describe('reading an image for a backup', () => {
   it('reads extents into their place in a window: what a widened read overwrites around them is the file\'s own bytes', () => {
     const file = scratch.path('extents.img');
     const data = writeImage(file);
-    const reader = ImageReader.open(file);
+    const reader = ImageReader.open(file, 0);
     try {
       const window = Buffer.alloc(3 * MiB);
       for (const from of [0, 1000, DIRECT_ALIGN, 3 * MiB + 5]) {
@@ -84,13 +84,34 @@ describe('reading an image for a backup', () => {
     }
   });
 
+  it('finds a buffer\'s aligned offset at a block that holds data: an image that starts with a hole stays direct', async () => {
+    const file = scratch.path('hole-first.img');
+    const data = new SeededRandom(9).fill(Buffer.alloc(MiB));
+    fs.writeFileSync(file, '');
+    fs.truncateSync(file, 8 * MiB);
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, data, 0, data.length, 4 * MiB);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    // A direct read of a hole succeeds at any address: probing there would find a wrong offset.
+    const reader = ImageReader.open(file, 4 * MiB + 100);
+    try {
+      const buf = Buffer.alloc(2 * MiB).subarray(3);
+      expect(reader.view(buf, 4 * MiB + 5, 300_000).equals(data.subarray(5, 300_005))).toBe(true);
+      expect(reader.view(buf, 4 * MiB - 1000, 2000).equals(Buffer.concat([Buffer.alloc(1000), data.subarray(0, 1000)]))).toBe(true);
+      expect(reader.bypassesPageCache).toBe(true);
+    } finally {
+      reader.close();
+    }
+  });
+
   it('reads through the page cache where the file system refuses O_DIRECT (ramfs), with the same bytes', async () => {
     const mnt = scratch.mkdir('ramfs');
     await mustRun('mount', ['-t', 'ramfs', 'ramfs', mnt]);
     scratch.defer(() => mustRun('umount', [mnt]));
     const file = `${mnt}/image.img`;
     const data = writeImage(file);
-    const reader = ImageReader.open(file);
+    const reader = ImageReader.open(file, 0);
     try {
       expect(reader.bypassesPageCache).toBe(false);
       const buf = Buffer.alloc(2 * MiB);
@@ -105,7 +126,7 @@ describe('reading an image for a backup', () => {
   it('says where an image ends early, direct or not', () => {
     const file = scratch.path('short.img');
     writeImage(file);
-    const reader = ImageReader.open(file);
+    const reader = ImageReader.open(file, 0);
     try {
       expect(() => reader.view(Buffer.alloc(MiB), 5 * MiB, 200)).toThrow(/unexpected end of image at byte 5243003/);
     } finally {
