@@ -12,33 +12,22 @@
 // (ramfs, some FUSE and network file systems) or a direct read fails, the reader
 // falls back to buffered reads: the bytes are the same either way.
 import * as fs from 'node:fs';
-import { DIRECT_ALIGN, directMemoryPad, forgetDirectMemoryPad, openDirect } from '../host/directIo';
+import { DIRECT_ALIGN, DirectFile, readFully } from '../host/directIo';
 
 export { DIRECT_ALIGN };
 
-export class ImageReader {
-  private constructor(
-    readonly path: string,
-    private readonly fd: number,
-    private direct: number | undefined,
-    private readonly device: number,
-    private readonly dataAt: number,
-  ) {}
+export class ImageReader extends DirectFile {
+  private constructor(fd: number, direct: number | undefined, device: number, private readonly dataAt: number) {
+    super(fd, direct, device);
+  }
 
   /**
    * `dataAt`: a byte of the image that holds data (in a data extent), where
    * the first direct read finds the buffer's aligned offset (host/directIo.ts).
    */
   static open(path: string, dataAt: number): ImageReader {
-    const fd = fs.openSync(path, 'r');
-    return new ImageReader(path, fd, openDirect(path, fs.constants.O_RDONLY), fs.fstatSync(fd).dev, dataAt);
+    return new ImageReader(...DirectFile.descriptors(path, 'r'), dataAt);
   }
-
-  /** Reads go past the page cache (O_DIRECT), as far as known so far. */
-  get bypassesPageCache(): boolean {
-    return this.direct !== undefined;
-  }
-
   /**
    * Where image byte `position` lands when a region is read into `buf` from
    * there on (`readExtent`): past the buffer's aligned start, at the same
@@ -46,7 +35,7 @@ export class ImageReader {
    * direct reads. Leave `DIRECT_ALIGN` bytes free after the last byte wanted.
    */
   baseFor(buf: Buffer, position: number): number {
-    const pad = this.padFor(buf);
+    const pad = this.padFor(buf, this.dataAt);
     return pad === null ? 0 : pad + (position % DIRECT_ALIGN);
   }
 
@@ -57,13 +46,13 @@ export class ImageReader {
    * aligned ends: the bytes around it are overwritten with the file's own.
    */
   readExtent(buf: Buffer, at: number, length: number, position: number): void {
-    const pad = this.direct === undefined ? null : this.padFor(buf);
+    const pad = this.padFor(buf, this.dataAt);
     if (pad !== null) {
       const lead = position % DIRECT_ALIGN;
       const from = at - lead;
       if (from >= pad && (from - pad) % DIRECT_ALIGN === 0 && this.readDirect(buf, from, lead + length, position - lead)) return;
     }
-    this.readBuffered(buf, at, length, position);
+    readFully(this.fd, buf, at, length, position);
   }
 
   /** Image bytes [position, position + length) somewhere in `buf` (which has room for them plus 2 × DIRECT_ALIGN): their view. */
@@ -73,22 +62,8 @@ export class ImageReader {
       this.readExtent(buf, at, length, position);
       return buf.subarray(at, at + length);
     }
-    this.readBuffered(buf, 0, length, position);
+    readFully(this.fd, buf, 0, length, position);
     return buf.subarray(0, length);
-  }
-
-  close(): void {
-    fs.closeSync(this.fd);
-    if (this.direct !== undefined) fs.closeSync(this.direct);
-  }
-
-  private readBuffered(buf: Buffer, at: number, length: number, position: number): void {
-    let done = 0;
-    while (done < length) {
-      const n = fs.readSync(this.fd, buf, at + done, length - done, position + done);
-      if (n === 0) throw new Error(`unexpected end of image at byte ${position + done}`);
-      done += n;
-    }
   }
 
   /** `need` bytes from aligned `position` into buf at `at` (aligned); false if the kernel refused (then nothing is promised about buf). */
@@ -105,24 +80,10 @@ export class ImageReader {
       }
     } catch {
       // Refused after all (the offset found was wrong): found again by the next reader, buffered reads for this one.
-      forgetDirectMemoryPad(this.device, buf);
-      this.closeDirect();
+      this.refused(buf);
       return false;
     }
     if (done < need) throw new Error(`unexpected end of image at byte ${position + done}`);
     return true;
-  }
-
-  /** The offset in `buf` of its first byte the kernel takes as a direct-read target (directIo.ts). */
-  private padFor(buf: Buffer): number | null {
-    if (this.direct === undefined) return null;
-    const pad = directMemoryPad(this.direct, this.device, buf, this.dataAt);
-    if (pad === null) this.closeDirect();
-    return pad;
-  }
-
-  private closeDirect(): void {
-    if (this.direct !== undefined) fs.closeSync(this.direct);
-    this.direct = undefined;
   }
 }

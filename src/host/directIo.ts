@@ -71,3 +71,60 @@ export function directMemoryPadKnown(device: number, buf: Buffer): boolean {
 export function forgetDirectMemoryPad(device: number, buf: Buffer): void {
   alignedOffsets.get(buf.buffer)?.delete(device);
 }
+
+/**
+ * An image opened twice: buffered, and with O_DIRECT where the file system
+ * allows it (until a direct operation is refused). What ImageReader and
+ * ImageWriter share.
+ */
+export class DirectFile {
+  protected constructor(
+    protected readonly fd: number,
+    protected direct: number | undefined,
+    protected readonly device: number,
+  ) {}
+
+  /** Opens `path` with `flags` (buffered) and again with O_DIRECT. */
+  protected static descriptors(path: string, flags: 'r' | 'r+'): [number, number | undefined, number] {
+    const fd = fs.openSync(path, flags);
+    return [fd, openDirect(path, flags === 'r' ? fs.constants.O_RDONLY : fs.constants.O_RDWR), fs.fstatSync(fd).dev];
+  }
+
+  /** I/O goes past the page cache (O_DIRECT), as far as known so far. */
+  get bypassesPageCache(): boolean {
+    return this.direct !== undefined;
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+    this.closeDirect();
+  }
+
+  /** `buf`'s aligned offset (directMemoryPad); null, and no more direct I/O for this file, when there is none. */
+  protected padFor(buf: Buffer, probeAt: number): number | null {
+    if (this.direct === undefined) return null;
+    const pad = directMemoryPad(this.direct, this.device, buf, probeAt);
+    if (pad === null) this.closeDirect();
+    return pad;
+  }
+
+  /** A direct operation was refused after all: `buf`'s offset is found again next time, and this file goes through the page cache. */
+  protected refused(buf: Buffer): void {
+    forgetDirectMemoryPad(this.device, buf);
+    this.closeDirect();
+  }
+
+  private closeDirect(): void {
+    if (this.direct !== undefined) fs.closeSync(this.direct);
+    this.direct = undefined;
+  }
+}
+
+/** Bytes [position, position + length) of `fd` into buf at `at`, through short reads; an early end of the file is an error. */
+export function readFully(fd: number, buf: Uint8Array, at: number, length: number, position: number): void {
+  for (let done = 0; done < length; ) {
+    const n = fs.readSync(fd, buf, at + done, length - done, position + done);
+    if (n === 0) throw new Error(`unexpected end of image at byte ${position + done}`);
+    done += n;
+  }
+}

@@ -18,27 +18,15 @@
 // final fsync makes both durable. Where O_DIRECT is refused, or a direct
 // write is, everything goes through the page cache.
 import * as fs from 'node:fs';
-import { DIRECT_ALIGN, directMemoryPad, directMemoryPadKnown, forgetDirectMemoryPad, openDirect } from '../host/directIo';
+import { DIRECT_ALIGN, DirectFile, directMemoryPadKnown } from '../host/directIo';
 
 /** Runs with less than this of aligned interior are written through the page cache whole: not worth a device round trip. */
 const MIN_DIRECT_BYTES = 64 * 1024;
 
-export class ImageWriter {
-  private constructor(
-    private readonly fd: number,
-    private direct: number | undefined,
-    private readonly device: number,
-  ) {}
-
+export class ImageWriter extends DirectFile {
   static open(path: string): ImageWriter {
-    const fd = fs.openSync(path, 'r+');
     // Read-write: finding a buffer's aligned offset reads back a block written (directIo.ts).
-    return new ImageWriter(fd, openDirect(path, fs.constants.O_RDWR), fs.fstatSync(fd).dev);
-  }
-
-  /** Writes go past the page cache (O_DIRECT), as far as known so far. */
-  get bypassesPageCache(): boolean {
-    return this.direct !== undefined;
+    return new ImageWriter(...DirectFile.descriptors(path, 'r+'));
   }
 
   /**
@@ -92,16 +80,7 @@ export class ImageWriter {
   }
 
   private async writeBufferedInBackground(bytes: Buffer, position: number): Promise<void> {
-    for (let done = 0; done < bytes.length; ) {
-      done += await new Promise<number>((resolve, reject) => {
-        fs.write(this.fd, bytes, done, bytes.length - done, position + done, (err, written) => (err ? reject(err) : resolve(written)));
-      });
-    }
-  }
-
-  close(): void {
-    fs.closeSync(this.fd);
-    if (this.direct !== undefined) fs.closeSync(this.direct);
+    for (let done = 0; done < bytes.length; ) done += await writeInBackground(this.fd, bytes.subarray(done), position + done);
   }
 
   /** What the kernel refuses as such (EINVAL: nothing written) goes through the page cache; other errors are the write's. */
@@ -111,33 +90,23 @@ export class ImageWriter {
       const direct = this.direct;
       if (direct === undefined) break;
       try {
-        const n = await new Promise<number>((resolve, reject) => {
-          fs.write(direct, bytes, done, bytes.length - done, position + done, (err, written) => (err ? reject(err) : resolve(written)));
-        });
+        const n = await writeInBackground(direct, bytes.subarray(done), position + done);
         done += n;
         // A short direct write (a full device, an odd file system): the rest goes through the page cache.
         if (n === 0 || n % DIRECT_ALIGN !== 0) break;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
         // Refused after all (the offset found was wrong): found again by the next writer, buffered writes for this one.
-        forgetDirectMemoryPad(this.device, staging);
-        this.closeDirect();
+        this.refused(staging);
       }
     }
     if (done < bytes.length) this.writeBuffered(bytes.subarray(done), position + done);
   }
+}
 
-  private padFor(buf: Buffer, probeAt: number): number | null {
-    if (this.direct === undefined) return null;
-    const pad = directMemoryPad(this.direct, this.device, buf, probeAt);
-    if (pad === null) this.closeDirect();
-    return pad;
-  }
-
-  private closeDirect(): void {
-    if (this.direct !== undefined) fs.closeSync(this.direct);
-    this.direct = undefined;
-  }
+/** One pwrite of `bytes` at `position` on the libuv thread pool: the bytes it wrote. */
+function writeInBackground(fd: number, bytes: Buffer, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, bytes, 0, bytes.length, position, (err, written) => (err ? reject(err) : resolve(written))));
 }
 
 /**

@@ -12,6 +12,7 @@ import { RegionFingerprinter } from '../dedupe/regionFingerprint';
 import { Span, clipSpans, complementSpans } from '../dedupe/spans';
 import { ChunkHasher } from '../crypto/chunkId';
 import { DIRECT_ALIGN, ImageReader } from '../dedupe/imageReader';
+import { readFully } from '../host/directIo';
 import { ChunkRun, ImageWriter } from './imageWriter';
 import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
 import { differingPages, touchedPages, worthPatching } from '../dedupe/pagePatch';
@@ -55,15 +56,6 @@ export function workerState(setup: WorkerSetup): WorkerState {
 
 /** This thread's state: a worker's from its workerData; on the main thread, the in-process pool's, set per call. */
 let state: WorkerState = workerData ? workerState(workerData as WorkerSetup) : (undefined as unknown as WorkerState);
-
-function readFully(fd: number, buf: Buffer, at: number, length: number, position: number): void {
-  let done = 0;
-  while (done < length) {
-    const n = fs.readSync(fd, buf, at + done, length - done, position + done);
-    if (n === 0) throw new Error(`unexpected end of image at byte ${position + done}`);
-    done += n;
-  }
-}
 
 /**
  * A region's bytes as a scan sees them (its data extents read from the image,
