@@ -6,6 +6,7 @@
 // buffers and a fleet of 8 guests of 48 MiB peaked at 166 MiB, not 148.
 import type { PipelinePool } from '../workers/pipelinePool';
 import { TaskSlots } from './taskSlots';
+import { SEALED_BACKLOG_BATCHES_PER_WORKER, SealedBacklog } from './sealedBacklog';
 
 export class BackupBuffers {
   /** Regions being read, cut and sealed at once: one per worker plus one keeps every core busy. */
@@ -16,14 +17,18 @@ export class BackupBuffers {
   readonly spareOutputs: Uint8Array[] = [];
   /** Buffers page-patch bases travelled in, back from the workers, to carry the next ones. */
   readonly spareBases: Uint8Array[] = [];
+  /** Output of workers that seal as they scan, waiting for the pack writer. */
+  readonly sealedBacklog: SealedBacklog;
 
   private constructor(
     /** At most this many spares of each kind are kept: one per region in flight. */
     readonly regionsInFlight: number,
     threads: number,
+    sealBatchBytes: number,
   ) {
     this.regionSlots = new TaskSlots(regionsInFlight);
     this.patchSlots = new TaskSlots(threads);
+    this.sealedBacklog = new SealedBacklog(threads * SEALED_BACKLOG_BATCHES_PER_WORKER * sealBatchBytes);
   }
 
   /** The set every disk backup on `pool` uses. */
@@ -31,7 +36,7 @@ export class BackupBuffers {
     let set = sets.get(pool);
     if (!set) {
       // Tasks on the main thread (the smallest budgets) run one at a time: a second region would only hold buffers.
-      set = new BackupBuffers(pool.sizing.placement === 'main-thread' ? 1 : pool.threads + 1, pool.threads);
+      set = new BackupBuffers(pool.sizing.placement === 'main-thread' ? 1 : pool.threads + 1, pool.threads, pool.sizing.sealBatchBytes);
       sets.set(pool, set);
     }
     return set;

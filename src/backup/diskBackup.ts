@@ -12,10 +12,12 @@ import { Span, clipSpans, clippedMerged } from '../dedupe/spans';
 import { decodeRegionMap } from '../repo/regionMap';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
-import { PackedChunks, PatchBases, SealChangedResult, SealChangedTask, StoredChains } from '../workers/tasks';
+import { FreshChunkDesk } from '../workers/freshChunkChannel';
+import { PackedChunks, PatchBases, SealedBlobs, SealChangedResult, SealChangedTask, StoredChains } from '../workers/tasks';
 import { ChangedBatch, changedBatches } from './changedBatches';
 import { PatchBaseLoader } from './patchBaseLoader';
 import { BackupBuffers } from './backupBuffers';
+import { PendingWork } from '../concurrency/pendingWork';
 import { forEachLimit } from '../concurrency/forEachLimit';
 
 export interface DiskProgress {
@@ -55,6 +57,8 @@ export class DiskBackup {
   private readonly buffers: BackupBuffers;
 
   private readonly baseLoader: PatchBaseLoader;
+  /** Sealed blobs handed over by workers that seal as they scan, being packed. */
+  private readonly sealed = new PendingWork();
 
   constructor(
     private readonly repo: Repository,
@@ -95,7 +99,9 @@ export class DiskBackup {
         const previousMap = comparable?.regions[r] ?? null;
         // Read at most once per region: the reuse check and the page-patch bases both need it.
         const previousEntries = once(() => (previousMap === null ? Promise.resolve(undefined) : this.previousMapEntries(previousMap)));
-        const stored = await this.storeRegion(source.path, regionStart, regionLength, dataExtents, progress, previousEntries, reusable && (await this.reusableFingerprint(reusable, r, previousEntries)));
+        const stored = previousMap === null && this.pool.sealsWhileScanning
+          ? await this.scanAndSealRegion(source.path, regionStart, regionLength, dataExtents, progress)
+          : await this.storeRegion(source.path, regionStart, regionLength, dataExtents, progress, previousEntries, reusable && (await this.reusableFingerprint(reusable, r, previousEntries)));
         fingerprints[r] = stored.fingerprint ?? null;
         if (stored.kind === 'reused') {
           regions[r] = previousMap;
@@ -109,6 +115,8 @@ export class DiskBackup {
       progress.doneBytes += regionLength;
       onProgress?.(progress);
     }));
+    // Blobs sealed as the regions were scanned are in packs (or their failure is this disk's).
+    await this.sealed.settled();
     return {
       record: { name, sourcePath: source.path, size: source.size, regionSize, regions, dataBytes, fingerprints },
       readBytes: progress.readBytes,
@@ -279,6 +287,57 @@ export class DiskBackup {
     const largestChunk = Math.max(this.repo.settings.chunker.maxSize, this.repo.settings.chunker.avgSize);
     const window = Math.max(this.pool.sizing.windowBytes, 2 * largestChunk);
     return wholeDisk ? window : Math.floor(window / 2);
+  }
+
+  /**
+   * A region without a previous map (nothing to reuse, no page-patch bases): the
+   * worker seals the fresh chunks from the bytes it scans, each byte read once.
+   */
+  private async scanAndSealRegion(
+    path: string,
+    regionStart: number,
+    regionLength: number,
+    dataExtents: { start: number; end: number }[],
+    progress: DiskProgress,
+  ): Promise<StoredRegion> {
+    const backlog = this.buffers.sealedBacklog;
+    const desk: FreshChunkDesk = {
+      // Claimed as they are cut, so a parallel region with the same chunk does not store it twice.
+      claim: (ids, lengths) => {
+        const fresh = new Uint8Array(lengths.length);
+        for (let i = 0; i < lengths.length; i++) fresh[i] = this.repo.claimBlob(Buffer.from(ids.buffer, ids.byteOffset + 32 * i, 32), lengths[i], BlobType.Data) ? 1 : 0;
+        return fresh;
+      },
+      roomForMore: async () => {
+        this.sealed.throwIfFailed();
+        await backlog.room();
+        this.sealed.throwIfFailed();
+      },
+      store: (ids, blobs) => {
+        const packed = this.sealed.track(this.packSealed(ids, blobs));
+        backlog.hold(blobs.starts[blobs.starts.length - 1], packed);
+      },
+      spareOutput: () => this.buffers.spareOutputs.pop(),
+    };
+    const scan = await this.pool.scanAndSealRegion({ path, regionStart, regionLength, dataExtents }, desk);
+    progress.readBytes += scan.readBytes;
+    const entries: MapEntry[] = [];
+    for (let i = 0; i < scan.offsets.length; i++) entries.push({ offset: scan.offsets[i], length: scan.lengths[i], id: Buffer.from(scan.ids.subarray(i * 32, i * 32 + 32)) });
+    const fingerprint = scan.fingerprint ? Buffer.from(scan.fingerprint).toString('hex') : undefined;
+    return { kind: 'scanned', fingerprint, entries };
+  }
+
+  /** Add sealed blobs to packs, then keep their buffer for the next seal (add resolves after the copy). */
+  private async packSealed(ids: Uint8Array, blobs: SealedBlobs): Promise<void> {
+    for (let i = 0; i < blobs.typeFlags.length; i++) {
+      await this.writer.add({
+        id: Buffer.from(ids.subarray(32 * i, 32 * i + 32)),
+        typeFlags: blobs.typeFlags[i],
+        rawLength: blobs.rawLengths[i],
+        sealed: blobs.data.subarray(blobs.starts[i], blobs.starts[i + 1]),
+      });
+    }
+    this.buffers.keep(this.buffers.spareOutputs, blobs.data);
   }
 
   private async storeRegion(

@@ -9,10 +9,11 @@ import { compiledScript } from '../host/compiledScript';
 import { RepositoryKeys } from '../crypto/keys';
 import { RepositorySettings } from '../repo/configFile';
 import {
-  PackChunksTask, ScanRegionResult, ScanRegionTask, SealChangedResult, SealChangedTask, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
+  PackChunksTask, ScanAndSealTask, ScanRegionResult, ScanRegionTask, SealChangedResult, SealChangedTask, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
   WritePatchedTask, PackedChunks, VerifyPatchedTask,
 } from './tasks';
 import { PipelineSizing, pipelineSizing } from './memoryBudget';
+import { FreshChunkDesk, serveFreshChunks } from './freshChunkChannel';
 import { TaskName, WorkerState, runInProcess, workerState } from './pipelineWorker';
 
 /** Room in a sealed-output buffer beyond its batch's plaintext: seal overhead and patch headers of its blobs. */
@@ -86,6 +87,34 @@ export class PipelinePool {
 
   scanRegion(task: ScanRegionTask): Promise<ScanRegionResult> {
     return this.run('scanRegion', task) as Promise<ScanRegionResult>;
+  }
+
+  /**
+   * Tasks run on worker threads, so a scan can wait for the main thread's answers
+   * (scanAndSealRegion); on the main thread itself it could not.
+   */
+  get sealsWhileScanning(): boolean {
+    return this.pool !== undefined;
+  }
+
+  /**
+   * Scan a region and seal, as it goes, the chunks `desk` says are fresh: every one
+   * of them has gone to `desk.store` when this resolves.
+   */
+  async scanAndSealRegion(task: ScanRegionTask, desk: FreshChunkDesk): Promise<ScanRegionResult> {
+    if (!this.pool) throw new Error('scanAndSealRegion needs worker threads (see sealsWhileScanning)');
+    const served = serveFreshChunks(desk);
+    const recycled = desk.spareOutput();
+    const full: ScanAndSealTask = { ...task, channel: served.end, ...(recycled ? { recycled } : {}) };
+    const transferList = [served.end.port as unknown as ArrayBuffer, ...(recycled ? [recycled.buffer as ArrayBuffer] : [])];
+    let succeeded = false;
+    try {
+      const result = (await this.pool.run(full, { name: 'scanAndSealRegion', transferList })) as ScanRegionResult;
+      succeeded = true;
+      return result;
+    } finally {
+      await served.finish(succeeded);
+    }
   }
 
   /** `task.bases.data` and `task.recycled` are transferred to the worker. */

@@ -14,11 +14,12 @@ import { ChunkHasher } from '../crypto/chunkId';
 import { DIRECT_ALIGN, ImageReader } from '../dedupe/imageReader';
 import { readFully } from '../host/directIo';
 import { ChunkRun, ImageWriter } from './imageWriter';
+import { FreshChunkClient } from './freshChunkChannel';
 import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
 import { differingPages, touchedPages, worthPatching } from '../dedupe/pagePatch';
 import { applyPatch, decodePatchHeader, encodePatch, patchBytesAtMost } from '../repo/pagePatchFormat';
 import {
-  PackChunksTask, ScanRegionResult, ScanRegionTask, SealChangedTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
+  PackChunksTask, ScanAndSealTask, ScanRegionResult, ScanRegionTask, SealChangedTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
   WritePatchedTask, DataRange, SealedChain, VerifyPatchedTask,
 } from './tasks';
 
@@ -73,6 +74,7 @@ class RegionWindow {
   constructor(
     private readonly image: ImageReader,
     private readonly task: ScanRegionTask,
+    private readonly beforeSlide?: () => void,
   ) {
     this.fingerprinter = new RegionFingerprinter(Buffer.from(state.setup.fingerprintKey), task.regionLength, task.dataExtents);
   }
@@ -80,6 +82,12 @@ class RegionWindow {
   /** Region bytes [start, end), read into the window from `start` on unless it holds them; end - start ≤ the window's size less 2 × DIRECT_ALIGN. */
   view(start: number, end: number): Buffer {
     if (start < this.from || end > this.to) this.slide(start);
+    return this.held(start, end);
+  }
+
+  /** Region bytes [start, end), which the window holds. */
+  held(start: number, end: number): Buffer {
+    if (start < this.from || end > this.to) throw new RangeError(`RegionWindow: bytes [${start}, ${end}) are not in the window [${this.from}, ${this.to})`);
     return state.window.subarray(this.base + start - this.from, this.base + end - this.from);
   }
 
@@ -88,6 +96,8 @@ class RegionWindow {
    * are moved, not read again, and the rest of the window is read.
    */
   slide(keepFrom: number): void {
+    // The bytes about to go may be wanted once more (scanAndSealRegion seals the new chunks among them).
+    this.beforeSlide?.();
     const window = state.window;
     const base = this.image.baseFor(window, this.task.regionStart + keepFrom);
     const to = Math.min(this.task.regionLength, keepFrom + window.length - base - DIRECT_ALIGN);
@@ -111,14 +121,73 @@ class RegionWindow {
  * every zero run first (tests/workers/scan-window.test.ts).
  */
 export function scanRegion(task: ScanRegionTask): ScanRegionResult {
+  return scanChunks(task);
+}
+
+/**
+ * scanRegion that also seals the chunks the repository lacks, from the bytes
+ * it scanned: before the window moves on, it asks the main thread which of the
+ * chunks cut in it are fresh (freshChunkChannel.ts) and hands them over
+ * sealed. Each new byte is read once, not again by a packChunks task. For
+ * regions without page-patch bases (a full backup, a new region).
+ */
+export function scanAndSealRegion(task: ScanAndSealTask): ScanRegionResult {
+  if (task.previousFingerprint) throw new Error('scanAndSealRegion: a region with a previous map is scanned, then packed with its bases');
+  const client = new FreshChunkClient(task.channel);
+  let recycled = task.recycled;
+  const result = scanChunks(task, (cut, bytes) => {
+    const n = cut.lengths.length;
+    if (n === 0) return;
+    const ids = Buffer.concat(cut.ids);
+    const reply = client.claim(ids, cut.lengths);
+    const fresh = reply.fresh!;
+    recycled = reply.recycled ?? recycled;
+    let plainBytes = 0;
+    let count = 0;
+    for (let i = 0; i < n; i++) if (fresh[i]) (plainBytes += cut.lengths[i]), count++;
+    if (count === 0) return;
+    const sealed = new SealedCollector(plainBytes, count, recycled);
+    recycled = undefined;
+    const freshIds = Buffer.allocUnsafe(32 * count);
+    for (let i = 0, j = 0; i < n; i++) {
+      if (!fresh[i]) continue;
+      cut.ids[i].copy(freshIds, 32 * j++);
+      sealed.add(cut.ids[i], bytes.held(cut.offsets[i], cut.offsets[i] + cut.lengths[i]));
+    }
+    client.sealed(freshIds, sealed.blobs());
+  });
+  client.done();
+  return result;
+}
+
+/** Chunks cut since the last hand-over: offsets (in the region), lengths and ids. */
+interface CutChunks {
+  offsets: number[];
+  lengths: number[];
+  ids: Buffer[];
+}
+
+/**
+ * The scan of scanRegion. With `handOver`, the chunks cut while the window
+ * held them are passed on before it moves (and once at the end), with the
+ * window to read their bytes from.
+ */
+function scanChunks(task: ScanRegionTask, handOver?: (cut: CutChunks, bytes: RegionWindow) => void): ScanRegionResult {
   const image = ImageReader.open(task.path, task.regionStart + (task.dataExtents[0]?.start ?? 0));
   const offsets: number[] = [];
   const lengths: number[] = [];
   const ids: Buffer[] = [];
+  let handedOver = 0;
+  let bytes!: RegionWindow;
+  const handOverCut = handOver && (() => {
+    if (handedOver === offsets.length) return;
+    handOver({ offsets: offsets.slice(handedOver), lengths: lengths.slice(handedOver), ids: ids.slice(handedOver) }, bytes);
+    handedOver = offsets.length;
+  });
   let fingerprint: Buffer | undefined;
   let spans: Span[];
   try {
-    const bytes = new RegionWindow(image, task);
+    bytes = new RegionWindow(image, task, handOverCut);
     const scanner = new ZeroRunScanner(task.regionLength, complementSpans(task.dataExtents, task.regionLength));
     const maxBytes = state.chunker.maxBytes;
     let at = 0; // where the next chunk starts, or where the cutter waits
@@ -162,6 +231,7 @@ export function scanRegion(task: ScanRegionTask): ScanRegionResult {
       // The cutter lags the scanner by at most a chunk and a zero run, far less than the window.
       if (bytes.to <= before && scanner.scanned < before) throw new Error(`scanRegion: the read window (${state.window.length} bytes) cannot move on at byte ${before} of the region`);
     }
+    handOverCut?.();
     spans = scanner.spans;
     fingerprint = bytes.fingerprinter.digest();
   } finally {
@@ -211,6 +281,12 @@ class SealedCollector {
     this.meta.typeFlags.push(blob.typeFlags);
     this.meta.rawLengths.push(blob.rawLength);
     this.total += blob.length;
+  }
+
+  /** The sealed blobs as a message part (its buffer to be transferred). */
+  blobs(): SealedBlobs {
+    this.meta.starts.push(this.total);
+    return { ...this.meta, data: this.data };
   }
 
   /** `alsoBack`: a buffer the task brought that goes back with the result (moved, not copied) for the caller to fill again. */
@@ -607,7 +683,7 @@ function patchedLength(data: Buffer, p: DataRange): number {
 }
 
 /** The pool's task names and what runs them. */
-const TASKS = { scanRegion, packChunks, sealChanged, writeBlobs, writePatched, verifyPatched };
+const TASKS = { scanRegion, scanAndSealRegion, packChunks, sealChanged, writeBlobs, writePatched, verifyPatched };
 export type TaskName = keyof typeof TASKS;
 
 /**

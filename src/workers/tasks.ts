@@ -2,6 +2,7 @@
 // they cross a structured-clone boundary.
 import { Span } from '../dedupe/spans';
 import { ChunkerParams } from '../repo/format';
+import type { FreshChunkEnd } from './freshChunkChannel';
 
 export interface WorkerSetup {
   idKey: Uint8Array;
@@ -33,6 +34,13 @@ export interface ScanRegionTask {
    * zero runs (no cutting, no hashing) and the caller reuses that map.
    */
   previousFingerprint?: Uint8Array;
+}
+
+/** scanRegion that seals the chunks the main thread says are fresh, as it goes (freshChunkChannel.ts). */
+export interface ScanAndSealTask extends ScanRegionTask {
+  channel: FreshChunkEnd;
+  /** A sealed-output buffer for the first chunks sealed (transferred). */
+  recycled?: Uint8Array;
 }
 
 export interface ScanRegionResult {
