@@ -13,7 +13,7 @@ import { decodeRegionMap } from '../repo/regionMap';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
 import { FreshChunkDesk } from '../workers/freshChunkChannel';
-import { PackedChunks, PatchBases, SealedBlobs, SealChangedResult, SealChangedTask, StoredChains } from '../workers/tasks';
+import { PackedChunks, PatchBases, ScanRegionResult, SealedBlobs, SealChangedResult, SealChangedTask, StoredChains } from '../workers/tasks';
 import { ChangedBatch, changedBatches } from './changedBatches';
 import { PatchBaseLoader } from './patchBaseLoader';
 import { BackupBuffers } from './backupBuffers';
@@ -319,7 +319,14 @@ export class DiskBackup {
       },
       spareOutput: () => this.buffers.spareOutputs.pop(),
     };
-    const scan = await this.pool.scanAndSealRegion({ path, regionStart, regionLength, dataExtents }, desk);
+    let scan: ScanRegionResult;
+    try {
+      scan = await this.pool.scanAndSealRegion({ path, regionStart, regionLength, dataExtents }, desk);
+    } catch (e) {
+      // A pack that did not write stopped the worker with its message: the typed error is the one to report.
+      this.sealed.throwIfFailed();
+      throw e;
+    }
     progress.readBytes += scan.readBytes;
     const entries: MapEntry[] = [];
     for (let i = 0; i < scan.offsets.length; i++) entries.push({ offset: scan.offsets[i], length: scan.lengths[i], id: Buffer.from(scan.ids.subarray(i * 32, i * 32 + 32)) });
