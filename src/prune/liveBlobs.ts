@@ -7,6 +7,8 @@ import { BlobType, blobType } from '../crypto/blobCodec';
 import { Repository } from '../repo/repository';
 import { StoredRestorePoint } from '../repo/restorePoint';
 import { decodeRegionMap } from '../repo/regionMap';
+import { MAX_PATCH_DEPTH } from '../repo/pagePatchFormat';
+import { PatchBaseMemo } from './patchBaseMemo';
 
 /** Blob ids (hex) that some restore point needs. */
 export type LiveBlobs = Set<string>;
@@ -23,6 +25,8 @@ export interface LiveGraph {
 export interface LiveGraphOptions {
   /** Ids (hex) some pack stores as a whole chunk (type 0). */
   storedWhole: ReadonlySet<string>;
+  /** Where patches' bases are read (each body once per prune). */
+  bases: PatchBaseMemo;
 }
 
 /**
@@ -33,7 +37,7 @@ export interface LiveGraphOptions {
 export async function findLiveGraph(repo: Repository, points: readonly StoredRestorePoint[], opts: LiveGraphOptions): Promise<LiveGraph> {
   const live: LiveBlobs = new Set();
   const graph: LiveGraph = { live, named: new Set(), baseOf: new Map() };
-  const ctx = { graph, storedWhole: opts.storedWhole };
+  const ctx = { graph, storedWhole: opts.storedWhole, bases: opts.bases };
   for (const point of points) {
     for (const disk of point.disks) {
       for (const mapHex of disk.regions) {
@@ -49,10 +53,13 @@ export async function findLiveGraph(repo: Repository, points: readonly StoredRes
             repo.blobObject(mapId),
           );
         }
+        // The map's patches are read a few at a time ahead of the walk, which takes them in order.
+        const prefetching = opts.bases.prefetch(entries.filter((e) => isPatch(repo, e.id) && !live.has(e.id.toString('hex'))).map((e) => e.id));
         for (const entry of entries) {
           graph.named.add(entry.id.toString('hex'));
           await addChunk(repo, ctx, entry.id, point, disk.name);
         }
+        await prefetching;
       }
     }
   }
@@ -60,7 +67,7 @@ export async function findLiveGraph(repo: Repository, points: readonly StoredRes
 }
 
 /** A chunk and, when it is a page patch, its base chain (read from the patches' bodies). */
-async function addChunk(repo: Repository, ctx: { graph: LiveGraph; storedWhole: ReadonlySet<string> }, id: Buffer, point: StoredRestorePoint, disk: string): Promise<void> {
+async function addChunk(repo: Repository, ctx: { graph: LiveGraph; storedWhole: ReadonlySet<string>; bases: PatchBaseMemo }, id: Buffer, point: StoredRestorePoint, disk: string): Promise<void> {
   const { graph } = ctx;
   const { live } = graph;
   const hex = id.toString('hex');
@@ -72,7 +79,7 @@ async function addChunk(repo: Repository, ctx: { graph: LiveGraph; storedWhole: 
   if (blobType(loc.typeFlags) !== BlobType.Patch || ctx.storedWhole.has(hex)) return;
   let chain: Buffer[];
   try {
-    chain = await repo.blobDependencies(id);
+    chain = await baseChain(repo, ctx.bases, id);
   } catch (err) {
     throw refusal(repo, `page patch ${hex.slice(0, 16)} of restore point ${point.id.slice(0, 8)} cannot be read (${messageOf(err)})`, id);
   }
@@ -81,12 +88,32 @@ async function addChunk(repo: Repository, ctx: { graph: LiveGraph; storedWhole: 
     live.add(chain[i].toString('hex'));
     graph.baseOf.set(chain[i - 1].toString('hex'), chain[i].toString('hex'));
   }
-  // blobDependencies stops at a patch whose body it cannot parse, or past the depth limit: its base is unknown.
+  // baseChain stops at a patch whose body it cannot parse, or past the depth limit: its base is unknown.
   const last = chain[chain.length - 1];
   const lastLoc = repo.blobLocation(last);
   if (lastLoc && blobType(lastLoc.typeFlags) === BlobType.Patch) {
     throw refusal(repo, `page patch ${last.toString('hex').slice(0, 16)} (restore point ${point.id.slice(0, 8)}) names no readable base`, last);
   }
+}
+
+/**
+ * `id` and, for a page patch, its bases down to a whole chunk, as the index
+ * locates them (the chain restore follows). Stops at a patch whose body holds
+ * no readable header, or past the depth limit.
+ */
+async function baseChain(repo: Repository, bases: PatchBaseMemo, id: Buffer): Promise<Buffer[]> {
+  const chain = [id];
+  while (isPatch(repo, chain[chain.length - 1]) && chain.length <= MAX_PATCH_DEPTH + 1) {
+    const base = await bases.ofIndexed(chain[chain.length - 1]);
+    if (!base) break;
+    chain.push(base);
+  }
+  return chain;
+}
+
+function isPatch(repo: Repository, id: Buffer): boolean {
+  const loc = repo.blobLocation(id);
+  return loc !== undefined && blobType(loc.typeFlags) === BlobType.Patch;
 }
 
 function requireStored(repo: Repository, id: Buffer, point: StoredRestorePoint, disk: string) {

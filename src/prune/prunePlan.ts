@@ -70,7 +70,10 @@ export interface ChainRewriting {
 export interface PlanOptions {
   /** Repack a pack whose live blobs take less than this share of its blobs' bytes (rule 6; 0.5 by default). */
   repackBelow: number;
-  /** The base id a stored page patch (this copy, in this pack) names; throws when its body cannot be read. */
+  /**
+   * The base id a stored page patch (this copy, in this pack) names; throws when its body cannot be read.
+   * Asked again for the same copy (ahead of need, and by each plan of a budget): it should read each body once.
+   */
   readBase: (pack: PackContents, entry: PackEntry) => Promise<Buffer>;
   /**
    * At most this many bytes of packs (their stored size) are repacked; the
@@ -82,6 +85,9 @@ export interface PlanOptions {
 }
 
 type Need = 'restore-point' | 'stored-patch';
+
+/** Patch bodies read ahead of the one the plan waits for. */
+const BASES_READ_AHEAD = 8;
 
 /**
  * The plan. With a repack budget, the packs over it are kept whole and the
@@ -259,6 +265,10 @@ async function planOnce(
   for (const hex of live) require(hex, 'restore-point');
   // Each kept patch keeps its own base, and so on down its chain.
   while (patchesToFollow.length > 0) {
+    // The next few are read while this one is awaited (readBase answers a copy it has read from memory).
+    for (let i = Math.max(0, patchesToFollow.length - 1 - BASES_READ_AHEAD); i < patchesToFollow.length - 1; i++) {
+      opts.readBase(patchesToFollow[i].pack, patchesToFollow[i].entry).catch(() => undefined);
+    }
     const { pack, entry, need } = patchesToFollow.pop()!;
     require((await opts.readBase(pack, entry)).toString('hex'), need);
   }

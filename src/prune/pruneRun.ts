@@ -17,11 +17,11 @@
 import { CorruptionError, FerryError } from '../errors';
 import { BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
 import { ObjectLockedError } from '../storage/errors';
-import { decodePatchHeader } from '../repo/pagePatchFormat';
 import { IndexedPack } from '../repo/indexFile';
 import { PackEntry } from '../repo/packFormat';
 import { PackWriter } from '../repo/packWriter';
 import { Repository } from '../repo/repository';
+import { PatchBaseMemo } from './patchBaseMemo';
 import { findLiveGraph } from './liveBlobs';
 import { PackContents, planPrune } from './prunePlan';
 
@@ -167,17 +167,12 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   step('finding live blobs');
   const storedWhole = new Set<string>();
   for (const p of packs) for (const e of p.entries) if (blobType(e.typeFlags) === BlobType.Data) storedWhole.add(e.id.toString('hex'));
-  const graph = await findLiveGraph(repo, listing.points, { storedWhole });
+  // Each patch body is read once in this run: the live set's walk and every plan (a budget plans more than once) share it.
+  const bases = new PatchBaseMemo(repo);
+  const graph = await findLiveGraph(repo, listing.points, { storedWhole, bases });
   const live = graph.live;
   step('following page patches of kept copies');
-  // A budget plans more than once: each patch's body is read once.
-  const bases = new Map<string, Promise<Buffer>>();
-  const readBase = (pack: PackContents, entry: PackEntry): Promise<Buffer> => {
-    const key = `${pack.packId}:${entry.offset}`;
-    let base = bases.get(key);
-    if (!base) bases.set(key, (base = readPatchBase(repo, pack, entry)));
-    return base;
-  };
+  const readBase = (pack: PackContents, entry: PackEntry): Promise<Buffer> => readPatchBase(repo, bases, pack, entry);
   const encoder = new BlobEncoder(repo.keys.dataKey, repo.settings.compressionLevel);
   const wholeSizes = new Map<string, number>();
   // Sealed whole chunks kept from planning for the writes, up to a bound; past it a chunk is rebuilt again when written.
@@ -338,21 +333,19 @@ async function removeUnlessLocked(repo: Repository, type: 'index' | 'data', name
 }
 
 /** The base a stored page patch names: this copy's body, read from its pack (a small ranged read) and authenticated. */
-async function readPatchBase(repo: Repository, pack: PackContents, entry: PackEntry): Promise<Buffer> {
+async function readPatchBase(repo: Repository, bases: PatchBaseMemo, pack: PackContents, entry: PackEntry): Promise<Buffer> {
   const what = `page patch ${entry.id.toString('hex').slice(0, 16)} in pack ${pack.packId.slice(0, 16)}`;
-  let header: ReturnType<typeof decodePatchHeader>;
+  let base: Buffer | undefined;
   try {
-    const sealed = await repo.backend.readRange('data', pack.packId, entry.offset, entry.storedLength);
-    const loc = { pack: repo.packNumber(pack.packId), offset: entry.offset, storedLength: entry.storedLength, rawLength: entry.rawLength, typeFlags: entry.typeFlags };
-    header = decodePatchHeader(repo.unsealBlob(loc, entry.id, sealed));
+    base = await bases.ofCopy(pack.packId, entry);
   } catch (err) {
     if (!(err instanceof FerryError)) throw err;
     throw new CorruptionError(`${repo.location}: ${what} cannot be read (${err.message}); prune deletes nothing: run 'ferry check --read-data'`, `data/${pack.packId}`);
   }
-  if (!header) {
+  if (!base) {
     throw new CorruptionError(`${repo.location}: ${what} is malformed, so its base is unknown; prune deletes nothing: run 'ferry check --read-data'`, `data/${pack.packId}`);
   }
-  return header.baseId;
+  return base;
 }
 
 /**

@@ -37,7 +37,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   restore: ['repo', 'crypto', 'dedupe', 'storage', 'workers', 'host', 'concurrency'],
   check: ['repo', 'crypto', 'storage', 'workers', 'concurrency', 'host'],
   repair: ['repo', 'crypto', 'storage', 'concurrency'],
-  prune: ['repo', 'crypto', 'storage'],
+  prune: ['repo', 'crypto', 'storage', 'concurrency'],
   sync: ['repo', 'crypto', 'storage', 'host', 'concurrency', 'prune'],
   tar: ['backup', 'restore', 'repo', 'crypto', 'dedupe', 'storage', 'workers', 'concurrency'],
   site: ['config', 'hypervisor', 'snapshot', 'repo', 'restore', 'storage', 'workers', 'concurrency', 'host', 'health', 'crypto', 'dedupe'],
