@@ -14,6 +14,8 @@ const READS_IN_FLIGHT = 8;
 
 export class PatchBaseMemo {
   private readonly bases = new Map<string, Promise<Buffer | undefined>>();
+  /** Read buffers free for the next body (at most one per read in flight). */
+  private readonly scratches: Buffer[] = [];
 
   constructor(private readonly repo: Repository) {}
 
@@ -54,8 +56,17 @@ export class PatchBaseMemo {
   }
 
   private async read(packId: string, entry: PackEntry): Promise<Buffer | undefined> {
-    const sealed = await this.repo.backend.readRange('data', packId, entry.offset, entry.storedLength);
-    const loc = { pack: this.repo.packNumber(packId), offset: entry.offset, storedLength: entry.storedLength, rawLength: entry.rawLength, typeFlags: entry.typeFlags };
-    return decodePatchHeader(this.repo.unsealBlob(loc, entry.id, sealed))?.baseId;
+    // Bodies are read into a few buffers kept for the run and opened into the reader's own: ~20,000 bodies
+    // of a 1.5 GB repository allocated ~1 GB of fresh buffers, a quarter of the run's CPU in the collector.
+    const scratch = this.scratches.pop() ?? Buffer.allocUnsafe(0);
+    const into = scratch.length >= entry.storedLength ? scratch : Buffer.allocUnsafe(Math.max(entry.storedLength, 64 * 1024));
+    try {
+      const sealed = await this.repo.backend.readRange('data', packId, entry.offset, entry.storedLength, into.subarray(0, entry.storedLength));
+      const loc = { pack: this.repo.packNumber(packId), offset: entry.offset, storedLength: entry.storedLength, rawLength: entry.rawLength, typeFlags: entry.typeFlags };
+      const header = decodePatchHeader(this.repo.unsealBlob(loc, entry.id, sealed, true));
+      return header?.baseId;
+    } finally {
+      this.scratches.push(into);
+    }
   }
 }

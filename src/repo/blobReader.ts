@@ -40,8 +40,8 @@ export class BlobReader {
   }
 
   /** Open (authenticate, decompress) a blob's sealed bytes as stored: a page patch stays a patch. */
-  unsealBlob(loc: BlobLocation, id: Buffer, sealed: Buffer): Buffer {
-    const plain = this.decoder.decode(loc.typeFlags, id, sealed, loc.rawLength);
+  unsealBlob(loc: BlobLocation, id: Buffer, sealed: Buffer, transient = false): Buffer {
+    const plain = transient ? this.decoder.decodeScratch(loc.typeFlags, id, sealed, loc.rawLength) : this.decoder.decode(loc.typeFlags, id, sealed, loc.rawLength);
     const packId = this.packs.packIds[loc.pack];
     if (!plain) {
       throw new CorruptionError(

@@ -256,9 +256,12 @@ export class Repository {
     return this.blobs.readBlobPlaintext(id);
   }
 
-  /** Open (authenticate, decompress) sealed bytes the caller read itself: a page patch stays a patch. */
-  unsealBlob(loc: BlobLocation, id: Buffer, sealed: Buffer): Buffer {
-    return this.blobs.unsealBlob(loc, id, sealed);
+  /**
+   * Open (authenticate, decompress) sealed bytes the caller read itself: a page patch stays a patch.
+   * `transient`: into buffers the reader reuses, valid only until its next blob (no fresh buffers per blob).
+   */
+  unsealBlob(loc: BlobLocation, id: Buffer, sealed: Buffer, transient = false): Buffer {
+    return this.blobs.unsealBlob(loc, id, sealed, transient);
   }
 
   /** A patch chain read into one scratch buffer, without fresh buffers per patch (BlobReader.readPatchChainInto). */
