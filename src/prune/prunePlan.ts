@@ -264,10 +264,14 @@ async function planOnce(
   };
   for (const hex of live) require(hex, 'restore-point');
   // Each kept patch keeps its own base, and so on down its chain.
+  const askedAhead = new WeakSet<PackEntry>();
   while (patchesToFollow.length > 0) {
     // The next few are read while this one is awaited (readBase answers a copy it has read from memory).
     for (let i = Math.max(0, patchesToFollow.length - 1 - BASES_READ_AHEAD); i < patchesToFollow.length - 1; i++) {
-      opts.readBase(patchesToFollow[i].pack, patchesToFollow[i].entry).catch(() => undefined);
+      const next = patchesToFollow[i];
+      if (askedAhead.has(next.entry)) continue;
+      askedAhead.add(next.entry);
+      opts.readBase(next.pack, next.entry).catch(() => undefined);
     }
     const { pack, entry, need } = patchesToFollow.pop()!;
     require((await opts.readBase(pack, entry)).toString('hex'), need);
