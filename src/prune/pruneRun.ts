@@ -257,12 +257,16 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   // (damage is never copied over a good original's deletion) and their sealed bytes copied.
   step('repacking');
   const writer = new PackWriter(repo, 8, 'by-caller');
+  // One buffer for every pack read, and blobs opened into the reader's own: a fresh 16 MiB per pack
+  // (and a plaintext per blob) stayed until the collector ran and made prune's peak.
+  let packBuffer = Buffer.alloc(0);
   for (const { pack, copy } of plan.repack) {
-    const bytes = await repo.backend.read('data', pack.packId);
+    if (packBuffer.length < pack.size) packBuffer = Buffer.allocUnsafe(pack.size);
+    const bytes = await repo.backend.readRange('data', pack.packId, 0, pack.size, packBuffer.subarray(0, pack.size));
     const packNumber = repo.packNumber(pack.packId);
     for (const e of copy) {
       const sealed = bytes.subarray(e.offset, e.offset + e.storedLength);
-      repo.unsealBlob({ pack: packNumber, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags }, e.id, sealed);
+      repo.unsealBlob({ pack: packNumber, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags }, e.id, sealed, true);
       await writer.add({ id: e.id, typeFlags: e.typeFlags, rawLength: e.rawLength, sealed });
     }
   }

@@ -18,7 +18,7 @@ export type FreshChunkRequest =
 /** The main thread's answer to a claim (fresh[i] = 1: chunk i is new, seal it); `error` stops the task. */
 export interface FreshChunkReply {
   fresh?: Uint8Array;
-  /** A sealed-output buffer whose blobs are packed, for the next seal. */
+  /** A sealed-output buffer whose blobs are packed, to seal this claim's fresh chunks into. */
   recycled?: Uint8Array;
   error?: string;
 }
@@ -106,7 +106,8 @@ export function serveFreshChunks(desk: FreshChunkDesk): { end: FreshChunkEnd; fi
     try {
       const fresh = desk.claim(m.ids, m.lengths);
       await desk.roomForMore();
-      reply({ fresh, recycled: desk.spareOutput() });
+      // A buffer to seal into goes only with chunks to seal: the worker holds none it does not use.
+      reply({ fresh, recycled: fresh.includes(1) ? desk.spareOutput() : undefined });
     } catch (e) {
       reply({ error: e instanceof Error ? e.message : String(e) });
     }

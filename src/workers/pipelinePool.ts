@@ -104,9 +104,8 @@ export class PipelinePool {
   async scanAndSealRegion(task: ScanRegionTask, desk: FreshChunkDesk): Promise<ScanRegionResult> {
     if (!this.pool) throw new Error('scanAndSealRegion needs worker threads (see sealsWhileScanning)');
     const served = serveFreshChunks(desk);
-    const recycled = desk.spareOutput();
-    const full: ScanAndSealTask = { ...task, channel: served.end, ...(recycled ? { recycled } : {}) };
-    const transferList = [served.end.port as unknown as ArrayBuffer, ...(recycled ? [recycled.buffer as ArrayBuffer] : [])];
+    const full: ScanAndSealTask = { ...task, channel: served.end };
+    const transferList = [served.end.port as unknown as ArrayBuffer];
     let succeeded = false;
     try {
       const result = (await this.pool.run(full, { name: 'scanAndSealRegion', transferList })) as ScanRegionResult;

@@ -134,20 +134,17 @@ export function scanRegion(task: ScanRegionTask): ScanRegionResult {
 export function scanAndSealRegion(task: ScanAndSealTask): ScanRegionResult {
   if (task.previousFingerprint) throw new Error('scanAndSealRegion: a region with a previous map is scanned, then packed with its bases');
   const client = new FreshChunkClient(task.channel);
-  let recycled = task.recycled;
   const result = scanChunks(task, (cut, bytes) => {
     const n = cut.lengths.length;
     if (n === 0) return;
     const ids = Buffer.concat(cut.ids);
     const reply = client.claim(ids, cut.lengths);
     const fresh = reply.fresh!;
-    recycled = reply.recycled ?? recycled;
     let plainBytes = 0;
     let count = 0;
     for (let i = 0; i < n; i++) if (fresh[i]) (plainBytes += cut.lengths[i]), count++;
     if (count === 0) return;
-    const sealed = new SealedCollector(plainBytes, count, recycled);
-    recycled = undefined;
+    const sealed = new SealedCollector(plainBytes, count, reply.recycled);
     const freshIds = Buffer.allocUnsafe(32 * count);
     for (let i = 0, j = 0; i < n; i++) {
       if (!fresh[i]) continue;

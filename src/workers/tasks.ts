@@ -39,8 +39,6 @@ export interface ScanRegionTask {
 /** scanRegion that seals the chunks the main thread says are fresh, as it goes (freshChunkChannel.ts). */
 export interface ScanAndSealTask extends ScanRegionTask {
   channel: FreshChunkEnd;
-  /** A sealed-output buffer for the first chunks sealed (transferred). */
-  recycled?: Uint8Array;
 }
 
 export interface ScanRegionResult {
