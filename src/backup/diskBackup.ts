@@ -314,7 +314,7 @@ export class DiskBackup {
         this.sealed.throwIfFailed();
       },
       store: (ids, blobs) => {
-        const packed = this.sealed.track(this.packSealed(ids, blobs));
+        const packed = this.sealed.track(this.packSealed(blobs, (i) => Buffer.from(ids.subarray(32 * i, 32 * i + 32))));
         backlog.hold(blobs.starts[blobs.starts.length - 1], packed);
       },
       spareOutput: () => this.buffers.spareOutputs.pop(),
@@ -334,11 +334,11 @@ export class DiskBackup {
     return { kind: 'scanned', fingerprint, entries };
   }
 
-  /** Add sealed blobs to packs, then keep their buffer for the next seal (add resolves after the copy). */
-  private async packSealed(ids: Uint8Array, blobs: SealedBlobs): Promise<void> {
+  /** Add sealed blobs (blob i has id `idAt(i)`) to packs, then keep their buffer for the next seal (add resolves after the copy). */
+  private async packSealed(blobs: SealedBlobs, idAt: (i: number) => Buffer): Promise<void> {
     for (let i = 0; i < blobs.typeFlags.length; i++) {
       await this.writer.add({
-        id: Buffer.from(ids.subarray(32 * i, 32 * i + 32)),
+        id: idAt(i),
         typeFlags: blobs.typeFlags[i],
         rawLength: blobs.rawLengths[i],
         sealed: blobs.data.subarray(blobs.starts[i], blobs.starts[i + 1]),
@@ -389,16 +389,7 @@ export class DiskBackup {
       }
       this.buffers.keep(this.buffers.spareBases, sealed.returnedBases);
       if (sealed.damagedBase !== undefined) throw this.damagedBase(Buffer.from(bases!.ids.subarray(sealed.damagedBase * 32, sealed.damagedBase * 32 + 32)));
-      for (let i = 0; i < batch.ids.length; i++) {
-        await this.writer.add({
-          id: batch.ids[i],
-          typeFlags: sealed.typeFlags[i],
-          rawLength: sealed.rawLengths[i],
-          sealed: sealed.data.subarray(sealed.starts[i], sealed.starts[i + 1]),
-        });
-      }
-      // Every blob is copied into the pack buffer by now (add resolves after the copy).
-      this.buffers.keep(this.buffers.spareOutputs, sealed.data);
+      await this.packSealed(sealed, (i) => batch.ids[i]);
     }
     return { kind: 'scanned', fingerprint, entries };
   }

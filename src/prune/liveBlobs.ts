@@ -7,7 +7,6 @@ import { BlobType, blobType } from '../crypto/blobCodec';
 import { Repository } from '../repo/repository';
 import { StoredRestorePoint } from '../repo/restorePoint';
 import { decodeRegionMap } from '../repo/regionMap';
-import { MAX_PATCH_DEPTH } from '../repo/pagePatchFormat';
 import { PatchBaseMemo } from './patchBaseMemo';
 
 /** Blob ids (hex) that some restore point needs. */
@@ -79,7 +78,7 @@ async function addChunk(repo: Repository, ctx: { graph: LiveGraph; storedWhole: 
   if (blobType(loc.typeFlags) !== BlobType.Patch || ctx.storedWhole.has(hex)) return;
   let chain: Buffer[];
   try {
-    chain = await baseChain(repo, ctx.bases, id);
+    chain = await repo.blobDependencies(id, (patchId) => ctx.bases.ofIndexed(patchId));
   } catch (err) {
     throw refusal(repo, `page patch ${hex.slice(0, 16)} of restore point ${point.id.slice(0, 8)} cannot be read (${messageOf(err)})`, id);
   }
@@ -88,27 +87,12 @@ async function addChunk(repo: Repository, ctx: { graph: LiveGraph; storedWhole: 
     live.add(chain[i].toString('hex'));
     graph.baseOf.set(chain[i - 1].toString('hex'), chain[i].toString('hex'));
   }
-  // baseChain stops at a patch whose body it cannot parse, or past the depth limit: its base is unknown.
+  // blobDependencies stops at a patch whose body it cannot parse, or past the depth limit: its base is unknown.
   const last = chain[chain.length - 1];
   const lastLoc = repo.blobLocation(last);
   if (lastLoc && blobType(lastLoc.typeFlags) === BlobType.Patch) {
     throw refusal(repo, `page patch ${last.toString('hex').slice(0, 16)} (restore point ${point.id.slice(0, 8)}) names no readable base`, last);
   }
-}
-
-/**
- * `id` and, for a page patch, its bases down to a whole chunk, as the index
- * locates them (the chain restore follows). Stops at a patch whose body holds
- * no readable header, or past the depth limit.
- */
-async function baseChain(repo: Repository, bases: PatchBaseMemo, id: Buffer): Promise<Buffer[]> {
-  const chain = [id];
-  while (isPatch(repo, chain[chain.length - 1]) && chain.length <= MAX_PATCH_DEPTH + 1) {
-    const base = await bases.ofIndexed(chain[chain.length - 1]);
-    if (!base) break;
-    chain.push(base);
-  }
-  return chain;
 }
 
 function isPatch(repo: Repository, id: Buffer): boolean {

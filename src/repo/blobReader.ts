@@ -131,19 +131,27 @@ export class BlobReader {
     if (sealed.buffer !== into.buffer || sealed.byteOffset !== into.byteOffset) sealed.copy(into);
   }
 
-  /** The ids a blob needs to be read: itself and, for a page patch, its base chain down to a whole chunk. */
-  async blobDependencies(id: Buffer): Promise<Buffer[]> {
+  /**
+   * The ids a blob needs to be read: itself and, for a page patch, its base chain down to a whole chunk.
+   * Stops at a patch whose body holds no readable header, or past the depth limit. `baseOf`: where a
+   * patch's base is read instead of its body (prune's memo reads each body once per run).
+   */
+  async blobDependencies(id: Buffer, baseOf: (patchId: Buffer) => Promise<Buffer | undefined> = (p) => this.patchBase(p)): Promise<Buffer[]> {
     const chain = [id];
     let loc = this.packs.blobLocation(id);
     while (loc && blobType(loc.typeFlags) === BlobType.Patch && chain.length <= MAX_PATCH_DEPTH + 1) {
-      const patchId = chain[chain.length - 1];
-      const { loc: stored, sealed } = await this.readSealed(patchId);
-      const header = decodePatchHeader(this.unsealBlob(stored, patchId, sealed));
-      if (!header) break;
-      chain.push(header.baseId);
-      loc = this.packs.blobLocation(header.baseId);
+      const base = await baseOf(chain[chain.length - 1]);
+      if (!base) break;
+      chain.push(base);
+      loc = this.packs.blobLocation(base);
     }
     return chain;
+  }
+
+  /** The base a stored patch's body names (undefined if the body holds no readable header). */
+  private async patchBase(patchId: Buffer): Promise<Buffer | undefined> {
+    const { loc, sealed } = await this.readSealed(patchId);
+    return decodePatchHeader(this.unsealBlob(loc, patchId, sealed))?.baseId;
   }
 
   /**

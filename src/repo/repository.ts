@@ -275,9 +275,12 @@ export class Repository {
     return this.blobs.readSealedInto(id, into);
   }
 
-  /** The ids a blob needs to be read: itself and, for a page patch, its base chain down to a whole chunk. */
-  blobDependencies(id: Buffer): Promise<Buffer[]> {
-    return this.blobs.blobDependencies(id);
+  /**
+   * The ids a blob needs to be read: itself and, for a page patch, its base chain down to a whole chunk
+   * (BlobReader.blobDependencies; `baseOf` reads a patch's base instead of its body).
+   */
+  blobDependencies(id: Buffer, baseOf?: (patchId: Buffer) => Promise<Buffer | undefined>): Promise<Buffer[]> {
+    return this.blobs.blobDependencies(id, baseOf);
   }
 
   /** After a failed read: the error naming a pack file that holds another pack's content, if that is the cause. */
