@@ -45,8 +45,8 @@ describe('ferry prune --max-repack', () => {
     const keepImage = scratch.path('keep.img');
     fs.writeFileSync(keepImage, Buffer.concat(parts));
     const keep = await repo.backup('keep', [keepImage]);
-    // Only the chunks around the three joins are new (measured: 5-9 chunks, 1.0-2.6 MB).
-    expect(keep.newBytes, 'keep deduplicates against the g<i> packs').toBeLessThan(5 * MiB);
+    // Only the chunks around the joins are new: over 300 chunker keys 0.3-4.0 MiB, median 1.5 MiB.
+    expect(keep.newBytes, 'keep deduplicates against the g<i> packs').toBeLessThan(6 * MiB);
     const sha256 = await sha256File(keepImage);
     expectSuccess(await repo.run(['forget', ...forgotten]));
     const prune = async (extra: string[]) => parseJson<PruneReport>(await repo.run(['prune', '--repack-below', '0.9', '--json', ...extra]));
