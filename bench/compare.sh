@@ -9,6 +9,7 @@
 # Phases, each tool in turn, page cache dropped before every tool's phase:
 #   init; night 0 full backup of all guests; nights 1..N incremental;
 #   restore of the last night of all guests (sha256 + sparseness checked);
+#   night 0 again with all guests in one command per tool, into fresh repositories;
 #   repository bytes (du -sb) after every night; check reading every stored
 #   byte (ferry check --read-data, restic check --read-data, borg check
 #   --verify-data) beside a cold read of that repository; then the limits: a cold read
@@ -176,6 +177,34 @@ if [[ " $TOOLS " == *" ferry "* ]]; then
   done
   [[ -n ${BENCH_KEEP_RESTORE:-} ]] || rm -rf "$d"
 fi
+
+# Night 0 once more, all guests in one command per tool, each into a fresh
+# repository: ferry's nightly job backs a fleet up in one process (`backup
+# --all`, here over [[static.guest]] entries of shut-off guests, read in place),
+# and restic and borg take every image in one snapshot / archive likewise.
+stage_night 0
+for t in $TOOLS; do
+  r=$work/repos/$t-all
+  case $t in
+    ferry) node "$FERRY_BIN" init --repo "$r" >"$work/logs/ferry-init-all.log" 2>&1 || true ;;
+    restic) restic init --repo "$r" --repository-version 2 >"$work/logs/restic-init-all.log" 2>&1 || true ;;
+    borg) borg init --encryption=repokey-blake2 "$r" >"$work/logs/borg-init-all.log" 2>&1 || true ;;
+  esac
+  drop_caches "$stage"
+  blog "$t: backup night 0, all guests in one command"
+  log=$work/logs/$t-backupall-n0.log
+  case $t in
+    ferry)
+      conf=$work/ferry-all.conf
+      echo "repository = \"$r\"" >"$conf"
+      for g in $(seq 1 "$GUESTS"); do printf '[[static.guest]]\nname = "guest%s"\ndisks = [{ path = "%s", device = "guest%s.img" }]\n' "$g" "$stage/guest$g.img" "$g" >>"$conf"; done
+      mkdir -p "$work/run" "$work/state-all"
+      timed "$raw" ferry backupall 0 all "$log" -- env FERRY_RUN_DIR="$work/run" FERRY_STATE_DIR="$work/state-all" node "$FERRY_BIN" backup --all --config "$conf" --work-dir "$work/ferry-work" --json || true ;;
+    restic) timed "$raw" restic backupall 0 all "$log" -- restic --repo "$r" backup --host ferry-bench --tag all "$stage"/*.img || true ;;
+    borg) (cd "$stage" && timed "$raw" borg backupall 0 all "$log" -- sh -c 'borg create --compression "$1" "$2::all-n0" *.img' sh "$BORG_COMPRESSION" "$r") || true ;;
+  esac
+  rm -rf "$r"
+done
 rm -f "$stage"/*.img
 
 # Every stored byte read back and verified, page cache dropped; its limit is a
