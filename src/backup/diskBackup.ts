@@ -328,10 +328,8 @@ export class DiskBackup {
       throw e;
     }
     progress.readBytes += scan.readBytes;
-    const entries: MapEntry[] = [];
-    for (let i = 0; i < scan.offsets.length; i++) entries.push({ offset: scan.offsets[i], length: scan.lengths[i], id: Buffer.from(scan.ids.subarray(i * 32, i * 32 + 32)) });
     const fingerprint = scan.fingerprint ? Buffer.from(scan.fingerprint).toString('hex') : undefined;
-    return { kind: 'scanned', fingerprint, entries };
+    return { kind: 'scanned', fingerprint, entries: scannedEntries(scan) };
   }
 
   /** Add sealed blobs (blob i has id `idAt(i)`) to packs, then keep their buffer for the next seal (add resolves after the copy). */
@@ -360,16 +358,14 @@ export class DiskBackup {
     progress.readBytes += scan.readBytes;
     const fingerprint = scan.fingerprint ? Buffer.from(scan.fingerprint).toString('hex') : undefined;
     if (scan.sameAsPrevious) return { kind: 'reused', fingerprint, nonZeroBytes: scan.nonZeroBytes };
-    const entries: MapEntry[] = [];
+    const entries = scannedEntries(scan);
     const fresh: FreshChunks = { offsets: [], lengths: [], ids: [] };
-    for (let i = 0; i < scan.offsets.length; i++) {
-      const id = Buffer.from(scan.ids.subarray(i * 32, i * 32 + 32));
-      entries.push({ offset: scan.offsets[i], length: scan.lengths[i], id });
+    for (const e of entries) {
       // Claim it now so a parallel region with the same chunk does not store it twice.
-      if (this.repo.claimBlob(id, scan.lengths[i], BlobType.Data)) {
-        fresh.offsets.push(scan.offsets[i]);
-        fresh.lengths.push(scan.lengths[i]);
-        fresh.ids.push(id);
+      if (this.repo.claimBlob(e.id, e.length, BlobType.Data)) {
+        fresh.offsets.push(e.offset);
+        fresh.lengths.push(e.length);
+        fresh.ids.push(e.id);
       }
     }
     // Sealed in batches of a bounded size: a batch's sealed output is held here until the pack writer copies it.
@@ -475,6 +471,13 @@ interface FreshChunks {
   offsets: number[];
   lengths: number[];
   ids: Buffer[];
+}
+
+/** A scan's chunks as region map entries: chunk i is at offsets[i], lengths[i] long, with id ids[32i, 32i + 32). */
+function scannedEntries(scan: { offsets: number[]; lengths: number[]; ids: Uint8Array }): MapEntry[] {
+  const entries: MapEntry[] = [];
+  for (let i = 0; i < scan.offsets.length; i++) entries.push({ offset: scan.offsets[i], length: scan.lengths[i], id: Buffer.from(scan.ids.subarray(i * 32, i * 32 + 32)) });
+  return entries;
 }
 
 /** `fresh` cut into runs of at most `maxBytes` of plaintext (a longer chunk is a batch of its own). */

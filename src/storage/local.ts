@@ -193,16 +193,20 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
   }
 }
 
-/** fsync a directory so a rename in it survives power loss; FUSE/exFAT may refuse, which is harmless. */
+/**
+ * fsync a directory so a rename in it survives power loss; FUSE/exFAT may refuse, which is harmless.
+ * Off the main thread: a directory fsync commits the file system's journal (milliseconds to tens of
+ * them), and a backup's main thread answers the workers' questions meanwhile (freshChunkChannel.ts).
+ */
 export async function syncDirectory(dir: string): Promise<void> {
-  let fd: number | undefined;
+  let fh: fsp.FileHandle | undefined;
   try {
-    fd = fs.openSync(dir, 'r');
-    fs.fsyncSync(fd);
+    fh = await fsp.open(dir, 'r');
+    await fh.sync();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM' && code !== 'EBADF') throw err;
   } finally {
-    if (fd !== undefined) fs.closeSync(fd);
+    await fh?.close();
   }
 }
