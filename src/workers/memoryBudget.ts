@@ -68,13 +68,13 @@ export function pipelineSizing(req: SizingRequest): PipelineSizing {
   // Below 128 MiB the 4 MiB saved by smaller packs is what keeps the peak under the budget (CI saw 97.9 MiB at 96M with 8 MiB packs).
   const packBytes = budget >= FULL_PACKS_FROM ? 1024 * MiB : budget >= 128 * MiB ? 8 * MiB : 4 * MiB;
   const spare = budget - PROCESS_BYTES - Math.min(packBytes, 18 * MiB);
-  // Per worker and buffer size B: the isolate, its read window (B), the sealed output of its
-  // batch and half a spare one (1.5 B: one more region than workers is in flight), or on
-  // restore two pack reads (2 B), and what malloc keeps of them (B).
-  const perWorker = (buffer: number) => WORKER_BYTES + 4 * buffer;
+  // Per worker and buffer size B: the isolate, its read window (B) and what a scan reads ahead
+  // of it (B), the sealed output of its batch and half a spare one (1.5 B: one more region
+  // than workers is in flight), or on restore two pack reads (2 B), and what malloc keeps of them (B).
+  const perWorker = (buffer: number) => WORKER_BYTES + 5 * buffer;
   let threads = Math.max(1, req.threads ?? req.cores);
   while (threads > 1 && threads * perWorker(2 * MiB) > spare) threads--;
-  const buffer = clamp(floorMiB((spare / threads - WORKER_BYTES) / 4), 2 * MiB, 4 * MiB);
+  const buffer = clamp(floorMiB((spare / threads - WORKER_BYTES) / 5), 2 * MiB, 4 * MiB);
   // One worker with its smallest buffers does not fit: run the tasks on the main thread.
   const placement = spare < perWorker(2 * MiB) ? 'main-thread' : 'worker-threads';
   // There, a nightly backup's page-patch bases (a carrier and the rebuilt chunks) come on top:

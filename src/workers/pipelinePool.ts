@@ -67,6 +67,8 @@ export class PipelinePool {
       compressionLevel: settings.compressionLevel,
       windowBytes: this.sizing.windowBytes,
       sealOutputBytes: this.sizing.sealBatchBytes + SEAL_OUTPUT_SLACK,
+      // On the main thread a scan's reads would wait for its own event loop: nothing to overlap.
+      readAhead: this.sizing.placement === 'worker-threads',
     };
     if (this.sizing.placement === 'main-thread') {
       this.inProcess = workerState(setup);

@@ -12,6 +12,7 @@ import { RegionFingerprinter } from '../dedupe/regionFingerprint';
 import { Span, clipSpans, complementSpans } from '../dedupe/spans';
 import { ChunkHasher } from '../crypto/chunkId';
 import { DIRECT_ALIGN, ImageReader } from '../dedupe/imageReader';
+import { ImageReadAhead } from '../dedupe/imageReadAhead';
 import { readFully } from '../host/directIo';
 import { ChunkRun, ImageWriter } from './imageWriter';
 import { FreshChunkClient } from './freshChunkChannel';
@@ -39,6 +40,8 @@ export interface WorkerState {
   decoder: BlobDecoder;
   /** The read window: scans go through it, and packChunks reads one chunk at a time into it. */
   window: Buffer;
+  /** Where a scan reads ahead of its window (WorkerSetup.readAhead), as large as the window. */
+  staging?: Buffer;
 }
 
 export function workerState(setup: WorkerSetup): WorkerState {
@@ -52,6 +55,7 @@ export function workerState(setup: WorkerSetup): WorkerState {
     encoder: new BlobEncoder(Buffer.from(setup.dataKey), setup.compressionLevel),
     decoder: new BlobDecoder(setup.dataKeys.map((k) => Buffer.from(k))),
     window: chunker.buffer,
+    staging: setup.readAhead ? Buffer.allocUnsafeSlow(chunker.buffer.length) : undefined,
   };
 }
 
@@ -75,6 +79,8 @@ class RegionWindow {
     private readonly image: ImageReader,
     private readonly task: ScanRegionTask,
     private readonly beforeSlide?: () => void,
+    /** Reads the bytes the next move wants while the window's are cut (worker threads only). */
+    private readonly ahead?: ImageReadAhead,
   ) {
     this.fingerprinter = new RegionFingerprinter(Buffer.from(state.setup.fingerprintKey), task.regionLength, task.dataExtents);
   }
@@ -96,6 +102,24 @@ class RegionWindow {
    * are moved, not read again, and the rest of the window is read.
    */
   slide(keepFrom: number): void {
+    const move = this.keep(keepFrom);
+    this.read(move, move.kept);
+  }
+
+  /**
+   * slide, taking what the read ahead holds of the bytes to read, then reading ahead from the window's
+   * new end as many bytes as the next move reads at least when it keeps at most `maxKept` (more would be
+   * read twice: a read ahead is taken from its start or not at all).
+   */
+  async slideAhead(keepFrom: number, maxKept: number): Promise<void> {
+    const move = this.keep(keepFrom);
+    const taken = this.ahead ? await this.ahead.take(move.kept, move.to, state.window, move.base + move.kept - keepFrom) : move.kept;
+    this.read(move, taken);
+    this.ahead?.begin(this.to, state.window.length - 3 * DIRECT_ALIGN - maxKept);
+  }
+
+  /** The window's new place for `keepFrom`, with the bytes it holds from there moved to their new place. */
+  private keep(keepFrom: number): { keepFrom: number; base: number; to: number; kept: number } {
     // The bytes about to go may be wanted once more (scanAndSealRegion seals the new chunks among them).
     this.beforeSlide?.();
     const window = state.window;
@@ -103,9 +127,16 @@ class RegionWindow {
     const to = Math.min(this.task.regionLength, keepFrom + window.length - base - DIRECT_ALIGN);
     const kept = keepFrom >= this.from && keepFrom < this.to ? this.to : keepFrom;
     if (kept > keepFrom) window.copyWithin(base, this.base + keepFrom - this.from, this.base + kept - this.from);
-    const extents = clipSpans(this.task.dataExtents, kept, to);
-    for (const h of complementSpans(extents, to - kept)) window.fill(0, base + kept - keepFrom + h.start, base + kept - keepFrom + h.end);
-    for (const e of extents) this.image.readExtent(window, base + kept - keepFrom + e.start, e.end - e.start, this.task.regionStart + kept + e.start);
+    return { keepFrom, base, to, kept };
+  }
+
+  /** Read region bytes [from, move.to) into the window (the ones before are there), and make it hold [move.keepFrom, move.to). */
+  private read(move: { keepFrom: number; base: number; to: number }, from: number): void {
+    const { keepFrom, base, to } = move;
+    const window = state.window;
+    const extents = clipSpans(this.task.dataExtents, from, to);
+    for (const h of complementSpans(extents, to - from)) window.fill(0, base + from - keepFrom + h.start, base + from - keepFrom + h.end);
+    for (const e of extents) this.image.readExtent(window, base + from - keepFrom + e.start, e.end - e.start, this.task.regionStart + from + e.start);
     this.fingerprinter.feed(keepFrom, to, window.subarray(base));
     this.from = keepFrom;
     this.to = to;
@@ -120,7 +151,7 @@ class RegionWindow {
  * start), so each byte is read once. The same spans and chunks as finding
  * every zero run first (tests/workers/scan-window.test.ts).
  */
-export function scanRegion(task: ScanRegionTask): ScanRegionResult {
+export function scanRegion(task: ScanRegionTask): Promise<ScanRegionResult> {
   return scanChunks(task);
 }
 
@@ -131,10 +162,10 @@ export function scanRegion(task: ScanRegionTask): ScanRegionResult {
  * sealed. Each new byte is read once, not again by a packChunks task. For
  * regions without page-patch bases (a full backup, a new region).
  */
-export function scanAndSealRegion(task: ScanAndSealTask): ScanRegionResult {
+export async function scanAndSealRegion(task: ScanAndSealTask): Promise<ScanRegionResult> {
   if (task.previousFingerprint) throw new Error('scanAndSealRegion: a region with a previous map is scanned, then packed with its bases');
   const client = new FreshChunkClient(task.channel);
-  const result = scanChunks(task, (cut, bytes) => {
+  const result = await scanChunks(task, (cut, bytes) => {
     const n = cut.lengths.length;
     if (n === 0) return;
     const ids = Buffer.concat(cut.ids);
@@ -169,8 +200,12 @@ interface CutChunks {
  * held them are passed on before it moves (and once at the end), with the
  * window to read their bytes from.
  */
-function scanChunks(task: ScanRegionTask, handOver?: (cut: CutChunks, bytes: RegionWindow) => void): ScanRegionResult {
-  const image = ImageReader.open(task.path, task.regionStart + (task.dataExtents[0]?.start ?? 0));
+async function scanChunks(task: ScanRegionTask, handOver?: (cut: CutChunks, bytes: RegionWindow) => void): Promise<ScanRegionResult> {
+  const dataAt = task.regionStart + (task.dataExtents[0]?.start ?? 0);
+  const image = ImageReader.open(task.path, dataAt);
+  const ahead = state.staging && task.dataExtents.length > 0
+    ? new ImageReadAhead(task.path, dataAt, task.regionStart, task.regionLength, task.dataExtents, state.staging)
+    : undefined;
   const offsets: number[] = [];
   const lengths: number[] = [];
   const ids: Buffer[] = [];
@@ -184,7 +219,7 @@ function scanChunks(task: ScanRegionTask, handOver?: (cut: CutChunks, bytes: Reg
   let fingerprint: Buffer | undefined;
   let spans: Span[];
   try {
-    bytes = new RegionWindow(image, task, handOverCut);
+    bytes = new RegionWindow(image, task, handOverCut, ahead);
     const scanner = new ZeroRunScanner(task.regionLength, complementSpans(task.dataExtents, task.regionLength));
     const maxBytes = state.chunker.maxBytes;
     let at = 0; // where the next chunk starts, or where the cutter waits
@@ -224,7 +259,7 @@ function scanChunks(task: ScanRegionTask, handOver?: (cut: CutChunks, bytes: Reg
       const span = nextSpan();
       const pending = span && (span.end === undefined || Math.max(at, span.start) < span.end) ? Math.max(at, span.start) : Infinity;
       const before = bytes.to;
-      bytes.slide(Math.min(scanner.scanned, pending));
+      await bytes.slideAhead(Math.min(scanner.scanned, pending), maxBytes + MIN_ZERO_RUN);
       // The cutter lags the scanner by at most a chunk and a zero run, far less than the window.
       if (bytes.to <= before && scanner.scanned < before) throw new Error(`scanRegion: the read window (${state.window.length} bytes) cannot move on at byte ${before} of the region`);
     }
@@ -232,6 +267,7 @@ function scanChunks(task: ScanRegionTask, handOver?: (cut: CutChunks, bytes: Reg
     spans = scanner.spans;
     fingerprint = bytes.fingerprinter.digest();
   } finally {
+    await ahead?.close();
     image.close();
   }
   const nonZeroBytes = spans.reduce((n, s) => n + s.end - s.start, 0);

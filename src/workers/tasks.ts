@@ -19,6 +19,8 @@ export interface WorkerSetup {
   windowBytes: number;
   /** Size of a fresh sealed-output buffer when a task's worst case fits in it (so it can be recycled for the next task). */
   sealOutputBytes: number;
+  /** Scans read the next window's bytes while they cut the current one's, into a second buffer as large (worker threads). */
+  readAhead: boolean;
 }
 
 /** Read one region of an image, find its non-zero spans, cut and hash chunks. */
