@@ -64,14 +64,18 @@ stage_night() {
 
 repo_of() { echo "$work/repos/$1"; }
 
-tool_init() {
-  local t=$1 r
-  r=$(repo_of "$t")
-  case $t in
-    ferry) timed "$raw" ferry init -1 - "$work/logs/ferry-init.log" -- node "$FERRY_BIN" init --repo "$r" ;;
-    restic) timed "$raw" restic init -1 - "$work/logs/restic-init.log" -- restic init --repo "$r" --repository-version 2 ;;
-    borg) timed "$raw" borg init -1 - "$work/logs/borg-init.log" -- borg init --encryption=repokey-blake2 "$r" ;;
+init_argv() { # tool repo: the command that creates the tool's repository, in INIT
+  case $1 in
+    ferry) INIT=(node "$FERRY_BIN" init --repo "$2") ;;
+    restic) INIT=(restic init --repo "$2" --repository-version 2) ;;
+    borg) INIT=(borg init --encryption=repokey-blake2 "$2") ;;
   esac
+}
+
+tool_init() {
+  local t=$1
+  init_argv "$t" "$(repo_of "$t")"
+  timed "$raw" "$t" init -1 - "$work/logs/$t-init.log" -- "${INIT[@]}"
 }
 
 tool_backup() { # tool night guest
@@ -185,11 +189,8 @@ fi
 stage_night 0
 for t in $TOOLS; do
   r=$work/repos/$t-all
-  case $t in
-    ferry) node "$FERRY_BIN" init --repo "$r" >"$work/logs/ferry-init-all.log" 2>&1 || true ;;
-    restic) restic init --repo "$r" --repository-version 2 >"$work/logs/restic-init-all.log" 2>&1 || true ;;
-    borg) borg init --encryption=repokey-blake2 "$r" >"$work/logs/borg-init-all.log" 2>&1 || true ;;
-  esac
+  init_argv "$t" "$r"
+  "${INIT[@]}" >"$work/logs/$t-init-all.log" 2>&1 || true
   drop_caches "$stage"
   blog "$t: backup night 0, all guests in one command"
   log=$work/logs/$t-backupall-n0.log

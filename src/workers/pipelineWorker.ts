@@ -81,6 +81,8 @@ class RegionWindow {
     private readonly beforeSlide?: () => void,
     /** Reads the bytes the next move wants while the window's are cut (worker threads only). */
     private readonly ahead?: ImageReadAhead,
+    /** The most a move keeps of the window (the cutter's lag): what a read ahead leaves out. */
+    private readonly maxKept = 0,
   ) {
     this.fingerprinter = new RegionFingerprinter(Buffer.from(state.setup.fingerprintKey), task.regionLength, task.dataExtents);
   }
@@ -108,14 +110,14 @@ class RegionWindow {
 
   /**
    * slide, taking what the read ahead holds of the bytes to read, then reading ahead from the window's
-   * new end as many bytes as the next move reads at least when it keeps at most `maxKept` (more would be
+   * new end as many bytes as the next move reads at least, when it keeps at most `maxKept` (more would be
    * read twice: a read ahead is taken from its start or not at all).
    */
-  async slideAhead(keepFrom: number, maxKept: number): Promise<void> {
+  async slideAhead(keepFrom: number): Promise<void> {
     const move = this.keep(keepFrom);
     const taken = this.ahead ? await this.ahead.take(move.kept, move.to, state.window, move.base + move.kept - keepFrom) : move.kept;
     this.read(move, taken);
-    this.ahead?.begin(this.to, state.window.length - 3 * DIRECT_ALIGN - maxKept);
+    this.ahead?.begin(this.to, state.window.length - 3 * DIRECT_ALIGN - this.maxKept);
   }
 
   /** The window's new place for `keepFrom`, with the bytes it holds from there moved to their new place. */
@@ -219,9 +221,9 @@ async function scanChunks(task: ScanRegionTask, handOver?: (cut: CutChunks, byte
   let fingerprint: Buffer | undefined;
   let spans: Span[];
   try {
-    bytes = new RegionWindow(image, task, handOverCut, ahead);
-    const scanner = new ZeroRunScanner(task.regionLength, complementSpans(task.dataExtents, task.regionLength));
     const maxBytes = state.chunker.maxBytes;
+    bytes = new RegionWindow(image, task, handOverCut, ahead, maxBytes + MIN_ZERO_RUN);
+    const scanner = new ZeroRunScanner(task.regionLength, complementSpans(task.dataExtents, task.regionLength));
     let at = 0; // where the next chunk starts, or where the cutter waits
     let k = 0; // the first known span not cut to its end
     /** The span the next chunk is in: its start, and its end if known. */
@@ -259,7 +261,7 @@ async function scanChunks(task: ScanRegionTask, handOver?: (cut: CutChunks, byte
       const span = nextSpan();
       const pending = span && (span.end === undefined || Math.max(at, span.start) < span.end) ? Math.max(at, span.start) : Infinity;
       const before = bytes.to;
-      await bytes.slideAhead(Math.min(scanner.scanned, pending), maxBytes + MIN_ZERO_RUN);
+      await bytes.slideAhead(Math.min(scanner.scanned, pending));
       // The cutter lags the scanner by at most a chunk and a zero run, far less than the window.
       if (bytes.to <= before && scanner.scanned < before) throw new Error(`scanRegion: the read window (${state.window.length} bytes) cannot move on at byte ${before} of the region`);
     }

@@ -52,7 +52,9 @@ describe('ferry prune --max-repack', () => {
     const prune = async (extra: string[]) => parseJson<PruneReport>(await repo.run(['prune', '--repack-below', '0.9', '--json', ...extra]));
 
     const unbounded = await prune(['--dry-run']);
-    expect(unbounded.packsRepacked, `the three g<i> packs are repacked: ${JSON.stringify(unbounded)}\n${expectSuccess(await repo.run(['prune', '--dry-run', '--repack-below', '0.9']))}`).toBe(3);
+    // The plan's own words only when the count is wrong (one more prune run otherwise for nothing).
+    const planText = unbounded.packsRepacked === 3 ? '' : expectSuccess(await repo.run(['prune', '--dry-run', '--repack-below', '0.9']));
+    expect(unbounded.packsRepacked, `the three g<i> packs are repacked: ${JSON.stringify(unbounded)}\n${planText}`).toBe(3);
     expect(unbounded.packsRepackDeferred).toBe(0);
     const text = expectSuccess(await repo.run(['prune', '--dry-run', '--repack-below', '0.9', '--max-repack', '10M']));
     expect(text).toMatch(/^left for later: +2 pack\(s\), .* over --max-repack .*: the next prune repacks them$/m);
