@@ -13,7 +13,7 @@ import { decodeRegionMap } from '../repo/regionMap';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
 import { FreshChunkDesk } from '../workers/freshChunkChannel';
-import { PackedChunks, PatchBases, ScanRegionResult, SealedBlobs, SealChangedResult, SealChangedTask, StoredChains } from '../workers/tasks';
+import { PackedChunks, PatchBases, ScanAndSealResult, SealedBlobs, SealChangedResult, SealChangedTask, StoredChains } from '../workers/tasks';
 import { ChangedBatch, changedBatches } from './changedBatches';
 import { PatchBaseLoader } from './patchBaseLoader';
 import { BackupBuffers } from './backupBuffers';
@@ -99,9 +99,11 @@ export class DiskBackup {
         const previousMap = comparable?.regions[r] ?? null;
         // Read at most once per region: the reuse check and the page-patch bases both need it.
         const previousEntries = once(() => (previousMap === null ? Promise.resolve(undefined) : this.previousMapEntries(previousMap)));
-        const stored = previousMap === null && this.pool.sealsWhileScanning
-          ? await this.scanAndSealRegion(source.path, regionStart, regionLength, dataExtents, progress)
-          : await this.storeRegion(source.path, regionStart, regionLength, dataExtents, progress, previousEntries, reusable && (await this.reusableFingerprint(reusable, r, previousEntries)));
+        const previousFingerprint = reusable && (await this.reusableFingerprint(reusable, r, previousEntries));
+        const previous = previousMap === null ? undefined : { entries: previousEntries, fingerprint: previousFingerprint };
+        const stored = this.pool.sealsWhileScanning
+          ? await this.scanAndSealRegion(source.path, regionStart, regionLength, dataExtents, progress, previous)
+          : await this.storeRegion(source.path, regionStart, regionLength, dataExtents, progress, previousEntries, previousFingerprint);
         fingerprints[r] = stored.fingerprint ?? null;
         if (stored.kind === 'reused') {
           regions[r] = previousMap;
@@ -290,8 +292,11 @@ export class DiskBackup {
   }
 
   /**
-   * A region without a previous map (nothing to reuse, no page-patch bases): the
-   * worker seals the fresh chunks from the bytes it scans, each byte read once.
+   * A region read once on worker threads: the worker seals the fresh chunks
+   * from the bytes it scans, as page patches against the chunks at the same
+   * place in `previous` (the region's map in the previous restore point) when
+   * that is smaller; a region whose fingerprint is `previous.fingerprint`
+   * keeps that map.
    */
   private async scanAndSealRegion(
     path: string,
@@ -299,6 +304,7 @@ export class DiskBackup {
     regionLength: number,
     dataExtents: { start: number; end: number }[],
     progress: DiskProgress,
+    previous?: { entries: () => Promise<MapEntry[] | undefined>; fingerprint?: Buffer },
   ): Promise<StoredRegion> {
     const backlog = this.buffers.sealedBacklog;
     const desk: FreshChunkDesk = {
@@ -318,17 +324,35 @@ export class DiskBackup {
         backlog.hold(blobs.starts[blobs.starts.length - 1], packed);
       },
       spareOutput: () => this.buffers.spareOutputs.pop(),
+      ...(previous && {
+        // Two carriers per scan at most: one read while the worker seals against the other.
+        bases: async ({ ids, offsets, lengths, fresh }) => {
+          const entries = await previous.entries();
+          if (!entries) return undefined;
+          const chunks: FreshChunks = { offsets: [], lengths: [], ids: [] };
+          for (let i = 0; i < fresh.length; i++) {
+            if (!fresh[i]) continue;
+            chunks.offsets.push(offsets[i]);
+            chunks.lengths.push(lengths[i]);
+            chunks.ids.push(Buffer.from(ids.buffer, ids.byteOffset + 32 * i, 32));
+          }
+          return this.patchBases(entries, chunks);
+        },
+        basesReturned: (carrier: Uint8Array) => this.buffers.keep(this.buffers.spareBases, carrier),
+      }),
     };
-    let scan: ScanRegionResult;
+    let scan: ScanAndSealResult;
     try {
-      scan = await this.pool.scanAndSealRegion({ path, regionStart, regionLength, dataExtents }, desk);
+      scan = await this.pool.scanAndSealRegion({ path, regionStart, regionLength, dataExtents, previousFingerprint: previous?.fingerprint }, desk);
     } catch (e) {
       // A pack that did not write stopped the worker with its message: the typed error is the one to report.
       this.sealed.throwIfFailed();
       throw e;
     }
+    if (scan.damagedBase) throw this.damagedBase(Buffer.from(scan.damagedBase));
     progress.readBytes += scan.readBytes;
     const fingerprint = scan.fingerprint ? Buffer.from(scan.fingerprint).toString('hex') : undefined;
+    if (scan.sameAsPrevious) return { kind: 'reused', fingerprint, nonZeroBytes: scan.nonZeroBytes };
     return { kind: 'scanned', fingerprint, entries: scannedEntries(scan) };
   }
 
@@ -345,6 +369,11 @@ export class DiskBackup {
     this.buffers.keep(this.buffers.spareOutputs, blobs.data);
   }
 
+  /**
+   * A region with tasks on the main thread (the smallest budgets: no worker to
+   * wait for answers while it scans): scanned, then its fresh chunks read
+   * again and sealed in batches, against the previous map's chunks.
+   */
   private async storeRegion(
     path: string,
     regionStart: number,

@@ -1,25 +1,36 @@
-// The channel a worker scanning a region for a full backup uses to ask the
-// main thread, window by window, which of the chunks it just cut the
-// repository lacks, and to hand over those chunks sealed. It seals them from
-// the bytes it scanned instead of reading them again in a second task (a full
-// backup read every new byte twice, past the page cache since it reads with
-// O_DIRECT). The main thread holds the index; the worker blocks on a shared
-// word for its answer (a few microseconds on an idle main thread), so the scan
-// stays synchronous and its window is still there when the answer comes.
+// The channel a worker scanning a region uses to ask the main thread, window
+// by window, which of the chunks it just cut the repository lacks, and to
+// hand over those chunks sealed. It seals them from the bytes it scanned
+// instead of reading them again in a second task (a backup read every new
+// byte twice, past the page cache since it reads with O_DIRECT). The main
+// thread holds the index; the worker blocks on a shared word for its answer
+// (a few microseconds on an idle main thread), so the scan stays synchronous
+// and its window is still there when the answer comes.
+//
+// When the region had a map before (a nightly run), fresh chunks are stored
+// as page patches against the old chunks at their place, which the main
+// thread reads from the repository. The worker would wait for those reads:
+// instead it keeps a claim's fresh chunks aside (a copy, the window moves on),
+// and the answer to its next claim, or to 'owed' at the end of the region,
+// brings their bases while the main thread reads the next ones.
 import { MessageChannel, MessagePort, receiveMessageOnPort } from 'node:worker_threads';
-import { SealedBlobs } from './tasks';
+import { PatchBases, SealedBlobs } from './tasks';
 
 /** What the worker sends: chunks it cut (ask which are fresh), chunks it sealed, or "all sent". */
 export type FreshChunkRequest =
-  | { kind: 'claim'; ids: Uint8Array; lengths: number[] }
-  | { kind: 'sealed'; ids: Uint8Array; blobs: SealedBlobs }
+  | { kind: 'claim'; ids: Uint8Array; offsets: number[]; lengths: number[] }
+  | { kind: 'sealed'; ids: Uint8Array; blobs: SealedBlobs; returnedBases?: Uint8Array }
+  /** With bases: the bases of the last claim's fresh chunks (the region is scanned). */
+  | { kind: 'owed' }
   | { kind: 'done' };
 
 /** The main thread's answer to a claim (fresh[i] = 1: chunk i is new, seal it); `error` stops the task. */
 export interface FreshChunkReply {
   fresh?: Uint8Array;
-  /** A sealed-output buffer whose blobs are packed, to seal this claim's fresh chunks into. */
+  /** A sealed-output buffer whose blobs are packed, to seal the fresh chunks into (this claim's, or with bases the last one's). */
   recycled?: Uint8Array;
+  /** With bases: those of the last claim's fresh chunks, `of[j]` the base of its j-th (-1: none); absent if it had none. */
+  bases?: PatchBases;
   error?: string;
 }
 
@@ -34,10 +45,17 @@ export interface FreshChunkEnd {
 export interface FreshChunkDesk {
   /** Which of these chunks the worker is to seal (1) or leaves to the repository (0); claims the fresh ones. */
   claim(ids: Uint8Array, lengths: number[]): Uint8Array;
+  /**
+   * If the region had a map before: the page-patch bases of the chunks `claim` found fresh (offsets: in the
+   * region). The worker then seals a claim's fresh chunks once the answer to its next request brings these.
+   */
+  bases?(claimed: { ids: Uint8Array; offsets: number[]; lengths: number[]; fresh: Uint8Array }): Promise<PatchBases | undefined>;
   /** Resolves when the worker may seal more; rejects (stopping the worker) if storing sealed blobs failed. */
   roomForMore(): Promise<void>;
   /** Take sealed blobs over for packing; must not throw (a failure shows at roomForMore and after the scan). */
   store(ids: Uint8Array, blobs: SealedBlobs): void;
+  /** The carrier of a reply's bases, back from the worker once it sealed against them. */
+  basesReturned?(carrier: Uint8Array): void;
   /** A sealed-output buffer to seal the next blobs into, if one is spare (transferred). */
   spareOutput(): Uint8Array | undefined;
 }
@@ -50,13 +68,20 @@ export class FreshChunkClient {
     this.signal = new Int32Array(end.signal);
   }
 
-  claim(ids: Uint8Array, lengths: number[]): FreshChunkReply {
-    return this.ask({ kind: 'claim', ids, lengths });
+  claim(ids: Uint8Array, offsets: number[], lengths: number[]): FreshChunkReply {
+    return this.ask({ kind: 'claim', ids, offsets, lengths });
   }
 
-  /** Hand sealed blobs over (their buffer moves to the main thread); no wait. */
-  sealed(ids: Uint8Array, blobs: SealedBlobs): void {
-    this.end.port.postMessage({ kind: 'sealed', ids, blobs } satisfies FreshChunkRequest, [blobs.data.buffer as ArrayBuffer]);
+  /** With bases, at the region's end: the answer that brings the last claim's bases. */
+  owed(): FreshChunkReply {
+    return this.ask({ kind: 'owed' });
+  }
+
+  /** Hand sealed blobs over (their buffer moves to the main thread), and the bases' carrier back; no wait. */
+  sealed(ids: Uint8Array, blobs: SealedBlobs, returnedBases?: Uint8Array): void {
+    const transfer = [blobs.data.buffer as ArrayBuffer];
+    if (returnedBases) transfer.push(returnedBases.buffer as ArrayBuffer);
+    this.end.port.postMessage({ kind: 'sealed', ids, blobs, returnedBases } satisfies FreshChunkRequest, transfer);
   }
 
   /** Everything is handed over (the task's result may reach the main thread before the messages do). */
@@ -94,20 +119,36 @@ export function serveFreshChunks(desk: FreshChunkDesk): { end: FreshChunkEnd; fi
   const word = new Int32Array(signal);
   let queue = Promise.resolve();
   const reply = (r: FreshChunkReply) => {
-    port1.postMessage(r, r.recycled ? [r.recycled.buffer as ArrayBuffer] : []);
+    const transfer = [r.recycled?.buffer, r.bases?.data.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
+    port1.postMessage(r, transfer);
     Atomics.add(word, 0, 1);
     Atomics.notify(word, 0);
   };
   let sawDone!: () => void;
   const done = new Promise<void>((resolve) => (sawDone = resolve));
+  /** With bases: those of the last claim's fresh chunks, being read. */
+  let owed: Promise<PatchBases | undefined> | undefined;
   const handle = async (m: FreshChunkRequest): Promise<void> => {
     if (m.kind === 'done') return sawDone();
-    if (m.kind === 'sealed') return desk.store(m.ids, m.blobs);
+    if (m.kind === 'sealed') {
+      if (m.returnedBases) desk.basesReturned?.(m.returnedBases);
+      return desk.store(m.ids, m.blobs);
+    }
     try {
-      const fresh = desk.claim(m.ids, m.lengths);
+      const fresh = m.kind === 'claim' ? desk.claim(m.ids, m.lengths) : undefined;
+      const anyFresh = fresh !== undefined && fresh.includes(1);
+      if (!desk.bases) {
+        await desk.roomForMore();
+        // A buffer to seal into goes only with chunks to seal: the worker holds none it does not use.
+        return reply({ fresh, recycled: anyFresh ? desk.spareOutput() : undefined });
+      }
+      // The worker holds the last claim's fresh chunks (if it had any) until these bases come.
+      const sealNow = owed;
+      owed = m.kind === 'claim' && anyFresh ? desk.bases({ ids: m.ids, offsets: m.offsets, lengths: m.lengths, fresh: fresh! }) : undefined;
+      owed?.catch(() => undefined); // awaited with the next request, or the task failed
+      const bases = sealNow && (await sealNow);
       await desk.roomForMore();
-      // A buffer to seal into goes only with chunks to seal: the worker holds none it does not use.
-      reply({ fresh, recycled: fresh.includes(1) ? desk.spareOutput() : undefined });
+      reply({ fresh, recycled: sealNow ? desk.spareOutput() : undefined, bases });
     } catch (e) {
       reply({ error: e instanceof Error ? e.message : String(e) });
     }

@@ -9,7 +9,7 @@ import { compiledScript } from '../host/compiledScript';
 import { RepositoryKeys } from '../crypto/keys';
 import { RepositorySettings } from '../repo/configFile';
 import {
-  PackChunksTask, ScanAndSealTask, ScanRegionResult, ScanRegionTask, SealChangedResult, SealChangedTask, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
+  PackChunksTask, ScanAndSealResult, ScanAndSealTask, ScanRegionResult, ScanRegionTask, SealChangedResult, SealChangedTask, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
   WritePatchedTask, PackedChunks, VerifyPatchedTask,
 } from './tasks';
 import { PipelineSizing, pipelineSizing } from './memoryBudget';
@@ -100,17 +100,17 @@ export class PipelinePool {
   }
 
   /**
-   * Scan a region and seal, as it goes, the chunks `desk` says are fresh: every one
-   * of them has gone to `desk.store` when this resolves.
+   * Scan a region and seal, as it goes, the chunks `desk` says are fresh (as page patches
+   * against the bases it gives): every one of them has gone to `desk.store` when this resolves.
    */
-  async scanAndSealRegion(task: ScanRegionTask, desk: FreshChunkDesk): Promise<ScanRegionResult> {
+  async scanAndSealRegion(task: ScanRegionTask, desk: FreshChunkDesk): Promise<ScanAndSealResult> {
     if (!this.pool) throw new Error('scanAndSealRegion needs worker threads (see sealsWhileScanning)');
     const served = serveFreshChunks(desk);
-    const full: ScanAndSealTask = { ...task, channel: served.end };
+    const full: ScanAndSealTask = { ...task, channel: served.end, basesFollow: desk.bases !== undefined };
     const transferList = [served.end.port as unknown as ArrayBuffer];
     let succeeded = false;
     try {
-      const result = (await this.pool.run(full, { name: 'scanAndSealRegion', transferList })) as ScanRegionResult;
+      const result = (await this.pool.run(full, { name: 'scanAndSealRegion', transferList })) as ScanAndSealResult;
       succeeded = true;
       return result;
     } finally {

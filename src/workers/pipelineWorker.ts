@@ -15,12 +15,12 @@ import { DIRECT_ALIGN, ImageReader } from '../dedupe/imageReader';
 import { ImageReadAhead } from '../dedupe/imageReadAhead';
 import { readFully } from '../host/directIo';
 import { ChunkRun, ImageWriter } from './imageWriter';
-import { FreshChunkClient } from './freshChunkChannel';
+import { FreshChunkClient, FreshChunkReply } from './freshChunkChannel';
 import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
 import { differingPages, touchedPages, worthPatching } from '../dedupe/pagePatch';
 import { applyPatch, decodePatchHeader, encodePatch, patchBytesAtMost } from '../repo/pagePatchFormat';
 import {
-  PackChunksTask, ScanAndSealTask, ScanRegionResult, ScanRegionTask, SealChangedTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
+  PackChunksTask, PatchBases, ScanAndSealResult, ScanAndSealTask, ScanRegionResult, ScanRegionTask, SealChangedTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
   WritePatchedTask, DataRange, SealedChain, VerifyPatchedTask,
 } from './tasks';
 
@@ -42,6 +42,8 @@ export interface WorkerState {
   window: Buffer;
   /** Where a scan reads ahead of its window (WorkerSetup.readAhead), as large as the window. */
   staging?: Buffer;
+  /** Where a scan keeps fresh chunks until their page-patch bases come, half the window (made when first needed). */
+  aside?: Buffer;
 }
 
 export function workerState(setup: WorkerSetup): WorkerState {
@@ -161,33 +163,88 @@ export function scanRegion(task: ScanRegionTask): Promise<ScanRegionResult> {
  * scanRegion that also seals the chunks the repository lacks, from the bytes
  * it scanned: before the window moves on, it asks the main thread which of the
  * chunks cut in it are fresh (freshChunkChannel.ts) and hands them over
- * sealed. Each new byte is read once, not again by a packChunks task. For
- * regions without page-patch bases (a full backup, a new region).
+ * sealed, as page patches where the answer brings a base (a region that had a
+ * map before). Each new byte is read once, not again by a packChunks task.
  */
-export async function scanAndSealRegion(task: ScanAndSealTask): Promise<ScanRegionResult> {
-  if (task.previousFingerprint) throw new Error('scanAndSealRegion: a region with a previous map is scanned, then packed with its bases');
+export async function scanAndSealRegion(task: ScanAndSealTask): Promise<ScanAndSealResult> {
   const client = new FreshChunkClient(task.channel);
-  const result = await scanChunks(task, (cut, bytes) => {
-    const n = cut.lengths.length;
-    if (n === 0) return;
-    const ids = Buffer.concat(cut.ids);
-    const reply = client.claim(ids, cut.lengths);
-    const fresh = reply.fresh!;
-    let plainBytes = 0;
-    let count = 0;
-    for (let i = 0; i < n; i++) if (fresh[i]) (plainBytes += cut.lengths[i]), count++;
-    if (count === 0) return;
-    const sealed = new SealedCollector(plainBytes, count, reply.recycled);
-    const freshIds = Buffer.allocUnsafe(32 * count);
-    for (let i = 0, j = 0; i < n; i++) {
-      if (!fresh[i]) continue;
-      cut.ids[i].copy(freshIds, 32 * j++);
-      sealed.add(cut.ids[i], bytes.held(cut.offsets[i], cut.offsets[i] + cut.lengths[i]));
-    }
-    client.sealed(freshIds, sealed.blobs());
-  });
+  const aside = task.basesFollow ? new FreshChunksAside() : undefined;
+  let result: ScanRegionResult;
+  try {
+    result = await scanChunks(task, (cut, bytes) => {
+      const n = cut.lengths.length;
+      if (n === 0) return;
+      const reply = client.claim(Buffer.concat(cut.ids), cut.offsets, cut.lengths);
+      const fresh = reply.fresh!;
+      if (aside) {
+        // The last claim's fresh chunks, with the bases this answer brings; this claim's wait for the next.
+        aside.sealWith(reply, client);
+        for (let i = 0; i < n; i++) if (fresh[i]) aside.add(cut.ids[i], bytes.held(cut.offsets[i], cut.offsets[i] + cut.lengths[i]));
+        return;
+      }
+      const chunks: FreshChunk[] = [];
+      for (let i = 0; i < n; i++) if (fresh[i]) chunks.push({ id: cut.ids[i], plain: bytes.held(cut.offsets[i], cut.offsets[i] + cut.lengths[i]) });
+      sealFresh(chunks, reply, client);
+    }, aside?.capacity);
+    if (aside?.holdsAny) aside.sealWith(client.owed(), client);
+  } catch (e) {
+    if (!(e instanceof DamagedBase)) throw e;
+    client.done();
+    return { offsets: [], lengths: [], ids: new Uint8Array(0), readBytes: 0, sameAsPrevious: false, nonZeroBytes: 0, damagedBase: e.id };
+  }
   client.done();
   return result;
+}
+
+interface FreshChunk {
+  id: Buffer;
+  plain: Buffer;
+}
+
+/** Seal fresh chunks into the answer's recycled buffer, against its bases (chunk j's is `bases.of[j]`), and hand them over. */
+function sealFresh(chunks: FreshChunk[], reply: FreshChunkReply, client: FreshChunkClient): void {
+  if (chunks.length === 0) return;
+  const sealed = new SealedCollector(chunks.reduce((n, c) => n + c.plain.length, 0), chunks.length, reply.recycled);
+  // Rebuilt into the worker's patch scratches (the window holds the scan), the root too.
+  const bases = reply.bases ? new BaseChunks(reply.bases, [patchScratch(0, state.chunker.maxBytes), patchScratch(1, state.chunker.maxBytes)]) : undefined;
+  const ids = Buffer.allocUnsafe(32 * chunks.length);
+  chunks.forEach((c, j) => {
+    c.id.copy(ids, 32 * j);
+    sealed.add(c.id, c.plain, bases?.baseFor(j, c.plain));
+  });
+  client.sealed(ids, sealed.blobs(), reply.bases?.data);
+}
+
+/**
+ * A claim's fresh chunks, copied out of the window while their bases are read
+ * (freshChunkChannel.ts), into a buffer the worker keeps: half the window
+ * (the scan claims that often), at least the largest chunk.
+ */
+class FreshChunksAside {
+  private chunks: FreshChunk[] = [];
+  private used = 0;
+  readonly capacity = Math.max(Math.floor(state.window.length / 2), state.chunker.maxBytes);
+
+  get holdsAny(): boolean {
+    return this.chunks.length > 0;
+  }
+
+  add(id: Buffer, plain: Buffer): void {
+    if (!state.aside || state.aside.length < this.capacity) state.aside = Buffer.allocUnsafeSlow(this.capacity);
+    if (this.used + plain.length > this.capacity) throw new RangeError(`FreshChunksAside: ${this.used + plain.length} bytes do not fit in ${this.capacity}`);
+    const into = state.aside.subarray(this.used, this.used + plain.length);
+    plain.copy(into);
+    this.used += plain.length;
+    this.chunks.push({ id, plain: into });
+  }
+
+  /** Seal the chunks held with the answer that brings their bases, and hold none. */
+  sealWith(reply: FreshChunkReply, client: FreshChunkClient): void {
+    const chunks = this.chunks;
+    this.chunks = [];
+    this.used = 0;
+    sealFresh(chunks, reply, client);
+  }
 }
 
 /** Chunks cut since the last hand-over: offsets (in the region), lengths and ids. */
@@ -202,7 +259,12 @@ interface CutChunks {
  * held them are passed on before it moves (and once at the end), with the
  * window to read their bytes from.
  */
-async function scanChunks(task: ScanRegionTask, handOver?: (cut: CutChunks, bytes: RegionWindow) => void): Promise<ScanRegionResult> {
+async function scanChunks(
+  task: ScanRegionTask,
+  handOver?: (cut: CutChunks, bytes: RegionWindow) => void,
+  /** Hand over before the chunks not yet handed over would pass this many bytes. */
+  handOverBytes = Infinity,
+): Promise<ScanRegionResult> {
   const dataAt = task.regionStart + (task.dataExtents[0]?.start ?? 0);
   const image = ImageReader.open(task.path, dataAt);
   const ahead = state.staging && task.dataExtents.length > 0
@@ -212,11 +274,13 @@ async function scanChunks(task: ScanRegionTask, handOver?: (cut: CutChunks, byte
   const lengths: number[] = [];
   const ids: Buffer[] = [];
   let handedOver = 0;
+  let notHandedOver = 0;
   let bytes!: RegionWindow;
   const handOverCut = handOver && (() => {
     if (handedOver === offsets.length) return;
     handOver({ offsets: offsets.slice(handedOver), lengths: lengths.slice(handedOver), ids: ids.slice(handedOver) }, bytes);
     handedOver = offsets.length;
+    notHandedOver = 0;
   });
   let fingerprint: Buffer | undefined;
   let spans: Span[];
@@ -246,6 +310,8 @@ async function scanChunks(task: ScanRegionTask, handOver?: (cut: CutChunks, byte
         }
         const decided = bytes.view(at, limit);
         const len = state.chunker.nextLength(decided, 0, decided.length, task.regionStart + at);
+        if (notHandedOver + len > handOverBytes) handOverCut?.();
+        notHandedOver += len;
         offsets.push(at);
         lengths.push(len);
         ids.push(state.hasher.hash(decided.subarray(0, len)));
@@ -340,8 +406,7 @@ const BLOB_SLACK = 256;
 export function packChunks(task: PackChunksTask): unknown {
   const image = ImageReader.open(task.path, task.regionStart + (task.offsets[0] ?? 0));
   const sealed = new SealedCollector(task.lengths.reduce((n, l) => n + l, 0), task.lengths.length, task.recycled);
-  let builtBase = -1;
-  let built: Buffer | undefined;
+  const bases = task.bases ? new BaseChunks(task.bases, windowTailScratches()) : undefined;
   // Chunks that follow each other in the image are read together (one read per window, not per chunk:
   // a direct read's cost is mostly its latency); with bases, the window's tail is theirs.
   const area = task.bases ? windowHead() : state.window;
@@ -365,27 +430,49 @@ export function packChunks(task: PackChunksTask): unknown {
           `${task.path} changed while it was being read (at byte ${task.regionStart + task.offsets[i]}); back up a snapshot or a paused guest`,
         );
       }
-      const b = task.bases?.of[i] ?? -1;
-      const bases = task.bases;
-      let base: Buffer | undefined;
-      if (bases && b >= 0) {
-        // New chunks that share a base follow each other: it is rebuilt once for them.
-        if (b !== builtBase) {
-          built = rebuildChain(Buffer.from(bases.data.buffer, bases.data.byteOffset, bases.data.byteLength), bases.chains[b], bases.ids.subarray(b * 32, b * 32 + 32), windowTailScratches());
-          builtBase = b;
-        }
-        if (!built) return sealed.result({ damagedBase: b }, bases.data);
-        base = built;
-      }
-      sealed.add(id, plain, base && bases
-        ? { id: bases.ids.subarray(b * 32, b * 32 + 32), depth: bases.chains[b].patches.length, pages: differingPages(base, plain, bases.shifts[i]), shift: bases.shifts[i] }
-        : undefined);
+      sealed.add(id, plain, bases?.baseFor(i, plain));
     }
+  } catch (e) {
+    if (!(e instanceof DamagedBase)) throw e;
+    return sealed.result({ damagedBase: e.index }, task.bases!.data);
   } finally {
     image.close();
   }
   // The bases' buffer goes back too: a fresh one per task would pile up in this isolate until its next full GC.
   return sealed.result({}, task.bases?.data);
+}
+
+/** A page-patch base that does not rebuild to its id: base `index` of the task, id `id`. */
+class DamagedBase extends Error {
+  constructor(readonly index: number, readonly id: Uint8Array) {
+    super(`page-patch base ${index} does not rebuild`);
+  }
+}
+
+/**
+ * The bases new chunks are stored against (PatchBases), each rebuilt once:
+ * new chunks that share a base follow each other.
+ */
+class BaseChunks {
+  private builtIndex = -1;
+  private built: Buffer | undefined;
+
+  /** `scratches`: where chains are rebuilt. */
+  constructor(private readonly bases: PatchBases, private readonly scratches: [Buffer, Buffer | undefined]) {}
+
+  /** New chunk i's base and its pages that differ from `plain`, if it has one; throws DamagedBase if that does not rebuild. */
+  baseFor(i: number, plain: Buffer): PatchBase | undefined {
+    const { bases } = this;
+    const b = bases.of[i] ?? -1;
+    if (b < 0) return undefined;
+    const id = bases.ids.subarray(b * 32, b * 32 + 32);
+    if (b !== this.builtIndex) {
+      this.built = rebuildChain(Buffer.from(bases.data.buffer, bases.data.byteOffset, bases.data.byteLength), bases.chains[b], id, this.scratches);
+      this.builtIndex = b;
+    }
+    if (!this.built) throw new DamagedBase(b, id);
+    return { id, depth: bases.chains[b].patches.length, pages: differingPages(this.built, plain, bases.shifts[i]), shift: bases.shifts[i] };
+  }
 }
 
 export function sealChanged(task: SealChangedTask): unknown {

@@ -38,9 +38,20 @@ export interface ScanRegionTask {
   previousFingerprint?: Uint8Array;
 }
 
-/** scanRegion that seals the chunks the main thread says are fresh, as it goes (freshChunkChannel.ts). */
+/**
+ * scanRegion that seals the chunks the main thread says are fresh, as it goes,
+ * as page patches against the bases that come with its answers (freshChunkChannel.ts).
+ */
 export interface ScanAndSealTask extends ScanRegionTask {
   channel: FreshChunkEnd;
+  /** The answers bring page-patch bases, a claim's with the next answer: keep its fresh chunks aside till then. */
+  basesFollow: boolean;
+}
+
+/** What scanAndSealRegion gives back: scanRegion's result, unless a base did not rebuild. */
+export interface ScanAndSealResult extends ScanRegionResult {
+  /** The id of a page-patch base that does not rebuild to it (damaged): the scan stopped there. */
+  damagedBase?: Uint8Array;
 }
 
 export interface ScanRegionResult {
