@@ -39,7 +39,8 @@ import { type CommandRunner, lastErrorLine, runChecked } from '../hypervisor/com
 import type { GuestDisk } from '../hypervisor/driver';
 import { changesFromDump, parseDumpHeader } from './btrfsDump';
 import { SUBVOLUME_ROOT_INODE, type BtrfsLocation, locateOnBtrfs, parseBtrfsMounts, pathOnMount } from './btrfsMounts';
-import { checkRunId, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
+import { checkRunId, runIdProcess, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
+import { processAlive } from '../host/processAlive';
 import { LeftoverSweep } from './providerParts';
 
 export const BTRFS_SNAPSHOT_DIR = '.ferry';
@@ -173,7 +174,7 @@ export class BtrfsSnapshotProvider implements SnapshotProvider {
   async removeLeftovers(): Promise<string[]> {
     const sweep = new LeftoverSweep('leftover btrfs snapshot(s)');
     for (const p of await this.findOwnedSnapshots()) {
-      if (this.isBaseline(p)) continue;
+      if (this.isBaseline(p) || madeByLiveRun(p)) continue;
       await sweep.remove(p, () => this.deleteSubvolume(p));
     }
     return sweep.done();
@@ -363,6 +364,17 @@ function planGroups(locations: BtrfsLocation[], runId: string): Group[] {
 }
 
 /** `…/.ferry/ferry-*`: the only shape of path ferry creates, and so the only one it deletes. */
+/**
+ * Whether the run that made snapshot `p` still runs on this host: the search covers
+ * every btrfs mount, and a run with another run directory (so not kept apart by the
+ * host run lock, backup/hostRunLock.ts) must not lose its snapshots to this sweep.
+ */
+function madeByLiveRun(p: string): boolean {
+  const name = path.basename(p);
+  const pid = runIdProcess(name.slice(BTRFS_SNAPSHOT_PREFIX.length, name.lastIndexOf('-')));
+  return pid !== undefined && processAlive(pid);
+}
+
 function isOwnedPath(p: string): boolean {
   return path.basename(p).startsWith(BTRFS_SNAPSHOT_PREFIX) && path.basename(path.dirname(p)) === BTRFS_SNAPSHOT_DIR;
 }

@@ -54,6 +54,17 @@ export function checkRunId(runId: string, partOf: string): void {
   }
 }
 
+/** The run id of a run this process starts at `now`: its time and the process id, in hex. */
+export function newRunId(now = new Date(), pid = process.pid): string {
+  return `${now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}-${pid.toString(16)}`;
+}
+
+/** The process that started the run `runId` names, if newRunId made it. */
+export function runIdProcess(runId: string): number | undefined {
+  const pid = /^\d{8}T\d{6}-([0-9a-f]{1,8})$/.exec(runId)?.[1];
+  return pid === undefined ? undefined : parseInt(pid, 16);
+}
+
 /** Opaque provider state kept per disk in the restore point (e.g. a bitmap or snapshot name). */
 export interface ChangeTracking {
   kind: string;

@@ -11,7 +11,8 @@ import type { GuestDisk } from '../../src/hypervisor/driver';
 import { BtrfsSnapshotProvider } from '../../src/snapshot/btrfs';
 import { changesFromDump, mergeRanges, parseDumpHeader } from '../../src/snapshot/btrfsDump';
 import { parseBtrfsMounts, pathOnMount } from '../../src/snapshot/btrfsMounts';
-import type { Snapshot } from '../../src/snapshot/provider';
+import { newRunId, runIdProcess, type Snapshot } from '../../src/snapshot/provider';
+import { spawnSync } from 'node:child_process';
 import { mustRun, overwriteRandomPages, sha256File, useScratch, writeRandomishImage } from '../support';
 import { mountLoopFileSystem } from '../support/loopFileSystems';
 
@@ -261,6 +262,21 @@ describe('BtrfsSnapshotProvider on a real btrfs', () => {
     expect(fs.existsSync(admins)).toBe(true);
     expect(baselineTargets.length).toBeGreaterThan(0);
     for (const t of baselineTargets) expect(fs.existsSync(t)).toBe(true);
+  });
+
+  it('removeLeftovers keeps the snapshots of a run that still runs on this host (one with another run directory), and removes a dead run\'s', async () => {
+    const deadPid = spawnSync('true').pid!;
+    const now = new Date('2026-12-03T02:00:00Z');
+    expect(runIdProcess(newRunId(now, 0x4d2))).toBe(0x4d2);
+    const [live] = await provider.create([disk(image)], newRunId(now, process.pid));
+    const [dead] = await provider.create([disk(image)], newRunId(now, deadPid));
+    try {
+      expect(await provider.removeLeftovers()).toEqual([dead!.ownedName]);
+      expect(fs.existsSync(live!.ownedName)).toBe(true);
+    } finally {
+      await provider.remove(live!);
+    }
+    expect(fs.existsSync(live!.ownedName)).toBe(false);
   });
 
   it('removeLeftovers finds snapshots through a mount of the subvolume itself (subvol=vms)', async () => {

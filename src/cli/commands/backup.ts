@@ -15,6 +15,7 @@ import { DEFAULT_CONFIG_PATH, FerryConfig, loadFerryConfig } from '../../config/
 import { fleetGuests } from '../fleetGuests';
 import { FleetProgressRow } from '../fleetProgress';
 import { acquireHostRunLock } from '../../backup/hostRunLock';
+import { newRunId } from '../../snapshot/provider';
 import { LEFTOVER_AGE_MS, removeTemporaryLeftovers } from '../../storage/leftovers';
 import { avoidDamagedPacks, damagedPacksWarning, findDamagedPacks } from '../../repo/packHealth';
 import { reviewListing, warnRecordProblems } from '../restorePointRecord';
@@ -190,7 +191,7 @@ export async function backUpFleetGuests(setup: Awaited<ReturnType<typeof fleetGu
       });
       if (removed.length > 0) log(`${provider.kind}: removed ${removed.length} leftover(s) of an earlier run: ${removed.join(', ')}`);
     }
-    const runId = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '') + '-' + process.pid.toString(16);
+    const runId = newRunId();
     const fleet = new FleetProgressRow(board.row(run.command), setup.guests.length);
     let outcomes: GuestOutcome[];
     try {
