@@ -109,6 +109,16 @@ describe('making key slots', () => {
     expect(lines(r.stderr)).toEqual([expect.stringMatching(/^ferry: warning: the key slot uses Argon2id 32 MiB \/ 3 passes, under the recommended 64 MiB \/ 3/)]);
   });
 
+  it('key add --generate-key-file into a directory that does not exist is one clear line, and adds no key', async () => {
+    const repo = await TestRepo.init(scratch, 'add-keyfile-nowhere');
+    const target = scratch.path('no-such-dir', 'ferry.key');
+    const r = await repo.run(['key', 'add', '--generate-key-file', target]);
+    expectCleanFailure(r, { code: EXIT.badInput, message: /--generate-key-file .*no-such-dir\/ferry\.key: cannot be created \(.*\); give a new path in a writable directory/ });
+    expect(fs.existsSync(target)).toBe(false);
+    const list = JSON.parse(expectSuccess(await repo.run(['key', 'list', '--json']), 'key list')) as unknown[];
+    expect(list).toHaveLength(1);
+  });
+
   it.each([
     [['--kdf-memory', '8192M']],
     [['--kdf-ops', '17']],

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { Command } from 'commander';
 import { randomBytes } from '../../crypto/aead';
-import { UsageError } from '../../errors';
+import { InputError, UsageError, describeSystemError } from '../../errors';
 import { obtainPassword, readSecretFile, promptHidden } from '../password';
 import { withRepository, RepoOptions } from '../session';
 import { table } from '../format';
@@ -27,7 +27,14 @@ export function registerKey(program: Command): void {
         if (opts.generateKeyFile) {
           if (fs.existsSync(opts.generateKeyFile)) throw new UsageError(`--generate-key-file ${opts.generateKeyFile}: already exists; choose a new path`);
           secret = Buffer.from(randomBytes(32).toString('base64'));
-          fs.writeFileSync(opts.generateKeyFile, `${secret.toString()}\n`, { mode: 0o600, flag: 'wx' });
+          try {
+            fs.writeFileSync(opts.generateKeyFile, `${secret.toString()}\n`, { mode: 0o600, flag: 'wx' });
+          } catch (err) {
+            throw InputError.about(
+              { parameter: '--generate-key-file', value: opts.generateKeyFile, detail: `cannot be created (${describeSystemError(err)}); give a new path in a writable directory` },
+              { cause: err },
+            );
+          }
           kind = 'keyfile';
         } else if (opts.newPasswordFile) {
           secret = readSecretFile(opts.newPasswordFile, '--new-password-file');
