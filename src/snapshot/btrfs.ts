@@ -39,8 +39,7 @@ import { type CommandRunner, lastErrorLine, runChecked } from '../hypervisor/com
 import type { GuestDisk } from '../hypervisor/driver';
 import { changesFromDump, parseDumpHeader } from './btrfsDump';
 import { SUBVOLUME_ROOT_INODE, type BtrfsLocation, locateOnBtrfs, parseBtrfsMounts, pathOnMount } from './btrfsMounts';
-import { checkRunId, runIdProcess, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
-import { processAlive } from '../host/processAlive';
+import { checkRunId, runStillRunning, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
 import { LeftoverSweep } from './providerParts';
 
 export const BTRFS_SNAPSHOT_DIR = '.ferry';
@@ -363,7 +362,6 @@ function planGroups(locations: BtrfsLocation[], runId: string): Group[] {
   });
 }
 
-/** `…/.ferry/ferry-*`: the only shape of path ferry creates, and so the only one it deletes. */
 /**
  * Whether the run that made snapshot `p` still runs on this host: the search covers
  * every btrfs mount, and a run with another run directory (so not kept apart by the
@@ -371,10 +369,10 @@ function planGroups(locations: BtrfsLocation[], runId: string): Group[] {
  */
 function madeByLiveRun(p: string): boolean {
   const name = path.basename(p);
-  const pid = runIdProcess(name.slice(BTRFS_SNAPSHOT_PREFIX.length, name.lastIndexOf('-')));
-  return pid !== undefined && processAlive(pid);
+  return runStillRunning(name.slice(BTRFS_SNAPSHOT_PREFIX.length, name.lastIndexOf('-')));
 }
 
+/** `…/.ferry/ferry-*`: the only shape of path ferry creates, and so the only one it deletes. */
 function isOwnedPath(p: string): boolean {
   return path.basename(p).startsWith(BTRFS_SNAPSHOT_PREFIX) && path.basename(path.dirname(p)) === BTRFS_SNAPSHOT_DIR;
 }

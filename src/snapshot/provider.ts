@@ -1,6 +1,7 @@
 // The snapshot seam: a point-in-time, readable copy of every disk of one
 // guest, taken while the guest is quiesced and kept only until the backup
 // has read it. Providers: LVM (here), btrfs, reflink, QEMU live backup.
+import { processAlive } from '../host/processAlive';
 import { UsageError } from '../errors';
 import type { GuestDisk } from '../hypervisor/driver';
 
@@ -63,6 +64,12 @@ export function newRunId(now = new Date(), pid = process.pid): string {
 export function runIdProcess(runId: string): number | undefined {
   const pid = /^\d{8}T\d{6}-([0-9a-f]{1,8})$/.exec(runId)?.[1];
   return pid === undefined ? undefined : parseInt(pid, 16);
+}
+
+/** Whether the process that started run `runId` (one newRunId made) still runs on this host: its leftovers are not leftovers yet. */
+export function runStillRunning(runId: string): boolean {
+  const pid = runIdProcess(runId);
+  return pid !== undefined && processAlive(pid);
 }
 
 /** Opaque provider state kept per disk in the restore point (e.g. a bitmap or snapshot name). */
