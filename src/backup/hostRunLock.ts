@@ -1,9 +1,10 @@
 // One `ferry backup --all` per host at a time. Snapshot providers sweep the
 // leftovers of interrupted runs by their ferry-owned names (LVM snapshots,
-// btrfs `.ferry/ferry-*`, QEMU bitmaps and targets); a second run on the same
-// host, even into another repository, would sweep the first one's live
-// snapshots. A lock file with the holder's pid keeps them apart; a holder that
-// is gone leaves a stale file that the next run takes over.
+// btrfs `.ferry/ferry-*`, QEMU bitmaps and targets); the sweeps pass over the
+// names of a run whose process still runs (snapshot/provider.ts
+// ownedByLiveRun), but two fleet runs would also quiesce and copy the same
+// guests at once. A lock file with the holder's pid keeps them apart; a holder
+// that is gone leaves a stale file that the next run takes over.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LockedError } from '../errors';

@@ -39,7 +39,7 @@ import { type CommandRunner, lastErrorLine, runChecked } from '../hypervisor/com
 import type { GuestDisk } from '../hypervisor/driver';
 import { changesFromDump, parseDumpHeader } from './btrfsDump';
 import { SUBVOLUME_ROOT_INODE, type BtrfsLocation, locateOnBtrfs, parseBtrfsMounts, pathOnMount } from './btrfsMounts';
-import { checkRunId, runStillRunning, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
+import { checkRunId, ownedByLiveRun, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
 import { LeftoverSweep } from './providerParts';
 
 export const BTRFS_SNAPSHOT_DIR = '.ferry';
@@ -173,7 +173,8 @@ export class BtrfsSnapshotProvider implements SnapshotProvider {
   async removeLeftovers(): Promise<string[]> {
     const sweep = new LeftoverSweep('leftover btrfs snapshot(s)');
     for (const p of await this.findOwnedSnapshots()) {
-      if (this.isBaseline(p) || madeByLiveRun(p)) continue;
+      // The search covers every btrfs mount, so another run's live snapshots are in it too.
+      if (this.isBaseline(p) || ownedByLiveRun(path.basename(p), BTRFS_SNAPSHOT_PREFIX)) continue;
       await sweep.remove(p, () => this.deleteSubvolume(p));
     }
     return sweep.done();
@@ -360,16 +361,6 @@ function planGroups(locations: BtrfsLocation[], runId: string): Group[] {
     }
     return { subvolume, snapshotPath, members };
   });
-}
-
-/**
- * Whether the run that made snapshot `p` still runs on this host: the search covers
- * every btrfs mount, and a run with another run directory (so not kept apart by the
- * host run lock, backup/hostRunLock.ts) must not lose its snapshots to this sweep.
- */
-function madeByLiveRun(p: string): boolean {
-  const name = path.basename(p);
-  return runStillRunning(name.slice(BTRFS_SNAPSHOT_PREFIX.length, name.lastIndexOf('-')));
 }
 
 /** `…/.ferry/ferry-*`: the only shape of path ferry creates, and so the only one it deletes. */

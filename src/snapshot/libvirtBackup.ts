@@ -30,7 +30,7 @@ import {
 } from './libvirtBackupXml';
 import { convertToRaw, mapQcow2 } from './libvirtQemuImg';
 import { checkWorkDirectorySpace } from './workDirectory';
-import { checkRunId, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
+import { checkRunId, ownedByLiveRun, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
 import { LeftoverSweep, deleteFiles, pollUntil, sweepOwnedFiles } from './providerParts';
 
 export const LIBVIRT_BACKUP_PREFIX = 'ferry-';
@@ -189,13 +189,14 @@ export class LibvirtBackupProvider implements SnapshotProvider {
         if (dumped.code !== 0) continue; // the job ended meanwhile
         const targets = backupTargets(dumped.stdout, `virsh backup-dumpxml ${name}`);
         if (targets.length === 0 || !targets.every((t) => this.isOwnedFile(t))) continue; // someone else's backup
+        if (targets.some((t) => ownedByLiveRun(basename(t), LIBVIRT_BACKUP_PREFIX))) continue; // a run that still runs
         await this.abortJob(name);
         sweep.removed.push(`${name}: backup job to ${targets.map((t) => basename(t)).join(', ')}`);
       } catch (err) {
         sweep.failed(`${name}: ${(err as Error).message}`);
       }
     }
-    await sweepOwnedFiles(sweep, this.workDir, (f) => f.startsWith(LIBVIRT_BACKUP_PREFIX));
+    await sweepOwnedFiles(sweep, this.workDir, (f) => f.startsWith(LIBVIRT_BACKUP_PREFIX) && !ownedByLiveRun(f, LIBVIRT_BACKUP_PREFIX));
     return sweep.done();
   }
 

@@ -10,7 +10,7 @@ import { InsufficientSnapshotSpaceError } from './errors';
 import {
   LVS_ARGS, VGS_ARGS, type LogicalVolume, findVolumeByPath, isSnapshot, isThin, parseLvsReport, parseVgsReport,
 } from './lvmReport';
-import { checkRunId, type Snapshot, type SnapshotProvider } from './provider';
+import { checkRunId, ownedByLiveRun, type Snapshot, type SnapshotProvider } from './provider';
 import { LeftoverSweep } from './providerParts';
 
 export const LVM_SNAPSHOT_PREFIX = 'ferry-';
@@ -87,7 +87,9 @@ export class LvmSnapshotProvider implements SnapshotProvider {
 
   async removeLeftovers(): Promise<string[]> {
     // Only snapshots named by ferry: an admin's own `ferry-...` volume that is not a snapshot stays.
-    const leftovers = (await this.listVolumes()).filter((lv) => lv.name.startsWith(LVM_SNAPSHOT_PREFIX) && isSnapshot(lv));
+    // And none of a run that still runs: it may be reading that snapshot now.
+    const leftovers = (await this.listVolumes()).filter((lv) =>
+      lv.name.startsWith(LVM_SNAPSHOT_PREFIX) && isSnapshot(lv) && !ownedByLiveRun(lv.name, LVM_SNAPSHOT_PREFIX));
     const sweep = new LeftoverSweep('leftover snapshot(s)');
     for (const lv of leftovers) {
       const ownedName = `${lv.vg}/${lv.name}`;

@@ -60,16 +60,26 @@ export function newRunId(now = new Date(), pid = process.pid): string {
   return `${now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}-${pid.toString(16)}`;
 }
 
+// What newRunId makes; the group is the pid.
+const NEW_RUN_ID = /\d{8}T\d{6}-([0-9a-f]{1,8})/.source;
+
 /** The process that started the run `runId` names, if newRunId made it. */
 export function runIdProcess(runId: string): number | undefined {
-  const pid = /^\d{8}T\d{6}-([0-9a-f]{1,8})$/.exec(runId)?.[1];
+  const pid = new RegExp(`^${NEW_RUN_ID}$`).exec(runId)?.[1];
   return pid === undefined ? undefined : parseInt(pid, 16);
 }
 
-/** Whether the process that started run `runId` (one newRunId made) still runs on this host: its leftovers are not leftovers yet. */
-export function runStillRunning(runId: string): boolean {
-  const pid = runIdProcess(runId);
-  return pid !== undefined && processAlive(pid);
+/**
+ * Whether the ferry-owned name `<prefix><runId>-…` (a snapshot, volume, work
+ * file) belongs to a run that still runs on this host. A leftover sweep must
+ * pass these over: a run needs no host lock to make them (a single-guest
+ * backup, or `backup --all` with another run directory), and losing them
+ * mid-read fails its backup.
+ */
+export function ownedByLiveRun(name: string, prefix: string): boolean {
+  if (!name.startsWith(prefix)) return false;
+  const pid = new RegExp(`^${NEW_RUN_ID}(?:-|$)`).exec(name.slice(prefix.length))?.[1];
+  return pid !== undefined && processAlive(parseInt(pid, 16));
 }
 
 /** Opaque provider state kept per disk in the restore point (e.g. a bitmap or snapshot name). */

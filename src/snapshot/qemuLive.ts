@@ -57,7 +57,7 @@ import {
   type QemuDisk, type QmpBlockNode, type QmpDirtyBitmap, bitmapsOf, deviceProxyPath, namedBitmaps, queryDisks, queryNodes,
 } from '../hypervisor/qemu/qmpBlock';
 import { QmpBusyError, QmpClient, type QmpConnectOptions, type QmpEvent, isOpenInProcess } from '../hypervisor/qemu/qmpClient';
-import { checkRunId, type ByteRange, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
+import { checkRunId, ownedByLiveRun, type ByteRange, type ChangeTracking, type Snapshot, type SnapshotProvider } from './provider';
 import { LeftoverSweep, deleteFiles, pollUntil, sweepOwnedFiles } from './providerParts';
 import { presentRanges, totalBytes } from './qemuImageMap';
 import {
@@ -267,7 +267,8 @@ export class QemuLiveProvider implements SnapshotProvider {
         sweep.failed((err as Error).message);
       }
     }
-    await sweepOwnedFiles(sweep, this.workDir, (name) => TARGET_FILE.test(name));
+    // A live run's copies stay: it may be reading one now (its QEMU side is kept apart by the QMP connection it holds).
+    await sweepOwnedFiles(sweep, this.workDir, (name) => TARGET_FILE.test(name) && !ownedByLiveRun(name, QEMU_OWNED_PREFIX));
     return sweep.done();
   }
 

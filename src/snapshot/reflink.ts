@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HypervisorError, UsageError, describeSystemError } from '../errors';
 import type { GuestDisk } from '../hypervisor/driver';
-import { checkRunId, type Snapshot, type SnapshotProvider } from './provider';
+import { checkRunId, ownedByLiveRun, type Snapshot, type SnapshotProvider } from './provider';
 import { LeftoverSweep } from './providerParts';
 
 export const REFLINK_WORK_DIR = '.ferry';
@@ -118,7 +118,7 @@ export class ReflinkSnapshotProvider implements SnapshotProvider {
       }
       for (const e of entries) {
         // Regular files only: a btrfs snapshot (a directory) in the same `.ferry` belongs to the btrfs provider.
-        if (!e.isFile() || !e.name.startsWith(REFLINK_PREFIX)) continue;
+        if (!e.isFile() || !e.name.startsWith(REFLINK_PREFIX) || ownedByLiveRun(e.name, REFLINK_PREFIX)) continue;
         const p = path.join(workDir, e.name);
         await sweep.remove(p, () => fs.unlinkSync(p), (err) => `${p}: ${describeSystemError(err)}`);
       }

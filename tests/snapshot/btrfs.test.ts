@@ -20,6 +20,21 @@ const MiB = 1024 * 1024;
 const IMAGE_BYTES = 256 * MiB;
 const PAGE = 4096;
 
+// Run ids as ferry makes them. Other test files' `backup --all` sweep every
+// btrfs mount on the host, this one's too: a run id naming this (live) process
+// keeps a snapshot in use out of their sweeps, as it does for a real run.
+let runSeconds = 0;
+const liveRun = () => newRunId(new Date(Date.UTC(2026, 11, 3, 2, 0, runSeconds++)), process.pid);
+// A run whose process is gone: its snapshots are leftovers to any sweep.
+const deadPid = spawnSync('true').pid!;
+const deadRun = () => newRunId(new Date(Date.UTC(2026, 11, 3, 3, 0, runSeconds++)), deadPid);
+// What a sweep leaves of a dead run's snapshot: nothing. Another test file's
+// sweep may have been first, so this one removed it or nothing.
+function expectSwept(removed: string[], dead: string): void {
+  expect(removed.filter((r) => r !== dead)).toEqual([]);
+  expect(fs.existsSync(dead)).toBe(false);
+}
+
 // Recorded: a 4 KiB write at 20480, one at 1 MiB (which split a 3 MiB extent:
 // the self-clone after it is the untouched rest), 8 KiB at 7 MiB.
 const DUMP = [
@@ -124,16 +139,17 @@ describe('BtrfsSnapshotProvider on a real btrfs', () => {
   describe('a nightly cycle: snapshot, commit, change 2%, snapshot again', () => {
     let first: Snapshot;
     let second: Snapshot;
+    const night1 = liveRun();
 
     it('first run: a read-only snapshot in .ferry holding the image as it was, with a tracking token but no baseline', async () => {
       const started = performance.now();
-      [first] = await provider.create([disk(image)], 'night1');
+      [first] = await provider.create([disk(image)], night1);
       const ms = performance.now() - started;
       console.log(`btrfs: snapshot of a subvolume with a 256 MiB image took ${ms.toFixed(1)} ms`);
 
       expect(first!.readPath).toBe(path.join(first!.ownedName, 'web01.img'));
       expect(path.dirname(first!.ownedName)).toBe(path.join(vms, '.ferry'));
-      expect(path.basename(first!.ownedName)).toMatch(/^ferry-night1-[0-9a-f]{12}$/);
+      expect(path.basename(first!.ownedName)).toMatch(new RegExp(`^ferry-${night1}-[0-9a-f]{12}$`));
       expect(await sha256File(first!.readPath)).toBe(await sha256File(image));
       expect(() => fs.writeFileSync(first!.readPath, 'x')).toThrow(/EROFS|read-only/);
       expect(first!.tracking?.kind).toBe('btrfs');
@@ -157,7 +173,7 @@ describe('BtrfsSnapshotProvider on a real btrfs', () => {
       // As an orchestrator keeping the pause short does it: snapshot while the
       // guest is held, compare with the baseline after it is released.
       const started = performance.now();
-      [second] = await provider.create([disk(image)], 'night2');
+      [second] = await provider.create([disk(image)], liveRun());
       const snapshotMs = performance.now() - started;
       await provider.findChanges([second!], [first.tracking]);
       const trackingMs = performance.now() - started - snapshotMs;
@@ -201,7 +217,7 @@ describe('BtrfsSnapshotProvider on a real btrfs', () => {
 
     it('a failed backup (no commit): remove() deletes the new snapshot and the baseline stays', async () => {
       // `since` passed to create() compares right away, as providers without findChanges do.
-      const [third] = await provider.create([disk(image)], 'night3', [second.tracking]);
+      const [third] = await provider.create([disk(image)], liveRun(), [second.tracking]);
       expect(third!.changed).toEqual([]); // nothing written since night2
       await provider.remove(third!);
       expect(fs.existsSync(third!.ownedName)).toBe(false);
@@ -211,10 +227,10 @@ describe('BtrfsSnapshotProvider on a real btrfs', () => {
     it('a resized image is read in full, and says why', async () => {
       const grown = path.join(vms, 'grown.img');
       fs.writeFileSync(grown, Buffer.alloc(MiB, 1));
-      const [before] = await provider.create([disk(grown, 'xvdg')], 'grow1');
+      const [before] = await provider.create([disk(grown, 'xvdg')], liveRun());
       await provider.commit([before!]);
       fs.truncateSync(grown, 2 * MiB);
-      const [after] = await provider.create([disk(grown, 'xvdg')], 'grow2', [before!.tracking]);
+      const [after] = await provider.create([disk(grown, 'xvdg')], liveRun(), [before!.tracking]);
       expect(after!.changed).toBeUndefined();
       expect(after!.fullReadReason).toMatch(/changed size from 1048576 to 2097152 bytes/);
       await provider.commit([after!]);
@@ -223,7 +239,7 @@ describe('BtrfsSnapshotProvider on a real btrfs', () => {
 
     it('tracking lost: with the baseline deleted by hand, the next run reads everything and says why', async () => {
       await mustRun('btrfs', ['subvolume', 'delete', second.ownedName]);
-      const [next] = await provider.create([disk(image)], 'night4', [second.tracking]);
+      const [next] = await provider.create([disk(image)], liveRun(), [second.tracking]);
       expect(next!.changed).toBeUndefined();
       expect(next!.fullReadReason).toMatch(/snapshot .* is gone .*tracking lost/);
       await provider.commit([next!]);
@@ -239,10 +255,11 @@ describe('BtrfsSnapshotProvider on a real btrfs', () => {
     const b = path.join(vms, 'app01-b.img');
     const c = path.join(other, 'app01-c.img');
     for (const p of [a, b, c]) fs.writeFileSync(p, Buffer.alloc(64 * 1024, p.length));
-    const snaps = await provider.create([disk(a, 'xvda'), disk(c, 'xvdc'), disk(b, 'xvdb')], 'multi');
+    const multi = liveRun();
+    const snaps = await provider.create([disk(a, 'xvda'), disk(c, 'xvdc'), disk(b, 'xvdb')], multi);
     expect(snaps.map((s) => s.disk.device)).toEqual(['xvda', 'xvdc', 'xvdb']);
     expect(snaps[0]!.ownedName).toBe(snaps[2]!.ownedName);
-    expect(snaps[1]!.ownedName.startsWith(path.join(other, '.ferry', 'ferry-multi-'))).toBe(true);
+    expect(snaps[1]!.ownedName.startsWith(path.join(other, '.ferry', `ferry-${multi}-`))).toBe(true);
     expect(snaps[2]!.readPath).toBe(path.join(snaps[0]!.ownedName, 'app01-b.img'));
     for (const s of snaps) await provider.remove(s); // the shared one is gone after the first: not an error
     expect(snaps.every((s) => !fs.existsSync(s.ownedName))).toBe(true);
@@ -250,28 +267,25 @@ describe('BtrfsSnapshotProvider on a real btrfs', () => {
 
   it('removeLeftovers deletes a killed run\'s snapshots and keeps baselines and snapshots ferry did not make', async () => {
     const baselinesBefore = ferryEntries().filter((e) => e.endsWith('.baseline'));
-    const [killed] = await provider.create([disk(image)], 'killed'); // never removed: the run died
+    const [killed] = await provider.create([disk(image)], deadRun()); // never removed: the run died
     const admins = path.join(mnt, 'ferry-admin-snapshot'); // ferry-named, but not in a .ferry directory
     await mustRun('btrfs', ['subvolume', 'snapshot', '-r', vms, admins]);
     const baselineTargets = baselinesBefore.map((l) => path.join(vms, '.ferry', fs.readlinkSync(path.join(vms, '.ferry', l))));
 
     const removed = await provider.removeLeftovers();
 
-    expect(removed).toEqual([killed!.ownedName]);
-    expect(fs.existsSync(killed!.ownedName)).toBe(false);
+    expectSwept(removed, killed!.ownedName);
     expect(fs.existsSync(admins)).toBe(true);
     expect(baselineTargets.length).toBeGreaterThan(0);
     for (const t of baselineTargets) expect(fs.existsSync(t)).toBe(true);
   });
 
   it('removeLeftovers keeps the snapshots of a run that still runs on this host (one with another run directory), and removes a dead run\'s', async () => {
-    const deadPid = spawnSync('true').pid!;
-    const now = new Date('2026-12-03T02:00:00Z');
-    expect(runIdProcess(newRunId(now, 0x4d2))).toBe(0x4d2);
-    const [live] = await provider.create([disk(image)], newRunId(now, process.pid));
-    const [dead] = await provider.create([disk(image)], newRunId(now, deadPid));
+    expect(runIdProcess(newRunId(new Date('2026-12-03T02:00:00Z'), 0x4d2))).toBe(0x4d2);
+    const [live] = await provider.create([disk(image)], liveRun());
+    const [dead] = await provider.create([disk(image)], deadRun());
     try {
-      expect(await provider.removeLeftovers()).toEqual([dead!.ownedName]);
+      expectSwept(await provider.removeLeftovers(), dead!.ownedName);
       expect(fs.existsSync(live!.ownedName)).toBe(true);
     } finally {
       await provider.remove(live!);
@@ -285,9 +299,10 @@ describe('BtrfsSnapshotProvider on a real btrfs', () => {
     await mustRun('mount', ['-o', 'subvol=vms', device, vmsMount]);
     try {
       const onVmsMount = new BtrfsSnapshotProvider({ runner: new ExecFileCommandRunner(), searchRoots: [vmsMount] });
-      const [killed] = await onVmsMount.create([disk(path.join(vmsMount, 'web01.img'))], 'killed2');
-      expect(killed!.ownedName.startsWith(path.join(vmsMount, '.ferry', 'ferry-killed2-'))).toBe(true);
-      expect(await onVmsMount.removeLeftovers()).toEqual([killed!.ownedName]);
+      const killed2 = deadRun();
+      const [killed] = await onVmsMount.create([disk(path.join(vmsMount, 'web01.img'))], killed2);
+      expect(killed!.ownedName.startsWith(path.join(vmsMount, '.ferry', `ferry-${killed2}-`))).toBe(true);
+      expectSwept(await onVmsMount.removeLeftovers(), killed!.ownedName);
     } finally {
       await mustRun('umount', [vmsMount]);
     }

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LibvirtBackupProvider } from '../../src/snapshot/libvirtBackup';
+import { newRunId } from '../../src/snapshot/provider';
 import { decodeTracking, encodeTracking } from '../../src/snapshot/libvirtBackupXml';
 import { qemuImgConvertArgs, qemuImgMapArgs } from '../../src/snapshot/libvirtQemuImg';
 import { presentRanges } from '../../src/snapshot/qemuImageMap';
@@ -266,8 +267,24 @@ describe('LibvirtBackupProvider housekeeping (recorded libvirt 9.0)', () => {
     const dir = mkdtempSync(join(work, 'leftovers-'));
     writeFileSync(join(dir, 'ferry-r9-web01-vda.raw'), '');
     writeFileSync(join(dir, 'web01-golden.qcow2'), '');
+    const live = `ferry-${newRunId(new Date(), process.pid)}-web01-vda.raw`; // a run that still runs: it may be reading it
+    writeFileSync(join(dir, live), '');
     expect(await provider(runner, dir).removeLeftovers()).toEqual([join(dir, 'ferry-r9-web01-vda.raw')]);
     expect(existsSync(join(dir, 'web01-golden.qcow2'))).toBe(true);
+    expect(existsSync(join(dir, live))).toBe(true);
+    expect(lines(runner)).not.toContain('domjobabort web01');
+  });
+
+  it('removeLeftovers leaves the backup job of a run that still runs on this host into ferry files', async () => {
+    const live = `ferry-${newRunId(new Date(), process.pid)}`;
+    const dumped = recordedVirsh(['backup-dumpxml', 'web01'], 'backup-dumpxml-running');
+    const runner = new RecordedCommandRunner([
+      recordedVirsh(['list', '--name'], 'list-active-name'),
+      recordedVirsh(['domjobinfo', 'web01'], 'domjobinfo-running'),
+      { ...dumped, stdout: dumped.stdout!.replaceAll('ferry-dead', live) },
+    ]);
+    expect(await provider(runner, `${DIR}/work`).removeLeftovers()).toEqual([]);
+    expect(runner.unused()).toEqual([]);
     expect(lines(runner)).not.toContain('domjobabort web01');
   });
 

@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { LvmSnapshotProvider } from '../../src/snapshot/lvm';
+import { newRunId } from '../../src/snapshot/provider';
 import { LVS_ARGS, VGS_ARGS } from '../../src/snapshot/lvmReport';
 import { InsufficientSnapshotSpaceError } from '../../src/snapshot/errors';
 import { RecordedCommandRunner, recordedOutput, type RecordedReply } from '../support/recordedRunner';
@@ -178,6 +179,17 @@ describe('LvmSnapshotProvider.removeLeftovers', () => {
     expect(runner.commandLines()).toEqual([
       LVS, 'lvremove -f vg0/ferry-20260101T020000Z-app01-disk', 'lvremove -f vg0/ferry-20260101T020000Z-db01-disk',
     ]);
+  });
+
+  it('keeps the snapshot of a run that still runs on this host: it may be reading it now', async () => {
+    const live = `ferry-${newRunId(new Date('2026-12-03T02:00:00Z'), process.pid)}-db01-disk`;
+    const fleet = lvs();
+    const runner = new RecordedCommandRunner([
+      { ...fleet, stdout: fleet.stdout!.replace('ferry-20260101T020000Z-db01-disk', live) },
+      recorded('lvremove', ['-f', 'vg0/ferry-20260101T020000Z-app01-disk'], 'lvremove-ok'),
+    ]);
+    expect(await new LvmSnapshotProvider({ runner }).removeLeftovers()).toEqual(['vg0/ferry-20260101T020000Z-app01-disk']);
+    expect(runner.commandLines()).toEqual([LVS, 'lvremove -f vg0/ferry-20260101T020000Z-app01-disk']);
   });
 
   it('tries every leftover and then reports those it could not remove', async () => {

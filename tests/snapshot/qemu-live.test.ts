@@ -11,7 +11,7 @@ import type { GuestDisk } from '../../src/hypervisor/driver';
 import { QemuDriver } from '../../src/hypervisor/qemu/qemuDriver';
 import { queryNodes } from '../../src/hypervisor/qemu/qmpBlock';
 import { QmpClient } from '../../src/hypervisor/qemu/qmpClient';
-import type { Snapshot } from '../../src/snapshot/provider';
+import { newRunId, type Snapshot } from '../../src/snapshot/provider';
 import { QEMU_TRACKING_KIND, QemuLiveProvider } from '../../src/snapshot/qemuLive';
 import { checkExt4Image, startGuest, type TestGuest } from '../support/qemuGuest';
 import { useScratch } from '../support/scratch';
@@ -270,6 +270,9 @@ describe('QemuLiveProvider', () => {
     // Things that are not ferry's, or are ferry's tracking state, stay.
     fs.writeFileSync(`${workDir}/admin-notes.raw`, 'mine');
     await qmp('block-dirty-bitmap-add', { node: 'disk0', name: 'admin-bitmap' });
+    // A run that still runs on this host (a single-guest backup beside this one) may be reading its copy now.
+    const liveFile = `${workDir}/ferry-${newRunId(new Date(), process.pid)}-0-vda.raw`;
+    fs.writeFileSync(liveFile, '');
 
     const removed = await provider.removeLeftovers();
     expect(removed).toEqual(expect.arrayContaining([
@@ -279,6 +282,7 @@ describe('QemuLiveProvider', () => {
     ]));
     expect(fs.existsSync(leftoverFile)).toBe(false);
     expect(fs.readFileSync(`${workDir}/admin-notes.raw`, 'utf8')).toBe('mine');
+    expect(fs.existsSync(liveFile)).toBe(true);
     expect(await bitmapNames()).toEqual(['admin-bitmap', 'ferry-cbt-r7']);
     const nodes = (await QmpClient.with(guest.qmpSocket, (c) => queryNodes(c))).map((n) => n['node-name']);
     expect(nodes.filter((n) => n.startsWith('ferry-'))).toEqual([]);

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { GuestDisk } from '../../src/hypervisor/driver';
 import { ReflinkSnapshotProvider, ReflinkUnsupportedError } from '../../src/snapshot/reflink';
+import { newRunId } from '../../src/snapshot/provider';
 import { overwriteRandomPages, sha256File, useScratch, writeRandomishImage } from '../support';
 import { mountLoopFileSystem } from '../support/loopFileSystems';
 
@@ -90,6 +91,8 @@ describe('ReflinkSnapshotProvider', () => {
     const image = path.join(xfs, 'db01.img');
     fs.writeFileSync(image, Buffer.alloc(MiB, 3));
     const [left] = await new ReflinkSnapshotProvider().create([disk(image)], 'killed'); // the run died here
+    // A run that still runs (a single-guest backup beside this one) may be reading its clone now.
+    const [live] = await new ReflinkSnapshotProvider().create([disk(image)], newRunId(new Date(), process.pid));
     const adminFile = path.join(xfs, '.ferry', 'notes.txt');
     fs.writeFileSync(adminFile, 'not ferry-named');
 
@@ -97,6 +100,7 @@ describe('ReflinkSnapshotProvider', () => {
     const removed = await new ReflinkSnapshotProvider({ searchDirs: [xfs] }).removeLeftovers();
 
     expect(removed).toEqual([left!.ownedName]);
+    expect(fs.existsSync(live!.ownedName)).toBe(true);
     expect(fs.existsSync(adminFile)).toBe(true);
     expect(fs.existsSync(image)).toBe(true);
   });
