@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 30 simulated nights of ferry vs restic with retention and a weekly prune.
+# Simulated nights (30 by default) of ferry vs restic with retention and a weekly prune.
 #
 #   bash bench/nights.sh          (also a step of bench/run.sh)
 #
@@ -71,6 +71,12 @@ for g in $(seq 1 "$GUESTS"); do
   cp --sparse=always "$CORPUS/nights/0/guest$g.img" "$work/images/guest$g.img"
 done
 
+# What the report says of the data: image size, allocated bytes (mean), database size (at its first change).
+image_bytes=$(stat -c %s "$work/images/guest1.img")
+alloc_bytes=$(du -B1 -c "$work"/images/guest*.img | tail -1 | cut -f1)
+alloc_bytes=$((alloc_bytes / GUESTS))
+db_bytes=""
+
 night_time() { date -u -d "2026-01-05 01:30:00 UTC + $(($1 - 1)) days" "+$2"; }
 
 mutate() { # night guest
@@ -80,6 +86,7 @@ mutate() { # night guest
   $gen log "$mnt/var/log/syslog" "$LOG_BYTES" "$SEED-log-$g-$n" "$((n + 3))"
   $gen log "$mnt/var/log/auth.log" $((LOG_BYTES / 5)) "$SEED-auth-$g-$n" "$((n + 3))"
   db=$mnt/var/lib/appdb/data.db
+  [[ -n $db_bytes ]] || db_bytes=$(stat -c %s "$db")
   $gen pages "$db" "$PAGES" "$SEED-pages-$g-$n"
   if ((n % 5 == g % 5)); then
     # A table rebuild: 48 MiB of fresh pages over the same blocks of the file.
@@ -175,6 +182,7 @@ mkdir -p "$(dirname "$OUT")"
 node "$bench_here/lib/nights-report.mjs" \
   --raw "$raw" --out "$OUT" --plot-data "$work/plot.dat" \
   --versions "$versions" --guests "$GUESTS" --pages "$PAGES" --count "$COUNT" \
+  --corpus "$CORPUS_NAME" --image-bytes "$image_bytes" --alloc-bytes "$alloc_bytes" --db-bytes "${db_bytes:-0}" \
   --load-start "$load_start" --load-end "$(cat /proc/loadavg)" --elapsed "$(($(date +%s) - t_run))"
 prunes=$(node -e 'for (const l of require("fs").readFileSync(process.argv[1], "utf8").split("\n")) { const r = l && JSON.parse(l); if (r && r.phase === "night" && r.pruned) console.log(r.night); }' "$raw" | tr '\n' ' ')
 gnuplot -e "datafile='$work/plot.dat'; outfile='$OUT.png'; prunes='$prunes'" "$bench_here/lib/nights.gp"

@@ -3,6 +3,7 @@
 // gnuplot data file for nights.png.
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 
 const argv = process.argv.slice(2);
 const arg = (k, d = '') => {
@@ -19,6 +20,7 @@ const out = arg('--out');
 const sum = (xs) => xs.reduce((a, b) => a + b, 0);
 const mb = (b) => (b == null ? '–' : `${(b / 1e6).toFixed(1)} MB`);
 const sec = (s) => (s == null ? '–' : `${s.toFixed(1)} s`);
+const mib = (b) => `${Math.round(Number(b) / 2 ** 20)} MiB`;
 const ratio = (a, b) => (a == null || b == null || b === 0 ? '–' : `${(a / b).toFixed(2)}×`);
 const TOOLS = ['ferry', 'restic'];
 
@@ -90,15 +92,16 @@ const peak = (k) => Math.max(...nights.map((n) => n[k]));
 const lossNights = nights.filter((n) => n.ferryBytes > n.resticBytes).map((n) => n.night);
 
 const L = [];
-L.push('# 30 nights with retention and a weekly prune: ferry vs restic');
+L.push(`# ${nights.length} nights with retention and a weekly prune: ferry vs restic`);
 L.push('');
 L.push(`- date: ${arg('--date') || new Date().toISOString()}; run took ${arg('--elapsed')} s (\`bash bench/nights.sh\`)`);
 L.push(`- machine: ${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, shared with other work; repositories on local disk`);
 L.push(`- versions: ${arg('--versions')}`);
 L.push(`- load average (1/5/15 min): start ${arg('--load-start').split(' ').slice(0, 3).join(' ')}, end ${arg('--load-end').split(' ').slice(0, 3).join(' ')}`);
 L.push(
-  `- data: guest1..guest${arg('--guests')} of the corpus (bench/corpus.sh, night 0: 2 GiB raw ext4 images, ~0.55 GB allocated each), changed in place through a loop mount every night from night 2 on: ` +
-    `1.8 MB of log lines appended, ${arg('--pages')} scattered 4 KiB page rewrites in the 200 MiB database file, and every 5th night per guest a 48 MiB contiguous rewrite of the database (${vacuums.length} in all); seeded, so the nights are the same for both tools`,
+  `- data: guest1..guest${arg('--guests')} of the ${arg('--corpus', 'corpus')} corpus (bench/corpus.sh, night 0: ${mib(arg('--image-bytes'))} raw ext4 images, ` +
+    `${mb(Number(arg('--alloc-bytes')))} allocated each on average), changed in place through a loop mount every night from night 2 on: ` +
+    `1.8 MB of log lines appended, ${arg('--pages')} scattered 4 KiB page rewrites in the ${mib(arg('--db-bytes'))} database file, and every 5th night per guest a 48 MiB contiguous rewrite of the database (${vacuums.length} in all); seeded, so the nights are the same for both tools`,
 );
 L.push(
   '- each night: `ferry backup --time` and `restic backup --time` (night 1 = Monday 2026-01-05, 01:30 UTC), then `forget --keep-daily 7 --keep-weekly 4` in both ' +
@@ -164,7 +167,7 @@ const losses = [
 L.push(losses.length ? `Where ferry loses in this run: ${losses.map(([k, f, r]) => `${k} ${ratio(f, r)}`).join(', ')}.` : 'ferry lost on none of the summary rows in this run.');
 L.push('What this means, and why: bench/README.md, "30 nights with retention".');
 L.push('');
-L.push('![repository size per night](nights.png)');
+L.push(`![repository size per night](${path.basename(out)}.png)`);
 L.push('');
 L.push('## Per night');
 L.push('');
