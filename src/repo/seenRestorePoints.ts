@@ -11,7 +11,8 @@
 //
 // A point forgotten by this host is kept as a tombstone: a concurrent `list`
 // that read the point just before it was removed must not put it back as
-// "expected". Files are replaced whole (temp file + rename); two processes
+// "expected". Only the newest MAX_TOMBSTONES are kept, so a nightly job's
+// record stays small over the years (the file is rewritten at every backup). Files are replaced whole (temp file + rename); two processes
 // saving at once can lose one's additions (a missed warning, never a false one).
 //
 // The record only adds warnings: a record that cannot be read or saved (a
@@ -26,6 +27,9 @@ export interface SeenPoint {
   guest: string;
   time: string;
 }
+
+/** Tombstones kept per location, newest last: about two years of 4 guests forgotten nightly. */
+export const MAX_TOMBSTONES = 3000;
 
 interface LocationRecord {
   points: Record<string, SeenPoint>;
@@ -79,10 +83,13 @@ export class SeenRestorePoints {
   /** This host removed (or acknowledged the loss of) these points: expect them no more, and save. */
   forgot(ids: string[]): void {
     this.update((rec) => {
+      const known = new Set(rec.forgotten);
       for (const id of ids) {
         delete rec.points[id];
-        if (!rec.forgotten.includes(id)) rec.forgotten.push(id);
+        if (!known.has(id)) rec.forgotten.push(id);
+        known.add(id);
       }
+      if (rec.forgotten.length > MAX_TOMBSTONES) rec.forgotten = rec.forgotten.slice(-MAX_TOMBSTONES);
     });
   }
 
