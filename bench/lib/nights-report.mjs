@@ -99,7 +99,7 @@ L.push(`- machine: ${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length} cores,
 L.push(`- versions: ${arg('--versions')}`);
 L.push(`- load average (1/5/15 min): start ${arg('--load-start').split(' ').slice(0, 3).join(' ')}, end ${arg('--load-end').split(' ').slice(0, 3).join(' ')}`);
 L.push(
-  `- data: guest1..guest${arg('--guests')} of the ${arg('--corpus', 'corpus')} corpus (bench/corpus.sh, night 0: ${mib(arg('--image-bytes'))} raw ext4 images, ` +
+  `- data: guest1..guest${arg('--guests')} of corpus \`${arg('--corpus', 'corpus')}\` (bench/corpus.sh, night 0: ${mib(arg('--image-bytes'))} raw ext4 images, ` +
     `${mb(Number(arg('--alloc-bytes')))} allocated each on average), changed in place through a loop mount every night from night 2 on: ` +
     `1.8 MB of log lines appended, ${arg('--pages')} scattered 4 KiB page rewrites in the ${mib(arg('--db-bytes'))} database file, and every 5th night per guest a 48 MiB contiguous rewrite of the database (${vacuums.length} in all); seeded, so the nights are the same for both tools`,
 );
