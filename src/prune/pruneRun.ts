@@ -257,11 +257,11 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   // (damage is never copied over a good original's deletion) and their sealed bytes copied.
   step('repacking');
   const writer = new PackWriter(repo, 8, 'by-caller');
-  // One buffer for every pack read, and blobs opened into the reader's own: a fresh 16 MiB per pack
-  // (and a plaintext per blob) stayed until the collector ran and made prune's peak.
-  let packBuffer = Buffer.alloc(0);
+  // One buffer for every pack read, as large as the largest, and blobs opened into the reader's own: a fresh
+  // 16 MiB per pack (and a plaintext per blob) stayed until the collector ran and made prune's peak, and so
+  // did a buffer grown for each slightly larger pack (3 of them, 48 MiB, in a 60-night repository).
+  const packBuffer = Buffer.allocUnsafe(Math.max(0, ...plan.repack.map((r) => r.pack.size)));
   for (const { pack, copy } of plan.repack) {
-    if (packBuffer.length < pack.size) packBuffer = Buffer.allocUnsafe(pack.size);
     const bytes = await repo.backend.readRange('data', pack.packId, 0, pack.size, packBuffer.subarray(0, pack.size));
     const packNumber = repo.packNumber(pack.packId);
     for (const e of copy) {
