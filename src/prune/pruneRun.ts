@@ -16,11 +16,13 @@
 // it is indexed with them; its bases go with the dropped packs.
 import { CorruptionError, FerryError } from '../errors';
 import { BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
+import { SEAL_OVERHEAD } from '../crypto/aead';
 import { ObjectLockedError } from '../storage/errors';
 import { IndexedPack } from '../repo/indexFile';
 import { PackEntry } from '../repo/packFormat';
 import { PackWriter } from '../repo/packWriter';
 import { Repository } from '../repo/repository';
+import { ChunkScratch } from '../repo/blobReader';
 import { PatchBaseMemo } from './patchBaseMemo';
 import { findLiveGraph } from './liveBlobs';
 import { PackContents, planPrune } from './prunePlan';
@@ -173,7 +175,7 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   const live = graph.live;
   step('following page patches of kept copies');
   const readBase = (pack: PackContents, entry: PackEntry): Promise<Buffer> => readPatchBase(repo, bases, pack, entry);
-  const encoder = new BlobEncoder(repo.keys.dataKey, repo.settings.compressionLevel);
+  const sealer = new WholeSealer(repo, new BlobEncoder(repo.keys.dataKey, repo.settings.compressionLevel));
   const wholeSizes = new Map<string, number>();
   // Sealed whole chunks kept from planning for the writes, up to a bound; past it a chunk is rebuilt again when written.
   const sealedWhole = new Map<string, SealedWhole>();
@@ -182,10 +184,10 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   const wholeSize = async (hex: string): Promise<number> => {
     let size = wholeSizes.get(hex);
     if (size === undefined) {
-      const whole = await sealWhole(repo, encoder, hex);
+      const whole = await sealer.seal(hex);
       wholeSizes.set(hex, (size = whole.sealed.length));
       if (sealedWholeBytes + size <= SEALED_WHOLE_CACHE) {
-        sealedWhole.set(hex, whole);
+        sealedWhole.set(hex, { ...whole, sealed: Buffer.from(whole.sealed) });
         sealedWholeBytes += size;
       }
     }
@@ -272,9 +274,9 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   }
   if (plan.rewrite.length > 0) step('rewriting patch chains');
   for (const r of plan.rewrite) {
-    const whole = sealedWhole.get(r.id) ?? (await sealWhole(repo, encoder, r.id));
+    const whole = sealedWhole.get(r.id) ?? (await sealer.seal(r.id));
     sealedWhole.delete(r.id);
-    await writer.add({ id: Buffer.from(r.id, 'hex'), ...whole });
+    await writer.add({ id: Buffer.from(r.id, 'hex'), ...whole }); // copied into the pack before the next seal
   }
   await writer.finish();
 
@@ -356,16 +358,32 @@ async function readPatchBase(repo: Repository, bases: PatchBaseMemo, pack: PackC
  * Chunk `hex` (a live page patch) as a whole blob: rebuilt through its chain
  * (every blob on it authenticated, the result checked against the id) and sealed as type 0.
  */
-async function sealWhole(repo: Repository, encoder: BlobEncoder, hex: string): Promise<SealedWhole> {
-  const id = Buffer.from(hex, 'hex');
-  let plain: Buffer;
-  try {
-    plain = await repo.readBlobPlaintext(id);
-  } catch (err) {
-    if (!(err instanceof FerryError)) throw err;
-    throw new CorruptionError(`${repo.location}: page patch ${hex.slice(0, 16)} cannot be rebuilt (${err.message}); prune deletes nothing: run 'ferry check --read-data'`, repo.blobObject(id));
+/**
+ * Rule 7's chunks rebuilt and sealed whole in buffers reused from one to the next: what `seal` returns
+ * lies in them until its next call (copy it to keep it).
+ */
+class WholeSealer {
+  private readonly chunk = new ChunkScratch();
+  private out = Buffer.alloc(0);
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly encoder: BlobEncoder,
+  ) {}
+
+  async seal(hex: string): Promise<SealedWhole> {
+    const id = Buffer.from(hex, 'hex');
+    let plain: Buffer;
+    try {
+      plain = await this.repo.readChunkInScratch(id, this.chunk);
+    } catch (err) {
+      if (!(err instanceof FerryError)) throw err;
+      throw new CorruptionError(`${this.repo.location}: page patch ${hex.slice(0, 16)} cannot be rebuilt (${err.message}); prune deletes nothing: run 'ferry check --read-data'`, this.repo.blobObject(id));
+    }
+    if (this.out.length < plain.length + SEAL_OVERHEAD) this.out = Buffer.allocUnsafe(plain.length + SEAL_OVERHEAD);
+    const { length, typeFlags, rawLength } = this.encoder.encodeInto(BlobType.Data, id, plain, this.out);
+    return { sealed: this.out.subarray(0, length), typeFlags, rawLength };
   }
-  return encoder.encode(BlobType.Data, id, plain);
 }
 
 /** Packs grouped so that each index file's payload stays within the limit (a single huge pack gets a file of its own). */

@@ -4,6 +4,7 @@
 //   readBlobPlaintext   the chunk or map the id names (patches resolved, id checked)
 //   unsealBlob          a sealed blob the caller already read, opened
 //   readPatchChainInto        a patch chain's patches opened in a scratch, where its root lies (backup's bases, restore, check)
+//   readChunkInScratch  readBlobPlaintext of a chunk into reused buffers (prune's rule 7)
 import { Backend, NotFoundError } from '../storage/backend';
 import { CorruptionError } from '../errors';
 import { RepositoryKeys } from '../crypto/keys';
@@ -20,6 +21,19 @@ export interface ChainInScratch {
   /** Patch k is scratch[at, at + length); `id` is its blob id (the chunk it makes), oldest first as the patches. */
   patches: { at: number; length: number; id: Buffer }[];
   root: { id: Buffer; loc: BlobLocation };
+}
+
+/** The buffers readChunkInScratch reuses; the chunk it returns lies in them until its next call. */
+export class ChunkScratch {
+  chain: Buffer = Buffer.alloc(0);
+  root: Buffer = Buffer.alloc(0);
+  private readonly levels: Buffer[] = [Buffer.alloc(0), Buffer.alloc(0)];
+
+  /** Level buffer `k` (patches are laid from one into the other), at least `length` bytes. */
+  level(k: number, length: number): Buffer {
+    if (this.levels[k].length < length) this.levels[k] = Buffer.allocUnsafe(length);
+    return this.levels[k];
+  }
 }
 
 export class BlobReader {
@@ -189,6 +203,39 @@ export class BlobReader {
       end += plain.length;
       current = header.baseId;
     }
+  }
+
+  /**
+   * readBlobPlaintext of a chunk without fresh buffers: its patch chain and
+   * root are read into `scratch` and the patches laid from one level buffer
+   * into the other (prune rebuilds hundreds of chains a run, and a fresh
+   * buffer per level and per blob waited for the collector and made its
+   * peak). The chunk made is checked against `id`: what comes back is the
+   * chunk `id` names, valid until the next call with `scratch`, or it throws.
+   */
+  async readChunkInScratch(id: Buffer, scratch: ChunkScratch): Promise<Buffer> {
+    const chain = await this.readPatchChainInto(id, scratch.chain);
+    scratch.chain = chain.scratch;
+    const { loc } = chain.root;
+    if (scratch.root.length < loc.storedLength) scratch.root = Buffer.allocUnsafe(loc.storedLength);
+    const { sealed } = await this.readSealed(chain.root.id, scratch.root.subarray(0, loc.storedLength));
+    let chunk: Buffer | undefined;
+    try {
+      // Opened into the decoder's scratch: the chain's patches were opened (and copied out) before.
+      chunk = this.unsealBlob(loc, chain.root.id, sealed, true);
+    } catch (err) {
+      throw (await this.wrongPackError(this.packs.packIds[loc.pack], chain.root.id)) ?? err;
+    }
+    chain.patches.forEach((p, k) => {
+      const plain = chain.scratch.subarray(p.at, p.at + p.length);
+      chunk = chunk && applyPatch(chunk, plain, scratch.level(k % 2, decodePatchHeader(plain)?.length ?? 0));
+    });
+    if (!chunk || !this.hasher.hash(chunk).equals(id)) {
+      const packId = this.packs.packIds[(this.packs.blobLocation(id) ?? loc).pack];
+      const what = chain.patches.length > 0 ? 'page patch' : 'blob';
+      throw new CorruptionError(`${objectPath(this.location, 'data', packId)}: ${what} ${id.toString('hex').slice(0, 16)} does not rebuild its chunk; run 'ferry check --read-data'`, `data/${packId}`);
+    }
+    return chunk;
   }
 
   private malformedPatch(id: Buffer, loc: BlobLocation): CorruptionError {

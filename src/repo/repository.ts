@@ -18,7 +18,7 @@ import { PackEntry } from './packFormat';
 import { RestorePoint, StoredRestorePoint } from './restorePoint';
 import { KeySlotInfo, KeySlots, unlockKeySlot, writeKeySlot } from './keySlots';
 import { OrphanIndexing, PackIndex } from './packIndex';
-import { BlobReader, ChainInScratch } from './blobReader';
+import { BlobReader, ChainInScratch, ChunkScratch } from './blobReader';
 import { RestorePointListing, RestorePointStore } from './restorePointStore';
 import { objectPath } from './storedObject';
 
@@ -262,6 +262,11 @@ export class Repository {
    */
   unsealBlob(loc: BlobLocation, id: Buffer, sealed: Buffer, transient = false): Buffer {
     return this.blobs.unsealBlob(loc, id, sealed, transient);
+  }
+
+  /** readBlobPlaintext of a chunk into reused buffers, valid until the next call with `scratch` (BlobReader.readChunkInScratch). */
+  readChunkInScratch(id: Buffer, scratch: ChunkScratch): Promise<Buffer> {
+    return this.blobs.readChunkInScratch(id, scratch);
   }
 
   /** A patch chain read into one scratch buffer, without fresh buffers per patch (BlobReader.readPatchChainInto). */
