@@ -103,6 +103,27 @@ describe('peak memory of a 4 GiB image with 256 MiB of data', () => {
     }
   });
 
+  it('nightly keeps ferry.conf\'s memory_limit = "96M" through its backup, check and prune', async () => {
+    const repo = await newRepository('nightly-96');
+    const conf = scratch.path('nightly-96.conf');
+    fs.writeFileSync(conf, [
+      `repository = ${JSON.stringify(repo)}`,
+      'memory_limit = "96M"',
+      `[[static.guest]]\nname = "mem"\ndisks = [${JSON.stringify(image)}]\n`,
+      '[retention]\nkeep_last = 1\n',
+      '[nightly]',
+      `work_dir = ${JSON.stringify(scratch.mkdir('nightly-work'))}`,
+      'prune_on = "daily"',
+      'check_read_data = "100%"',
+    ].join('\n'));
+    const run = { ...env, FERRY_RUN_DIR: scratch.mkdir('nightly-run'), FERRY_STATE_DIR: scratch.mkdir('nightly-state') };
+    const { result, peakRssBytes } = await ferryPeakRss(scratch, ['nightly', '--config', conf, '--json'], { env: run });
+    const report = JSON.parse(expectSuccess(result, 'nightly')) as { ok: boolean; guests: { ok: boolean }[] };
+    expect(report.ok).toBe(true);
+    expect(report.guests.map((g) => g.ok)).toEqual([true]);
+    expect(peakRssBytes / MiB, 'nightly').toBeLessThanOrEqual(96);
+  });
+
   it('refuses a budget below 96M or that is not a size, before touching the repository', async () => {
     for (const size of ['64M', '100', 'lots']) {
       const line = expectCleanFailure(await ferry(['backup', '--repo', backedUp.repo, '--guest', 'mem', image, '--memory', size], { env }), { code: EXIT.usage });

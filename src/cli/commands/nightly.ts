@@ -5,7 +5,7 @@
 import * as os from 'node:os';
 import { Command } from 'commander';
 import { formatBytes } from '../format';
-import { withPool, withRepository, RepoOptions, lockOptions, openBackendAt, openRepository, whileLocked } from '../session';
+import { useConfiguredMemoryLimit, withPool, withRepository, RepoOptions, lockOptions, openBackendAt, openRepository, whileLocked } from '../session';
 import { obtainPassword } from '../password';
 import { fleetGuests } from '../fleetGuests';
 import { backUpFleetGuests } from './backup';
@@ -56,6 +56,8 @@ export function registerNightly(program: Command): void {
     .action(async (opts: NightlyOptions, cmd: Command) => {
       const global = cmd.optsWithGlobals() as RepoOptions;
       const { config, nightly } = readConfig(opts.config);
+      // The budget of every step that runs workers: backup, check, sync (--memory wins).
+      useConfiguredMemoryLimit(config.memoryLimit);
       const repoOptions: RepoOptions = {
         ...global,
         repo: global.repo ?? process.env.FERRY_REPO ?? config.repository,
