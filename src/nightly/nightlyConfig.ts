@@ -8,6 +8,9 @@
 //     check_read_data  string   "5%"; read this share of the packs each night, rotating (every pack
 //                               within ceil(100/P) nights); "0%" checks the structure only
 //     offsite          [string] []; copy targets (made with `ferry init --from`) synced after the checks
+//     offsite_retention "follow" | "keep-all"; "follow": each copy, once synced, forgets by [retention]
+//                               and is pruned on prune_on's nights, so a drive does not fill over the years;
+//                               "keep-all": a copy only ever grows (an archive)
 //     textfile         string   none; a Prometheus textfile-collector file, written atomically
 //     notify_webhook   string   none; the JSON report is POSTed here (http/https), with retries
 //     notify_command   [string] none; argv, the human report on its stdin (e.g. ["mail", "-s", "ferry", "root"])
@@ -21,6 +24,7 @@ import { parseSubsetSpec } from '../check/readDataSubset';
 export const WEEKDAYS = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'] as const;
 export type PruneDay = (typeof WEEKDAYS)[number] | 'daily' | 'never';
 export const NOTIFY_ON = ['failure', 'always'] as const;
+export const OFFSITE_RETENTION = ['follow', 'keep-all'] as const;
 
 export interface NightlyConfig {
   /** Whether the file has a [nightly] table at all (the defaults below apply either way). */
@@ -32,6 +36,8 @@ export interface NightlyConfig {
   /** Percentage of packs read each night (0: structure only). */
   checkReadDataPercent: number;
   offsite: string[];
+  /** Whether an offsite copy forgets by [retention] and is pruned with the repository, or keeps every point. */
+  offsiteRetention: (typeof OFFSITE_RETENTION)[number];
   textfile?: string;
   notifyWebhook?: string;
   notifyCommand?: string[];
@@ -40,7 +46,7 @@ export interface NightlyConfig {
   tags: string[];
 }
 
-const NIGHTLY_KEYS = ['max_age', 'prune_on', 'check_read_data', 'offsite', 'textfile', 'notify_webhook', 'notify_command', 'notify_on', 'work_dir', 'tags'];
+const NIGHTLY_KEYS = ['max_age', 'prune_on', 'check_read_data', 'offsite', 'offsite_retention', 'textfile', 'notify_webhook', 'notify_command', 'notify_on', 'work_dir', 'tags'];
 
 /** `26h`, `2d`, `90m` → ms; undefined when it is not such a duration (or zero). */
 export function parseAge(text: string): number | undefined {
@@ -62,6 +68,7 @@ class NightlyChecker extends TomlChecker {
       pruneOn: 'sunday',
       checkReadDataPercent: 5,
       offsite: [],
+      offsiteRetention: 'follow',
       notifyOn: 'failure',
       workDir: '/var/tmp/ferry',
       tags: [],
@@ -88,6 +95,7 @@ class NightlyChecker extends TomlChecker {
       config.checkReadDataPercent = spec?.kind === 'rotating' ? spec.percent : 0;
     }
     if (t.offsite !== undefined) config.offsite = this.stringList(t.offsite, [...at, 'offsite']).map((o, i) => this.location(this.nonEmpty(o, [...at, 'offsite', i])));
+    if (t.offsite_retention !== undefined) config.offsiteRetention = this.oneOf(t.offsite_retention, [...at, 'offsite_retention'], OFFSITE_RETENTION);
     if (t.textfile !== undefined) config.textfile = this.path(this.string(t.textfile, [...at, 'textfile']));
     if (t.notify_webhook !== undefined) {
       const url = this.string(t.notify_webhook, [...at, 'notify_webhook']);

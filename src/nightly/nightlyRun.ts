@@ -1,7 +1,8 @@
 // `ferry nightly`, the steps in order: backup of every selected guest →
 // forget by the retention policy → prune (on its weekday) → check with a
-// rotating read-data subset → sync to each offsite target → coverage and the
-// report. A step's failure is recorded and the steps after it still run: a
+// rotating read-data subset → sync to each offsite target (which then forgets
+// by the same policy and is pruned on the same nights, unless
+// offsite_retention = "keep-all") → coverage and the report. A step's failure is recorded and the steps after it still run: a
 // failed guest stops nothing, a failed backup does not stop the sync (the
 // copies then hold what the repository holds). The work of each step (the
 // repository, its locks, the hypervisors) is given by the caller, which owns
@@ -29,7 +30,11 @@ export interface NightlySteps {
   check(percent: number): Promise<StepDone>;
   /** Why the target is skipped tonight (a USB drive not mounted), or undefined. */
   offsiteSkipReason(target: string): string | undefined;
-  sync(target: string): Promise<StepDone>;
+  /**
+   * Copy what `target` lacks; with offsite_retention "follow", the copy then forgets by [retention]
+   * and, when `prune` (prune_on's night), is pruned.
+   */
+  sync(target: string, tidy: { prune: boolean }): Promise<StepDone>;
   /** The repository's readable restore points, after the night's changes. */
   restorePoints(): Promise<PointSeen[]>;
   /** Bytes and count of pack files at a location; undefined when it cannot be listed. */
@@ -69,7 +74,8 @@ export async function runNightly(config: NightlyConfig, repository: string, step
   });
   await run('forget', async () => (await steps.forget()) ?? { skip: 'no [retention] policy in ferry.conf' });
   const times = steps.times.read();
-  if (pruneTonight(config.pruneOn, started)) {
+  const prune = pruneTonight(config.pruneOn, started);
+  if (prune) {
     if (await run('prune', () => steps.prune())) times.lastPrune = clock().toISOString();
   } else {
     reports.push({ step: 'prune', status: 'skipped', reason: config.pruneOn === 'never' ? 'prune_on = "never"' : `prune_on = "${config.pruneOn}"`, durationMs: 0 });
@@ -83,7 +89,7 @@ export async function runNightly(config: NightlyConfig, repository: string, step
   for (const target of config.offsite) {
     await run('sync', async () => {
       const skip = steps.offsiteSkipReason(target);
-      return skip ? { skip } : steps.sync(target);
+      return skip ? { skip } : steps.sync(target, { prune });
     }, target);
   }
 

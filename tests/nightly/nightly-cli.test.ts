@@ -43,6 +43,9 @@ const hookServer = http.createServer((req, res) => {
 });
 afterAll(() => new Promise((r) => hookServer.close(r)));
 
+const ids = async (location: string) =>
+  (JSON.parse(expectSuccess(await ferry(['list', '--repo', location, '--json'], { env }))) as { id: string }[]).map((p) => p.id).sort();
+
 function conf(name: string, nightly: string[], exclude = ['lab*']): string {
   const file = scratch.path(name);
   const staticGuest = (g: string, disk: string) => `[[static.guest]]\nname = "${g}"\ndisks = [${JSON.stringify(disk)}]\n`;
@@ -138,8 +141,6 @@ describe('ferry nightly', () => {
   });
 
   it('the offsite copies hold every restore point of the repository', async () => {
-    const ids = async (location: string) =>
-      (JSON.parse(expectSuccess(await ferry(['list', '--repo', location, '--json'], { env }))) as { id: string }[]).map((p) => p.id).sort();
     const primary = await ids(repo);
     expect(primary).toHaveLength(3);
     expect(await ids(localCopy)).toEqual(primary);
@@ -193,6 +194,9 @@ describe('ferry nightly', () => {
     expect(r.stdout).toMatch(/^forget: removed 2 restore point\(s\), kept 3, in 3 group\(s\)/m);
     expect(r.stdout).toMatch(/^check: no damage in \d+ pack\(s\), 3 restore point\(s\), read \d+ pack\(s\) in full \(subset 2\/2\)/m);
     expect(r.stdout).toMatch(/^prune: freed /m);
+    // The copy keeps to the same policy: it drops the 2 points the repository forgot, and is pruned tonight too.
+    expect(r.stdout).toMatch(/^sync .*: copied .*; forgot 2 by \[retention\]; prune freed /m);
+    expect(await ids(localCopy)).toEqual(await ids(repo));
     expect(lines.length).toBeLessThanOrEqual(25);
     expect(hook.calls).toBe(callsBefore); // notify_on = "failure" (the default)
     expect(fs.existsSync(scratch.path('mail.txt'))).toBe(false);
@@ -206,6 +210,8 @@ describe('ferry nightly notifying on success', () => {
       'prune_on = "never"',
       'check_read_data = "0%"',
       'notify_on = "always"',
+      `offsite = [${JSON.stringify(localCopy)}]`,
+      'offsite_retention = "keep-all"',
       'notify_webhook = "http://127.0.0.1:1/dead"',
       `notify_command = ["sh", "-c", ${JSON.stringify(`cat > ${mail}`)}]`,
     ], ['lab*', 'broken*']);
@@ -213,6 +219,11 @@ describe('ferry nightly notifying on success', () => {
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^prune: skipped: prune_on = "never"$/m);
     expect(r.stdout).toMatch(/^check: no damage in \d+ pack\(s\), 3 restore point\(s\) \(/m);
+    // offsite_retention = "keep-all": the copy keeps the 2 points the repository forgot tonight.
+    const primary = await ids(repo);
+    const copy = await ids(localCopy);
+    expect(copy).toEqual(expect.arrayContaining(primary));
+    expect(copy).toHaveLength(primary.length + 2);
     expect(r.stdout).toMatch(/^notify webhook http:\/\/127\.0\.0\.1:1\/…: FAILED: .*\(after 4 attempts\)$/m);
     expect(r.stdout).toMatch(/^notify command sh -c cat > .*: sent$/m);
     expect(r.stderr).toMatch(/^ferry: warning: notify webhook http:\/\/127\.0\.0\.1:1\/… failed: /m);

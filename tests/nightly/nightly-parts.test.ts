@@ -163,15 +163,16 @@ describe('[nightly] in ferry.conf', () => {
   const parse = (body: string) => parseNightlyConfig(`repository = "/srv/ferry"\n[nightly]\n${body}`, '/etc/ferry/ferry.conf');
 
   it('has defaults, and reads every key', () => {
-    expect(parseNightlyConfig('repository = "/r"\n', 'f.conf')).toMatchObject({ present: false, maxAgeMs: 26 * H, pruneOn: 'sunday', checkReadDataPercent: 5, offsite: [], notifyOn: 'failure' });
+    expect(parseNightlyConfig('repository = "/r"\n', 'f.conf')).toMatchObject({ present: false, maxAgeMs: 26 * H, pruneOn: 'sunday', checkReadDataPercent: 5, offsite: [], offsiteRetention: 'follow', notifyOn: 'failure' });
     const c = parse([
       'max_age = "2d"', 'prune_on = "daily"', 'check_read_data = "10%"', 'offsite = ["/mnt/usb/ferry", "s3:https://rgw/b/p"]',
       'textfile = "/var/lib/node_exporter/ferry.prom"', 'notify_webhook = "https://hooks.example/x"', 'notify_command = ["mail", "-s", "ferry", "root"]',
-      'notify_on = "always"', 'tags = ["nightly"]',
+      'notify_on = "always"', 'tags = ["nightly"]', 'offsite_retention = "keep-all"',
     ].join('\n'));
     expect(c).toMatchObject({
       maxAgeMs: 48 * H, pruneOn: 'daily', checkReadDataPercent: 10, offsite: ['/mnt/usb/ferry', 's3:https://rgw/b/p'],
       textfile: '/var/lib/node_exporter/ferry.prom', notifyWebhook: 'https://hooks.example/x', notifyCommand: ['mail', '-s', 'ferry', 'root'], notifyOn: 'always', tags: ['nightly'],
+      offsiteRetention: 'keep-all',
     });
     expect(parse('check_read_data = "0%"').checkReadDataPercent).toBe(0);
   });
@@ -185,6 +186,7 @@ describe('[nightly] in ferry.conf', () => {
     ['notify_webhook = "hooks.example"', /ferry\.conf:3: key 'nightly\.notify_webhook': expected an http:\/\/ or https:\/\/ URL/],
     ['notify_on = "never"', /ferry\.conf:3: key 'nightly\.notify_on': expected one of "failure", "always"/],
     ['offsite = "/mnt/usb"', /ferry\.conf:3: key 'nightly\.offsite': expected an array of strings/],
+    ['offsite_retention = "mirror"', /ferry\.conf:3: key 'nightly\.offsite_retention': expected one of "follow", "keep-all", got "mirror"/],
   ])('%s is one line naming file, line and key', (body, message) => {
     let err: unknown;
     try {
@@ -334,8 +336,8 @@ describe('the order of the steps', () => {
           done.push(`check ${percent}%`);
           return { summary: 'no damage' };
         },
-        sync: async (target) => {
-          done.push(`sync ${target}`);
+        sync: async (target, tidy) => {
+          done.push(`sync ${target}${tidy.prune ? ' and prune' : ''}`);
           return { summary: 'copied' };
         },
         offsiteSkipReason,
@@ -346,7 +348,7 @@ describe('the order of the steps', () => {
       },
       () => NOW,
     );
-    expect(done).toEqual(['backup', 'forget', 'prune', 'check 5%', 'sync s3:http://127.0.0.1:1/b/p']);
+    expect(done).toEqual(['backup', 'forget', 'prune', 'check 5%', 'sync s3:http://127.0.0.1:1/b/p and prune']);
     expect(report.steps.map((s) => [s.step, s.status])).toEqual([['backup', 'failed'], ['forget', 'ok'], ['prune', 'ok'], ['check', 'ok'], ['sync', 'skipped'], ['sync', 'ok']]);
     expect(report.problems).toEqual(['backup: QMP socket /run/qemu/web01.qmp: connection refused']);
     expect(report.coverage).toMatchObject({ hypervisorsListed: false, guests: [{ guest: 'web01', state: 'ok' }] });

@@ -16,7 +16,7 @@ import { readTomlFile } from '../../config/tomlChecker';
 import { acquireHostRunLock } from '../../backup/hostRunLock';
 import { planForget } from '../../retention/forgetPlan';
 import { type RetentionPolicy, isEmptyPolicy } from '../../retention/retentionPolicy';
-import { pruneRepository } from '../../prune/pruneRun';
+import { type PruneReport, pruneRepository } from '../../prune/pruneRun';
 import { checkRepository } from '../../check/repositoryCheck';
 import { ReadDataCursor } from '../../check/readDataSubset';
 import { syncRepositories } from '../../sync/repositorySync';
@@ -156,6 +156,39 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
   const log = (line: string) => {
     if (verbose) process.stderr.write(`${new Date().toISOString()} ${line}\n`);
   };
+  /** The copy `ferry sync` makes: shared locks at both ends, it only adds objects. */
+  async function copyToOffsite(target: string): Promise<StepDone> {
+    const secret = await obtainPassword(ropts);
+    const source = new FencedBackend(openBackendAt(location, { ...ropts, objectLockDays: undefined, objectLockMode: undefined }));
+    const locks: RepositoryLock[] = [];
+    let dst: FencedBackend | undefined;
+    try {
+      dst = new FencedBackend(openBackendAt(target, { ...ropts, cache: false, rememberRetention: ropts.cache !== false }));
+      const fenced = dst;
+      await checkSameIdentity(source, fenced);
+      const lock = lockOptions((err) => {
+        source.fence(err);
+        fenced.fence(err);
+      });
+      // Shared at both ends, as `ferry sync`: it only adds objects.
+      const wait = lockWaitFromOptions(ropts);
+      locks.push(await acquireLockWaiting(await Repository.open(source, secret), 'shared', 'nightly (sync source)', lock, wait));
+      locks.push(await acquireLockWaiting(await Repository.open(fenced, secret), 'shared', 'nightly (sync target)', lock, wait));
+      const s = await whileLocked(locks, () => syncRepositories(source, fenced, { concurrency: 4, verify: false, secret }));
+      return {
+        summary: `copied ${s.copied.objects} object(s), ${formatBytes(s.copied.bytes)}; ${s.skipped.objects} already there; ${s.restorePoints} restore point(s)`,
+        figures: { copiedObjects: s.copied.objects, copiedBytes: s.copied.bytes, restorePoints: s.restorePoints },
+      };
+    } finally {
+      try {
+        for (const l of locks) await l.release();
+      } finally {
+        await source.close();
+        await dst?.close();
+      }
+    }
+  }
+
   return {
     log: (line) => process.stderr.write(`ferry: ${line}\n`),
     times: NightlyRecord.at(stateDir(ropts), location),
@@ -173,34 +206,19 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
     },
 
     async forget() {
-      const policyFor = (guest: string): RetentionPolicy | undefined => settingsForGuest(config, guest).retention;
-      if (!config.retention && !config.guestRules.some((r) => r.settings.retention)) return undefined;
+      if (!hasRetention(config)) return undefined;
       return withRepository(ropts, 'exclusive', 'nightly (forget)', async (repo): Promise<StepDone> => {
         const seen = seenRestorePoints(repo, ropts);
-        const { points } = await repo.listAllRestorePoints();
-        // A guest whose policy keeps nothing is left alone, never emptied (as `forget` does).
-        const policies = new Map<string, RetentionPolicy>();
-        for (const { guest } of points) {
-          const policy = policies.has(guest) ? undefined : policyFor(guest);
-          if (policy && !isEmptyPolicy(policy)) policies.set(guest, policy);
-        }
-        const groups = planForget(points.filter((p) => policies.has(p.guest)), (guest) => policies.get(guest)!);
-        const doomed = groups.flatMap((g) => g.decisions.filter((d) => !d.keep).map((d) => d.id));
-        const kept = groups.reduce((n, g) => n + g.decisions.filter((d) => d.keep).length, 0);
-        seen.forgot(doomed);
-        for (const id of doomed) await repo.removeRestorePoint(id);
+        const { doomed, kept, groups } = await forgetByRetention(repo, config, (ids) => seen.forgot(ids));
         warnRecordProblems(seen);
-        return { summary: `removed ${doomed.length} restore point(s), kept ${kept}, in ${groups.length} group(s)`, figures: { removed: doomed.length, kept } };
+        return { summary: `removed ${doomed} restore point(s), kept ${kept}, in ${groups} group(s)`, figures: { removed: doomed, kept } };
       });
     },
 
     prune() {
       return withRepository(ropts, 'exclusive', 'nightly (prune)', async (repo, lock): Promise<StepDone> => {
         const r = await pruneRepository(repo, { repackBelow: 0.5, mode: 'prune', confirmLock: () => lock!.verify() });
-        return {
-          summary: `freed ${r.blobsFreed} blob(s), ${formatBytes(r.bytesFreed)}; packs ${r.packsBefore} → ${r.packsAfter} (${r.packsRepacked} repacked)`,
-          figures: { bytesFreed: r.bytesFreed, blobsFreed: r.blobsFreed, packsDeleted: r.packsDeleted, packsRepacked: r.packsRepacked },
-        };
+        return { summary: pruneSummary(r), figures: { bytesFreed: r.bytesFreed, blobsFreed: r.blobsFreed, packsDeleted: r.packsDeleted, packsRepacked: r.packsRepacked } };
       });
     },
 
@@ -225,36 +243,22 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
       });
     },
 
-    async sync(target) {
-      const secret = await obtainPassword(ropts);
-      const source = new FencedBackend(openBackendAt(location, { ...ropts, objectLockDays: undefined, objectLockMode: undefined }));
-      const locks: RepositoryLock[] = [];
-      let dst: FencedBackend | undefined;
-      try {
-        dst = new FencedBackend(openBackendAt(target, { ...ropts, cache: false, rememberRetention: ropts.cache !== false }));
-        const fenced = dst;
-        await checkSameIdentity(source, fenced);
-        const lock = lockOptions((err) => {
-          source.fence(err);
-          fenced.fence(err);
-        });
-        // Shared at both ends, as `ferry sync`: it only adds objects.
-        const wait = lockWaitFromOptions(ropts);
-        locks.push(await acquireLockWaiting(await Repository.open(source, secret), 'shared', 'nightly (sync source)', lock, wait));
-        locks.push(await acquireLockWaiting(await Repository.open(fenced, secret), 'shared', 'nightly (sync target)', lock, wait));
-        const s = await whileLocked(locks, () => syncRepositories(source, fenced, { concurrency: 4, verify: false, secret }));
+    async sync(target, tidy) {
+      const copied = await copyToOffsite(target);
+      if (nightly.offsiteRetention !== 'follow' || !hasRetention(config)) return copied;
+      // The copy keeps to the same policy, by the times of its own points (not by what the repository
+      // still lists, which a repository restored from an older drive would get wrong).
+      return withRepository({ ...ropts, repo: target, cache: false }, 'exclusive', 'nightly (offsite forget)', async (repo, lock): Promise<StepDone> => {
+        // This host's record of the copy's points (`list --repo` of the drive) hears of it, as `forget` there would.
+        const seen = seenRestorePoints(repo, ropts);
+        const forgot = await forgetByRetention(repo, config, (ids) => seen.forgot(ids));
+        warnRecordProblems(seen);
+        const pruned = tidy.prune ? await pruneRepository(repo, { repackBelow: 0.5, mode: 'prune', confirmLock: () => lock!.verify() }) : undefined;
         return {
-          summary: `copied ${s.copied.objects} object(s), ${formatBytes(s.copied.bytes)}; ${s.skipped.objects} already there; ${s.restorePoints} restore point(s)`,
-          figures: { copiedObjects: s.copied.objects, copiedBytes: s.copied.bytes, restorePoints: s.restorePoints },
+          summary: `${copied.summary}; forgot ${forgot.doomed} by [retention]${pruned ? `; prune ${pruneSummary(pruned)}` : ''}`,
+          figures: { ...copied.figures, removed: forgot.doomed, ...(pruned ? { bytesFreed: pruned.bytesFreed } : {}) },
         };
-      } finally {
-        try {
-          for (const l of locks) await l.release();
-        } finally {
-          await source.close();
-          await dst?.close();
-        }
-      }
+      });
     },
 
     restorePoints() {
@@ -278,4 +282,30 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
       }
     },
   };
+}
+
+function hasRetention(config: FerryConfig): boolean {
+  return Boolean(config.retention) || config.guestRules.some((r) => r.settings.retention);
+}
+
+/**
+ * Remove the restore points [retention] does not keep (per guest; a guest whose policy keeps nothing is
+ * left alone, never emptied, as `forget` does); `forgetting` hears of them first.
+ */
+async function forgetByRetention(repo: Repository, config: FerryConfig, forgetting?: (ids: string[]) => void): Promise<{ doomed: number; kept: number; groups: number }> {
+  const { points } = await repo.listAllRestorePoints();
+  const policies = new Map<string, RetentionPolicy>();
+  for (const { guest } of points) {
+    const policy = policies.has(guest) ? undefined : settingsForGuest(config, guest).retention;
+    if (policy && !isEmptyPolicy(policy)) policies.set(guest, policy);
+  }
+  const groups = planForget(points.filter((p) => policies.has(p.guest)), (guest) => policies.get(guest)!);
+  const doomed = groups.flatMap((g) => g.decisions.filter((d) => !d.keep).map((d) => d.id));
+  forgetting?.(doomed);
+  for (const id of doomed) await repo.removeRestorePoint(id);
+  return { doomed: doomed.length, kept: groups.reduce((n, g) => n + g.decisions.filter((d) => d.keep).length, 0), groups: groups.length };
+}
+
+function pruneSummary(r: PruneReport): string {
+  return `freed ${r.blobsFreed} blob(s), ${formatBytes(r.bytesFreed)}; packs ${r.packsBefore} → ${r.packsAfter} (${r.packsRepacked} repacked)`;
 }
