@@ -40,6 +40,11 @@ export interface SyncOptions {
   selection?: Selection & { secret: Buffer };
   /** Also remove from DST what SRC no longer has, then prune DST (mirror.ts); not with a selection. */
   mirror?: MirrorOptions;
+  /**
+   * DST is pruned on its own (nightly's offsite_retention = "follow"; --mirror is too): copy every
+   * restore point, but a pack only if it holds a blob they need that DST's index lacks. Needs `secret`.
+   */
+  targetPrunes?: boolean;
   /** Free bytes at the target, when known (a local file system): a copy that needs more stops before copying. */
   targetFreeBytes?: () => Promise<number>;
   /**
@@ -236,8 +241,10 @@ async function planSync(source: Backend, target: Backend, opts: SyncOptions, pla
   // from DST at the end, once DST holds every slot SRC has (so it never has none).
   const srcKeys = await listing(source, 'keys');
   const keys = plan('keys', infos(srcKeys));
-  if (opts.mirror) {
-    return { srcKeys, keys, index: [], ...(await planSelection(source, target, { secret: opts.mirror.secret, guests: [] }, opts.verify, plan, tally, 'blobs-target-lacks')) };
+  const ownPruneSecret = opts.mirror?.secret ?? (opts.targetPrunes ? opts.secret : undefined);
+  if (opts.targetPrunes && !ownPruneSecret) throw new UsageError('a sync to a target pruned on its own needs the passphrase');
+  if (ownPruneSecret) {
+    return { srcKeys, keys, index: [], ...(await planSelection(source, target, { secret: ownPruneSecret, guests: [] }, opts.verify, plan, tally, 'blobs-target-lacks')) };
   }
   if (!opts.selection) {
     const srcRestorePoints = await listing(source, 'restorepoints');
@@ -251,7 +258,8 @@ async function planSync(source: Backend, target: Backend, opts: SyncOptions, pla
 
 /**
  * Selective sync: the chosen restore points, the packs they need, and one new DST index file for those packs.
- * Also --mirror's copy (every restore point, `blobs-target-lacks`): DST is pruned and so no longer
+ * Also the copy to a target pruned on its own, --mirror's or nightly's (every restore point,
+ * `blobs-target-lacks`): DST is pruned and so no longer
  * holds SRC's packs by name, so a pack is copied only if it holds a needed blob that DST's index
  * lacks; copying SRC's packs and index files by name would bring back, on every run, the garbage
  * that DST's last prune removed.

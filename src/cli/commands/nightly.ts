@@ -156,6 +156,9 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
   const log = (line: string) => {
     if (verbose) process.stderr.write(`${new Date().toISOString()} ${line}\n`);
   };
+  /** Whether an offsite copy forgets by [retention] and is pruned like the repository. */
+  const followsRetention = () => nightly.offsiteRetention === 'follow' && hasRetention(config);
+
   /** The copy `ferry sync` makes: shared locks at both ends, it only adds objects. */
   async function copyToOffsite(target: string): Promise<StepDone> {
     const secret = await obtainPassword(ropts);
@@ -174,7 +177,10 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
       const wait = lockWaitFromOptions(ropts);
       locks.push(await acquireLockWaiting(await Repository.open(source, secret), 'shared', 'nightly (sync source)', lock, wait));
       locks.push(await acquireLockWaiting(await Repository.open(fenced, secret), 'shared', 'nightly (sync target)', lock, wait));
-      const s = await whileLocked(locks, () => syncRepositories(source, fenced, { concurrency: 4, verify: false, secret }));
+      // A copy that forgets and prunes on its own gets only the packs holding blobs it lacks: by name,
+      // SRC's packs that its last prune dropped as garbage would come back every night.
+      const targetPrunes = followsRetention();
+      const s = await whileLocked(locks, () => syncRepositories(source, fenced, { concurrency: 4, verify: false, secret, targetPrunes }));
       return {
         summary: `copied ${s.copied.objects} object(s), ${formatBytes(s.copied.bytes)}; ${s.skipped.objects} already there; ${s.restorePoints} restore point(s)`,
         figures: { copiedObjects: s.copied.objects, copiedBytes: s.copied.bytes, restorePoints: s.restorePoints },
@@ -245,7 +251,7 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
 
     async sync(target, tidy) {
       const copied = await copyToOffsite(target);
-      if (nightly.offsiteRetention !== 'follow' || !hasRetention(config)) return copied;
+      if (!followsRetention()) return copied;
       // The copy keeps to the same policy, by the times of its own points (not by what the repository
       // still lists, which a repository restored from an older drive would get wrong).
       return withRepository({ ...ropts, repo: target, cache: false }, 'exclusive', 'nightly (offsite forget)', async (repo, lock): Promise<StepDone> => {

@@ -1,0 +1,58 @@
+// A copy that forgets and prunes on its own (nightly's offsite_retention =
+// "follow"): the sync copies every restore point of the source, but a pack
+// only if it holds a blob they need that the copy lacks. Copied by name, the
+// source's packs that the copy's own prune dropped as garbage would come back
+// on every sync.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { LocalBackend } from '../../src/storage/local';
+import { syncRepositories } from '../../src/sync/repositorySync';
+import { expectSuccess, FAST_KDF, ferry, TestRepo, useScratch, writeRandomishImage } from '../support';
+
+const MiB = 1024 * 1024;
+const scratch = useScratch('sync-target-prunes');
+const PASSWORD = 'target prunes';
+const env = { FERRY_PASSWORD: PASSWORD };
+
+let src: TestRepo;
+let firstWeb: string;
+
+const packs = (repo: string) => fs.readdirSync(path.join(repo, 'data'), { recursive: true }).filter((f) => /[0-9a-f]{64}$/.test(String(f))).length;
+const points = (repo: string) => fs.readdirSync(path.join(repo, 'snapshots')).sort();
+const sync = (from: string, to: string, targetPrunes: boolean) =>
+  syncRepositories(new LocalBackend(from), new LocalBackend(to), { concurrency: 2, verify: false, secret: Buffer.from(PASSWORD), targetPrunes });
+
+beforeAll(async () => {
+  src = new TestRepo(scratch.path('src'), scratch.path('src.pw'));
+  fs.writeFileSync(src.passwordFile, `${PASSWORD}\n`);
+  expectSuccess(await ferry(['init', '--repo', src.path, '--password-file', src.passwordFile, '--pack-size', '1M', ...FAST_KDF]));
+  const image = scratch.path('web.img');
+  writeRandomishImage(image, 6 * MiB, 21);
+  firstWeb = (await src.backup('web', [image])).id;
+  writeRandomishImage(image, 6 * MiB, 22); // the next point shares nothing with the first
+  await src.backup('web', [image]);
+}, 120_000);
+
+describe('a sync to a copy that prunes on its own', () => {
+  it('does not bring back the packs the copy pruned as garbage; a sync by name does', async () => {
+    const dst = scratch.path('dst');
+    expectSuccess(await ferry(['init', '--from', src.path, '--repo', dst], { env }), 'init --from');
+    await sync(src.path, dst, true);
+    expect(points(dst)).toEqual(points(src.path));
+    // Both forget the first point; only the copy prunes (the repository prunes on another night).
+    for (const repo of [src.path, dst]) expectSuccess(await ferry(['forget', '--repo', repo, firstWeb], { env }), 'forget');
+    expectSuccess(await ferry(['prune', '--repo', dst], { env }), 'prune the copy');
+    const pruned = packs(dst);
+    expect(pruned).toBeLessThan(packs(src.path));
+
+    const again = await sync(src.path, dst, true);
+    expect(again.byType.data.copied).toBe(0);
+    expect(packs(dst)).toBe(pruned);
+    expect(points(dst)).toEqual(points(src.path));
+    expectSuccess(await ferry(['check', '--repo', dst, '--read-data'], { env }), 'check the copy');
+
+    const byName = await sync(src.path, dst, false);
+    expect(byName.byType.data.copied).toBeGreaterThan(0); // the garbage is back
+  });
+});
