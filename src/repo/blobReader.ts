@@ -230,6 +230,12 @@ export class BlobReader {
       const plain = chain.scratch.subarray(p.at, p.at + p.length);
       chunk = chunk && applyPatch(chunk, plain, scratch.level(k % 2, decodePatchHeader(plain)?.length ?? 0));
     });
+    // A whole chunk is still in the decoder's buffer, which the next blob opened anywhere overwrites.
+    if (chunk && chain.patches.length === 0) {
+      const owned = scratch.level(0, chunk.length).subarray(0, chunk.length);
+      chunk.copy(owned);
+      chunk = owned;
+    }
     if (!chunk || !this.hasher.hash(chunk).equals(id)) {
       const packId = this.packs.packIds[(this.packs.blobLocation(id) ?? loc).pack];
       const what = chain.patches.length > 0 ? 'page patch' : 'blob';

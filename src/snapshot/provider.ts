@@ -2,6 +2,7 @@
 // guest, taken while the guest is quiesced and kept only until the backup
 // has read it. Providers: LVM (here), btrfs, reflink, QEMU live backup.
 import { processAlive } from '../host/processAlive';
+import { processStartTime } from '../host/processStart';
 import { UsageError } from '../errors';
 import type { GuestDisk } from '../hypervisor/driver';
 
@@ -60,12 +61,12 @@ export function newRunId(now = new Date(), pid = process.pid): string {
   return `${now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}-${pid.toString(16)}`;
 }
 
-// What newRunId makes; the group is the pid.
-const NEW_RUN_ID = /\d{8}T\d{6}-([0-9a-f]{1,8})/.source;
+// What newRunId makes: the time (UTC, to the second) and the pid.
+const NEW_RUN_ID = /(\d{8}T\d{6})-([0-9a-f]{1,8})/.source;
 
 /** The process that started the run `runId` names, if newRunId made it. */
 export function runIdProcess(runId: string): number | undefined {
-  const pid = new RegExp(`^${NEW_RUN_ID}$`).exec(runId)?.[1];
+  const pid = new RegExp(`^${NEW_RUN_ID}$`).exec(runId)?.[2];
   return pid === undefined ? undefined : parseInt(pid, 16);
 }
 
@@ -78,8 +79,15 @@ export function runIdProcess(runId: string): number | undefined {
  */
 export function ownedByLiveRun(name: string, prefix: string): boolean {
   if (!name.startsWith(prefix)) return false;
-  const pid = new RegExp(`^${NEW_RUN_ID}(?:-|$)`).exec(name.slice(prefix.length))?.[1];
-  return pid !== undefined && processAlive(parseInt(pid, 16));
+  const m = new RegExp(`^${NEW_RUN_ID}(?:-|$)`).exec(name.slice(prefix.length));
+  if (!m) return false;
+  const pid = parseInt(m[2], 16);
+  if (!processAlive(pid)) return false;
+  // A process that started after the run did is another one with a reused pid (after a reboot, most
+  // likely): the run's leftovers are leftovers. (An LVM snapshot kept for ever costs its origin.)
+  const started = processStartTime(pid);
+  const runStarted = Date.parse(m[1].replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})$/, '$1-$2-$3T$4:$5:$6Z'));
+  return started === undefined || started.getTime() <= runStarted + 2000;
 }
 
 /** Opaque provider state kept per disk in the restore point (e.g. a bitmap or snapshot name). */

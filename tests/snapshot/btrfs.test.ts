@@ -24,10 +24,10 @@ const PAGE = 4096;
 // btrfs mount on the host, this one's too: a run id naming this (live) process
 // keeps a snapshot in use out of their sweeps, as it does for a real run.
 let runSeconds = 0;
-const liveRun = () => newRunId(new Date(Date.UTC(2026, 11, 3, 2, 0, runSeconds++)), process.pid);
+const liveRun = () => newRunId(new Date(Date.now() + 1000 * runSeconds++), process.pid);
 // A run whose process is gone: its snapshots are leftovers to any sweep.
 const deadPid = spawnSync('true').pid!;
-const deadRun = () => newRunId(new Date(Date.UTC(2026, 11, 3, 3, 0, runSeconds++)), deadPid);
+const deadRun = () => newRunId(new Date(Date.now() + 1000 * runSeconds++), deadPid);
 // What a sweep leaves of a dead run's snapshot: nothing. Another test file's
 // sweep may have been first, so this one removed it or nothing.
 function expectSwept(removed: string[], dead: string): void {

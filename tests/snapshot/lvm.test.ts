@@ -182,7 +182,7 @@ describe('LvmSnapshotProvider.removeLeftovers', () => {
   });
 
   it('keeps the snapshot of a run that still runs on this host: it may be reading it now', async () => {
-    const live = `ferry-${newRunId(new Date('2026-12-03T02:00:00Z'), process.pid)}-db01-disk`;
+    const live = `ferry-${newRunId(new Date(), process.pid)}-db01-disk`;
     const fleet = lvs();
     const runner = new RecordedCommandRunner([
       { ...fleet, stdout: fleet.stdout!.replace('ferry-20260101T020000Z-db01-disk', live) },

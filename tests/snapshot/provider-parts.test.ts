@@ -3,7 +3,8 @@
 import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { HypervisorError, UsageError } from '../../src/errors';
-import { checkRunId } from '../../src/snapshot/provider';
+import { spawnSync } from 'node:child_process';
+import { checkRunId, newRunId, ownedByLiveRun } from '../../src/snapshot/provider';
 import { LeftoverSweep, deleteFiles, pollUntil, sweepOwnedFiles } from '../../src/snapshot/providerParts';
 import { useScratch } from '../support';
 
@@ -14,6 +15,26 @@ describe('checkRunId', () => {
     expect(() => checkRunId('a/b', 'an LVM name')).toThrow(UsageError);
     expect(() => checkRunId('a/b', 'an LVM name')).toThrow('run id "a/b" cannot be part of an LVM name: use letters, digits and _ . + -');
     expect(() => checkRunId('2026-12-01T03.00+1_x', 'an LVM name')).not.toThrow();
+  });
+});
+
+describe('ownedByLiveRun: a leftover sweep passes over the names of a run that still runs on this host', () => {
+  const deadPid = spawnSync('true').pid!;
+
+  it('is true for a name of this process\'s run, false for a dead process\'s', () => {
+    expect(ownedByLiveRun(`ferry-${newRunId(new Date(), process.pid)}-web01-disk`, 'ferry-')).toBe(true);
+    expect(ownedByLiveRun(`ferry-${newRunId(new Date(), process.pid)}`, 'ferry-')).toBe(true);
+    expect(ownedByLiveRun(`ferry-${newRunId(new Date(), deadPid)}-web01-disk`, 'ferry-')).toBe(false);
+  });
+
+  it('is false when the live process started after the run did: its pid was reused (after a reboot)', () => {
+    expect(ownedByLiveRun(`ferry-${newRunId(new Date('2020-01-01T02:00:00Z'), process.pid)}-web01-disk`, 'ferry-')).toBe(false);
+  });
+
+  it('is false for names without a run id of newRunId\'s, or with another prefix', () => {
+    expect(ownedByLiveRun('ferry-r9-0-vda.raw', 'ferry-')).toBe(false);
+    expect(ownedByLiveRun('ferry-20260101T020000Z-app01-disk', 'ferry-')).toBe(false);
+    expect(ownedByLiveRun(`other-${newRunId(new Date(), process.pid)}-x`, 'ferry-')).toBe(false);
   });
 });
 

@@ -17,6 +17,7 @@ import { acquireHostRunLock } from '../../backup/hostRunLock';
 import { planForget } from '../../retention/forgetPlan';
 import { type RetentionPolicy, isEmptyPolicy } from '../../retention/retentionPolicy';
 import { type PruneReport, pruneRepository } from '../../prune/pruneRun';
+import { ObjectLockedError } from '../../storage/errors';
 import { checkRepository } from '../../check/repositoryCheck';
 import { ReadDataCursor } from '../../check/readDataSubset';
 import { syncRepositories } from '../../sync/repositorySync';
@@ -215,9 +216,9 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
       if (!hasRetention(config)) return undefined;
       return withRepository(ropts, 'exclusive', 'nightly (forget)', async (repo): Promise<StepDone> => {
         const seen = seenRestorePoints(repo, ropts);
-        const { doomed, kept, groups } = await forgetByRetention(repo, config, (ids) => seen.forgot(ids));
+        const { doomed, kept, groups, locked } = await forgetByRetention(repo, config, (ids) => seen.forgot(ids));
         warnRecordProblems(seen);
-        return { summary: `removed ${doomed} restore point(s), kept ${kept}, in ${groups} group(s)`, figures: { removed: doomed, kept } };
+        return { summary: `removed ${doomed} restore point(s), kept ${kept}, in ${groups} group(s)${lockedNote(locked)}`, figures: { removed: doomed, kept, locked } };
       });
     },
 
@@ -261,8 +262,8 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
         warnRecordProblems(seen);
         const pruned = tidy.prune ? await pruneRepository(repo, { repackBelow: 0.5, mode: 'prune', confirmLock: () => lock!.verify() }) : undefined;
         return {
-          summary: `${copied.summary}; forgot ${forgot.doomed} by [retention]${pruned ? `; prune ${pruneSummary(pruned)}` : ''}`,
-          figures: { ...copied.figures, removed: forgot.doomed, ...(pruned ? { bytesFreed: pruned.bytesFreed } : {}) },
+          summary: `${copied.summary}; forgot ${forgot.doomed} by [retention]${lockedNote(forgot.locked)}${pruned ? `; prune ${pruneSummary(pruned)}` : ''}`,
+          figures: { ...copied.figures, removed: forgot.doomed, locked: forgot.locked, ...(pruned ? { bytesFreed: pruned.bytesFreed } : {}) },
         };
       });
     },
@@ -296,9 +297,10 @@ function hasRetention(config: FerryConfig): boolean {
 
 /**
  * Remove the restore points [retention] does not keep (per guest; a guest whose policy keeps nothing is
- * left alone, never emptied, as `forget` does); `forgetting` hears of them first.
+ * left alone, never emptied, as `forget` does); `forgot` hears of those removed. A point whose S3 Object
+ * Lock retention has not passed stays (counted in `locked`): a later night removes it.
  */
-async function forgetByRetention(repo: Repository, config: FerryConfig, forgetting?: (ids: string[]) => void): Promise<{ doomed: number; kept: number; groups: number }> {
+async function forgetByRetention(repo: Repository, config: FerryConfig, forgot?: (ids: string[]) => void): Promise<{ doomed: number; kept: number; groups: number; locked: number }> {
   const { points } = await repo.listAllRestorePoints();
   const policies = new Map<string, RetentionPolicy>();
   for (const { guest } of points) {
@@ -307,9 +309,26 @@ async function forgetByRetention(repo: Repository, config: FerryConfig, forgetti
   }
   const groups = planForget(points.filter((p) => policies.has(p.guest)), (guest) => policies.get(guest)!);
   const doomed = groups.flatMap((g) => g.decisions.filter((d) => !d.keep).map((d) => d.id));
-  forgetting?.(doomed);
-  for (const id of doomed) await repo.removeRestorePoint(id);
-  return { doomed: doomed.length, kept: groups.reduce((n, g) => n + g.decisions.filter((d) => d.keep).length, 0), groups: groups.length };
+  const removed: string[] = [];
+  let locked = 0;
+  try {
+    for (const id of doomed) {
+      try {
+        await repo.removeRestorePoint(id);
+        removed.push(id);
+      } catch (err) {
+        if (!(err instanceof ObjectLockedError)) throw err;
+        locked++;
+      }
+    }
+  } finally {
+    forgot?.(removed);
+  }
+  return { doomed: removed.length, kept: groups.reduce((n, g) => n + g.decisions.filter((d) => d.keep).length, 0), groups: groups.length, locked };
+}
+
+function lockedNote(locked: number): string {
+  return locked > 0 ? ` (${locked} more under S3 Object Lock until their retention passes)` : '';
 }
 
 function pruneSummary(r: PruneReport): string {
