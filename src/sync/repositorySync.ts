@@ -281,10 +281,11 @@ async function planSelection(
   const chosen = selectRestorePoints(await srcRepo.listRestorePoints(), selection, source.location);
   const dstRepo = await Repository.open(target, secret);
   await dstRepo.loadIndex(() => undefined);
-  const neededBlobs = await blobsNeeded(srcRepo, chosen);
+  const targetHas = (id: Buffer) => dstRepo.blobLocation(id) !== undefined;
+  const neededBlobs = await blobsNeeded(srcRepo, chosen, packsToCopy === 'blobs-target-lacks' ? targetHas : undefined);
   const needed = new Set<string>();
   for (const [hex, pack] of neededBlobs) {
-    if (packsToCopy === 'blobs-target-lacks' && dstRepo.blobLocation(Buffer.from(hex, 'hex'))) continue;
+    if (packsToCopy === 'blobs-target-lacks' && targetHas(Buffer.from(hex, 'hex'))) continue;
     needed.add(srcRepo.packIds[pack]);
   }
   for (const p of needed) {

@@ -39,8 +39,13 @@ export async function packsNeeded(repo: Repository, points: StoredRestorePoint[]
   return new Set([...new Set(blobs.values())].map((n) => repo.packIds[n]));
 }
 
-/** Every blob the restore points need (region maps, chunks, patch bases): hex id → the number of the pack `repo`'s index has it in. */
-export async function blobsNeeded(repo: Repository, points: StoredRestorePoint[]): Promise<Map<string, number>> {
+/**
+ * Every blob the restore points need (region maps, chunks, patch bases): hex id → the number of the pack
+ * `repo`'s index has it in. With `heldElsewhere` (a copy target's index), a chunk it holds needs no base
+ * chain from `repo`: that copy rebuilds from what it holds (a repository keeps the bases of every patch it
+ * stores, FORMAT.md rule 5), perhaps whole where `repo` has a patch (rule 7).
+ */
+export async function blobsNeeded(repo: Repository, points: StoredRestorePoint[], heldElsewhere?: (id: Buffer) => boolean): Promise<Map<string, number>> {
   const blobs = new Map<string, number>();
   const mapsSeen = new Set<string>();
   const maps: { mapId: string; regionSize: number; what: string }[] = [];
@@ -71,7 +76,7 @@ export async function blobsNeeded(repo: Repository, points: StoredRestorePoint[]
       locate(e.id, what2);
       // A page patch needs its base chain, which may live in packs of older restore points.
       const loc = repo.blobLocation(e.id);
-      if (loc && blobType(loc.typeFlags) === BlobType.Patch) {
+      if (loc && blobType(loc.typeFlags) === BlobType.Patch && !heldElsewhere?.(e.id)) {
         for (const base of (await repo.blobDependencies(e.id)).slice(1)) locate(base, `the base of ${what2}`);
       }
     }

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { LocalBackend } from '../../src/storage/local';
 import { syncRepositories } from '../../src/sync/repositorySync';
-import { expectSuccess, FAST_KDF, ferry, TestRepo, useScratch, writeRandomishImage } from '../support';
+import { expectSuccess, FAST_KDF, ferry, overwriteRandomPages, TestRepo, useScratch, writeRandomishImage } from '../support';
 
 const MiB = 1024 * 1024;
 const scratch = useScratch('sync-target-prunes');
@@ -17,6 +17,7 @@ const env = { FERRY_PASSWORD: PASSWORD };
 
 let src: TestRepo;
 let firstWeb: string;
+let firstDb: string;
 
 const packs = (repo: string) => fs.readdirSync(path.join(repo, 'data'), { recursive: true }).filter((f) => /[0-9a-f]{64}$/.test(String(f))).length;
 const points = (repo: string) => fs.readdirSync(path.join(repo, 'snapshots')).sort();
@@ -32,6 +33,12 @@ beforeAll(async () => {
   firstWeb = (await src.backup('web', [image])).id;
   writeRandomishImage(image, 6 * MiB, 22); // the next point shares nothing with the first
   await src.backup('web', [image]);
+  // db's second point is mostly page patches on its first.
+  const db = scratch.path('db.img');
+  writeRandomishImage(db, 4 * MiB, 23);
+  firstDb = (await src.backup('db', [db])).id;
+  overwriteRandomPages(db, 12, 24);
+  await src.backup('db', [db]);
 }, 120_000);
 
 describe('a sync to a copy that prunes on its own', () => {
@@ -54,5 +61,18 @@ describe('a sync to a copy that prunes on its own', () => {
 
     const byName = await sync(src.path, dst, false);
     expect(byName.byType.data.copied).toBeGreaterThan(0); // the garbage is back
+  });
+
+  it('does not copy again the bases of chunks the copy holds whole (its prune rewrote their chains, rule 7)', async () => {
+    const dst = scratch.path('dst-chains');
+    expectSuccess(await ferry(['init', '--from', src.path, '--repo', dst], { env }), 'init --from');
+    await sync(src.path, dst, true);
+    for (const repo of [src.path, dst]) expectSuccess(await ferry(['forget', '--repo', repo, firstDb], { env }), 'forget');
+    const prune = JSON.parse(expectSuccess(await ferry(['prune', '--repo', dst, '--json'], { env }), 'prune the copy')) as { chainsRewritten: number };
+    expect(prune.chainsRewritten).toBeGreaterThan(0);
+
+    const again = await sync(src.path, dst, true);
+    expect(again.byType.data.copied).toBe(0);
+    expectSuccess(await ferry(['check', '--repo', dst, '--read-data'], { env }), 'check the copy');
   });
 });
