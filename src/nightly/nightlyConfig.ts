@@ -120,3 +120,16 @@ export function pruneTonight(pruneOn: PruneDay, now: Date): boolean {
   if (pruneOn === 'never') return false;
   return WEEKDAYS[now.getDay()] === pruneOn;
 }
+
+/**
+ * Whether an offsite copy that follows [retention] is pruned tonight: on prune nights, and also when its
+ * last prune (this host's record) is more than a week old or unknown, since a USB drive may never be
+ * mounted on prune_on's weekday. Never with prune_on = "never".
+ */
+export function copyPruneDue(pruneNight: boolean, pruneOn: PruneDay, lastPrune: string | undefined, now: Date): boolean {
+  if (pruneNight) return true;
+  if (pruneOn === 'never') return false;
+  const last = lastPrune === undefined ? NaN : Date.parse(lastPrune);
+  return !(now.getTime() - last <= 7 * 86_400_000);
+}
+

@@ -9,7 +9,7 @@ import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { computeCoverage } from '../../src/nightly/coverage';
 import { type NightlyReport, formatHumanReport, problemsOf } from '../../src/nightly/report';
 import { renderPromTextfile, writeTextfileAtomically } from '../../src/nightly/promTextfile';
-import { parseNightlyConfig, pruneTonight } from '../../src/nightly/nightlyConfig';
+import { copyPruneDue, parseNightlyConfig, pruneTonight } from '../../src/nightly/nightlyConfig';
 import { ReadDataCursor, packInSubset, parseSubsetSpec } from '../../src/check/readDataSubset';
 import { offsiteSkipReason } from '../../src/nightly/offsite';
 import { postWebhook, runNotifyCommand } from '../../src/nightly/notify';
@@ -203,6 +203,16 @@ describe('[nightly] in ferry.conf', () => {
     const sunday = new Date(2026, 10, 29, 2, 0);
     const monday = new Date(2026, 10, 30, 2, 0);
     expect([pruneTonight('sunday', sunday), pruneTonight('sunday', monday), pruneTonight('daily', monday), pruneTonight('never', sunday)]).toEqual([true, false, true, false]);
+  });
+
+  it('prunes an offsite copy on prune nights, and on any night once its last prune is over a week old or unknown (a drive not mounted on Sundays)', () => {
+    const monday = new Date(2026, 10, 30, 2, 0);
+    const daysAgo = (d: number) => new Date(monday.getTime() - d * 86_400_000).toISOString();
+    expect(copyPruneDue(true, 'sunday', daysAgo(1), monday)).toBe(true);
+    expect(copyPruneDue(false, 'sunday', daysAgo(6), monday)).toBe(false);
+    expect(copyPruneDue(false, 'sunday', daysAgo(8), monday)).toBe(true);
+    expect(copyPruneDue(false, 'sunday', undefined, monday)).toBe(true);
+    expect(copyPruneDue(false, 'never', undefined, monday)).toBe(false);
   });
 });
 

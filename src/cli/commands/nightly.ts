@@ -27,7 +27,7 @@ import { Repository } from '../../repo/repository';
 import type { RepositoryLock } from '../../repo/lock';
 import { acquireLockWaiting } from '../../repo/lockWait';
 import { lockWaitFromOptions } from '../lockWaitOption';
-import { NightlyConfig, parseNightlyConfig } from '../../nightly/nightlyConfig';
+import { NightlyConfig, copyPruneDue, parseNightlyConfig } from '../../nightly/nightlyConfig';
 import { NightlySteps, StepDone, runNightly } from '../../nightly/nightlyRun';
 import { NightlyRecord } from '../../nightly/nightlyRecord';
 import { offsiteSkipReason } from '../../nightly/offsite';
@@ -260,7 +260,18 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
         const seen = seenRestorePoints(repo, ropts);
         const forgot = await forgetByRetention(repo, config, (ids) => seen.forgot(ids));
         warnRecordProblems(seen);
-        const pruned = tidy.prune ? await pruneRepository(repo, { repackBelow: 0.5, mode: 'prune', confirmLock: () => lock!.verify() }) : undefined;
+        const record = NightlyRecord.at(stateDir(ropts), target);
+        const times = record.read();
+        const pruned = copyPruneDue(tidy.prune, nightly.pruneOn, times.lastPrune, new Date())
+          ? await pruneRepository(repo, { repackBelow: 0.5, mode: 'prune', confirmLock: () => lock!.verify() })
+          : undefined;
+        if (pruned) {
+          try {
+            record.write({ ...times, lastPrune: new Date().toISOString() });
+          } catch (err) {
+            console.error(`ferry: warning: could not keep the last prune time of ${target}: ${(err as Error).message}`);
+          }
+        }
         return {
           summary: `${copied.summary}; forgot ${forgot.doomed} by [retention]${lockedNote(forgot.locked)}${pruned ? `; prune ${pruneSummary(pruned)}` : ''}`,
           figures: { ...copied.figures, removed: forgot.doomed, locked: forgot.locked, ...(pruned ? { bytesFreed: pruned.bytesFreed } : {}) },
