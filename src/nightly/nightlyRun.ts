@@ -39,6 +39,8 @@ export interface NightlySteps {
   restorePoints(): Promise<PointSeen[]>;
   /** Bytes and count of pack files at a location; undefined when it cannot be listed. */
   size(location: string): Promise<{ bytes: number; packs: number } | undefined>;
+  /** This host's record of an offsite copy's last prune (a copy that follows [retention] is pruned too). */
+  offsiteTimes?(location: string): NightlyTimes;
   /** This host's record of the last prune and check, read and written per run. */
   times: { read(): NightlyTimes; write(times: NightlyTimes): void };
   log(line: string): void;
@@ -104,11 +106,12 @@ export async function runNightly(config: NightlyConfig, repository: string, step
   for (const [location, role] of [[repository, 'primary'], ...config.offsite.map((o) => [o, 'offsite'])] as [string, RepositoryReport['role']][]) {
     const skipped = role === 'offsite' && reports.some((s) => s.step === 'sync' && s.target === location && s.status === 'skipped');
     const size = skipped ? undefined : await steps.size(location).catch(() => undefined);
+    const copyPrune = role === 'offsite' ? steps.offsiteTimes?.(location).lastPrune : undefined;
     repositories.push({
       location,
       role,
       ...(size ? { sizeBytes: size.bytes, packs: size.packs } : {}),
-      ...(role === 'primary' ? times : {}),
+      ...(role === 'primary' ? times : copyPrune ? { lastPrune: copyPrune } : {}),
     });
   }
   const finished = clock();

@@ -125,7 +125,9 @@ export function formatHumanReport(r: NightlyReport): string {
   }
   for (const repo of r.repositories) {
     const size = repo.sizeBytes === undefined ? 'size unknown' : `${formatBytes(repo.sizeBytes)} in ${repo.packs} pack(s)`;
-    const times = repo.role === 'primary' ? `; last prune ${repo.lastPrune ? clock(repo.lastPrune) : 'never'}, last check ${repo.lastCheck ? clock(repo.lastCheck) : 'never'}` : '';
+    const times = repo.role === 'primary'
+      ? `; last prune ${repo.lastPrune ? clock(repo.lastPrune) : 'never'}, last check ${repo.lastCheck ? clock(repo.lastCheck) : 'never'}`
+      : repo.lastPrune ? `; last prune ${clock(repo.lastPrune)}` : '';
     lines.push(`${repo.role === 'primary' ? 'repository' : 'offsite'} ${repo.location}: ${size}${times}`);
   }
   if (r.problems.length > 0) {

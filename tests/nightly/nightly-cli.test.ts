@@ -163,6 +163,10 @@ describe('ferry nightly', () => {
     expect(size).toBe(report.repositories[0].sizeBytes);
     expect(size).toBeGreaterThan(0);
     expect(sample('ferry_repository_size_bytes', { repository: s3Copy, role: 'offsite' })).toBeDefined();
+    // The copies follow [retention] and were pruned tonight (prune_on = "daily"): their last prune is reported too.
+    const copyPruned = report.repositories.find((x) => x.location === s3Copy)!.lastPrune!;
+    expect(Date.parse(copyPruned)).toBeGreaterThanOrEqual(Date.parse(report.startedAt));
+    expect(Number(sample('ferry_repository_last_prune_timestamp_seconds', { repository: s3Copy })?.value)).toBe(Date.parse(copyPruned) / 1000);
     expect(Number(sample('ferry_repository_last_prune_timestamp_seconds', { repository: repo })?.value)).toBe(Date.parse(report.repositories[0].lastPrune!) / 1000);
     expect(sample('ferry_repository_last_check_timestamp_seconds', { repository: repo })).toBeDefined();
     expect(fs.readdirSync(scratch.path('.')).filter((n) => n.includes('.tmp-'))).toEqual([]);

@@ -199,6 +199,7 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
   return {
     log: (line) => process.stderr.write(`ferry: ${line}\n`),
     times: NightlyRecord.at(stateDir(ropts), location),
+    offsiteTimes: (target) => NightlyRecord.at(stateDir(ropts), target).read(),
     offsiteSkipReason,
 
     async backup(onKnown) {
