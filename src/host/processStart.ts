@@ -13,10 +13,19 @@ export function processStartTime(pid: number): Date | undefined {
     // Fields after the command name, which is in parentheses and may hold anything: state is field 3, starttime 22.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(fields[22 - 3]);
-    const bootSeconds = Number(/^btime (\d+)$/m.exec(fs.readFileSync('/proc/stat', 'utf8'))?.[1]);
-    if (!Number.isFinite(ticks) || !Number.isFinite(bootSeconds)) return undefined;
-    return new Date(bootSeconds * 1000 + (ticks * 1000) / TICKS_PER_SECOND);
+    const boot = bootTime();
+    if (!Number.isFinite(ticks) || !Number.isFinite(boot)) return undefined;
+    return new Date(boot * 1000 + (ticks * 1000) / TICKS_PER_SECOND);
   } catch {
     return undefined;
   }
 }
+
+let bootSeconds: number | undefined;
+
+/** When this host booted (seconds since the epoch), read from /proc/stat once: it does not change. */
+function bootTime(): number {
+  bootSeconds ??= Number(/^btime (\d+)$/m.exec(fs.readFileSync('/proc/stat', 'utf8'))?.[1]);
+  return bootSeconds;
+}
+

@@ -61,13 +61,10 @@ export function newRunId(now = new Date(), pid = process.pid): string {
   return `${now.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '')}-${pid.toString(16)}`;
 }
 
-// What newRunId makes: the time (UTC, to the second) and the pid.
-const NEW_RUN_ID = /(\d{8}T\d{6})-([0-9a-f]{1,8})/.source;
-
-/** The process that started the run `runId` names, if newRunId made it. */
-export function runIdProcess(runId: string): number | undefined {
-  const pid = new RegExp(`^${NEW_RUN_ID}$`).exec(runId)?.[2];
-  return pid === undefined ? undefined : parseInt(pid, 16);
+/** What newRunId put in a run id: when the run started (to the second) and its process; undefined for other ids. */
+export function parseRunId(runId: string): { started: Date; pid: number } | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})-([0-9a-f]{1,8})$/.exec(runId);
+  return m ? { started: new Date(`${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`), pid: parseInt(m[7], 16) } : undefined;
 }
 
 /**
@@ -79,15 +76,13 @@ export function runIdProcess(runId: string): number | undefined {
  */
 export function ownedByLiveRun(name: string, prefix: string): boolean {
   if (!name.startsWith(prefix)) return false;
-  const m = new RegExp(`^${NEW_RUN_ID}(?:-|$)`).exec(name.slice(prefix.length));
-  if (!m) return false;
-  const pid = parseInt(m[2], 16);
-  if (!processAlive(pid)) return false;
+  // The run id is the 2 dash-separated fields after the prefix (what follows is the provider's).
+  const run = parseRunId(name.slice(prefix.length).split('-', 2).join('-'));
+  if (!run || !processAlive(run.pid)) return false;
   // A process that started after the run did is another one with a reused pid (after a reboot, most
   // likely): the run's leftovers are leftovers. (An LVM snapshot kept for ever costs its origin.)
-  const started = processStartTime(pid);
-  const runStarted = Date.parse(m[1].replace(/^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})$/, '$1-$2-$3T$4:$5:$6Z'));
-  return started === undefined || started.getTime() <= runStarted + 2000;
+  const started = processStartTime(run.pid);
+  return started === undefined || started.getTime() <= run.started.getTime() + 2000;
 }
 
 /** Opaque provider state kept per disk in the restore point (e.g. a bitmap or snapshot name). */

@@ -11,7 +11,7 @@ import type { GuestDisk } from '../../src/hypervisor/driver';
 import { BtrfsSnapshotProvider } from '../../src/snapshot/btrfs';
 import { changesFromDump, mergeRanges, parseDumpHeader } from '../../src/snapshot/btrfsDump';
 import { parseBtrfsMounts, pathOnMount } from '../../src/snapshot/btrfsMounts';
-import { newRunId, runIdProcess, type Snapshot } from '../../src/snapshot/provider';
+import { newRunId, parseRunId, type Snapshot } from '../../src/snapshot/provider';
 import { spawnSync } from 'node:child_process';
 import { mustRun, overwriteRandomPages, sha256File, useScratch, writeRandomishImage } from '../support';
 import { mountLoopFileSystem } from '../support/loopFileSystems';
@@ -281,7 +281,7 @@ describe('BtrfsSnapshotProvider on a real btrfs', () => {
   });
 
   it('removeLeftovers keeps the snapshots of a run that still runs on this host (one with another run directory), and removes a dead run\'s', async () => {
-    expect(runIdProcess(newRunId(new Date('2026-12-03T02:00:00Z'), 0x4d2))).toBe(0x4d2);
+    expect(parseRunId(newRunId(new Date('2026-12-03T02:00:00Z'), 0x4d2))?.pid).toBe(0x4d2);
     const [live] = await provider.create([disk(image)], liveRun());
     const [dead] = await provider.create([disk(image)], deadRun());
     try {
