@@ -216,16 +216,14 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
     async forget() {
       if (!hasRetention(config)) return undefined;
       return withRepository(ropts, 'exclusive', 'nightly (forget)', async (repo): Promise<StepDone> => {
-        const seen = seenRestorePoints(repo, ropts);
-        const { doomed, kept, groups, locked } = await forgetByRetention(repo, config, (ids) => seen.forgot(ids));
-        warnRecordProblems(seen);
+        const { doomed, kept, groups, locked } = await forgetByRetention(repo, config, ropts);
         return { summary: `removed ${doomed} restore point(s), kept ${kept}, in ${groups} group(s)${lockedNote(locked)}`, figures: { removed: doomed, kept, locked } };
       });
     },
 
     prune() {
       return withRepository(ropts, 'exclusive', 'nightly (prune)', async (repo, lock): Promise<StepDone> => {
-        const r = await pruneRepository(repo, { repackBelow: 0.5, mode: 'prune', confirmLock: () => lock!.verify() });
+        const r = await pruneLocked(repo, lock!);
         return { summary: pruneSummary(r), figures: { bytesFreed: r.bytesFreed, blobsFreed: r.blobsFreed, packsDeleted: r.packsDeleted, packsRepacked: r.packsRepacked } };
       });
     },
@@ -257,14 +255,11 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
       // The copy keeps to the same policy, by the times of its own points (not by what the repository
       // still lists, which a repository restored from an older drive would get wrong).
       return withRepository({ ...ropts, repo: target, cache: false }, 'exclusive', 'nightly (offsite forget)', async (repo, lock): Promise<StepDone> => {
-        // This host's record of the copy's points (`list --repo` of the drive) hears of it, as `forget` there would.
-        const seen = seenRestorePoints(repo, ropts);
-        const forgot = await forgetByRetention(repo, config, (ids) => seen.forgot(ids));
-        warnRecordProblems(seen);
+        const forgot = await forgetByRetention(repo, config, ropts);
         const record = NightlyRecord.at(stateDir(ropts), target);
         const times = record.read();
         const pruned = copyPruneDue(tidy.prune, nightly.pruneOn, times.lastPrune, new Date())
-          ? await pruneRepository(repo, { repackBelow: 0.5, mode: 'prune', confirmLock: () => lock!.verify() })
+          ? await pruneLocked(repo, lock!)
           : undefined;
         if (pruned) {
           try {
@@ -309,10 +304,12 @@ function hasRetention(config: FerryConfig): boolean {
 
 /**
  * Remove the restore points [retention] does not keep (per guest; a guest whose policy keeps nothing is
- * left alone, never emptied, as `forget` does); `forgot` hears of those removed. A point whose S3 Object
- * Lock retention has not passed stays (counted in `locked`): a later night removes it.
+ * left alone, never emptied, as `forget` does); this host's record of the repository's points (the
+ * repository's, or a copy's as `list --repo` of the drive saw it) hears of those removed. A point whose
+ * S3 Object Lock retention has not passed stays (counted in `locked`): a later night removes it.
  */
-async function forgetByRetention(repo: Repository, config: FerryConfig, forgot?: (ids: string[]) => void): Promise<{ doomed: number; kept: number; groups: number; locked: number }> {
+async function forgetByRetention(repo: Repository, config: FerryConfig, ropts: RepoOptions): Promise<{ doomed: number; kept: number; groups: number; locked: number }> {
+  const seen = seenRestorePoints(repo, ropts);
   const { points } = await repo.listAllRestorePoints();
   const policies = new Map<string, RetentionPolicy>();
   for (const { guest } of points) {
@@ -334,9 +331,15 @@ async function forgetByRetention(repo: Repository, config: FerryConfig, forgot?:
       }
     }
   } finally {
-    forgot?.(removed);
+    seen.forgot(removed);
+    warnRecordProblems(seen);
   }
   return { doomed: removed.length, kept: groups.reduce((n, g) => n + g.decisions.filter((d) => d.keep).length, 0), groups: groups.length, locked };
+}
+
+/** `ferry prune` at its defaults, under the exclusive lock the caller holds. */
+function pruneLocked(repo: Repository, lock: RepositoryLock): Promise<PruneReport> {
+  return pruneRepository(repo, { repackBelow: 0.5, mode: 'prune', confirmLock: () => lock.verify() });
 }
 
 function lockedNote(locked: number): string {
