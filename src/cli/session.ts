@@ -1,6 +1,7 @@
 // What every repository command starts with: resolve --repo / FERRY_REPO to a
 // Backend, get the passphrase, open the repository, take the lock, and always
 // release the lock and the worker pool at the end.
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -18,7 +19,7 @@ import { obtainPassword, PasswordOptions } from './password';
 import type { StateOptions } from './restorePointRecord';
 import { acquireLockWaiting } from '../repo/lockWait';
 import { lockWaitFromOptions } from './lockWaitOption';
-import { parseMemoryLimit } from '../config/ferryConfig';
+import { DEFAULT_CONFIG_PATH, type FerryConfig, loadFerryConfig, parseMemoryLimit } from '../config/ferryConfig';
 
 export interface RepoOptions extends PasswordOptions, StorageOptions, StateOptions {
   repo?: string;
@@ -272,6 +273,17 @@ export function useMemoryOption(opts: { memory?: string }): void {
 /** ferry.conf's memory_limit, unless --memory was given. */
 export function useConfiguredMemoryLimit(bytes: number | undefined): void {
   memoryBudget ??= bytes;
+}
+
+/**
+ * ferry.conf for a command that reads it when there is one: `--config FILE`,
+ * else the default path if it exists. Its memory_limit becomes the run's
+ * budget (unless --memory was given), so every such command keeps it.
+ */
+export function loadOptionalConfig(file: string | undefined): FerryConfig | undefined {
+  const config = file ? loadFerryConfig(file) : fs.existsSync(DEFAULT_CONFIG_PATH) ? loadFerryConfig(DEFAULT_CONFIG_PATH) : undefined;
+  useConfiguredMemoryLimit(config?.memoryLimit);
+  return config;
 }
 
 /** The run's memory budget in bytes, or undefined for the default (workers/memoryBudget.ts). */

@@ -7,7 +7,7 @@
 //   repository     string   repository location (path, s3:…); none: --repo / FERRY_REPO
 //   password_file  string   none: --password-file / FERRY_PASSWORD(_FILE) / prompt
 //   concurrency    integer  2; guests backed up at once (1…256)
-//   memory_limit   string   "160M"; peak memory of backup --all and nightly (K, M, G; at least 96M); --memory wins
+//   memory_limit   string   "160M"; peak memory of every command that reads this file: backup --all, nightly, drill, site restore (K, M, G; at least 96M); --memory wins
 //   include        [glob]   ["*"]; guest names to back up with --all
 //   exclude        [glob]   []; wins over include
 //   [xen]                   present = the xl driver is used

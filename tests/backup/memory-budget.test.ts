@@ -124,6 +124,17 @@ describe('peak memory of a 4 GiB image with 256 MiB of data', () => {
     expect(peakRssBytes / MiB, 'nightly').toBeLessThanOrEqual(96);
   });
 
+  it('drill keeps ferry.conf\'s memory_limit = "96M" while it restores (a guest that never answers: the restore is all it does)', async () => {
+    const conf = scratch.path('drill-96.conf');
+    fs.writeFileSync(conf, 'memory_limit = "96M"\n[guest."*"]\nhealth = { serial = "/never printed/" }\nhealth_timeout = "1s"\n');
+    const drillScratch = scratch.mkdir('drill-scratch');
+    const { result, peakRssBytes } = await ferryPeakRss(scratch, ['drill', '--repo', backedUp.repo, '--guest', 'mem', '--config', conf, '--scratch', drillScratch, '--json'], { env });
+    const [drilled] = JSON.parse(result.stdout) as { outcome: string; stage?: string; restoredBytes: number }[];
+    expect(drilled, result.stderr).toMatchObject({ outcome: 'failed', stage: 'health' });
+    expect(drilled!.restoredBytes).toBeGreaterThan(3 * PIECE_BYTES);
+    expect(peakRssBytes / MiB, 'drill').toBeLessThanOrEqual(96);
+  });
+
   it('refuses a budget below 96M or that is not a size, before touching the repository', async () => {
     for (const size of ['64M', '100', 'lots']) {
       const line = expectCleanFailure(await ferry(['backup', '--repo', backedUp.repo, '--guest', 'mem', image, '--memory', size], { env }), { code: EXIT.usage });

@@ -1,17 +1,16 @@
 import * as path from 'node:path';
-import * as fs from 'node:fs';
 import { Command } from 'commander';
 import { repeatable } from '../options';
 import { backupGuest, imageBackupRequest, withPreviousDisks } from '../../backup/guestBackup';
 import { backupFleet, GuestOutcome } from '../../backup/fleetBackup';
 import { Repository } from '../../repo/repository';
-import { useConfiguredMemoryLimit, withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
+import { loadOptionalConfig, withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
 import { withSignalCleanup } from '../signals';
 import { withFlagNames } from '../flagNames';
 import { ProgressBoard, type ProgressFlags, ProgressLine, type ProgressOutput, dedupeField, noProgress, progressOutput } from '../progress';
 import { formatBytes, formatDuration } from '../format';
 import { FleetFailedError, UsageError } from '../../errors';
-import { DEFAULT_CONFIG_PATH, FerryConfig, loadFerryConfig } from '../../config/ferryConfig';
+import { FerryConfig } from '../../config/ferryConfig';
 import { fleetGuests } from '../fleetGuests';
 import { FleetProgressRow } from '../fleetProgress';
 import { acquireHostRunLock } from '../../backup/hostRunLock';
@@ -139,15 +138,12 @@ export async function prepareIndex(repo: Repository, quiet?: boolean): Promise<n
 async function backupAll(ropts: RepoOptions & ProgressFlags, opts: BackupOptions): Promise<void> {
   checkGlobs(opts.guest, '--guest');
   checkGlobs(opts.exclude, '--exclude');
-  let config: FerryConfig | undefined;
-  if (opts.config) config = loadFerryConfig(opts.config);
-  else if (fs.existsSync(DEFAULT_CONFIG_PATH)) config = loadFerryConfig(DEFAULT_CONFIG_PATH);
+  const config = loadOptionalConfig(opts.config);
   const repoOptions: RepoOptions & ProgressFlags = {
     ...ropts,
     repo: ropts.repo ?? process.env.FERRY_REPO ?? config?.repository,
     passwordFile: ropts.passwordFile ?? config?.passwordFile,
   };
-  useConfiguredMemoryLimit(config?.memoryLimit);
   const concurrency = opts.concurrency ? Number(opts.concurrency) : config?.concurrency ?? 2;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`--concurrency ${opts.concurrency}: give a whole number of at least 1`);
   const hostLock = acquireHostRunLock(process.env.FERRY_RUN_DIR ?? '/run/ferry');

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { Command } from 'commander';
 import { checkGlobs, matchesGlob } from '../../config/glob';
-import { DEFAULT_CONFIG_PATH, type FerryConfig, loadFerryConfig, settingsForGuest } from '../../config/ferryConfig';
+import { DEFAULT_CONFIG_PATH, settingsForGuest } from '../../config/ferryConfig';
 import { chooseAccelerator } from '../../drill/accelerator';
 import { type DrillResult, drillRestorePoint } from '../../drill/restoreDrill';
 import { DrillUnprovenError, FleetFailedError, UsageError } from '../../errors';
@@ -13,7 +13,7 @@ import { ExecFileCommandRunner } from '../../hypervisor/commandRunner';
 import { formatBytes, formatDuration, table } from '../format';
 import { repeatable } from '../options';
 import { reviewListing } from '../restorePointRecord';
-import { type RepoOptions, loadIndexForReading, withPool, withRepository } from '../session';
+import { type RepoOptions, loadIndexForReading, loadOptionalConfig, withPool, withRepository } from '../session';
 
 interface DrillCliOptions {
   guest: string[];
@@ -40,9 +40,7 @@ export function registerDrill(program: Command): void {
       checkGlobs(opts.guest, '--guest');
       const workDir = opts.scratch ?? os.tmpdir();
       if (!fs.existsSync(workDir) || !fs.statSync(workDir).isDirectory()) throw new UsageError(`--scratch ${workDir}: not a directory; give an existing directory with room for the guests' data`);
-      let config: FerryConfig | undefined;
-      if (opts.config) config = loadFerryConfig(opts.config);
-      else if (fs.existsSync(DEFAULT_CONFIG_PATH)) config = loadFerryConfig(DEFAULT_CONFIG_PATH);
+      const config = loadOptionalConfig(opts.config);
       const ropts = cmd.optsWithGlobals() as RepoOptions;
       const say = (line: string) => { if (!opts.json) process.stderr.write(`${line}\n`); };
 

@@ -3,15 +3,14 @@
 // 'ferry prune'. Damaged restore points (unreadable, so of unknown age) are never
 // removed by a policy; forget them by id. With --prune, prune runs right
 // after, under the same exclusive lock, and the report has both parts.
-import * as fs from 'node:fs';
 import { Command } from 'commander';
 import { repeatable } from '../options';
-import { withRepository, RepoOptions } from '../session';
+import { loadOptionalConfig, withRepository, RepoOptions } from '../session';
 import { table } from '../format';
 import { Repository } from '../../repo/repository';
 import { SeenRestorePoints } from '../../repo/seenRestorePoints';
 import { CorruptionError, UsageError } from '../../errors';
-import { DEFAULT_CONFIG_PATH, loadFerryConfig, settingsForGuest, type FerryConfig } from '../../config/ferryConfig';
+import { DEFAULT_CONFIG_PATH, settingsForGuest } from '../../config/ferryConfig';
 import { checkGlobs, matchesGlob } from '../../config/glob';
 import { type ForgetGroup, planForget } from '../../retention/forgetPlan';
 import { type RetentionPolicy, isEmptyPolicy, parseRetentionDuration } from '../../retention/retentionPolicy';
@@ -115,10 +114,7 @@ function policyFromOptions(refs: string[], opts: ForgetOptions): ((guest: string
   }
   checkGlobs(opts.guest, '--guest');
   if (flags) return () => flags;
-  let config: FerryConfig | undefined;
-  if (opts.config) config = loadFerryConfig(opts.config);
-  else if (fs.existsSync(DEFAULT_CONFIG_PATH)) config = loadFerryConfig(DEFAULT_CONFIG_PATH);
-  const fromConfig = config;
+  const fromConfig = loadOptionalConfig(opts.config);
   if (!fromConfig || (!fromConfig.retention && !fromConfig.guestRules.some((r) => r.settings.retention))) {
     throw new UsageError(
       `forget: nothing to forget by; give restore point ids, --keep-* options, or a [retention] policy in ${opts.config ?? DEFAULT_CONFIG_PATH} (see docs/ferry.conf.example)`,

@@ -7,7 +7,7 @@ import { repeatable } from '../options';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { stateDir } from '../restorePointRecord';
-import { loadIndexForReading, withPool, withRepository, RepoOptions } from '../session';
+import { loadIndexForReading, loadOptionalConfig, withPool, withRepository, RepoOptions } from '../session';
 import { formatBytes, table } from '../format';
 import { writeFileAtomically } from '../../restore/atomicFile';
 import { DoesNotFitError, FleetFailedError, InputError, UsageError, describeSystemError } from '../../errors';
@@ -16,7 +16,7 @@ import { loadSiteHosts } from '../../site/hostsFile';
 import { SITE_PLAN_FORMAT, SITE_PLAN_VERSION, type SitePlan } from '../../site/sitePlan';
 import { checkPlanSelection, planForRestore, planSite } from './sitePlanning';
 import { type GuestRestoreReport, restoreSite } from '../../site/siteRestore';
-import { DEFAULT_CONFIG_PATH, type FerryConfig, loadFerryConfig, settingsForGuest } from '../../config/ferryConfig';
+import { DEFAULT_CONFIG_PATH, type FerryConfig, settingsForGuest } from '../../config/ferryConfig';
 import { type GuestHealthSetting, healthSettingFor, healthWaiter } from '../../site/siteHealth';
 import { pullHostRestorer, registerSiteRestoreLocal } from './sitePull';
 import { obtainPassword } from '../password';
@@ -116,7 +116,7 @@ function registerSiteRestore(site: Command): void {
       const ropts = cmd.optsWithGlobals() as RepoOptions & ProgressFlags;
       // A dry run prints what it would do, and does nothing to count.
       const progressTo = opts.dryRun ? noProgress() : progressOutput({ ...ropts, json: opts.json });
-      const config = opts.config ? loadFerryConfig(opts.config) : fs.existsSync(DEFAULT_CONFIG_PATH) ? loadFerryConfig(DEFAULT_CONFIG_PATH) : undefined;
+      const config = loadOptionalConfig(opts.config);
       const local = new ExecFileCommandRunner();
       // --pull hands the passphrase on to each host: asked for once, here.
       const passphrase = opts.pull ? await obtainPassword(ropts) : undefined;
