@@ -20,8 +20,13 @@ export interface OpenOptions {
  * a local directory. Other URL schemes are refused rather than taken for a
  * directory named `sftp:`.
  */
+/** Whether `location` names an S3 repository (`s3:…`), not a local directory. */
+export function isS3Location(location: string): boolean {
+  return location.startsWith('s3:');
+}
+
 export function openBackend(location: string, options: OpenOptions = {}): Backend {
-  if (location.startsWith('s3:')) {
+  if (isS3Location(location)) {
     const where = parseS3Location(location);
     requireSecureTransport(where, options.insecureHttp ?? false);
     return new S3Backend(where, options.s3);

@@ -10,7 +10,8 @@ import { obtainPassword } from '../password';
 import { fleetGuests } from '../fleetGuests';
 import { backUpFleetGuests } from './backup';
 import { seenRestorePoints, stateDir, warnRecordProblems } from '../restorePointRecord';
-import { DamageFoundError, FerryError, NightlyFailedError, NightlyNotRunError } from '../../errors';
+import { DamageFoundError, FerryError, NightlyFailedError, NightlyNotRunError, UsageError } from '../../errors';
+import { isS3Location } from '../../storage/open';
 import { DEFAULT_CONFIG_PATH, FerryConfig, parseFerryConfig, settingsForGuest } from '../../config/ferryConfig';
 import { readTomlFile } from '../../config/tomlChecker';
 import { acquireHostRunLock } from '../../backup/hostRunLock';
@@ -72,7 +73,8 @@ export function registerNightly(program: Command): void {
         if (!location) throw new NightlyNotRunError(`${opts.config}: no repository; set repository = "…" in it, or pass --repo`);
         // A bad --wait-lock would fail every step: refuse it as a night where nothing could be done.
         nothingDoneUnlessSync(() => lockWaitFromOptions(global));
-        await nothingDoneUnless(async () => (await openRepository(repoOptions)).backend.close());
+        nothingDoneUnlessSync(() => requireLockableLocation(global, [location, ...nightly.offsite]));
+        await nothingDoneUnless(async () => (await openRepository(optionsAt(repoOptions, location))).backend.close());
         const hostLock = await nothingDoneUnless(async () => acquireHostRunLock(process.env.FERRY_RUN_DIR ?? '/run/ferry'));
         try {
           report = await runNightly(nightly, location, nightlySteps(repoOptions, location, config, nightly, Boolean(opts.verbose), progress));
@@ -153,7 +155,27 @@ async function nothingDoneUnless<T>(body: () => Promise<T>): Promise<T> {
   }
 }
 
-function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig, nightly: NightlyConfig, verbose: boolean, progress: ProgressOutput): NightlySteps {
+/**
+ * The options to open one location of the night with: --object-lock-days (and
+ * its mode) applies to the S3 locations it writes, the repository and its
+ * copies alike; a local directory or USB drive cannot hold a lock and is
+ * written without one.
+ */
+function optionsAt(given: RepoOptions, location: string): RepoOptions {
+  if (isS3Location(location)) return { ...given, repo: location };
+  return { ...given, repo: location, objectLockDays: undefined, objectLockMode: undefined };
+}
+
+/** --object-lock-days (or -mode) with no S3 location to apply it to is a mistake, not a lock. */
+function requireLockableLocation(given: RepoOptions, locations: readonly string[]): void {
+  if ((given.objectLockDays ?? given.objectLockMode) !== undefined && !locations.some(isS3Location)) {
+    throw new UsageError('--object-lock-days: neither the repository nor an offsite copy is on S3; Object Lock applies to S3 locations only');
+  }
+}
+
+function nightlySteps(given: RepoOptions, location: string, config: FerryConfig, nightly: NightlyConfig, verbose: boolean, progress: ProgressOutput): NightlySteps {
+  /** The repository's options. */
+  const ropts = optionsAt(given, location);
   const log = (line: string) => {
     if (verbose) process.stderr.write(`${new Date().toISOString()} ${line}\n`);
   };
@@ -167,7 +189,7 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
     const locks: RepositoryLock[] = [];
     let dst: FencedBackend | undefined;
     try {
-      dst = new FencedBackend(openBackendAt(target, { ...ropts, cache: false, rememberRetention: ropts.cache !== false }));
+      dst = new FencedBackend(openBackendAt(target, { ...optionsAt(given, target), cache: false, rememberRetention: ropts.cache !== false }));
       const fenced = dst;
       await checkSameIdentity(source, fenced);
       const lock = lockOptions((err) => {
@@ -254,7 +276,7 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
       if (!followsRetention()) return copied;
       // The copy keeps to the same policy, by the times of its own points (not by what the repository
       // still lists, which a repository restored from an older drive would get wrong).
-      return withRepository({ ...ropts, repo: target, cache: false }, 'exclusive', 'nightly (offsite forget)', async (repo, lock): Promise<StepDone> => {
+      return withRepository({ ...optionsAt(given, target), cache: false }, 'exclusive', 'nightly (offsite forget)', async (repo, lock): Promise<StepDone> => {
         const forgot = await forgetByRetention(repo, config, ropts);
         const record = NightlyRecord.at(stateDir(ropts), target);
         const times = record.read();
@@ -282,7 +304,7 @@ function nightlySteps(ropts: RepoOptions, location: string, config: FerryConfig,
     },
 
     async size(at) {
-      const backend = openBackendAt(at, { ...ropts, cache: false });
+      const backend = openBackendAt(at, { ...optionsAt(given, at), cache: false });
       try {
         let total = 0;
         let packs = 0;

@@ -1,0 +1,79 @@
+// An offsite copy in an S3 bucket with Object Lock (`nightly --object-lock-days
+// N`): the copy keeps to [retention] as the repository does, but a restore
+// point whose retention has not passed cannot be removed. The night goes on:
+// the point stays, the report counts it, and the copy still restores.
+import * as fs from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useScratch, writeRandomishImage } from '../support';
+import { EXIT, ferry, expectSuccess, FAST_KDF } from '../support/ferry';
+import { useS3Server } from '../support/s3server';
+import type { NightlyReport } from '../../src/nightly/report';
+
+const MiB = 1024 * 1024;
+const scratch = useScratch('nightly-object-lock');
+const s3 = useS3Server();
+const env = { FERRY_PASSWORD: 'locked copy' };
+let repo: string;
+let copy: string;
+let image: string;
+let conf: string;
+
+const ids = async (location: string) =>
+  (JSON.parse(expectSuccess(await ferry(['list', '--repo', location, '--json'], { env }))) as { id: string }[]).map((p) => p.id).sort();
+
+async function night(n: number): Promise<{ code: number | null; stderr: string; report: NightlyReport }> {
+  const r = await ferry(['nightly', '--config', conf, '--object-lock-days', '1', '--json'], {
+    env: { ...env, FERRY_RUN_DIR: scratch.mkdir(`run-${n}`), FERRY_STATE_DIR: scratch.path('state') },
+    timeoutMs: 300_000,
+  });
+  return { code: r.code, stderr: r.stderr, report: JSON.parse(r.stdout) as NightlyReport };
+}
+
+beforeAll(async () => {
+  repo = scratch.path('repo');
+  expectSuccess(await ferry(['init', '--repo', repo, '--pack-size', '1M', ...FAST_KDF], { env }), 'init');
+  copy = s3.server.location(await s3.server.createBucket({ objectLock: true }), 'copy');
+  expectSuccess(await ferry(['init', '--from', repo, '--repo', copy, '--object-lock-days', '1'], { env }), 'init --from');
+  image = scratch.path('app01.img');
+  writeRandomishImage(image, 4 * MiB, 31);
+  conf = scratch.path('ferry.conf');
+  fs.writeFileSync(conf, [
+    `repository = ${JSON.stringify(repo)}`,
+    `[[static.guest]]\nname = "app01"\ndisks = [${JSON.stringify(image)}]\n`,
+    '[retention]\nkeep_last = 1\n',
+    '[nightly]',
+    `work_dir = ${JSON.stringify(scratch.mkdir('work'))}`,
+    'prune_on = "daily"',
+    `offsite = [${JSON.stringify(copy)}]`,
+  ].join('\n'));
+}, 120_000);
+
+describe('nightly with an offsite copy under S3 Object Lock', () => {
+  it('leaves a copy\'s restore point that is still locked, says so, and keeps the night green', async () => {
+    const first = await night(1);
+    expect(first.code, first.stderr).toBe(0);
+    const [firstPoint] = await ids(repo);
+    expect(await ids(copy)).toEqual([firstPoint]);
+
+    writeRandomishImage(image, 4 * MiB, 32);
+    const second = await night(2);
+    expect(second.code, second.stderr).toBe(0);
+    const [secondPoint] = await ids(repo);
+    expect(secondPoint).not.toBe(firstPoint); // the repository forgot the first night
+    expect((await ids(copy)).sort()).toEqual([firstPoint, secondPoint].sort()); // the copy could not
+    const sync = second.report.steps.find((s) => s.step === 'sync');
+    expect(sync).toMatchObject({ status: 'ok', figures: { removed: 0, locked: 1 } });
+    expect(sync!.summary).toMatch(/forgot 0 by \[retention\] \(1 more under S3 Object Lock until their retention passes\)/);
+    expectSuccess(await ferry(['check', '--repo', copy, '--read-data'], { env }), 'check the copy');
+  });
+
+  it('refuses --object-lock-days when neither the repository nor a copy is on S3: nothing done, one line', async () => {
+    const local = scratch.path('local-only.conf');
+    fs.writeFileSync(local, fs.readFileSync(conf, 'utf8').replace(/^offsite = .*$/m, `offsite = [${JSON.stringify(scratch.path('usb-copy'))}]`));
+    const r = await ferry(['nightly', '--config', local, '--object-lock-days', '1'], { env: { ...env, FERRY_RUN_DIR: scratch.mkdir('run-local') } });
+    expect(r.code, r.stderr).toBe(EXIT.usage);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      'ferry: nothing done: --object-lock-days: neither the repository nor an offsite copy is on S3; Object Lock applies to S3 locations only',
+    ]);
+  });
+});
