@@ -355,12 +355,10 @@ async function readPatchBase(repo: Repository, bases: PatchBaseMemo, pack: PackC
 }
 
 /**
- * Chunk `hex` (a live page patch) as a whole blob: rebuilt through its chain
- * (every blob on it authenticated, the result checked against the id) and sealed as type 0.
- */
-/**
- * Rule 7's chunks rebuilt and sealed whole in buffers reused from one to the next: what `seal` returns
- * lies in them until its next call (copy it to keep it).
+ * Rule 7's chunks (live page patches) rebuilt through their chains (every blob
+ * on them authenticated, the result checked against the id) and sealed whole,
+ * as type 0, in buffers reused from one to the next: what `seal` returns lies
+ * in them until its next call (copy it to keep it).
  */
 class WholeSealer {
   private readonly chunk = new ChunkScratch();

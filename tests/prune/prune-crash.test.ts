@@ -101,7 +101,7 @@ describe('ferry prune killed at random moments', () => {
   it(`after each of ${KILLS} SIGKILLs (some while it stores patch chains whole) the repository checks clean and every remaining restore point restores bit-exact`, async () => {
     // Small packs, so that a prune writes and deletes several and a kill lands between them; fixed
     // chunks, so that the nights' patches are the same in every run (content-defined cut points are
-    // keyed per repository, and a pack of patches that moved cut points fill with whole chunks stays whole).
+    // keyed per repository, and a pack of patches filled with whole chunks by moved cut points stays whole).
     const passwordFile = scratch.path('repo.password');
     fs.writeFileSync(passwordFile, 'crash\n', { mode: 0o600 });
     const repo = new TestRepo(scratch.path('repo'), passwordFile);
