@@ -11,6 +11,10 @@
 //     offsite_retention "follow" | "keep-all"; "follow": each copy, once synced, forgets by [retention]
 //                               and is pruned on prune_on's nights, so a drive does not fill over the years;
 //                               "keep-all": a copy only ever grows (an archive)
+//     object_lock_days integer  none; S3 Object Lock retention (days, 1…36500) of what the night writes to S3
+//                               (the repository and copies there; local ones cannot hold a lock);
+//                               --object-lock-days wins
+//     object_lock_mode "COMPLIANCE" | "GOVERNANCE"; "COMPLIANCE"; with object_lock_days; --object-lock-mode wins
 //     textfile         string   none; a Prometheus textfile-collector file, written atomically
 //     notify_webhook   string   none; the JSON report is POSTed here (http/https), with retries
 //     notify_command   [string] none; argv, the human report on its stdin (e.g. ["mail", "-s", "ferry", "root"])
@@ -20,6 +24,7 @@
 import { parseDuration } from '../units/duration';
 import { type KeyPath, type Table, TomlChecker, parseTomlDocument } from '../config/tomlChecker';
 import { parseSubsetSpec } from '../check/readDataSubset';
+import { OBJECT_LOCK_MODES, type ObjectLockMode } from '../storage/backend';
 
 export const WEEKDAYS = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'] as const;
 export type PruneDay = (typeof WEEKDAYS)[number] | 'daily' | 'never';
@@ -44,9 +49,12 @@ export interface NightlyConfig {
   notifyOn: (typeof NOTIFY_ON)[number];
   workDir: string;
   tags: string[];
+  /** S3 Object Lock retention of what the night writes to S3, in days. */
+  objectLockDays?: number;
+  objectLockMode?: ObjectLockMode;
 }
 
-const NIGHTLY_KEYS = ['max_age', 'prune_on', 'check_read_data', 'offsite', 'offsite_retention', 'textfile', 'notify_webhook', 'notify_command', 'notify_on', 'work_dir', 'tags'];
+const NIGHTLY_KEYS = ['max_age', 'prune_on', 'check_read_data', 'offsite', 'offsite_retention', 'textfile', 'notify_webhook', 'notify_command', 'notify_on', 'work_dir', 'tags', 'object_lock_days', 'object_lock_mode'];
 
 /** `26h`, `2d`, `90m` → ms; undefined when it is not such a duration (or zero). */
 export function parseAge(text: string): number | undefined {
@@ -110,6 +118,11 @@ class NightlyChecker extends TomlChecker {
     if (t.notify_on !== undefined) config.notifyOn = this.oneOf(t.notify_on, [...at, 'notify_on'], NOTIFY_ON);
     if (t.work_dir !== undefined) config.workDir = this.path(this.string(t.work_dir, [...at, 'work_dir']));
     if (t.tags !== undefined) config.tags = this.stringList(t.tags, [...at, 'tags']);
+    if (t.object_lock_days !== undefined) config.objectLockDays = this.integer(t.object_lock_days, [...at, 'object_lock_days'], 1, 36500);
+    if (t.object_lock_mode !== undefined) {
+      if (t.object_lock_days === undefined) this.fail([...at, 'object_lock_mode'], 'set object_lock_days too; the mode is for the retention that sets');
+      config.objectLockMode = this.oneOf(t.object_lock_mode, [...at, 'object_lock_mode'], OBJECT_LOCK_MODES);
+    }
     return config;
   }
 }

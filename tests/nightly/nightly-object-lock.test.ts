@@ -1,7 +1,8 @@
-// An offsite copy in an S3 bucket with Object Lock (`nightly --object-lock-days
-// N`): the copy keeps to [retention] as the repository does, but a restore
-// point whose retention has not passed cannot be removed. The night goes on:
-// the point stays, the report counts it, and the copy still restores.
+// An offsite copy in an S3 bucket with Object Lock ([nightly] object_lock_days,
+// or --object-lock-days): the copy keeps to [retention] as the repository
+// does, but a restore point whose retention has not passed cannot be removed.
+// The night goes on: the point stays, the report counts it, and the copy
+// checks clean. The repository is a local directory, written without a lock.
 import * as fs from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useScratch, writeRandomishImage } from '../support';
@@ -22,7 +23,7 @@ const ids = async (location: string) =>
   (JSON.parse(expectSuccess(await ferry(['list', '--repo', location, '--json'], { env }))) as { id: string }[]).map((p) => p.id).sort();
 
 async function night(n: number): Promise<{ code: number | null; stderr: string; report: NightlyReport }> {
-  const r = await ferry(['nightly', '--config', conf, '--object-lock-days', '1', '--json'], {
+  const r = await ferry(['nightly', '--config', conf, '--json'], {
     env: { ...env, FERRY_RUN_DIR: scratch.mkdir(`run-${n}`), FERRY_STATE_DIR: scratch.path('state') },
     timeoutMs: 300_000,
   });
@@ -45,6 +46,7 @@ beforeAll(async () => {
     `work_dir = ${JSON.stringify(scratch.mkdir('work'))}`,
     'prune_on = "daily"',
     `offsite = [${JSON.stringify(copy)}]`,
+    'object_lock_days = 1', // as a scheduled night runs: `nightly --config F` and nothing more
   ].join('\n'));
 }, 120_000);
 
@@ -65,15 +67,23 @@ describe('nightly with an offsite copy under S3 Object Lock', () => {
     expect(sync).toMatchObject({ status: 'ok', figures: { removed: 0, locked: 1 } });
     expect(sync!.summary).toMatch(/forgot 0 by \[retention\] \(1 more under S3 Object Lock until their retention passes\)/);
     expectSuccess(await ferry(['check', '--repo', copy, '--read-data'], { env }), 'check the copy');
+    // What the night wrote to the copy is locked: its newest restore point cannot be removed either.
+    const remove = await ferry(['forget', '--repo', copy, '--object-lock-days', '1', secondPoint], { env });
+    expect(remove.stderr).toMatch(/protected by Object Lock until/);
+    expect(await ids(copy)).toContain(secondPoint);
   });
 
   it('refuses --object-lock-days when neither the repository nor a copy is on S3: nothing done, one line', async () => {
     const local = scratch.path('local-only.conf');
     fs.writeFileSync(local, fs.readFileSync(conf, 'utf8').replace(/^offsite = .*$/m, `offsite = [${JSON.stringify(scratch.path('usb-copy'))}]`));
-    const r = await ferry(['nightly', '--config', local, '--object-lock-days', '1'], { env: { ...env, FERRY_RUN_DIR: scratch.mkdir('run-local') } });
-    expect(r.code, r.stderr).toBe(EXIT.usage);
-    expect(r.stderr.trim().split('\n')).toEqual([
-      'ferry: nothing done: --object-lock-days: neither the repository nor an offsite copy is on S3; Object Lock applies to S3 locations only',
-    ]);
+    const withoutKey = scratch.path('local-only-no-key.conf');
+    fs.writeFileSync(withoutKey, fs.readFileSync(local, 'utf8').replace(/^object_lock_days = .*$/m, ''));
+    for (const [file, flags] of [[local, []], [withoutKey, ['--object-lock-days', '1']]] as const) {
+      const r = await ferry(['nightly', '--config', file, ...flags], { env: { ...env, FERRY_RUN_DIR: scratch.mkdir(`run-local-${flags.length}`) } });
+      expect(r.code, r.stderr).toBe(EXIT.usage);
+      expect(r.stderr.trim().split('\n')).toEqual([
+        'ferry: nothing done: --object-lock-days (or [nightly] object_lock_days): neither the repository nor an offsite copy is on S3; Object Lock applies to S3 locations only',
+      ]);
+    }
   });
 });

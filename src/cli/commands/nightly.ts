@@ -64,6 +64,9 @@ export function registerNightly(program: Command): void {
         ...global,
         repo: global.repo ?? process.env.FERRY_REPO ?? config.repository,
         passwordFile: global.passwordFile ?? config.passwordFile,
+        // A scheduled night runs `nightly --config F` alone: its copies' Object Lock is in the file.
+        objectLockDays: global.objectLockDays ?? (nightly.objectLockDays === undefined ? undefined : String(nightly.objectLockDays)),
+        objectLockMode: global.objectLockMode ?? nightly.objectLockMode,
       };
       const location = repoOptions.repo;
       const progress = progressOutput({ ...(global as ProgressFlags), json: opts.json });
@@ -73,7 +76,7 @@ export function registerNightly(program: Command): void {
         if (!location) throw new NightlyNotRunError(`${opts.config}: no repository; set repository = "…" in it, or pass --repo`);
         // A bad --wait-lock would fail every step: refuse it as a night where nothing could be done.
         nothingDoneUnlessSync(() => lockWaitFromOptions(global));
-        nothingDoneUnlessSync(() => requireLockableLocation(global, [location, ...nightly.offsite]));
+        nothingDoneUnlessSync(() => requireLockableLocation(repoOptions, [location, ...nightly.offsite]));
         await nothingDoneUnless(async () => (await openRepository(optionsAt(repoOptions, location))).backend.close());
         const hostLock = await nothingDoneUnless(async () => acquireHostRunLock(process.env.FERRY_RUN_DIR ?? '/run/ferry'));
         try {
@@ -169,7 +172,7 @@ function optionsAt(given: RepoOptions, location: string): RepoOptions {
 /** --object-lock-days (or -mode) with no S3 location to apply it to is a mistake, not a lock. */
 function requireLockableLocation(given: RepoOptions, locations: readonly string[]): void {
   if ((given.objectLockDays ?? given.objectLockMode) !== undefined && !locations.some(isS3Location)) {
-    throw new UsageError('--object-lock-days: neither the repository nor an offsite copy is on S3; Object Lock applies to S3 locations only');
+    throw new UsageError('--object-lock-days (or [nightly] object_lock_days): neither the repository nor an offsite copy is on S3; Object Lock applies to S3 locations only');
   }
 }
 
