@@ -20,6 +20,7 @@ import type { StateOptions } from './restorePointRecord';
 import { acquireLockWaiting } from '../repo/lockWait';
 import { lockWaitFromOptions } from './lockWaitOption';
 import { DEFAULT_CONFIG_PATH, type FerryConfig, loadFerryConfig, parseMemoryLimit } from '../config/ferryConfig';
+import { parseByteRate } from '../units/byteSize';
 
 export interface RepoOptions extends PasswordOptions, StorageOptions, StateOptions {
   repo?: string;
@@ -55,13 +56,10 @@ export function repoLocation(opts: RepoOptions): string {
   return location;
 }
 
-const RATE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
-
-/** `500K`, `10M`, `1.5M/s`, `2G` → bytes per second. */
+/** `500K`, `10M`, `1.5M/s`, `2G` → bytes per second, or a usage error naming `what` (a flag). */
 export function parseRate(text: string, what: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([KMG]?)(?:i?B)?(?:\/s)?$/i.exec(text.trim());
-  const rate = m ? Math.floor(Number(m[1]) * RATE_UNITS[m[2].toUpperCase()]) : NaN;
-  if (!(rate >= 1)) throw new UsageError(`${what}: '${text}' is not a rate; use bytes per second with K, M or G, e.g. 10M`);
+  const rate = parseByteRate(text);
+  if (rate === undefined) throw new UsageError(`${what}: '${text}' is not a rate; use bytes per second with K, M or G, e.g. 10M`);
   return rate;
 }
 

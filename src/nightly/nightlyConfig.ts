@@ -15,6 +15,8 @@
 //                               (the repository and copies there; local ones cannot hold a lock);
 //                               --object-lock-days wins
 //     object_lock_mode "COMPLIANCE" | "GOVERNANCE"; "COMPLIANCE"; with object_lock_days; --object-lock-mode wins
+//     limit_upload     string   none; bytes per second ("20M") to and from S3 all night (the repository
+//     limit_download   string   and copies there): a sync over a shared uplink; --limit-upload/-download win
 //     textfile         string   none; a Prometheus textfile-collector file, written atomically
 //     notify_webhook   string   none; the JSON report is POSTed here (http/https), with retries
 //     notify_command   [string] none; argv, the human report on its stdin (e.g. ["mail", "-s", "ferry", "root"])
@@ -25,6 +27,7 @@ import { parseDuration } from '../units/duration';
 import { type KeyPath, type Table, TomlChecker, parseTomlDocument } from '../config/tomlChecker';
 import { parseSubsetSpec } from '../check/readDataSubset';
 import { OBJECT_LOCK_MODES, type ObjectLockMode } from '../storage/backend';
+import { parseByteRate } from '../units/byteSize';
 
 export const WEEKDAYS = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'] as const;
 export type PruneDay = (typeof WEEKDAYS)[number] | 'daily' | 'never';
@@ -52,9 +55,12 @@ export interface NightlyConfig {
   /** S3 Object Lock retention of what the night writes to S3, in days. */
   objectLockDays?: number;
   objectLockMode?: ObjectLockMode;
+  /** Bandwidth caps, as written (`20M`): --limit-upload / --limit-download's reading. */
+  limitUpload?: string;
+  limitDownload?: string;
 }
 
-const NIGHTLY_KEYS = ['max_age', 'prune_on', 'check_read_data', 'offsite', 'offsite_retention', 'textfile', 'notify_webhook', 'notify_command', 'notify_on', 'work_dir', 'tags', 'object_lock_days', 'object_lock_mode'];
+const NIGHTLY_KEYS = ['max_age', 'prune_on', 'check_read_data', 'offsite', 'offsite_retention', 'textfile', 'notify_webhook', 'notify_command', 'notify_on', 'work_dir', 'tags', 'object_lock_days', 'object_lock_mode', 'limit_upload', 'limit_download'];
 
 /** `26h`, `2d`, `90m` → ms; undefined when it is not such a duration (or zero). */
 export function parseAge(text: string): number | undefined {
@@ -123,7 +129,15 @@ class NightlyChecker extends TomlChecker {
       if (t.object_lock_days === undefined) this.fail([...at, 'object_lock_mode'], 'set object_lock_days too; the mode is for the retention that sets');
       config.objectLockMode = this.oneOf(t.object_lock_mode, [...at, 'object_lock_mode'], OBJECT_LOCK_MODES);
     }
+    if (t.limit_upload !== undefined) config.limitUpload = this.rate(t.limit_upload, [...at, 'limit_upload']);
+    if (t.limit_download !== undefined) config.limitDownload = this.rate(t.limit_download, [...at, 'limit_download']);
     return config;
+  }
+
+  private rate(value: unknown, at: KeyPath): string {
+    const text = this.string(value, at);
+    if (parseByteRate(text) === undefined) this.fail(at, `expected bytes per second such as "20M" or "500K", got ${JSON.stringify(text)}`);
+    return text;
   }
 }
 

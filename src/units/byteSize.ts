@@ -12,6 +12,12 @@ export function parseByteSize(text: string): number | undefined {
   return Number.isSafeInteger(bytes) ? bytes : undefined;
 }
 
+/** `500K`, `10M`, `1.5M/s`, `2G` → bytes per second (at least 1); undefined when it is not a rate. */
+export function parseByteRate(text: string): number | undefined {
+  const bytes = parseByteSize(text.trim().replace(/\/s$/i, ''));
+  return bytes !== undefined && bytes >= 1 ? bytes : undefined;
+}
+
 /** 1536 → `1.50 KiB`; three significant digits, powers of 1024. */
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];

@@ -64,9 +64,11 @@ export function registerNightly(program: Command): void {
         ...global,
         repo: global.repo ?? process.env.FERRY_REPO ?? config.repository,
         passwordFile: global.passwordFile ?? config.passwordFile,
-        // A scheduled night runs `nightly --config F` alone: its copies' Object Lock is in the file.
+        // A scheduled night runs `nightly --config F` alone: its S3 copies' Object Lock and bandwidth caps are in the file.
         objectLockDays: global.objectLockDays ?? (nightly.objectLockDays === undefined ? undefined : String(nightly.objectLockDays)),
         objectLockMode: global.objectLockMode ?? nightly.objectLockMode,
+        limitUpload: global.limitUpload ?? nightly.limitUpload,
+        limitDownload: global.limitDownload ?? nightly.limitDownload,
       };
       const location = repoOptions.repo;
       const progress = progressOutput({ ...(global as ProgressFlags), json: opts.json });
@@ -159,14 +161,14 @@ async function nothingDoneUnless<T>(body: () => Promise<T>): Promise<T> {
 }
 
 /**
- * The options to open one location of the night with: --object-lock-days (and
- * its mode) applies to the S3 locations it writes, the repository and its
- * copies alike; a local directory or USB drive cannot hold a lock and is
- * written without one.
+ * The options to open one location of the night with: Object Lock and the
+ * bandwidth caps apply to the S3 locations it writes, the repository and its
+ * copies alike; a local directory or USB drive cannot hold a lock, and a cap
+ * meant for the uplink would only slow it.
  */
 function optionsAt(given: RepoOptions, location: string): RepoOptions {
   if (isS3Location(location)) return { ...given, repo: location };
-  return { ...given, repo: location, objectLockDays: undefined, objectLockMode: undefined };
+  return { ...given, repo: location, objectLockDays: undefined, objectLockMode: undefined, limitUpload: undefined, limitDownload: undefined };
 }
 
 /** --object-lock-days (or -mode) with no S3 location to apply it to is a mistake, not a lock. */

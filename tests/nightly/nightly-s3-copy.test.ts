@@ -1,8 +1,11 @@
-// An offsite copy in an S3 bucket with Object Lock ([nightly] object_lock_days,
-// or --object-lock-days): the copy keeps to [retention] as the repository
-// does, but a restore point whose retention has not passed cannot be removed.
-// The night goes on: the point stays, the report counts it, and the copy
-// checks clean. The repository is a local directory, written without a lock.
+// Offsite copies on S3 (Ceph RGW) as a scheduled night runs them, `nightly
+// --config F` and nothing more, so what they need is in [nightly]:
+// - Object Lock (object_lock_days, or --object-lock-days): the copy keeps to
+//   [retention] as the repository does, but a restore point whose retention
+//   has not passed cannot be removed. The night goes on: the point stays, the
+//   report counts it, and the copy checks clean. The repository is a local
+//   directory, written without a lock.
+// - A bandwidth cap (limit_upload) for the uplink the copy goes through.
 import * as fs from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useScratch, writeRandomishImage } from '../support';
@@ -11,7 +14,7 @@ import { useS3Server } from '../support/s3server';
 import type { NightlyReport } from '../../src/nightly/report';
 
 const MiB = 1024 * 1024;
-const scratch = useScratch('nightly-object-lock');
+const scratch = useScratch('nightly-s3-copy');
 const s3 = useS3Server();
 const env = { FERRY_PASSWORD: 'locked copy' };
 let repo: string;
@@ -36,7 +39,7 @@ beforeAll(async () => {
   copy = s3.server.location(await s3.server.createBucket({ objectLock: true }), 'copy');
   expectSuccess(await ferry(['init', '--from', repo, '--repo', copy, '--object-lock-days', '1'], { env }), 'init --from');
   image = scratch.path('app01.img');
-  writeRandomishImage(image, 4 * MiB, 31);
+  writeRandomishImage(image, 4 * MiB, 31, { holes: 0, text: 0 });
   conf = scratch.path('ferry.conf');
   fs.writeFileSync(conf, [
     `repository = ${JSON.stringify(repo)}`,
@@ -57,7 +60,7 @@ describe('nightly with an offsite copy under S3 Object Lock', () => {
     const [firstPoint] = await ids(repo);
     expect(await ids(copy)).toEqual([firstPoint]);
 
-    writeRandomishImage(image, 4 * MiB, 32);
+    writeRandomishImage(image, 4 * MiB, 32, { holes: 0, text: 0 });
     const second = await night(2);
     expect(second.code, second.stderr).toBe(0);
     const [secondPoint] = await ids(repo);
@@ -85,5 +88,19 @@ describe('nightly with an offsite copy under S3 Object Lock', () => {
         'ferry: nothing done: --object-lock-days (or [nightly] object_lock_days): neither the repository nor an offsite copy is on S3; Object Lock applies to S3 locations only',
       ]);
     }
+  });
+
+  it('caps the upload to an S3 copy at [nightly] limit_upload', async () => {
+    const capped = s3.server.location(await s3.server.createBucket(), 'capped');
+    expectSuccess(await ferry(['init', '--from', repo, '--repo', capped], { env }), 'init --from');
+    const file = scratch.path('capped.conf');
+    fs.writeFileSync(file, fs.readFileSync(conf, 'utf8').replace(/^offsite = .*$/m, `offsite = [${JSON.stringify(capped)}]`).replace(/^object_lock_days = .*$/m, 'limit_upload = "1M"'));
+    const r = await ferry(['nightly', '--config', file, '--json'], { env: { ...env, FERRY_RUN_DIR: scratch.mkdir('run-capped'), FERRY_STATE_DIR: scratch.path('state') }, timeoutMs: 300_000 });
+    expect(r.code, r.stderr).toBe(0);
+    const sync = (JSON.parse(r.stdout) as NightlyReport).steps.find((s) => s.step === 'sync')!;
+    const copied = sync.figures!.copiedBytes!;
+    expect(copied).toBeGreaterThan(3.5 * MiB); // the app01 point's incompressible 4 MiB
+    // At 1 MiB/s (a burst of 0.1 s) the copy cannot take less than this; a slower machine only adds.
+    expect(sync.durationMs / 1000).toBeGreaterThan(copied / MiB - 0.5);
   });
 });
