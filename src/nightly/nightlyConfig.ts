@@ -26,13 +26,14 @@
 import { parseDuration } from '../units/duration';
 import { type KeyPath, type Table, TomlChecker, parseTomlDocument } from '../config/tomlChecker';
 import { parseSubsetSpec } from '../check/readDataSubset';
-import { OBJECT_LOCK_MODES, type ObjectLockMode } from '../storage/backend';
 import { parseByteRate } from '../units/byteSize';
 
 export const WEEKDAYS = ['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'] as const;
 export type PruneDay = (typeof WEEKDAYS)[number] | 'daily' | 'never';
 export const NOTIFY_ON = ['failure', 'always'] as const;
 export const OFFSITE_RETENTION = ['follow', 'keep-all'] as const;
+/** storage/backend.ts's OBJECT_LOCK_MODES (nightly/ does not import storage/; the CLI hands the mode on). */
+const OBJECT_LOCK_MODES = ['COMPLIANCE', 'GOVERNANCE'] as const;
 
 export interface NightlyConfig {
   /** Whether the file has a [nightly] table at all (the defaults below apply either way). */
@@ -54,7 +55,7 @@ export interface NightlyConfig {
   tags: string[];
   /** S3 Object Lock retention of what the night writes to S3, in days. */
   objectLockDays?: number;
-  objectLockMode?: ObjectLockMode;
+  objectLockMode?: (typeof OBJECT_LOCK_MODES)[number];
   /** Bandwidth caps, as written (`20M`): --limit-upload / --limit-download's reading. */
   limitUpload?: string;
   limitDownload?: string;
