@@ -8,8 +8,6 @@ import { BlobType, blobType } from '../crypto/blobCodec';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
 import { oneTaskPerWorker } from '../workers/memoryBudget';
-import { loadSealedChains, sealedChainBytes } from '../workers/sealedChains';
-import type { ChainInScratch } from '../repo/blobReader';
 import { forEachLimit } from '../concurrency/forEachLimit';
 import { NotFoundError } from '../storage/backend';
 import { ReadDataSubset, packInSubset } from './readDataSubset';
@@ -290,8 +288,9 @@ async function verifyInPieces(
 
 /**
  * Phase 3: page patches authenticate in the pack pass; that they rebuild their chunk needs the base chain.
- * This thread fetches each chain and opens its small patches; the workers open the root, lay the patches
- * over it and check every level's id, a batch of chains per task (as restore does). A chain checked so
+ * The pack pass read every patch's base id, so this thread knows each chain without opening anything: it
+ * reads the chains' blobs as stored (neighbours in a pack in one read) and the workers open them, lay the
+ * patches over the root and check every level's id, a batch of chains per task. A chain checked so
  * checks every older patch in it too, so only the newest patch of each chain (one no other patch names
  * as its base) is rebuilt: a chunk patched on three nights costs one rebuild of three levels, not three
  * rebuilds of six.
@@ -301,9 +300,11 @@ async function verifyInPieces(
  */
 async function checkPatches(repo: Repository, pool: PipelinePool, patches: PatchToCheck[], { damage, damagedBlobs }: Findings, orphanNumbers: Set<number>): Promise<Damage[]> {
   const toCheck = patches.filter((p) => !damagedBlobs.has(p.id.toString('hex')));
-  const bases = new Set(toCheck.map((p) => p.base));
+  const baseOf = new Map<string, string>();
+  for (const p of toCheck) if (p.base) baseOf.set(p.id.toString('hex'), p.base);
+  const bases = new Set(baseOf.values());
   const newest = toCheck.filter((p) => !bases.has(p.id.toString('hex')));
-  const rebuilt = await rebuildInWorkers(repo, pool, newest);
+  const rebuilt = await rebuildInWorkers(repo, pool, newest, baseOf);
   const unindexed: Damage[] = [];
   for (const p of toCheck) {
     const hex = p.id.toString('hex');
@@ -321,54 +322,109 @@ async function checkPatches(repo: Repository, pool: PipelinePool, patches: Patch
   return unindexed;
 }
 
-/** Patches to a task at most (their chains are fetched together). */
-const PATCHES_PER_GROUP = 8;
+/** A patch's chain by id: the patch, its base, …, down to its root (a whole chunk). */
+type IdChain = Buffer[];
 
 /** The ids (hex) of every patch in the chains of `patches` that the workers rebuilt and checked level by level. */
-async function rebuildInWorkers(repo: Repository, pool: PipelinePool, patches: PatchToCheck[]): Promise<Set<string>> {
+async function rebuildInWorkers(repo: Repository, pool: PipelinePool, patches: PatchToCheck[], baseOf: ReadonlyMap<string, string>): Promise<Set<string>> {
   const rebuilt = new Set<string>();
   const { readRangeBytes } = pool.sizing;
-  const all = [...patches.keys()];
-  const groups: number[][] = [];
-  for (let i = 0; i < all.length; i += PATCHES_PER_GROUP) groups.push(all.slice(i, i + PATCHES_PER_GROUP));
+  const chains: IdChain[] = [];
+  for (const p of patches) {
+    const chain = await chainOf(repo, p.id, baseOf).catch(skipDamage);
+    if (chain) chains.push(chain);
+  }
+  // In the order the newest patches lie in the packs: the levels below lie in the same order, night by
+  // night, so a batch's blobs are mostly neighbours and are read in a few large reads.
+  const at = (id: Buffer) => repo.blobLocation(id)!;
+  chains.sort((a, b) => at(a[0]).pack - at(b[0]).pack || at(a[0]).offset - at(b[0]).offset);
+  // Two half-size batches per worker: one is read while the other is rebuilt (one each of the full
+  // size left the workers waiting for the reads half of the time), in the memory one each took.
+  const batchBytes = readRangeBytes / 2;
   // Task buffers go to a worker and come back: at most one per batch in flight.
   const spareBuffers: Uint8Array[] = [];
-  // One group per worker: one is fetched here while another is rebuilt (with only the newest patches
-  // rebuilt, two at once peaked 139 MiB on the bench's dense repository, one 131 MiB; 4.4-4.7 s, not 6.1-7.8 s).
-  await forEachLimit(groups, oneTaskPerWorker(pool.sizing), async (group) => {
-    const fetched = await Promise.all(group.map((i) => repo.readPatchChainInto(patches[i].id, Buffer.alloc(0)).then((chain) => ({ i, chain }), skipDamage)));
-    for (const batch of chainBatches(fetched.filter((f): f is { i: number; chain: ChainInScratch } => f !== undefined), readRangeBytes)) {
-      const into = batch.bytes <= readRangeBytes ? spareBuffers.pop() ?? new Uint8Array(readRangeBytes) : new Uint8Array(batch.bytes);
-      const laid = await loadSealedChains(repo, batch.chains.map((c) => c.chain), into).catch(skipDamage);
-      // (A root that cannot be read: its patches are judged one by one on this thread.)
-      if (!laid) continue;
-      const result = await pool.verifyPatched({ data: into, chunks: laid.map((chain, k) => ({ ...chain, id: patches[batch.chains[k].i].id })) });
-      if (into.byteLength === readRangeBytes && result.returned?.byteLength === readRangeBytes) spareBuffers.push(result.returned);
-      const bad = new Set(result.bad);
-      // Every level of a chain was checked against its id: each patch in it rebuilds.
-      batch.chains.forEach((c, k) => {
-        if (!bad.has(k)) for (const p of c.chain.patches) rebuilt.add(p.id.toString('hex'));
-      });
-    }
+  await forEachLimit(chainBatches(repo, chains, batchBytes), 2 * oneTaskPerWorker(pool.sizing), async (batch) => {
+    const into = batch.bytes <= batchBytes ? spareBuffers.pop() ?? new Uint8Array(batchBytes) : new Uint8Array(batch.bytes);
+    const placed = await readSealedRuns(repo, batch.blobs, into).catch(skipDamage);
+    // (Blobs that cannot be read: their patches are judged one by one on this thread.)
+    if (!placed) return;
+    const stored = (id: Buffer) => ({ ...placed.get(id.toString('hex'))!, id });
+    const chunks = batch.chains.map((chain) => ({ id: chain[0], root: stored(chain[chain.length - 1]), patches: chain.slice(0, -1).reverse().map(stored) }));
+    const result = await pool.verifyPatched({ data: into, chunks });
+    if (into.byteLength === batchBytes && result.returned?.byteLength === batchBytes) spareBuffers.push(result.returned);
+    const bad = new Set(result.bad);
+    // Every level of a chain was checked against its id: each patch in it rebuilds.
+    batch.chains.forEach((chain, k) => {
+      if (!bad.has(k)) for (const id of chain.slice(0, -1)) rebuilt.add(id.toString('hex'));
+    });
   });
   return rebuilt;
 }
 
-/** Chains in runs that fit a task buffer of `bytes` (a larger chain alone). */
-function chainBatches<T extends { chain: ChainInScratch }>(chains: T[], bytes: number): { chains: T[]; bytes: number }[] {
-  const batches: { chains: T[]; bytes: number }[] = [];
-  let current: { chains: T[]; bytes: number } = { chains: [], bytes: 0 };
-  for (const c of chains) {
-    const size = sealedChainBytes(c.chain);
+/**
+ * The chain of patch `id` down to its root, by the bases the pack pass read (one it did not read, in a pack
+ * outside a --read-data-subset, is read from the patch here); undefined when it ends at no whole chunk
+ * (a base in no index, a patch that does not say its base, deeper than a patch may be).
+ */
+async function chainOf(repo: Repository, id: Buffer, baseOf: ReadonlyMap<string, string>): Promise<IdChain | undefined> {
+  const chain = await repo.blobDependencies(id, async (patch) => {
+    const known = baseOf.get(patch.toString('hex'));
+    return known ? Buffer.from(known, 'hex') : (await repo.blobDependencies(patch))[1];
+  });
+  const root = repo.blobLocation(chain[chain.length - 1]);
+  return chain.length > 1 && root && blobType(root.typeFlags) !== BlobType.Patch ? chain : undefined;
+}
+
+/** Chains in runs whose blobs (each once) fit a task buffer of `bytes` (a larger chain alone). */
+function chainBatches(repo: Repository, chains: IdChain[], bytes: number): { chains: IdChain[]; blobs: Buffer[]; bytes: number }[] {
+  const batches: { chains: IdChain[]; blobs: Buffer[]; bytes: number }[] = [];
+  let current = { chains: [] as IdChain[], blobs: [] as Buffer[], bytes: 0 };
+  let held = new Set<string>();
+  for (const chain of chains) {
+    const fresh = chain.filter((id) => !held.has(id.toString('hex')));
+    const size = fresh.reduce((n, id) => n + repo.blobLocation(id)!.storedLength, 0);
     if (current.chains.length > 0 && current.bytes + size > bytes) {
       batches.push(current);
-      current = { chains: [], bytes: 0 };
+      current = { chains: [], blobs: [], bytes: 0 };
+      held = new Set();
+      fresh.splice(0, fresh.length, ...chain);
     }
-    current.chains.push(c);
-    current.bytes += size;
+    for (const id of fresh) held.add(id.toString('hex'));
+    current.chains.push(chain);
+    current.blobs.push(...fresh);
+    current.bytes += fresh.reduce((n, id) => n + repo.blobLocation(id)!.storedLength, 0);
   }
   if (current.chains.length > 0) batches.push(current);
   return batches;
+}
+
+/**
+ * `blobs` as stored, laid one after another from the start of `into` (at least their stored lengths
+ * together), a pack's neighbours in one read; where each lies (by hex id).
+ */
+async function readSealedRuns(repo: Repository, blobs: Buffer[], into: Uint8Array): Promise<Map<string, { at: number; length: number; typeFlags: number; rawLength: number }>> {
+  const located = blobs.map((id) => ({ id, loc: repo.blobLocation(id)! })).sort((a, b) => a.loc.pack - b.loc.pack || a.loc.offset - b.loc.offset);
+  const placed = new Map<string, { at: number; length: number; typeFlags: number; rawLength: number }>();
+  let at = 0;
+  for (let first = 0; first < located.length; ) {
+    // A run: blobs of one pack, each starting where the one before ends.
+    let last = first;
+    while (last + 1 < located.length && located[last + 1].loc.pack === located[first].loc.pack && located[last + 1].loc.offset === located[last].loc.offset + located[last].loc.storedLength) last++;
+    const start = located[first].loc.offset;
+    const length = located[last].loc.offset + located[last].loc.storedLength - start;
+    const packId = repo.packIds[located[first].loc.pack];
+    const view = Buffer.from(into.buffer, into.byteOffset + at, length);
+    const got = await repo.backend.readRange('data', packId, start, length, view);
+    if (got.length !== length) throw new CorruptionError(`${repo.location}: pack ${packId.slice(0, 16)} ends before offset ${start + length} where its index places blobs`, `data/${packId}`);
+    if (got.buffer !== view.buffer || got.byteOffset !== view.byteOffset) got.copy(view);
+    for (let k = first; k <= last; k++) {
+      const { id, loc } = located[k];
+      placed.set(id.toString('hex'), { at: at + loc.offset - start, length: loc.storedLength, typeFlags: loc.typeFlags, rawLength: loc.rawLength });
+    }
+    at += length;
+    first = last + 1;
+  }
+  return placed;
 }
 
 /** What reading a damaged or missing blob throws (anything else, e.g. an I/O error, stops the check). */

@@ -21,7 +21,7 @@ import { differingPages, touchedPages, worthPatching } from '../dedupe/pagePatch
 import { applyPatch, decodePatchHeader, encodePatch, patchBytesAtMost } from '../repo/pagePatchFormat';
 import {
   PackChunksTask, PatchBases, ScanAndSealResult, ScanAndSealTask, ScanRegionResult, ScanRegionTask, SealChangedTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
-  WritePatchedTask, DataRange, SealedChain, VerifyPatchedTask,
+  WritePatchedTask, SealedBlobRange, SealedChain, VerifyPatchedTask,
 } from './tasks';
 
 /**
@@ -720,9 +720,30 @@ export function verifyPatched(task: VerifyPatchedTask): unknown {
   const result: WriteBlobsResult = { bad: [], writtenBytes: 0 };
   const data = Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength);
   task.chunks.forEach((c, i) => {
-    if (!rebuildCheckingEveryLevel(data, c, c.id)) result.bad.push(i);
+    const patches = openPatches(data, c.patches);
+    if (!patches || !rebuildCheckingEveryLevel(data, c.root, patches, c.id)) result.bad.push(i);
   });
   return withBufferBack(result, task.data);
+}
+
+let openedPatches = Buffer.alloc(0);
+
+/**
+ * A chain's patches opened, oldest first, each copied out of the decoder's buffers (the root is opened
+ * there next) into one buffer this worker keeps; undefined when one does not open or is not a patch.
+ */
+function openPatches(data: Buffer, patches: readonly SealedBlobRange[]): Buffer[] | undefined {
+  const need = patches.reduce((n, p) => n + p.rawLength, 0);
+  if (openedPatches.length < need) openedPatches = Buffer.allocUnsafe(Math.max(need, 2 * openedPatches.length));
+  const opened: Buffer[] = [];
+  let at = 0;
+  for (const p of patches) {
+    const plain = blobType(p.typeFlags) === BlobType.Patch ? state.decoder.decodeScratch(p.typeFlags, p.id, data.subarray(p.at, p.at + p.length), p.rawLength) : undefined;
+    if (!plain) return undefined;
+    opened.push(openedPatches.subarray(at, at + plain.copy(openedPatches, at)));
+    at += plain.length;
+  }
+  return opened;
 }
 
 /**
@@ -736,7 +757,7 @@ function rebuildChain(data: Buffer, chain: SealedChain, id: Uint8Array, scratche
   let chunk = state.decoder.decodeScratch(root.typeFlags, root.id, data.subarray(root.at, root.at + root.length), root.rawLength, scratches?.[1]);
   // Each patch is laid from one scratch buffer into the other.
   chain.patches.forEach((p, k) => {
-    const length = patchedLength(data, p);
+    const length = patchedLength(data.subarray(p.at, p.at + p.length));
     const scratch = scratches?.[k % 2];
     const into = scratch && scratch.length >= length ? scratch : patchScratch(k % 2, length);
     chunk = chunk && applyPatch(chunk, data.subarray(p.at, p.at + p.length), into);
@@ -745,19 +766,17 @@ function rebuildChain(data: Buffer, chain: SealedChain, id: Uint8Array, scratche
 }
 
 /**
- * As rebuildChain, with the root and every chunk a patch makes checked against its id (the next patch's
- * base id, or `id` at the top): check reports a chain that rebuilds only by chance as damaged, as
- * Repository.readBlobPlaintext does.
+ * The root (sealed in `data`) with its opened patches laid on, the root and every chunk a patch makes
+ * checked against its id (the next patch's base id, or `id` at the top): check reports a chain that
+ * rebuilds only by chance as damaged, as Repository.readBlobPlaintext does.
  */
-function rebuildCheckingEveryLevel(data: Buffer, chain: SealedChain, id: Uint8Array): Buffer | undefined {
-  const root = chain.root;
+function rebuildCheckingEveryLevel(data: Buffer, root: SealedBlobRange, patches: readonly Buffer[], id: Uint8Array): Buffer | undefined {
   let chunk = state.decoder.decodeScratch(root.typeFlags, root.id, data.subarray(root.at, root.at + root.length), root.rawLength);
   if (!chunk || !state.hasher.hash(chunk).equals(root.id)) return undefined;
-  for (let k = 0; k < chain.patches.length; k++) {
-    const p = chain.patches[k];
-    const next = chain.patches[k + 1];
-    const levelId = next ? decodePatchHeader(data.subarray(next.at, next.at + next.length))?.baseId : id;
-    chunk = applyPatch(chunk, data.subarray(p.at, p.at + p.length), patchScratch(k % 2, patchedLength(data, p)));
+  for (let k = 0; k < patches.length; k++) {
+    const next = patches[k + 1];
+    const levelId = next ? decodePatchHeader(next)?.baseId : id;
+    chunk = applyPatch(chunk, patches[k], patchScratch(k % 2, patchedLength(patches[k])));
     if (!chunk || !levelId || !state.hasher.hash(chunk).equals(levelId)) return undefined;
   }
   return chunk;
@@ -800,8 +819,9 @@ function patchScratch(which: number, length: number): Buffer {
 }
 
 /** The length of the chunk a patch makes (0 when its header is unreadable: applyPatch then refuses it). */
-function patchedLength(data: Buffer, p: DataRange): number {
-  return decodePatchHeader(data.subarray(p.at, p.at + p.length))?.length ?? 0;
+/** The length of the chunk an opened patch makes (0 when its header does not read). */
+function patchedLength(patch: Buffer): number {
+  return decodePatchHeader(patch)?.length ?? 0;
 }
 
 /** The pool's task names and what runs them. */

@@ -201,8 +201,15 @@ export interface DataRange {
 }
 
 /** A chunk as stored: its root chunk sealed, then the patches to lay over it in order, all in a task's `data`. */
+/** A blob as stored, in a task's buffer: where it lies and what opens it. */
+export interface SealedBlobRange extends DataRange {
+  typeFlags: number;
+  rawLength: number;
+  id: Uint8Array;
+}
+
 export interface SealedChain {
-  root: DataRange & { typeFlags: number; rawLength: number; id: Uint8Array };
+  root: SealedBlobRange;
   patches: DataRange[];
 }
 
@@ -223,9 +230,11 @@ export interface WritePatchedTask {
 /**
  * check --read-data: rebuild page-patched chunks and check each level of every chain (its root, each
  * patch laid on) against its id, as reading the chunk on the main thread does; nothing is written.
+ * Every blob comes as stored (the worker opens the patches too: the main thread only reads).
  * `data` is transferred to the worker and back (WriteBlobsResult.returned).
  */
 export interface VerifyPatchedTask {
   data: Uint8Array;
-  chunks: (SealedChain & { id: Uint8Array })[];
+  /** Each chain's root and patches (oldest first), and the id of the chunk its newest patch makes. */
+  chunks: { root: SealedBlobRange; patches: SealedBlobRange[]; id: Uint8Array }[];
 }

@@ -128,4 +128,21 @@ describe('check --read-data of a patch chain three deep', () => {
     expect(damagedPatches(report)).toEqual([]);
     expect(report.affected.map((a) => a.id)).toEqual([nights[3]]);
   });
+
+  it('a --read-data-subset follows a chain into packs it does not read: clean buckets pass; a damaged middle patch outside the bucket fails the newest', async () => {
+    for (let n = 1; n <= 4; n++) {
+      const r = await repo.run(['check', '--read-data-subset', `${n}/4`, '--json']);
+      expect(r.code, `bucket ${n}/4: ${r.stderr}`).toBe(0);
+      expect((JSON.parse(r.stdout) as CheckJson).damage).toEqual([]);
+    }
+    const [, middle, newer] = chain.patches;
+    const bucketOf = (hex: string, of: number) => parseInt(path.basename(chain.where.get(hex)!.file).slice(0, 8), 16) % of;
+    // A bucket count that reads the newest patch's pack and not the middle one's.
+    const of = [2, 3, 5, 7, 11, 13].find((t) => bucketOf(newer, t) !== bucketOf(middle, t))!;
+    const r = await (await damagedCopy('middle-damaged-subset', middle)).run(['check', '--read-data-subset', `${bucketOf(newer, of) + 1}/${of}`, '--json']);
+    expect(r.code, r.stderr).toBe(EXIT.damageFound);
+    const report = JSON.parse(r.stdout) as CheckJson;
+    expect(failsAuthentication(report)).toEqual([]); // the middle patch's pack is not read
+    expect(damagedPatches(report)).toEqual([short(newer)]);
+  });
 });
