@@ -348,8 +348,9 @@ async function rebuildInWorkers(repo: Repository, pool: PipelinePool, patches: P
     const placed = await readSealedRuns(repo, batch.blobs, into).catch(skipDamage);
     // (Blobs that cannot be read: their patches are judged one by one on this thread.)
     if (!placed) return;
-    const stored = (id: Buffer) => ({ ...placed.get(id.toString('hex'))!, id });
-    const chunks = batch.chains.map((chain) => ({ id: chain[0], root: stored(chain[chain.length - 1]), patches: chain.slice(0, -1).reverse().map(stored) }));
+    // Ids as 32-byte copies: a Buffer made from hex is a view of an 8 KiB pool, all of which a task would clone.
+    const stored = (id: Buffer) => ({ ...placed.get(id.toString('hex'))!, id: new Uint8Array(id) });
+    const chunks = batch.chains.map((chain) => ({ id: new Uint8Array(chain[0]), root: stored(chain[chain.length - 1]), patches: chain.slice(0, -1).reverse().map(stored) }));
     const result = await pool.verifyPatched({ data: into, chunks });
     if (into.byteLength === batchBytes && result.returned?.byteLength === batchBytes) spareBuffers.push(result.returned);
     const bad = new Set(result.bad);
