@@ -322,6 +322,9 @@ async function checkPatches(repo: Repository, pool: PipelinePool, patches: Patch
   return unindexed;
 }
 
+/** Chains whose ids are found at once (reads of patch bodies outside a --read-data-subset). */
+const CHAINS_FETCHED_AT_ONCE = 8;
+
 /** A patch's chain by id: the patch, its base, …, down to its root (a whole chunk). */
 type IdChain = Buffer[];
 
@@ -329,11 +332,13 @@ type IdChain = Buffer[];
 async function rebuildInWorkers(repo: Repository, pool: PipelinePool, patches: PatchToCheck[], baseOf: ReadonlyMap<string, string>): Promise<Set<string>> {
   const rebuilt = new Set<string>();
   const { readRangeBytes } = pool.sizing;
-  const chains: IdChain[] = [];
-  for (const p of patches) {
-    const chain = await chainOf(repo, p.id, baseOf).catch(skipDamage);
-    if (chain) chains.push(chain);
-  }
+  // Bases learnt here (a chain into packs the pack pass did not read), each patch body read once.
+  const bases = new Map(baseOf);
+  const found: (IdChain | undefined)[] = new Array(patches.length);
+  await forEachLimit([...patches.keys()], CHAINS_FETCHED_AT_ONCE, async (i) => {
+    found[i] = await chainOf(repo, patches[i].id, bases).catch(skipDamage);
+  });
+  const chains = found.filter((c): c is IdChain => c !== undefined);
   // In the order the newest patches lie in the packs: the levels below lie in the same order, night by
   // night, so a batch's blobs are mostly neighbours and are read in a few large reads.
   const at = (id: Buffer) => repo.blobLocation(id)!;
@@ -341,10 +346,12 @@ async function rebuildInWorkers(repo: Repository, pool: PipelinePool, patches: P
   // Two half-size batches per worker: one is read while the other is rebuilt (one each of the full
   // size left the workers waiting for the reads half of the time), in the memory one each took.
   const batchBytes = readRangeBytes / 2;
-  // Task buffers go to a worker and come back: at most one per batch in flight.
+  // Task buffers go to a worker and come back (a chain larger than a batch gets one of its own size, kept
+  // for the next such): as many as batches in flight.
   const spareBuffers: Uint8Array[] = [];
   await forEachLimit(chainBatches(repo, chains, batchBytes), 2 * oneTaskPerWorker(pool.sizing), async (batch) => {
-    const into = batch.bytes <= batchBytes ? spareBuffers.pop() ?? new Uint8Array(batchBytes) : new Uint8Array(batch.bytes);
+    const spare = spareBuffers.findIndex((b) => b.byteLength >= batch.bytes);
+    const into = spare >= 0 ? spareBuffers.splice(spare, 1)[0] : new Uint8Array(Math.max(batch.bytes, batchBytes));
     const placed = await readSealedRuns(repo, batch.blobs, into).catch(skipDamage);
     // (Blobs that cannot be read: their patches are judged one by one on this thread.)
     if (!placed) return;
@@ -352,7 +359,7 @@ async function rebuildInWorkers(repo: Repository, pool: PipelinePool, patches: P
     const stored = (id: Buffer) => ({ ...placed.get(id.toString('hex'))!, id: new Uint8Array(id) });
     const chunks = batch.chains.map((chain) => ({ id: new Uint8Array(chain[0]), root: stored(chain[chain.length - 1]), patches: chain.slice(0, -1).reverse().map(stored) }));
     const result = await pool.verifyPatched({ data: into, chunks });
-    if (into.byteLength === batchBytes && result.returned?.byteLength === batchBytes) spareBuffers.push(result.returned);
+    if (result.returned) spareBuffers.push(result.returned);
     const bad = new Set(result.bad);
     // Every level of a chain was checked against its id: each patch in it rebuilds.
     batch.chains.forEach((chain, k) => {
@@ -367,10 +374,14 @@ async function rebuildInWorkers(repo: Repository, pool: PipelinePool, patches: P
  * outside a --read-data-subset, is read from the patch here); undefined when it ends at no whole chunk
  * (a base in no index, a patch that does not say its base, deeper than a patch may be).
  */
-async function chainOf(repo: Repository, id: Buffer, baseOf: ReadonlyMap<string, string>): Promise<IdChain | undefined> {
+async function chainOf(repo: Repository, id: Buffer, baseOf: Map<string, string>): Promise<IdChain | undefined> {
   const chain = await repo.blobDependencies(id, async (patch) => {
     const known = baseOf.get(patch.toString('hex'));
-    return known ? Buffer.from(known, 'hex') : (await repo.blobDependencies(patch))[1];
+    if (known) return Buffer.from(known, 'hex');
+    // Read from the bodies down the rest of the chain: every link it learns is kept for the chains after.
+    const below = await repo.blobDependencies(patch);
+    for (let k = 0; k + 1 < below.length; k++) baseOf.set(below[k].toString('hex'), below[k + 1].toString('hex'));
+    return below[1];
   });
   const root = repo.blobLocation(chain[chain.length - 1]);
   return chain.length > 1 && root && blobType(root.typeFlags) !== BlobType.Patch ? chain : undefined;

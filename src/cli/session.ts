@@ -95,6 +95,14 @@ export function cacheDirFor(location: string): string {
  * rate limit innermost, retry around it, cache outermost. A local directory
  * gets only the rate limit, if asked.
  */
+/** The storage flags read as openBackendAt reads them: a usage error for the first that is not valid. */
+export function checkStorageOptions(opts: StorageOptions): void {
+  if (opts.limitUpload) parseRate(opts.limitUpload, '--limit-upload');
+  if (opts.limitDownload) parseRate(opts.limitDownload, '--limit-download');
+  const lockDays = opts.objectLockDays === undefined ? undefined : parseWholeNumber(opts.objectLockDays, '--object-lock-days', 1, 36500);
+  parseObjectLockMode(opts.objectLockMode, lockDays);
+}
+
 export function openBackendAt(location: string, opts: StorageOptions = {}): Backend {
   const rateLimit = {
     uploadBytesPerSec: opts.limitUpload ? parseRate(opts.limitUpload, '--limit-upload') : undefined,

@@ -11,10 +11,10 @@
 //     offsite_retention "follow" | "keep-all"; "follow": each copy, once synced, forgets by [retention]
 //                               and is pruned on prune_on's nights, so a drive does not fill over the years;
 //                               "keep-all": a copy only ever grows (an archive)
-//     object_lock_days integer  none; S3 Object Lock retention (days, 1…36500) of what the night writes to S3
-//                               (the repository and copies there; local ones cannot hold a lock);
-//                               --object-lock-days wins
-//     object_lock_mode "COMPLIANCE" | "GOVERNANCE"; "COMPLIANCE"; with object_lock_days; --object-lock-mode wins
+//     offsite_object_lock_days integer none; S3 Object Lock retention (days, 1…36500) of what the sync
+//                               writes to each offsite copy on S3 (a local copy cannot hold a lock; the
+//                               repository keeps its own: --object-lock-days, which also wins here)
+//     offsite_object_lock_mode "COMPLIANCE" | "GOVERNANCE"; "COMPLIANCE"; with offsite_object_lock_days
 //     limit_upload     string   none; bytes per second ("20M") to and from S3 all night (the repository
 //     limit_download   string   and copies there): a sync over a shared uplink; --limit-upload/-download win
 //     textfile         string   none; a Prometheus textfile-collector file, written atomically
@@ -53,15 +53,15 @@ export interface NightlyConfig {
   notifyOn: (typeof NOTIFY_ON)[number];
   workDir: string;
   tags: string[];
-  /** S3 Object Lock retention of what the night writes to S3, in days. */
-  objectLockDays?: number;
-  objectLockMode?: (typeof OBJECT_LOCK_MODES)[number];
+  /** S3 Object Lock retention of what the sync writes to the offsite copies on S3, in days. */
+  offsiteObjectLockDays?: number;
+  offsiteObjectLockMode?: (typeof OBJECT_LOCK_MODES)[number];
   /** Bandwidth caps, as written (`20M`): --limit-upload / --limit-download's reading. */
   limitUpload?: string;
   limitDownload?: string;
 }
 
-const NIGHTLY_KEYS = ['max_age', 'prune_on', 'check_read_data', 'offsite', 'offsite_retention', 'textfile', 'notify_webhook', 'notify_command', 'notify_on', 'work_dir', 'tags', 'object_lock_days', 'object_lock_mode', 'limit_upload', 'limit_download'];
+const NIGHTLY_KEYS = ['max_age', 'prune_on', 'check_read_data', 'offsite', 'offsite_retention', 'textfile', 'notify_webhook', 'notify_command', 'notify_on', 'work_dir', 'tags', 'offsite_object_lock_days', 'offsite_object_lock_mode', 'limit_upload', 'limit_download'];
 
 /** `26h`, `2d`, `90m` → ms; undefined when it is not such a duration (or zero). */
 export function parseAge(text: string): number | undefined {
@@ -125,10 +125,15 @@ class NightlyChecker extends TomlChecker {
     if (t.notify_on !== undefined) config.notifyOn = this.oneOf(t.notify_on, [...at, 'notify_on'], NOTIFY_ON);
     if (t.work_dir !== undefined) config.workDir = this.path(this.string(t.work_dir, [...at, 'work_dir']));
     if (t.tags !== undefined) config.tags = this.stringList(t.tags, [...at, 'tags']);
-    if (t.object_lock_days !== undefined) config.objectLockDays = this.integer(t.object_lock_days, [...at, 'object_lock_days'], 1, 36500);
-    if (t.object_lock_mode !== undefined) {
-      if (t.object_lock_days === undefined) this.fail([...at, 'object_lock_mode'], 'set object_lock_days too; the mode is for the retention that sets');
-      config.objectLockMode = this.oneOf(t.object_lock_mode, [...at, 'object_lock_mode'], OBJECT_LOCK_MODES);
+    if (t.offsite_object_lock_days !== undefined) config.offsiteObjectLockDays = this.integer(t.offsite_object_lock_days, [...at, 'offsite_object_lock_days'], 1, 36500);
+    if (t.offsite_object_lock_mode !== undefined) {
+      const key: KeyPath = [...at, 'offsite_object_lock_mode'];
+      if (t.offsite_object_lock_days === undefined) this.fail(key, 'set offsite_object_lock_days too; the mode is for the retention that sets');
+      // Any case, as --object-lock-mode takes it.
+      const text = this.string(t.offsite_object_lock_mode, key);
+      const mode = OBJECT_LOCK_MODES.find((m) => m === text.toUpperCase());
+      if (!mode) this.fail(key, `expected one of "COMPLIANCE", "GOVERNANCE", got ${JSON.stringify(text)}`);
+      config.offsiteObjectLockMode = mode;
     }
     if (t.limit_upload !== undefined) config.limitUpload = this.rate(t.limit_upload, [...at, 'limit_upload']);
     if (t.limit_download !== undefined) config.limitDownload = this.rate(t.limit_download, [...at, 'limit_download']);

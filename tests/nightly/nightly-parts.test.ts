@@ -167,12 +167,12 @@ describe('[nightly] in ferry.conf', () => {
     const c = parse([
       'max_age = "2d"', 'prune_on = "daily"', 'check_read_data = "10%"', 'offsite = ["/mnt/usb/ferry", "s3:https://rgw/b/p"]',
       'textfile = "/var/lib/node_exporter/ferry.prom"', 'notify_webhook = "https://hooks.example/x"', 'notify_command = ["mail", "-s", "ferry", "root"]',
-      'notify_on = "always"', 'tags = ["nightly"]', 'offsite_retention = "keep-all"', 'object_lock_days = 30', 'object_lock_mode = "GOVERNANCE"', 'limit_upload = "20M"', 'limit_download = "1.5M/s"',
+      'notify_on = "always"', 'tags = ["nightly"]', 'offsite_retention = "keep-all"', 'offsite_object_lock_days = 30', 'offsite_object_lock_mode = "governance"', 'limit_upload = "20M"', 'limit_download = "1.5M/s"',
     ].join('\n'));
     expect(c).toMatchObject({
       maxAgeMs: 48 * H, pruneOn: 'daily', checkReadDataPercent: 10, offsite: ['/mnt/usb/ferry', 's3:https://rgw/b/p'],
       textfile: '/var/lib/node_exporter/ferry.prom', notifyWebhook: 'https://hooks.example/x', notifyCommand: ['mail', '-s', 'ferry', 'root'], notifyOn: 'always', tags: ['nightly'],
-      offsiteRetention: 'keep-all', objectLockDays: 30, objectLockMode: 'GOVERNANCE', limitUpload: '20M', limitDownload: '1.5M/s',
+      offsiteRetention: 'keep-all', offsiteObjectLockDays: 30, offsiteObjectLockMode: 'GOVERNANCE', limitUpload: '20M', limitDownload: '1.5M/s',
     });
     expect(parse('check_read_data = "0%"').checkReadDataPercent).toBe(0);
   });
@@ -189,10 +189,10 @@ describe('[nightly] in ferry.conf', () => {
     ['offsite_retention = "mirror"', /ferry\.conf:3: key 'nightly\.offsite_retention': expected one of "follow", "keep-all", got "mirror"/],
     ['limit_upload = "fast"', /ferry\.conf:3: key 'nightly\.limit_upload': expected bytes per second such as "20M" or "500K", got "fast"/],
     ['limit_download = 0', /ferry\.conf:3: key 'nightly\.limit_download': expected a string/],
-    ['object_lock_days = 0', /ferry\.conf:3: key 'nightly\.object_lock_days': expected an integer from 1 to 36500, got 0/],
-    ['object_lock_days = "30"', /ferry\.conf:3: key 'nightly\.object_lock_days': expected an integer from 1 to 36500, got a string/],
-    ['object_lock_mode = "COMPLIANCE"', /ferry\.conf:3: key 'nightly\.object_lock_mode': set object_lock_days too/],
-    ['object_lock_days = 7\nobject_lock_mode = "strict"', /ferry\.conf:4: key 'nightly\.object_lock_mode': expected one of "COMPLIANCE", "GOVERNANCE", got "strict"/],
+    ['offsite_object_lock_days = 0', /ferry\.conf:3: key 'nightly\.offsite_object_lock_days': expected an integer from 1 to 36500, got 0/],
+    ['offsite_object_lock_days = "30"', /ferry\.conf:3: key 'nightly\.offsite_object_lock_days': expected an integer from 1 to 36500, got a string/],
+    ['offsite_object_lock_mode = "COMPLIANCE"', /ferry\.conf:3: key 'nightly\.offsite_object_lock_mode': set offsite_object_lock_days too/],
+    ['offsite_object_lock_days = 7\noffsite_object_lock_mode = "strict"', /ferry\.conf:4: key 'nightly\.offsite_object_lock_mode': expected one of "COMPLIANCE", "GOVERNANCE", got "strict"/],
   ])('%s is one line naming file, line and key', (body, message) => {
     let err: unknown;
     try {

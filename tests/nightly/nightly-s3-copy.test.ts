@@ -1,6 +1,6 @@
 // Offsite copies on S3 (Ceph RGW) as a scheduled night runs them, `nightly
 // --config F` and nothing more, so what they need is in [nightly]:
-// - Object Lock (object_lock_days, or --object-lock-days): the copy keeps to
+// - Object Lock (offsite_object_lock_days, or --object-lock-days): the copy keeps to
 //   [retention] as the repository does, but a restore point whose retention
 //   has not passed cannot be removed. The night goes on: the point stays, the
 //   report counts it, and the copy checks clean. The repository is a local
@@ -49,7 +49,7 @@ beforeAll(async () => {
     `work_dir = ${JSON.stringify(scratch.mkdir('work'))}`,
     'prune_on = "daily"',
     `offsite = [${JSON.stringify(copy)}]`,
-    'object_lock_days = 1', // as a scheduled night runs: `nightly --config F` and nothing more
+    'offsite_object_lock_days = 1', // as a scheduled night runs: `nightly --config F` and nothing more
   ].join('\n'));
 }, 120_000);
 
@@ -76,25 +76,32 @@ describe('nightly with an offsite copy under S3 Object Lock', () => {
     expect(await ids(copy)).toContain(secondPoint);
   });
 
-  it('refuses --object-lock-days when neither the repository nor a copy is on S3: nothing done, one line', async () => {
+  it('refuses Object Lock with nothing on S3 to lock, and bad storage flags, before any backup: nothing done, one line', async () => {
     const local = scratch.path('local-only.conf');
     fs.writeFileSync(local, fs.readFileSync(conf, 'utf8').replace(/^offsite = .*$/m, `offsite = [${JSON.stringify(scratch.path('usb-copy'))}]`));
     const withoutKey = scratch.path('local-only-no-key.conf');
-    fs.writeFileSync(withoutKey, fs.readFileSync(local, 'utf8').replace(/^object_lock_days = .*$/m, ''));
-    for (const [file, flags] of [[local, []], [withoutKey, ['--object-lock-days', '1']]] as const) {
-      const r = await ferry(['nightly', '--config', file, ...flags], { env: { ...env, FERRY_RUN_DIR: scratch.mkdir(`run-local-${flags.length}`) } });
+    fs.writeFileSync(withoutKey, fs.readFileSync(local, 'utf8').replace(/^offsite_object_lock_days = .*$/m, ''));
+    const before = await ids(repo);
+    const cases: [string, string[], string][] = [
+      [local, [], 'ferry: nothing done: [nightly] offsite_object_lock_days: no offsite copy is on S3; Object Lock applies to S3 locations only'],
+      [withoutKey, ['--object-lock-days', '1'], 'ferry: nothing done: --object-lock-days: neither the repository nor an offsite copy is on S3; Object Lock applies to S3 locations only'],
+      // With only a local repository and drive, a bad cap would otherwise be ignored; with an S3 copy it failed the sync after the backups.
+      [conf, ['--limit-upload', '10MB/sec'], "ferry: nothing done: --limit-upload: '10MB/sec' is not a rate; use bytes per second with K, M or G, e.g. 10M"],
+      [conf, ['--object-lock-mode', 'strict'], "ferry: nothing done: --object-lock-mode: 'strict' is not an Object Lock mode; use COMPLIANCE (the default: nobody can shorten or lift the lock) or GOVERNANCE (users allowed to bypass it can)"],
+    ];
+    for (const [k, [file, flags, line]] of cases.entries()) {
+      const r = await ferry(['nightly', '--config', file, ...flags], { env: { ...env, FERRY_RUN_DIR: scratch.mkdir(`run-refused-${k}`) } });
       expect(r.code, r.stderr).toBe(EXIT.usage);
-      expect(r.stderr.trim().split('\n')).toEqual([
-        'ferry: nothing done: --object-lock-days (or [nightly] object_lock_days): neither the repository nor an offsite copy is on S3; Object Lock applies to S3 locations only',
-      ]);
+      expect(r.stderr.trim().split('\n')).toEqual([line]);
     }
+    expect(await ids(repo)).toEqual(before); // no backup ran
   });
 
   it('caps the upload to an S3 copy at [nightly] limit_upload', async () => {
     const capped = s3.server.location(await s3.server.createBucket(), 'capped');
     expectSuccess(await ferry(['init', '--from', repo, '--repo', capped], { env }), 'init --from');
     const file = scratch.path('capped.conf');
-    fs.writeFileSync(file, fs.readFileSync(conf, 'utf8').replace(/^offsite = .*$/m, `offsite = [${JSON.stringify(capped)}]`).replace(/^object_lock_days = .*$/m, 'limit_upload = "1M"'));
+    fs.writeFileSync(file, fs.readFileSync(conf, 'utf8').replace(/^offsite = .*$/m, `offsite = [${JSON.stringify(capped)}]`).replace(/^offsite_object_lock_days = .*$/m, 'limit_upload = "1M"'));
     const r = await ferry(['nightly', '--config', file, '--json'], { env: { ...env, FERRY_RUN_DIR: scratch.mkdir('run-capped'), FERRY_STATE_DIR: scratch.path('state') }, timeoutMs: 300_000 });
     expect(r.code, r.stderr).toBe(0);
     const sync = (JSON.parse(r.stdout) as NightlyReport).steps.find((s) => s.step === 'sync')!;

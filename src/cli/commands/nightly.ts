@@ -5,7 +5,7 @@
 import * as os from 'node:os';
 import { Command } from 'commander';
 import { formatBytes } from '../format';
-import { useConfiguredMemoryLimit, withPool, withRepository, RepoOptions, lockOptions, openBackendAt, openRepository, whileLocked } from '../session';
+import { checkStorageOptions, useConfiguredMemoryLimit, withPool, withRepository, RepoOptions, lockOptions, openBackendAt, openRepository, whileLocked } from '../session';
 import { obtainPassword } from '../password';
 import { fleetGuests } from '../fleetGuests';
 import { backUpFleetGuests } from './backup';
@@ -64,9 +64,7 @@ export function registerNightly(program: Command): void {
         ...global,
         repo: global.repo ?? process.env.FERRY_REPO ?? config.repository,
         passwordFile: global.passwordFile ?? config.passwordFile,
-        // A scheduled night runs `nightly --config F` alone: its S3 copies' Object Lock and bandwidth caps are in the file.
-        objectLockDays: global.objectLockDays ?? (nightly.objectLockDays === undefined ? undefined : String(nightly.objectLockDays)),
-        objectLockMode: global.objectLockMode ?? nightly.objectLockMode,
+        // A scheduled night runs `nightly --config F` alone: its bandwidth caps (and its copies' Object Lock, nightlySteps) are in the file.
         limitUpload: global.limitUpload ?? nightly.limitUpload,
         limitDownload: global.limitDownload ?? nightly.limitDownload,
       };
@@ -78,7 +76,9 @@ export function registerNightly(program: Command): void {
         if (!location) throw new NightlyNotRunError(`${opts.config}: no repository; set repository = "…" in it, or pass --repo`);
         // A bad --wait-lock would fail every step: refuse it as a night where nothing could be done.
         nothingDoneUnlessSync(() => lockWaitFromOptions(global));
-        nothingDoneUnlessSync(() => requireLockableLocation(repoOptions, [location, ...nightly.offsite]));
+        // Bad storage flags or keys would fail the steps one by one, after backups ran: refused before any.
+        nothingDoneUnlessSync(() => checkStorageOptions(repoOptions));
+        nothingDoneUnlessSync(() => requireLockableLocation(repoOptions, nightly, location));
         await nothingDoneUnless(async () => (await openRepository(optionsAt(repoOptions, location))).backend.close());
         const hostLock = await nothingDoneUnless(async () => acquireHostRunLock(process.env.FERRY_RUN_DIR ?? '/run/ferry'));
         try {
@@ -171,16 +171,27 @@ function optionsAt(given: RepoOptions, location: string): RepoOptions {
   return { ...given, repo: location, objectLockDays: undefined, objectLockMode: undefined, limitUpload: undefined, limitDownload: undefined };
 }
 
-/** --object-lock-days (or -mode) with no S3 location to apply it to is a mistake, not a lock. */
-function requireLockableLocation(given: RepoOptions, locations: readonly string[]): void {
-  if ((given.objectLockDays ?? given.objectLockMode) !== undefined && !locations.some(isS3Location)) {
-    throw new UsageError('--object-lock-days (or [nightly] object_lock_days): neither the repository nor an offsite copy is on S3; Object Lock applies to S3 locations only');
+/** Object Lock with no S3 location to apply it to is a mistake, not a lock. */
+function requireLockableLocation(given: RepoOptions, nightly: NightlyConfig, location: string): void {
+  if ((given.objectLockDays ?? given.objectLockMode) !== undefined && ![location, ...nightly.offsite].some(isS3Location)) {
+    throw new UsageError('--object-lock-days: neither the repository nor an offsite copy is on S3; Object Lock applies to S3 locations only');
+  }
+  if (nightly.offsiteObjectLockDays !== undefined && !nightly.offsite.some(isS3Location)) {
+    throw new UsageError('[nightly] offsite_object_lock_days: no offsite copy is on S3; Object Lock applies to S3 locations only');
   }
 }
 
 function nightlySteps(given: RepoOptions, location: string, config: FerryConfig, nightly: NightlyConfig, verbose: boolean, progress: ProgressOutput): NightlySteps {
   /** The repository's options. */
   const ropts = optionsAt(given, location);
+  /** An offsite copy's: the repository's, with the copies' Object Lock of [nightly] unless the flags give one. */
+  const copyOptions = (target: string) =>
+    optionsAt(
+      given.objectLockDays !== undefined || nightly.offsiteObjectLockDays === undefined
+        ? given
+        : { ...given, objectLockDays: String(nightly.offsiteObjectLockDays), objectLockMode: given.objectLockMode ?? nightly.offsiteObjectLockMode },
+      target,
+    );
   const log = (line: string) => {
     if (verbose) process.stderr.write(`${new Date().toISOString()} ${line}\n`);
   };
@@ -194,7 +205,7 @@ function nightlySteps(given: RepoOptions, location: string, config: FerryConfig,
     const locks: RepositoryLock[] = [];
     let dst: FencedBackend | undefined;
     try {
-      dst = new FencedBackend(openBackendAt(target, { ...optionsAt(given, target), cache: false, rememberRetention: ropts.cache !== false }));
+      dst = new FencedBackend(openBackendAt(target, { ...copyOptions(target), cache: false, rememberRetention: ropts.cache !== false }));
       const fenced = dst;
       await checkSameIdentity(source, fenced);
       const lock = lockOptions((err) => {
@@ -281,7 +292,7 @@ function nightlySteps(given: RepoOptions, location: string, config: FerryConfig,
       if (!followsRetention()) return copied;
       // The copy keeps to the same policy, by the times of its own points (not by what the repository
       // still lists, which a repository restored from an older drive would get wrong).
-      return withRepository({ ...optionsAt(given, target), cache: false }, 'exclusive', 'nightly (offsite forget)', async (repo, lock): Promise<StepDone> => {
+      return withRepository({ ...copyOptions(target), cache: false }, 'exclusive', 'nightly (offsite forget)', async (repo, lock): Promise<StepDone> => {
         const forgot = await forgetByRetention(repo, config, ropts);
         const record = NightlyRecord.at(stateDir(ropts), target);
         const times = record.read();
