@@ -8,6 +8,7 @@ import { BlobType, blobType } from '../crypto/blobCodec';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
 import { oneTaskPerWorker } from '../workers/memoryBudget';
+import type { SealedBlobRange } from '../workers/tasks';
 import { forEachLimit } from '../concurrency/forEachLimit';
 import { NotFoundError } from '../storage/backend';
 import { ReadDataSubset, packInSubset } from './readDataSubset';
@@ -328,15 +329,17 @@ const CHAINS_FETCHED_AT_ONCE = 8;
 /** A patch's chain by id: the patch, its base, …, down to its root (a whole chunk). */
 type IdChain = Buffer[];
 
-/** The ids (hex) of every patch in the chains of `patches` that the workers rebuilt and checked level by level. */
-async function rebuildInWorkers(repo: Repository, pool: PipelinePool, patches: PatchToCheck[], baseOf: ReadonlyMap<string, string>): Promise<Set<string>> {
+/**
+ * The ids (hex) of every patch in the chains of `patches` that the workers rebuilt and checked level by level.
+ * `baseOf` (patch → base, hex) learns the bases read here (a chain into packs the pack pass did not read), so
+ * each patch body is read once.
+ */
+async function rebuildInWorkers(repo: Repository, pool: PipelinePool, patches: PatchToCheck[], baseOf: Map<string, string>): Promise<Set<string>> {
   const rebuilt = new Set<string>();
   const { readRangeBytes } = pool.sizing;
-  // Bases learnt here (a chain into packs the pack pass did not read), each patch body read once.
-  const bases = new Map(baseOf);
   const found: (IdChain | undefined)[] = new Array(patches.length);
   await forEachLimit([...patches.keys()], CHAINS_FETCHED_AT_ONCE, async (i) => {
-    found[i] = await chainOf(repo, patches[i].id, bases).catch(skipDamage);
+    found[i] = await chainOf(repo, patches[i].id, baseOf).catch(skipDamage);
   });
   const chains = found.filter((c): c is IdChain => c !== undefined);
   // In the order the newest patches lie in the packs: the levels below lie in the same order, night by
@@ -391,20 +394,20 @@ async function chainOf(repo: Repository, id: Buffer, baseOf: Map<string, string>
 function chainBatches(repo: Repository, chains: IdChain[], bytes: number): { chains: IdChain[]; blobs: Buffer[]; bytes: number }[] {
   const batches: { chains: IdChain[]; blobs: Buffer[]; bytes: number }[] = [];
   let current = { chains: [] as IdChain[], blobs: [] as Buffer[], bytes: 0 };
-  let held = new Set<string>();
+  const held = new Set<string>();
+  const storedBytes = (ids: Buffer[]) => ids.reduce((n, id) => n + repo.blobLocation(id)!.storedLength, 0);
   for (const chain of chains) {
-    const fresh = chain.filter((id) => !held.has(id.toString('hex')));
-    const size = fresh.reduce((n, id) => n + repo.blobLocation(id)!.storedLength, 0);
-    if (current.chains.length > 0 && current.bytes + size > bytes) {
+    let fresh = chain.filter((id) => !held.has(id.toString('hex')));
+    if (current.chains.length > 0 && current.bytes + storedBytes(fresh) > bytes) {
       batches.push(current);
       current = { chains: [], blobs: [], bytes: 0 };
-      held = new Set();
-      fresh.splice(0, fresh.length, ...chain);
+      held.clear();
+      fresh = chain;
     }
     for (const id of fresh) held.add(id.toString('hex'));
     current.chains.push(chain);
     current.blobs.push(...fresh);
-    current.bytes += fresh.reduce((n, id) => n + repo.blobLocation(id)!.storedLength, 0);
+    current.bytes += storedBytes(fresh);
   }
   if (current.chains.length > 0) batches.push(current);
   return batches;
@@ -414,9 +417,9 @@ function chainBatches(repo: Repository, chains: IdChain[], bytes: number): { cha
  * `blobs` as stored, laid one after another from the start of `into` (at least their stored lengths
  * together), a pack's neighbours in one read; where each lies (by hex id).
  */
-async function readSealedRuns(repo: Repository, blobs: Buffer[], into: Uint8Array): Promise<Map<string, { at: number; length: number; typeFlags: number; rawLength: number }>> {
+async function readSealedRuns(repo: Repository, blobs: Buffer[], into: Uint8Array): Promise<Map<string, Omit<SealedBlobRange, 'id'>>> {
   const located = blobs.map((id) => ({ id, loc: repo.blobLocation(id)! })).sort((a, b) => a.loc.pack - b.loc.pack || a.loc.offset - b.loc.offset);
-  const placed = new Map<string, { at: number; length: number; typeFlags: number; rawLength: number }>();
+  const placed = new Map<string, Omit<SealedBlobRange, 'id'>>();
   let at = 0;
   for (let first = 0; first < located.length; ) {
     // A run: blobs of one pack, each starting where the one before ends.

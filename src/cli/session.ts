@@ -89,28 +89,25 @@ export function cacheDirFor(location: string): string {
   return path.join(base, 'ferry', key);
 }
 
+/** The bandwidth and Object Lock flags read, or a usage error for the first that is not valid. */
+export function parseStorageOptions(opts: StorageOptions): { rateLimit: { uploadBytesPerSec?: number; downloadBytesPerSec?: number }; lockDays?: number; lockMode?: ObjectLockMode } {
+  const rateLimit = {
+    uploadBytesPerSec: opts.limitUpload ? parseRate(opts.limitUpload, '--limit-upload') : undefined,
+    downloadBytesPerSec: opts.limitDownload ? parseRate(opts.limitDownload, '--limit-download') : undefined,
+  };
+  const lockDays = opts.objectLockDays === undefined ? undefined : parseWholeNumber(opts.objectLockDays, '--object-lock-days', 1, 36500);
+  return { rateLimit, lockDays, lockMode: parseObjectLockMode(opts.objectLockMode, lockDays) };
+}
+
 /**
  * A location to a Backend, through the one factory (storage/open.ts: local
  * directory, s3:, anything else refused) and its standard stack of wrappers:
  * rate limit innermost, retry around it, cache outermost. A local directory
  * gets only the rate limit, if asked.
  */
-/** The storage flags read as openBackendAt reads them: a usage error for the first that is not valid. */
-export function checkStorageOptions(opts: StorageOptions): void {
-  if (opts.limitUpload) parseRate(opts.limitUpload, '--limit-upload');
-  if (opts.limitDownload) parseRate(opts.limitDownload, '--limit-download');
-  const lockDays = opts.objectLockDays === undefined ? undefined : parseWholeNumber(opts.objectLockDays, '--object-lock-days', 1, 36500);
-  parseObjectLockMode(opts.objectLockMode, lockDays);
-}
-
 export function openBackendAt(location: string, opts: StorageOptions = {}): Backend {
-  const rateLimit = {
-    uploadBytesPerSec: opts.limitUpload ? parseRate(opts.limitUpload, '--limit-upload') : undefined,
-    downloadBytesPerSec: opts.limitDownload ? parseRate(opts.limitDownload, '--limit-download') : undefined,
-  };
+  const { rateLimit, lockDays, lockMode } = parseStorageOptions(opts);
   const concurrency = s3Concurrency(opts);
-  const lockDays = opts.objectLockDays === undefined ? undefined : parseWholeNumber(opts.objectLockDays, '--object-lock-days', 1, 36500);
-  const lockMode = parseObjectLockMode(opts.objectLockMode, lockDays);
   const inner = openBackend(location, {
     insecureHttp: opts.insecureHttp,
     s3: {

@@ -165,4 +165,3 @@ export function copyPruneDue(pruneNight: boolean, pruneOn: PruneDay, lastPrune: 
   const last = lastPrune === undefined ? NaN : Date.parse(lastPrune);
   return !(now.getTime() - last <= 7 * 86_400_000);
 }
-

@@ -14,16 +14,17 @@ export interface OpenOptions {
   insecureHttp?: boolean;
 }
 
+/** Whether `location` names an S3 repository (`s3:…`), not a local directory. */
+export function isS3Location(location: string): boolean {
+  return location.startsWith('s3:');
+}
+
 /**
  * `s3://bucket/prefix` or `s3:http(s)://host:port/bucket/prefix` → S3Backend
  * (plain http only to this machine unless `insecureHttp`); any other string is
  * a local directory. Other URL schemes are refused rather than taken for a
  * directory named `sftp:`.
  */
-/** Whether `location` names an S3 repository (`s3:…`), not a local directory. */
-export function isS3Location(location: string): boolean {
-  return location.startsWith('s3:');
-}
 
 export function openBackend(location: string, options: OpenOptions = {}): Backend {
   if (isS3Location(location)) {

@@ -818,8 +818,7 @@ function patchScratch(which: number, length: number): Buffer {
   return patchScratches[which];
 }
 
-/** The length of the chunk a patch makes (0 when its header is unreadable: applyPatch then refuses it). */
-/** The length of the chunk an opened patch makes (0 when its header does not read). */
+/** The length of the chunk an opened patch makes (0 when its header is unreadable: applyPatch then refuses it). */
 function patchedLength(patch: Buffer): number {
   return decodePatchHeader(patch)?.length ?? 0;
 }

@@ -200,7 +200,6 @@ export interface DataRange {
   length: number;
 }
 
-/** A chunk as stored: its root chunk sealed, then the patches to lay over it in order, all in a task's `data`. */
 /** A blob as stored, in a task's buffer: where it lies and what opens it. */
 export interface SealedBlobRange extends DataRange {
   typeFlags: number;
@@ -208,6 +207,7 @@ export interface SealedBlobRange extends DataRange {
   id: Uint8Array;
 }
 
+/** A chunk as stored: its root chunk sealed, then the patches to lay over it in order, all in a task's `data`. */
 export interface SealedChain {
   root: SealedBlobRange;
   patches: DataRange[];

@@ -5,7 +5,7 @@
 import * as os from 'node:os';
 import { Command } from 'commander';
 import { formatBytes } from '../format';
-import { checkStorageOptions, useConfiguredMemoryLimit, withPool, withRepository, RepoOptions, lockOptions, openBackendAt, openRepository, whileLocked } from '../session';
+import { parseStorageOptions, useConfiguredMemoryLimit, withPool, withRepository, RepoOptions, lockOptions, openBackendAt, openRepository, whileLocked } from '../session';
 import { obtainPassword } from '../password';
 import { fleetGuests } from '../fleetGuests';
 import { backUpFleetGuests } from './backup';
@@ -77,7 +77,7 @@ export function registerNightly(program: Command): void {
         // A bad --wait-lock would fail every step: refuse it as a night where nothing could be done.
         nothingDoneUnlessSync(() => lockWaitFromOptions(global));
         // Bad storage flags or keys would fail the steps one by one, after backups ran: refused before any.
-        nothingDoneUnlessSync(() => checkStorageOptions(repoOptions));
+        nothingDoneUnlessSync(() => parseStorageOptions(repoOptions));
         nothingDoneUnlessSync(() => requireLockableLocation(repoOptions, nightly, location));
         await nothingDoneUnless(async () => (await openRepository(optionsAt(repoOptions, location))).backend.close());
         const hostLock = await nothingDoneUnless(async () => acquireHostRunLock(process.env.FERRY_RUN_DIR ?? '/run/ferry'));
