@@ -201,13 +201,16 @@ async function planOnce(
   rewriting: ReadonlySet<string>,
 ): Promise<PrunePlan> {
   const byName = [...packs].sort((a, b) => (a.packId < b.packId ? -1 : a.packId > b.packId ? 1 : 0));
-  // A live blob stored twice counts for the first pack in name order only, so that of two
-  // copies of the same blobs (an interrupted prune's new pack beside its source) one goes.
-  const owner = new Map<string, PackContents>();
+  // A live blob stored twice counts for one pack only, so that of two copies of the same blobs (an
+  // interrupted prune's new pack beside its source) one goes: the first in name order holding it
+  // whole, else the first holding it at all (a whole copy is the one readers read: isWhole).
+  const owner = new Map<string, { pack: PackContents; whole: boolean }>();
   for (const pack of byName) {
     for (const e of pack.entries) {
       const hex = e.id.toString('hex');
-      if (live.has(hex) && !rewriting.has(hex) && !owner.has(hex)) owner.set(hex, pack);
+      if (!live.has(hex) || rewriting.has(hex)) continue;
+      const held = owner.get(hex);
+      if (!held || (!held.whole && isWhole(e))) owner.set(hex, { pack, whole: isWhole(e) });
     }
   }
   const whole: PackContents[] = [];
@@ -221,28 +224,33 @@ async function planOnce(
       if (seen.has(hex)) continue;
       seen.add(hex);
       blobBytes += e.storedLength;
-      if (owner.get(hex) === pack) liveBytes += e.storedLength;
+      if (owner.get(hex)?.pack === pack) liveBytes += e.storedLength;
     }
     // The share is of the blobs' bytes, not the file's, so a pack that is all live counts 1 whatever its header takes.
     if (keepWhole.has(pack) || (liveBytes > 0 && liveBytes >= opts.repackBelow * blobBytes)) whole.push(pack);
     else others.push(pack);
   }
 
-  // Rule 5: a blob's kept copy is in a pack that stays whole if there is one, else in the first in name order.
+  // Rule 5: a blob's kept copy is in a pack that stays whole if there is one, else in the first in name
+  // order; and a blob stored whole anywhere keeps a whole copy, beside any patch copy a pack kept whole
+  // holds (readers read the whole one, and later patches were sized on it: FORMAT.md, "Copies of one blob").
   const kept = new Set<string>();
+  const keptWhole = new Set<string>();
   const patchesToFollow: Array<{ pack: PackContents; entry: PackEntry; need: Need }> = [];
   for (const pack of whole) {
     for (const entry of pack.entries) {
       const hex = entry.id.toString('hex');
       kept.add(hex);
-      if (blobType(entry.typeFlags) === BlobType.Patch) patchesToFollow.push({ pack, entry, need: live.has(hex) ? 'restore-point' : 'stored-patch' });
+      if (isWhole(entry)) keptWhole.add(hex);
+      else patchesToFollow.push({ pack, entry, need: live.has(hex) ? 'restore-point' : 'stored-patch' });
     }
   }
   const firstCopy = new Map<string, { pack: PackContents; entry: PackEntry }>();
   for (const pack of others) {
     for (const entry of pack.entries) {
       const hex = entry.id.toString('hex');
-      if (!firstCopy.has(hex)) firstCopy.set(hex, { pack, entry });
+      const held = firstCopy.get(hex);
+      if (!held || (!isWhole(held.entry) && isWhole(entry))) firstCopy.set(hex, { pack, entry });
     }
   }
   const copies = new Map<PackContents, PackEntry[]>();
@@ -250,13 +258,15 @@ async function planOnce(
   const missingDeadBases = new Set<string>();
   const require = (hex: string, need: Need) => {
     // A patch being rewritten is stored anew, whole: none of its copies is needed (one in a pack kept whole stays, above).
-    if (kept.has(hex) || rewriting.has(hex)) return;
+    if (keptWhole.has(hex) || rewriting.has(hex)) return;
     const copy = firstCopy.get(hex);
+    if (kept.has(hex) && !(copy && isWhole(copy.entry))) return;
     if (!copy) {
       (need === 'restore-point' ? missing : missingDeadBases).add(hex);
       return;
     }
     kept.add(hex);
+    if (isWhole(copy.entry)) keptWhole.add(hex);
     let list = copies.get(copy.pack);
     if (!list) copies.set(copy.pack, (list = []));
     list.push(copy.entry);
@@ -285,4 +295,9 @@ async function planOnce(
     else remove.push(pack);
   }
   return { keep: whole, deferred: [], repack, remove, missing: [...missing], missingDeadBases: [...missingDeadBases], rewrite: [] };
+}
+
+/** A whole copy (a chunk or region map), not a page patch. */
+function isWhole(entry: PackEntry): boolean {
+  return blobType(entry.typeFlags) !== BlobType.Patch;
 }

@@ -160,10 +160,10 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
     if (!header) unreadablePacks.push(packId);
     else unindexed.push({ packId, size, entries: header.filter((e) => blobType(e.typeFlags) !== BlobType.Patch) });
   }
-  // What the live set is read through: the copies index files name, as readers load them; an unindexed
-  // pack's blobs only fill gaps (so the walk below follows the chains restore follows).
-  for (const p of packs) repo.addPackEntries(p.packId, [...p.entries]);
-  for (const p of unindexed) repo.addPackEntries(p.packId, p.entries.filter((e) => !repo.blobLocation(e.id)));
+  // What the live set is read through: the copies index files name, as readers load them (a whole copy
+  // before a patch); an unindexed pack's blobs only fill gaps (so the walk below follows the chains restore follows).
+  for (const p of packs) repo.addPackEntries(p.packId, p.entries);
+  for (const p of unindexed) repo.addPackEntries(p.packId, p.entries, { fillGaps: true });
   packs.push(...unindexed);
 
   step('finding live blobs');

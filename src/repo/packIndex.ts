@@ -52,12 +52,20 @@ export class PackIndex {
     return this.packNumbers.has(packId);
   }
 
-  addPackEntries(packId: string, entries: PackEntry[]): void {
+  /**
+   * Record a pack's blobs. Of two copies of one blob, a whole one is read rather than a page patch,
+   * whichever comes first (FORMAT.md, "Copies of one blob": a backup sizes its patch chains by the copy
+   * it reads, so every reader must read the same one); between two copies of one kind the later wins.
+   * With `fillGaps` (an orphan pack's blobs) only ids not yet indexed are taken: see indexOrphanPacks.
+   */
+  addPackEntries(packId: string, entries: readonly PackEntry[], opts: { fillGaps?: boolean } = {}): void {
     const pack = this.packNumber(packId);
     let end = this.packEnds[pack] ?? 0;
     for (const e of entries) {
-      this.index.set(e.id, { pack, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags });
       end = Math.max(end, e.offset + e.storedLength);
+      const held = this.blobLocation(e.id);
+      if (held && (opts.fillGaps || (blobType(held.typeFlags) !== BlobType.Patch && blobType(e.typeFlags) === BlobType.Patch))) continue;
+      this.index.set(e.id, { pack, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags });
     }
     this.packEnds[pack] = end;
   }
@@ -145,7 +153,7 @@ export class PackIndex {
       if (keep === 'index-file') await this.writeIndexFile(orphans);
       // Index files come first: an unindexed copy (an interrupted prune's new pack) only fills gaps,
       // so restore points keep reading the copies their index names and check does not call the orphans needed.
-      for (const p of orphans) this.addPackEntries(p.packId, p.entries.filter((e) => !this.blobLocation(e.id)));
+      for (const p of orphans) this.addPackEntries(p.packId, p.entries, { fillGaps: true });
     }
     return { indexed: orphans.length, unreadable };
   }

@@ -170,8 +170,9 @@ export class Repository {
     return this.packs.hasPack(packId);
   }
 
-  addPackEntries(packId: string, entries: PackEntry[]): void {
-    this.packs.addPackEntries(packId, entries);
+  /** See PackIndex.addPackEntries: a whole copy is read rather than a page patch. */
+  addPackEntries(packId: string, entries: readonly PackEntry[], opts: { fillGaps?: boolean } = {}): void {
+    this.packs.addPackEntries(packId, entries, opts);
   }
 
   /** Load every index file. Damaged ones are reported through `onDamaged` and skipped. */

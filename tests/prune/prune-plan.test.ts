@@ -54,6 +54,32 @@ describe('planPrune', () => {
     expect(names(plan.remove)).toEqual(['bb']);
   });
 
+  it('of a chunk stored whole and as a page patch (a prune killed after storing a chain whole), keeps the whole copy', async () => {
+    // Readers read the whole copy and later patches were sized on it (FORMAT.md, "Copies of one blob"): dropping
+    // it for the patch copy would make their chains deeper than the limit. Packs aa and bb are both repacked.
+    const packs = [pack('aa', [['x', 5, PATCH], ['dead', 95]]), pack('bb', [['x', 20], ['dead2', 80]])];
+    const asked: string[] = [];
+    const readBase = async (p: PackContents, e: PackEntry): Promise<Buffer> => {
+      asked.push(p.packId);
+      return id('base');
+    };
+    const plan = await planPrune(packs, new Set([hex('x')]), { repackBelow: 0.5, readBase });
+    expect(plan.repack.map((r) => [r.pack.packId, r.copy.map((e) => [e.id.toString('hex'), e.typeFlags])])).toEqual([['bb', [[hex('x'), CHUNK]]]]);
+    expect(names(plan.remove)).toEqual(['aa']);
+    expect(asked, 'no patch copy is kept, so no base is followed').toEqual([]);
+  });
+
+  it('a chunk whose page patch stays in a pack kept whole also keeps its whole copy, and the patch its base', async () => {
+    const packs = [pack('aa', [['x', 5, PATCH], ['big', 95]]), pack('bb', [['x', 20], ['dead', 80]]), pack('cc', [['base', 20], ['dead2', 80]])];
+    const readBase = async (): Promise<Buffer> => id('base');
+    const plan = await planPrune(packs, new Set([hex('x'), hex('big')]), { repackBelow: 0.5, readBase });
+    expect(names(plan.keep)).toEqual(['aa']);
+    expect(plan.repack.map((r) => [r.pack.packId, r.copy.map((e) => e.id.toString('hex'))])).toEqual([
+      ['bb', [hex('x')]],
+      ['cc', [hex('base')]],
+    ]);
+  });
+
   it('every patch that stays stored keeps its base, read from that copy, also a dead patch in a kept pack', async () => {
     // Pack aa stays whole (live 'big'); its dead patch 'p' names base 'b', which is in dropped pack cc.
     const packs = [pack('aa', [['big', 100], ['p', 5, PATCH]]), pack('cc', [['b', 50], ['junk', 500]])];

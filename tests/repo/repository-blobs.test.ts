@@ -38,3 +38,29 @@ describe('Repository blob API', () => {
     expect(seen).toEqual([100]);
   });
 });
+
+describe('copies of one blob in several packs', () => {
+  const entry = (id: Buffer, typeFlags: number) => ({ id, typeFlags, offset: 0, storedLength: 10, rawLength: 10 });
+
+  it('reads a whole copy rather than a page patch, whichever pack is recorded first (FORMAT.md, "Copies of one blob")', () => {
+    // A backup sizes a new patch's chain by the copy it reads: if a later reader took the patch copy, that chain
+    // would be deeper than the backup counted. Index files load in listing order, so the order must not matter.
+    const patchFirst = randomBytes(32);
+    const wholeFirst = randomBytes(32);
+    repo.addPackEntries('a'.repeat(64), [entry(patchFirst, BlobType.Patch), entry(wholeFirst, BlobType.Data)]);
+    repo.addPackEntries('b'.repeat(64), [entry(patchFirst, BlobType.Data), entry(wholeFirst, BlobType.Patch)]);
+    expect(repo.blobLocation(patchFirst)?.typeFlags).toBe(BlobType.Data);
+    expect(repo.blobLocation(wholeFirst)?.typeFlags).toBe(BlobType.Data);
+    expect(repo.packIds[repo.blobLocation(patchFirst)!.pack]).toBe('b'.repeat(64));
+    expect(repo.packIds[repo.blobLocation(wholeFirst)!.pack]).toBe('a'.repeat(64));
+  });
+
+  it("takes an orphan pack's copy only where no index file names the blob", () => {
+    const named = randomBytes(32);
+    const unnamed = randomBytes(32);
+    repo.addPackEntries('c'.repeat(64), [entry(named, BlobType.Patch)]);
+    repo.addPackEntries('d'.repeat(64), [entry(named, BlobType.Data), entry(unnamed, BlobType.Data)], { fillGaps: true });
+    expect(repo.packIds[repo.blobLocation(named)!.pack]).toBe('c'.repeat(64));
+    expect(repo.packIds[repo.blobLocation(unnamed)!.pack]).toBe('d'.repeat(64));
+  });
+});
