@@ -294,6 +294,14 @@ export function memoryBudgetBytes(): number | undefined {
   return memoryBudget;
 }
 
+/**
+ * For a command that will run a worker pool: start its threads now, before the repository
+ * is opened, so they load while the key is derived and the index read (PipelinePool.startEarly).
+ */
+export function startWorkersEarly(): void {
+  PipelinePool.startEarly(workerThreads(), memoryBudget);
+}
+
 /** Run with a worker pool that is always torn down, sized by the memory budget. */
 export async function withPool<T>(repo: Repository, body: (pool: PipelinePool) => Promise<T>): Promise<T> {
   const pool = new PipelinePool(repo.keys, repo.settings, workerThreads(), memoryBudget);

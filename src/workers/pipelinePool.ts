@@ -14,7 +14,8 @@ import {
 } from './tasks';
 import { PipelineSizing, pipelineSizing } from './memoryBudget';
 import { FreshChunkDesk, serveFreshChunks } from './freshChunkChannel';
-import { TaskName, WorkerState, runInProcess, workerState } from './pipelineWorker';
+import { PoolWorkerData, TaskName, WorkerState, runInProcess, workerState } from './pipelineWorker';
+import { WorkerSetupSlot } from './workerSetupSlot';
 
 /** Room in a sealed-output buffer beyond its batch's plaintext: seal overhead and patch headers of its blobs. */
 const SEAL_OUTPUT_SLACK = 256 * 1024;
@@ -70,21 +71,28 @@ export class PipelinePool {
       // On the main thread a scan's reads would wait for its own event loop: nothing to overlap.
       readAhead: this.sizing.placement === 'worker-threads',
     };
+    const started = takeEarlyWorkers(this.sizing.placement === 'worker-threads' ? count : 0);
     if (this.sizing.placement === 'main-thread') {
       this.inProcess = workerState(setup);
       this.collectGarbage = explicitGarbageCollector();
       return;
     }
-    this.pool = new Piscina({
-      filename: compiledScript('workers/pipelineWorker'),
-      workerData: setup,
-      minThreads: count,
-      maxThreads: count,
-      idleTimeout: 60_000,
-      // A worker's JavaScript allocates little (offsets, ids): a small young generation saves
-      // ~5 MiB per worker over V8's default (16 MiB semi-spaces) at no measurable CPU cost.
-      resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MIB },
-    });
+    const workers = started ?? startWorkers(count);
+    workers.slot.post(setup);
+    this.pool = workers.pool;
+  }
+
+  /**
+   * Start the worker threads of the next pool now, before the repository is unlocked: they load
+   * their modules (~0.15-0.3 s each) while the main thread derives the key and loads the index,
+   * and the pool made next takes them. Sized as that pool will be (same threads and budget);
+   * if it is not, it starts its own and these are let go.
+   */
+  static startEarly(threads?: number, budgetBytes?: number): void {
+    const { placement, threads: count } = pipelineSizing({ budgetBytes, cores: os.availableParallelism(), threads });
+    if (placement === 'main-thread' || early?.threads === count) return;
+    early?.pool.destroy().catch(() => undefined); // idle threads that never ran a task: nothing to report
+    early = startWorkers(count);
   }
 
   scanRegion(task: ScanRegionTask): Promise<ScanRegionResult> {
@@ -176,6 +184,41 @@ export class PipelinePool {
   async close(): Promise<void> {
     await this.pool?.destroy();
   }
+}
+
+/** Worker threads and the slot their setup will be posted in. */
+interface StartedWorkers {
+  pool: Piscina;
+  slot: WorkerSetupSlot;
+  threads: number;
+}
+
+/** Workers started by PipelinePool.startEarly, not yet taken by a pool. */
+let early: StartedWorkers | undefined;
+
+function startWorkers(threads: number): StartedWorkers {
+  const slot = new WorkerSetupSlot();
+  const workerData: PoolWorkerData = { setupSlot: slot.shared };
+  const pool = new Piscina({
+    filename: compiledScript('workers/pipelineWorker'),
+    workerData,
+    minThreads: threads,
+    maxThreads: threads,
+    idleTimeout: 60_000,
+    // A worker's JavaScript allocates little (offsets, ids): a small young generation saves
+    // ~5 MiB per worker over V8's default (16 MiB semi-spaces) at no measurable CPU cost.
+    resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MIB },
+  });
+  return { pool, slot, threads };
+}
+
+/** The early workers if they are `threads` many (0: none wanted); others are let go. */
+function takeEarlyWorkers(threads: number): StartedWorkers | undefined {
+  const taken = early;
+  early = undefined;
+  if (taken && taken.threads === threads) return taken;
+  taken?.pool.destroy().catch(() => undefined); // as in startEarly
+  return undefined;
 }
 
 /** The transfer list of a sealing task: its bases' buffer and its recycled output buffer, those it has. */

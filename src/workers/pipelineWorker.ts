@@ -23,6 +23,7 @@ import {
   PackChunksTask, PatchBases, ScanAndSealResult, ScanAndSealTask, ScanRegionResult, ScanRegionTask, SealChangedTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
   WritePatchedTask, SealedBlobRange, SealedChain, VerifyPatchedTask,
 } from './tasks';
+import { WorkerSetupSlot } from './workerSetupSlot';
 
 /**
  * What a direct read of a chunk takes beyond its length: its place in the
@@ -61,8 +62,20 @@ export function workerState(setup: WorkerSetup): WorkerState {
   };
 }
 
-/** This thread's state: a worker's from its workerData; on the main thread, the in-process pool's, set per call. */
-let state: WorkerState = workerData ? workerState(workerData as WorkerSetup) : (undefined as unknown as WorkerState);
+/** What a pool gives its worker threads: where their setup is posted, maybe after they start (workerSetupSlot.ts). */
+export interface PoolWorkerData {
+  setupSlot: SharedArrayBuffer;
+}
+
+const setupSlot = workerData ? new WorkerSetupSlot((workerData as PoolWorkerData).setupSlot) : undefined;
+
+/** This thread's state: a worker's, made on its first task; on the main thread, the in-process pool's, set per call. */
+let state: WorkerState = undefined as unknown as WorkerState;
+
+/** A worker thread's first task makes its state from the setup its pool posted before sending the task. */
+function ready(): void {
+  if (setupSlot && state === undefined) state = workerState(setupSlot.take());
+}
 
 /**
  * A region's bytes as a scan sees them (its data extents read from the image,
@@ -156,6 +169,7 @@ class RegionWindow {
  * every zero run first (tests/workers/scan-window.test.ts).
  */
 export function scanRegion(task: ScanRegionTask): Promise<ScanRegionResult> {
+  ready();
   return scanChunks(task);
 }
 
@@ -167,6 +181,7 @@ export function scanRegion(task: ScanRegionTask): Promise<ScanRegionResult> {
  * map before). Each new byte is read once, not again by a packChunks task.
  */
 export async function scanAndSealRegion(task: ScanAndSealTask): Promise<ScanAndSealResult> {
+  ready();
   const client = new FreshChunkClient(task.channel);
   const aside = task.basesFollow ? new FreshChunksAside() : undefined;
   let result: ScanRegionResult;
@@ -404,6 +419,7 @@ class SealedCollector {
 const BLOB_SLACK = 256;
 
 export function packChunks(task: PackChunksTask): unknown {
+  ready();
   const image = ImageReader.open(task.path, task.regionStart + (task.offsets[0] ?? 0));
   const sealed = new SealedCollector(task.lengths.reduce((n, l) => n + l, 0), task.lengths.length, task.recycled);
   const bases = task.bases ? new BaseChunks(task.bases, windowTailScratches()) : undefined;
@@ -476,6 +492,7 @@ class BaseChunks {
 }
 
 export function sealChanged(task: SealChangedTask): unknown {
+  ready();
   const window = state.window;
   const total = task.spans.reduce((n, s) => n + s.end - s.start, 0);
   // The batch's bytes go into the window's first half; copies of its old chunks rebuilt from the
@@ -604,6 +621,7 @@ function sealChangedSpans(
 }
 
 export async function writeBlobs(task: WriteBlobsTask): Promise<unknown> {
+  ready();
   const result: WriteBlobsResult = { bad: [], writtenBytes: 0 };
   const failed = (err: unknown) => {
     const e = err as NodeJS.ErrnoException;
@@ -688,6 +706,7 @@ function withBufferBack(result: WriteBlobsResult, data: Uint8Array): unknown {
 
 /** Rebuild page-patched chunks (decrypt and decompress the root, lay the patches over it), check and write them. */
 export function writePatched(task: WritePatchedTask): unknown {
+  ready();
   const result: WriteBlobsResult = { bad: [], writtenBytes: 0 };
   const data = Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength);
   const fd = fs.openSync(task.targetPath, 'r+');
@@ -717,6 +736,7 @@ export function writePatched(task: WritePatchedTask): unknown {
 
 /** check --read-data: the chains that do not rebuild, level by level (rebuildCheckingEveryLevel). */
 export function verifyPatched(task: VerifyPatchedTask): unknown {
+  ready();
   const result: WriteBlobsResult = { bad: [], writtenBytes: 0 };
   const data = Buffer.from(task.data.buffer, task.data.byteOffset, task.data.byteLength);
   task.chunks.forEach((c, i) => {

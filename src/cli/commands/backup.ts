@@ -4,7 +4,7 @@ import { repeatable } from '../options';
 import { backupGuest, imageBackupRequest, withPreviousDisks } from '../../backup/guestBackup';
 import { backupFleet, GuestOutcome } from '../../backup/fleetBackup';
 import { Repository } from '../../repo/repository';
-import { loadOptionalConfig, withPool, withRepository, RepoOptions, warnDamagedIndex } from '../session';
+import { loadOptionalConfig, withPool, startWorkersEarly, withRepository, RepoOptions, warnDamagedIndex } from '../session';
 import { withSignalCleanup } from '../signals';
 import { withFlagNames } from '../flagNames';
 import { ProgressBoard, type ProgressFlags, ProgressLine, type ProgressOutput, dedupeField, noProgress, progressOutput } from '../progress';
@@ -79,6 +79,7 @@ export function registerBackup(program: Command): void {
         ...(time === undefined ? {} : { time }),
       }));
       await withRepository(ropts, 'shared', 'backup', async (repo, lock) => {
+        startWorkersEarly();
         const resumed = await prepareIndex(repo, opts.json);
         const listing = await repo.listAllRestorePoints();
         const seen = reviewListing(repo, ropts, listing);
@@ -177,6 +178,7 @@ export async function backUpFleetGuests(setup: Awaited<ReturnType<typeof fleetGu
   // Log lines go above the progress row on a terminal.
   const log = (line: string) => board.above(() => run.log(line));
   return withRepository(repoOptions, 'shared', run.command, async (repo, lock) => {
+    startWorkersEarly();
     await prepareIndex(repo, run.quietIndex);
     const listing = await repo.listAllRestorePoints();
     const seen = reviewListing(repo, repoOptions, listing);

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { withPool, withRepository, RepoOptions } from '../session';
+import { withPool, startWorkersEarly, withRepository, RepoOptions } from '../session';
 import { CheckDepth, checkRepository } from '../../check/repositoryCheck';
 import { DamageFoundError, UsageError } from '../../errors';
 import { ReadDataCursor, badSubsetSpec, parseSubsetSpec, subsetForRun } from '../../check/readDataSubset';
@@ -26,6 +26,7 @@ export function registerCheck(program: Command): void {
       if (opts.readDataSubset !== undefined && !spec) throw badSubsetSpec('--read-data-subset', opts.readDataSubset);
       // No local cache: check judges the repository, not what this host kept of it.
       await withRepository({ ...global, cache: false }, 'shared', 'check', async (repo) => {
+        startWorkersEarly();
         const cursor = ReadDataCursor.at(stateDir(global), repo.repositoryId);
         const subset = spec ? subsetForRun(spec, cursor) : undefined;
         const depth: CheckDepth = subset ? { readDataSubset: subset } : opts.readData ? 'read-data' : 'structure';

@@ -13,7 +13,7 @@ import { ExecFileCommandRunner } from '../../hypervisor/commandRunner';
 import { formatBytes, formatDuration, table } from '../format';
 import { repeatable } from '../options';
 import { reviewListing } from '../restorePointRecord';
-import { type RepoOptions, loadIndexForReading, loadOptionalConfig, withPool, withRepository } from '../session';
+import { type RepoOptions, loadIndexForReading, loadOptionalConfig, withPool, startWorkersEarly, withRepository } from '../session';
 
 interface DrillCliOptions {
   guest: string[];
@@ -45,6 +45,7 @@ export function registerDrill(program: Command): void {
       const say = (line: string) => { if (!opts.json) process.stderr.write(`${line}\n`); };
 
       const results = await withRepository(ropts, 'shared', 'drill', async (repo) => {
+        startWorkersEarly();
         await loadIndexForReading(repo);
         const listing = await repo.listAllRestorePoints();
         const seen = reviewListing(repo, ropts, listing, { warnDamaged: false });

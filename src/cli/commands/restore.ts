@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { loadIndexForReading, withPool, withRepository, RepoOptions } from '../session';
+import { loadIndexForReading, withPool, startWorkersEarly, withRepository, RepoOptions } from '../session';
 import { RESTORE_TARGET, restoreDiskTo, restoreToDirectory, RestoredFile } from '../../restore/guestRestore';
 import { withFlagNames } from '../flagNames';
 import { type ProgressFlags, ProgressLine, progressOutput } from '../progress';
@@ -50,6 +50,7 @@ export function registerRestore(program: Command): void {
       const ropts = cmd.optsWithGlobals() as RepoOptions & ProgressFlags;
       if (opts.all) checkAllOptions(ref, opts);
       await withRepository(ropts, 'shared', 'restore', async (repo) => {
+        startWorkersEarly();
         await loadIndexForReading(repo);
         if (opts.all) return restoreEveryGuest(repo, ropts, opts, mode);
         // `latest` is only as true as the listing: say when points this host saw are gone.

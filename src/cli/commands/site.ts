@@ -7,7 +7,7 @@ import { repeatable } from '../options';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { stateDir } from '../restorePointRecord';
-import { loadIndexForReading, loadOptionalConfig, withPool, withRepository, RepoOptions } from '../session';
+import { loadIndexForReading, loadOptionalConfig, withPool, startWorkersEarly, withRepository, RepoOptions } from '../session';
 import { formatBytes, table } from '../format';
 import { writeFileAtomically } from '../../restore/atomicFile';
 import { DoesNotFitError, FleetFailedError, InputError, UsageError, describeSystemError } from '../../errors';
@@ -121,6 +121,7 @@ function registerSiteRestore(site: Command): void {
       // --pull hands the passphrase on to each host: asked for once, here.
       const passphrase = opts.pull ? await obtainPassword(ropts) : undefined;
       await withRepository(passphrase ? { ...ropts, passphrase } : ropts, 'shared', 'site restore', async (repo) => {
+        startWorkersEarly();
         const plan = planned ?? (await planForRestore(repo, hosts, opts, path.join(stateDir(ropts), 'site-restore', 'plans'), (line) => console.error(line)));
         await loadIndexForReading(repo);
         // A row per host with guests in the plan, in the hosts file's order.

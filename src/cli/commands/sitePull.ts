@@ -13,7 +13,7 @@ import { type GuestRestoreReport, restoreSite } from '../../site/siteRestore';
 import { StartJournal } from '../../site/siteBoot';
 import { PULL_REPORT_FORMAT, type PullSettings, holdHostRunLock, parsePullRequest, pullHost, readRequestLine } from '../../site/pulledRestore';
 import { stateDir } from '../restorePointRecord';
-import { type RepoOptions, loadIndexForReading, withPool, withRepository } from '../session';
+import { type RepoOptions, loadIndexForReading, withPool, startWorkersEarly, withRepository } from '../session';
 
 /** How long a re-run on a host waits for the run of a killed controller to notice and stop. */
 const WAIT_FOR_EARLIER_RUN_MS = 60_000;
@@ -69,6 +69,7 @@ export function registerSiteRestoreLocal(site: Command): void {
 
 async function restoreHere(request: ReturnType<typeof parsePullRequest>, ropts: RepoOptions, journalDir: string, local: CommandRunner): Promise<GuestRestoreReport[]> {
   return withRepository(ropts, 'shared', 'site restore-local', async (repo) => {
+    startWorkersEarly();
     if (repo.repositoryId.toString('hex') !== request.repositoryId) {
       throw new InputError(`${repo.location}, as host ${request.host.name} reaches it, is another repository than the controller's; set repository = "…" for ${request.host.name} in the hosts file to where it reaches that one`);
     }
