@@ -252,7 +252,7 @@ export class DiskBackup {
     } finally {
       release();
     }
-    this.buffers.keep(this.buffers.spareBases, result.returnedBases);
+    this.buffers.keepBases(result.returnedBases);
     if (result.damagedBase !== undefined) throw this.damagedBase(batch.olds[result.damagedBase].id);
     progress.readBytes += result.readBytes;
     for (let i = 0; i < result.offsets.length; i++) {
@@ -266,7 +266,7 @@ export class DiskBackup {
         sealed: result.data.subarray(result.starts[i], result.starts[i + 1]),
       });
     }
-    this.buffers.keep(this.buffers.spareOutputs, result.data);
+    this.buffers.keepOutput(result.data);
   }
 
   /** Run one region's work in a slot shared with every disk backup on the pool (backupBuffers.ts). */
@@ -338,7 +338,7 @@ export class DiskBackup {
           }
           return this.patchBases(entries, chunks);
         },
-        basesReturned: (carrier: Uint8Array) => this.buffers.keep(this.buffers.spareBases, carrier),
+        basesReturned: (carrier: Uint8Array) => this.buffers.keepBases(carrier),
       }),
     };
     let scan: ScanAndSealResult;
@@ -366,7 +366,7 @@ export class DiskBackup {
         sealed: blobs.data.subarray(blobs.starts[i], blobs.starts[i + 1]),
       });
     }
-    this.buffers.keep(this.buffers.spareOutputs, blobs.data);
+    this.buffers.keepOutput(blobs.data);
   }
 
   /**
@@ -412,7 +412,7 @@ export class DiskBackup {
       } finally {
         release?.();
       }
-      this.buffers.keep(this.buffers.spareBases, sealed.returnedBases);
+      this.buffers.keepBases(sealed.returnedBases);
       if (sealed.damagedBase !== undefined) throw this.damagedBase(Buffer.from(bases!.ids.subarray(sealed.damagedBase * 32, sealed.damagedBase * 32 + 32)));
       await this.packSealed(sealed, (i) => batch.ids[i]);
     }
