@@ -48,6 +48,8 @@ export class PipelinePool {
   private inProcessQueue: Promise<unknown> = Promise.resolve();
   readonly threads: number;
   readonly sizing: PipelineSizing;
+  /** The pool runs on the threads PipelinePool.startEarly started. */
+  readonly startedEarly: boolean;
 
   /**
    * Workers get only what sealing and opening blobs needs: the keys and the chunker/region/compression settings.
@@ -72,6 +74,7 @@ export class PipelinePool {
       readAhead: this.sizing.placement === 'worker-threads',
     };
     const started = takeEarlyWorkers(this.sizing.placement === 'worker-threads' ? count : 0);
+    this.startedEarly = started !== undefined;
     if (this.sizing.placement === 'main-thread') {
       this.inProcess = workerState(setup);
       this.collectGarbage = explicitGarbageCollector();
