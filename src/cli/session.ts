@@ -295,8 +295,9 @@ export function memoryBudgetBytes(): number | undefined {
 }
 
 /**
- * For a command that will run a worker pool: start its threads now, before the repository
- * is opened, so they load while the key is derived and the index read (PipelinePool.startEarly).
+ * For a command that will run a worker pool, called once the repository is unlocked: start
+ * the pool's threads now, so they load while the index is read (PipelinePool.startEarly).
+ * Not before the unlock: Argon2id's 64 MiB and two loading isolates at once raise the peak.
  */
 export function startWorkersEarly(): void {
   PipelinePool.startEarly(workerThreads(), memoryBudget);

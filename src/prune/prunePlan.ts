@@ -236,13 +236,16 @@ async function planOnce(
   // holds (readers read the whole one, and later patches were sized on it: FORMAT.md, "Copies of one blob").
   const kept = new Set<string>();
   const keptWhole = new Set<string>();
+  const storedWhole = new Set<string>();
+  for (const pack of packs) for (const e of pack.entries) if (isWhole(e)) storedWhole.add(e.id.toString('hex'));
   const patchesToFollow: Array<{ pack: PackContents; entry: PackEntry; need: Need }> = [];
   for (const pack of whole) {
     for (const entry of pack.entries) {
       const hex = entry.id.toString('hex');
       kept.add(hex);
       if (isWhole(entry)) keptWhole.add(hex);
-      else patchesToFollow.push({ pack, entry, need: live.has(hex) ? 'restore-point' : 'stored-patch' });
+      // Restore reads a chunk's whole copy where there is one (kept below): then this patch copy is only stored.
+      else patchesToFollow.push({ pack, entry, need: live.has(hex) && !storedWhole.has(hex) ? 'restore-point' : 'stored-patch' });
     }
   }
   const firstCopy = new Map<string, { pack: PackContents; entry: PackEntry }>();

@@ -75,6 +75,14 @@ export class ChunkIndex {
     };
   }
 
+  /** The typeFlags of a stored blob (undefined when absent or only claimed): get() without making a location. */
+  storedTypeFlags(id: Uint8Array): number | undefined {
+    const at = this.find(id);
+    if (at < 0) return undefined;
+    const s = this.tables[id[0]].slots;
+    return s.readUInt32LE(at + 32) === PENDING_PACK ? undefined : s[at + 31];
+  }
+
   /** Insert or overwrite. Returns true if the id was new. */
   set(id: Uint8Array, loc: BlobLocation): boolean {
     let t = this.tables[id[0]];

@@ -6,6 +6,8 @@
 // index for good; until then commands step around the damage here.
 import { Repository } from './repository';
 import { decodeIndexFile } from './indexFile';
+import { BlobLocation } from './chunkIndex';
+import { BlobType, blobType } from '../crypto/blobCodec';
 
 /**
  * The least a pack can hold after its last blob: the sealed header's nonce and
@@ -53,9 +55,10 @@ export function indexHasDroppedBlobs(repo: Repository): boolean {
 
 /**
  * Point the in-memory index away from damaged packs. A blob that also sits in
- * an intact pack (stored again after the damage) gets that location: the
- * in-memory index keeps one location per blob, chosen by the order index files
- * were listed, so the index files are read again to find it. With 'drop' (a
+ * an intact pack (stored again after the damage) gets that location, a whole
+ * copy rather than a page patch as when the index loads (FORMAT.md, "Copies
+ * of one blob"): the in-memory index keeps one location per blob, so the index
+ * files are read again to find it. With 'drop' (a
  * backup) blobs with no intact copy leave the index, so they count as new and
  * are stored again; with 'keep' (restore) they stay, and reading one fails
  * with a clear error, or succeeds if it lies before where the pack was cut.
@@ -68,6 +71,8 @@ export async function avoidDamagedPacks(repo: Repository, damaged: DamagedPack[]
     if (bad.has(loc.pack)) stranded.set(id.toString('hex'), id);
   });
   let relocatedBlobs = 0;
+  // An intact page-patch copy is taken only when no intact whole copy turns up.
+  const patchCopies = new Map<string, { id: Buffer; loc: BlobLocation }>();
   for (const name of repo.indexFiles) {
     if (stranded.size === 0) break;
     const packs = decodeIndexFile(repo.keys.dataKeys, await repo.backend.read('index', name));
@@ -77,11 +82,23 @@ export async function avoidDamagedPacks(repo: Repository, damaged: DamagedPack[]
       if (bad.has(pack)) continue;
       for (const e of p.entries) {
         const key = e.id.toString('hex');
-        if (!stranded.delete(key)) continue;
-        repo.relocateBlob(e.id, { pack, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags });
+        if (!stranded.has(key)) continue;
+        const loc = { pack, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags };
+        if (blobType(e.typeFlags) === BlobType.Patch) {
+          if (!patchCopies.has(key)) patchCopies.set(key, { id: e.id, loc });
+          continue;
+        }
+        stranded.delete(key);
+        patchCopies.delete(key);
+        repo.relocateBlob(e.id, loc);
         relocatedBlobs++;
       }
     }
+  }
+  for (const [key, { id, loc }] of patchCopies) {
+    stranded.delete(key);
+    repo.relocateBlob(id, loc);
+    relocatedBlobs++;
   }
   if (mode === 'drop' && stranded.size > 0) {
     for (const id of stranded.values()) repo.dropBlob(id);

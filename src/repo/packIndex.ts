@@ -63,8 +63,8 @@ export class PackIndex {
     let end = this.packEnds[pack] ?? 0;
     for (const e of entries) {
       end = Math.max(end, e.offset + e.storedLength);
-      const held = this.blobLocation(e.id);
-      if (held && (opts.fillGaps || (blobType(held.typeFlags) !== BlobType.Patch && blobType(e.typeFlags) === BlobType.Patch))) continue;
+      const held = this.index.storedTypeFlags(e.id);
+      if (held !== undefined && (opts.fillGaps || (blobType(held) !== BlobType.Patch && blobType(e.typeFlags) === BlobType.Patch))) continue;
       this.index.set(e.id, { pack, offset: e.offset, storedLength: e.storedLength, rawLength: e.rawLength, typeFlags: e.typeFlags });
     }
     this.packEnds[pack] = end;

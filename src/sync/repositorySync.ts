@@ -19,6 +19,7 @@
 import { Backend, ObjectInfo, ObjectType, TruncatedObjectError } from '../storage/backend';
 import { Repository } from '../repo/repository';
 import { contentName } from '../crypto/chunkId';
+import { BlobType, blobType } from '../crypto/blobCodec';
 import { CorruptionError, DamageFoundError, DoesNotFitError, StorageError, UsageError } from '../errors';
 import { forEachLimit } from '../concurrency/forEachLimit';
 import { checkSameIdentity, readIdentity } from './copyTarget';
@@ -285,7 +286,7 @@ async function planSelection(
   const neededBlobs = await blobsNeeded(srcRepo, chosen, packsToCopy === 'blobs-target-lacks' ? targetHas : undefined);
   const needed = new Set<string>();
   for (const [hex, pack] of neededBlobs) {
-    if (packsToCopy === 'blobs-target-lacks' && targetHas(Buffer.from(hex, 'hex'))) continue;
+    if (packsToCopy === 'blobs-target-lacks' && targetHoldsAsWell(srcRepo, dstRepo, Buffer.from(hex, 'hex'))) continue;
     needed.add(srcRepo.packIds[pack]);
   }
   for (const p of needed) {
@@ -319,6 +320,20 @@ async function planSelection(
     sourceRestorePoints: new Set(srcRestorePoints.keys()),
     writeSelectionIndex,
   };
+}
+
+/**
+ * Whether the target holds a blob in a form that serves the source's restore points: any copy,
+ * but not a page patch where the source reads a whole copy. The source's later patches were
+ * sized on its whole copy (their depth counts from it), so on top of the target's patch their
+ * chains would be deeper than recorded, maybe past the limit: the whole copy is copied too,
+ * and the target's readers then read it (FORMAT.md, "Copies of one blob").
+ */
+function targetHoldsAsWell(srcRepo: Repository, dstRepo: Repository, id: Buffer): boolean {
+  const held = dstRepo.blobLocation(id);
+  if (!held) return false;
+  const src = srcRepo.blobLocation(id);
+  return blobType(held.typeFlags) !== BlobType.Patch || (src !== undefined && blobType(src.typeFlags) === BlobType.Patch);
 }
 
 /**

@@ -81,13 +81,18 @@ export class PipelinePool {
       return;
     }
     const workers = started ?? startWorkers(count);
-    workers.slot.post(setup);
+    try {
+      workers.slot.post(setup);
+    } catch (err) {
+      workers.pool.destroy().catch(() => undefined); // threads that never ran a task; the error says why
+      throw err;
+    }
     this.pool = workers.pool;
   }
 
   /**
-   * Start the worker threads of the next pool now, before the repository is unlocked: they load
-   * their modules (~0.15-0.3 s each) while the main thread derives the key and loads the index,
+   * Start the worker threads of the next pool now, before it has the keys: they load their
+   * modules (~0.15-0.3 s each) while the main thread loads the index and lists restore points,
    * and the pool made next takes them. Sized as that pool will be (same threads and budget);
    * if it is not, it starts its own and these are let go.
    */

@@ -80,6 +80,15 @@ describe('planPrune', () => {
     ]);
   });
 
+  it("a live chunk's patch copy in a pack kept whole, beside a whole copy, needs its base only as a stored patch does", async () => {
+    // Restore reads the whole copy: a base of the patch copy that is gone does not stop prune (it is not 'missing').
+    const packs = [pack('aa', [['x', 5, PATCH], ['big', 95]]), pack('bb', [['x', 20], ['y', 80]])];
+    const plan = await planPrune(packs, new Set([hex('x'), hex('big'), hex('y')]), { repackBelow: 0.5, readBase: async () => id('gone') });
+    expect(plan.missing).toEqual([]);
+    expect(plan.missingDeadBases).toEqual([hex('gone')]);
+    expect(names(plan.keep)).toEqual(['aa', 'bb']);
+  });
+
   it('every patch that stays stored keeps its base, read from that copy, also a dead patch in a kept pack', async () => {
     // Pack aa stays whole (live 'big'); its dead patch 'p' names base 'b', which is in dropped pack cc.
     const packs = [pack('aa', [['big', 100], ['p', 5, PATCH]]), pack('cc', [['b', 50], ['junk', 500]])];

@@ -7,6 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { LocalBackend } from '../../src/storage/local';
+import { Repository } from '../../src/repo/repository';
+import { BlobType, blobType } from '../../src/crypto/blobCodec';
 import { syncRepositories } from '../../src/sync/repositorySync';
 import { expectSuccess, FAST_KDF, ferry, overwritePage, TestRepo, useScratch, writeRandomishImage } from '../support';
 
@@ -79,5 +81,50 @@ describe('a sync to a copy that prunes on its own', () => {
     const again = await sync(src.path, dst, true);
     expect(again.byType.data.copied).toBe(0);
     expectSuccess(await ferry(['check', '--repo', dst, '--read-data'], { env }), 'check the copy');
+  });
+
+  it("copies the source's whole copy of a chunk the copy holds only as a page patch (the source's prune rewrote its chain)", async () => {
+    // The source's next patches are sized on its whole copies (FORMAT.md, "Copies of one blob"): laid on the
+    // copy's patches, their chains would be deeper than they record. A source of its own, as the tests above change src.
+    const own = new TestRepo(scratch.path('src-rewrites'), src.passwordFile);
+    expectSuccess(await ferry(['init', '--repo', own.path, '--password-file', own.passwordFile, '--pack-size', '1M', '--chunker', 'fixed:256K', ...FAST_KDF]));
+    const db = scratch.path('db-rewrites.img');
+    writeRandomishImage(db, 4 * MiB, 31, { holes: 0, text: 0 });
+    const first = (await own.backup('db', [db])).id;
+    const patchEveryChunk = (seed: number) => {
+      for (let off = 0; off < 4 * MiB; off += 64 * 1024) overwritePage(db, off + 8192, seed);
+    };
+    patchEveryChunk(32);
+    await own.backup('db', [db]);
+    const dst = scratch.path('dst-rewrites');
+    expectSuccess(await ferry(['init', '--from', own.path, '--repo', dst], { env }), 'init --from');
+    await sync(own.path, dst, true);
+    // Only the source forgets and prunes: it stores the second point's chunks whole; the copy keeps them as patches.
+    expectSuccess(await ferry(['forget', '--repo', own.path, first], { env }), 'forget');
+    const prune = JSON.parse(expectSuccess(await ferry(['prune', '--repo', own.path, '--json'], { env }), 'prune the source')) as { chainsRewritten: number };
+    expect(prune.chainsRewritten).toBe(16);
+    patchEveryChunk(33);
+    const third = (await own.backup('db', [db])).id;
+
+    const again = await sync(own.path, dst, true);
+    expect(again.byType.data.copied).toBeGreaterThan(0);
+    const readsWhole = async (repo: string) => {
+      const opened = await Repository.open(new LocalBackend(repo), Buffer.from(PASSWORD));
+      await opened.loadIndex();
+      const whole = new Set<string>();
+      opened.forEachBlob((id, loc) => {
+        if (blobType(loc.typeFlags) === BlobType.Data) whole.add(id.toString('hex'));
+      });
+      await opened.backend.close();
+      return whole;
+    };
+    const wholeInSource = await readsWhole(own.path);
+    const wholeInCopy = await readsWhole(dst);
+    expect(wholeInSource.size).toBeGreaterThanOrEqual(16);
+    expect([...wholeInSource].filter((id) => !wholeInCopy.has(id))).toEqual([]);
+    expectSuccess(await ferry(['check', '--repo', dst, '--read-data'], { env }), 'check the copy');
+    const out = scratch.path('restored-rewrites');
+    expectSuccess(await ferry(['restore', '--repo', dst, third, '--to', out], { env }), 'restore from the copy');
+    expect(fs.readFileSync(path.join(out, 'db-rewrites.img')).equals(fs.readFileSync(db))).toBe(true);
   });
 });
