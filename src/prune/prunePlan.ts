@@ -99,10 +99,13 @@ export async function planPrune(packs: readonly PackContents[], live: LiveBlobs,
   const deferred = new Set<PackContents>();
   // Rule 7's candidates only shrink and the packs kept whole only grow, so this ends.
   const candidates = opts.chains ? chainCandidates(opts.chains.graph) : new Map<string, string[]>();
+  // Ids some pack holds whole: the same for every plan of this run.
+  const storedWhole = new Set<string>();
+  for (const pack of packs) for (const e of pack.entries) if (isWhole(e)) storedWhole.add(e.id.toString('hex'));
   for (;;) {
     const freeable = new Set([...candidates.values()].flat());
     const liveNow = freeable.size === 0 ? live : new Set([...live].filter((hex) => !freeable.has(hex)));
-    const plan = await planOnce(packs, liveNow, opts, deferred, new Set(candidates.keys()));
+    const plan = await planOnce(packs, liveNow, opts, deferred, new Set(candidates.keys()), storedWhole);
     if (opts.chains && candidates.size > 0) {
       const { rewrite, dropped } = await settleRewrites(plan, candidates, opts.chains);
       if (dropped.length > 0) {
@@ -199,18 +202,18 @@ async function planOnce(
   opts: PlanOptions,
   keepWhole: ReadonlySet<PackContents>,
   rewriting: ReadonlySet<string>,
+  storedWhole: ReadonlySet<string>,
 ): Promise<PrunePlan> {
   const byName = [...packs].sort((a, b) => (a.packId < b.packId ? -1 : a.packId > b.packId ? 1 : 0));
   // A live blob stored twice counts for one pack only, so that of two copies of the same blobs (an
   // interrupted prune's new pack beside its source) one goes: the first in name order holding it
   // whole, else the first holding it at all (a whole copy is the one readers read: isWhole).
-  const owner = new Map<string, { pack: PackContents; whole: boolean }>();
+  const owner = new Map<string, { pack: PackContents; entry: PackEntry }>();
   for (const pack of byName) {
     for (const e of pack.entries) {
       const hex = e.id.toString('hex');
       if (!live.has(hex) || rewriting.has(hex)) continue;
-      const held = owner.get(hex);
-      if (!held || (!held.whole && isWhole(e))) owner.set(hex, { pack, whole: isWhole(e) });
+      if (prefers(owner.get(hex)?.entry, e)) owner.set(hex, { pack, entry: e });
     }
   }
   const whole: PackContents[] = [];
@@ -236,8 +239,6 @@ async function planOnce(
   // holds (readers read the whole one, and later patches were sized on it: FORMAT.md, "Copies of one blob").
   const kept = new Set<string>();
   const keptWhole = new Set<string>();
-  const storedWhole = new Set<string>();
-  for (const pack of packs) for (const e of pack.entries) if (isWhole(e)) storedWhole.add(e.id.toString('hex'));
   const patchesToFollow: Array<{ pack: PackContents; entry: PackEntry; need: Need }> = [];
   for (const pack of whole) {
     for (const entry of pack.entries) {
@@ -252,8 +253,7 @@ async function planOnce(
   for (const pack of others) {
     for (const entry of pack.entries) {
       const hex = entry.id.toString('hex');
-      const held = firstCopy.get(hex);
-      if (!held || (!isWhole(held.entry) && isWhole(entry))) firstCopy.set(hex, { pack, entry });
+      if (prefers(firstCopy.get(hex)?.entry, entry)) firstCopy.set(hex, { pack, entry });
     }
   }
   const copies = new Map<PackContents, PackEntry[]>();
@@ -303,4 +303,9 @@ async function planOnce(
 /** A whole copy (a chunk or region map), not a page patch. */
 function isWhole(entry: PackEntry): boolean {
   return blobType(entry.typeFlags) !== BlobType.Patch;
+}
+
+/** Whether `copy` (met later in pack order) is taken over `held`: when none is held, or it is whole and `held` a patch. */
+function prefers(held: PackEntry | undefined, copy: PackEntry): boolean {
+  return !held || (!isWhole(held) && isWhole(copy));
 }

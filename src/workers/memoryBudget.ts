@@ -71,8 +71,9 @@ export function pipelineSizing(req: SizingRequest): PipelineSizing {
   // Per worker and buffer size B: the isolate, its read window (B) and what a scan reads ahead
   // of it (B), the sealed output of its batch and half a spare one (1.5 B: one more region
   // than workers is in flight; the further spares BackupBuffers.outputsKept holds for the
-  // sealed backlog are the pages the backlog held anyway, measured no higher) and on a nightly run the fresh chunks it keeps aside till their
-  // page-patch bases come (B / 2), or on restore two pack reads (2 B), and what malloc keeps of them (B).
+  // sealed backlog are the pages the backlog held anyway, measured no higher) and on a
+  // nightly run the fresh chunks it keeps aside till their page-patch bases come (B / 2),
+  // or on restore two pack reads (2 B), and what malloc keeps of them (B).
   const perWorker = (buffer: number) => WORKER_BYTES + 5 * buffer;
   let threads = Math.max(1, req.threads ?? req.cores);
   while (threads > 1 && threads * perWorker(2 * MiB) > spare) threads--;

@@ -98,9 +98,8 @@ export class PipelinePool {
    */
   static startEarly(threads?: number, budgetBytes?: number): void {
     const { placement, threads: count } = pipelineSizing({ budgetBytes, cores: os.availableParallelism(), threads });
-    if (placement === 'main-thread' || early?.threads === count) return;
-    early?.pool.destroy().catch(() => undefined); // idle threads that never ran a task: nothing to report
-    early = startWorkers(count);
+    if (placement === 'main-thread') return;
+    early = takeEarlyWorkers(count) ?? startWorkers(count);
   }
 
   scanRegion(task: ScanRegionTask): Promise<ScanRegionResult> {
@@ -225,7 +224,7 @@ function takeEarlyWorkers(threads: number): StartedWorkers | undefined {
   const taken = early;
   early = undefined;
   if (taken && taken.threads === threads) return taken;
-  taken?.pool.destroy().catch(() => undefined); // as in startEarly
+  taken?.pool.destroy().catch(() => undefined); // idle threads that never ran a task: nothing to report
   return undefined;
 }
 
