@@ -156,14 +156,17 @@ describe('ferry prune', () => {
   });
 
   it('keeps the bases of a kept restore point’s page patches after their own restore point is forgotten', async () => {
-    const repo = await TestRepo.init(scratch, 'patches');
+    // Fixed chunks: with content-defined ones a page written near a cut point moves it, and the chunk is then stored
+    // whole; how often depends on the repository's random chunk key (10 repositories: 1.8x to 6.3x the change; one CI
+    // run went over the old 6x bound).
+    const repo = await TestRepo.init(scratch, 'patches', { chunker: 'fixed:256K' });
     const image = scratch.path('patches.img');
     writeRandomishImage(image, 24 * MiB, 31, { holes: 0.1, text: 0.4 });
     const first = await backUp(repo, 'db', image);
     const changed = overwriteRandomPages(image, 120, 32).length * 4096;
     const nightly = await backUp(repo, 'db', image);
-    // Stored as patches: far less than the ~256 KiB chunk each page write touches.
-    expect(nightly.newBytes).toBeLessThan(changed * 6);
+    // Stored as patches: about the pages' own bytes (they are random), far less than the 256 KiB chunk each one touches.
+    expect(nightly.newBytes).toBeLessThan(changed * 2);
     expectSuccess(await repo.run(['forget', first.id]));
     // Repack everything that holds any garbage, so the bases move into new packs too.
     const report = await prune(repo, ['--repack-below', '1']);
