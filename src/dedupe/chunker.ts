@@ -3,6 +3,7 @@
 // chunk sizes cluster around the average. Boundaries depend only on nearby
 // bytes, so an in-place change re-cuts only the chunks around it.
 import { ChunkerParams } from '../repo/format';
+import { pageAlignedBuffer } from '../host/directIo';
 import { WasmGearLoop } from './gearCut';
 
 export interface ChunkerOptions {
@@ -33,7 +34,7 @@ export class Chunker {
       this.wasm = new WasmGearLoop(gear, this.maxBytes, bufferBytes);
       this.buffer = this.wasm.buffer;
     } else {
-      this.buffer = Buffer.alloc(bufferBytes);
+      this.buffer = pageAlignedBuffer(bufferBytes);
     }
   }
 

@@ -2,6 +2,7 @@
 // JavaScript loop. Its memory holds the gear table, a scratch area that bytes
 // from elsewhere are copied into, and a buffer a caller may read into so that
 // cutting them needs no copy (the pipeline workers' read window).
+import { DIRECT_ALIGN, startsOnPage } from '../host/directIo';
 import { GEAR_CUT_WASM_BASE64 } from './gearCutWasm';
 
 const GEAR_BYTES = 1024;
@@ -22,15 +23,18 @@ export class WasmGearLoop {
 
   /** `scratchBytes`: the most bytes one cut looks at; `bufferBytes`: the caller's buffer. Untouched pages cost no memory. */
   constructor(gear: Int32Array, scratchBytes: number, bufferBytes: number) {
-    const pages = Math.ceil((GEAR_BYTES + scratchBytes + bufferBytes) / PAGE);
+    // The caller's buffer starts on a page: direct I/O into it is slow otherwise (host/directIo.ts, startsOnPage).
+    const bufferAt = Math.ceil((GEAR_BYTES + scratchBytes) / DIRECT_ALIGN) * DIRECT_ALIGN;
+    const pages = Math.ceil((bufferAt + bufferBytes) / PAGE);
     // A fixed size: growing would detach `buffer`.
     this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+    startsOnPage(this.memory.buffer);
     compiled ??= new WebAssembly.Module(Buffer.from(GEAR_CUT_WASM_BASE64, 'base64'));
     this.exports = new WebAssembly.Instance(compiled, { ferry: { memory: this.memory } }).exports as unknown as GearCutExports;
     const table = new DataView(this.memory.buffer, 0, GEAR_BYTES);
     gear.forEach((g, i) => table.setInt32(4 * i, g, true));
     this.scratch = Buffer.from(this.memory.buffer, GEAR_BYTES, scratchBytes);
-    this.buffer = Buffer.from(this.memory.buffer, GEAR_BYTES + scratchBytes, bufferBytes);
+    this.buffer = Buffer.from(this.memory.buffer, bufferAt, bufferBytes);
   }
 
   /**

@@ -13,7 +13,7 @@ import { Span, clipSpans, complementSpans } from '../dedupe/spans';
 import { ChunkHasher } from '../crypto/chunkId';
 import { DIRECT_ALIGN, ImageReader } from '../dedupe/imageReader';
 import { ImageReadAhead } from '../dedupe/imageReadAhead';
-import { readFully } from '../host/directIo';
+import { pageAlignedBuffer, readFully } from '../host/directIo';
 import { ChunkRun, ImageWriter } from './imageWriter';
 import { FreshChunkClient, FreshChunkReply } from './freshChunkChannel';
 import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCodec';
@@ -58,7 +58,7 @@ export function workerState(setup: WorkerSetup): WorkerState {
     encoder: new BlobEncoder(Buffer.from(setup.dataKey), setup.compressionLevel),
     decoder: new BlobDecoder(setup.dataKeys.map((k) => Buffer.from(k))),
     window: chunker.buffer,
-    staging: setup.readAhead ? Buffer.allocUnsafeSlow(chunker.buffer.length) : undefined,
+    staging: setup.readAhead ? pageAlignedBuffer(chunker.buffer.length) : undefined,
   };
 }
 
