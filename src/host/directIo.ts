@@ -77,7 +77,7 @@ export function directMemoryPad(directFd: number, device: number, buf: Buffer, p
     const onPage = startOnPage.has(buf.buffer) ? [(DIRECT_ALIGN - (buf.byteOffset % DIRECT_ALIGN)) % DIRECT_ALIGN] : [];
     const first = (PROBE_STEP - (buf.byteOffset % PROBE_STEP)) % PROBE_STEP;
     for (const k of [...onPage, ...Array.from({ length: Math.ceil((DIRECT_ALIGN - first) / PROBE_STEP) }, (_, i) => first + i * PROBE_STEP)]) {
-      if (k + DIRECT_ALIGN > buf.length) break;
+      if (k + DIRECT_ALIGN > buf.length) continue;
       try {
         fs.readSync(directFd, buf, k, DIRECT_ALIGN, position);
         absolute = buf.byteOffset + k;
