@@ -2,11 +2,10 @@
 // JavaScript loop. Its memory holds the gear table, a scratch area that bytes
 // from elsewhere are copied into, and a buffer a caller may read into so that
 // cutting them needs no copy (the pipeline workers' read window).
-import { DIRECT_ALIGN, startsOnPage } from '../host/directIo';
+import { DIRECT_ALIGN, pageAlignedMemory } from '../host/directIo';
 import { GEAR_CUT_WASM_BASE64 } from './gearCutWasm';
 
 const GEAR_BYTES = 1024;
-const PAGE = 65536;
 
 interface GearCutExports {
   cut(i: number, normalEnd: number, limitEnd: number, maskS: number, maskL: number): number;
@@ -23,12 +22,9 @@ export class WasmGearLoop {
 
   /** `scratchBytes`: the most bytes one cut looks at; `bufferBytes`: the caller's buffer. Untouched pages cost no memory. */
   constructor(gear: Int32Array, scratchBytes: number, bufferBytes: number) {
-    // The caller's buffer starts on a page: direct I/O into it is slow otherwise (host/directIo.ts, startsOnPage).
+    // The caller's buffer starts on a page: direct I/O into it is slow otherwise (host/directIo.ts, pageAlignedMemory).
     const bufferAt = Math.ceil((GEAR_BYTES + scratchBytes) / DIRECT_ALIGN) * DIRECT_ALIGN;
-    const pages = Math.ceil((bufferAt + bufferBytes) / PAGE);
-    // A fixed size: growing would detach `buffer`.
-    this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-    startsOnPage(this.memory.buffer);
+    this.memory = pageAlignedMemory(bufferAt + bufferBytes);
     compiled ??= new WebAssembly.Module(Buffer.from(GEAR_CUT_WASM_BASE64, 'base64'));
     this.exports = new WebAssembly.Instance(compiled, { ferry: { memory: this.memory } }).exports as unknown as GearCutExports;
     const table = new DataView(this.memory.buffer, 0, GEAR_BYTES);

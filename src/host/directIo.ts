@@ -23,23 +23,24 @@ const WASM_PAGE = 65536;
 const startOnPage = new WeakSet<ArrayBufferLike>();
 
 /**
- * `memory` (a WebAssembly.Memory's buffer) starts on a page boundary: direct
- * I/O into it uses page-aligned addresses. The kernel takes any address
- * aligned to the device's DMA alignment (512 bytes on virtio disks), and the
- * first such offset found by trying need not be on a page; on the EPYC VM a
- * direct write from memory 512-aligned but not page-aligned took 15-20× as
- * long (900 MiB in 1 MiB writes: 10.2-13.7 s, page-aligned 0.5-0.7 s).
+ * WebAssembly memory of at least `bytes` (a fixed size: growing would detach
+ * its buffer), known to start on a page: direct I/O into it uses page-aligned
+ * addresses. The kernel takes any address aligned to the device's DMA
+ * alignment (512 bytes on virtio disks), and the first such offset found by
+ * trying need not be on a page; on the EPYC VM a direct write from memory
+ * 512-aligned but not page-aligned took 15-20× as long (900 MiB in 1 MiB
+ * writes: 10.2-13.7 s, page-aligned 0.5-0.7 s). Pages never touched cost no memory.
  */
-export function startsOnPage(memory: ArrayBufferLike): void {
-  startOnPage.add(memory);
-}
-
-/** `bytes` zeroed bytes starting on a page boundary, for direct I/O (startsOnPage); pages never touched cost no memory. */
-export function pageAlignedBuffer(bytes: number): Buffer {
+export function pageAlignedMemory(bytes: number): WebAssembly.Memory {
   const pages = Math.max(1, Math.ceil(bytes / WASM_PAGE));
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-  startsOnPage(memory.buffer);
-  return Buffer.from(memory.buffer, 0, bytes);
+  startOnPage.add(memory.buffer);
+  return memory;
+}
+
+/** `bytes` zeroed bytes starting on a page boundary, for direct I/O (pageAlignedMemory). */
+export function pageAlignedBuffer(bytes: number): Buffer {
+  return Buffer.from(pageAlignedMemory(bytes).buffer, 0, bytes);
 }
 
 /** FERRY_DIRECT_IO=off reads and writes through the page cache, to measure against (read at each open: workers and the main thread alike). */
@@ -72,12 +73,7 @@ export function directMemoryPad(directFd: number, device: number, buf: Buffer, p
   if (absolute === undefined) {
     absolute = null;
     const position = probeAt - (probeAt % DIRECT_ALIGN);
-    // Memory known to start on a page: its page-aligned offset first. Otherwise (and if that is refused) the
-    // offsets an allocator's alignment allows, PROBE_STEP apart: the first the kernel takes may not be on a page.
-    const onPage = startOnPage.has(buf.buffer) ? [(DIRECT_ALIGN - (buf.byteOffset % DIRECT_ALIGN)) % DIRECT_ALIGN] : [];
-    const first = (PROBE_STEP - (buf.byteOffset % PROBE_STEP)) % PROBE_STEP;
-    for (const k of [...onPage, ...Array.from({ length: Math.ceil((DIRECT_ALIGN - first) / PROBE_STEP) }, (_, i) => first + i * PROBE_STEP)]) {
-      if (k + DIRECT_ALIGN > buf.length) continue;
+    for (const k of probeOffsets(buf)) {
       try {
         fs.readSync(directFd, buf, k, DIRECT_ALIGN, position);
         absolute = buf.byteOffset + k;
@@ -90,6 +86,20 @@ export function directMemoryPad(directFd: number, device: number, buf: Buffer, p
   }
   if (absolute === null) return null;
   return (((absolute - buf.byteOffset) % DIRECT_ALIGN) + DIRECT_ALIGN) % DIRECT_ALIGN;
+}
+
+/**
+ * Offsets into `buf` to try, each with room for a block after it. Memory known
+ * to start on a page: its page-aligned offset first. Then (or if that is
+ * refused) the offsets an allocator's alignment allows, PROBE_STEP apart: the
+ * first the kernel takes may not be on a page.
+ */
+function* probeOffsets(buf: Buffer): Generator<number> {
+  if (startOnPage.has(buf.buffer)) {
+    const onPage = (DIRECT_ALIGN - (buf.byteOffset % DIRECT_ALIGN)) % DIRECT_ALIGN;
+    if (onPage + DIRECT_ALIGN <= buf.length) yield onPage;
+  }
+  for (let k = (PROBE_STEP - (buf.byteOffset % PROBE_STEP)) % PROBE_STEP; k < DIRECT_ALIGN && k + DIRECT_ALIGN <= buf.length; k += PROBE_STEP) yield k;
 }
 
 /** Whether an offset for `buf` on `device` is known (found or ruled out) already. */
