@@ -45,7 +45,7 @@ NIGHT_DEB_KB=${BENCH_NIGHT_DEB_KB:-1500}
 LOG_BYTES=${BENCH_LOG_BYTES:-1500000}
 ARCHIVE=${BENCH_DEB_ARCHIVE:-/var/cache/apt/archives}
 
-key="guests=$GUESTS nights=$NIGHTS guest_mib=$GUEST_MIB db_mib=$DB_MIB pages=$PAGES seed=$SEED base_deb_kb=$BASE_DEB_KB night_deb_kb=$NIGHT_DEB_KB log_bytes=$LOG_BYTES recipe=2"
+key="guests=$GUESTS nights=$NIGHTS guest_mib=$GUEST_MIB db_mib=$DB_MIB pages=$PAGES seed=$SEED base_deb_kb=$BASE_DEB_KB night_deb_kb=$NIGHT_DEB_KB log_bytes=$LOG_BYTES recipe=3"
 
 log() { echo "corpus: $*" >&2; }
 die() { echo "corpus: $*" >&2; exit 1; }
@@ -92,10 +92,23 @@ umount_img() {
 # Unpack the .deb files planned for guest $1, night $2 under /opt/pkgs (a
 # "package install": ELF binaries, libraries, docs). Falls back to a synthetic
 # package if the archive had nothing for this slot.
+# A package that would leave less free space than the rest of the recipe needs
+# is skipped: which .deb files the archive holds differs between machines, and
+# some unpack to many times their size (a full guest made night 3 fail).
 install_pkgs() {
-  local g=$1 n=$2 count=0 deb name
+  local g=$1 n=$2 count=0 deb name need free reserve
+  # Kept free (KiB): 5 % of the file system, and at night 0 also the database,
+  # the home data and every later night's packages and logs.
+  reserve=$(($(df -Pk "$mnt" | awk 'NR==2 {print $2}') / 20))
+  ((n > 0)) || reserve=$((reserve + (DB_MIB + 8) * 1024 + NIGHTS * (NIGHT_DEB_KB * 4 + LOG_BYTES * 12 / 10240)))
   while read -r pg pn deb; do
     [[ $pg == "$g" && $pn == "$n" ]] || continue
+    need=$(dpkg-deb -f "$deb" Installed-Size 2>/dev/null || echo 0)
+    free=$(df -Pk "$mnt" | awk 'NR==2 {print $4}')
+    if ((free - ${need:-0} < reserve)); then
+      log "guest$g night $n: $(basename "$deb") skipped (${need:-?} KiB unpacked, ${free} KiB free)"
+      continue
+    fi
     name=$(basename "$deb" .deb)
     mkdir -p "$mnt/opt/pkgs/$name"
     dpkg-deb -x "$deb" "$mnt/opt/pkgs/$name"
