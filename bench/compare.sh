@@ -182,30 +182,35 @@ if [[ " $TOOLS " == *" ferry "* ]]; then
   [[ -n ${BENCH_KEEP_RESTORE:-} ]] || rm -rf "$d"
 fi
 
-# Night 0 once more, all guests in one command per tool, each into a fresh
-# repository: ferry's nightly job backs a fleet up in one process (`backup
-# --all`, here over [[static.guest]] entries of shut-off guests, read in place),
-# and restic and borg take every image in one snapshot / archive likewise.
-stage_night 0
-for t in $TOOLS; do
-  r=$work/repos/$t-all
-  init_argv "$t" "$r"
-  "${INIT[@]}" >"$work/logs/$t-init-all.log" 2>&1 || true
-  drop_caches "$stage"
-  blog "$t: backup night 0, all guests in one command"
-  log=$work/logs/$t-backupall-n0.log
-  case $t in
-    ferry)
-      conf=$work/ferry-all.conf
-      echo "repository = \"$r\"" >"$conf"
-      for g in $(seq 1 "$GUESTS"); do printf '[[static.guest]]\nname = "guest%s"\ndisks = [{ path = "%s", device = "guest%s.img" }]\n' "$g" "$stage/guest$g.img" "$g" >>"$conf"; done
-      mkdir -p "$work/run" "$work/state-all"
-      timed "$raw" ferry backupall 0 all "$log" -- env FERRY_RUN_DIR="$work/run" FERRY_STATE_DIR="$work/state-all" node "$FERRY_BIN" backup --all --config "$conf" --work-dir "$work/ferry-work" --json || true ;;
-    restic) timed "$raw" restic backupall 0 all "$log" -- restic --repo "$r" backup --host ferry-bench --tag all "$stage"/*.img || true ;;
-    borg) (cd "$stage" && timed "$raw" borg backupall 0 all "$log" -- sh -c 'borg create --compression "$1" "$2::all-n0" *.img' sh "$BORG_COMPRESSION" "$r") || true ;;
-  esac
-  rm -rf "$r"
+# Every night once more, all guests in one command per tool, each tool into a
+# fresh repository: ferry's nightly job backs a fleet up in one process
+# (`backup --all`, here over [[static.guest]] entries of shut-off guests, read
+# in place), and restic and borg take every image in one snapshot / archive
+# likewise. Night 0 is the full backup, nights 1.. the nightly runs.
+for n in $(seq 0 "$NIGHTS"); do
+  stage_night "$n"
+  for t in $TOOLS; do
+    r=$work/repos/$t-all
+    if [[ $n == 0 ]]; then
+      init_argv "$t" "$r"
+      "${INIT[@]}" >"$work/logs/$t-init-all.log" 2>&1 || true
+    fi
+    drop_caches "$stage"
+    blog "$t: backup night $n, all guests in one command"
+    log=$work/logs/$t-backupall-n$n.log
+    case $t in
+      ferry)
+        conf=$work/ferry-all.conf
+        echo "repository = \"$r\"" >"$conf"
+        for g in $(seq 1 "$GUESTS"); do printf '[[static.guest]]\nname = "guest%s"\ndisks = [{ path = "%s", device = "guest%s.img" }]\n' "$g" "$stage/guest$g.img" "$g" >>"$conf"; done
+        mkdir -p "$work/run" "$work/state-all"
+        timed "$raw" ferry backupall "$n" all "$log" -- env FERRY_RUN_DIR="$work/run" FERRY_STATE_DIR="$work/state-all" node "$FERRY_BIN" backup --all --config "$conf" --work-dir "$work/ferry-work" --json || true ;;
+      restic) timed "$raw" restic backupall "$n" all "$log" -- restic --repo "$r" backup --host ferry-bench --tag all "$stage"/*.img || true ;;
+      borg) (cd "$stage" && timed "$raw" borg backupall "$n" all "$log" -- sh -c 'borg create --compression "$1" "$2::all-n$3" *.img' sh "$BORG_COMPRESSION" "$r" "$n") || true ;;
+    esac
+  done
 done
+for t in $TOOLS; do rm -rf "$work/repos/$t-all"; done
 rm -f "$stage"/*.img
 
 # Every stored byte read back and verified, page cache dropped; its limit is a

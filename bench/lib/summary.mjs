@@ -47,9 +47,10 @@ function figures({ name, file }) {
     const failed = [...full, ...runs(t, 'backup'), ...runs(t, 'backupall'), ...restore, ...runs(t, 'restoreall'), ...runs(t, 'check')].some((r) => r.rc !== 0) || raw.some((r) => r.tool === t && r.phase === 'restored' && !r.sha256ok);
     f.tools[t] = {
       full: sum(full.map((r) => r.wall)),
-      // Night 0 again, every guest in one command (ferry backup --all; restic and borg one snapshot of all images).
-      fullAll: runs(t, 'backupall')[0]?.wall ?? NaN,
+      // Every night again, every guest in one command (ferry backup --all; restic and borg one snapshot of all images).
+      fullAll: runs(t, 'backupall', (r) => r.night === 0)[0]?.wall ?? NaN,
       inc: mean(inc),
+      incAll: mean(runs(t, 'backupall', (r) => r.night > 0).map((r) => r.wall)),
       restore: sum(restore.map((r) => r.wall)),
       // ferry's `restore latest --all` (one process for every guest); the others have no such command.
       restoreAll: t === 'ferry' ? runs(t, 'restoreall')[0]?.wall ?? NaN : sum(restore.map((r) => r.wall)),
@@ -67,6 +68,7 @@ function figures({ name, file }) {
     full: Math.max(read0 ?? NaN, (zstd0 ?? NaN) * uniqueShare),
     fullAll: Math.max(read0 ?? NaN, (zstd0 ?? NaN) * uniqueShare),
     inc: limit('coldread', last)?.wall ?? NaN,
+    incAll: limit('coldread', last)?.wall ?? NaN,
     restore: limit('write', last)?.wall ?? NaN,
     restoreAll: limit('write', last)?.wall ?? NaN,
     // Every stored byte read back: a cold read of ferry's repository.
@@ -98,6 +100,7 @@ const rows = [
   ['full backup wall', 'full', s, true],
   ['full backup wall, one command for all guests (each tool)', 'fullAll', s, true],
   ['nightly backup wall (mean)', 'inc', s, true],
+  ['nightly backup wall (mean), one command for all guests (each tool)', 'incAll', s, true],
   ['restore wall (durable)', 'restore', s, true],
   ['restore wall, one command (ferry restore latest --all; the others one per guest)', 'restoreAll', s, true],
   ['check --read-data wall', 'check', s, true],
