@@ -13,7 +13,7 @@ import { decodeRegionMap } from '../repo/regionMap';
 import { CorruptionError } from '../errors';
 import { PipelinePool } from '../workers/pipelinePool';
 import { FreshChunkDesk } from '../workers/freshChunkChannel';
-import { PackedChunks, PatchBases, ScanAndSealResult, SealedBlobs, SealChangedResult, SealChangedTask, StoredChains } from '../workers/tasks';
+import { PackedChunks, PatchBases, PreviousChunks, ScanAndSealResult, SealedBlobs, SealChangedResult, SealChangedTask, StoredChains } from '../workers/tasks';
 import { ChangedBatch, changedBatches } from './changedBatches';
 import { PatchBaseLoader } from './patchBaseLoader';
 import { BackupBuffers } from './backupBuffers';
@@ -29,7 +29,7 @@ export interface DiskProgress {
 export interface DiskBackupResult {
   record: DiskRecord;
   readBytes: number;
-  /** Regions whose fingerprint matched the previous restore point's: its map reused, nothing cut or hashed. */
+  /** Regions whose fingerprint matched the previous restore point's: its map reused, no new map stored. */
   reusedRegions: number;
 }
 
@@ -341,9 +341,11 @@ export class DiskBackup {
         basesReturned: (carrier: Uint8Array) => this.buffers.keepBases(carrier),
       }),
     };
+    const previousEntries = previous && (await previous.entries());
+    const previousChunks = previousEntries && this.previousChunks(previousEntries);
     let scan: ScanAndSealResult;
     try {
-      scan = await this.pool.scanAndSealRegion({ path, regionStart, regionLength, dataExtents, previousFingerprint: previous?.fingerprint }, desk);
+      scan = await this.pool.scanAndSealRegion({ path, regionStart, regionLength, dataExtents, previousFingerprint: previous?.fingerprint, previousChunks }, desk);
     } catch (e) {
       // A pack that did not write stopped the worker with its message: the typed error is the one to report.
       this.sealed.throwIfFailed();
@@ -354,6 +356,16 @@ export class DiskBackup {
     const fingerprint = scan.fingerprint ? Buffer.from(scan.fingerprint).toString('hex') : undefined;
     if (scan.sameAsPrevious) return { kind: 'reused', fingerprint, nonZeroBytes: scan.nonZeroBytes };
     return { kind: 'scanned', fingerprint, entries: scannedEntries(scan) };
+  }
+
+  /** A previous map for a scan: its chunks, and which the index holds (those a scan need not claim). */
+  private previousChunks(entries: MapEntry[]): PreviousChunks {
+    return {
+      offsets: entries.map((e) => e.offset),
+      lengths: entries.map((e) => e.length),
+      ids: Buffer.concat(entries.map((e) => e.id)),
+      indexed: Uint8Array.from(entries, (e) => (this.repo.blobLocation(e.id) ? 1 : 0)),
+    };
   }
 
   /** Add sealed blobs (blob i has id `idAt(i)`) to packs, then keep their buffer for the next seal (add resolves after the copy). */

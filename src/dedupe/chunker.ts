@@ -75,6 +75,28 @@ export class Chunker {
     return this.nextCut(data, start, end);
   }
 
+  /**
+   * Whether `nextLength(data, start, end, absoluteStart)` is `length`, given that `data[start, start + length)`
+   * are the bytes of a chunk this chunker once cut to `length` (the caller checked its id), with
+   * whatever followed it then. No position before its end fired then, so none fires now: only the
+   * end is to be checked, from the 32 bytes the gear hash holds there, instead of the whole chunk.
+   */
+  cutsAgainAt(data: Uint8Array, start: number, end: number, absoluteStart: number, length: number): boolean {
+    if (this.params.kind === 'fixed') return this.nextLength(data, start, end, absoluteStart) === length;
+    const { minSize, avgSize, maxSize } = this.params;
+    const remaining = end - start;
+    if (length > remaining) return false;
+    if (remaining <= minSize) return length === remaining;
+    const limit = Math.min(remaining, maxSize);
+    if (length === limit) return true;
+    if (length <= minSize) return false;
+    const mask = length <= Math.min(limit, avgSize) ? this.maskS : this.maskL;
+    // A 32-bit gear hash shifts each byte out after 32 more: the last 32 bytes make it.
+    let h = 0;
+    for (let i = start + Math.max(minSize, length - 32); i < start + length; i++) h = ((h << 1) + this.gear[data[i]]) | 0;
+    return (h & mask) === 0;
+  }
+
   /** The most bytes past a chunk's start that decide its length. */
   get maxBytes(): number {
     return Math.max(this.params.maxSize, this.params.avgSize);

@@ -20,7 +20,7 @@ import { BlobDecoder, BlobEncoder, BlobType, blobType } from '../crypto/blobCode
 import { differingPages, touchedPages, worthPatching } from '../dedupe/pagePatch';
 import { applyPatch, decodePatchHeader, encodePatch, patchBytesAtMost } from '../repo/pagePatchFormat';
 import {
-  PackChunksTask, PatchBases, ScanAndSealResult, ScanAndSealTask, ScanRegionResult, ScanRegionTask, SealChangedTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
+  PackChunksTask, PatchBases, PreviousChunks, ScanAndSealResult, ScanAndSealTask, ScanRegionResult, ScanRegionTask, SealChangedTask, SealedBlobs, WorkerSetup, WriteBlobsResult, WriteBlobsTask,
   WritePatchedTask, SealedBlobRange, SealedChain, VerifyPatchedTask,
 } from './tasks';
 import { WorkerSetupSlot } from './workerSetupSlot';
@@ -184,9 +184,12 @@ export async function scanAndSealRegion(task: ScanAndSealTask): Promise<ScanAndS
   ready();
   const client = new FreshChunkClient(task.channel);
   const aside = task.basesFollow ? new FreshChunksAside() : undefined;
+  const known = task.previousChunks && indexedIds(task.previousChunks);
   let result: ScanRegionResult;
   try {
-    result = await scanChunks(task, (cut, bytes) => {
+    result = await scanChunks(task, (handedOver, bytes) => {
+      // On a nightly run most chunks are the previous map's: only the others are the main thread's to decide.
+      const cut = known ? unknownChunks(handedOver, known) : handedOver;
       const n = cut.lengths.length;
       if (n === 0) return;
       const reply = client.claim(Buffer.concat(cut.ids), cut.offsets, cut.lengths);
@@ -214,6 +217,47 @@ export async function scanAndSealRegion(task: ScanAndSealTask): Promise<ScanAndS
 interface FreshChunk {
   id: Buffer;
   plain: Buffer;
+}
+
+/** The ids of the previous map's chunks the repository holds, as a set of their binary strings. */
+function indexedIds(previous: PreviousChunks): Set<string> {
+  const set = new Set<string>();
+  const ids = Buffer.from(previous.ids.buffer, previous.ids.byteOffset, previous.ids.byteLength);
+  previous.indexed.forEach((held, i) => held && set.add(ids.toString('latin1', 32 * i, 32 * i + 32)));
+  return set;
+}
+
+/**
+ * The length and id of the chunk a scan cuts at region offset `at` from `decided` (its bytes up to
+ * its largest size or its span's end), without running the gear loop over it when the previous map
+ * has a chunk there with the same bytes: on a nightly run, most of a disk. Otherwise as cut.
+ */
+function cutChunk(decided: Buffer, at: number, absoluteStart: number, previous?: { byOffset: Map<number, number>; chunks: PreviousChunks }): { len: number; id: Buffer } {
+  const p = previous?.byOffset.get(at);
+  let hashed: { len: number; id: Buffer } | undefined;
+  if (p !== undefined) {
+    const len = previous!.chunks.lengths[p];
+    if (state.chunker.cutsAgainAt(decided, 0, decided.length, absoluteStart, len)) {
+      hashed = { len, id: state.hasher.hash(decided.subarray(0, len)) };
+      if (hashed.id.equals(previous!.chunks.ids.subarray(32 * p, 32 * p + 32))) return hashed;
+    }
+  }
+  const len = state.chunker.nextLength(decided, 0, decided.length, absoluteStart);
+  // Bytes changed inside a chunk that still ends where it did: its id is hashed already.
+  if (hashed && hashed.len === len) return hashed;
+  return { len, id: state.hasher.hash(decided.subarray(0, len)) };
+}
+
+/** The chunks of `cut` whose ids `known` lacks. */
+function unknownChunks(cut: CutChunks, known: Set<string>): CutChunks {
+  const out: CutChunks = { offsets: [], lengths: [], ids: [] };
+  cut.ids.forEach((id, i) => {
+    if (known.has(id.toString('latin1'))) return;
+    out.offsets.push(cut.offsets[i]);
+    out.lengths.push(cut.lengths[i]);
+    out.ids.push(id);
+  });
+  return out;
 }
 
 /** Seal fresh chunks into the answer's recycled buffer, against its bases (chunk j's is `bases.of[j]`), and hand them over. */
@@ -299,6 +343,7 @@ async function scanChunks(
   });
   let fingerprint: Buffer | undefined;
   let spans: Span[];
+  const previous = task.previousChunks && { byOffset: new Map(task.previousChunks.offsets.map((o, i) => [o, i])), chunks: task.previousChunks };
   try {
     const maxBytes = state.chunker.maxBytes;
     bytes = new RegionWindow(image, task, handOverCut, ahead, maxBytes + MIN_ZERO_RUN);
@@ -324,12 +369,12 @@ async function scanChunks(
           return;
         }
         const decided = bytes.view(at, limit);
-        const len = state.chunker.nextLength(decided, 0, decided.length, task.regionStart + at);
+        const { len, id } = cutChunk(decided, at, task.regionStart + at, previous);
         if (notHandedOver + len > handOverBytes) handOverCut?.();
         notHandedOver += len;
         offsets.push(at);
         lengths.push(len);
-        ids.push(state.hasher.hash(decided.subarray(0, len)));
+        ids.push(id);
         at += len;
       }
     };

@@ -32,10 +32,25 @@ export interface ScanRegionTask {
   dataExtents: Span[];
   /**
    * The fingerprint stored with this region's map in the previous restore
-   * point: if the region's fingerprint is the same, the scan stops after the
-   * zero runs (no cutting, no hashing) and the caller reuses that map.
+   * point: if the region's fingerprint is the same, the scan returns no
+   * chunks and the caller reuses that map.
    */
   previousFingerprint?: Uint8Array;
+  /** The region's previous map, whose chunks let a scan skip cutting what did not change. */
+  previousChunks?: PreviousChunks;
+}
+
+/**
+ * A region's previous map: chunk i at offsets[i], lengths[i] long, id ids[32i, 32i + 32). A chunk
+ * cut at the same offset with the same id is not cut again byte by byte (Chunker.cutsAgainAt).
+ * indexed[i] = 1: the repository holds chunk i, so a scan that seals as it goes does not ask the
+ * main thread whether it is fresh (a hand-over of only such chunks asks nothing).
+ */
+export interface PreviousChunks {
+  offsets: number[];
+  lengths: number[];
+  ids: Uint8Array;
+  indexed: Uint8Array;
 }
 
 /**

@@ -69,3 +69,43 @@ describe('FastCDC chunker', () => {
     expect(() => parseChunkerSpec('rabin:1M')).toThrow(/not a chunker/);
   });
 });
+
+describe('Chunker.cutsAgainAt: a chunk of the same bytes at the same start', () => {
+  // The property a nightly scan relies on to skip the gear loop over unchanged chunks: for the bytes
+  // of a chunk once cut to length L, cutsAgainAt says L exactly when nextLength would cut at L,
+  // whatever follows the chunk now (changed bytes, a nearer span end) and with any chunker.
+  it.each(['fastcdc:64K', 'fastcdc:256K', 'fixed:64K'])('agrees with nextLength for every chunk, whatever follows it (%s)', (spec) => {
+    const c = new Chunker(parseChunkerSpec(spec), gear);
+    const before = randomBytes(8 * 1024 * 1024);
+    let start = 0;
+    let checked = 0;
+    let reused = 0;
+    for (const len of c.cut(before, 0, before.length, 0)) {
+      // After the chunk: other bytes, and spans that end right after it, a little later, or far on.
+      const after = Buffer.from(before);
+      randomBytes(8192).copy(after, start + len);
+      // The chunk as cut then: to its content-defined end, or to a span's end (a zero run) short of it.
+      const short = c.nextLength(before, start, start + Math.ceil(len / 2), start);
+      for (const old of [len, short]) {
+        for (const end of [start + old, start + old + 1, start + old + 5000, after.length]) {
+          if (end > after.length) continue;
+          const expected = c.nextLength(after, start, end, start) === old;
+          expect(c.cutsAgainAt(after, start, end, start, old), `${spec}: chunk at ${start}, ${old} bytes, span to ${end}`).toBe(expected);
+          checked++;
+          if (expected) reused++;
+        }
+      }
+      start += len;
+    }
+    expect(checked).toBeGreaterThan(120);
+    // Chunks with content-defined ends end where they did; those cut short by a span's end, only at one.
+    expect(reused).toBeGreaterThan(checked / 4);
+    expect(reused).toBeLessThan(checked);
+  });
+
+  it('is false for a span shorter than the chunk', () => {
+    const bytes = randomBytes(1024 * 1024);
+    const len = chunker.nextLength(bytes, 0, bytes.length, 0);
+    expect(chunker.cutsAgainAt(bytes, 0, len - 1, 0, len)).toBe(false);
+  });
+});
