@@ -187,6 +187,10 @@ fi
 # (`backup --all`, here over [[static.guest]] entries of shut-off guests, read
 # in place), and restic and borg take every image in one snapshot / archive
 # likewise. Night 0 is the full backup, nights 1.. the nightly runs.
+conf=$work/ferry-all.conf
+echo "repository = \"$work/repos/ferry-all\"" >"$conf"
+for g in $(seq 1 "$GUESTS"); do printf '[[static.guest]]\nname = "guest%s"\ndisks = [{ path = "%s", device = "guest%s.img" }]\n' "$g" "$stage/guest$g.img" "$g" >>"$conf"; done
+mkdir -p "$work/run" "$work/state-all"
 for n in $(seq 0 "$NIGHTS"); do
   stage_night "$n"
   for t in $TOOLS; do
@@ -200,10 +204,6 @@ for n in $(seq 0 "$NIGHTS"); do
     log=$work/logs/$t-backupall-n$n.log
     case $t in
       ferry)
-        conf=$work/ferry-all.conf
-        echo "repository = \"$r\"" >"$conf"
-        for g in $(seq 1 "$GUESTS"); do printf '[[static.guest]]\nname = "guest%s"\ndisks = [{ path = "%s", device = "guest%s.img" }]\n' "$g" "$stage/guest$g.img" "$g" >>"$conf"; done
-        mkdir -p "$work/run" "$work/state-all"
         timed "$raw" ferry backupall "$n" all "$log" -- env FERRY_RUN_DIR="$work/run" FERRY_STATE_DIR="$work/state-all" node "$FERRY_BIN" backup --all --config "$conf" --work-dir "$work/ferry-work" --json || true ;;
       restic) timed "$raw" restic backupall "$n" all "$log" -- restic --repo "$r" backup --host ferry-bench --tag all "$stage"/*.img || true ;;
       borg) (cd "$stage" && timed "$raw" borg backupall "$n" all "$log" -- sh -c 'borg create --compression "$1" "$2::all-n$3" *.img' sh "$BORG_COMPRESSION" "$r" "$n") || true ;;

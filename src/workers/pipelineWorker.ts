@@ -235,11 +235,11 @@ function indexedIds(previous: PreviousChunks): Set<string> {
 function cutChunk(decided: Buffer, at: number, absoluteStart: number, previous?: { byOffset: Map<number, number>; chunks: PreviousChunks }): { len: number; id: Buffer } {
   const p = previous?.byOffset.get(at);
   let hashed: { len: number; id: Buffer } | undefined;
-  if (p !== undefined) {
-    const len = previous!.chunks.lengths[p];
+  if (previous && p !== undefined) {
+    const len = previous.chunks.lengths[p];
     if (state.chunker.cutsAgainAt(decided, 0, decided.length, absoluteStart, len)) {
       hashed = { len, id: state.hasher.hash(decided.subarray(0, len)) };
-      if (hashed.id.equals(previous!.chunks.ids.subarray(32 * p, 32 * p + 32))) return hashed;
+      if (hashed.id.equals(previous.chunks.ids.subarray(32 * p, 32 * p + 32))) return hashed;
     }
   }
   const len = state.chunker.nextLength(decided, 0, decided.length, absoluteStart);
