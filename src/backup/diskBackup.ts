@@ -370,14 +370,19 @@ export class DiskBackup {
 
   /** Add sealed blobs (blob i has id `idAt(i)`) to packs, then keep their buffer for the next seal (add resolves after the copy). */
   private async packSealed(blobs: SealedBlobs, idAt: (i: number) => Buffer): Promise<void> {
+    // Queued at once, so the region's map (added when its scan settles) follows its chunks in the packs.
+    const added: Promise<void>[] = [];
     for (let i = 0; i < blobs.typeFlags.length; i++) {
-      await this.writer.add({
-        id: idAt(i),
-        typeFlags: blobs.typeFlags[i],
-        rawLength: blobs.rawLengths[i],
-        sealed: blobs.data.subarray(blobs.starts[i], blobs.starts[i + 1]),
-      });
+      added.push(
+        this.writer.add({
+          id: idAt(i),
+          typeFlags: blobs.typeFlags[i],
+          rawLength: blobs.rawLengths[i],
+          sealed: blobs.data.subarray(blobs.starts[i], blobs.starts[i + 1]),
+        }),
+      );
     }
+    await Promise.all(added);
     this.buffers.keepOutput(blobs.data);
   }
 

@@ -143,27 +143,33 @@ export async function backupGuest(
   let doneBefore = 0;
   let readBytes = 0;
   let reusedRegions = 0;
-  for (const disk of req.disks) {
-    const result = await diskBackup.run(
-      disk.source,
-      disk.name,
-      (p) =>
-        onProgress?.({
-          disk: disk.name,
-          totalBytes,
-          doneBytes: doneBefore + p.doneBytes,
-          readBytes: readBytes + p.readBytes,
-          newBytes: writer.newBytes,
-        }),
-      disk.base,
-    );
-    const sourcePath = disk.sourcePath ?? result.record.sourcePath;
-    disks.push({ ...result.record, sourcePath, readBytes: result.readBytes, tracking: disk.tracking, fullReadReason: disk.fullReadReason });
-    doneBefore += disk.source.size;
-    readBytes += result.readBytes;
-    reusedRegions += result.reusedRegions;
+  try {
+    for (const disk of req.disks) {
+      const result = await diskBackup.run(
+        disk.source,
+        disk.name,
+        (p) =>
+          onProgress?.({
+            disk: disk.name,
+            totalBytes,
+            doneBytes: doneBefore + p.doneBytes,
+            readBytes: readBytes + p.readBytes,
+            newBytes: writer.newBytes,
+          }),
+        disk.base,
+      );
+      const sourcePath = disk.sourcePath ?? result.record.sourcePath;
+      disks.push({ ...result.record, sourcePath, readBytes: result.readBytes, tracking: disk.tracking, fullReadReason: disk.fullReadReason });
+      doneBefore += disk.source.size;
+      readBytes += result.readBytes;
+      reusedRegions += result.reusedRegions;
+    }
+    await writer.finish();
+  } catch (e) {
+    // The pack being written is dropped; the packs committed before stay, and the next backup reuses them.
+    await writer.abandon();
+    throw e;
   }
-  await writer.finish();
   const held = (await req.afterRead?.()) ?? {};
   const restorePoint: RestorePoint = {
     version: 1,

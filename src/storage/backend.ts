@@ -85,6 +85,15 @@ export interface Backend {
    */
   write(type: ObjectType, name: string, data: ObjectBytes): Promise<void>;
 
+  /**
+   * An object written piece by piece and named when complete (a pack is named
+   * by the hash of its bytes): its pieces go to storage as they come, not into
+   * a pack-sized buffer first. Only a backend that can do so has it (a local
+   * directory); `openObjectStream` gives every other one a stream that
+   * collects the pieces and calls `write` at commit.
+   */
+  openStream?(type: ObjectType): Promise<ObjectStream>;
+
   /** Size of an object, or undefined if absent. */
   stat(type: ObjectType, name: string): Promise<ObjectInfo | undefined>;
 
@@ -110,6 +119,21 @@ export interface Backend {
    * its own behaviour (retried, fenced, remembered: retentionMemo.ts).
    */
   readonly objectLock?: ObjectLock;
+}
+
+/**
+ * One object on its way to storage (Backend.openStream). Until `commit` it is
+ * no object: `list` and `read` do not see it, and after a crash or `abort`
+ * nothing of it is left but, at worst, a temporary file that leftover cleanup
+ * removes by age (leftovers.ts).
+ */
+export interface ObjectStream {
+  /** Append `bytes`; the caller may reuse their memory once the promise settles. */
+  append(bytes: Uint8Array): Promise<void>;
+  /** Make what was appended the object `name`, atomically and durably, as `write` does. */
+  commit(name: string): Promise<void>;
+  /** Drop what was appended; never throws. */
+  abort(): Promise<void>;
 }
 
 /** S3 Object Lock modes: COMPLIANCE, nobody can shorten or lift it; GOVERNANCE, users with s3:BypassGovernanceRetention can. */

@@ -2,7 +2,7 @@
 // A command whose repository lock was lost must not write another byte (the
 // lock may be someone else's now), and should stop at its next storage access
 // instead of running on; the command's own cleanup still runs.
-import { Backend, ObjectBytes, ObjectInfo, ObjectLock, ObjectType } from './backend';
+import { Backend, ObjectBytes, ObjectInfo, ObjectLock, ObjectStream, ObjectType } from './backend';
 import { holdsTemporaryFiles, TemporaryFile } from './leftovers';
 
 export class FencedBackend implements Backend {
@@ -11,8 +11,29 @@ export class FencedBackend implements Backend {
   readonly evict?: (type: ObjectType, name: string) => Promise<void>;
   readonly temporaryFiles?: () => Promise<TemporaryFile[]>;
   readonly objectLock?: ObjectLock;
+  readonly openStream?: (type: ObjectType) => Promise<ObjectStream>;
 
   constructor(private readonly inner: Backend) {
+    const openStream = inner.openStream?.bind(inner);
+    if (openStream) {
+      this.openStream = async (type) => {
+        this.check();
+        const stream = await openStream(type);
+        // Fenced between pieces: the stream is dropped, and nothing of it becomes an object.
+        const checked = async <T>(step: () => Promise<T>): Promise<T> => {
+          if (this.fencedBy) {
+            await stream.abort();
+            throw this.fencedBy;
+          }
+          return step();
+        };
+        return {
+          append: (bytes) => checked(() => stream.append(bytes)),
+          commit: (name) => checked(() => stream.commit(name)),
+          abort: () => stream.abort(),
+        };
+      };
+    }
     const evict = inner.evict?.bind(inner);
     if (evict) {
       this.evict = async (type, name) => {

@@ -3,7 +3,7 @@
 // objects, so an object is paid for as a unit: a write waits until the bucket
 // can cover it (then goes at line speed), a read pays after it arrived. Over a
 // backup of many packs the average rate is the limit; one object may burst.
-import { Backend, ObjectBytes, ObjectInfo, ObjectLock, ObjectType, objectLength } from './backend';
+import { Backend, ObjectBytes, ObjectInfo, ObjectLock, ObjectStream, ObjectType, objectLength } from './backend';
 
 export interface RateLimits {
   /** Bytes per second written to the inner backend; undefined = unlimited. */
@@ -45,11 +45,27 @@ export class RateLimitedBackend implements Backend {
   private readonly up?: TokenBucket;
   private readonly down?: TokenBucket;
 
+  readonly openStream?: (type: ObjectType) => Promise<ObjectStream>;
+
   constructor(private readonly inner: Backend, limits: RateLimits) {
     this.location = inner.location;
     this.objectLock = inner.objectLock;
     if (limits.uploadBytesPerSec) this.up = new TokenBucket(limits.uploadBytesPerSec, limits.burstBytes);
     if (limits.downloadBytesPerSec) this.down = new TokenBucket(limits.downloadBytesPerSec, limits.burstBytes);
+    const openStream = inner.openStream?.bind(inner);
+    if (openStream) {
+      this.openStream = async (type) => {
+        const stream = await openStream(type);
+        return {
+          append: async (bytes) => {
+            await this.up?.take(bytes.length);
+            return stream.append(bytes);
+          },
+          commit: (name) => stream.commit(name),
+          abort: () => stream.abort(),
+        };
+      };
+    }
   }
 
   async read(type: ObjectType, name: string): Promise<Buffer> {

@@ -15,6 +15,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { Backend, NotFoundError, ObjectInfo, ObjectType, TruncatedObjectError } from '../../src/storage/backend';
 import { LocalBackend } from '../../src/storage/local';
+import { openObjectStream } from '../../src/storage/objectStream';
+import { FencedBackend } from '../../src/storage/fenced';
 import { S3Backend } from '../../src/storage/s3';
 import { CachedBackend } from '../../src/storage/cache';
 import { StorageError } from '../../src/errors';
@@ -84,6 +86,29 @@ function backendContract(label: string, make: () => Promise<Fixture>): void {
         expect((await be.read(type, name)).equals(whole), `${type}/${name}`).toBe(true);
         expect(await nameAndSize(be.stat(type, name))).toEqual({ name, size: whole.length });
       }
+    });
+
+    it('writes an object piece by piece (openObjectStream): named at commit, unseen before, the pieces\' bytes in order; the caller may reuse a piece once appended', async () => {
+      const whole = randomBytes(5 * MiB + 3);
+      const name = hexName();
+      const stream = await openObjectStream(be, 'data');
+      const piece = Buffer.alloc(2 * MiB);
+      for (let at = 0; at < whole.length; at += piece.length) {
+        const n = whole.copy(piece, 0, at, at + piece.length);
+        await stream.append(piece.subarray(0, n));
+        piece.fill(0xee); // reused at once, as the pack writer reuses its piece
+      }
+      expect(await collect(be.list('data'))).toEqual([]);
+      await stream.commit(name);
+      expect((await be.read('data', name)).equals(whole)).toBe(true);
+      expect(await collect(be.list('data'))).toEqual([{ name, size: whole.length }]);
+    });
+
+    it('drops an aborted object stream: no object, nothing listed', async () => {
+      const stream = await openObjectStream(be, 'data');
+      await stream.append(randomBytes(MiB));
+      await stream.abort();
+      expect(await collect(be.list('data'))).toEqual([]);
     });
 
     it('reads a range into the caller\'s buffer when given one, and returns a view of it', async () => {
@@ -235,6 +260,48 @@ describe('LocalBackend specifics', () => {
     expect(fs.readFileSync(path.join(dir, 'data', 'ab', name), 'utf8')).toBe('data');
     expect(fs.readdirSync(dir).sort()).toEqual(['data', 'index', 'keys', 'locks', 'snapshots']);
     expect((await collect(be.list('restorepoints'))).map((x) => x.name)).toEqual([name]);
+  });
+});
+
+describe('LocalBackend object streams', () => {
+  const scratch = useScratch('backend-local-stream');
+  /** Temporary files under the repository, as leftover cleanup finds them. */
+  const temporaries = async (be: LocalBackend) => (await be.temporaryFiles()).map((f) => path.relative(be.location, f.path));
+
+  it('writes the pieces to a temporary file as they come (no buffer of the whole object), renamed into data/<xx>/ at commit', async () => {
+    const be = new LocalBackend(scratch.mkdir('stream'));
+    const stream = await be.openStream('data');
+    await stream.append(Buffer.alloc(MiB, 1));
+    const [temp] = await temporaries(be);
+    expect(temp).toMatch(/^data\/[0-9a-f]{2}\/stream\.tmp-[0-9a-f]{12}$/);
+    expect(fs.statSync(path.join(be.location, temp)).size).toBe(MiB);
+    const name = 'cd' + hexName().slice(2);
+    await stream.commit(name);
+    expect(await temporaries(be)).toEqual([]);
+    expect(fs.statSync(path.join(be.location, 'data', 'cd', name)).size).toBe(MiB);
+    await expect(stream.append(Buffer.alloc(1))).rejects.toThrow(/already committed or aborted/);
+  });
+
+  it('leaves no temporary file after abort', async () => {
+    const be = new LocalBackend(scratch.mkdir('abort'));
+    const stream = await be.openStream('data');
+    await stream.append(Buffer.alloc(MiB, 2));
+    await stream.abort();
+    await stream.abort(); // twice is harmless
+    expect(await temporaries(be)).toEqual([]);
+    expect(await collect(be.list('data'))).toEqual([]);
+  });
+
+  it('behind a fence: a stream fenced between pieces is dropped with the fence\'s error and leaves nothing', async () => {
+    const inner = new LocalBackend(scratch.mkdir('fenced'));
+    const be = new FencedBackend(inner);
+    const stream = await openObjectStream(be, 'data');
+    await stream.append(Buffer.alloc(MiB, 3));
+    be.fence(new StorageError('the repository lock was lost'));
+    await expect(stream.append(Buffer.alloc(10))).rejects.toThrow('the repository lock was lost');
+    await expect(stream.commit(hexName())).rejects.toThrow('the repository lock was lost');
+    expect(await temporaries(inner)).toEqual([]);
+    expect(await collect(inner.list('data'))).toEqual([]);
   });
 });
 
