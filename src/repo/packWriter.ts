@@ -118,8 +118,8 @@ export class PackWriter {
   }
 
   private async appendPiece(pack: OpenPack): Promise<void> {
-    if (this.pieceBytes === 0) return;
-    const piece = this.pieceBuffer!.subarray(0, this.pieceBytes);
+    if (this.pieceBytes === 0 || !this.pieceBuffer) return;
+    const piece = this.pieceBuffer.subarray(0, this.pieceBytes);
     this.pieceBytes = 0;
     await this.append(pack, piece);
   }
