@@ -129,6 +129,15 @@ L.push(`| bytes written by prune (new files in the repository) | ${mb(pruneTotal
 L.push(`| bytes deleted by prune | ${mb(pruneTotal('ferry', 'deleted'))} | ${mb(pruneTotal('restic', 'deleted'))} | ${ratio(pruneTotal('ferry', 'deleted'), pruneTotal('restic', 'deleted'))} |`);
 L.push(`| backup wall, all nights and guests | ${sec(backupWall('ferry'))} | ${sec(backupWall('restic'))} | ${ratio(backupWall('ferry'), backupWall('restic'))} |`);
 L.push(`| backup CPU (user+sys) | ${sec(backupCpu('ferry'))} | ${sec(backupCpu('restic'))} | ${ratio(backupCpu('ferry'), backupCpu('restic'))} |`);
+// The most memory any one command of the phase took, and on which night: a nightly job must fit a Dom0 for years.
+const peakRss = (t, phase) => {
+  const rs = runs(t, phase).filter((r) => r.maxrssKb > 0);
+  if (!rs.length) return '–';
+  const top = rs.reduce((a, b) => (b.maxrssKb > a.maxrssKb ? b : a));
+  return `${Math.round(top.maxrssKb / 1024)} MiB (night ${top.night})`;
+};
+L.push(`| peak RSS of a backup | ${peakRss('ferry', 'backup')} | ${peakRss('restic', 'backup')} | |`);
+L.push(`| peak RSS of a prune | ${peakRss('ferry', 'prune')} | ${peakRss('restic', 'prune')} | |`);
 L.push(`| forget wall, all nights | ${sec(forgetWall('ferry'))} | ${sec(forgetWall('restic'))} | ${ratio(forgetWall('ferry'), forgetWall('restic'))} |`);
 const chk = (t) => (checked(t) ? (checked(t).rc === 0 ? 'ok' : `FAILED (exit ${checked(t).rc})`) : '–');
 L.push(`| check after night ${last.night} | ${chk('ferry')} | ${chk('restic')} | |`);
