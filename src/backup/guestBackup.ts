@@ -143,7 +143,8 @@ export async function backupGuest(
   let doneBefore = 0;
   let readBytes = 0;
   let reusedRegions = 0;
-  try {
+  // A failure drops the pack being written; the packs committed before stay, and the next backup reuses them.
+  await writer.fillAndFinish(async () => {
     for (const disk of req.disks) {
       const result = await diskBackup.run(
         disk.source,
@@ -164,12 +165,7 @@ export async function backupGuest(
       readBytes += result.readBytes;
       reusedRegions += result.reusedRegions;
     }
-    await writer.finish();
-  } catch (e) {
-    // The pack being written is dropped; the packs committed before stay, and the next backup reuses them.
-    await writer.abandon();
-    throw e;
-  }
+  });
   const held = (await req.afterRead?.()) ?? {};
   const restorePoint: RestorePoint = {
     version: 1,

@@ -263,7 +263,7 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
   // 16 MiB per pack (and a plaintext per blob) stayed until the collector ran and made prune's peak, and so
   // did a buffer grown for each slightly larger pack (3 of them, 48 MiB, in a 60-night repository).
   const packBuffer = Buffer.allocUnsafe(Math.max(0, ...plan.repack.map((r) => r.pack.size)));
-  try {
+  await writer.fillAndFinish(async () => {
     for (const { pack, copy } of plan.repack) {
       const bytes = await repo.backend.readRange('data', pack.packId, 0, pack.size, packBuffer.subarray(0, pack.size));
       const packNumber = repo.packNumber(pack.packId);
@@ -279,11 +279,7 @@ export async function pruneRepository(repo: Repository, opts: PruneOptions): Pro
       sealedWhole.delete(r.id);
       await writer.add({ id: Buffer.from(r.id, 'hex'), ...whole }); // copied into the pack before the next seal
     }
-    await writer.finish();
-  } catch (e) {
-    await writer.abandon();
-    throw e;
-  }
+  });
 
   // 2. New index files, merged: every kept pack (all its entries, so the index agrees with its header) and every new pack.
   step('writing index files');

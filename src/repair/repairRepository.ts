@@ -144,13 +144,9 @@ export async function repairRepository(repo: Repository, dryRun: boolean, log: (
   if (!dryRun) {
     if (salvage.length > 0) {
       const writer = new PackWriter(repo);
-      try {
+      await writer.fillAndFinish(async () => {
         for (const s of salvage) await writer.add({ id: s.entry.id, typeFlags: s.entry.typeFlags, rawLength: s.entry.rawLength, sealed: s.sealed });
-        await writer.finish();
-      } catch (e) {
-        await writer.abandon();
-        throw e;
-      }
+      });
       indexFilesWritten++;
     }
     for (const batch of batches(toIndex, ENTRIES_PER_INDEX_FILE)) {

@@ -92,6 +92,20 @@ export class PackWriter {
   }
 
   /**
+   * `fill` the writer, then finish; if either fails, abandon the pack being
+   * written (nothing of it is left) and rethrow. Packs committed before stay.
+   */
+  async fillAndFinish(fill: () => Promise<void>): Promise<void> {
+    try {
+      await fill();
+      await this.finish();
+    } catch (e) {
+      await this.abandon();
+      throw e;
+    }
+  }
+
+  /**
    * After a failure: wait for what is under way and drop the pack being written,
    * so that nothing of it is left in the repository. Packs already committed
    * stay (the next backup reuses them). Never throws.

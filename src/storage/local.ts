@@ -80,31 +80,10 @@ export class LocalBackend implements Backend {
 
   async write(type: ObjectType, name: string, data: ObjectBytes): Promise<void> {
     const target = this.full(type, name);
-    this.handles.drop(target);
-    const dir = path.dirname(target);
-    const temp = `${target}${TEMP_MARK}${randomBytes(6).toString('hex')}`;
-    try {
-      await fsp.mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
-      const fh = await fsp.open(temp, 'wx', PRIVATE_FILE_MODE);
-      try {
-        // Part by part, straight from the caller's buffers (a pack's blobs, then its header).
-        for (const part of objectParts(data)) {
-          let done = 0;
-          while (done < part.length) {
-            const { bytesWritten } = await fh.write(part, done, part.length - done);
-            done += bytesWritten;
-          }
-        }
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await fsp.rename(temp, target);
-      await syncDirectory(dir);
-    } catch (err) {
-      await fsp.rm(temp, { force: true }).catch(() => undefined);
-      throw this.translate(err, type, name, 'writing');
-    }
+    const stream = await this.temporaryFileStream(type, `${target}${TEMP_MARK}${randomBytes(6).toString('hex')}`, target);
+    // Part by part, straight from the caller's buffers (a pack's blobs, then its header).
+    for (const part of objectParts(data)) await stream.append(part);
+    await stream.commit(name);
   }
 
   /**
@@ -115,7 +94,15 @@ export class LocalBackend implements Backend {
    */
   async openStream(type: ObjectType): Promise<ObjectStream> {
     const dir = path.dirname(this.full(type, randomBytes(4).toString('hex')));
-    const temp = path.join(dir, `stream${TEMP_MARK}${randomBytes(6).toString('hex')}`);
+    return this.temporaryFileStream(type, path.join(dir, `stream${TEMP_MARK}${randomBytes(6).toString('hex')}`));
+  }
+
+  /**
+   * Every write: pieces into the temporary file `temp`, then at commit fsync,
+   * rename to the object and fsync of its folder; on any failure the file is
+   * removed. Errors before commit name `where` (the object's path, when known).
+   */
+  private async temporaryFileStream(type: ObjectType, temp: string, where = temp): Promise<ObjectStream> {
     let fh: fsp.FileHandle | undefined;
     const abort = async (): Promise<void> => {
       await fh?.close().catch(() => undefined);
@@ -123,11 +110,11 @@ export class LocalBackend implements Backend {
       await fsp.rm(temp, { force: true }).catch(() => undefined);
     };
     try {
-      await fsp.mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+      await fsp.mkdir(path.dirname(temp), { recursive: true, mode: PRIVATE_DIR_MODE });
       fh = await fsp.open(temp, 'wx', PRIVATE_FILE_MODE);
     } catch (err) {
       await abort();
-      throw this.translateAt(err, type, temp, 'writing');
+      throw this.translateAt(err, type, where, 'writing');
     }
     const file = (): fsp.FileHandle => {
       if (!fh) throw new StorageError(`writing ${temp}: the object was already committed or aborted`);
@@ -140,7 +127,7 @@ export class LocalBackend implements Backend {
           while (done < bytes.length) done += (await file().write(bytes, done, bytes.length - done)).bytesWritten;
         } catch (err) {
           await abort();
-          throw this.translateAt(err, type, temp, 'writing');
+          throw this.translateAt(err, type, where, 'writing');
         }
       },
       commit: async (name) => {
