@@ -4,7 +4,7 @@
 // one guest's failure never stops the others.
 import { Repository } from '../repo/repository';
 import { RestorePointListing } from '../repo/restorePointStore';
-import { DiskRecord, StoredRestorePoint } from '../repo/restorePoint';
+import { DiskRecord, RestorePointSummary } from '../repo/restorePoint';
 import { PipelinePool } from '../workers/pipelinePool';
 import { GuestDisk, GuestHooks, GuestInfo, HypervisorDriver, QuiesceHandle, QuiesceMethod, ShutdownHandle } from '../hypervisor/driver';
 import { NO_WATCHDOG_TIME_LIMIT, WatchdogGuard } from '../hypervisor/watchdog';
@@ -112,7 +112,7 @@ export async function backupFleet(
   guests: FleetGuest[],
   opts: FleetBackupOptions,
 ): Promise<GuestOutcome[]> {
-  const latest = new Map<string, StoredRestorePoint>();
+  const latest = new Map<string, RestorePointSummary>();
   const { points, damaged } = opts.listing ?? (await repo.listAllRestorePoints());
   for (const rp of points) latest.set(rp.guest, rp); // oldest first: the last one wins
   // A damaged restore point may be a guest's newest, and its changed-block tracking state is
@@ -160,12 +160,14 @@ async function backupOne(
   repo: Repository,
   pool: PipelinePool,
   g: FleetGuest,
-  previous: StoredRestorePoint | undefined,
+  latest: RestorePointSummary | undefined,
   held: HeldGuests,
   opts: FleetBackupOptions,
 ): Promise<GuestOutcome> {
   const disks = g.guest.disks.filter((d) => !d.cdrom);
   if (disks.length === 0) throw new InputError(`guest ${g.guest.name} has no disks to back up`);
+  // Its region maps are read now, for this guest only: a listing keeps none (RestorePointSummary).
+  const previous = latest && (await repo.loadRestorePointByName(latest.id));
   const providers = await Promise.all(disks.map((d) => g.providerFor(d)));
   const previousDisk = (d: GuestDisk): DiskRecord | undefined => previous?.disks.find((p) => p.name === fleetDiskName(d));
   const groups = new Map<SnapshotProvider, GuestDisk[]>();

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Repository } from '../repo/repository';
 import { PackWriter } from '../repo/packWriter';
-import { AttachedConfig, DiskRecord, GuestSpec, RestorePoint, StoredRestorePoint } from '../repo/restorePoint';
+import { AttachedConfig, DiskRecord, GuestSpec, RestorePoint, RestorePointSummary } from '../repo/restorePoint';
 import { imageGuestSpec } from './guestSpec';
 import { ImageSource, openImageSource } from '../dedupe/imageSource';
 import { PipelinePool } from '../workers/pipelinePool';
@@ -102,10 +102,11 @@ export function imageBackupRequest(guest: string, images: string[], configPath: 
  * Offer each disk the same-named disk of the guest's latest restore point as
  * its page-patch base (see dedupe/pagePatch.ts). Disks keep a base they have.
  */
-export async function withPreviousDisks(repo: Repository, req: GuestBackupRequest, points?: StoredRestorePoint[]): Promise<GuestBackupRequest> {
+export async function withPreviousDisks(repo: Repository, req: GuestBackupRequest, points?: RestorePointSummary[]): Promise<GuestBackupRequest> {
   // A damaged point is passed over: the base only serves deduplication (page patches), which checks what it reuses.
-  const previous = (points ?? (await repo.listAllRestorePoints()).points).filter((rp) => rp.guest === req.guest).pop();
-  if (!previous) return req;
+  const latest = (points ?? (await repo.listAllRestorePoints()).points).filter((rp) => rp.guest === req.guest).pop();
+  if (!latest) return req;
+  const previous = await repo.loadRestorePointByName(latest.id);
   return {
     ...req,
     disks: req.disks.map((d) => {

@@ -461,7 +461,8 @@ async function findAffectedRestorePoints(repo: Repository, found: Findings, orph
   const neededOrphans = new Set<number>();
   const affected: CheckReport['affected'] = [];
   const rps = await repo.listRestorePoints((name) => found.damage.push({ object: `snapshots/${name}`, problem: 'restore point fails authentication' }));
-  for (const rp of rps) {
+  for (const listed of rps) {
+    const rp = await repo.loadRestorePointByName(listed.id); // one point's region maps at a time
     let broken = false;
     for (const disk of rp.disks) {
       for (const mapId of disk.regions) {

@@ -5,7 +5,7 @@
 import { CorruptionError } from '../errors';
 import { BlobType, blobType } from '../crypto/blobCodec';
 import { Repository } from '../repo/repository';
-import { StoredRestorePoint } from '../repo/restorePoint';
+import { RestorePointSummary, StoredRestorePoint } from '../repo/restorePoint';
 import { decodeRegionMap } from '../repo/regionMap';
 import { PatchBaseMemo } from './patchBaseMemo';
 
@@ -33,11 +33,12 @@ export interface LiveGraphOptions {
  * live patch's base, read through `repo`'s in-memory index (which must know
  * every pack: index files and unindexed packs alike).
  */
-export async function findLiveGraph(repo: Repository, points: readonly StoredRestorePoint[], opts: LiveGraphOptions): Promise<LiveGraph> {
+export async function findLiveGraph(repo: Repository, points: readonly RestorePointSummary[], opts: LiveGraphOptions): Promise<LiveGraph> {
   const live: LiveBlobs = new Set();
   const graph: LiveGraph = { live, named: new Set(), baseOf: new Map() };
   const ctx = { graph, storedWhole: opts.storedWhole, bases: opts.bases };
-  for (const point of points) {
+  for (const listed of points) {
+    const point = await repo.loadRestorePointByName(listed.id); // one point's region maps at a time
     for (const disk of point.disks) {
       for (const mapHex of disk.regions) {
         if (mapHex === null || live.has(mapHex)) continue;

@@ -166,7 +166,8 @@ export async function repairRepository(repo: Repository, dryRun: boolean, log: (
   const points = await repo.listRestorePoints((name) => damagedRestorePoints.push(name));
   const available = new BlobAvailability(repo);
   const affected: AffectedRestorePoint[] = [];
-  for (const rp of points) {
+  for (const listed of points) {
+    const rp = await repo.loadRestorePointByName(listed.id); // one point's region maps at a time
     const disks = await lostInRestorePoint(repo, rp, available);
     if (disks.length > 0) affected.push({ id: rp.id, guest: rp.guest, time: rp.time, disks });
   }

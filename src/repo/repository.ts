@@ -15,7 +15,7 @@ import { BlobLocation } from './chunkIndex';
 import { FORMAT_VERSION, RepositorySettings, decodeConfigBody, encodeConfig, parseConfigHeader } from './configFile';
 import { IndexedPack } from './indexFile';
 import { PackEntry } from './packFormat';
-import { RestorePoint, StoredRestorePoint } from './restorePoint';
+import { RestorePoint, RestorePointSummary, StoredRestorePoint } from './restorePoint';
 import { KeySlotInfo, KeySlots, unlockKeySlot, writeKeySlot } from './keySlots';
 import { OrphanIndexing, PackIndex } from './packIndex';
 import { BlobReader, ChainInScratch, ChunkScratch } from './blobReader';
@@ -304,8 +304,8 @@ export class Repository {
     return this.restorePoints.loadRestorePointByName(name);
   }
 
-  /** Every readable restore point, oldest first; damaged ones go to `onDamaged`. */
-  listRestorePoints(onDamaged?: (name: string, err: CorruptionError) => void): Promise<StoredRestorePoint[]> {
+  /** Every readable restore point, oldest first, without region maps; damaged ones go to `onDamaged`. */
+  listRestorePoints(onDamaged?: (name: string, err: CorruptionError) => void): Promise<RestorePointSummary[]> {
     return this.restorePoints.listRestorePoints(onDamaged);
   }
 

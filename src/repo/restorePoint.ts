@@ -97,3 +97,23 @@ export interface RestorePoint {
 export interface StoredRestorePoint extends RestorePoint {
   id: string;
 }
+
+/**
+ * A disk as a listing gives it: everything but its per-region arrays. Those
+ * grow with the disk (a 1 TiB disk has 32768 regions, ~5.5 MiB of strings
+ * in memory per restore point), and a command that lists every point of a
+ * long-kept fleet holding them all at once would outgrow its memory budget.
+ * A full restore point is also a summary.
+ */
+export type DiskSummary = Omit<DiskRecord, 'regions' | 'fingerprints'>;
+
+/** A restore point as a listing gives it: its disks without their region maps (load it by id for those). */
+export type RestorePointSummary = Omit<StoredRestorePoint, 'disks'> & { disks: DiskSummary[] };
+
+/** The summary of a full restore point: the same object minus what a listing does not keep. */
+export function summarizeRestorePoint(rp: StoredRestorePoint): RestorePointSummary {
+  return {
+    ...rp,
+    disks: rp.disks.map(({ regions: _regions, fingerprints: _fingerprints, ...rest }) => rest),
+  };
+}

@@ -2,12 +2,13 @@
 // `snapshots/`: see storage/backend.ts, objectFolder): sealed,
 // padded JSON objects named by the hash of their bytes. Save, load, list,
 // resolve a reference (`latest`, id, prefix), remove.
-import { Backend } from '../storage/backend';
+import { Backend, ObjectInfo } from '../storage/backend';
+import { forEachLimit } from '../concurrency/forEachLimit';
 import { CorruptionError, UsageError } from '../errors';
 import { RepositoryKeys } from '../crypto/keys';
 import { contentName } from '../crypto/chunkId';
 import { sealObject, openObject } from '../crypto/objectCodec';
-import { RestorePoint, StoredRestorePoint } from './restorePoint';
+import { RestorePoint, RestorePointSummary, StoredRestorePoint, summarizeRestorePoint } from './restorePoint';
 import { readDecodedObject } from './storedObject';
 
 /** A restore point file that cannot be read (torn, damaged, or not sealed with this repository's key). */
@@ -17,9 +18,14 @@ export interface DamagedRestorePoint {
 }
 
 export interface RestorePointListing {
-  points: StoredRestorePoint[];
+  points: RestorePointSummary[];
   damaged: DamagedRestorePoint[];
 }
+
+/** Restore points read at once by a listing: at most this many, */
+const LIST_READS_AT_ONCE = 8;
+/** and no more than this many stored bytes of the largest (1 TiB disk: ~4 MiB, ~5.5 MiB once parsed). */
+const LIST_BYTES_AT_ONCE = 8 * 1024 * 1024;
 
 export class RestorePointStore {
   constructor(
@@ -45,17 +51,28 @@ export class RestorePointStore {
     return { ...(JSON.parse(plain.toString('utf8')) as RestorePoint), id: name };
   }
 
-  /** Every readable restore point, oldest first; damaged ones go to `onDamaged`. */
-  async listRestorePoints(onDamaged?: (name: string, err: CorruptionError) => void): Promise<StoredRestorePoint[]> {
-    const out: StoredRestorePoint[] = [];
-    for await (const info of this.backend.list('restorepoints')) {
+  /**
+   * Every readable restore point, oldest first, as summaries (read one at a
+   * time, so only one point's region maps are ever held); damaged ones go to `onDamaged`.
+   */
+  async listRestorePoints(onDamaged?: (name: string, err: CorruptionError) => void): Promise<RestorePointSummary[]> {
+    const infos: ObjectInfo[] = [];
+    for await (const info of this.backend.list('restorepoints')) infos.push(info);
+    // A few read at once hide a remote store's latency; few enough that the points held whole stay small.
+    const largest = infos.reduce((n, i) => Math.max(n, i.size), 1);
+    const atOnce = Math.max(1, Math.min(LIST_READS_AT_ONCE, Math.floor(LIST_BYTES_AT_ONCE / largest)));
+    const read: (RestorePointSummary | CorruptionError)[] = new Array(infos.length);
+    await forEachLimit(infos.keys(), atOnce, async (i) => {
       try {
-        out.push(await this.loadRestorePointByName(info.name));
+        read[i] = summarizeRestorePoint(await this.loadRestorePointByName(infos[i].name));
       } catch (err) {
-        if (err instanceof CorruptionError && onDamaged) onDamaged(info.name, err);
-        else throw err;
+        if (!(err instanceof CorruptionError && onDamaged)) throw err;
+        read[i] = err;
       }
-    }
+    });
+    const out: RestorePointSummary[] = [];
+    // In the order the backend listed them, whichever read finished first.
+    read.forEach((r, i) => (r instanceof CorruptionError ? onDamaged!(infos[i].name, r) : out.push(r)));
     return out.sort((a, b) => a.time.localeCompare(b.time));
   }
 
@@ -97,7 +114,7 @@ export class RestorePointStore {
       if (!newest) {
         throw new UsageError(`${this.backend.location}: no restore point${guest ? ` for guest '${guest}'` : ''}; see 'ferry list'`);
       }
-      return newest;
+      return this.loadRestorePointByName(newest.id);
     }
     const rp = await this.loadRestorePointByName(await this.restorePointName(ref));
     if (guest && rp.guest !== guest) {

@@ -21,6 +21,7 @@ import { ObjectLock, ObjectType, objectLockMargin } from '../storage/backend';
 import { Repository } from './repository';
 import { DiskRecord } from './restorePoint';
 import { decodeRegionMap } from './regionMap';
+import { forEachLimit } from '../concurrency/forEachLimit';
 
 const DAY_MS = 86_400_000;
 /** Region maps read and retentions asked for at once: hides S3's latency. */
@@ -64,7 +65,7 @@ export async function coverObjectsRetention(
   const floor = new Date(now + lock.days * DAY_MS);
   const until = new Date(floor.getTime() + objectLockMargin(lock.days));
   let extended = 0;
-  await inParallel(objects, async ({ type, name }) => {
+  await forEachLimit(objects, IN_FLIGHT, async ({ type, name }) => {
     if (await raiseIfShort(lock, type, name, floor, until)) extended++;
   });
   return { objects: objects.length, extended, until: until.toISOString(), floor: floor.toISOString() };
@@ -92,7 +93,7 @@ async function packsNeeded(repo: Repository, disks: readonly DiskRecord[]): Prom
   const maps = new Map<string, number>();
   for (const disk of disks) for (const m of disk.regions) if (m) maps.set(m, disk.regionSize);
   const chunksSeen = new Set<string>();
-  await inParallel([...maps], async ([mapHex, regionSize]) => {
+  await forEachLimit([...maps], IN_FLIGHT, async ([mapHex, regionSize]) => {
     const mapId = Buffer.from(mapHex, 'hex');
     locate(mapId, 'region map');
     const entries = decodeRegionMap(await repo.readBlobPlaintext(mapId), regionSize);
@@ -109,13 +110,4 @@ async function packsNeeded(repo: Repository, disks: readonly DiskRecord[]): Prom
     }
   });
   return packs;
-}
-
-/** `fn` over `items`, IN_FLIGHT at a time (repo/ does not import concurrency/). */
-async function inParallel<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, items.length) }, worker));
 }

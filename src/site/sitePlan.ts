@@ -3,7 +3,7 @@
 // point at or before a moment, placed on the target hosts within their
 // memory, vCPUs and pool space (placement.ts). The plan is a JSON file a
 // person can read and `site restore` follows.
-import type { StoredRestorePoint } from '../repo/restorePoint';
+import type { RestorePointSummary } from '../repo/restorePoint';
 import type { HostHypervisor, SiteHosts } from './hostsFile';
 import { type GuestToPlace, type PoolCapacity, type UnplacedGuest, placeGuests } from './placement';
 
@@ -70,8 +70,8 @@ export interface RestorePointChoice {
  * backing up guests of one name give one guest: the newest point wins (a site
  * has one guest of each name).
  */
-export function chooseRestorePoints(points: readonly StoredRestorePoint[], choice: RestorePointChoice = {}): StoredRestorePoint[] {
-  const newest = new Map<string, StoredRestorePoint>();
+export function chooseRestorePoints<P extends RestorePointSummary>(points: readonly P[], choice: RestorePointChoice = {}): P[] {
+  const newest = new Map<string, P>();
   for (const rp of points) {
     if (choice.guest && !choice.guest(rp.guest)) continue;
     if (choice.at && Date.parse(rp.time) > choice.at.getTime()) continue;
@@ -83,7 +83,7 @@ export function chooseRestorePoints(points: readonly StoredRestorePoint[], choic
 }
 
 /** What placement needs of a restore point: memory and vCPUs from its spec, disks from its records. */
-export function guestToPlace(rp: StoredRestorePoint): GuestToPlace {
+export function guestToPlace(rp: RestorePointSummary): GuestToPlace {
   const spec = rp.spec;
   const hypervisor = spec?.hypervisor === 'xen' || spec?.hypervisor === 'libvirt' || spec?.hypervisor === 'qemu' ? spec.hypervisor : undefined;
   return {
@@ -96,7 +96,7 @@ export function guestToPlace(rp: StoredRestorePoint): GuestToPlace {
 }
 
 export function buildSitePlan(
-  chosen: readonly StoredRestorePoint[],
+  chosen: readonly RestorePointSummary[],
   site: SiteHosts,
   pools: readonly PoolCapacity[],
   meta: { repository: string; at?: Date; now?: Date },

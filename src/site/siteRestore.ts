@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { forEachLimit } from '../concurrency/forEachLimit';
 import type { Repository } from '../repo/repository';
-import type { DiskRecord, StoredRestorePoint } from '../repo/restorePoint';
+import type { DiskRecord, RestorePointSummary, StoredRestorePoint } from '../repo/restorePoint';
 import type { PipelinePool } from '../workers/pipelinePool';
 import { restoreDisk, restorePlanned } from '../restore/diskRestore';
 import { restorePlan } from '../restore/restorePlan';
@@ -134,7 +134,7 @@ export async function restoreSite(
   site: SiteHosts,
   opts: SiteRestoreOptions,
 ): Promise<GuestRestoreReport[]> {
-  const points = new Map<string, StoredRestorePoint>();
+  const points = new Map<string, RestorePointSummary>();
   const { points: all } = await repo.listAllRestorePoints();
   for (const rp of all) points.set(rp.id, rp);
   const byHost = new Map<string, PlannedGuest[]>();
@@ -178,14 +178,22 @@ async function restoreGuest(
   workers: PipelinePool,
   plan: SitePlan,
   g: PlannedGuest,
-  rp: StoredRestorePoint | undefined,
+  listed: RestorePointSummary | undefined,
   host: HostDefinition,
   site: SiteHosts,
   opts: SiteRestoreOptions,
   progress: HostProgress,
 ): Promise<GuestRestoreReport> {
   const started = Date.now();
-  if (!rp) return failed(g, `restore point ${g.restorePoint.slice(0, 8)} is not in ${repo.location} (forgotten since the plan?); plan again`);
+  if (!listed) return failed(g, `restore point ${g.restorePoint.slice(0, 8)} is not in ${repo.location} (forgotten since the plan?); plan again`);
+  // Its region maps are read for this guest only: a listing keeps none (RestorePointSummary).
+  let rp: StoredRestorePoint;
+  try {
+    rp = await repo.loadRestorePointByName(listed.id);
+  } catch (err) {
+    if (!(err instanceof FerryError)) throw err;
+    return failed(g, err.message);
+  }
   const runner = hostCommandRunner(host, opts.local, site.sshConfig);
   // Before anything is written: a guest of this name that runs there is never touched.
   try {

@@ -3,7 +3,7 @@
 // the chunks those maps name. Needs the keys (region maps are encrypted).
 import { BlobType, blobType } from '../crypto/blobCodec';
 import { Repository } from '../repo/repository';
-import { StoredRestorePoint } from '../repo/restorePoint';
+import { RestorePointSummary } from '../repo/restorePoint';
 import { decodeRegionMap } from '../repo/regionMap';
 import { IndexedPack } from '../repo/indexFile';
 import { PackEntry } from '../repo/packFormat';
@@ -17,7 +17,7 @@ export interface Selection {
   latest?: number;
 }
 
-export function selectRestorePoints(all: StoredRestorePoint[], sel: Selection, location: string): StoredRestorePoint[] {
+export function selectRestorePoints(all: RestorePointSummary[], sel: Selection, location: string): RestorePointSummary[] {
   for (const g of sel.guests) {
     if (!all.some((rp) => rp.guest === g)) {
       throw new UsageError(`--guest ${g}: ${location} has no restore point of guest '${g}'; see 'ferry list'`);
@@ -25,7 +25,7 @@ export function selectRestorePoints(all: StoredRestorePoint[], sel: Selection, l
   }
   const chosen = sel.guests.length > 0 ? all.filter((rp) => sel.guests.includes(rp.guest)) : all;
   if (sel.latest === undefined) return chosen;
-  const byGuest = new Map<string, StoredRestorePoint[]>();
+  const byGuest = new Map<string, RestorePointSummary[]>();
   for (const rp of chosen) byGuest.set(rp.guest, [...(byGuest.get(rp.guest) ?? []), rp]);
   const keep = new Set<string>();
   // `all` is sorted oldest first, so the newest N are at the end.
@@ -34,7 +34,7 @@ export function selectRestorePoints(all: StoredRestorePoint[], sel: Selection, l
 }
 
 /** Pack ids (hex) that the restore points need, resolved through `repo`'s index. */
-export async function packsNeeded(repo: Repository, points: StoredRestorePoint[]): Promise<Set<string>> {
+export async function packsNeeded(repo: Repository, points: RestorePointSummary[]): Promise<Set<string>> {
   const blobs = await blobsNeeded(repo, points);
   return new Set([...new Set(blobs.values())].map((n) => repo.packIds[n]));
 }
@@ -45,11 +45,12 @@ export async function packsNeeded(repo: Repository, points: StoredRestorePoint[]
  * chain from `repo`: that copy rebuilds from what it holds (a repository keeps the bases of every patch it
  * stores, FORMAT.md rule 5), perhaps whole where `repo` has a patch (rule 7).
  */
-export async function blobsNeeded(repo: Repository, points: StoredRestorePoint[], heldElsewhere?: (id: Buffer) => boolean): Promise<Map<string, number>> {
+export async function blobsNeeded(repo: Repository, points: RestorePointSummary[], heldElsewhere?: (id: Buffer) => boolean): Promise<Map<string, number>> {
   const blobs = new Map<string, number>();
   const mapsSeen = new Set<string>();
   const maps: { mapId: string; regionSize: number; what: string }[] = [];
-  for (const rp of points) {
+  for (const listed of points) {
+    const rp = await repo.loadRestorePointByName(listed.id); // one point's region maps at a time
     for (const disk of rp.disks) {
       disk.regions.forEach((mapId, r) => {
         if (!mapId || mapsSeen.has(mapId)) return;

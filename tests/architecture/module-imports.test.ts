@@ -25,7 +25,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   // Snapshot providers hand dedupe byte ranges (ByteRange is the snapshot seam's type).
   // Images are read past the page cache by host/directIo's alignment rules.
   dedupe: ['units', 'crypto', 'snapshot', 'host', 'repo/format', 'repo/pagePatchFormat'],
-  repo: ['storage', 'crypto', 'host'],
+  repo: ['storage', 'crypto', 'host', 'concurrency'],
   workers: ['repo', 'crypto', 'dedupe', 'host'],
   hypervisor: ['host'],
   snapshot: ['hypervisor', 'host', 'concurrency'],

@@ -149,8 +149,8 @@ describe('restore', () => {
 
   it('refuses a restore point whose config name climbs out of --to', async () => {
     const library = await openThroughLibrary();
-    const genuine = (await library.listRestorePoints()).find((p) => p.guest === 'alpha' && p.disks[0].name === 'alpha.img')!;
-    const { id: _id, ...point } = genuine;
+    const listed = (await library.listRestorePoints()).find((p) => p.guest === 'alpha' && p.disks[0].name === 'alpha.img')!;
+    const { id: _id, ...point } = await library.loadRestorePointByName(listed.id);
     const hostileId = await library.saveRestorePoint({ ...point, config: { fileName: '../../evil.cfg', content: Buffer.from('x').toString('base64') } });
     await library.backend.close();
     const area = scratch.mkdir('restore-area-config');

@@ -22,7 +22,7 @@ beforeAll(async () => {
   const small = await smallRepository(scratch, 'restore');
   ({ repo, pool } = await openInProcess(scratch, small.repo));
   webNight2 = small.points[2];
-  point = (await repo.listRestorePoints()).find((p) => p.id === webNight2.id)!;
+  point = await repo.loadRestorePointByName(webNight2.id);
 });
 
 describe('restorePlan', () => {

@@ -37,7 +37,7 @@ export async function readInProcess<T>(testRepo: TestRepo, body: (repo: Readable
         const rp = points.find((p) => p.id === id);
         if (!rp) throw new Error(`restore point ${id} is not in ${testRepo.path} (it lists ${points.map((p) => p.id.slice(0, 8)).join(', ')})`);
         try {
-          const files = await restoreToDirectory(repo, pool!, rp, dir);
+          const files = await restoreToDirectory(repo, pool!, await repo.loadRestorePointByName(rp.id), dir);
           const sums = new Map<string, string>();
           for (const f of files) sums.set(path.basename(f.path), await sha256File(f.path));
           return sums;

@@ -3,7 +3,7 @@
 // which packs they need, resolved through the source's index.
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Repository } from '../../src/repo/repository';
-import type { StoredRestorePoint } from '../../src/repo/restorePoint';
+import type { RestorePointSummary } from '../../src/repo/restorePoint';
 import { packsNeeded, selectRestorePoints } from '../../src/sync/selection';
 import { UsageError } from '../../src/errors';
 import { openBackend } from '../../src/storage/open';
@@ -12,7 +12,7 @@ import { objectNames, openInProcess, smallRepository, type BackedUpImage } from 
 
 const scratch = useScratch('sync-selection');
 let repo: Repository;
-let all: StoredRestorePoint[];
+let all: RestorePointSummary[];
 let packFiles: string[];
 /** web night 1, db, web night 2 */
 let points: BackedUpImage[];
@@ -27,7 +27,7 @@ beforeAll(async () => {
   await backend.close();
 });
 
-const ids = (rps: StoredRestorePoint[]) => rps.map((rp) => rp.id);
+const ids = (rps: RestorePointSummary[]) => rps.map((rp) => rp.id);
 
 describe('selectRestorePoints', () => {
   it('no selection copies every restore point', () => {

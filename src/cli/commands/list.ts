@@ -1,10 +1,10 @@
 import { Command } from 'commander';
 import { withRepository, RepoOptions } from '../session';
 import { formatBytes, table } from '../format';
-import { GuestSpec, StoredRestorePoint } from '../../repo/restorePoint';
+import { GuestSpec, RestorePointSummary } from '../../repo/restorePoint';
 import { reviewListing, seenRestorePoints } from '../restorePointRecord';
 
-function summary(rp: StoredRestorePoint) {
+function summary(rp: Omit<RestorePointSummary, 'disks'> & { disks: readonly unknown[] }) {
   return {
     id: rp.id,
     guest: rp.guest,
