@@ -4,7 +4,8 @@
 // fingerprint for the same region reuse that map instead of cutting and
 // hashing the region again. Keyed, so a fingerprint says nothing about the
 // content to anyone without the repository's keys.
-import { Blake3Hasher } from '@napi-rs/blake-hash';
+import type { Blake3Hasher } from '@napi-rs/blake-hash';
+import { giveBackHasher, takeHasher } from '../crypto/chunkId';
 import { Span, clipSpans, mergeSpans } from './spans';
 
 export const FINGERPRINT_BYTES = 32;
@@ -21,9 +22,14 @@ export class RegionFingerprinter {
   /** Region offset up to which the data has been hashed. */
   private hashedTo = 0;
   private skippedData = false;
+  private digested = false;
 
   /** `extents`: the region's data extents, relative to its start. */
-  constructor(key: Buffer, regionLength: number, extents: Span[]) {
+  constructor(
+    private readonly key: Buffer,
+    regionLength: number,
+    extents: Span[],
+  ) {
     this.extents = mergeSpans(extents);
     const header = Buffer.alloc(16 + 16 * this.extents.length);
     header.writeBigUInt64LE(BigInt(regionLength), 0);
@@ -32,11 +38,12 @@ export class RegionFingerprinter {
       header.writeBigUInt64LE(BigInt(e.start), 16 + 16 * i);
       header.writeBigUInt64LE(BigInt(e.end), 24 + 16 * i);
     });
-    this.hasher = Blake3Hasher.newKeyed(key).update(header);
+    this.hasher = takeHasher(key).update(header);
   }
 
   /** Region bytes [from, to) as read; `bytes[0]` is region byte `from`. Holes in between need not be fed. */
   feed(from: number, to: number, bytes: Uint8Array): void {
+    if (this.digested) throw new Error('RegionFingerprinter fed after digest: its hasher was given back');
     if (this.skippedData) return;
     if (from > this.hashedTo && clipSpans(this.extents, this.hashedTo, from).length > 0) {
       this.skippedData = true;
@@ -50,10 +57,14 @@ export class RegionFingerprinter {
     this.hashedTo = to;
   }
 
-  /** The fingerprint, or undefined if not every data byte was fed. */
+  /** The fingerprint, or undefined if not every data byte was fed. Called once: the hasher is given back. */
   digest(): Buffer | undefined {
+    if (this.digested) throw new Error('RegionFingerprinter.digest called twice: its hasher was given back');
+    this.digested = true;
     const dataEnd = this.extents.length > 0 ? this.extents[this.extents.length - 1].end : 0;
-    if (this.skippedData || this.hashedTo < dataEnd) return undefined;
-    return this.hasher.digestBuffer();
+    const complete = !this.skippedData && this.hashedTo >= dataEnd;
+    const fingerprint = complete ? this.hasher.digestBuffer() : undefined;
+    giveBackHasher(this.hasher, this.key);
+    return fingerprint;
   }
 }
