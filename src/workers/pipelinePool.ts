@@ -216,6 +216,12 @@ function startWorkers(threads: number): StartedWorkers {
     minThreads: threads,
     maxThreads: threads,
     idleTimeout: 60_000,
+    // Piscina's default has an idle worker wait for its next task in Atomics.wait, so its event
+    // loop never turns between tasks, and what a task leaves for the loop to release (the closed
+    // ends of transferred ports, native finalizers) piles up: ~3 KiB per task, without bound.
+    // A backup of a 512 GiB sparse disk (16384 regions, a task each) peaked at 194-199 MiB, and
+    // 136-149 MiB with messages instead; the same walls on dense images (docs/ARCHITECTURE.md, "Memory").
+    atomics: 'disabled',
     // A worker's JavaScript allocates little (offsets, ids): a small young generation saves
     // ~5 MiB per worker over V8's default (16 MiB semi-spaces) at no measurable CPU cost.
     resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MIB },
