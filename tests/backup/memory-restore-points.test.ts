@@ -6,10 +6,8 @@
 // restore latest; prune) read them one at a time and keep only what a listing
 // needs (RestorePointSummary). Held whole, the 200 points of a 64 GiB guest
 // below took the backup to 205 MiB and list to 140 MiB.
-import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { useScratch } from '../support';
+import { useScratch, writeThinImage } from '../support';
 import { expectSuccess, ferry, FAST_KDF } from '../support/ferry';
 import { ferryPeakRss } from '../support/peakRss';
 import { Repository } from '../../src/repo/repository';
@@ -27,21 +25,9 @@ const env = { FERRY_PASSWORD: 'memory' };
 let image: string;
 let repo: string;
 
-/** A 64 GiB sparse image with 4 KiB of distinct random bytes at the start of every region. */
-function writeImage(file: string): void {
-  fs.writeFileSync(file, '');
-  fs.truncateSync(file, REGIONS * REGION);
-  const fd = fs.openSync(file, 'r+');
-  try {
-    for (let r = 0; r < REGIONS; r++) fs.writeSync(fd, crypto.randomBytes(4096), 0, 4096, r * REGION);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 beforeAll(async () => {
   image = scratch.path('guest.img');
-  writeImage(image);
+  writeThinImage(image, REGIONS, REGION);
   repo = scratch.path('repo');
   expectSuccess(await ferry(['init', '--repo', repo, ...FAST_KDF], { env }));
   const first = JSON.parse(expectSuccess(await ferry(['backup', '--repo', repo, '--guest', 'big', image, '--json', '--time', '2026-01-01T01:00:00Z'], { env }))) as { id: string };

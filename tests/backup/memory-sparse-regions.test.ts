@@ -6,10 +6,8 @@
 // threads that waited for tasks in Atomics.wait, so their event loop never
 // released what a task left for it (~3 KiB per task; now they wait for
 // messages). Before: 227-232 MiB; after: 133-149 MiB on the EPYC VM.
-import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { useScratch } from '../support';
+import { useScratch, writeThinImage } from '../support';
 import { expectSuccess, ferry, FAST_KDF } from '../support/ferry';
 import { ferryPeakRss } from '../support/peakRss';
 
@@ -24,14 +22,7 @@ let image: string;
 
 beforeAll(() => {
   image = scratch.path('thin.img');
-  fs.writeFileSync(image, '');
-  fs.truncateSync(image, REGIONS * REGION);
-  const fd = fs.openSync(image, 'r+');
-  try {
-    for (let r = 0; r < REGIONS; r++) fs.writeSync(fd, crypto.randomBytes(4096), 0, 4096, r * REGION);
-  } finally {
-    fs.closeSync(fd);
-  }
+  writeThinImage(image, REGIONS, REGION);
 });
 
 describe(`peak memory of a ${(REGIONS * REGION) / 1024 ** 3} GiB disk with 4 KiB in each of its ${REGIONS} regions`, () => {

@@ -1,5 +1,5 @@
 // File contents: hashes, sparseness, and deterministic test data.
-import { createCipheriv, createHash } from 'node:crypto';
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { SeededRandom } from '../../src/demo/seededRandom';
 
@@ -155,6 +155,22 @@ export function writeSparseImageWithPieces(file: string, sizeBytes: number, piec
       fs.writeSync(fd, fs.readFileSync(piece), 0, pieceBytes, at);
       fs.rmSync(piece);
     });
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * A thin-provisioned disk: `regions` regions of `regionBytes`, all holes but
+ * 4 KiB of distinct random bytes at the start of each (one region map and
+ * one chunk per region, whatever the disk's size).
+ */
+export function writeThinImage(file: string, regions: number, regionBytes: number): void {
+  fs.writeFileSync(file, '');
+  fs.truncateSync(file, regions * regionBytes);
+  const fd = fs.openSync(file, 'r+');
+  try {
+    for (let r = 0; r < regions; r++) fs.writeSync(fd, randomBytes(4096), 0, 4096, r * regionBytes);
   } finally {
     fs.closeSync(fd);
   }
