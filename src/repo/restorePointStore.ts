@@ -52,8 +52,9 @@ export class RestorePointStore {
   }
 
   /**
-   * Every readable restore point, oldest first, as summaries (read one at a
-   * time, so only one point's region maps are ever held); damaged ones go to `onDamaged`.
+   * Every readable restore point, oldest first, as summaries: read a few at a
+   * time and kept without their region maps, so only those few points' maps
+   * are ever held at once. Damaged ones go to `onDamaged`.
    */
   async listRestorePoints(onDamaged?: (name: string, err: CorruptionError) => void): Promise<RestorePointSummary[]> {
     const infos: ObjectInfo[] = [];
